@@ -1,0 +1,136 @@
+//! The command line: clap definitions and one small module per command
+//! (parse -> library calls -> render).
+
+mod graph;
+mod plan;
+mod show;
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit codes. `--detailed-exitcode` adds [`EXIT_CHANGES`].
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_ERROR: u8 = 1;
+pub const EXIT_CHANGES: u8 = 2;
+/// An internal error: a bug in pwless, not in the input.
+pub const EXIT_BUG: u8 = 70;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pwless",
+    version,
+    about = "Passwordless PostgreSQL on AWS, declared in one YAML stack file"
+)]
+pub struct Cli {
+    /// Never colour output (NO_COLOR is honoured too).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what apply would change (or destroy, with --destroy).
+    Plan(plan::PlanArgs),
+    /// Print the resource graph (edges point from a dependency to what needs it).
+    Graph(graph::GraphArgs),
+    /// Check a stack file and report every problem.
+    Validate(validate::ValidateArgs),
+    /// Show a saved plan and whether it can still be applied.
+    Show(show::ShowArgs),
+}
+
+/// The stack file argument shared by the commands.
+#[derive(Debug, clap::Args)]
+pub struct StackArgs {
+    /// The stack file.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: PathBuf,
+    /// The state file [default: state/<stack>.json beside the stack file].
+    #[arg(long, value_name = "PATH")]
+    pub state: Option<PathBuf>,
+}
+
+impl StackArgs {
+    pub fn state_path(&self, stack_name: &str) -> PathBuf {
+        match &self.state {
+            Some(path) => path.clone(),
+            None => default_state_path(&self.file, stack_name),
+        }
+    }
+}
+
+pub fn default_state_path(stack_file: &Path, stack_name: &str) -> PathBuf {
+    let directory = stack_file
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    directory.join("state").join(format!("{stack_name}.json"))
+}
+
+/// An error in what the user gave us (input, files, environment): exit 1.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UserError(pub String);
+
+/// An error that means pwless itself is wrong: exit 70 and ask for a report.
+#[derive(Debug, thiserror::Error)]
+#[error("internal error: {0} (this is a bug in pwless; please report it with the stack file)")]
+pub struct Bug(pub String);
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            if error.downcast_ref::<Bug>().is_some() {
+                eprintln!("error: {error:#}");
+                return ExitCode::from(EXIT_BUG);
+            }
+            match error.downcast_ref::<crate::spec::SpecError>() {
+                // Rendered diagnostics carry their own "error:" lines.
+                Some(crate::spec::SpecError::Invalid(errors)) => eprint!("{}", errors.render()),
+                _ => eprintln!("error: {error:#}"),
+            }
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<u8> {
+    let style = crate::render::Style::for_stdout(cli.no_color);
+    match cli.command {
+        Command::Plan(args) => plan::run(args, style),
+        Command::Graph(args) => graph::run(args),
+        Command::Validate(args) => validate::run(args),
+        Command::Show(args) => show::run(args, style),
+    }
+}
+
+/// Loads and expands a stack: the first steps of most commands.
+pub(crate) fn load_graph(
+    file: &Path,
+) -> anyhow::Result<(crate::spec::Stack, crate::graph::ResourceGraph)> {
+    let stack = crate::spec::load(file)?;
+    // The expansion is ours: a graph error here is a bug, not bad input.
+    let graph =
+        crate::graph::ResourceGraph::from_stack(&stack).map_err(|error| Bug(error.to_string()))?;
+    Ok((stack, graph))
+}
+
+/// Writes `text` to stdout; a closed pipe (`pwless plan | head`) is not an error.
+pub(crate) fn print(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
+        _ => Ok(()),
+    }
+}

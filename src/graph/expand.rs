@@ -1,0 +1,741 @@
+//! Expansion of a validated stack into the resources pwless manages.
+//!
+//! The secure choices live here, once, so no stack can leave them out: IAM authentication on
+//! the database, the managed master password, database ingress only from the cluster's
+//! security group, one IRSA role per service account scoped to one database user.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+
+use super::{Expr, Resource, ResourceKind};
+use crate::spec::model::{
+    DatabaseSubnets, MasterPassword, NatGateways, Privilege, PrivilegeTarget, Stack,
+};
+
+/// Where the demo image keeps the RDS CA bundle it verifies the database certificate with.
+pub const APP_CA_BUNDLE_PATH: &str = "/etc/pwless/rds-ca-bundle.pem";
+/// The audience EKS puts in service account tokens for IAM.
+pub const STS_AUDIENCE: &str = "sts.amazonaws.com";
+
+pub fn address(kind: ResourceKind, name: &str) -> String {
+    format!("{}.{name}", kind.name())
+}
+
+/// The address of the IRSA role of one service account.
+pub fn irsa_role_address(namespace: &str, service_account: &str) -> String {
+    address(
+        ResourceKind::IamRole,
+        &format!("irsa[{namespace}/{service_account}]"),
+    )
+}
+
+struct Expander<'s> {
+    stack: &'s Stack,
+    resources: Vec<Resource>,
+}
+
+pub fn expand(stack: &Stack) -> Vec<Resource> {
+    let mut expander = Expander {
+        stack,
+        resources: Vec::new(),
+    };
+    expander.network();
+    expander.cluster();
+    expander.database();
+    expander.access();
+    expander.kubernetes();
+    expander.resources
+}
+
+impl Expander<'_> {
+    fn push(&mut self, resource: Resource) -> String {
+        let address = resource.address.clone();
+        self.resources.push(resource);
+        address
+    }
+
+    /// AWS tags: the stack's own, plus `pwless:stack`, `pwless:address` and `Name`.
+    fn tags(&self, address: &str, name: &str, extra: &[(&str, &str)]) -> Value {
+        let mut tags = serde_json::Map::new();
+        for (key, value) in &self.stack.tags {
+            tags.insert(key.clone(), json!(value));
+        }
+        for (key, value) in extra {
+            tags.insert((*key).to_string(), json!(value));
+        }
+        tags.insert("Name".into(), json!(name));
+        tags.insert("pwless:stack".into(), json!(self.stack.name));
+        tags.insert("pwless:address".into(), json!(address));
+        Value::Object(tags)
+    }
+
+    fn aws(&mut self, kind: ResourceKind, name: &str, display_name: &str) -> Resource {
+        let address = address(kind, name);
+        let tags = self.tags(&address, display_name, &[]);
+        Resource::new(address, kind).input("tags", tags)
+    }
+
+    fn network(&mut self) {
+        let stack = self.stack;
+        let network = &stack.network;
+        let name = &stack.name;
+
+        let vpc = self.aws(ResourceKind::Vpc, "main", name);
+        let vpc = self.push(
+            vpc.input("cidr_block", network.cidr.to_string())
+                .input("enable_dns_support", true)
+                .input("enable_dns_hostnames", true),
+        );
+        let igw = self.aws(ResourceKind::InternetGateway, "main", name);
+        let igw = self.push(igw.input("vpc_id", Expr::output(&vpc, "id")));
+
+        let mut public_subnets = Vec::new();
+        let mut private_subnets = Vec::new();
+        for (index, zone) in network.availability_zones.iter().enumerate() {
+            for (tier, blocks, role_tag, list) in [
+                (
+                    "public",
+                    &network.public_subnets,
+                    "kubernetes.io/role/elb",
+                    &mut public_subnets,
+                ),
+                (
+                    "private",
+                    &network.private_subnets,
+                    "kubernetes.io/role/internal-elb",
+                    &mut private_subnets,
+                ),
+            ] {
+                let subnet_address = address(ResourceKind::Subnet, &format!("{tier}[{index}]"));
+                let tags = self.tags(
+                    &subnet_address,
+                    &format!("{name}-{tier}-{zone}"),
+                    &[(role_tag, "1")],
+                );
+                let subnet = Resource::new(subnet_address, ResourceKind::Subnet)
+                    .input("vpc_id", Expr::output(&vpc, "id"))
+                    .input("cidr_block", blocks[index].to_string())
+                    .input("availability_zone", zone.as_str())
+                    .input("map_public_ip_on_launch", tier == "public")
+                    .input("tags", tags);
+                list.push(self.push(subnet));
+            }
+        }
+
+        let nat_count = match network.nat_gateways {
+            NatGateways::None => 0,
+            NatGateways::Single => 1,
+            NatGateways::PerAz => network.availability_zones.len(),
+        };
+        let mut nat_gateways = Vec::new();
+        for index in 0..nat_count {
+            let eip = self.aws(
+                ResourceKind::ElasticIp,
+                &format!("nat[{index}]"),
+                &format!("{name}-nat-{index}"),
+            );
+            let eip = self.push(eip.input("domain", "vpc"));
+            let nat = self.aws(
+                ResourceKind::NatGateway,
+                &format!("main[{index}]"),
+                &format!("{name}-{index}"),
+            );
+            let nat = nat
+                .input("subnet_id", Expr::output(&public_subnets[index], "id"))
+                .input("allocation_id", Expr::output(&eip, "id"))
+                .input("connectivity_type", "public")
+                // NAT gateways need the internet gateway attached to start.
+                .after(&igw);
+            nat_gateways.push(self.push(nat));
+        }
+
+        let public_table = self.aws(
+            ResourceKind::RouteTable,
+            "public",
+            &format!("{name}-public"),
+        );
+        let public_table = self.push(
+            public_table
+                .input("vpc_id", Expr::output(&vpc, "id"))
+                .input(
+                    "routes",
+                    Expr::List(vec![Expr::Map(
+                        [
+                            (
+                                "destination_cidr_block".to_string(),
+                                Expr::from("0.0.0.0/0"),
+                            ),
+                            ("gateway_id".to_string(), Expr::output(&igw, "id")),
+                        ]
+                        .into(),
+                    )]),
+                ),
+        );
+        for (index, subnet) in public_subnets.iter().enumerate() {
+            let association = Resource::new(
+                address(
+                    ResourceKind::RouteTableAssociation,
+                    &format!("public[{index}]"),
+                ),
+                ResourceKind::RouteTableAssociation,
+            )
+            .input("subnet_id", Expr::output(subnet, "id"))
+            .input("route_table_id", Expr::output(&public_table, "id"));
+            self.push(association);
+        }
+        for (index, subnet) in private_subnets.iter().enumerate() {
+            let table = self.aws(
+                ResourceKind::RouteTable,
+                &format!("private[{index}]"),
+                &format!("{name}-private-{index}"),
+            );
+            let routes = match nat_gateways.get(index).or(nat_gateways.first()) {
+                Some(nat) => Expr::List(vec![Expr::Map(
+                    [
+                        (
+                            "destination_cidr_block".to_string(),
+                            Expr::from("0.0.0.0/0"),
+                        ),
+                        ("nat_gateway_id".to_string(), Expr::output(nat, "id")),
+                    ]
+                    .into(),
+                )]),
+                None => Expr::Value(json!([])),
+            };
+            let table = self.push(
+                table
+                    .input("vpc_id", Expr::output(&vpc, "id"))
+                    .input("routes", routes),
+            );
+            let association = Resource::new(
+                address(
+                    ResourceKind::RouteTableAssociation,
+                    &format!("private[{index}]"),
+                ),
+                ResourceKind::RouteTableAssociation,
+            )
+            .input("subnet_id", Expr::output(subnet, "id"))
+            .input("route_table_id", Expr::output(&table, "id"));
+            self.push(association);
+        }
+    }
+
+    fn subnet_ids(&self, tier: &str) -> Expr {
+        Expr::List(
+            (0..self.stack.network.availability_zones.len())
+                .map(|index| {
+                    Expr::output(
+                        &address(ResourceKind::Subnet, &format!("{tier}[{index}]")),
+                        "id",
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    fn managed_policy(&self, name: &str) -> String {
+        format!("arn:{}:iam::aws:policy/{name}", self.stack.partition())
+    }
+
+    /// An IAM role a service principal assumes, with managed policies attached.
+    fn service_role(
+        &mut self,
+        name: &str,
+        role_name: &str,
+        service: &str,
+        policies: &[&str],
+    ) -> (String, Vec<String>) {
+        let trust = json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Effect": "Allow",
+                "Principal": {"Service": service},
+                "Action": "sts:AssumeRole",
+            }],
+        });
+        let role = self.aws(ResourceKind::IamRole, name, role_name);
+        let role = self.push(
+            role.input("name", role_name)
+                .input("assume_role_policy", trust),
+        );
+        let mut attachments = Vec::new();
+        for policy in policies {
+            let attachment = Resource::new(
+                address(
+                    ResourceKind::IamRolePolicyAttachment,
+                    &format!("{name}[{policy}]"),
+                ),
+                ResourceKind::IamRolePolicyAttachment,
+            )
+            .input("role", Expr::output(&role, "name"))
+            .input("policy_arn", self.managed_policy(policy));
+            attachments.push(self.push(attachment));
+        }
+        (role, attachments)
+    }
+
+    fn cluster(&mut self) {
+        let stack = self.stack;
+        let name = &stack.name;
+        let cluster_spec = &stack.cluster;
+
+        let (cluster_role, cluster_attachments) = self.service_role(
+            "eks_cluster",
+            &format!("{name}-eks-cluster"),
+            "eks.amazonaws.com",
+            &["AmazonEKSClusterPolicy"],
+        );
+        let (node_role, node_attachments) = self.service_role(
+            "eks_node",
+            &format!("{name}-eks-node"),
+            "ec2.amazonaws.com",
+            &[
+                "AmazonEKSWorkerNodePolicy",
+                "AmazonEKS_CNI_Policy",
+                "AmazonEC2ContainerRegistryReadOnly",
+            ],
+        );
+
+        let mut subnet_ids = Vec::new();
+        for tier in ["private", "public"] {
+            if let Expr::List(items) = self.subnet_ids(tier) {
+                subnet_ids.extend(items);
+            }
+        }
+        let cluster = self.aws(ResourceKind::EksCluster, "main", name);
+        let mut cluster = cluster
+            .input("name", name.as_str())
+            .input("version", cluster_spec.version.as_str())
+            .input("role_arn", Expr::output(&cluster_role, "arn"))
+            .input("subnet_ids", Expr::List(subnet_ids))
+            .input(
+                "endpoint_public_access",
+                cluster_spec.endpoint_public_access,
+            )
+            .input("endpoint_private_access", true)
+            .input("authentication_mode", "API")
+            .input(
+                "service_ipv4_cidr",
+                cluster_spec
+                    .service_cidr
+                    .map_or(Value::Null, |block| json!(block.to_string())),
+            );
+        for attachment in &cluster_attachments {
+            cluster = cluster.after(attachment);
+        }
+        let cluster = self.push(cluster);
+
+        let node_group_spec = &cluster_spec.node_group;
+        let node_group = self.aws(
+            ResourceKind::EksNodeGroup,
+            "main",
+            &format!("{name}-default"),
+        );
+        let mut node_group = node_group
+            .input("cluster_name", name.as_str())
+            .input("node_group_name", "default")
+            .input("node_role_arn", Expr::output(&node_role, "arn"))
+            .input("subnet_ids", self.subnet_ids("private"))
+            .input("instance_types", json!(node_group_spec.instance_types))
+            .input(
+                "scaling",
+                json!({
+                    "min_size": node_group_spec.min_size,
+                    "desired_size": node_group_spec.desired_size,
+                    "max_size": node_group_spec.max_size,
+                }),
+            )
+            .input("version", cluster_spec.version.as_str())
+            .after(&cluster);
+        for attachment in &node_attachments {
+            node_group = node_group.after(attachment);
+        }
+        // Nodes in private subnets pull images through the NAT routes.
+        for index in 0..stack.network.availability_zones.len() {
+            node_group = node_group.after(&address(
+                ResourceKind::RouteTableAssociation,
+                &format!("private[{index}]"),
+            ));
+        }
+        self.push(node_group);
+
+        let oidc = self.aws(
+            ResourceKind::OidcProvider,
+            "eks",
+            &format!("{name}-eks-oidc"),
+        );
+        self.push(
+            oidc.input("url", Expr::output(&cluster, "oidc_issuer"))
+                .input("client_ids", json!([STS_AUDIENCE])),
+        );
+    }
+
+    fn database(&mut self) {
+        let stack = self.stack;
+        let name = &stack.name;
+        let database = &stack.database;
+        let vpc = address(ResourceKind::Vpc, "main");
+        let cluster = address(ResourceKind::EksCluster, "main");
+
+        let security_group = self.aws(
+            ResourceKind::SecurityGroup,
+            "database",
+            &format!("{name}-database"),
+        );
+        let security_group = self.push(
+            security_group
+                .input("vpc_id", Expr::output(&vpc, "id"))
+                .input("name", format!("{name}-database"))
+                .input(
+                    "description",
+                    format!("pwless {name}: PostgreSQL from the EKS cluster only"),
+                ),
+        );
+        // Ingress on 5432 only from the cluster security group (nodes and pods), never a CIDR.
+        self.push(
+            Resource::new(
+                address(ResourceKind::SecurityGroupRule, "database_from_cluster"),
+                ResourceKind::SecurityGroupRule,
+            )
+            .input("security_group_id", Expr::output(&security_group, "id"))
+            .input("type", "ingress")
+            .input("protocol", "tcp")
+            .input("from_port", 5432u32)
+            .input("to_port", 5432u32)
+            .input(
+                "source_security_group_id",
+                Expr::output(&cluster, "cluster_security_group_id"),
+            ),
+        );
+
+        let tier = match database.subnets {
+            DatabaseSubnets::Private => "private",
+            DatabaseSubnets::Public => "public",
+        };
+        let subnet_group = self.aws(ResourceKind::DbSubnetGroup, "main", name);
+        let subnet_group = self.push(
+            subnet_group
+                .input("name", name.as_str())
+                .input("description", format!("pwless {name}: {tier} subnets"))
+                .input("subnet_ids", self.subnet_ids(tier)),
+        );
+
+        let master_password = match &database.master_password {
+            MasterPassword::Managed => json!({"managed": true}),
+            MasterPassword::Env(variable) => json!({"env": variable}),
+        };
+        let rds = self.aws(ResourceKind::RdsCluster, "main", name);
+        let rds = self.push(
+            rds.input("cluster_identifier", name.as_str())
+                .input("engine", "aurora-postgresql")
+                .input("engine_version", database.engine_version.as_str())
+                .input("database_name", database.name.as_str())
+                .input("master_username", database.master_username.as_str())
+                .input("master_password", master_password)
+                .input("iam_database_authentication_enabled", true)
+                .input("storage_encrypted", true)
+                .input("port", 5432u32)
+                .input("db_subnet_group_name", Expr::output(&subnet_group, "name"))
+                .input(
+                    "vpc_security_group_ids",
+                    Expr::List(vec![Expr::output(&security_group, "id")]),
+                ),
+        );
+        for index in 0..database.instances {
+            let identifier = format!("{name}-{}", index + 1);
+            let instance = self.aws(
+                ResourceKind::RdsClusterInstance,
+                &format!("main[{index}]"),
+                &identifier,
+            );
+            self.push(
+                instance
+                    .input("identifier", identifier.as_str())
+                    .input("cluster_identifier", name.as_str())
+                    .input("engine", "aurora-postgresql")
+                    .input("instance_class", database.instance_class.as_str())
+                    .input(
+                        "publicly_accessible",
+                        database.subnets == DatabaseSubnets::Public,
+                    )
+                    .after(&rds),
+            );
+        }
+
+        let first_instance = address(ResourceKind::RdsClusterInstance, "main[0]");
+        for user in &database.users {
+            let role = Resource::new(
+                address(ResourceKind::PostgresRole, &format!("user[{}]", user.name)),
+                ResourceKind::PostgresRole,
+            )
+            .input("name", user.name.as_str())
+            .input("login", true)
+            .input("password", Value::Null)
+            .input("member_of", json!(["rds_iam"]))
+            .input(
+                "cluster_resource_id",
+                Expr::output(&rds, "cluster_resource_id"),
+            )
+            .after(&first_instance);
+            let role = self.push(role);
+            let privileges_on = |target: PrivilegeTarget| -> Value {
+                json!(
+                    user.privileges
+                        .iter()
+                        .filter(|privilege| privilege.target() == target)
+                        .map(|privilege| Privilege::name(*privilege))
+                        .collect::<Vec<_>>()
+                )
+            };
+            let grant = Resource::new(
+                address(ResourceKind::PostgresGrant, &format!("user[{}]", user.name)),
+                ResourceKind::PostgresGrant,
+            )
+            .input("role", user.name.as_str())
+            .input("database", database.name.as_str())
+            .input("schema", user.schema.as_str())
+            .input(
+                "database_privileges",
+                privileges_on(PrivilegeTarget::Database),
+            )
+            .input("schema_privileges", privileges_on(PrivilegeTarget::Schema))
+            .input("table_privileges", privileges_on(PrivilegeTarget::Tables))
+            .input(
+                "cluster_resource_id",
+                Expr::output(&rds, "cluster_resource_id"),
+            )
+            .after(&role);
+            self.push(grant);
+        }
+    }
+
+    fn access(&mut self) {
+        let stack = self.stack;
+        let cluster = address(ResourceKind::EksCluster, "main");
+        let oidc = address(ResourceKind::OidcProvider, "eks");
+        let rds = address(ResourceKind::RdsCluster, "main");
+        for entry in &stack.access {
+            let role_name = irsa_role_name(&stack.name, &entry.namespace, &entry.service_account);
+            let role_address = irsa_role_address(&entry.namespace, &entry.service_account);
+            let tags = self.tags(&role_address, &role_name, &[]);
+            let role = Resource::new(role_address, ResourceKind::IamRole)
+                .input("name", role_name.as_str())
+                .input(
+                    "web_identity",
+                    Expr::Map(
+                        [
+                            ("provider_arn".to_string(), Expr::output(&oidc, "arn")),
+                            ("issuer".to_string(), Expr::output(&cluster, "oidc_issuer")),
+                            (
+                                "subject".to_string(),
+                                Expr::from(format!(
+                                    "system:serviceaccount:{}:{}",
+                                    entry.namespace, entry.service_account
+                                )),
+                            ),
+                            ("audience".to_string(), Expr::from(STS_AUDIENCE)),
+                        ]
+                        .into(),
+                    ),
+                )
+                .input("tags", tags);
+            let role = self.push(role);
+            let policy = Resource::new(
+                address(
+                    ResourceKind::IamRolePolicy,
+                    &format!("irsa[{}/{}]", entry.namespace, entry.service_account),
+                ),
+                ResourceKind::IamRolePolicy,
+            )
+            .input("role", Expr::output(&role, "name"))
+            .input("name", "rds-db-connect")
+            .input(
+                "rds_db_connect",
+                Expr::Map(
+                    [
+                        ("partition".to_string(), Expr::from(stack.partition())),
+                        ("region".to_string(), Expr::from(stack.region.as_str())),
+                        (
+                            "cluster_resource_id".to_string(),
+                            Expr::output(&rds, "cluster_resource_id"),
+                        ),
+                        ("db_user".to_string(), Expr::from(entry.db_user.as_str())),
+                    ]
+                    .into(),
+                ),
+            );
+            self.push(policy);
+        }
+    }
+
+    fn kubernetes(&mut self) {
+        let stack = self.stack;
+        let cluster = address(ResourceKind::EksCluster, "main");
+        let cluster_arn = Expr::output(&cluster, "arn");
+        let labels = json!({"app.kubernetes.io/managed-by": "pwless", "pwless/stack": stack.name});
+
+        let namespaces: BTreeSet<&str> = stack
+            .access
+            .iter()
+            .map(|entry| entry.namespace.as_str())
+            .chain(stack.app.iter().map(|app| app.namespace.as_str()))
+            .collect();
+        for namespace in namespaces {
+            let resource = Resource::new(
+                address(ResourceKind::KubernetesNamespace, namespace),
+                ResourceKind::KubernetesNamespace,
+            )
+            .input("name", namespace)
+            .input("labels", labels.clone())
+            .input("cluster_arn", cluster_arn.clone());
+            self.push(resource);
+        }
+        for entry in &stack.access {
+            let account = Resource::new(
+                address(
+                    ResourceKind::KubernetesServiceAccount,
+                    &format!("{}/{}", entry.namespace, entry.service_account),
+                ),
+                ResourceKind::KubernetesServiceAccount,
+            )
+            .input("namespace", entry.namespace.as_str())
+            .input("name", entry.service_account.as_str())
+            .input(
+                "role_arn",
+                Expr::output(
+                    &irsa_role_address(&entry.namespace, &entry.service_account),
+                    "arn",
+                ),
+            )
+            .input("labels", labels.clone())
+            .input("cluster_arn", cluster_arn.clone())
+            .after(&address(
+                ResourceKind::KubernetesNamespace,
+                &entry.namespace,
+            ));
+            self.push(account);
+        }
+
+        let Some(app) = &stack.app else { return };
+        let Some(entry) = stack.access.iter().find(|entry| {
+            entry.namespace == app.namespace && entry.service_account == app.service_account
+        }) else {
+            return;
+        };
+        let rds = address(ResourceKind::RdsCluster, "main");
+        let app_labels = json!({
+            "app.kubernetes.io/name": "pwless-demo",
+            "app.kubernetes.io/managed-by": "pwless",
+            "pwless/stack": stack.name,
+        });
+        let deployment = Resource::new(
+            address(
+                ResourceKind::KubernetesDeployment,
+                &format!("{}/pwless-demo", app.namespace),
+            ),
+            ResourceKind::KubernetesDeployment,
+        )
+        .input("namespace", app.namespace.as_str())
+        .input("name", "pwless-demo")
+        .input("service_account", app.service_account.as_str())
+        .input("image", app.image.as_str())
+        .input("replicas", app.replicas)
+        .input("port", u32::from(app.port))
+        .input("labels", app_labels.clone())
+        .input(
+            "env",
+            Expr::Map(
+                [
+                    ("DB_ENDPOINT".to_string(), Expr::output(&rds, "endpoint")),
+                    ("DB_PORT".to_string(), Expr::output(&rds, "port")),
+                    (
+                        "DB_NAME".to_string(),
+                        Expr::from(stack.database.name.as_str()),
+                    ),
+                    ("DB_USER".to_string(), Expr::from(entry.db_user.as_str())),
+                    ("AWS_REGION".to_string(), Expr::from(stack.region.as_str())),
+                    ("RDS_CA_CERT".to_string(), Expr::from(APP_CA_BUNDLE_PATH)),
+                    ("PORT".to_string(), Expr::from(app.port.to_string())),
+                ]
+                .into(),
+            ),
+        )
+        .input("cluster_arn", cluster_arn.clone())
+        .after(&address(
+            ResourceKind::KubernetesServiceAccount,
+            &format!("{}/{}", entry.namespace, entry.service_account),
+        ))
+        .after(&address(
+            ResourceKind::PostgresGrant,
+            &format!("user[{}]", entry.db_user),
+        ))
+        .after(&address(ResourceKind::EksNodeGroup, "main"));
+        self.push(deployment);
+
+        // The load balancer's network interfaces sit in the public subnets: deleting the Service
+        // before the internet gateway and routes lets destroy release them first.
+        let mut service = Resource::new(
+            address(
+                ResourceKind::KubernetesService,
+                &format!("{}/pwless-demo", app.namespace),
+            ),
+            ResourceKind::KubernetesService,
+        )
+        .input("namespace", app.namespace.as_str())
+        .input("name", "pwless-demo")
+        .input("type", "LoadBalancer")
+        .input("port", 80u32)
+        .input("target_port", u32::from(app.port))
+        .input("selector", json!({"app.kubernetes.io/name": "pwless-demo"}))
+        .input("labels", app_labels)
+        .input("cluster_arn", cluster_arn)
+        .after(&address(ResourceKind::KubernetesNamespace, &app.namespace))
+        .after(&address(ResourceKind::InternetGateway, "main"))
+        .after(&address(ResourceKind::RouteTable, "public"));
+        for index in 0..stack.network.availability_zones.len() {
+            service = service.after(&address(
+                ResourceKind::RouteTableAssociation,
+                &format!("public[{index}]"),
+            ));
+        }
+        self.push(service);
+    }
+}
+
+/// `<stack>-<namespace>-<service account>`, cut to IAM's 64 characters with a hash suffix
+/// that keeps distinct service accounts distinct.
+pub fn irsa_role_name(stack: &str, namespace: &str, service_account: &str) -> String {
+    let full = format!("{stack}-{namespace}-{service_account}");
+    if full.len() <= 64 {
+        return full;
+    }
+    let hash = fnv1a(format!("{namespace}/{service_account}").as_bytes());
+    let suffix = format!("-{:08x}", hash as u32);
+    let keep = 64 - suffix.len();
+    let mut cut = full[..keep].to_string();
+    while cut.ends_with('-') || cut.ends_with('.') {
+        cut.pop();
+    }
+    format!("{cut}{suffix}")
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_irsa_role_names_are_cut_and_stay_distinct() {
+        let a = irsa_role_name("iam-postgres", &"n".repeat(40), "service-account-one");
+        let b = irsa_role_name("iam-postgres", &"n".repeat(40), "service-account-two");
+        assert!(a.len() <= 64 && b.len() <= 64);
+        assert_ne!(a, b);
+        assert_eq!(irsa_role_name("s", "demo", "demo-app"), "s-demo-demo-app");
+    }
+}

@@ -1,0 +1,343 @@
+//! The resource graph: the stack expanded into the low-level resources pwless manages, as a
+//! petgraph DAG whose edges mean "must happen after" (dependency -> dependent).
+
+mod expand;
+pub mod expr;
+pub mod kind;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+
+use petgraph::Direction;
+use petgraph::graph::{DiGraph, NodeIndex};
+
+pub use expand::expand;
+pub use expr::{Expr, OutputRef};
+pub use kind::{Provider, ResourceKind};
+
+use crate::spec::Stack;
+
+/// One resource as the stack wants it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resource {
+    /// Unique and stable: `aws_subnet.private[0]`, `postgresql_role.user[app_user]`.
+    pub address: String,
+    pub kind: ResourceKind,
+    pub inputs: BTreeMap<String, Expr>,
+    /// Ordering needs that no input reference expresses (an EKS cluster needs its role's
+    /// policy attached before it is created).
+    pub depends_on: BTreeSet<String>,
+}
+
+impl Resource {
+    pub fn new(address: String, kind: ResourceKind) -> Self {
+        Resource {
+            address,
+            kind,
+            inputs: BTreeMap::new(),
+            depends_on: BTreeSet::new(),
+        }
+    }
+
+    pub fn input(mut self, name: &str, value: impl Into<Expr>) -> Self {
+        self.inputs.insert(name.to_string(), value.into());
+        self
+    }
+
+    pub fn after(mut self, address: &str) -> Self {
+        self.depends_on.insert(address.to_string());
+        self
+    }
+
+    /// Every address this resource must come after: explicit ones and referenced ones.
+    pub fn dependencies(&self) -> BTreeSet<&str> {
+        let mut all: BTreeSet<&str> = self.depends_on.iter().map(String::as_str).collect();
+        for expr in self.inputs.values() {
+            for reference in expr.references() {
+                all.insert(reference.address.as_str());
+            }
+        }
+        all
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GraphError {
+    #[error("two resources have the address `{0}`")]
+    DuplicateAddress(String),
+    #[error("`{from}` depends on `{to}`, which is not a resource of this stack")]
+    UnknownDependency { from: String, to: String },
+    #[error("`{from}` refers to output `{output}` of `{to}`, which a {kind} does not have")]
+    UnknownOutput {
+        from: String,
+        to: String,
+        kind: ResourceKind,
+        output: String,
+    },
+    #[error("dependency cycle: {}", .0.join(" -> "))]
+    Cycle(Vec<String>),
+}
+
+/// The resources of a stack and their dependencies, checked to be acyclic.
+#[derive(Debug, Clone)]
+pub struct ResourceGraph {
+    graph: DiGraph<Resource, ()>,
+    index: HashMap<String, NodeIndex>,
+    /// A topological order, stable: among ready resources the one declared first goes first.
+    order: Vec<NodeIndex>,
+}
+
+impl ResourceGraph {
+    pub fn from_stack(stack: &Stack) -> Result<Self, GraphError> {
+        Self::build(expand(stack))
+    }
+
+    pub fn build(resources: Vec<Resource>) -> Result<Self, GraphError> {
+        let mut graph = DiGraph::with_capacity(resources.len(), resources.len() * 2);
+        let mut index = HashMap::with_capacity(resources.len());
+        for resource in resources {
+            let address = resource.address.clone();
+            let node = graph.add_node(resource);
+            if index.insert(address.clone(), node).is_some() {
+                return Err(GraphError::DuplicateAddress(address));
+            }
+        }
+        let mut edges = Vec::new();
+        for node in graph.node_indices() {
+            let resource = &graph[node];
+            for expr in resource.inputs.values() {
+                for reference in expr.references() {
+                    let Some(&target) = index.get(&reference.address) else {
+                        return Err(GraphError::UnknownDependency {
+                            from: resource.address.clone(),
+                            to: reference.address.clone(),
+                        });
+                    };
+                    let target_kind = graph[target].kind;
+                    if !target_kind.outputs().contains(&reference.output.as_str()) {
+                        return Err(GraphError::UnknownOutput {
+                            from: resource.address.clone(),
+                            to: reference.address.clone(),
+                            kind: target_kind,
+                            output: reference.output.clone(),
+                        });
+                    }
+                }
+            }
+            for dependency in resource.dependencies() {
+                let Some(&target) = index.get(dependency) else {
+                    return Err(GraphError::UnknownDependency {
+                        from: resource.address.clone(),
+                        to: dependency.to_string(),
+                    });
+                };
+                edges.push((target, node));
+            }
+        }
+        for (from, to) in edges {
+            graph.add_edge(from, to, ());
+        }
+        let order = stable_topological_order(&graph)?;
+        Ok(ResourceGraph {
+            graph,
+            index,
+            order,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.graph.node_count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.graph.node_count() == 0
+    }
+
+    pub fn get(&self, address: &str) -> Option<&Resource> {
+        self.index.get(address).map(|node| &self.graph[*node])
+    }
+
+    /// Resources in dependency order: each after everything it depends on.
+    pub fn in_order(&self) -> impl Iterator<Item = &Resource> {
+        self.order.iter().map(|node| &self.graph[*node])
+    }
+
+    /// Addresses `address` directly depends on, sorted.
+    pub fn dependencies_of(&self, address: &str) -> Vec<&str> {
+        let Some(&node) = self.index.get(address) else {
+            return Vec::new();
+        };
+        let mut found: Vec<&str> = self
+            .graph
+            .neighbors_directed(node, Direction::Incoming)
+            .map(|dependency| self.graph[dependency].address.as_str())
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        found
+    }
+
+    /// Graphviz DOT; edges point from a dependency to what needs it.
+    pub fn to_dot(&self) -> String {
+        let mut out = String::from(
+            "digraph pwless {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n",
+        );
+        for resource in self.in_order() {
+            out.push_str(&format!("  {};\n", quote_dot(&resource.address)));
+        }
+        for resource in self.in_order() {
+            for dependency in self.dependencies_of(&resource.address) {
+                out.push_str(&format!(
+                    "  {} -> {};\n",
+                    quote_dot(dependency),
+                    quote_dot(&resource.address)
+                ));
+            }
+        }
+        out.push_str("}\n");
+        out
+    }
+
+    /// A Mermaid flowchart, as GitHub renders it in Markdown.
+    pub fn to_mermaid(&self) -> String {
+        let ids: HashMap<&str, String> = self
+            .in_order()
+            .enumerate()
+            .map(|(number, resource)| (resource.address.as_str(), format!("r{number}")))
+            .collect();
+        let mut out = String::from("flowchart LR\n");
+        for resource in self.in_order() {
+            let label = resource.address.replace('"', "#quot;");
+            out.push_str(&format!(
+                "  {}[\"{}\"]\n",
+                ids[resource.address.as_str()],
+                label
+            ));
+        }
+        for resource in self.in_order() {
+            for dependency in self.dependencies_of(&resource.address) {
+                out.push_str(&format!(
+                    "  {} --> {}\n",
+                    ids[dependency],
+                    ids[resource.address.as_str()]
+                ));
+            }
+        }
+        out
+    }
+}
+
+fn quote_dot(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Kahn's algorithm with a min-heap on declaration order, so the order is deterministic and
+/// reads like the stack file. On a cycle, names the resources on one.
+fn stable_topological_order(graph: &DiGraph<Resource, ()>) -> Result<Vec<NodeIndex>, GraphError> {
+    let mut waiting: Vec<usize> = graph
+        .node_indices()
+        .map(|node| graph.neighbors_directed(node, Direction::Incoming).count())
+        .collect();
+    let mut ready: BinaryHeap<Reverse<NodeIndex>> = graph
+        .node_indices()
+        .filter(|node| waiting[node.index()] == 0)
+        .map(Reverse)
+        .collect();
+    let mut order = Vec::with_capacity(graph.node_count());
+    while let Some(Reverse(node)) = ready.pop() {
+        order.push(node);
+        for dependent in graph.neighbors_directed(node, Direction::Outgoing) {
+            waiting[dependent.index()] -= 1;
+            if waiting[dependent.index()] == 0 {
+                ready.push(Reverse(dependent));
+            }
+        }
+    }
+    if order.len() == graph.node_count() {
+        return Ok(order);
+    }
+    // Walk back along unresolved dependencies until a node repeats: that is a cycle.
+    let Some(start) = graph.node_indices().find(|node| waiting[node.index()] > 0) else {
+        return Err(GraphError::Cycle(Vec::new()));
+    };
+    let mut path = vec![start];
+    let mut seen: HashMap<NodeIndex, usize> = HashMap::from([(start, 0)]);
+    let mut current = start;
+    loop {
+        let Some(next) = graph
+            .neighbors_directed(current, Direction::Incoming)
+            .find(|dependency| waiting[dependency.index()] > 0)
+        else {
+            return Err(GraphError::Cycle(vec![graph[current].address.clone()]));
+        };
+        if let Some(&position) = seen.get(&next) {
+            let mut cycle: Vec<String> = path[position..]
+                .iter()
+                .rev()
+                .map(|node| graph[*node].address.clone())
+                .collect();
+            cycle.push(cycle[0].clone());
+            return Err(GraphError::Cycle(cycle));
+        }
+        seen.insert(next, path.len());
+        path.push(next);
+        current = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vpc(address: &str) -> Resource {
+        Resource::new(address.into(), ResourceKind::Vpc)
+    }
+
+    #[test]
+    fn order_respects_dependencies_and_declaration_order() {
+        let graph = ResourceGraph::build(vec![
+            vpc("c").after("b"),
+            vpc("a"),
+            vpc("b").input("x", Expr::output("a", "id")),
+            vpc("d"),
+        ])
+        .unwrap();
+        let order: Vec<&str> = graph.in_order().map(|r| r.address.as_str()).collect();
+        assert_eq!(order, ["a", "b", "c", "d"]);
+        assert_eq!(graph.dependencies_of("c"), ["b"]);
+    }
+
+    #[test]
+    fn cycles_are_named() {
+        let error = ResourceGraph::build(vec![
+            vpc("a").after("c"),
+            vpc("b").after("a"),
+            vpc("c").after("b"),
+            vpc("d"),
+        ])
+        .unwrap_err();
+        let GraphError::Cycle(cycle) = error else {
+            panic!("{error:?}")
+        };
+        assert_eq!(cycle.len(), 4);
+        assert_eq!(cycle.first(), cycle.last());
+        for address in ["a", "b", "c"] {
+            assert!(cycle.iter().any(|node| node == address), "{cycle:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_references_are_errors() {
+        let error = ResourceGraph::build(vec![vpc("a").input("x", Expr::output("nope", "id"))])
+            .unwrap_err();
+        assert!(matches!(error, GraphError::UnknownDependency { .. }));
+        let error = ResourceGraph::build(vec![
+            vpc("a"),
+            vpc("b").input("x", Expr::output("a", "endpoint")),
+        ])
+        .unwrap_err();
+        assert!(matches!(error, GraphError::UnknownOutput { .. }));
+        let error = ResourceGraph::build(vec![vpc("a"), vpc("a")]).unwrap_err();
+        assert_eq!(error, GraphError::DuplicateAddress("a".into()));
+    }
+}

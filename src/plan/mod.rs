@@ -1,0 +1,197 @@
+//! Plans: what apply will do, computed once and rendered many ways.
+//!
+//! [`planner::plan`] is a pure function of (resource graph, prior state, observed state, mode).
+//! A [`Plan`] is complete — apply makes no decision it does not show — and records the prior
+//! state's lineage and serial so that a saved plan is refused once the state has moved.
+
+pub mod planner;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::graph::{Expr, ResourceKind};
+use crate::state::State;
+
+pub use planner::{Observed, ObservedState, plan};
+
+/// The plan file format this build writes and reads.
+pub const PLAN_FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Make the infrastructure match the stack.
+    Normal,
+    /// Delete everything in the state.
+    Destroy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Action {
+    #[serde(rename = "no-op")]
+    NoOp,
+    #[serde(rename = "create")]
+    Create,
+    #[serde(rename = "update")]
+    Update,
+    /// Delete, then create anew: an input that cannot change on a live resource changed.
+    #[serde(rename = "replace")]
+    Replace,
+    #[serde(rename = "delete")]
+    Delete,
+}
+
+impl Action {
+    pub fn word(self) -> &'static str {
+        match self {
+            Action::NoOp => "no-op",
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Replace => "replace",
+            Action::Delete => "delete",
+        }
+    }
+}
+
+/// One resource's change, attribute by attribute.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResourceChange {
+    pub address: String,
+    pub kind: ResourceKind,
+    pub action: Action,
+    /// Why, when it is not simply "the stack says so": drift, a replacement trigger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Inputs as they are now (prior or observed), `null` for a create.
+    pub before: Option<BTreeMap<String, Value>>,
+    /// Inputs known at plan time, `null` for a delete.
+    pub after: Option<BTreeMap<String, Value>>,
+    /// Inputs known only after apply, with the expression apply evaluates for each.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub after_unknown: BTreeMap<String, Expr>,
+    /// Inputs whose value changes (or may, if unknown), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<String>,
+    /// The changed inputs that force the replacement.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replace_paths: Vec<String>,
+    /// Changes that must finish before this one starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+}
+
+/// The state a plan was computed against.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PriorState {
+    /// `None` when there was no state file yet.
+    pub lineage: Option<String>,
+    pub serial: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Summary {
+    pub add: usize,
+    pub change: usize,
+    pub destroy: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub format_version: u32,
+    pub pwless_version: String,
+    pub stack: String,
+    pub mode: Mode,
+    pub prior_state: PriorState,
+    pub resource_changes: Vec<ResourceChange>,
+    pub summary: Summary,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StalePlan {
+    #[error("the plan is for stack `{planned}`, the state is for `{current}`")]
+    OtherStack { planned: String, current: String },
+    #[error(
+        "the plan was made against state lineage {planned}, but the state now has lineage {current}; make a new plan"
+    )]
+    Lineage { planned: String, current: String },
+    #[error(
+        "the plan was made at state serial {planned}, but the state is now at serial {current}; make a new plan"
+    )]
+    Serial { planned: u64, current: u64 },
+    #[error(
+        "the plan was made before any state existed, but a state file exists now; make a new plan"
+    )]
+    StateAppeared,
+    #[error(
+        "the plan was made against an existing state, but there is no state file now; make a new plan"
+    )]
+    StateVanished,
+    #[error("the plan file has format version {0}, this pwless reads {PLAN_FORMAT_VERSION}")]
+    Format(u32),
+}
+
+impl Plan {
+    pub fn has_changes(&self) -> bool {
+        self.resource_changes
+            .iter()
+            .any(|change| change.action != Action::NoOp)
+    }
+
+    pub fn change(&self, address: &str) -> Option<&ResourceChange> {
+        self.resource_changes
+            .iter()
+            .find(|change| change.address == address)
+    }
+
+    /// Whether this (saved) plan may still be applied to `state` (`None`: no state file).
+    pub fn check_current(&self, state: Option<&State>) -> Result<(), StalePlan> {
+        if self.format_version != PLAN_FORMAT_VERSION {
+            return Err(StalePlan::Format(self.format_version));
+        }
+        match (&self.prior_state.lineage, state) {
+            (None, None) => Ok(()),
+            (None, Some(_)) => Err(StalePlan::StateAppeared),
+            (Some(_), None) => Err(StalePlan::StateVanished),
+            (Some(lineage), Some(state)) => {
+                if state.stack != self.stack {
+                    return Err(StalePlan::OtherStack {
+                        planned: self.stack.clone(),
+                        current: state.stack.clone(),
+                    });
+                }
+                if *lineage != state.lineage {
+                    return Err(StalePlan::Lineage {
+                        planned: lineage.clone(),
+                        current: state.lineage.clone(),
+                    });
+                }
+                if self.prior_state.serial != state.serial {
+                    return Err(StalePlan::Serial {
+                        planned: self.prior_state.serial,
+                        current: state.serial,
+                    });
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+pub(crate) fn summarize(changes: &[ResourceChange]) -> Summary {
+    let mut summary = Summary::default();
+    for change in changes {
+        match change.action {
+            Action::NoOp => {}
+            Action::Create => summary.add += 1,
+            Action::Update => summary.change += 1,
+            Action::Replace => {
+                summary.add += 1;
+                summary.destroy += 1;
+            }
+            Action::Delete => summary.destroy += 1,
+        }
+    }
+    summary
+}

@@ -1,0 +1,283 @@
+//! The planner. No I/O: everything it knows comes in through its arguments.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
+
+use serde_json::Value;
+
+use super::{Action, Mode, PLAN_FORMAT_VERSION, Plan, PriorState, ResourceChange, summarize};
+use crate::graph::{Expr, ResourceGraph};
+use crate::state::{ResourceState, State};
+
+/// What a refresh saw of one resource in the cloud.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observed {
+    /// It is gone (deleted outside pwless).
+    Missing,
+    /// It exists with these inputs and outputs.
+    Present {
+        inputs: BTreeMap<String, Value>,
+        outputs: BTreeMap<String, Value>,
+    },
+}
+
+/// Refresh results by address. Resources not in the map were not read (`--refresh=false`).
+pub type ObservedState = HashMap<String, Observed>;
+
+/// Computes the plan that takes the infrastructure from `prior` (as `observed`, where read)
+/// to what `graph` describes — or, in [`Mode::Destroy`], to nothing.
+///
+/// `stack` names the stack; `prior` is `None` when there is no state file yet.
+pub fn plan(
+    stack: &str,
+    graph: &ResourceGraph,
+    prior: Option<&State>,
+    observed: &ObservedState,
+    mode: Mode,
+) -> Plan {
+    let empty = State::new(stack);
+    let state = prior.unwrap_or(&empty);
+    let mut changes = match mode {
+        Mode::Normal => plan_normal(graph, state, observed),
+        Mode::Destroy => Vec::new(),
+    };
+    let keep: HashSet<&str> = match mode {
+        Mode::Normal => graph
+            .in_order()
+            .map(|resource| resource.address.as_str())
+            .collect(),
+        Mode::Destroy => HashSet::new(),
+    };
+    changes.extend(plan_deletes(state, &keep, observed));
+    let summary = summarize(&changes);
+    Plan {
+        format_version: PLAN_FORMAT_VERSION,
+        pwless_version: env!("CARGO_PKG_VERSION").to_string(),
+        stack: stack.to_string(),
+        mode,
+        prior_state: PriorState {
+            lineage: prior.map(|state| state.lineage.clone()),
+            serial: prior.map_or(0, |state| state.serial),
+        },
+        resource_changes: changes,
+        summary,
+    }
+}
+
+fn plan_normal(
+    graph: &ResourceGraph,
+    state: &State,
+    observed: &ObservedState,
+) -> Vec<ResourceChange> {
+    // Resources whose outputs apply will produce anew (created or replaced).
+    let mut outputs_unknown: HashSet<&str> = HashSet::new();
+    let mut changes = Vec::with_capacity(graph.len());
+
+    for resource in graph.in_order() {
+        let address = resource.address.as_str();
+        let prior = state.resource(address);
+        let seen = observed.get(address);
+        let mut reason = None;
+
+        let before: Option<&BTreeMap<String, Value>> = match (prior, seen) {
+            (None, _) => None,
+            (Some(prior), _) if prior.kind != resource.kind => {
+                reason = Some(format!(
+                    "its kind changed from {} to {}",
+                    prior.kind, resource.kind
+                ));
+                None
+            }
+            (Some(_), Some(Observed::Missing)) => {
+                reason = Some("it was deleted outside pwless".to_string());
+                None
+            }
+            (Some(prior), Some(Observed::Present { inputs, .. })) => {
+                if *inputs != prior.inputs {
+                    reason = Some("it was changed outside pwless".to_string());
+                }
+                Some(inputs)
+            }
+            (Some(prior), None) => Some(&prior.inputs),
+        };
+
+        let mut after = BTreeMap::new();
+        let mut after_unknown = BTreeMap::new();
+        for (name, expr) in &resource.inputs {
+            let mut lookup = |reference: &crate::graph::OutputRef| -> Option<Value> {
+                if outputs_unknown.contains(reference.address.as_str()) {
+                    return None;
+                }
+                let outputs = match observed.get(&reference.address) {
+                    Some(Observed::Present { outputs, .. }) => Some(outputs),
+                    Some(Observed::Missing) => None,
+                    None => state
+                        .resource(&reference.address)
+                        .map(|resource| &resource.outputs),
+                };
+                outputs
+                    .and_then(|outputs| outputs.get(&reference.output))
+                    .cloned()
+            };
+            match expr.partially_resolve(&mut lookup) {
+                Expr::Value(value) => {
+                    after.insert(name.clone(), value);
+                }
+                partial => {
+                    after_unknown.insert(name.clone(), partial);
+                }
+            }
+        }
+
+        let (action, changed, replace_paths) = match before {
+            None => (Action::Create, Vec::new(), Vec::new()),
+            Some(before) => {
+                let names: BTreeSet<&String> = before
+                    .keys()
+                    .chain(after.keys())
+                    .chain(after_unknown.keys())
+                    .collect();
+                let changed: Vec<String> = names
+                    .into_iter()
+                    .filter(|name| {
+                        after_unknown.contains_key(*name) || before.get(*name) != after.get(*name)
+                    })
+                    .cloned()
+                    .collect();
+                let force_new = resource.kind.force_new();
+                let replace_paths: Vec<String> = changed
+                    .iter()
+                    .filter(|name| force_new.contains(&name.as_str()))
+                    .cloned()
+                    .collect();
+                let action = if changed.is_empty() {
+                    Action::NoOp
+                } else if replace_paths.is_empty() {
+                    Action::Update
+                } else {
+                    Action::Replace
+                };
+                (action, changed, replace_paths)
+            }
+        };
+        if action == Action::NoOp {
+            reason = None;
+        }
+        if action == Action::Replace && reason.is_none() {
+            reason = Some(format!(
+                "{} cannot change in place",
+                replace_paths.join(", ")
+            ));
+        }
+        if matches!(action, Action::Create | Action::Replace) {
+            outputs_unknown.insert(address);
+        }
+        changes.push(ResourceChange {
+            address: resource.address.clone(),
+            kind: resource.kind,
+            action,
+            reason,
+            before: before.cloned(),
+            after: Some(after),
+            after_unknown,
+            changed,
+            replace_paths,
+            depends_on: graph
+                .dependencies_of(address)
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+        });
+    }
+    changes
+}
+
+/// Deletes for every state resource not in `keep`, ordered so that a resource goes only
+/// after everything that depended on it.
+fn plan_deletes(
+    state: &State,
+    keep: &HashSet<&str>,
+    observed: &ObservedState,
+) -> Vec<ResourceChange> {
+    let doomed: Vec<&ResourceState> = state
+        .resources
+        .iter()
+        .filter(|resource| !keep.contains(resource.address.as_str()))
+        .collect();
+    if doomed.is_empty() {
+        return Vec::new();
+    }
+    let position: HashMap<&str, usize> = doomed
+        .iter()
+        .enumerate()
+        .map(|(index, resource)| (resource.address.as_str(), index))
+        .collect();
+    // dependents[i]: doomed resources that depend on doomed[i]; they must be deleted first.
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); doomed.len()];
+    for (index, resource) in doomed.iter().enumerate() {
+        for dependency in &resource.dependencies {
+            if let Some(&target) = position.get(dependency.as_str())
+                && target != index
+            {
+                dependents[target].push(index);
+            }
+        }
+    }
+    // Kahn over the reversed edges; among ready resources, address order, for stability.
+    let mut remaining: Vec<usize> = dependents.iter().map(Vec::len).collect();
+    let mut dependencies_of: Vec<Vec<usize>> = vec![Vec::new(); doomed.len()];
+    for (target, list) in dependents.iter().enumerate() {
+        for &dependent in list {
+            dependencies_of[dependent].push(target);
+        }
+    }
+    let mut ready: BinaryHeap<Reverse<usize>> = (0..doomed.len())
+        .filter(|index| remaining[*index] == 0)
+        .map(Reverse)
+        .collect();
+    let mut order = Vec::with_capacity(doomed.len());
+    let mut placed = vec![false; doomed.len()];
+    while let Some(Reverse(index)) = ready.pop() {
+        order.push(index);
+        placed[index] = true;
+        for &dependency in &dependencies_of[index] {
+            remaining[dependency] -= 1;
+            if remaining[dependency] == 0 {
+                ready.push(Reverse(dependency));
+            }
+        }
+    }
+    // A cycle in a hand-edited state must not lose resources: append what is left.
+    order.extend((0..doomed.len()).filter(|index| !placed[*index]));
+
+    order
+        .into_iter()
+        .map(|index| {
+            let resource = doomed[index];
+            let reason = match observed.get(&resource.address) {
+                Some(Observed::Missing) => {
+                    Some("it is already gone; only the state entry is removed".to_string())
+                }
+                _ if keep.is_empty() => None,
+                _ => Some("it is no longer in the stack".to_string()),
+            };
+            let mut depends_on: Vec<String> = dependents[index]
+                .iter()
+                .map(|dependent| doomed[*dependent].address.clone())
+                .collect();
+            depends_on.sort();
+            ResourceChange {
+                address: resource.address.clone(),
+                kind: resource.kind,
+                action: Action::Delete,
+                reason,
+                before: Some(resource.inputs.clone()),
+                after: None,
+                after_unknown: BTreeMap::new(),
+                changed: Vec::new(),
+                replace_paths: Vec::new(),
+                depends_on,
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,80 @@
+//! The stack file: YAML text -> node tree with positions -> validated, typed [`Stack`].
+//!
+//! Every problem in a file is reported in one run, each with `file:line:column` and its fix
+//! (see [`SpecErrors`]). No input, however malformed, makes this module panic.
+
+pub mod cidr;
+pub mod diagnostic;
+pub mod model;
+mod validate;
+pub mod yaml;
+
+use std::path::{Path, PathBuf};
+
+pub use diagnostic::{Diagnostic, SpecErrors};
+pub use model::Stack;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("cannot read stack file {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(SpecErrors),
+}
+
+/// Reads and validates the stack file at `path`.
+pub fn load(path: &Path) -> Result<Stack, SpecError> {
+    let bytes = std::fs::read(path).map_err(|source| SpecError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_bytes(path, &bytes).map_err(SpecError::Invalid)
+}
+
+/// Validates stack text; `path` only names the file in messages.
+pub fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<Stack, SpecErrors> {
+    let source = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(error) => {
+            let valid = &bytes[..error.valid_up_to()];
+            let line = valid.iter().filter(|byte| **byte == b'\n').count() + 1;
+            let column = valid
+                .rsplit(|byte| *byte == b'\n')
+                .next()
+                .map_or(0, |tail| String::from_utf8_lossy(tail).chars().count())
+                + 1;
+            let text = String::from_utf8_lossy(bytes);
+            return Err(SpecErrors::new(
+                path,
+                &text,
+                vec![Diagnostic {
+                    path: String::new(),
+                    span: yaml::SourceSpan::point(line, column),
+                    message: "the stack file is not valid UTF-8".into(),
+                    help: Some("save the file as UTF-8".into()),
+                }],
+            ));
+        }
+    };
+    parse_str(path, source)
+}
+
+pub fn parse_str(path: &Path, source: &str) -> Result<Stack, SpecErrors> {
+    let root = yaml::parse(source).map_err(|error| {
+        SpecErrors::new(
+            path,
+            source,
+            vec![Diagnostic {
+                path: String::new(),
+                span: error.span,
+                message: error.message,
+                help: Some("fix the YAML syntax at this place".into()),
+            }],
+        )
+    })?;
+    validate::validate(&root).map_err(|diagnostics| SpecErrors::new(path, source, diagnostics))
+}

@@ -1,0 +1,1295 @@
+//! From a YAML node tree to the typed [`Stack`], collecting every problem on the way.
+//!
+//! Each check reports at the node it concerns and says how to fix it. Validation carries on
+//! after a problem, so one run shows them all.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use super::cidr::{CidrError, Ipv4Cidr};
+use super::diagnostic::{Diagnostic, did_you_mean};
+use super::model::*;
+use super::yaml::{Node, NodeKind, SourceSpan};
+
+const TOP_KEYS: &[&str] = &[
+    "stack", "region", "tags", "network", "cluster", "database", "access", "app",
+];
+const NETWORK_KEYS: &[&str] = &[
+    "cidr",
+    "availability_zones",
+    "nat_gateways",
+    "public_subnets",
+    "private_subnets",
+];
+const CLUSTER_KEYS: &[&str] = &[
+    "version",
+    "node_group",
+    "service_cidr",
+    "endpoint_public_access",
+];
+const NODE_GROUP_KEYS: &[&str] = &["instance_types", "min_size", "desired_size", "max_size"];
+const DATABASE_KEYS: &[&str] = &[
+    "engine_version",
+    "instance_class",
+    "instances",
+    "name",
+    "master_username",
+    "master_password",
+    "subnets",
+    "users",
+];
+const USER_KEYS: &[&str] = &["name", "privileges", "schema"];
+const ACCESS_KEYS: &[&str] = &["namespace", "service_account", "db_user"];
+const APP_KEYS: &[&str] = &["namespace", "service_account", "image", "replicas", "port"];
+
+/// Role names that exist on every Aurora PostgreSQL cluster or mean something to PostgreSQL.
+const RESERVED_ROLE_NAMES: &[&str] = &[
+    "rds_iam",
+    "rdsadmin",
+    "public",
+    "none",
+    "current_user",
+    "current_role",
+    "session_user",
+];
+
+pub(crate) fn validate(root: &Node) -> Result<Stack, Vec<Diagnostic>> {
+    let mut checker = Checker::default();
+    let stack = checker.stack(root);
+    match stack {
+        Some(stack) if checker.diagnostics.is_empty() => Ok(stack),
+        _ => {
+            if checker.diagnostics.is_empty() {
+                // Every `None` above comes with a diagnostic; keep that promise visible.
+                checker.error(
+                    "",
+                    root.span,
+                    "the stack file could not be read as a stack",
+                    None,
+                );
+            }
+            Err(checker.diagnostics)
+        }
+    }
+}
+
+/// A mapping's entries, keyed by their (string) key.
+struct Fields<'n> {
+    path: String,
+    span: SourceSpan,
+    entries: HashMap<&'n str, (&'n Node, &'n Node)>,
+}
+
+impl<'n> Fields<'n> {
+    fn value(&self, key: &str) -> Option<&'n Node> {
+        self.entries
+            .get(key)
+            .map(|(_, value)| *value)
+            .filter(|value| !value.is_null())
+    }
+
+    fn path(&self, key: &str) -> String {
+        join(&self.path, key)
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+#[derive(Default)]
+struct Checker {
+    diagnostics: Vec<Diagnostic>,
+    /// Names under `database.users`, recorded even when that section has other problems, so
+    /// `access` entries are still checked against them.
+    declared_users: Option<Vec<String>>,
+}
+
+impl Checker {
+    fn error(
+        &mut self,
+        path: &str,
+        span: SourceSpan,
+        message: impl Into<String>,
+        help: Option<String>,
+    ) {
+        self.diagnostics.push(Diagnostic {
+            path: path.to_string(),
+            span,
+            message: message.into(),
+            help,
+        });
+    }
+
+    // ---- shapes -------------------------------------------------------------------------
+
+    fn mapping<'n>(&mut self, node: &'n Node, path: &str, allowed: &[&str]) -> Option<Fields<'n>> {
+        let NodeKind::Mapping(entries) = &node.kind else {
+            let what = if path.is_empty() {
+                "the stack file".to_string()
+            } else {
+                format!("`{path}`")
+            };
+            self.error(
+                path,
+                node.span,
+                format!("expected a mapping for {what}, found {}", node.describe()),
+                Some(format!(
+                    "write it as `key: value` lines; allowed keys: {}",
+                    allowed.join(", ")
+                )),
+            );
+            return None;
+        };
+        let mut fields = Fields {
+            path: path.to_string(),
+            span: node.span,
+            entries: HashMap::new(),
+        };
+        for (key, value) in entries {
+            let NodeKind::Scalar { value: name, .. } = &key.kind else {
+                self.error(
+                    path,
+                    key.span,
+                    "a key must be a plain word",
+                    Some(format!("allowed keys: {}", allowed.join(", "))),
+                );
+                continue;
+            };
+            if !allowed.contains(&name.as_str()) {
+                let help = match did_you_mean(name, allowed.iter().copied()) {
+                    Some(suggestion) => format!("did you mean `{suggestion}`?"),
+                    None => format!("allowed keys here: {}", allowed.join(", ")),
+                };
+                let place = if path.is_empty() {
+                    "at the top level".to_string()
+                } else {
+                    format!("in `{path}`")
+                };
+                self.error(
+                    &join(path, name),
+                    key.span,
+                    format!("unknown key `{name}` {place}"),
+                    Some(help),
+                );
+                continue;
+            }
+            if fields.entries.contains_key(name.as_str()) {
+                self.error(
+                    &join(path, name),
+                    key.span,
+                    format!("key `{name}` appears twice"),
+                    Some("keep one of them; YAML would silently use the last".into()),
+                );
+                continue;
+            }
+            fields.entries.insert(name.as_str(), (key, value));
+        }
+        Some(fields)
+    }
+
+    fn required<'n>(&mut self, fields: &Fields<'n>, key: &str, example: &str) -> Option<&'n Node> {
+        let value = fields.value(key);
+        if value.is_none() {
+            let span = fields
+                .entries
+                .get(key)
+                .map(|(key, _)| key.span)
+                .unwrap_or(fields.span);
+            let place = if fields.path.is_empty() {
+                "the stack file".to_string()
+            } else {
+                format!("`{}`", fields.path)
+            };
+            self.error(
+                &fields.path(key),
+                span,
+                format!("missing `{key}` in {place}"),
+                Some(format!("add `{key}: {example}`")),
+            );
+        }
+        value
+    }
+
+    fn string<'n>(&mut self, node: &'n Node, path: &str) -> Option<&'n str> {
+        match &node.kind {
+            NodeKind::Scalar { value, quoted } if *quoted || !node.is_null() => {
+                let _ = quoted;
+                Some(value.as_str())
+            }
+            _ => {
+                self.error(
+                    path,
+                    node.span,
+                    format!("expected a string for `{path}`, found {}", node.describe()),
+                    None,
+                );
+                None
+            }
+        }
+    }
+
+    fn integer(&mut self, node: &Node, path: &str, min: i64, max: i64) -> Option<i64> {
+        let parsed = match &node.kind {
+            NodeKind::Scalar {
+                value,
+                quoted: false,
+            } => value.parse::<i64>().ok(),
+            _ => None,
+        };
+        let Some(number) = parsed else {
+            self.error(
+                path,
+                node.span,
+                format!(
+                    "expected a whole number for `{path}`, found {}",
+                    node.describe()
+                ),
+                Some(format!(
+                    "write a number from {min} to {max}, without quotes"
+                )),
+            );
+            return None;
+        };
+        if number < min || number > max {
+            self.error(
+                path,
+                node.span,
+                format!("`{path}` is {number}, outside {min}..={max}"),
+                Some(format!("use a number from {min} to {max}")),
+            );
+            return None;
+        }
+        Some(number)
+    }
+
+    fn boolean(&mut self, node: &Node, path: &str) -> Option<bool> {
+        match &node.kind {
+            NodeKind::Scalar {
+                value,
+                quoted: false,
+            } if value == "true" => Some(true),
+            NodeKind::Scalar {
+                value,
+                quoted: false,
+            } if value == "false" => Some(false),
+            _ => {
+                self.error(
+                    path,
+                    node.span,
+                    format!(
+                        "expected true or false for `{path}`, found {}",
+                        node.describe()
+                    ),
+                    None,
+                );
+                None
+            }
+        }
+    }
+
+    fn list<'n>(&mut self, node: &'n Node, path: &str) -> Option<&'n [Node]> {
+        match &node.kind {
+            NodeKind::Sequence(items) => Some(items),
+            _ => {
+                self.error(
+                    path,
+                    node.span,
+                    format!("expected a list for `{path}`, found {}", node.describe()),
+                    Some("write `[a, b]` or one `- item` per line".into()),
+                );
+                None
+            }
+        }
+    }
+
+    fn choice<T: Copy>(&mut self, node: &Node, path: &str, choices: &[(&str, T)]) -> Option<T> {
+        let text = self.string(node, path)?;
+        if let Some((_, value)) = choices.iter().find(|(name, _)| *name == text) {
+            return Some(*value);
+        }
+        let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+        let help = match did_you_mean(text, names.iter().copied()) {
+            Some(suggestion) => format!(
+                "did you mean `{suggestion}`? (one of: {})",
+                names.join(", ")
+            ),
+            None => format!("use one of: {}", names.join(", ")),
+        };
+        self.error(
+            path,
+            node.span,
+            format!("`{text}` is not a valid value for `{path}`"),
+            Some(help),
+        );
+        None
+    }
+
+    fn cidr(&mut self, node: &Node, path: &str) -> Option<Ipv4Cidr> {
+        let text = self.string(node, path)?;
+        match text.parse::<Ipv4Cidr>() {
+            Ok(cidr) => Some(cidr),
+            Err(error) => {
+                let help = match &error {
+                    CidrError::HostBits { network, .. } => format!("did you mean `{network}`?"),
+                    _ => "write an IPv4 block like 10.0.0.0/16".into(),
+                };
+                self.error(
+                    path,
+                    node.span,
+                    format!("bad CIDR for `{path}`: {error}"),
+                    Some(help),
+                );
+                None
+            }
+        }
+    }
+
+    // ---- sections -----------------------------------------------------------------------
+
+    fn stack(&mut self, root: &Node) -> Option<Stack> {
+        let fields = self.mapping(root, "", TOP_KEYS)?;
+
+        let name = self
+            .required(&fields, "stack", "iam-postgres")
+            .and_then(|node| {
+                let name = self.string(node, "stack")?;
+                self.stack_name(name, node.span).then(|| name.to_string())
+            });
+        let region = self
+            .required(&fields, "region", "us-west-2")
+            .and_then(|node| {
+                let region = self.string(node, "region")?;
+                if is_region(region) {
+                    Some(region.to_string())
+                } else {
+                    self.error(
+                        "region",
+                        node.span,
+                        format!("`{region}` is not an AWS region name"),
+                        Some("write a region like us-west-2 or eu-central-1".into()),
+                    );
+                    None
+                }
+            });
+        let tags = match fields.value("tags") {
+            Some(node) => self.tags(node),
+            None => Some(BTreeMap::new()),
+        };
+        let network = self
+            .required(
+                &fields,
+                "network",
+                "{cidr: 10.0.0.0/16, availability_zones: 2, nat_gateways: single}",
+            )
+            .and_then(|node| self.network(node, region.as_deref()));
+        let cluster = self
+            .required(&fields, "cluster", "{version: \"1.31\", node_group: {...}}")
+            .and_then(|node| self.cluster(node, network.as_ref()));
+        let database = self
+            .required(&fields, "database", "{engine_version: \"17.4\", ...}")
+            .and_then(|node| self.database(node));
+        let access = match fields.value("access") {
+            Some(node) => self.access(node),
+            None => Some(Vec::new()),
+        };
+        let app = match fields.value("app") {
+            Some(node) => self.app(node, access.as_deref()).map(Some),
+            None => Some(None),
+        };
+
+        Some(Stack {
+            name: name?,
+            region: region?,
+            tags: tags?,
+            network: network?,
+            cluster: cluster?,
+            database: database?,
+            access: access?,
+            app: app?,
+        })
+    }
+
+    fn stack_name(&mut self, name: &str, span: SourceSpan) -> bool {
+        let valid = !name.is_empty()
+            && name.len() <= 32
+            && name.starts_with(|c: char| c.is_ascii_lowercase())
+            && !name.ends_with('-')
+            && !name.contains("--")
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !valid {
+            self.error(
+                "stack",
+                span,
+                format!("`{name}` is not a valid stack name"),
+                Some("use 1 to 32 lowercase letters, digits and single hyphens, starting with a letter (it names the EKS and Aurora clusters and prefixes IAM roles)".into()),
+            );
+        }
+        valid
+    }
+
+    fn tags(&mut self, node: &Node) -> Option<BTreeMap<String, String>> {
+        let NodeKind::Mapping(entries) = &node.kind else {
+            self.error(
+                "tags",
+                node.span,
+                format!("expected a mapping for `tags`, found {}", node.describe()),
+                Some("write `tags: {team: platform}`".into()),
+            );
+            return None;
+        };
+        let mut tags = BTreeMap::new();
+        let mut ok = true;
+        for (key, value) in entries {
+            let Some(key_text) = self.string(key, "tags") else {
+                ok = false;
+                continue;
+            };
+            let path = join("tags", key_text);
+            let Some(value_text) = self.string(value, &path) else {
+                ok = false;
+                continue;
+            };
+            let lower = key_text.to_ascii_lowercase();
+            if lower.starts_with("aws:") || lower.starts_with("pwless:") {
+                self.error(
+                    &path,
+                    key.span,
+                    format!("tag key `{key_text}` uses a reserved prefix"),
+                    Some(
+                        "`aws:` belongs to AWS and `pwless:` to pwless; choose another key".into(),
+                    ),
+                );
+                ok = false;
+            } else if key_text.is_empty()
+                || key_text.chars().count() > 128
+                || value_text.chars().count() > 256
+            {
+                self.error(
+                    &path,
+                    key.span,
+                    "tag keys must have 1 to 128 characters and values at most 256",
+                    None,
+                );
+                ok = false;
+            } else if tags
+                .insert(key_text.to_string(), value_text.to_string())
+                .is_some()
+            {
+                self.error(
+                    &path,
+                    key.span,
+                    format!("tag `{key_text}` appears twice"),
+                    Some("keep one of them".into()),
+                );
+                ok = false;
+            }
+        }
+        ok.then_some(tags)
+    }
+
+    fn network(&mut self, node: &Node, region: Option<&str>) -> Option<Network> {
+        let fields = self.mapping(node, "network", NETWORK_KEYS)?;
+        let cidr = self.required(&fields, "cidr", "10.0.0.0/16").and_then(|node| {
+            let cidr = self.cidr(node, "network.cidr")?;
+            if !(16..=28).contains(&cidr.prefix()) {
+                self.error("network.cidr", node.span, format!("a VPC block must be between /16 and /28, `{cidr}` is /{}", cidr.prefix()), Some("AWS allows VPC blocks from /16 (65,536 addresses) to /28 (16)".into()));
+                return None;
+            }
+            if !cidr.is_private() {
+                self.error("network.cidr", node.span, format!("`{cidr}` is not a private address range"), Some("use a block inside 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 or 100.64.0.0/10".into()));
+                return None;
+            }
+            Some((cidr, node.span))
+        });
+        let zone_count = self
+            .required(&fields, "availability_zones", "2")
+            .and_then(|node| self.integer(node, "network.availability_zones", 2, 6));
+        let nat_gateways = match fields.value("nat_gateways") {
+            Some(node) => self.choice(
+                node,
+                "network.nat_gateways",
+                &[
+                    ("none", NatGateways::None),
+                    ("single", NatGateways::Single),
+                    ("per_az", NatGateways::PerAz),
+                ],
+            ),
+            None => Some(NatGateways::Single),
+        };
+        let (cidr, cidr_span) = cidr?;
+        let zone_count = usize::try_from(zone_count?).ok()?;
+        let region = region?;
+        let availability_zones: Vec<String> = (0..zone_count)
+            .map(|index| format!("{region}{}", char::from(b'a' + index as u8)))
+            .collect();
+
+        let explicit_public = fields.value("public_subnets");
+        let explicit_private = fields.value("private_subnets");
+        let (public_subnets, private_subnets) = if explicit_public.is_none()
+            && explicit_private.is_none()
+        {
+            let needed = 2 * zone_count;
+            let bits = usize::BITS - (needed - 1).leading_zeros();
+            let new_prefix = u32::from(cidr.prefix()) + bits;
+            if new_prefix > 28 {
+                let per_subnet = if new_prefix <= 32 {
+                    1u64 << (32 - new_prefix)
+                } else {
+                    0
+                };
+                self.error(
+                    "network.cidr",
+                    cidr_span,
+                    format!(
+                        "too few addresses: {zone_count} availability zones need {needed} subnets, and `{cidr}` leaves /{new_prefix} subnets of {per_subnet} addresses (AWS needs at least /28)"
+                    ),
+                    Some(format!("use a larger block such as /{} or fewer availability zones", (28 - bits).min(24))),
+                );
+                return None;
+            }
+            let new_prefix = new_prefix as u8;
+            let carve = |index: usize| cidr.subnet(new_prefix, index as u32);
+            let public: Option<Vec<_>> = (0..zone_count).map(carve).collect();
+            let private: Option<Vec<_>> = (zone_count..needed).map(carve).collect();
+            (public?, private?)
+        } else {
+            let public = self.subnet_list(&fields, "public_subnets", zone_count, cidr);
+            let private = self.subnet_list(&fields, "private_subnets", zone_count, cidr);
+            let (public, private) = (public?, private?);
+            let mut all: Vec<(Ipv4Cidr, SourceSpan, String)> =
+                public.into_iter().chain(private).collect();
+            let mut overlapping = false;
+            for first in 0..all.len() {
+                for second in first + 1..all.len() {
+                    if all[first].0.overlaps(&all[second].0) {
+                        let (block, span, path) = &all[second];
+                        self.error(
+                            path,
+                            *span,
+                            format!("`{block}` overlaps `{}` ({})", all[first].0, all[first].2),
+                            Some("give every subnet its own block".into()),
+                        );
+                        overlapping = true;
+                    }
+                }
+            }
+            if overlapping {
+                return None;
+            }
+            let private = all.split_off(zone_count);
+            (
+                all.into_iter().map(|entry| entry.0).collect(),
+                private.into_iter().map(|entry| entry.0).collect(),
+            )
+        };
+
+        Some(Network {
+            cidr,
+            availability_zones,
+            nat_gateways: nat_gateways?,
+            public_subnets,
+            private_subnets,
+        })
+    }
+
+    fn subnet_list(
+        &mut self,
+        fields: &Fields<'_>,
+        key: &str,
+        zone_count: usize,
+        vpc: Ipv4Cidr,
+    ) -> Option<Vec<(Ipv4Cidr, SourceSpan, String)>> {
+        let path = fields.path(key);
+        let Some(node) = fields.value(key) else {
+            self.error(&path, fields.span, format!("`{path}` is missing while the other subnet list is set"), Some("list both public_subnets and private_subnets, or neither to have them carved from `cidr`".into()));
+            return None;
+        };
+        let items = self.list(node, &path)?;
+        if items.len() != zone_count {
+            self.error(
+                &path,
+                node.span,
+                format!(
+                    "`{path}` lists {} blocks for {zone_count} availability zones",
+                    items.len()
+                ),
+                Some(format!(
+                    "list exactly {zone_count}, one per availability zone"
+                )),
+            );
+            return None;
+        }
+        let mut blocks = Vec::new();
+        let mut ok = true;
+        for (index, item) in items.iter().enumerate() {
+            let item_path = format!("{path}[{index}]");
+            match self.cidr(item, &item_path) {
+                Some(block) if !vpc.contains(&block) => {
+                    self.error(
+                        &item_path,
+                        item.span,
+                        format!("`{block}` is outside the VPC block `{vpc}`"),
+                        Some("subnets must lie inside network.cidr".into()),
+                    );
+                    ok = false;
+                }
+                Some(block) if block.prefix() > 28 => {
+                    self.error(
+                        &item_path,
+                        item.span,
+                        format!("too few addresses: `{block}` is smaller than /28"),
+                        Some("AWS subnets are /16 to /28".into()),
+                    );
+                    ok = false;
+                }
+                Some(block) => blocks.push((block, item.span, item_path)),
+                None => ok = false,
+            }
+        }
+        ok.then_some(blocks)
+    }
+
+    fn cluster(&mut self, node: &Node, network: Option<&Network>) -> Option<Cluster> {
+        let fields = self.mapping(node, "cluster", CLUSTER_KEYS)?;
+        let version = self
+            .required(&fields, "version", "\"1.31\"")
+            .and_then(|node| {
+                let version = self.string(node, "cluster.version")?;
+                let valid = version.strip_prefix("1.").is_some_and(|minor| {
+                    !minor.is_empty()
+                        && minor.len() <= 2
+                        && minor.bytes().all(|b| b.is_ascii_digit())
+                });
+                if !valid {
+                    self.error(
+                        "cluster.version",
+                        node.span,
+                        format!("`{version}` is not a Kubernetes version"),
+                        Some("write the EKS version in quotes, like \"1.31\"".into()),
+                    );
+                    return None;
+                }
+                Some(version.to_string())
+            });
+        let node_group = self
+            .required(
+                &fields,
+                "node_group",
+                "{instance_types: [t3.medium], min_size: 1, desired_size: 2, max_size: 3}",
+            )
+            .and_then(|node| self.node_group(node));
+        let service_cidr = match fields.value("service_cidr") {
+            None => Some(None),
+            Some(node) => self.cidr(node, "cluster.service_cidr").and_then(|block| {
+                if !(12..=24).contains(&block.prefix()) || !block.is_private() {
+                    self.error(
+                        "cluster.service_cidr",
+                        node.span,
+                        format!("`{block}` cannot be an EKS service block"),
+                        Some(
+                            "EKS needs a private block from /12 to /24, e.g. 172.20.0.0/16".into(),
+                        ),
+                    );
+                    return None;
+                }
+                if let Some(network) = network
+                    && network.cidr.overlaps(&block)
+                {
+                    self.error(
+                        "cluster.service_cidr",
+                        node.span,
+                        format!("`{block}` overlaps the VPC block `{}`", network.cidr),
+                        Some("choose a service block outside the VPC, e.g. 172.20.0.0/16".into()),
+                    );
+                    return None;
+                }
+                Some(Some(block))
+            }),
+        };
+        let endpoint_public_access = match fields.value("endpoint_public_access") {
+            Some(node) => self.boolean(node, "cluster.endpoint_public_access"),
+            None => Some(true),
+        };
+        Some(Cluster {
+            version: version?,
+            node_group: node_group?,
+            service_cidr: service_cidr?,
+            endpoint_public_access: endpoint_public_access?,
+        })
+    }
+
+    fn node_group(&mut self, node: &Node) -> Option<NodeGroup> {
+        let fields = self.mapping(node, "cluster.node_group", NODE_GROUP_KEYS)?;
+        let instance_types = self
+            .required(&fields, "instance_types", "[t3.medium]")
+            .and_then(|node| {
+                let items = self.list(node, "cluster.node_group.instance_types")?;
+                if items.is_empty() {
+                    self.error(
+                        "cluster.node_group.instance_types",
+                        node.span,
+                        "no instance types",
+                        Some("list at least one, e.g. [t3.medium]".into()),
+                    );
+                    return None;
+                }
+                let mut types = Vec::new();
+                for (index, item) in items.iter().enumerate() {
+                    let path = format!("cluster.node_group.instance_types[{index}]");
+                    let name = self.string(item, &path)?;
+                    let valid = name.split_once('.').is_some_and(|(family, size)| {
+                        !family.is_empty()
+                            && !size.is_empty()
+                            && name.chars().all(|c| {
+                                c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-'
+                            })
+                    });
+                    if !valid {
+                        self.error(
+                            &path,
+                            item.span,
+                            format!("`{name}` is not an EC2 instance type"),
+                            Some("write it like t3.medium or m7g.large".into()),
+                        );
+                        return None;
+                    }
+                    types.push(name.to_string());
+                }
+                Some(types)
+            });
+        let size = |checker: &mut Checker, key: &str, example: &str| {
+            checker.required(&fields, key, example).and_then(|node| {
+                checker
+                    .integer(node, &fields.path(key), 0, 450)
+                    .map(|value| (value as u32, node.span))
+            })
+        };
+        let min = size(self, "min_size", "1");
+        let desired = size(self, "desired_size", "2");
+        let max = size(self, "max_size", "3");
+        let ((min, _), (desired, desired_span), (max, max_span)) = (min?, desired?, max?);
+        if max == 0 {
+            self.error(
+                "cluster.node_group.max_size",
+                max_span,
+                "max_size must be at least 1",
+                Some("EKS node groups need max_size >= 1".into()),
+            );
+            return None;
+        }
+        if !(min <= desired && desired <= max) {
+            self.error(
+                "cluster.node_group.desired_size",
+                desired_span,
+                format!("sizes must satisfy min_size <= desired_size <= max_size, found {min} <= {desired} <= {max}"),
+                Some("raise max_size or lower desired_size/min_size".into()),
+            );
+            return None;
+        }
+        Some(NodeGroup {
+            instance_types: instance_types?,
+            min_size: min,
+            desired_size: desired,
+            max_size: max,
+        })
+    }
+
+    fn database(&mut self, node: &Node) -> Option<Database> {
+        let fields = self.mapping(node, "database", DATABASE_KEYS)?;
+        let engine_version = self
+            .required(&fields, "engine_version", "\"17.4\"")
+            .and_then(|node| {
+                let version = self.string(node, "database.engine_version")?;
+                let valid = {
+                    let mut parts = version.split('.');
+                    let major = parts.next().unwrap_or("");
+                    let minor = parts.next();
+                    parts.next().is_none()
+                        && !major.is_empty()
+                        && major.len() <= 2
+                        && major.bytes().all(|b| b.is_ascii_digit())
+                        && minor.is_none_or(|minor| {
+                            !minor.is_empty()
+                                && minor.len() <= 3
+                                && minor.bytes().all(|b| b.is_ascii_digit())
+                        })
+                };
+                if !valid {
+                    self.error(
+                        "database.engine_version",
+                        node.span,
+                        format!("`{version}` is not an Aurora PostgreSQL version"),
+                        Some("write it in quotes, like \"17.4\"".into()),
+                    );
+                    return None;
+                }
+                Some(version.to_string())
+            });
+        let instance_class = self
+            .required(&fields, "instance_class", "db.t4g.medium")
+            .and_then(|node| {
+                let class = self.string(node, "database.instance_class")?;
+                let valid = class.strip_prefix("db.").is_some_and(|rest| {
+                    rest.split_once('.')
+                        .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty())
+                        && rest.chars().all(|c| {
+                            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-'
+                        })
+                });
+                if !valid {
+                    self.error(
+                        "database.instance_class",
+                        node.span,
+                        format!("`{class}` is not an RDS instance class"),
+                        Some(
+                            "write it like db.t4g.medium or db.r7g.large (or db.serverless)".into(),
+                        ),
+                    );
+                    return None;
+                }
+                Some(class.to_string())
+            });
+        let instances = match fields.value("instances") {
+            Some(node) => self
+                .integer(node, "database.instances", 1, 16)
+                .map(|n| n as u32),
+            None => Some(1),
+        };
+        let name = self.required(&fields, "name", "appdb").and_then(|node| {
+            let name = self.string(node, "database.name")?;
+            if !self.identifier(name, "database.name", node.span) {
+                return None;
+            }
+            if ["postgres", "template0", "template1", "rdsadmin"].contains(&name) {
+                self.error(
+                    "database.name",
+                    node.span,
+                    format!("`{name}` is a database every cluster already has"),
+                    Some("name the application's database, e.g. appdb".into()),
+                );
+                return None;
+            }
+            Some(name.to_string())
+        });
+        let master_username = self.required(&fields, "master_username", "postgres").and_then(|node| {
+            let name = self.string(node, "database.master_username")?;
+            if !self.identifier(name, "database.master_username", node.span) {
+                return None;
+            }
+            if RESERVED_ROLE_NAMES.contains(&name) || name.starts_with("pg_") || name.starts_with("rds") || !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+                self.error("database.master_username", node.span, format!("`{name}` cannot be the master user"), Some("RDS requires a name that starts with a letter and is not reserved; `postgres` is the usual choice".into()));
+                return None;
+            }
+            Some(name.to_string())
+        });
+        let master_password = match fields.value("master_password") {
+            None => Some(MasterPassword::Managed),
+            Some(node) => self.master_password(node),
+        };
+        let subnets = match fields.value("subnets") {
+            Some(node) => self.choice(
+                node,
+                "database.subnets",
+                &[
+                    ("private", DatabaseSubnets::Private),
+                    ("public", DatabaseSubnets::Public),
+                ],
+            ),
+            None => Some(DatabaseSubnets::Private),
+        };
+        let users = match fields.value("users") {
+            None => Some(Vec::new()),
+            Some(node) => self.users(node, master_username.as_deref()),
+        };
+        Some(Database {
+            engine_version: engine_version?,
+            instance_class: instance_class?,
+            instances: instances?,
+            name: name?,
+            master_username: master_username?,
+            master_password: master_password?,
+            subnets: subnets?,
+            users: users?,
+        })
+    }
+
+    fn master_password(&mut self, node: &Node) -> Option<MasterPassword> {
+        let path = "database.master_password";
+        let help = "use `managed` (RDS keeps it in Secrets Manager) or `{env: VAR_NAME}` (read at apply time, never stored)";
+        match &node.kind {
+            NodeKind::Scalar { value, .. } if value == "managed" => Some(MasterPassword::Managed),
+            NodeKind::Scalar { .. } => {
+                // Never echo the value: it may be a real password.
+                self.error(
+                    path,
+                    node.span,
+                    "a password must never be written in the stack file",
+                    Some(help.into()),
+                );
+                None
+            }
+            NodeKind::Mapping(_) => {
+                let fields = self.mapping(node, path, &["env"])?;
+                let variable_node = self.required(&fields, "env", "PWLESS_MASTER_PASSWORD")?;
+                let variable = self.string(variable_node, "database.master_password.env")?;
+                let valid = variable.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                    && variable
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !valid {
+                    self.error(
+                        "database.master_password.env",
+                        variable_node.span,
+                        format!("`{variable}` is not an environment variable name"),
+                        Some(
+                            "use letters, digits and underscores, e.g. PWLESS_MASTER_PASSWORD"
+                                .into(),
+                        ),
+                    );
+                    return None;
+                }
+                Some(MasterPassword::Env(variable.to_string()))
+            }
+            NodeKind::Sequence(_) => {
+                self.error(
+                    path,
+                    node.span,
+                    format!(
+                        "expected `managed` or `{{env: VAR}}`, found {}",
+                        node.describe()
+                    ),
+                    Some(help.into()),
+                );
+                None
+            }
+        }
+    }
+
+    /// A PostgreSQL role, database or schema name pwless accepts: lowercase, unquoted-safe.
+    fn identifier(&mut self, name: &str, path: &str, span: SourceSpan) -> bool {
+        let valid = !name.is_empty()
+            && name.len() <= 63
+            && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !valid {
+            self.error(
+                path,
+                span,
+                format!("`{}` is not a valid PostgreSQL identifier here", name.escape_debug()),
+                Some("use 1 to 63 lowercase letters, digits and underscores, starting with a letter or underscore".into()),
+            );
+        }
+        valid
+    }
+
+    fn users(&mut self, node: &Node, master: Option<&str>) -> Option<Vec<DatabaseUser>> {
+        let items = self.list(node, "database.users")?;
+        self.declared_users = Some(
+            items
+                .iter()
+                .filter_map(|item| match &item.kind {
+                    NodeKind::Mapping(entries) => {
+                        entries
+                            .iter()
+                            .find_map(|(key, value)| match (&key.kind, &value.kind) {
+                                (
+                                    NodeKind::Scalar { value: key, .. },
+                                    NodeKind::Scalar { value, .. },
+                                ) if key == "name" => Some(value.clone()),
+                                _ => None,
+                            })
+                    }
+                    _ => None,
+                })
+                .collect(),
+        );
+        let mut users = Vec::new();
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut ok = true;
+        for (index, item) in items.iter().enumerate() {
+            let path = format!("database.users[{index}]");
+            let Some(fields) = self.mapping(item, &path, USER_KEYS) else {
+                ok = false;
+                continue;
+            };
+            let name = self.required(&fields, "name", "app_user").and_then(|node| {
+                let name_path = fields.path("name");
+                let name = self.string(node, &name_path)?;
+                if !self.identifier(name, &name_path, node.span) {
+                    return None;
+                }
+                let reserved = Some(name) == master || RESERVED_ROLE_NAMES.contains(&name) || name.starts_with("pg_") || name.starts_with("rds");
+                if reserved {
+                    let why = if Some(name) == master { "it is the master user" } else { "the name is reserved by PostgreSQL or RDS" };
+                    self.error(&name_path, node.span, format!("`{name}` cannot be a database user: {why}"), Some("choose another name; names starting with pg_ or rds are reserved".into()));
+                    return None;
+                }
+                if let Some(first) = seen.insert(name.to_string(), index) {
+                    self.error(&name_path, node.span, format!("database user `{name}` is defined twice (first at database.users[{first}])"), Some("merge the two entries".into()));
+                    return None;
+                }
+                Some(name.to_string())
+            });
+            let schema = match fields.value("schema") {
+                None => Some("public".to_string()),
+                Some(node) => {
+                    let schema_path = fields.path("schema");
+                    self.string(node, &schema_path)
+                        .filter(|schema| self.identifier(schema, &schema_path, node.span))
+                        .map(str::to_string)
+                }
+            };
+            let privileges = self
+                .required(&fields, "privileges", "[connect, usage, select]")
+                .and_then(|node| self.privileges(node, &fields.path("privileges")));
+            match (name, schema, privileges) {
+                (Some(name), Some(schema), Some(privileges)) => users.push(DatabaseUser {
+                    name,
+                    schema,
+                    privileges,
+                }),
+                _ => ok = false,
+            }
+        }
+        ok.then_some(users)
+    }
+
+    fn privileges(&mut self, node: &Node, path: &str) -> Option<Vec<Privilege>> {
+        let items = self.list(node, path)?;
+        let mut privileges = BTreeSet::new();
+        let mut ok = true;
+        for (index, item) in items.iter().enumerate() {
+            let item_path = format!("{path}[{index}]");
+            let Some(name) = self.string(item, &item_path) else {
+                ok = false;
+                continue;
+            };
+            match Privilege::from_name(&name.to_ascii_lowercase()) {
+                Some(privilege) => {
+                    if !privileges.insert(privilege) {
+                        self.error(
+                            &item_path,
+                            item.span,
+                            format!("privilege `{name}` is listed twice"),
+                            Some("list each privilege once".into()),
+                        );
+                        ok = false;
+                    }
+                }
+                None => {
+                    let names = Privilege::ALL.map(Privilege::name);
+                    let help = match did_you_mean(&name.to_ascii_lowercase(), names) {
+                        Some(suggestion) => format!(
+                            "did you mean `{suggestion}`? (one of: {})",
+                            names.join(", ")
+                        ),
+                        None => format!("use some of: {}", names.join(", ")),
+                    };
+                    self.error(
+                        &item_path,
+                        item.span,
+                        format!("unknown privilege `{}`", name.escape_debug()),
+                        Some(help),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        ok.then(|| privileges.into_iter().collect())
+    }
+
+    fn access(&mut self, node: &Node) -> Option<Vec<Access>> {
+        let items = self.list(node, "access")?;
+        let declared = self.declared_users.clone();
+        let users: Vec<&str> = declared.iter().flatten().map(String::as_str).collect();
+        let mut entries = Vec::new();
+        let mut seen: HashMap<(String, String), usize> = HashMap::new();
+        let mut ok = true;
+        for (index, item) in items.iter().enumerate() {
+            let path = format!("access[{index}]");
+            let Some(fields) = self.mapping(item, &path, ACCESS_KEYS) else {
+                ok = false;
+                continue;
+            };
+            let namespace = self
+                .required(&fields, "namespace", "demo")
+                .and_then(|node| self.dns_label(node, &fields.path("namespace")));
+            let service_account = self
+                .required(&fields, "service_account", "demo-app")
+                .and_then(|node| self.dns_subdomain(node, &fields.path("service_account")));
+            let db_user = self
+                .required(&fields, "db_user", "app_user")
+                .and_then(|node| {
+                    let user_path = fields.path("db_user");
+                    let user = self.string(node, &user_path)?;
+                    if !users.contains(&user) {
+                        let help = match did_you_mean(user, users.iter().copied()) {
+                            Some(suggestion) => format!("did you mean `{suggestion}`?"),
+                            None if users.is_empty() => {
+                                "define it under database.users first".into()
+                            }
+                            None => format!("defined users: {}", users.join(", ")),
+                        };
+                        self.error(
+                            &user_path,
+                            node.span,
+                            format!(
+                                "`{}` is not a user defined in database.users",
+                                user.escape_debug()
+                            ),
+                            Some(help),
+                        );
+                        return None;
+                    }
+                    Some(user.to_string())
+                });
+            let (Some(namespace), Some(service_account), Some(db_user)) =
+                (namespace, service_account, db_user)
+            else {
+                ok = false;
+                continue;
+            };
+            let key = (namespace.clone(), service_account.clone());
+            if let Some(first) = seen.insert(key, index) {
+                self.error(
+                    &path,
+                    item.span,
+                    format!("service account {namespace}/{service_account} appears twice in access (first at access[{first}])"),
+                    Some("a service account gets one IAM role and logs in as one database user; remove one entry".into()),
+                );
+                ok = false;
+                continue;
+            }
+            entries.push(Access {
+                namespace,
+                service_account,
+                db_user,
+            });
+        }
+        ok.then_some(entries)
+    }
+
+    fn dns_label(&mut self, node: &Node, path: &str) -> Option<String> {
+        let name = self.string(node, path)?;
+        if is_dns_label(name) {
+            Some(name.to_string())
+        } else {
+            self.error(path, node.span, format!("`{}` is not a valid Kubernetes name (DNS-1123 label)", name.escape_debug()), Some("use at most 63 lowercase letters, digits and hyphens, starting and ending with a letter or digit".into()));
+            None
+        }
+    }
+
+    fn dns_subdomain(&mut self, node: &Node, path: &str) -> Option<String> {
+        let name = self.string(node, path)?;
+        if name.len() <= 253 && name.split('.').all(is_dns_label) {
+            Some(name.to_string())
+        } else {
+            self.error(path, node.span, format!("`{}` is not a valid Kubernetes name (DNS-1123 subdomain)", name.escape_debug()), Some("use lowercase letters, digits, hyphens and dots, starting and ending with a letter or digit".into()));
+            None
+        }
+    }
+
+    fn app(&mut self, node: &Node, access: Option<&[Access]>) -> Option<App> {
+        let fields = self.mapping(node, "app", APP_KEYS)?;
+        let namespace = self
+            .required(&fields, "namespace", "demo")
+            .and_then(|node| self.dns_label(node, "app.namespace"));
+        let service_account_node = self.required(&fields, "service_account", "demo-app");
+        let service_account =
+            service_account_node.and_then(|node| self.dns_subdomain(node, "app.service_account"));
+        let image = self
+            .required(&fields, "image", "ghcr.io/example/pwless-demo:0.1.0")
+            .and_then(|node| {
+                let image = self.string(node, "app.image")?;
+                let valid = !image.is_empty()
+                    && image.len() <= 512
+                    && !image.starts_with('-')
+                    && image.chars().all(|c| c.is_ascii_graphic());
+                if !valid {
+                    self.error(
+                        "app.image",
+                        node.span,
+                        format!(
+                            "`{}` is not a container image reference",
+                            image.escape_debug()
+                        ),
+                        Some("write it like ghcr.io/example/pwless-demo:0.1.0".into()),
+                    );
+                    return None;
+                }
+                Some(image.to_string())
+            });
+        let replicas = match fields.value("replicas") {
+            Some(node) => self.integer(node, "app.replicas", 0, 100).map(|n| n as u32),
+            None => Some(2),
+        };
+        let port = match fields.value("port") {
+            Some(node) => self.integer(node, "app.port", 1, 65535).and_then(|port| {
+                if port < 1024 {
+                    self.error(
+                        "app.port",
+                        node.span,
+                        format!("port {port} needs root, and the demo app runs as a non-root user"),
+                        Some(
+                            "use a port from 1024 up, e.g. 8080 (the Service still listens on 80)"
+                                .into(),
+                        ),
+                    );
+                    return None;
+                }
+                u16::try_from(port).ok()
+            }),
+            None => Some(8080),
+        };
+        let (namespace, service_account) = (namespace?, service_account?);
+        if let Some(access) = access
+            && !access.iter().any(|entry| {
+                entry.namespace == namespace && entry.service_account == service_account
+            })
+        {
+            self.error(
+                "app.service_account",
+                service_account_node.map(|node| node.span).unwrap_or(fields.span),
+                format!("the app runs as {namespace}/{service_account}, which has no `access` entry, so it could not log in to the database"),
+                Some(format!("add `- {{namespace: {namespace}, service_account: {service_account}, db_user: <user>}}` under `access`")),
+            );
+            return None;
+        }
+        Some(App {
+            namespace,
+            service_account,
+            image: image?,
+            replicas: replicas?,
+            port: port?,
+        })
+    }
+}
+
+fn is_region(region: &str) -> bool {
+    let parts: Vec<&str> = region.split('-').collect();
+    parts.len() >= 3
+        && parts.len() <= 4
+        && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit())
+        && parts[parts.len() - 1].len() <= 2
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase()))
+}
+
+pub(crate) fn is_dns_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
