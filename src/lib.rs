@@ -5,3 +5,5 @@ pub mod plan;
 pub mod render;
 pub mod spec;
 pub mod state;
+#[doc(hidden)]
+pub mod testing;

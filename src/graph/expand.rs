@@ -333,7 +333,7 @@ impl Expander<'_> {
             &format!("{name}-default"),
         );
         let mut node_group = node_group
-            .input("cluster_name", name.as_str())
+            .input("cluster_name", Expr::output(&cluster, "name"))
             .input("node_group_name", "default")
             .input("node_role_arn", Expr::output(&node_role, "arn"))
             .input("subnet_ids", self.subnet_ids("private"))
@@ -452,7 +452,10 @@ impl Expander<'_> {
             self.push(
                 instance
                     .input("identifier", identifier.as_str())
-                    .input("cluster_identifier", name.as_str())
+                    .input(
+                        "cluster_identifier",
+                        Expr::output(&rds, "cluster_identifier"),
+                    )
                     .input("engine", "aurora-postgresql")
                     .input("instance_class", database.instance_class.as_str())
                     .input(

@@ -62,11 +62,11 @@ kinds! {
     IamRole => "aws_iam_role", Aws, force_new: ["name"], outputs: ["arn", "name"];
     IamRolePolicyAttachment => "aws_iam_role_policy_attachment", Aws, force_new: ["role", "policy_arn"], outputs: [];
     IamRolePolicy => "aws_iam_role_policy", Aws, force_new: ["role", "name"], outputs: [];
-    EksCluster => "aws_eks_cluster", Aws, force_new: ["name", "role_arn", "subnet_ids", "service_ipv4_cidr"], outputs: ["arn", "endpoint", "certificate_authority", "oidc_issuer", "cluster_security_group_id"];
+    EksCluster => "aws_eks_cluster", Aws, force_new: ["name", "role_arn", "subnet_ids", "service_ipv4_cidr"], outputs: ["name", "arn", "endpoint", "certificate_authority", "oidc_issuer", "cluster_security_group_id"];
     EksNodeGroup => "aws_eks_node_group", Aws, force_new: ["cluster_name", "node_group_name", "node_role_arn", "subnet_ids", "instance_types"], outputs: ["arn"];
     OidcProvider => "aws_iam_openid_connect_provider", Aws, force_new: ["url"], outputs: ["arn"];
     DbSubnetGroup => "aws_db_subnet_group", Aws, force_new: ["name"], outputs: ["name", "arn"];
-    RdsCluster => "aws_rds_cluster", Aws, force_new: ["cluster_identifier", "engine", "database_name", "master_username", "db_subnet_group_name", "storage_encrypted"], outputs: ["arn", "endpoint", "reader_endpoint", "port", "cluster_resource_id", "master_user_secret_arn"];
+    RdsCluster => "aws_rds_cluster", Aws, force_new: ["cluster_identifier", "engine", "database_name", "master_username", "db_subnet_group_name", "storage_encrypted"], outputs: ["cluster_identifier", "arn", "endpoint", "reader_endpoint", "port", "cluster_resource_id", "master_user_secret_arn"];
     RdsClusterInstance => "aws_rds_cluster_instance", Aws, force_new: ["identifier", "cluster_identifier", "engine"], outputs: ["arn", "endpoint"];
     PostgresRole => "postgresql_role", Postgres, force_new: ["name", "cluster_resource_id"], outputs: [];
     PostgresGrant => "postgresql_grant", Postgres, force_new: ["role", "database", "cluster_resource_id"], outputs: [];

@@ -79,15 +79,17 @@ fn plan_normal(
         let seen = observed.get(address);
         let mut reason = None;
 
+        // Another kind at the same address: the old resource is deleted, the new one created.
+        let kind_changed = prior.is_some_and(|prior| prior.kind != resource.kind);
+        if let Some(prior) = prior.filter(|_| kind_changed) {
+            reason = Some(format!(
+                "its kind changed from {} to {}",
+                prior.kind, resource.kind
+            ));
+        }
         let before: Option<&BTreeMap<String, Value>> = match (prior, seen) {
             (None, _) => None,
-            (Some(prior), _) if prior.kind != resource.kind => {
-                reason = Some(format!(
-                    "its kind changed from {} to {}",
-                    prior.kind, resource.kind
-                ));
-                None
-            }
+            (Some(prior), _) if kind_changed => Some(&prior.inputs),
             (Some(_), Some(Observed::Missing)) => {
                 reason = Some("it was deleted outside pwless".to_string());
                 None
@@ -150,7 +152,9 @@ fn plan_normal(
                     .filter(|name| force_new.contains(&name.as_str()))
                     .cloned()
                     .collect();
-                let action = if changed.is_empty() {
+                let action = if kind_changed {
+                    Action::Replace
+                } else if changed.is_empty() {
                     Action::NoOp
                 } else if replace_paths.is_empty() {
                     Action::Update

@@ -1,0 +1,126 @@
+//! The binary: exit codes, output streams, saved plans.
+
+use crate::common::{EXAMPLE, TempDir, example_with, pwless, stderr, stdout};
+
+#[test]
+fn plan_prints_to_stdout_and_documents_its_exit_codes() {
+    let dir = TempDir::new("cli-plan");
+    let stack = dir.write("stack.yaml", EXAMPLE);
+    let file = stack.to_str().unwrap();
+
+    let output = pwless(&["plan", "-f", file], dir.path());
+    assert_eq!(output.status.code(), Some(0));
+    assert!(stdout(&output).ends_with("Plan: 37 to add, 0 to change, 0 to destroy.\n"));
+    assert!(!stdout(&output).contains('\x1b'), "NO_COLOR is honoured");
+
+    let output = pwless(&["plan", "-f", file, "--detailed-exitcode"], dir.path());
+    assert_eq!(output.status.code(), Some(2));
+
+    let output = pwless(&["plan", "-f", file, "--json"], dir.path());
+    let plan: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(plan["resource_changes"].as_array().unwrap().len(), 37);
+    assert_eq!(plan["resource_changes"][0]["action"], "create");
+    assert_eq!(plan["summary"]["add"], 37);
+}
+
+#[test]
+fn an_invalid_stack_exits_1_naming_file_line_and_fix() {
+    let dir = TempDir::new("cli-invalid");
+    let stack = dir.write(
+        "stack.yaml",
+        &example_with("nat_gateways: single", "nat_gateways: several"),
+    );
+    let output = pwless(
+        &["plan", "-f", stack.to_str().unwrap(), "--detailed-exitcode"],
+        dir.path(),
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(message.contains("stack.yaml:10:17"), "{message}");
+    assert!(
+        message.contains("help: use one of: none, single, per_az"),
+        "{message}"
+    );
+    assert!(stdout(&output).is_empty());
+    assert!(
+        !dir.path().join("state").exists(),
+        "nothing is written for an invalid stack"
+    );
+
+    let output = pwless(&["plan", "-f", "missing.yaml"], dir.path());
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("cannot read stack file missing.yaml"));
+}
+
+#[test]
+fn a_saved_plan_is_shown_and_refused_when_stale() {
+    let dir = TempDir::new("cli-saved");
+    let stack = dir.write("stack.yaml", EXAMPLE);
+    let output = pwless(
+        &["plan", "-f", stack.to_str().unwrap(), "-o", "plan.json"],
+        dir.path(),
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let output = pwless(&["show", "plan.json"], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stdout(&output).contains("Plan: 37 to add"));
+
+    // A state appears (someone applied meanwhile): the plan no longer applies.
+    let mut store =
+        pwless::state::StateStore::open(&dir.path().join("state/iam-postgres.json"), "test")
+            .unwrap();
+    let mut state = store.read_or_new("iam-postgres").unwrap();
+    store.write(&mut state).unwrap();
+    drop(store);
+    let output = pwless(&["show", "plan.json"], dir.path());
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("the plan is stale"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn graph_prints_dot_and_mermaid() {
+    let dir = TempDir::new("cli-graph");
+    let stack = dir.write("stack.yaml", EXAMPLE);
+    let output = pwless(&["graph", "-f", stack.to_str().unwrap()], dir.path());
+    let dot = stdout(&output);
+    assert!(dot.starts_with("digraph pwless {"));
+    assert!(dot.contains("\"aws_vpc.main\" -> \"aws_subnet.public[0]\";"));
+    assert!(dot.contains(
+        "\"aws_iam_role.irsa[demo/demo-app]\" -> \"kubernetes_service_account.demo/demo-app\";"
+    ));
+    let output = pwless(
+        &[
+            "graph",
+            "-f",
+            stack.to_str().unwrap(),
+            "--format",
+            "mermaid",
+        ],
+        dir.path(),
+    );
+    let mermaid = stdout(&output);
+    assert!(mermaid.starts_with("flowchart LR\n  r0[\"aws_vpc.main\"]"));
+    assert!(mermaid.contains("r0 --> r1"));
+}
+
+#[test]
+fn destroy_plan_of_nothing_is_no_changes() {
+    let dir = TempDir::new("cli-destroy");
+    let stack = dir.write("stack.yaml", EXAMPLE);
+    let output = pwless(
+        &[
+            "plan",
+            "-f",
+            stack.to_str().unwrap(),
+            "--destroy",
+            "--detailed-exitcode",
+        ],
+        dir.path(),
+    );
+    assert_eq!(output.status.code(), Some(0));
+    assert!(stdout(&output).starts_with("No changes. There is nothing to destroy."));
+}

@@ -1,0 +1,71 @@
+//! Shared helpers: the example stack, temp dirs, the pwless binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use pwless::graph::ResourceGraph;
+use pwless::spec::Stack;
+
+pub const EXAMPLE: &str = include_str!("../../stack.example.yaml");
+
+pub fn stack_from(text: &str) -> Stack {
+    match pwless::spec::parse_str(Path::new("test.yaml"), text) {
+        Ok(stack) => stack,
+        Err(errors) => panic!("stack should be valid:\n{errors}"),
+    }
+}
+
+pub fn graph_of(stack: &Stack) -> ResourceGraph {
+    ResourceGraph::from_stack(stack).expect("the expansion makes a valid graph")
+}
+
+/// Replaces `from` (which must occur) in the example stack.
+pub fn example_with(from: &str, to: &str) -> String {
+    assert!(EXAMPLE.contains(from), "the example has no `{from}`");
+    EXAMPLE.replacen(from, to, 1)
+}
+
+/// A fresh directory under the system temp dir, removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("pwless-it-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).expect("write file");
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn pwless(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pwless"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run pwless")
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}

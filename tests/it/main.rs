@@ -1,0 +1,9 @@
+//! The integration tests: one binary, a module per area (see docs/ARCHITECTURE.md).
+
+mod cli;
+mod common;
+mod planner;
+mod robustness;
+mod snapshots;
+mod spec_errors;
+mod state;

@@ -1,0 +1,452 @@
+//! The planner, table-driven: (stack change, prior state, observed state) -> actions.
+
+use std::collections::HashMap;
+
+use pwless::plan::{Action, Mode, Observed, ObservedState, Plan, StalePlan, plan};
+use pwless::state::State;
+use pwless::testing::applied_state;
+
+use crate::common::{EXAMPLE, example_with, graph_of, stack_from};
+
+fn plan_for(text: &str, prior: Option<&State>, observed: &ObservedState, mode: Mode) -> Plan {
+    let stack = stack_from(text);
+    plan(&stack.name, &graph_of(&stack), prior, observed, mode)
+}
+
+fn example_state() -> State {
+    let stack = stack_from(EXAMPLE);
+    applied_state(&stack.name, &graph_of(&stack))
+}
+
+/// address -> action, for the changes that do something.
+fn actions(plan: &Plan) -> HashMap<&str, Action> {
+    plan.resource_changes
+        .iter()
+        .filter(|change| change.action != Action::NoOp)
+        .map(|change| (change.address.as_str(), change.action))
+        .collect()
+}
+
+#[test]
+fn empty_state_creates_everything_with_unknowns_marked() {
+    let plan = plan_for(EXAMPLE, None, &ObservedState::new(), Mode::Normal);
+    assert!(
+        plan.resource_changes
+            .iter()
+            .all(|change| change.action == Action::Create)
+    );
+    assert_eq!(plan.summary.add, plan.resource_changes.len());
+    assert_eq!((plan.summary.change, plan.summary.destroy), (0, 0));
+    assert_eq!(plan.prior_state.lineage, None);
+    let subnet = plan.change("aws_subnet.private[0]").unwrap();
+    assert!(
+        subnet.after_unknown.contains_key("vpc_id"),
+        "vpc_id is known after apply"
+    );
+    assert_eq!(
+        subnet.after.as_ref().unwrap()["cidr_block"],
+        "10.0.128.0/18"
+    );
+    assert_eq!(subnet.depends_on, ["aws_vpc.main"]);
+}
+
+#[test]
+fn applied_state_plans_no_changes() {
+    let state = example_state();
+    let plan = plan_for(EXAMPLE, Some(&state), &ObservedState::new(), Mode::Normal);
+    assert!(!plan.has_changes(), "{:?}", actions(&plan));
+    assert_eq!(
+        plan.prior_state.lineage.as_deref(),
+        Some(state.lineage.as_str())
+    );
+    assert_eq!(plan.prior_state.serial, 1);
+}
+
+struct Case {
+    name: &'static str,
+    from: &'static str,
+    to: &'static str,
+    /// Exactly these resources change, with these actions.
+    expect: &'static [(&'static str, Action)],
+    replace_paths: &'static [(&'static str, &'static [&'static str])],
+}
+
+const CASES: &[Case] = &[
+    Case {
+        name: "node group scaling updates in place",
+        from: "desired_size: 2",
+        to: "desired_size: 3",
+        expect: &[("aws_eks_node_group.main", Action::Update)],
+        replace_paths: &[],
+    },
+    Case {
+        name: "Kubernetes version upgrades cluster and nodes in place",
+        from: "version: \"1.31\"",
+        to: "version: \"1.32\"",
+        expect: &[
+            ("aws_eks_cluster.main", Action::Update),
+            ("aws_eks_node_group.main", Action::Update),
+        ],
+        replace_paths: &[],
+    },
+    Case {
+        name: "instance type of the nodes forces a new node group",
+        from: "instance_types: [t3.medium]",
+        to: "instance_types: [t3.large]",
+        expect: &[("aws_eks_node_group.main", Action::Replace)],
+        replace_paths: &[("aws_eks_node_group.main", &["instance_types"])],
+    },
+    Case {
+        name: "a tag updates every tagged AWS resource in place",
+        from: "tags: {team: platform}",
+        to: "tags: {team: data}",
+        expect: &[],
+        replace_paths: &[],
+    },
+    Case {
+        name: "a privilege change updates only the grant",
+        from: "privileges: [connect, usage, create, select, insert, update, delete]",
+        to: "privileges: [connect, usage, select]",
+        expect: &[("postgresql_grant.user[app_user]", Action::Update)],
+        replace_paths: &[],
+    },
+    Case {
+        name: "renaming the database replaces the cluster and everything that needs its outputs",
+        from: "name: appdb",
+        to: "name: otherdb",
+        expect: &[
+            ("aws_rds_cluster.main", Action::Replace),
+            // Instances live inside the cluster.
+            ("aws_rds_cluster_instance.main[0]", Action::Replace),
+            // The grant names the database and needs the new cluster's resource id.
+            ("postgresql_grant.user[app_user]", Action::Replace),
+            ("postgresql_role.user[app_user]", Action::Replace),
+            // The policy's dbuser ARN holds the cluster resource id: known after apply.
+            ("aws_iam_role_policy.irsa[demo/demo-app]", Action::Update),
+            // DB_ENDPOINT and DB_NAME change.
+            ("kubernetes_deployment.demo/pwless-demo", Action::Update),
+        ],
+        replace_paths: &[("aws_rds_cluster.main", &["database_name"])],
+    },
+    Case {
+        name: "more app replicas update the deployment only",
+        from: "replicas: 2",
+        to: "replicas: 4",
+        expect: &[("kubernetes_deployment.demo/pwless-demo", Action::Update)],
+        replace_paths: &[],
+    },
+];
+
+#[test]
+fn changes_plan_exactly_the_expected_actions() {
+    let state = example_state();
+    for case in CASES {
+        let plan = plan_for(
+            &example_with(case.from, case.to),
+            Some(&state),
+            &ObservedState::new(),
+            Mode::Normal,
+        );
+        let found = actions(&plan);
+        if case.name.starts_with("a tag") {
+            // Every resource with `tags`, and only those, is updated.
+            let tagged: Vec<&str> = state
+                .resources
+                .iter()
+                .filter(|r| r.inputs.contains_key("tags"))
+                .map(|r| r.address.as_str())
+                .collect();
+            assert_eq!(found.len(), tagged.len(), "{}: {found:?}", case.name);
+            assert!(
+                tagged
+                    .iter()
+                    .all(|address| found.get(address) == Some(&Action::Update)),
+                "{}",
+                case.name
+            );
+            continue;
+        }
+        let expected: HashMap<&str, Action> = case.expect.iter().copied().collect();
+        assert_eq!(found, expected, "{}", case.name);
+        for (address, paths) in case.replace_paths {
+            let change = plan.change(address).unwrap();
+            assert_eq!(change.replace_paths, *paths, "{}: {address}", case.name);
+            assert!(
+                change
+                    .reason
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("cannot change in place"),
+                "{}",
+                case.name
+            );
+        }
+    }
+}
+
+#[test]
+fn a_new_vpc_block_replaces_the_network_and_what_stands_on_it() {
+    let state = example_state();
+    let text = example_with("cidr: 10.0.0.0/16", "cidr: 10.1.0.0/16");
+    let plan = plan_for(&text, Some(&state), &ObservedState::new(), Mode::Normal);
+    let found = actions(&plan);
+    assert_eq!(found["aws_vpc.main"], Action::Replace);
+    assert_eq!(
+        plan.change("aws_vpc.main").unwrap().replace_paths,
+        ["cidr_block"]
+    );
+    for address in [
+        "aws_subnet.public[0]",
+        "aws_subnet.private[1]",
+        "aws_internet_gateway.main",
+        "aws_eks_cluster.main",
+        "aws_security_group.database",
+    ] {
+        assert_eq!(found[address], Action::Replace, "{address}");
+    }
+    // IAM does not live in the VPC.
+    assert!(!found.contains_key("aws_iam_role.eks_node"));
+    let eks = plan.change("aws_eks_cluster.main").unwrap();
+    assert_eq!(eks.replace_paths, ["subnet_ids"]);
+}
+
+#[test]
+fn removed_users_and_access_are_deleted_dependents_first() {
+    let state = example_state();
+    let text = "stack: iam-postgres\nregion: us-west-2\ntags: {team: platform}\n\
+        network: {cidr: 10.0.0.0/16, availability_zones: 2, nat_gateways: single}\n\
+        cluster: {version: \"1.31\", node_group: {instance_types: [t3.medium], min_size: 1, desired_size: 2, max_size: 3}}\n\
+        database: {engine_version: \"17.4\", instance_class: db.t4g.medium, instances: 1, name: appdb, master_username: postgres}\n";
+    let plan = plan_for(text, Some(&state), &ObservedState::new(), Mode::Normal);
+    let found = actions(&plan);
+    let gone = [
+        "postgresql_role.user[app_user]",
+        "postgresql_grant.user[app_user]",
+        "aws_iam_role.irsa[demo/demo-app]",
+        "aws_iam_role_policy.irsa[demo/demo-app]",
+        "kubernetes_namespace.demo",
+        "kubernetes_service_account.demo/demo-app",
+        "kubernetes_deployment.demo/pwless-demo",
+        "kubernetes_service.demo/pwless-demo",
+    ];
+    assert_eq!(found.len(), gone.len(), "{found:?}");
+    assert!(gone.iter().all(|address| found[address] == Action::Delete));
+    let position = |address: &str| {
+        plan.resource_changes
+            .iter()
+            .position(|c| c.address == address)
+            .unwrap()
+    };
+    assert!(
+        position("postgresql_grant.user[app_user]") < position("postgresql_role.user[app_user]")
+    );
+    assert!(
+        position("kubernetes_service_account.demo/demo-app")
+            < position("aws_iam_role.irsa[demo/demo-app]")
+    );
+    assert!(
+        position("aws_iam_role_policy.irsa[demo/demo-app]")
+            < position("aws_iam_role.irsa[demo/demo-app]")
+    );
+    assert!(
+        position("kubernetes_service_account.demo/demo-app")
+            < position("kubernetes_namespace.demo")
+    );
+    let role_delete = plan.change("aws_iam_role.irsa[demo/demo-app]").unwrap();
+    assert_eq!(
+        role_delete.reason.as_deref(),
+        Some("it is no longer in the stack")
+    );
+    assert!(
+        role_delete
+            .depends_on
+            .contains(&"kubernetes_service_account.demo/demo-app".to_string())
+    );
+}
+
+#[test]
+fn destroy_deletes_everything_in_reverse_dependency_order() {
+    let state = example_state();
+    let plan = plan_for(EXAMPLE, Some(&state), &ObservedState::new(), Mode::Destroy);
+    assert_eq!(plan.summary.destroy, state.resources.len());
+    assert_eq!(plan.summary.add + plan.summary.change, 0);
+    let position: HashMap<&str, usize> = plan
+        .resource_changes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.address.as_str(), i))
+        .collect();
+    for resource in &state.resources {
+        for dependency in &resource.dependencies {
+            assert!(
+                position[resource.address.as_str()] < position[dependency.as_str()],
+                "{} must be deleted before {dependency}",
+                resource.address
+            );
+        }
+    }
+    assert_eq!(
+        plan.resource_changes.last().unwrap().address,
+        "aws_vpc.main"
+    );
+    // Destroy of an empty state is no change.
+    let nothing = plan_for(EXAMPLE, None, &ObservedState::new(), Mode::Destroy);
+    assert!(!nothing.has_changes());
+}
+
+#[test]
+fn drift_deleted_outside_pwless_is_created_again() {
+    let state = example_state();
+    let observed: ObservedState = [(
+        "aws_iam_role.irsa[demo/demo-app]".to_string(),
+        Observed::Missing,
+    )]
+    .into();
+    let plan = plan_for(EXAMPLE, Some(&state), &observed, Mode::Normal);
+    let found = actions(&plan);
+    let role = plan.change("aws_iam_role.irsa[demo/demo-app]").unwrap();
+    assert_eq!(role.action, Action::Create);
+    assert_eq!(
+        role.reason.as_deref(),
+        Some("it was deleted outside pwless")
+    );
+    // Its ARN and name come anew: the policy (role name forces new) and the service account follow.
+    assert_eq!(
+        found["aws_iam_role_policy.irsa[demo/demo-app]"],
+        Action::Replace
+    );
+    assert_eq!(
+        found["kubernetes_service_account.demo/demo-app"],
+        Action::Update
+    );
+    assert_eq!(found.len(), 3, "{found:?}");
+}
+
+#[test]
+fn drift_modified_outside_pwless_is_reverted() {
+    let state = example_state();
+    let prior = state.resource("aws_eks_node_group.main").unwrap();
+    let mut inputs = prior.inputs.clone();
+    inputs.insert(
+        "scaling".into(),
+        serde_json::json!({"min_size": 0, "desired_size": 0, "max_size": 3}),
+    );
+    let observed: ObservedState = [(
+        "aws_eks_node_group.main".to_string(),
+        Observed::Present {
+            inputs,
+            outputs: prior.outputs.clone(),
+        },
+    )]
+    .into();
+    let plan = plan_for(EXAMPLE, Some(&state), &observed, Mode::Normal);
+    let change = plan.change("aws_eks_node_group.main").unwrap();
+    assert_eq!(change.action, Action::Update);
+    assert_eq!(change.changed, ["scaling"]);
+    assert_eq!(
+        change.reason.as_deref(),
+        Some("it was changed outside pwless")
+    );
+    assert_eq!(
+        change.before.as_ref().unwrap()["scaling"]["desired_size"],
+        0
+    );
+    assert_eq!(actions(&plan).len(), 1);
+}
+
+#[test]
+fn a_resource_whose_kind_changed_is_replaced_not_orphaned() {
+    let mut state = example_state();
+    let mut moved = state.resource("aws_eip.nat[0]").unwrap().clone();
+    moved.kind = pwless::graph::ResourceKind::SecurityGroup;
+    state.upsert(moved);
+    let plan = plan_for(EXAMPLE, Some(&state), &ObservedState::new(), Mode::Normal);
+    let change = plan.change("aws_eip.nat[0]").unwrap();
+    assert_eq!(change.action, Action::Replace);
+    assert!(change.reason.as_deref().unwrap().contains("kind changed"));
+}
+
+#[test]
+fn a_saved_plan_is_refused_once_the_state_moves() {
+    let state = example_state();
+    let saved = plan_for(
+        &example_with("replicas: 2", "replicas: 3"),
+        Some(&state),
+        &ObservedState::new(),
+        Mode::Normal,
+    );
+    assert_eq!(saved.check_current(Some(&state)), Ok(()));
+
+    let mut newer = state.clone();
+    newer.serial += 1;
+    assert_eq!(
+        saved.check_current(Some(&newer)),
+        Err(StalePlan::Serial {
+            planned: 1,
+            current: 2
+        })
+    );
+    let other = State {
+        serial: 1,
+        ..State::new("iam-postgres")
+    };
+    assert!(matches!(
+        saved.check_current(Some(&other)),
+        Err(StalePlan::Lineage { .. })
+    ));
+    assert_eq!(saved.check_current(None), Err(StalePlan::StateVanished));
+
+    let first = plan_for(EXAMPLE, None, &ObservedState::new(), Mode::Normal);
+    assert_eq!(first.check_current(None), Ok(()));
+    assert_eq!(
+        first.check_current(Some(&state)),
+        Err(StalePlan::StateAppeared)
+    );
+
+    // The saved form round-trips exactly, unknown expressions included.
+    let text = pwless::render::plan::json(&first);
+    let back: Plan = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, first);
+}
+
+#[test]
+fn replacing_a_cluster_replaces_what_lives_inside_it() {
+    // Regression: instances and node groups named their cluster by a literal, so a replaced
+    // cluster left them as in-place updates of resources that would no longer exist.
+    let state = example_state();
+    let plan = plan_for(
+        &example_with("name: appdb", "name: appdb2"),
+        Some(&state),
+        &ObservedState::new(),
+        Mode::Normal,
+    );
+    assert_eq!(
+        plan.change("aws_rds_cluster_instance.main[0]")
+            .unwrap()
+            .action,
+        Action::Replace
+    );
+    assert_eq!(
+        plan.change("aws_rds_cluster_instance.main[0]")
+            .unwrap()
+            .replace_paths,
+        ["cluster_identifier"]
+    );
+    let plan = plan_for(
+        &example_with(
+            "nat_gateways: single",
+            "nat_gateways: single\n  public_subnets: [10.0.0.0/20, 10.0.16.0/20]\n  private_subnets: [10.0.128.0/18, 10.0.192.0/18]",
+        ),
+        Some(&state),
+        &ObservedState::new(),
+        Mode::Normal,
+    );
+    assert_eq!(
+        plan.change("aws_eks_cluster.main").unwrap().action,
+        Action::Replace
+    );
+    assert_eq!(
+        plan.change("aws_eks_node_group.main").unwrap().action,
+        Action::Replace
+    );
+}

@@ -1,0 +1,87 @@
+//! The rendered plans, human and JSON, as reviewed snapshots (tests/it/snapshots/).
+
+use pwless::plan::{Mode, ObservedState, plan};
+use pwless::render::{Style, plan::human, plan::json};
+use pwless::testing::applied_state;
+
+use crate::common::{EXAMPLE, example_with, graph_of, stack_from};
+
+#[test]
+fn example_create_plan_human() {
+    let stack = stack_from(EXAMPLE);
+    let plan = plan(
+        &stack.name,
+        &graph_of(&stack),
+        None,
+        &ObservedState::new(),
+        Mode::Normal,
+    );
+    insta::assert_snapshot!(human(&plan, Style::plain()));
+}
+
+#[test]
+fn example_create_plan_json() {
+    let stack = stack_from(EXAMPLE);
+    let plan = plan(
+        &stack.name,
+        &graph_of(&stack),
+        None,
+        &ObservedState::new(),
+        Mode::Normal,
+    );
+    insta::assert_snapshot!(json(&plan));
+}
+
+#[test]
+fn mixed_plan_human() {
+    // An update, a replacement and deletions in one plan. Lineage is random: pin it.
+    let stack = stack_from(EXAMPLE);
+    let mut state = applied_state(&stack.name, &graph_of(&stack));
+    state.lineage = "00000000-0000-4000-8000-000000000000".into();
+    let text = example_with("desired_size: 2", "desired_size: 3")
+        .replacen(
+            "instance_class: db.t4g.medium",
+            "instance_class: db.r7g.large",
+            1,
+        )
+        .replacen("instances: 1", "instances: 1", 1)
+        .replacen("nat_gateways: single", "nat_gateways: none", 1)
+        .replacen("name: appdb", "name: appdb2", 1);
+    let changed = stack_from(&text);
+    let plan = plan(
+        &changed.name,
+        &graph_of(&changed),
+        Some(&state),
+        &ObservedState::new(),
+        Mode::Normal,
+    );
+    insta::assert_snapshot!(human(&plan, Style::plain()));
+}
+
+#[test]
+fn destroy_plan_human() {
+    let stack = stack_from(EXAMPLE);
+    let state = applied_state(&stack.name, &graph_of(&stack));
+    let plan = plan(
+        &stack.name,
+        &graph_of(&stack),
+        Some(&state),
+        &ObservedState::new(),
+        Mode::Destroy,
+    );
+    insta::assert_snapshot!(human(&plan, Style::plain()));
+}
+
+#[test]
+fn colour_is_only_added_when_asked() {
+    let stack = stack_from(EXAMPLE);
+    let plan = plan(
+        &stack.name,
+        &graph_of(&stack),
+        None,
+        &ObservedState::new(),
+        Mode::Normal,
+    );
+    assert!(!human(&plan, Style::plain()).contains('\x1b'));
+    assert!(human(&plan, Style { color: true }).contains("\x1b[32m+\x1b[0m"));
+}

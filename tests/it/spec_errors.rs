@@ -1,0 +1,553 @@
+//! Every validation rule: a mutation of the example, the message it must give and where.
+
+use std::path::Path;
+
+use crate::common::{EXAMPLE, example_with, stack_from};
+use pwless::spec::model::{MasterPassword, NatGateways, Privilege};
+
+struct Case {
+    name: &'static str,
+    from: &'static str,
+    to: &'static str,
+    message: &'static str,
+    line: usize,
+    help: Option<&'static str>,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        name: "unknown top-level key",
+        from: "region: us-west-2",
+        to: "region: us-west-2\nregoin: x",
+        message: "unknown key `regoin` at the top level",
+        line: 6,
+        help: Some("did you mean `region`?"),
+    },
+    Case {
+        name: "unknown nested key",
+        from: "availability_zones: 2",
+        to: "availabilty_zones: 2",
+        message: "unknown key `availabilty_zones` in `network`",
+        line: 9,
+        help: Some("did you mean `availability_zones`?"),
+    },
+    Case {
+        name: "duplicate key",
+        from: "region: us-west-2",
+        to: "region: us-west-2\nregion: us-east-1",
+        message: "key `region` appears twice",
+        line: 6,
+        help: None,
+    },
+    Case {
+        name: "bad stack name",
+        from: "stack: iam-postgres",
+        to: "stack: Iam_Postgres",
+        message: "`Iam_Postgres` is not a valid stack name",
+        line: 4,
+        help: None,
+    },
+    Case {
+        name: "bad region",
+        from: "region: us-west-2",
+        to: "region: moon-base",
+        message: "`moon-base` is not an AWS region name",
+        line: 5,
+        help: None,
+    },
+    Case {
+        name: "reserved tag",
+        from: "tags: {team: platform}",
+        to: "tags: {\"pwless:stack\": x}",
+        message: "uses a reserved prefix",
+        line: 6,
+        help: None,
+    },
+    Case {
+        name: "CIDR syntax",
+        from: "cidr: 10.0.0.0/16",
+        to: "cidr: 10.0.0/16",
+        message: "is not a CIDR block",
+        line: 8,
+        help: None,
+    },
+    Case {
+        name: "CIDR host bits",
+        from: "cidr: 10.0.0.0/16",
+        to: "cidr: 10.0.3.0/16",
+        message: "has host bits set",
+        line: 8,
+        help: Some("did you mean `10.0.0.0/16`?"),
+    },
+    Case {
+        name: "CIDR too large a block",
+        from: "cidr: 10.0.0.0/16",
+        to: "cidr: 10.0.0.0/12",
+        message: "between /16 and /28",
+        line: 8,
+        help: None,
+    },
+    Case {
+        name: "public CIDR",
+        from: "cidr: 10.0.0.0/16",
+        to: "cidr: 8.8.0.0/16",
+        message: "not a private address range",
+        line: 8,
+        help: None,
+    },
+    Case {
+        name: "too few addresses",
+        from: "cidr: 10.0.0.0/16",
+        to: "cidr: 10.0.0.0/27",
+        message: "too few addresses",
+        line: 8,
+        help: None,
+    },
+    Case {
+        name: "too few AZs",
+        from: "availability_zones: 2",
+        to: "availability_zones: 1",
+        message: "outside 2..=6",
+        line: 9,
+        help: None,
+    },
+    Case {
+        name: "too many AZs",
+        from: "availability_zones: 2",
+        to: "availability_zones: 7",
+        message: "outside 2..=6",
+        line: 9,
+        help: None,
+    },
+    Case {
+        name: "AZs not a number",
+        from: "availability_zones: 2",
+        to: "availability_zones: \"2\"",
+        message: "expected a whole number",
+        line: 9,
+        help: None,
+    },
+    Case {
+        name: "bad nat_gateways",
+        from: "nat_gateways: single",
+        to: "nat_gateways: singel",
+        message: "`singel` is not a valid value for `network.nat_gateways`",
+        line: 10,
+        help: Some("did you mean `single`?"),
+    },
+    Case {
+        name: "overlapping subnets",
+        from: "nat_gateways: single",
+        to: "nat_gateways: single\n  public_subnets: [10.0.0.0/24, 10.0.1.0/24]\n  private_subnets: [10.0.1.0/24, 10.0.2.0/24]",
+        message: "overlaps `10.0.1.0/24`",
+        line: 12,
+        help: None,
+    },
+    Case {
+        name: "subnet outside the VPC",
+        from: "nat_gateways: single",
+        to: "nat_gateways: single\n  public_subnets: [10.1.0.0/24, 10.0.1.0/24]\n  private_subnets: [10.0.2.0/24, 10.0.3.0/24]",
+        message: "outside the VPC block",
+        line: 11,
+        help: None,
+    },
+    Case {
+        name: "wrong number of subnets",
+        from: "nat_gateways: single",
+        to: "nat_gateways: single\n  public_subnets: [10.0.0.0/24]\n  private_subnets: [10.0.2.0/24, 10.0.3.0/24]",
+        message: "lists 1 blocks for 2 availability zones",
+        line: 11,
+        help: None,
+    },
+    Case {
+        name: "service CIDR overlapping the VPC",
+        from: "version: \"1.31\"",
+        to: "version: \"1.31\"\n  service_cidr: 10.0.0.0/16",
+        message: "overlaps the VPC block",
+        line: 13,
+        help: None,
+    },
+    Case {
+        name: "bad Kubernetes version",
+        from: "version: \"1.31\"",
+        to: "version: \"v1.31\"",
+        message: "is not a Kubernetes version",
+        line: 12,
+        help: None,
+    },
+    Case {
+        name: "node group sizes",
+        from: "desired_size: 2",
+        to: "desired_size: 5",
+        message: "min_size <= desired_size <= max_size",
+        line: 13,
+        help: None,
+    },
+    Case {
+        name: "bad instance type",
+        from: "instance_types: [t3.medium]",
+        to: "instance_types: [t3]",
+        message: "is not an EC2 instance type",
+        line: 13,
+        help: None,
+    },
+    Case {
+        name: "bad instance class",
+        from: "instance_class: db.t4g.medium",
+        to: "instance_class: t4g.medium",
+        message: "is not an RDS instance class",
+        line: 16,
+        help: None,
+    },
+    Case {
+        name: "bad database name",
+        from: "name: appdb",
+        to: "name: App-DB",
+        message: "is not a valid PostgreSQL identifier",
+        line: 18,
+        help: None,
+    },
+    Case {
+        name: "template database",
+        from: "name: appdb",
+        to: "name: template1",
+        message: "a database every cluster already has",
+        line: 18,
+        help: None,
+    },
+    Case {
+        name: "literal password",
+        from: "master_password: managed",
+        to: "master_password: hunter2",
+        message: "a password must never be written in the stack file",
+        line: 20,
+        help: None,
+    },
+    Case {
+        name: "bad env var name",
+        from: "master_password: managed",
+        to: "master_password: {env: 1BAD}",
+        message: "is not an environment variable name",
+        line: 20,
+        help: None,
+    },
+    Case {
+        name: "bad subnets choice",
+        from: "subnets: private",
+        to: "subnets: privat",
+        message: "not a valid value for `database.subnets`",
+        line: 21,
+        help: Some("did you mean `private`?"),
+    },
+    Case {
+        name: "user is the master user",
+        from: "- name: app_user",
+        to: "- name: postgres",
+        message: "it is the master user",
+        line: 23,
+        help: None,
+    },
+    Case {
+        name: "user is rds_iam",
+        from: "- name: app_user",
+        to: "- name: rds_iam",
+        message: "reserved",
+        line: 23,
+        help: None,
+    },
+    Case {
+        name: "user is rdsadmin",
+        from: "- name: app_user",
+        to: "- name: rdsadmin",
+        message: "reserved",
+        line: 23,
+        help: None,
+    },
+    Case {
+        name: "user starts with pg_",
+        from: "- name: app_user",
+        to: "- name: pg_reader",
+        message: "reserved",
+        line: 23,
+        help: None,
+    },
+    Case {
+        name: "user starts with rds",
+        from: "- name: app_user",
+        to: "- name: rdsuser",
+        message: "reserved",
+        line: 23,
+        help: None,
+    },
+    Case {
+        name: "hostile user name",
+        from: "- name: app_user",
+        to: "- name: \"x\\\"; DROP ROLE postgres; --\"",
+        message: "is not a valid PostgreSQL identifier",
+        line: 23,
+        help: None,
+    },
+    Case {
+        name: "unicode user name",
+        from: "- name: app_user",
+        to: "- name: \"ãpp\"",
+        message: "is not a valid PostgreSQL identifier",
+        line: 23,
+        help: None,
+    },
+    Case {
+        name: "unknown privilege",
+        from: "connect, usage",
+        to: "connect, usge",
+        message: "unknown privilege `usge`",
+        line: 24,
+        help: Some("did you mean `usage`?"),
+    },
+    Case {
+        name: "privilege twice",
+        from: "connect, usage",
+        to: "connect, connect",
+        message: "listed twice",
+        line: 24,
+        help: None,
+    },
+    Case {
+        name: "duplicate user",
+        from: "      privileges: [connect, usage, create, select, insert, update, delete]\n",
+        to: "      privileges: [connect]\n    - name: app_user\n      privileges: [select]\n",
+        message: "defined twice",
+        line: 25,
+        help: None,
+    },
+    Case {
+        name: "access to an undefined user",
+        from: "db_user: app_user}",
+        to: "db_user: app_usr}",
+        message: "`app_usr` is not a user defined in database.users",
+        line: 26,
+        help: Some("did you mean `app_user`?"),
+    },
+    Case {
+        name: "bad namespace",
+        from: "{namespace: demo,",
+        to: "{namespace: Demo_NS,",
+        message: "not a valid Kubernetes name (DNS-1123 label)",
+        line: 26,
+        help: None,
+    },
+    Case {
+        name: "bad service account",
+        from: "service_account: demo-app, db_user",
+        to: "service_account: demo_app, db_user",
+        message: "DNS-1123 subdomain",
+        line: 26,
+        help: None,
+    },
+    Case {
+        name: "duplicate access entry",
+        from: "  - {namespace: demo, service_account: demo-app, db_user: app_user}\n",
+        to: "  - {namespace: demo, service_account: demo-app, db_user: app_user}\n  - {namespace: demo, service_account: demo-app, db_user: app_user}\n",
+        message: "appears twice in access",
+        line: 27,
+        help: None,
+    },
+    Case {
+        name: "app without access",
+        from: "  service_account: demo-app\n  image",
+        to: "  service_account: other\n  image",
+        message: "has no `access` entry",
+        line: 29,
+        help: None,
+    },
+    Case {
+        name: "privileged port",
+        from: "port: 8080",
+        to: "port: 80",
+        message: "needs root",
+        line: 32,
+        help: None,
+    },
+    Case {
+        name: "bad image",
+        from: "image: ghcr.io/example/pwless-demo:0.1.0",
+        to: "image: \"has space\"",
+        message: "is not a container image reference",
+        line: 30,
+        help: None,
+    },
+    Case {
+        name: "list where a mapping belongs",
+        from: "cluster:                         # EKS\n  version: \"1.31\"\n  node_group: {instance_types: [t3.medium], min_size: 1, desired_size: 2, max_size: 3}\n",
+        to: "cluster: [1, 2]\n",
+        message: "expected a mapping for `cluster`",
+        line: 11,
+        help: None,
+    },
+    Case {
+        name: "missing required key",
+        from: "  engine_version: \"17.4\"\n",
+        to: "",
+        message: "missing `engine_version` in `database`",
+        line: 15,
+        help: Some("add `engine_version: \"17.4\"`"),
+    },
+    Case {
+        name: "YAML syntax",
+        from: "region: us-west-2",
+        to: "region: [us-west-2",
+        message: "invalid YAML",
+        line: 6,
+        help: None,
+    },
+];
+
+#[test]
+fn every_rule_reports_its_place_and_fix() {
+    let mut failures = Vec::new();
+    for case in CASES {
+        let text = example_with(case.from, case.to);
+        let errors = match pwless::spec::parse_str(Path::new("stack.yaml"), &text) {
+            Ok(_) => {
+                failures.push(format!("{}: accepted", case.name));
+                continue;
+            }
+            Err(errors) => errors,
+        };
+        let Some(found) = errors
+            .diagnostics
+            .iter()
+            .find(|d| d.message.contains(case.message))
+        else {
+            failures.push(format!(
+                "{}: no message containing {:?} in\n{}",
+                case.name,
+                case.message,
+                errors.render()
+            ));
+            continue;
+        };
+        if found.span.start.line != case.line {
+            failures.push(format!(
+                "{}: reported at line {}, expected {}",
+                case.name, found.span.start.line, case.line
+            ));
+        }
+        if let Some(help) = case.help
+            && !found.help.as_deref().unwrap_or("").contains(help)
+        {
+            failures.push(format!(
+                "{}: help {:?} lacks {:?}",
+                case.name, found.help, help
+            ));
+        }
+        let rendered = errors.render();
+        if !rendered.contains(&format!("stack.yaml:{}:", case.line)) {
+            failures.push(format!(
+                "{}: rendering lacks file:line\n{rendered}",
+                case.name
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        CASES.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn all_problems_are_reported_in_one_run() {
+    let text = EXAMPLE
+        .replacen("cidr: 10.0.0.0/16", "cidr: 10.0.0.0/33", 1)
+        .replacen("nat_gateways: single", "nat_gateways: several", 1)
+        .replacen("connect, usage", "connect, usge", 1)
+        .replacen("port: 8080", "port: 80", 1);
+    let errors = pwless::spec::parse_str(Path::new("stack.yaml"), &text).unwrap_err();
+    assert_eq!(errors.diagnostics.len(), 4, "{}", errors.render());
+    let lines: Vec<usize> = errors
+        .diagnostics
+        .iter()
+        .map(|d| d.span.start.line)
+        .collect();
+    assert_eq!(lines, [8, 10, 24, 32], "sorted in file order");
+    assert!(
+        errors
+            .render()
+            .ends_with("stack.yaml has 4 problems; nothing was planned or changed\n")
+    );
+}
+
+#[test]
+fn literal_passwords_are_never_echoed() {
+    let text = example_with(
+        "master_password: managed",
+        "master_password: \"S3cr3t-Pa55\"",
+    );
+    let errors = pwless::spec::parse_str(Path::new("stack.yaml"), &text).unwrap_err();
+    let rendered = errors.render();
+    assert!(rendered.contains("a password must never be written"));
+    // The snippet shows the source line (it is the user's own file), but no message repeats it.
+    for diagnostic in &errors.diagnostics {
+        assert!(!diagnostic.message.contains("S3cr3t"));
+        assert!(!diagnostic.help.as_deref().unwrap_or("").contains("S3cr3t"));
+    }
+}
+
+#[test]
+fn optional_sections_may_be_left_out_and_defaults_apply() {
+    let minimal = "stack: s\nregion: eu-central-1\nnetwork: {cidr: 10.1.0.0/16, availability_zones: 3}\n\
+        cluster: {version: \"1.31\", node_group: {instance_types: [m7g.large], min_size: 0, desired_size: 1, max_size: 2}}\n\
+        database: {engine_version: \"16.4\", instance_class: db.r7g.large, name: appdb, master_username: postgres}\n";
+    let stack = stack_from(minimal);
+    assert!(stack.access.is_empty() && stack.app.is_none() && stack.database.users.is_empty());
+    assert_eq!(stack.network.nat_gateways, NatGateways::Single);
+    assert_eq!(stack.database.master_password, MasterPassword::Managed);
+    assert_eq!(
+        stack.network.availability_zones,
+        ["eu-central-1a", "eu-central-1b", "eu-central-1c"]
+    );
+    let blocks: Vec<String> = stack
+        .network
+        .public_subnets
+        .iter()
+        .chain(&stack.network.private_subnets)
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        blocks,
+        [
+            "10.1.0.0/19",
+            "10.1.32.0/19",
+            "10.1.64.0/19",
+            "10.1.96.0/19",
+            "10.1.128.0/19",
+            "10.1.160.0/19"
+        ]
+    );
+}
+
+#[test]
+fn the_example_parses_to_the_documented_model() {
+    let stack = stack_from(EXAMPLE);
+    assert_eq!(stack.name, "iam-postgres");
+    assert_eq!(stack.cluster.version, "1.31");
+    assert_eq!(stack.database.users[0].privileges.len(), 7);
+    assert!(
+        stack.database.users[0]
+            .privileges
+            .contains(&Privilege::Connect)
+    );
+    let env = stack_from(&example_with(
+        "master_password: managed",
+        "master_password: {env: PG_MASTER}",
+    ));
+    assert_eq!(
+        env.database.master_password,
+        MasterPassword::Env("PG_MASTER".into())
+    );
+    // Plain 1.30 stays "1.30" (a serde float would make it 1.3).
+    let unquoted = stack_from(&example_with("version: \"1.31\"", "version: 1.30"));
+    assert_eq!(unquoted.cluster.version, "1.30");
+}
