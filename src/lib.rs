@@ -1,4 +1,22 @@
-//! pwless: declarative passwordless PostgreSQL on AWS.
+//! pwless: passwordless PostgreSQL on AWS, declared in one YAML stack file.
+//!
+//! A tour, in the order data flows (docs/ARCHITECTURE.md has the long form):
+//!
+//! - [`spec`]: the stack file. YAML text becomes a node tree that remembers line and column
+//!   ([`spec::yaml`]), which the validator turns into a typed [`spec::Stack`], reporting every
+//!   problem with its place and fix ([`spec::SpecErrors`]).
+//! - [`graph`]: the stack expanded into the low-level resources pwless manages
+//!   ([`graph::expand`]), each a [`graph::Resource`] of a [`graph::ResourceKind`] whose inputs
+//!   may reference other resources' outputs ([`graph::Expr`]); a petgraph DAG whose edges
+//!   mean "must happen after" ([`graph::ResourceGraph`]).
+//! - [`state`]: the JSON state file (version, lineage, serial, resources, pending operations)
+//!   and its store: exclusive lock, atomic writes, backup ([`state::StateStore`]).
+//! - [`plan`]: the planner, a pure function of (graph, prior state, observed state, mode)
+//!   giving a complete [`plan::Plan`]; destroy is a mode of the same planner.
+//! - [`render`]: one plan, rendered for people (the `+ ~ -/+ -` legend) and as JSON.
+//! - [`cli`]: the commands; `main.rs` only calls [`cli::main`].
+//! - [`testing`]: fixtures for this crate's own tests and benchmarks (hidden).
+
 pub mod cli;
 pub mod graph;
 pub mod plan;

@@ -50,7 +50,7 @@ pub struct StackArgs {
     /// The stack file.
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: PathBuf,
-    /// The state file [default: state/<stack>.json beside the stack file].
+    /// The state file [default: state/STACK.json beside the stack file].
     #[arg(long, value_name = "PATH")]
     pub state: Option<PathBuf>,
 }

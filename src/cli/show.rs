@@ -12,7 +12,7 @@ use crate::state::StateStore;
 pub struct ShowArgs {
     /// A plan saved with `pwless plan -o FILE`.
     pub plan_file: PathBuf,
-    /// The state file the plan is checked against [default: state/<stack>.json beside the plan file].
+    /// The state file the plan is checked against [default: state/STACK.json beside the plan file].
     #[arg(long, value_name = "PATH")]
     pub state: Option<PathBuf>,
     #[arg(long)]

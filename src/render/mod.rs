@@ -12,7 +12,7 @@ pub struct Style {
 }
 
 impl Style {
-    /// Colour only on a terminal, and never when `NO_COLOR` is set (https://no-color.org).
+    /// Colour only on a terminal, and never when `NO_COLOR` is set (<https://no-color.org>).
     pub fn for_stdout(disabled: bool) -> Self {
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
         Style {

@@ -1110,6 +1110,7 @@ impl Checker {
         let items = self.list(node, "access")?;
         let declared = self.declared_users.clone();
         let users: Vec<&str> = declared.iter().flatten().map(String::as_str).collect();
+        let user_set: std::collections::HashSet<&str> = users.iter().copied().collect();
         let mut entries = Vec::new();
         let mut seen: HashMap<(String, String), usize> = HashMap::new();
         let mut ok = true;
@@ -1130,7 +1131,7 @@ impl Checker {
                 .and_then(|node| {
                     let user_path = fields.path("db_user");
                     let user = self.string(node, &user_path)?;
-                    if !users.contains(&user) {
+                    if !user_set.contains(user) {
                         let help = match did_you_mean(user, users.iter().copied()) {
                             Some(suggestion) => format!("did you mean `{suggestion}`?"),
                             None if users.is_empty() => {
