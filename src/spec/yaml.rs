@@ -351,6 +351,11 @@ mod tests {
         let doc = "[".repeat(100_000);
         assert!(parse(&doc).is_err());
         let doc = format!("{}{}", "[".repeat(50_000), "]".repeat(50_000));
+        assert!(
+            parse(&doc).is_err(),
+            "the parser's own recursion limit refuses it"
+        );
+        let doc = format!("{}{}", "[".repeat(100), "]".repeat(100));
         let error = parse(&doc).unwrap_err();
         assert!(error.message.contains("nest"), "{}", error.message);
         let doc = format!("{}{}", "[".repeat(20), "]".repeat(20));

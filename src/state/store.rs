@@ -365,6 +365,7 @@ mod tests {
             Err(StateError::Corrupt { .. })
         ));
         assert_eq!(std::fs::read(&path).unwrap(), b"{not json");
+        drop(store);
 
         let newer = serde_json::json!({"version": FORMAT_VERSION + 1, "future": true});
         std::fs::write(&path, newer.to_string()).unwrap();
