@@ -144,6 +144,7 @@ impl StateStore {
             .and_then(|_| lock_file.write_all(&record))
             .and_then(|()| lock_file.sync_data())
             .map_err(io("cannot record the lock holder in", &lock_path))?;
+        remove_leftover_temp_files(path);
         Ok(StateStore {
             path: path.to_path_buf(),
             lock_file,
@@ -295,6 +296,34 @@ pub(crate) fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), StateError> 
         let _ = std::fs::remove_file(&temp);
     }
     result
+}
+
+/// Temp files of writers that were killed mid-write. Only called with the lock held, when no
+/// other writer of this state can exist.
+fn remove_leftover_temp_files(path: &Path) {
+    let Some(name) = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+    else {
+        return;
+    };
+    let directory = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let prefixes = [format!(".{name}.tmp-"), format!(".{name}.backup.tmp-")];
+    let Ok(entries) = std::fs::read_dir(directory) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        if prefixes
+            .iter()
+            .any(|prefix| file_name.starts_with(prefix.as_str()))
+        {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 fn sibling(path: &Path, suffix: &str) -> PathBuf {

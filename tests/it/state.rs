@@ -31,25 +31,44 @@ fn a_second_process_is_refused_at_once_and_told_who_holds_the_lock() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }
 
+/// The child side of `the_lock_dies_with_its_process`: takes the lock and waits to be killed.
+#[test]
+#[ignore = "started as a child process by the_lock_dies_with_its_process"]
+fn lock_holder_child() {
+    let Some(path) = std::env::var_os("PWLESS_HOLDER_STATE") else {
+        return;
+    };
+    // The parent polls the same lock without waiting: retry until we win it.
+    let _store = loop {
+        match StateStore::open(std::path::Path::new(&path), "hold") {
+            Ok(store) => break store,
+            Err(pwless::state::StateError::Locked { .. }) => std::thread::yield_now(),
+            Err(other) => panic!("{other}"),
+        }
+    };
+    std::thread::sleep(std::time::Duration::from_secs(120));
+}
+
 #[test]
 fn the_lock_dies_with_its_process() {
     let dir = TempDir::new("lock-dies");
     let state_path = dir.path().join("s.json");
-    // A child process takes the lock (flock, as pwless does) and is killed with SIGKILL.
-    let lock_path = dir.path().join("s.json.lock");
-    std::fs::write(&lock_path, "").unwrap();
-    // `-o`: the lock stays with the flock process itself, not with its `sleep` child.
-    let mut child = Command::new("flock")
-        .arg("-o")
-        .arg(&lock_path)
-        .args(["sleep", "60"])
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "state::lock_holder_child"])
+        .env("PWLESS_HOLDER_STATE", &state_path)
+        .stdout(std::process::Stdio::null())
         .spawn()
-        .expect("flock(1) from util-linux");
-    // Wait until the child holds it: our own try fails.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        .unwrap();
+    // Wait until the child holds the lock: our own try is refused, naming it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         match StateStore::open(&state_path, "test") {
-            Err(pwless::state::StateError::Locked { .. }) => break,
+            Err(pwless::state::StateError::Locked { holder, .. })
+                if holder.contains(&format!("pid {}", child.id())) =>
+            {
+                break;
+            }
+            Err(pwless::state::StateError::Locked { .. }) => {}
             Ok(store) => drop(store),
             Err(other) => panic!("{other}"),
         }
@@ -59,12 +78,15 @@ fn the_lock_dies_with_its_process() {
         );
         std::thread::yield_now();
     }
-    child.kill().unwrap();
+    child.kill().unwrap(); // SIGKILL: no destructor runs
     child.wait().unwrap();
     let store = StateStore::open(&state_path, "test");
-    assert!(store.is_ok(), "a killed holder must not leave a stale lock");
-    // And the record names us now.
-    let info: LockInfo = serde_json::from_slice(&std::fs::read(&lock_path).unwrap()).unwrap();
+    assert!(
+        store.is_ok(),
+        "a killed holder must not leave a stale lock: {store:?}"
+    );
+    let info: LockInfo =
+        serde_json::from_slice(&std::fs::read(dir.path().join("s.json.lock")).unwrap()).unwrap();
     assert_eq!(info.pid, std::process::id());
 }
 
@@ -88,4 +110,96 @@ fn a_corrupt_state_file_is_refused_by_the_cli_and_left_untouched() {
         std::fs::read_to_string(state_path).unwrap(),
         "{\"version\": 1, \"lineage\": tru"
     );
+}
+
+/// The child side of `writes_survive_sigkill`: writes ever larger states in a loop until killed.
+/// Ignored so it runs only when that test starts it.
+#[test]
+#[ignore = "started as a child process by writes_survive_sigkill"]
+fn state_writer_child() {
+    let Some(path) = std::env::var_os("PWLESS_WRITER_STATE") else {
+        return;
+    };
+    let mut store = StateStore::open(std::path::Path::new(&path), "writer").unwrap();
+    let mut state = store.read_or_new("crash").unwrap();
+    for round in 0u64.. {
+        // Vary the size so a torn write would show as invalid JSON.
+        state.resources = (0..(round % 200))
+            .map(|index| pwless::state::ResourceState {
+                address: format!("aws_vpc.r{index:05}"),
+                kind: pwless::graph::ResourceKind::Vpc,
+                id: Some(format!("vpc-{round}-{index}")),
+                inputs: Default::default(),
+                outputs: Default::default(),
+                dependencies: Vec::new(),
+            })
+            .collect();
+        store.write(&mut state).unwrap();
+    }
+}
+
+#[test]
+fn writes_survive_sigkill() {
+    let dir = TempDir::new("sigkill");
+    let path = dir.path().join("crash.json");
+    for attempt in 0..15u64 {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "state::state_writer_child",
+                "--nocapture",
+            ])
+            .env("PWLESS_WRITER_STATE", &path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Let it write a varying number of times, then kill it wherever it is.
+        let start_serial = read_serial(&path);
+        let target = start_serial + 5 + attempt * 7;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while read_serial(&path) < target {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer made no progress"
+            );
+            std::thread::yield_now();
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        // Whatever the moment, the state and its backup are whole, and the next run goes on.
+        let state: pwless::state::State =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).expect("state is whole JSON");
+        assert!(state.serial >= target);
+        let backup: pwless::state::State =
+            serde_json::from_slice(&std::fs::read(dir.path().join("crash.json.backup")).unwrap())
+                .expect("backup is whole JSON");
+        // Killed between the backup's rename and the state's, both hold the same serial.
+        assert!(backup.serial <= state.serial);
+        assert_eq!(backup.lineage, state.lineage);
+        let mut store = StateStore::open(&path, "check").expect("no stale lock after SIGKILL");
+        assert_eq!(store.read().unwrap().map(|s| s.serial), Some(state.serial));
+        let leftovers: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.contains(".tmp-"))
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "temp files of the killed writer remain: {leftovers:?}"
+        );
+    }
+}
+
+/// The serial on disk; 0 when there is no file. A torn file would fail the parse (and the test).
+fn read_serial(path: &std::path::Path) -> u64 {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes)
+            .expect("state is whole JSON")["serial"]
+            .as_u64()
+            .unwrap_or(0),
+        Err(_) => 0,
+    }
 }
