@@ -41,13 +41,7 @@ fn full_plan(text: &str, with_state: bool) -> (usize, Duration) {
         let stack = pwless::spec::parse_str(Path::new("bench.yaml"), text).expect("valid");
         let graph = ResourceGraph::from_stack(&stack).expect("graph");
         let prior = with_state.then_some(&state);
-        let plan = plan(
-            &stack.name,
-            &graph,
-            prior,
-            &ObservedState::new(),
-            Mode::Normal,
-        );
+        let plan = plan(&stack, &graph, prior, &ObservedState::new(), Mode::Normal);
         std::hint::black_box(plan);
     });
     (resources, time)

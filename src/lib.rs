@@ -18,9 +18,12 @@
 //! - [`testing`]: fixtures for this crate's own tests and benchmarks (hidden).
 
 pub mod cli;
+pub mod exec;
 pub mod graph;
 pub mod plan;
+pub mod provider;
 pub mod render;
+pub mod secret;
 pub mod spec;
 pub mod state;
 #[doc(hidden)]

@@ -1,7 +1,10 @@
 //! The command line: clap definitions and one small module per command
 //! (parse -> library calls -> render).
 
+mod apply;
+pub mod engine;
 mod graph;
+pub mod output;
 mod plan;
 mod show;
 mod validate;
@@ -36,6 +39,12 @@ pub struct Cli {
 pub enum Command {
     /// Show what apply would change (or destroy, with --destroy).
     Plan(plan::PlanArgs),
+    /// Make the infrastructure match the stack (or apply a saved plan exactly).
+    Apply(apply::ApplyArgs),
+    /// Delete everything the state records, in reverse dependency order.
+    Destroy(apply::DestroyArgs),
+    /// Print the outputs of the applied stack (endpoints, ids, ARNs).
+    Output(output::OutputArgs),
     /// Print the resource graph (edges point from a dependency to what needs it).
     Graph(graph::GraphArgs),
     /// Check a stack file and report every problem.
@@ -105,6 +114,9 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
     let style = crate::render::Style::for_stdout(cli.no_color);
     match cli.command {
         Command::Plan(args) => plan::run(args, style),
+        Command::Apply(args) => apply::apply(args, style),
+        Command::Destroy(args) => apply::destroy(args, style),
+        Command::Output(args) => output::run(args),
         Command::Graph(args) => graph::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Show(args) => show::run(args, style),

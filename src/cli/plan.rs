@@ -4,10 +4,11 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
+use super::engine;
 use super::{EXIT_CHANGES, EXIT_OK, StackArgs};
 use crate::plan::{Mode, ObservedState};
+use crate::provider::aws::AwsProvider;
 use crate::render::Style;
-use crate::state::StateStore;
 
 #[derive(Debug, clap::Args)]
 pub struct PlanArgs {
@@ -22,44 +23,58 @@ pub struct PlanArgs {
     /// Exit 0 when there are no changes, 2 when there are, 1 on error.
     #[arg(long)]
     pub detailed_exitcode: bool,
-    /// Save the plan to FILE, for `pwless show` and, later, `pwless apply FILE`.
+    /// Save the plan to FILE, for `pwless show FILE` and `pwless apply FILE`.
     #[arg(short = 'o', long = "out", value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Read the live resources first (`--refresh=false` plans against the state alone).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub refresh: bool,
+    /// How many resources may be read at once.
+    #[arg(long, default_value_t = engine::DEFAULT_PARALLELISM, value_name = "N")]
+    pub parallelism: usize,
 }
 
 pub fn run(args: PlanArgs, style: Style) -> anyhow::Result<u8> {
     let (stack, graph) = super::load_graph(&args.stack.file)?;
-    let state_path = args.stack.state_path(&stack.name);
-    let mut store = StateStore::open(&state_path, "plan")?;
-    let prior = match store.read()? {
-        Some(state) if state.stack != stack.name => {
-            return Err(super::UserError(format!(
-                "state file {} belongs to stack `{}`, not `{}`; pass another --state path",
-                state_path.display(),
-                state.stack,
-                stack.name
-            ))
-            .into());
-        }
-        other => other,
-    };
-    drop(store);
-
-    // Refreshing (reading live resources) comes with the AWS providers; until then the plan
-    // is against the recorded state alone.
-    let observed = ObservedState::new();
+    let opened = engine::open_state(&args.stack.state_path(&stack.name), &stack.name, "plan")?;
     let mode = if args.destroy {
         Mode::Destroy
     } else {
         Mode::Normal
     };
-    let plan = crate::plan::plan(&stack.name, &graph, prior.as_ref(), &observed, mode);
+
+    // Without recorded resources or pending operations there is nothing to read: the plan is
+    // made offline, with no credentials needed.
+    let plan = if engine::needs_cloud(&opened.state, args.refresh) {
+        engine::runtime()?.block_on(async {
+            let provider = AwsProvider::new(&stack.name, &stack.region).await;
+            let (journal, exists, observed) =
+                engine::prepare(opened, &provider, args.refresh, args.parallelism).await?;
+            let state = journal.snapshot().await;
+            anyhow::Ok(engine::make_plan(
+                &stack, &graph, &state, exists, &observed, mode,
+            ))
+        })?
+    } else {
+        engine::make_plan(
+            &stack,
+            &graph,
+            &opened.state,
+            opened.existed,
+            &ObservedState::new(),
+            mode,
+        )
+    };
 
     if let Some(out) = &args.out {
         let bytes = crate::render::plan::json(&plan);
         crate::state::store::atomic_write(out, bytes.as_bytes())
             .with_context(|| format!("cannot save the plan to {}", out.display()))?;
-        eprintln!("Saved the plan to {}.", out.display());
+        eprintln!(
+            "Saved the plan to {}; `pwless apply {}` applies exactly this.",
+            out.display(),
+            out.display()
+        );
     }
     if args.json {
         super::print(&crate::render::plan::json(&plan))?;

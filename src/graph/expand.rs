@@ -376,7 +376,6 @@ impl Expander<'_> {
         let name = &stack.name;
         let database = &stack.database;
         let vpc = address(ResourceKind::Vpc, "main");
-        let cluster = address(ResourceKind::EksCluster, "main");
 
         let security_group = self.aws(
             ResourceKind::SecurityGroup,
@@ -389,25 +388,29 @@ impl Expander<'_> {
                 .input("name", format!("{name}-database"))
                 .input(
                     "description",
-                    format!("pwless {name}: PostgreSQL from the EKS cluster only"),
+                    format!("pwless {name}: PostgreSQL from the private subnets only"),
                 ),
         );
-        // Ingress on 5432 only from the cluster security group (nodes and pods), never a CIDR.
-        self.push(
-            Resource::new(
-                address(ResourceKind::SecurityGroupRule, "database_from_cluster"),
-                ResourceKind::SecurityGroupRule,
-            )
-            .input("security_group_id", Expr::output(&security_group, "id"))
-            .input("type", "ingress")
-            .input("protocol", "tcp")
-            .input("from_port", 5432u32)
-            .input("to_port", 5432u32)
-            .input(
-                "source_security_group_id",
-                Expr::output(&cluster, "cluster_security_group_id"),
-            ),
-        );
+        // Ingress on 5432 only from the private subnets, where the EKS nodes run and where the
+        // VPC CNI gives pods their addresses; never from the internet. (The EKS-made cluster
+        // security group would be tighter still, but the sandbox's EKS does not report it.)
+        for (index, block) in stack.network.private_subnets.iter().enumerate() {
+            self.push(
+                Resource::new(
+                    address(
+                        ResourceKind::SecurityGroupRule,
+                        &format!("database_from_private[{index}]"),
+                    ),
+                    ResourceKind::SecurityGroupRule,
+                )
+                .input("security_group_id", Expr::output(&security_group, "id"))
+                .input("type", "ingress")
+                .input("protocol", "tcp")
+                .input("from_port", 5432u32)
+                .input("to_port", 5432u32)
+                .input("cidr_ipv4", block.to_string()),
+            );
+        }
 
         let tier = match database.subnets {
             DatabaseSubnets::Private => "private",
@@ -435,6 +438,7 @@ impl Expander<'_> {
                 .input("master_password", master_password)
                 .input("iam_database_authentication_enabled", true)
                 .input("storage_encrypted", true)
+                .input("final_snapshot", database.final_snapshot)
                 .input("port", 5432u32)
                 .input("db_subnet_group_name", Expr::output(&subnet_group, "name"))
                 .input(

@@ -58,11 +58,11 @@ kinds! {
     RouteTable => "aws_route_table", Aws, force_new: ["vpc_id"], outputs: ["id"];
     RouteTableAssociation => "aws_route_table_association", Aws, force_new: ["subnet_id", "route_table_id"], outputs: ["id"];
     SecurityGroup => "aws_security_group", Aws, force_new: ["vpc_id", "name", "description"], outputs: ["id"];
-    SecurityGroupRule => "aws_security_group_rule", Aws, force_new: ["security_group_id", "protocol", "from_port", "to_port", "source_security_group_id"], outputs: ["id"];
+    SecurityGroupRule => "aws_security_group_rule", Aws, force_new: ["security_group_id", "type", "protocol", "from_port", "to_port", "cidr_ipv4"], outputs: ["id"];
     IamRole => "aws_iam_role", Aws, force_new: ["name"], outputs: ["arn", "name"];
     IamRolePolicyAttachment => "aws_iam_role_policy_attachment", Aws, force_new: ["role", "policy_arn"], outputs: [];
     IamRolePolicy => "aws_iam_role_policy", Aws, force_new: ["role", "name"], outputs: [];
-    EksCluster => "aws_eks_cluster", Aws, force_new: ["name", "role_arn", "subnet_ids", "service_ipv4_cidr"], outputs: ["name", "arn", "endpoint", "certificate_authority", "oidc_issuer", "cluster_security_group_id"];
+    EksCluster => "aws_eks_cluster", Aws, force_new: ["name", "role_arn", "subnet_ids", "service_ipv4_cidr"], outputs: ["name", "arn", "endpoint", "certificate_authority", "oidc_issuer"];
     EksNodeGroup => "aws_eks_node_group", Aws, force_new: ["cluster_name", "node_group_name", "node_role_arn", "subnet_ids", "instance_types"], outputs: ["arn"];
     OidcProvider => "aws_iam_openid_connect_provider", Aws, force_new: ["url"], outputs: ["arn"];
     DbSubnetGroup => "aws_db_subnet_group", Aws, force_new: ["name"], outputs: ["name", "arn"];

@@ -102,6 +102,8 @@ pub struct Plan {
     pub format_version: u32,
     pub pwless_version: String,
     pub stack: String,
+    /// The AWS region the plan is for; a saved plan is applied there.
+    pub region: String,
     pub mode: Mode,
     pub prior_state: PriorState,
     pub resource_changes: Vec<ResourceChange>,

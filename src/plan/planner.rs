@@ -27,15 +27,15 @@ pub type ObservedState = HashMap<String, Observed>;
 /// Computes the plan that takes the infrastructure from `prior` (as `observed`, where read)
 /// to what `graph` describes — or, in [`Mode::Destroy`], to nothing.
 ///
-/// `stack` names the stack; `prior` is `None` when there is no state file yet.
+/// `prior` is `None` when there is no state file yet.
 pub fn plan(
-    stack: &str,
+    stack: &crate::spec::Stack,
     graph: &ResourceGraph,
     prior: Option<&State>,
     observed: &ObservedState,
     mode: Mode,
 ) -> Plan {
-    let empty = State::new(stack);
+    let empty = State::new(&stack.name);
     let state = prior.unwrap_or(&empty);
     let mut changes = match mode {
         Mode::Normal => plan_normal(graph, state, observed),
@@ -53,7 +53,8 @@ pub fn plan(
     Plan {
         format_version: PLAN_FORMAT_VERSION,
         pwless_version: env!("CARGO_PKG_VERSION").to_string(),
-        stack: stack.to_string(),
+        stack: stack.name.clone(),
+        region: stack.region.clone(),
         mode,
         prior_state: PriorState {
             lineage: prior.map(|state| state.lineage.clone()),

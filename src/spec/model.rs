@@ -99,6 +99,9 @@ pub struct Database {
     pub master_password: MasterPassword,
     pub subnets: DatabaseSubnets,
     pub users: Vec<DatabaseUser>,
+    /// Whether destroying the cluster first takes a final snapshot (the default: destroy
+    /// removes the cluster, not the only copy of the data).
+    pub final_snapshot: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -36,6 +36,7 @@ const DATABASE_KEYS: &[&str] = &[
     "master_password",
     "subnets",
     "users",
+    "final_snapshot",
 ];
 const USER_KEYS: &[&str] = &["name", "privileges", "schema"];
 const ACCESS_KEYS: &[&str] = &["namespace", "service_account", "db_user"];
@@ -892,6 +893,10 @@ impl Checker {
             None => Some(MasterPassword::Managed),
             Some(node) => self.master_password(node),
         };
+        let final_snapshot = match fields.value("final_snapshot") {
+            Some(node) => self.boolean(node, "database.final_snapshot"),
+            None => Some(true),
+        };
         let subnets = match fields.value("subnets") {
             Some(node) => self.choice(
                 node,
@@ -915,6 +920,7 @@ impl Checker {
             master_username: master_username?,
             master_password: master_password?,
             subnets: subnets?,
+            final_snapshot: final_snapshot?,
             users: users?,
         })
     }

@@ -65,6 +65,12 @@ pub struct PendingOperation {
     /// found and adopted instead of repeated.
     pub token: String,
     pub started_at: String,
+    /// For a create: the resolved inputs and dependencies, so recovery can record what it
+    /// adopts exactly as the finished create would have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<BTreeMap<String, Value>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dependencies: Vec<String>,
 }
 
 impl State {

@@ -10,7 +10,7 @@ fn plan_prints_to_stdout_and_documents_its_exit_codes() {
 
     let output = pwless(&["plan", "-f", file], dir.path());
     assert_eq!(output.status.code(), Some(0));
-    assert!(stdout(&output).ends_with("Plan: 37 to add, 0 to change, 0 to destroy.\n"));
+    assert!(stdout(&output).ends_with("Plan: 38 to add, 0 to change, 0 to destroy.\n"));
     assert!(!stdout(&output).contains('\x1b'), "NO_COLOR is honoured");
 
     let output = pwless(&["plan", "-f", file, "--detailed-exitcode"], dir.path());
@@ -18,9 +18,9 @@ fn plan_prints_to_stdout_and_documents_its_exit_codes() {
 
     let output = pwless(&["plan", "-f", file, "--json"], dir.path());
     let plan: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(plan["resource_changes"].as_array().unwrap().len(), 37);
+    assert_eq!(plan["resource_changes"].as_array().unwrap().len(), 38);
     assert_eq!(plan["resource_changes"][0]["action"], "create");
-    assert_eq!(plan["summary"]["add"], 37);
+    assert_eq!(plan["summary"]["add"], 38);
 }
 
 #[test]
@@ -63,7 +63,7 @@ fn a_saved_plan_is_shown_and_refused_when_stale() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let output = pwless(&["show", "plan.json"], dir.path());
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    assert!(stdout(&output).contains("Plan: 37 to add"));
+    assert!(stdout(&output).contains("Plan: 38 to add"));
 
     // A state appears (someone applied meanwhile): the plan no longer applies.
     let mut store =

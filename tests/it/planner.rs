@@ -10,7 +10,7 @@ use crate::common::{EXAMPLE, example_with, graph_of, stack_from};
 
 fn plan_for(text: &str, prior: Option<&State>, observed: &ObservedState, mode: Mode) -> Plan {
     let stack = stack_from(text);
-    plan(&stack.name, &graph_of(&stack), prior, observed, mode)
+    plan(&stack, &graph_of(&stack), prior, observed, mode)
 }
 
 fn example_state() -> State {

@@ -10,7 +10,7 @@ use crate::common::{EXAMPLE, example_with, graph_of, stack_from};
 fn example_create_plan_human() {
     let stack = stack_from(EXAMPLE);
     let plan = plan(
-        &stack.name,
+        &stack,
         &graph_of(&stack),
         None,
         &ObservedState::new(),
@@ -23,7 +23,7 @@ fn example_create_plan_human() {
 fn example_create_plan_json() {
     let stack = stack_from(EXAMPLE);
     let plan = plan(
-        &stack.name,
+        &stack,
         &graph_of(&stack),
         None,
         &ObservedState::new(),
@@ -49,7 +49,7 @@ fn mixed_plan_human() {
         .replacen("name: appdb", "name: appdb2", 1);
     let changed = stack_from(&text);
     let plan = plan(
-        &changed.name,
+        &changed,
         &graph_of(&changed),
         Some(&state),
         &ObservedState::new(),
@@ -63,7 +63,7 @@ fn destroy_plan_human() {
     let stack = stack_from(EXAMPLE);
     let state = applied_state(&stack.name, &graph_of(&stack));
     let plan = plan(
-        &stack.name,
+        &stack,
         &graph_of(&stack),
         Some(&state),
         &ObservedState::new(),
@@ -76,7 +76,7 @@ fn destroy_plan_human() {
 fn colour_is_only_added_when_asked() {
     let stack = stack_from(EXAMPLE);
     let plan = plan(
-        &stack.name,
+        &stack,
         &graph_of(&stack),
         None,
         &ObservedState::new(),

@@ -1,0 +1,245 @@
+//! `pwless apply` and `pwless destroy`: plan (or load a saved plan), confirm, carry it out.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Context;
+
+use super::engine::{self, DEFAULT_PARALLELISM};
+use super::{EXIT_OK, StackArgs, UserError};
+use crate::exec::{self, Options};
+use crate::plan::{Mode, Plan};
+use crate::provider::Provider;
+use crate::provider::aws::AwsProvider;
+use crate::render::Style;
+
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    /// The stack file (not needed with a saved PLANFILE).
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "FILE",
+        required_unless_present = "plan_file"
+    )]
+    pub file: Option<PathBuf>,
+    /// Apply this saved plan (`pwless plan -o FILE`) exactly; refused if the state moved since.
+    #[arg(value_name = "PLANFILE", conflicts_with = "file")]
+    pub plan_file: Option<PathBuf>,
+    /// The state file [default: state/STACK.json beside the stack or plan file].
+    #[arg(long, value_name = "PATH")]
+    pub state: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: RunArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DestroyArgs {
+    #[command(flatten)]
+    pub stack: StackArgs,
+    #[command(flatten)]
+    pub common: RunArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// How many operations may run at once.
+    #[arg(long, default_value_t = DEFAULT_PARALLELISM, value_name = "N")]
+    pub parallelism: usize,
+    /// Read the live resources before planning (`--refresh=false` plans against the state alone).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub refresh: bool,
+}
+
+pub fn apply(args: ApplyArgs, style: Style) -> anyhow::Result<u8> {
+    match &args.plan_file {
+        Some(plan_file) => apply_saved(plan_file, args.state.clone(), &args.common, style),
+        None => {
+            let file = args
+                .file
+                .clone()
+                .ok_or_else(|| UserError("pass -f FILE or a saved PLANFILE".into()))?;
+            let stack = StackArgs {
+                file,
+                state: args.state.clone(),
+            };
+            plan_and_run(&stack, &args.common, Mode::Normal, style)
+        }
+    }
+}
+
+pub fn destroy(args: DestroyArgs, style: Style) -> anyhow::Result<u8> {
+    plan_and_run(&args.stack, &args.common, Mode::Destroy, style)
+}
+
+fn plan_and_run(
+    stack_args: &StackArgs,
+    common: &RunArgs,
+    mode: Mode,
+    style: Style,
+) -> anyhow::Result<u8> {
+    let (stack, graph) = super::load_graph(&stack_args.file)?;
+    let operation = if mode == Mode::Destroy {
+        "destroy"
+    } else {
+        "apply"
+    };
+    let opened = engine::open_state(&stack_args.state_path(&stack.name), &stack.name, operation)?;
+    let runtime = engine::runtime()?;
+    runtime.block_on(async {
+        let provider = Arc::new(AwsProvider::new(&stack.name, &stack.region).await);
+        let (journal, exists, observed) =
+            engine::prepare(opened, &provider, common.refresh, common.parallelism).await?;
+        let state = journal.snapshot().await;
+        let plan = engine::make_plan(&stack, &graph, &state, exists, &observed, mode);
+        run(plan, journal, provider, common, style).await
+    })
+}
+
+fn apply_saved(
+    plan_file: &PathBuf,
+    state: Option<PathBuf>,
+    common: &RunArgs,
+    style: Style,
+) -> anyhow::Result<u8> {
+    let bytes = std::fs::read(plan_file)
+        .with_context(|| format!("cannot read plan file {}", plan_file.display()))?;
+    let plan: Plan = serde_json::from_slice(&bytes).map_err(|error| {
+        UserError(format!(
+            "{} is not a pwless plan file: {error}",
+            plan_file.display()
+        ))
+    })?;
+    let state_path = state.unwrap_or_else(|| super::default_state_path(plan_file, &plan.stack));
+    let opened = engine::open_state(&state_path, &plan.stack, "apply")?;
+    plan.check_current(opened.existed.then_some(&opened.state))
+        .map_err(|stale| UserError(format!("the saved plan cannot be applied: {stale}")))?;
+    if !opened.state.pending_operations.is_empty() {
+        return Err(UserError(
+            "an interrupted run left pending operations; make a new plan (it settles them first)"
+                .into(),
+        )
+        .into());
+    }
+    let runtime = engine::runtime()?;
+    runtime.block_on(async {
+        let provider = Arc::new(AwsProvider::new(&plan.stack, &plan.region).await);
+        let journal = exec::Journal::new(opened.store, opened.state);
+        // A saved plan was reviewed already: it is applied as it is, with no new refresh.
+        run(
+            plan,
+            journal,
+            provider,
+            &RunArgs {
+                auto_approve: true,
+                ..*common
+            },
+            style,
+        )
+        .await
+    })
+}
+
+async fn run(
+    plan: Plan,
+    journal: exec::Journal,
+    provider: Arc<AwsProvider>,
+    common: &RunArgs,
+    style: Style,
+) -> anyhow::Result<u8> {
+    super::print(&crate::render::plan::human(&plan, style))?;
+    if !plan.has_changes() {
+        return Ok(EXIT_OK);
+    }
+    let unsupported: Vec<String> = plan
+        .resource_changes
+        .iter()
+        .filter(|change| {
+            change.action != crate::plan::Action::NoOp && !provider.supports(change.kind)
+        })
+        .map(|change| change.address.clone())
+        .collect();
+    if !unsupported.is_empty() {
+        return Err(UserError(format!(
+            "this pwless cannot yet apply {} of the planned resources ({}): database users and grants (PostgreSQL) and \
+             Kubernetes objects come with later releases; nothing was changed. Remove `database.users`, `access` and `app` \
+             from the stack to apply its AWS part",
+            unsupported.len(),
+            unsupported.join(", ")
+        ))
+        .into());
+    }
+    if !common.auto_approve && !confirm(plan.mode)? {
+        eprintln!("Nothing was changed.");
+        return Ok(super::EXIT_ERROR);
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    engine::watch_interrupts(stop.clone());
+    let journal = Arc::new(journal);
+    let report = exec::apply(
+        &plan,
+        journal.clone(),
+        provider,
+        &Options {
+            parallelism: common.parallelism,
+            stop,
+        },
+    )
+    .await;
+    drop(journal);
+
+    let (added, changed, destroyed) =
+        report
+            .done
+            .iter()
+            .fold((0, 0, 0), |(a, c, d), (_, what, _)| match *what {
+                "created" => (a + 1, c, d),
+                "updated" => (a, c + 1, d),
+                _ => (a, c, d + 1),
+            });
+    if report.succeeded() {
+        eprintln!(
+            "\nApply complete. Resources: {added} added, {changed} changed, {destroyed} destroyed."
+        );
+        return Ok(EXIT_OK);
+    }
+    let mut message =
+        format!("apply stopped: {added} added, {changed} changed, {destroyed} destroyed");
+    if report.interrupted {
+        message.push_str("; interrupted");
+    }
+    for (address, error) in &report.failed {
+        message.push_str(&format!("\n  {address}: {error}"));
+    }
+    if !report.skipped.is_empty() {
+        message.push_str(&format!("\n  not started: {}", report.skipped.join(", ")));
+    }
+    message.push_str("\nThe state records everything that was done; run apply again to continue.");
+    Err(UserError(message).into())
+}
+
+/// Asks for `yes` on a terminal; refuses without one.
+fn confirm(mode: Mode) -> anyhow::Result<bool> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(UserError(
+            "not applying without confirmation: run in a terminal to answer `yes`, or pass --auto-approve; nothing was changed".into(),
+        )
+        .into());
+    }
+    let question = match mode {
+        Mode::Normal => "Apply these changes? Only `yes` is accepted: ",
+        Mode::Destroy => "Destroy all these resources? Only `yes` is accepted: ",
+    };
+    eprint!("\n{question}");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    stdin.lock().read_line(&mut answer)?;
+    Ok(answer.trim() == "yes")
+}

@@ -1,0 +1,380 @@
+//! The executor: carries out a [`Plan`] through a [`Provider`].
+//!
+//! - The plan's changes become operations: a create or update is one `Apply`, a delete one
+//!   `Destroy`, a replace a `Destroy` followed by an `Apply`. Edges mean "must happen after":
+//!   an `Apply` after the `Apply`s of what it depends on; a `Destroy` after the `Destroy`s of
+//!   what depends on it, and after the in-place updates of those (a route table drops its NAT
+//!   route before the NAT gateway goes).
+//! - The walk starts every ready operation at once, up to `parallelism`, skips the dependents
+//!   of a failure and reports every error at the end.
+//! - Every side effect is journaled ([`journal`]): the pending operation is persisted before
+//!   the call, the resource right after it.
+//! - The first Ctrl-C stops starting new operations; what is in flight finishes and is saved.
+
+pub mod journal;
+pub mod recover;
+pub mod refresh;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::task::JoinSet;
+
+use crate::plan::{Action, Plan, ResourceChange};
+use crate::provider::{Inputs, Provider};
+use crate::state::{Operation, ResourceState};
+
+pub use journal::Journal;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Destroy,
+    Apply,
+}
+
+#[derive(Debug)]
+struct Op {
+    step: Step,
+    change: usize,
+}
+
+/// What happened to each operation.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// (address, what was done, how long it took)
+    pub done: Vec<(String, &'static str, Duration)>,
+    /// (address, error message)
+    pub failed: Vec<(String, String)>,
+    /// Not started: a dependency failed, or apply was interrupted.
+    pub skipped: Vec<String>,
+    pub interrupted: bool,
+}
+
+impl Report {
+    pub fn succeeded(&self) -> bool {
+        self.failed.is_empty() && self.skipped.is_empty()
+    }
+}
+
+pub struct Options {
+    pub parallelism: usize,
+    /// Set by the first Ctrl-C: start nothing new.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Carries out `plan`. The caller has checked that the plan is current for the journal's state
+/// and that `provider` supports every kind in it.
+pub async fn apply<P: Provider + 'static>(
+    plan: &Plan,
+    journal: Arc<Journal>,
+    provider: Arc<P>,
+    options: &Options,
+) -> Report {
+    let changes: Arc<Vec<ResourceChange>> = Arc::new(plan.resource_changes.clone());
+    let (ops, after) = operations(&changes, &journal.snapshot().await.resources);
+    let mut waiting: Vec<usize> = vec![0; ops.len()];
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); ops.len()];
+    for (op, befores) in after.iter().enumerate() {
+        waiting[op] = befores.len();
+        for &before in befores {
+            dependents[before].push(op);
+        }
+    }
+
+    let mut report = Report::default();
+    let mut ready: Vec<usize> = (0..ops.len())
+        .filter(|op| waiting[*op] == 0)
+        .rev()
+        .collect();
+    let mut blocked = vec![false; ops.len()];
+    let mut running: JoinSet<(usize, Result<&'static str, String>, Duration)> = JoinSet::new();
+    let ops = Arc::new(ops);
+
+    loop {
+        while running.len() < options.parallelism.max(1) && !options.stop.load(Ordering::SeqCst) {
+            let Some(op) = ready.pop() else { break };
+            let (changes, journal, provider, ops) = (
+                changes.clone(),
+                journal.clone(),
+                provider.clone(),
+                ops.clone(),
+            );
+            running.spawn(async move {
+                let started = Instant::now();
+                let result = run(
+                    &ops[op],
+                    &changes[ops[op].change],
+                    &journal,
+                    provider.as_ref(),
+                )
+                .await;
+                (op, result, started.elapsed())
+            });
+        }
+        let Some(finished) = running.join_next().await else {
+            break;
+        };
+        let (op, result, elapsed) = match finished {
+            Ok(outcome) => outcome,
+            Err(panic) => {
+                // A task that panicked is a bug; report it and keep the others going.
+                report.failed.push((
+                    "(executor)".into(),
+                    format!("an operation panicked: {panic}"),
+                ));
+                continue;
+            }
+        };
+        let address = changes[ops[op].change].address.clone();
+        match result {
+            Ok(what) => {
+                progress(&format!(
+                    "{address}: {what} after {:.1}s",
+                    elapsed.as_secs_f64()
+                ));
+                report.done.push((address, what, elapsed));
+                for &next in &dependents[op] {
+                    waiting[next] -= 1;
+                    if waiting[next] == 0 && !blocked[next] {
+                        ready.push(next);
+                    }
+                }
+            }
+            Err(message) => {
+                progress(&format!(
+                    "{address}: failed after {:.1}s: {message}",
+                    elapsed.as_secs_f64()
+                ));
+                report.failed.push((address, message));
+                let mut pending = dependents[op].clone();
+                while let Some(next) = pending.pop() {
+                    if !blocked[next] {
+                        blocked[next] = true;
+                        pending.extend(dependents[next].iter().copied());
+                    }
+                }
+            }
+        }
+    }
+    report.interrupted = options.stop.load(Ordering::SeqCst);
+    let finished: std::collections::HashSet<&str> = report
+        .done
+        .iter()
+        .map(|(address, ..)| address.as_str())
+        .chain(report.failed.iter().map(|(address, _)| address.as_str()))
+        .collect();
+    for op in ops.iter() {
+        let address = &changes[op.change].address;
+        if !finished.contains(address.as_str()) && !report.skipped.contains(address) {
+            report.skipped.push(address.clone());
+        }
+    }
+    report
+}
+
+fn progress(line: &str) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "{line}");
+}
+
+/// The operations of a plan and, per operation, the operations it must come after.
+fn operations(changes: &[ResourceChange], prior: &[ResourceState]) -> (Vec<Op>, Vec<Vec<usize>>) {
+    let mut ops = Vec::new();
+    let mut apply_of: HashMap<&str, usize> = HashMap::new();
+    let mut destroy_of: HashMap<&str, usize> = HashMap::new();
+    for (index, change) in changes.iter().enumerate() {
+        if matches!(change.action, Action::Delete | Action::Replace) {
+            destroy_of.insert(change.address.as_str(), ops.len());
+            ops.push(Op {
+                step: Step::Destroy,
+                change: index,
+            });
+        }
+        if matches!(
+            change.action,
+            Action::Create | Action::Update | Action::Replace
+        ) {
+            apply_of.insert(change.address.as_str(), ops.len());
+            ops.push(Op {
+                step: Step::Apply,
+                change: index,
+            });
+        }
+    }
+    // Who depended on whom when last applied.
+    let mut state_dependents: HashMap<&str, Vec<&str>> = HashMap::new();
+    for resource in prior {
+        for dependency in &resource.dependencies {
+            state_dependents
+                .entry(dependency.as_str())
+                .or_default()
+                .push(resource.address.as_str());
+        }
+    }
+    let action_of: HashMap<&str, Action> = changes
+        .iter()
+        .map(|change| (change.address.as_str(), change.action))
+        .collect();
+    let mut after = vec![Vec::new(); ops.len()];
+    for (index, op) in ops.iter().enumerate() {
+        let change = &changes[op.change];
+        let address = change.address.as_str();
+        match op.step {
+            Step::Apply => {
+                if let Some(&destroy) = destroy_of.get(address) {
+                    after[index].push(destroy);
+                }
+                for dependency in &change.depends_on {
+                    if let Some(&apply) = apply_of.get(dependency.as_str()) {
+                        after[index].push(apply);
+                    }
+                }
+            }
+            Step::Destroy => {
+                for dependent in state_dependents.get(address).into_iter().flatten() {
+                    if let Some(&destroy) = destroy_of.get(dependent) {
+                        after[index].push(destroy);
+                    }
+                    // A pure delete waits for dependents updated in place to let go of it.
+                    if change.action == Action::Delete
+                        && action_of.get(dependent) == Some(&Action::Update)
+                        && let Some(&apply) = apply_of.get(dependent)
+                    {
+                        after[index].push(apply);
+                    }
+                }
+            }
+        }
+    }
+    (ops, after)
+}
+
+/// One operation, journaled.
+async fn run<P: Provider>(
+    op: &Op,
+    change: &ResourceChange,
+    journal: &Journal,
+    provider: &P,
+) -> Result<&'static str, String> {
+    let address = change.address.as_str();
+    match op.step {
+        Step::Destroy => {
+            let Some(resource) = journal.resource(address).await else {
+                return Ok("already gone");
+            };
+            progress(&format!("{address}: destroying..."));
+            journal
+                .begin(
+                    address,
+                    change.kind,
+                    Operation::Delete,
+                    resource.id.clone().unwrap_or_default(),
+                    None,
+                    Vec::new(),
+                )
+                .await?;
+            provider
+                .delete(&resource)
+                .await
+                .map_err(|error| error.message)?;
+            journal.deleted(address).await?;
+            Ok("destroyed")
+        }
+        Step::Apply => {
+            let inputs = resolve(change, journal).await?;
+            let existing = if change.action == Action::Update {
+                journal.resource(address).await
+            } else {
+                None
+            };
+            match existing {
+                Some(resource) => {
+                    progress(&format!(
+                        "{address}: updating ({})...",
+                        change.changed.join(", ")
+                    ));
+                    journal
+                        .begin(
+                            address,
+                            change.kind,
+                            Operation::Update,
+                            resource.id.clone().unwrap_or_default(),
+                            None,
+                            Vec::new(),
+                        )
+                        .await?;
+                    let applied = provider
+                        .update(&resource, &inputs, &change.changed)
+                        .await
+                        .map_err(|error| error.message)?;
+                    journal
+                        .recorded(
+                            address,
+                            change.kind,
+                            inputs,
+                            applied,
+                            change.depends_on.clone(),
+                        )
+                        .await?;
+                    Ok("updated")
+                }
+                None => {
+                    progress(&format!("{address}: creating..."));
+                    let token = format!("tag:pwless:address={address}");
+                    journal
+                        .begin(
+                            address,
+                            change.kind,
+                            Operation::Create,
+                            token,
+                            Some(inputs.clone()),
+                            change.depends_on.clone(),
+                        )
+                        .await?;
+                    let applied = provider
+                        .create(address, change.kind, &inputs)
+                        .await
+                        .map_err(|error| error.message)?;
+                    journal
+                        .recorded(
+                            address,
+                            change.kind,
+                            inputs,
+                            applied,
+                            change.depends_on.clone(),
+                        )
+                        .await?;
+                    Ok("created")
+                }
+            }
+        }
+    }
+}
+
+/// The change's inputs with every "known after apply" value looked up in the state as it is
+/// now (its dependencies have been applied).
+async fn resolve(change: &ResourceChange, journal: &Journal) -> Result<Inputs, String> {
+    let mut inputs: BTreeMap<String, Value> = change.after.clone().unwrap_or_default();
+    if change.after_unknown.is_empty() {
+        return Ok(inputs);
+    }
+    let state = journal.snapshot().await;
+    for (name, expr) in &change.after_unknown {
+        let value = expr
+            .resolve(&mut |reference| {
+                state
+                    .resource(&reference.address)
+                    .and_then(|resource| resource.outputs.get(&reference.output))
+                    .cloned()
+            })
+            .ok_or_else(|| {
+                format!("input `{name}` is still unknown: a dependency did not produce its output")
+            })?;
+        inputs.insert(name.clone(), value);
+    }
+    Ok(inputs)
+}

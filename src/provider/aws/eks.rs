@@ -1,0 +1,560 @@
+//! EKS: the cluster (access entries mode, private endpoint always on) and its managed node
+//! group. Both are named deterministically, so an interrupted create is found by name.
+
+use std::collections::{BTreeMap, HashMap};
+
+use aws_sdk_eks::types::{
+    AuthenticationMode, ClusterStatus, CreateAccessConfigRequest, KubernetesNetworkConfigRequest,
+    NodegroupScalingConfig, NodegroupStatus, VpcConfigRequest,
+};
+use serde_json::{Value, json};
+
+use super::{AwsProvider, READY_LIMIT, RETRY_LIMIT, found, missing_field, sdk_error};
+use crate::graph::ResourceKind;
+use crate::plan::Observed;
+use crate::provider::wait::{self, Poll};
+use crate::provider::{
+    Applied, Inputs, ProviderError, input_bool, input_str, input_strings, input_tags, overlay,
+    tags_value,
+};
+use crate::state::ResourceState;
+
+fn tag_map(inputs: &Inputs) -> HashMap<String, String> {
+    input_tags(inputs).into_iter().collect()
+}
+
+fn tags_of(tags: Option<&HashMap<String, String>>) -> Value {
+    let sorted: BTreeMap<String, String> = tags.cloned().unwrap_or_default().into_iter().collect();
+    tags_value(sorted)
+}
+
+fn scaling(inputs: &Inputs) -> Result<NodegroupScalingConfig, ProviderError> {
+    let scaling = inputs
+        .get("scaling")
+        .and_then(Value::as_object)
+        .ok_or_else(|| ProviderError::permanent("input `scaling` is missing"))?;
+    let size = |name: &str| {
+        scaling
+            .get(name)
+            .and_then(Value::as_i64)
+            .and_then(|value| i32::try_from(value).ok())
+            .ok_or_else(|| ProviderError::permanent(format!("input `scaling.{name}` is missing")))
+    };
+    Ok(NodegroupScalingConfig::builder()
+        .min_size(size("min_size")?)
+        .desired_size(size("desired_size")?)
+        .max_size(size("max_size")?)
+        .build())
+}
+
+pub(super) async fn create(
+    aws: &AwsProvider,
+    kind: ResourceKind,
+    inputs: &Inputs,
+) -> Result<Applied, ProviderError> {
+    match kind {
+        ResourceKind::EksCluster => {
+            let name = input_str(inputs, "name")?;
+            let vpc_config = VpcConfigRequest::builder()
+                .set_subnet_ids(Some(input_strings(inputs, "subnet_ids")?))
+                .endpoint_public_access(input_bool(inputs, "endpoint_public_access")?)
+                .endpoint_private_access(input_bool(inputs, "endpoint_private_access")?)
+                .build();
+            let mut call = aws
+                .eks
+                .create_cluster()
+                .name(name)
+                .version(input_str(inputs, "version")?)
+                .role_arn(input_str(inputs, "role_arn")?)
+                .resources_vpc_config(vpc_config)
+                .access_config(
+                    CreateAccessConfigRequest::builder()
+                        .authentication_mode(AuthenticationMode::from(input_str(
+                            inputs,
+                            "authentication_mode",
+                        )?))
+                        .bootstrap_cluster_creator_admin_permissions(false)
+                        .build(),
+                )
+                .set_tags(Some(tag_map(inputs)));
+            if let Some(block) = inputs.get("service_ipv4_cidr").and_then(Value::as_str) {
+                call = call.kubernetes_network_config(
+                    KubernetesNetworkConfigRequest::builder()
+                        .service_ipv4_cidr(block)
+                        .build(),
+                );
+            }
+            // A role just created may not be assumable by EKS yet (IAM is eventually consistent).
+            wait::retrying(RETRY_LIMIT, || async {
+                call.clone().send().await.map(drop).map_err(|e| {
+                    sdk_error("create the EKS cluster")(e).retry_on(&["InvalidParameterException"])
+                })
+            })
+            .await?;
+            wait_cluster(aws, name).await
+        }
+        ResourceKind::EksNodeGroup => {
+            let cluster = input_str(inputs, "cluster_name")?;
+            let name = input_str(inputs, "node_group_name")?;
+            let call = aws
+                .eks
+                .create_nodegroup()
+                .cluster_name(cluster)
+                .nodegroup_name(name)
+                .node_role(input_str(inputs, "node_role_arn")?)
+                .set_subnets(Some(input_strings(inputs, "subnet_ids")?))
+                .set_instance_types(Some(input_strings(inputs, "instance_types")?))
+                .scaling_config(scaling(inputs)?)
+                .version(input_str(inputs, "version")?)
+                .set_tags(Some(tag_map(inputs)));
+            wait::retrying(RETRY_LIMIT, || async {
+                call.clone().send().await.map(drop).map_err(|e| {
+                    sdk_error("create the EKS node group")(e)
+                        .retry_on(&["InvalidParameterException"])
+                })
+            })
+            .await?;
+            wait_node_group(aws, cluster, name).await
+        }
+        other => Err(ProviderError::permanent(format!(
+            "{other} is not an EKS resource"
+        ))),
+    }
+}
+
+fn cluster_outputs(cluster: &aws_sdk_eks::types::Cluster) -> Result<Applied, ProviderError> {
+    let name = cluster
+        .name()
+        .ok_or_else(|| missing_field("the cluster name"))?;
+    let issuer = cluster
+        .identity()
+        .and_then(|identity| identity.oidc())
+        .and_then(|oidc| oidc.issuer());
+    Ok(Applied {
+        id: Some(name.to_string()),
+        outputs: BTreeMap::from([
+            ("name".to_string(), json!(name)),
+            ("arn".to_string(), json!(cluster.arn())),
+            ("endpoint".to_string(), json!(cluster.endpoint())),
+            (
+                "certificate_authority".to_string(),
+                json!(cluster.certificate_authority().and_then(|ca| ca.data())),
+            ),
+            ("oidc_issuer".to_string(), json!(issuer)),
+        ]),
+    })
+}
+
+async fn wait_cluster(aws: &AwsProvider, name: &str) -> Result<Applied, ProviderError> {
+    wait::until(
+        &format!("EKS cluster {name} to be ACTIVE"),
+        READY_LIMIT,
+        || async {
+            let out = aws
+                .eks
+                .describe_cluster()
+                .name(name)
+                .send()
+                .await
+                .map_err(sdk_error("describe the EKS cluster"))?;
+            let cluster = out.cluster().ok_or_else(|| missing_field("the cluster"))?;
+            match cluster.status() {
+                Some(ClusterStatus::Active) => Ok(Poll::Ready(cluster_outputs(cluster)?)),
+                Some(ClusterStatus::Failed) => Err(ProviderError::permanent(format!(
+                    "EKS cluster {name} failed"
+                ))),
+                other => Ok(Poll::Pending(format!("{other:?}"))),
+            }
+        },
+    )
+    .await
+}
+
+async fn wait_node_group(
+    aws: &AwsProvider,
+    cluster: &str,
+    name: &str,
+) -> Result<Applied, ProviderError> {
+    wait::until(
+        &format!("node group {name} to be ACTIVE"),
+        READY_LIMIT,
+        || async {
+            let out = aws
+                .eks
+                .describe_nodegroup()
+                .cluster_name(cluster)
+                .nodegroup_name(name)
+                .send()
+                .await
+                .map_err(sdk_error("describe the node group"))?;
+            let group = out
+                .nodegroup()
+                .ok_or_else(|| missing_field("the node group"))?;
+            match group.status() {
+                Some(NodegroupStatus::Active) => Ok(Poll::Ready(Applied {
+                    id: Some(format!("{cluster}:{name}")),
+                    outputs: BTreeMap::from([("arn".to_string(), json!(group.nodegroup_arn()))]),
+                })),
+                Some(
+                    NodegroupStatus::CreateFailed
+                    | NodegroupStatus::DeleteFailed
+                    | NodegroupStatus::Degraded,
+                ) => Err(ProviderError::permanent(format!(
+                    "node group {name} is {:?}",
+                    group.status()
+                ))),
+                other => Ok(Poll::Pending(format!("{other:?}"))),
+            }
+        },
+    )
+    .await
+}
+
+pub(super) async fn read(
+    aws: &AwsProvider,
+    resource: &ResourceState,
+) -> Result<Observed, ProviderError> {
+    let prior = &resource.inputs;
+    match resource.kind {
+        ResourceKind::EksCluster => {
+            let name = input_str(prior, "name")?;
+            let out = aws
+                .eks
+                .describe_cluster()
+                .name(name)
+                .send()
+                .await
+                .map_err(sdk_error("describe the EKS cluster"));
+            let Some(out) = found(out)? else {
+                return Ok(Observed::Missing);
+            };
+            let Some(cluster) = out.cluster() else {
+                return Ok(Observed::Missing);
+            };
+            if matches!(cluster.status(), Some(ClusterStatus::Deleting)) {
+                return Ok(Observed::Missing);
+            }
+            let vpc = cluster.resources_vpc_config();
+            let mut observed = vec![
+                ("version", json!(cluster.version())),
+                ("role_arn", json!(cluster.role_arn())),
+                (
+                    "subnet_ids",
+                    json!(vpc.map(|vpc| vpc.subnet_ids()).unwrap_or_default()),
+                ),
+                (
+                    "endpoint_public_access",
+                    json!(vpc.map(|vpc| vpc.endpoint_public_access())),
+                ),
+                (
+                    "endpoint_private_access",
+                    json!(vpc.map(|vpc| vpc.endpoint_private_access())),
+                ),
+                ("tags", tags_of(cluster.tags())),
+            ];
+            if let Some(mode) = cluster
+                .access_config()
+                .and_then(|access| access.authentication_mode())
+            {
+                observed.push(("authentication_mode", json!(mode.as_str())));
+            }
+            // EKS picks a service block when none was asked for: only a chosen one can drift.
+            if !prior.get("service_ipv4_cidr").is_none_or(Value::is_null) {
+                let block = cluster
+                    .kubernetes_network_config()
+                    .and_then(|config| config.service_ipv4_cidr());
+                observed.push(("service_ipv4_cidr", json!(block)));
+            }
+            let outputs = cluster_outputs(cluster)?.outputs;
+            Ok(Observed::Present {
+                inputs: overlay(prior, observed),
+                outputs,
+            })
+        }
+        ResourceKind::EksNodeGroup => {
+            let cluster = input_str(prior, "cluster_name")?;
+            let name = input_str(prior, "node_group_name")?;
+            let out = aws
+                .eks
+                .describe_nodegroup()
+                .cluster_name(cluster)
+                .nodegroup_name(name)
+                .send()
+                .await;
+            let Some(out) = found(out.map_err(sdk_error("describe the node group")))? else {
+                return Ok(Observed::Missing);
+            };
+            let Some(group) = out.nodegroup() else {
+                return Ok(Observed::Missing);
+            };
+            if matches!(group.status(), Some(NodegroupStatus::Deleting)) {
+                return Ok(Observed::Missing);
+            }
+            let scaling = group.scaling_config().map(|config| {
+                json!({"min_size": config.min_size(), "desired_size": config.desired_size(), "max_size": config.max_size()})
+            });
+            let observed = [
+                ("node_role_arn", json!(group.node_role())),
+                ("subnet_ids", json!(group.subnets())),
+                ("instance_types", json!(group.instance_types())),
+                ("scaling", scaling.unwrap_or(Value::Null)),
+                ("version", json!(group.version())),
+                ("tags", tags_of(group.tags())),
+            ];
+            Ok(Observed::Present {
+                inputs: overlay(prior, observed),
+                outputs: resource.outputs.clone(),
+            })
+        }
+        other => Err(ProviderError::permanent(format!(
+            "{other} is not an EKS resource"
+        ))),
+    }
+}
+
+pub(super) async fn update(
+    aws: &AwsProvider,
+    resource: &ResourceState,
+    inputs: &Inputs,
+    changed: &[String],
+) -> Result<Applied, ProviderError> {
+    let arn = resource
+        .outputs
+        .get("arn")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    for name in changed {
+        match (resource.kind, name.as_str()) {
+            (_, "tags") => sync_tags(aws, &arn, &resource.inputs, inputs).await?,
+            (ResourceKind::EksCluster, "version") => {
+                let cluster = input_str(inputs, "name")?;
+                aws.eks
+                    .update_cluster_version()
+                    .name(cluster)
+                    .version(input_str(inputs, "version")?)
+                    .send()
+                    .await
+                    .map_err(sdk_error("upgrade the EKS cluster"))?;
+                wait_cluster(aws, cluster).await?;
+            }
+            (ResourceKind::EksCluster, "endpoint_public_access" | "endpoint_private_access") => {
+                let cluster = input_str(inputs, "name")?;
+                aws.eks
+                    .update_cluster_config()
+                    .name(cluster)
+                    .resources_vpc_config(
+                        VpcConfigRequest::builder()
+                            .endpoint_public_access(input_bool(inputs, "endpoint_public_access")?)
+                            .endpoint_private_access(input_bool(inputs, "endpoint_private_access")?)
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .map_err(sdk_error("change the EKS endpoint access"))?;
+                wait_cluster(aws, cluster).await?;
+            }
+            (ResourceKind::EksNodeGroup, "scaling") => {
+                let (cluster, group) = (
+                    input_str(inputs, "cluster_name")?,
+                    input_str(inputs, "node_group_name")?,
+                );
+                aws.eks
+                    .update_nodegroup_config()
+                    .cluster_name(cluster)
+                    .nodegroup_name(group)
+                    .scaling_config(scaling(inputs)?)
+                    .send()
+                    .await
+                    .map_err(sdk_error("scale the node group"))?;
+                wait_node_group(aws, cluster, group).await?;
+            }
+            (ResourceKind::EksNodeGroup, "version") => {
+                let (cluster, group) = (
+                    input_str(inputs, "cluster_name")?,
+                    input_str(inputs, "node_group_name")?,
+                );
+                aws.eks
+                    .update_nodegroup_version()
+                    .cluster_name(cluster)
+                    .nodegroup_name(group)
+                    .version(input_str(inputs, "version")?)
+                    .send()
+                    .await
+                    .map_err(sdk_error("upgrade the node group"))?;
+                wait_node_group(aws, cluster, group).await?;
+            }
+            (kind, name) => {
+                return Err(ProviderError::permanent(format!(
+                    "{kind} input `{name}` cannot change in place (the planner should have replaced it)"
+                )));
+            }
+        }
+    }
+    match resource.kind {
+        ResourceKind::EksCluster => wait_cluster(aws, input_str(inputs, "name")?).await,
+        _ => Ok(Applied {
+            id: resource.id.clone(),
+            outputs: resource.outputs.clone(),
+        }),
+    }
+}
+
+async fn sync_tags(
+    aws: &AwsProvider,
+    arn: &str,
+    old: &Inputs,
+    new: &Inputs,
+) -> Result<(), ProviderError> {
+    let old_tags = tag_map(old);
+    let new_tags = tag_map(new);
+    let removed: Vec<String> = old_tags
+        .keys()
+        .filter(|key| !new_tags.contains_key(*key))
+        .cloned()
+        .collect();
+    if !removed.is_empty() {
+        aws.eks
+            .untag_resource()
+            .resource_arn(arn)
+            .set_tag_keys(Some(removed))
+            .send()
+            .await
+            .map_err(sdk_error("remove tags"))?;
+    }
+    aws.eks
+        .tag_resource()
+        .resource_arn(arn)
+        .set_tags(Some(new_tags))
+        .send()
+        .await
+        .map_err(sdk_error("set tags"))?;
+    Ok(())
+}
+
+pub(super) async fn delete(
+    aws: &AwsProvider,
+    resource: &ResourceState,
+) -> Result<(), ProviderError> {
+    let prior = &resource.inputs;
+    match resource.kind {
+        ResourceKind::EksCluster => {
+            let name = input_str(prior, "name")?;
+            let deleted = aws
+                .eks
+                .delete_cluster()
+                .name(name)
+                .send()
+                .await
+                .map_err(sdk_error("delete the EKS cluster"));
+            if found(deleted)?.is_none() {
+                return Ok(());
+            }
+            wait::until(
+                &format!("EKS cluster {name} to be deleted"),
+                READY_LIMIT,
+                || async {
+                    let out = aws
+                        .eks
+                        .describe_cluster()
+                        .name(name)
+                        .send()
+                        .await
+                        .map_err(sdk_error("describe the EKS cluster"));
+                    Ok(match found(out)? {
+                        None => Poll::Ready(()),
+                        Some(out) => {
+                            Poll::Pending(format!("{:?}", out.cluster().and_then(|c| c.status())))
+                        }
+                    })
+                },
+            )
+            .await
+        }
+        ResourceKind::EksNodeGroup => {
+            let (cluster, group) = (
+                input_str(prior, "cluster_name")?,
+                input_str(prior, "node_group_name")?,
+            );
+            let deleted = aws
+                .eks
+                .delete_nodegroup()
+                .cluster_name(cluster)
+                .nodegroup_name(group)
+                .send()
+                .await;
+            if found(deleted.map_err(sdk_error("delete the node group")))?.is_none() {
+                return Ok(());
+            }
+            wait::until(
+                &format!("node group {group} to be deleted"),
+                READY_LIMIT,
+                || async {
+                    let out = aws
+                        .eks
+                        .describe_nodegroup()
+                        .cluster_name(cluster)
+                        .nodegroup_name(group)
+                        .send()
+                        .await;
+                    Ok(
+                        match found(out.map_err(sdk_error("describe the node group")))? {
+                            None => Poll::Ready(()),
+                            Some(out) => Poll::Pending(format!(
+                                "{:?}",
+                                out.nodegroup().and_then(|g| g.status())
+                            )),
+                        },
+                    )
+                },
+            )
+            .await
+        }
+        other => Err(ProviderError::permanent(format!(
+            "{other} is not an EKS resource"
+        ))),
+    }
+}
+
+pub(super) async fn adopt(
+    aws: &AwsProvider,
+    kind: ResourceKind,
+    inputs: &Inputs,
+) -> Result<Option<Applied>, ProviderError> {
+    match kind {
+        ResourceKind::EksCluster => {
+            let name = input_str(inputs, "name")?;
+            let out = aws
+                .eks
+                .describe_cluster()
+                .name(name)
+                .send()
+                .await
+                .map_err(sdk_error("look up the EKS cluster"));
+            match found(out)? {
+                None => Ok(None),
+                Some(_) => wait_cluster(aws, name).await.map(Some),
+            }
+        }
+        ResourceKind::EksNodeGroup => {
+            let (cluster, group) = (
+                input_str(inputs, "cluster_name")?,
+                input_str(inputs, "node_group_name")?,
+            );
+            let out = aws
+                .eks
+                .describe_nodegroup()
+                .cluster_name(cluster)
+                .nodegroup_name(group)
+                .send()
+                .await;
+            match found(out.map_err(sdk_error("look up the node group")))? {
+                None => Ok(None),
+                Some(_) => wait_node_group(aws, cluster, group).await.map(Some),
+            }
+        }
+        other => Err(ProviderError::permanent(format!(
+            "{other} is not an EKS resource"
+        ))),
+    }
+}

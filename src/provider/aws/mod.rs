@@ -1,0 +1,282 @@
+//! The AWS provider: one SDK client per service, configured from the standard chain
+//! (environment, profiles, SSO, web identity, container credentials, `AWS_ENDPOINT_URL`), with
+//! the stack's region — never a silent default.
+
+mod ec2;
+mod eks;
+mod iam;
+mod rds;
+
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+// Every service crate re-exports the same smithy error types.
+use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use tokio::sync::OnceCell;
+
+use super::{Applied, ErrorKind, Inputs, Provider, ProviderError};
+use crate::graph::{Provider as Owner, ResourceKind};
+use crate::plan::Observed;
+use crate::state::ResourceState;
+
+/// How long one create/delete may wait for its resource (EKS takes ~10 min, Aurora ~15).
+pub(crate) const READY_LIMIT: Duration = Duration::from_secs(40 * 60);
+/// How long to retry a call that fails for a passing reason.
+pub(crate) const RETRY_LIMIT: Duration = Duration::from_secs(5 * 60);
+
+pub struct AwsProvider {
+    pub(crate) ec2: aws_sdk_ec2::Client,
+    pub(crate) iam: aws_sdk_iam::Client,
+    pub(crate) eks: aws_sdk_eks::Client,
+    pub(crate) rds: aws_sdk_rds::Client,
+    pub(crate) sts: aws_sdk_sts::Client,
+    pub(crate) stack: String,
+    account: OnceCell<String>,
+}
+
+impl AwsProvider {
+    /// Clients for `region` from the standard configuration chain.
+    pub async fn new(stack: &str, region: &str) -> Self {
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .region(aws_config::Region::new(region.to_string()))
+            .load()
+            .await;
+        AwsProvider {
+            ec2: aws_sdk_ec2::Client::new(&config),
+            iam: aws_sdk_iam::Client::new(&config),
+            eks: aws_sdk_eks::Client::new(&config),
+            rds: aws_sdk_rds::Client::new(&config),
+            sts: aws_sdk_sts::Client::new(&config),
+            stack: stack.to_string(),
+            account: OnceCell::new(),
+        }
+    }
+
+    /// The account the credentials belong to (STS `GetCallerIdentity`, asked once).
+    pub async fn account(&self) -> Result<String, ProviderError> {
+        self.account
+            .get_or_try_init(|| async {
+                let identity = self
+                    .sts
+                    .get_caller_identity()
+                    .send()
+                    .await
+                    .map_err(sdk_error("get the caller identity"))?;
+                identity
+                    .account()
+                    .map(str::to_string)
+                    .ok_or_else(|| ProviderError::permanent("STS returned no account id"))
+            })
+            .await
+            .cloned()
+    }
+}
+
+impl Provider for AwsProvider {
+    fn supports(&self, kind: ResourceKind) -> bool {
+        kind.provider() == Owner::Aws
+    }
+
+    async fn create(
+        &self,
+        address: &str,
+        kind: ResourceKind,
+        inputs: &Inputs,
+    ) -> Result<Applied, ProviderError> {
+        use ResourceKind::*;
+        match kind {
+            Vpc
+            | InternetGateway
+            | Subnet
+            | ElasticIp
+            | NatGateway
+            | RouteTable
+            | RouteTableAssociation
+            | SecurityGroup
+            | SecurityGroupRule => ec2::create(self, address, kind, inputs).await,
+            IamRole | IamRolePolicyAttachment | IamRolePolicy | OidcProvider => {
+                iam::create(self, kind, inputs).await
+            }
+            EksCluster | EksNodeGroup => eks::create(self, kind, inputs).await,
+            DbSubnetGroup | RdsCluster | RdsClusterInstance => {
+                rds::create(self, kind, inputs).await
+            }
+            _ => Err(unsupported(kind)),
+        }
+    }
+
+    async fn read(&self, resource: &ResourceState) -> Result<Observed, ProviderError> {
+        use ResourceKind::*;
+        match resource.kind {
+            Vpc
+            | InternetGateway
+            | Subnet
+            | ElasticIp
+            | NatGateway
+            | RouteTable
+            | RouteTableAssociation
+            | SecurityGroup
+            | SecurityGroupRule => ec2::read(self, resource).await,
+            IamRole | IamRolePolicyAttachment | IamRolePolicy | OidcProvider => {
+                iam::read(self, resource).await
+            }
+            EksCluster | EksNodeGroup => eks::read(self, resource).await,
+            DbSubnetGroup | RdsCluster | RdsClusterInstance => rds::read(self, resource).await,
+            kind => Err(unsupported(kind)),
+        }
+    }
+
+    async fn update(
+        &self,
+        resource: &ResourceState,
+        inputs: &Inputs,
+        changed: &[String],
+    ) -> Result<Applied, ProviderError> {
+        use ResourceKind::*;
+        match resource.kind {
+            Vpc
+            | InternetGateway
+            | Subnet
+            | ElasticIp
+            | NatGateway
+            | RouteTable
+            | RouteTableAssociation
+            | SecurityGroup
+            | SecurityGroupRule => ec2::update(self, resource, inputs, changed).await,
+            IamRole | IamRolePolicyAttachment | IamRolePolicy | OidcProvider => {
+                iam::update(self, resource, inputs, changed).await
+            }
+            EksCluster | EksNodeGroup => eks::update(self, resource, inputs, changed).await,
+            DbSubnetGroup | RdsCluster | RdsClusterInstance => {
+                rds::update(self, resource, inputs, changed).await
+            }
+            kind => Err(unsupported(kind)),
+        }
+    }
+
+    async fn delete(&self, resource: &ResourceState) -> Result<(), ProviderError> {
+        use ResourceKind::*;
+        match resource.kind {
+            Vpc
+            | InternetGateway
+            | Subnet
+            | ElasticIp
+            | NatGateway
+            | RouteTable
+            | RouteTableAssociation
+            | SecurityGroup
+            | SecurityGroupRule => ec2::delete(self, resource).await,
+            IamRole | IamRolePolicyAttachment | IamRolePolicy | OidcProvider => {
+                iam::delete(self, resource).await
+            }
+            EksCluster | EksNodeGroup => eks::delete(self, resource).await,
+            DbSubnetGroup | RdsCluster | RdsClusterInstance => rds::delete(self, resource).await,
+            kind => Err(unsupported(kind)),
+        }
+    }
+
+    async fn adopt(
+        &self,
+        address: &str,
+        kind: ResourceKind,
+        inputs: &Inputs,
+    ) -> Result<Option<Applied>, ProviderError> {
+        use ResourceKind::*;
+        match kind {
+            Vpc
+            | InternetGateway
+            | Subnet
+            | ElasticIp
+            | NatGateway
+            | RouteTable
+            | RouteTableAssociation
+            | SecurityGroup
+            | SecurityGroupRule => ec2::adopt(self, address, kind, inputs).await,
+            IamRole | IamRolePolicyAttachment | IamRolePolicy | OidcProvider => {
+                iam::adopt(self, kind, inputs).await
+            }
+            EksCluster | EksNodeGroup => eks::adopt(self, kind, inputs).await,
+            DbSubnetGroup | RdsCluster | RdsClusterInstance => rds::adopt(self, kind, inputs).await,
+            kind => Err(unsupported(kind)),
+        }
+    }
+}
+
+fn unsupported(kind: ResourceKind) -> ProviderError {
+    ProviderError::permanent(format!("{kind} is not an AWS resource"))
+}
+
+/// Error codes that mean "try again": throttling and passing service trouble.
+const RETRYABLE_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "ServiceUnavailable",
+    "InternalError",
+    "InternalFailure",
+];
+
+/// Maps an SDK error to a [`ProviderError`], keeping the service's code.
+pub(crate) fn sdk_error<E, R>(action: &'static str) -> impl FnOnce(SdkError<E, R>) -> ProviderError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    move |error| {
+        let code = error.code().map(str::to_string);
+        let transport = matches!(
+            error,
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_)
+        );
+        let retryable = transport
+            || code
+                .as_deref()
+                .is_some_and(|code| RETRYABLE_CODES.contains(&code));
+        ProviderError {
+            kind: if retryable {
+                ErrorKind::Retryable
+            } else {
+                ErrorKind::Permanent
+            },
+            code,
+            message: format!("cannot {action}: {}", DisplayErrorContext(&error)),
+        }
+    }
+}
+
+impl ProviderError {
+    /// Whether the service said the thing does not exist.
+    pub(crate) fn is_not_found(&self) -> bool {
+        self.code.as_deref().is_some_and(|code| {
+            code.contains("NotFound")
+                || code == "NoSuchEntity"
+                || code == "ResourceNotFoundException"
+        })
+    }
+
+    /// Treats these codes as passing (e.g. `DependencyViolation` while ENIs drain).
+    pub(crate) fn retry_on(mut self, codes: &[&str]) -> Self {
+        if self
+            .code
+            .as_deref()
+            .is_some_and(|code| codes.contains(&code))
+        {
+            self.kind = ErrorKind::Retryable;
+        }
+        self
+    }
+}
+
+/// `Ok(None)` for a not-found error, the value otherwise.
+pub(crate) fn found<T>(result: Result<T, ProviderError>) -> Result<Option<T>, ProviderError> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(error) if error.is_not_found() => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+pub(crate) fn missing_field(what: &str) -> ProviderError {
+    ProviderError::permanent(format!("the AWS answer lacks {what}"))
+}
