@@ -287,7 +287,14 @@ async fn run<P: Provider>(
         Step::Apply => {
             let inputs = resolve(change, journal).await?;
             let existing = if change.action == Action::Update {
-                journal.resource(address).await
+                // The provider changes what is there now: the observed inputs when the plan
+                // refreshed (drift), else the recorded ones.
+                journal.resource(address).await.map(|mut resource| {
+                    if let Some(before) = &change.before {
+                        resource.inputs = before.clone();
+                    }
+                    resource
+                })
             } else {
                 None
             };

@@ -5,9 +5,17 @@
 //! A pending update or delete leaves the resource recorded as it was; the refresh that follows
 //! shows where it really stands, and the plan finishes the job.
 
+use std::time::Duration;
+
 use super::Journal;
-use crate::provider::Provider;
+use crate::graph::ResourceKind;
+use crate::provider::{Applied, Inputs, Provider, ProviderError};
 use crate::state::Operation;
+
+/// How long an interrupted create is looked for before it is taken as never made. The dead
+/// run's request may still be in flight, and cloud reads are eventually consistent: a create
+/// that lands after a too-early "not found" would be made twice.
+const GRACE: Duration = Duration::from_secs(10);
 
 /// Settles every pending operation; returns what it did, one line each.
 pub async fn recover<P: Provider>(journal: &Journal, provider: &P) -> Result<Vec<String>, String> {
@@ -24,7 +32,7 @@ pub async fn recover<P: Provider>(journal: &Journal, provider: &P) -> Result<Vec
                         operation.kind
                     ));
                 }
-                match provider.adopt(address, operation.kind, &inputs).await {
+                match adopt_patiently(provider, address, operation.kind, &inputs).await {
                     Ok(Some(applied)) => {
                         journal
                             .recorded(
@@ -64,4 +72,24 @@ pub async fn recover<P: Provider>(journal: &Journal, provider: &P) -> Result<Vec
         }
     }
     Ok(notes)
+}
+
+/// [`Provider::adopt`], asked again with backoff until found or [`GRACE`] has passed.
+async fn adopt_patiently<P: Provider>(
+    provider: &P,
+    address: &str,
+    kind: ResourceKind,
+    inputs: &Inputs,
+) -> Result<Option<Applied>, ProviderError> {
+    let started = tokio::time::Instant::now();
+    for delay in crate::provider::wait::delays() {
+        if let Some(found) = provider.adopt(address, kind, inputs).await? {
+            return Ok(Some(found));
+        }
+        if started.elapsed() + delay > GRACE {
+            return Ok(None);
+        }
+        tokio::time::sleep(delay).await;
+    }
+    Ok(None)
 }

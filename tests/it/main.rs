@@ -1,5 +1,6 @@
 //! The integration tests: one binary, a module per area (see docs/ARCHITECTURE.md).
 
+mod aws;
 mod cli;
 mod common;
 mod planner;

@@ -54,18 +54,25 @@ fn id_of(resource: &ResourceState) -> Result<&str, ProviderError> {
         .ok_or_else(|| ProviderError::permanent(format!("{} has no recorded id", resource.address)))
 }
 
-/// This stack's resource at `address`: both tags must match (two stacks share addresses).
-fn by_address(aws: &AwsProvider, address: &str) -> Option<Vec<Filter>> {
+/// This stack's resources. The address is matched on our side ([`is_at`]): filter values
+/// are patterns to some endpoints, and addresses hold brackets.
+fn of_stack(aws: &AwsProvider) -> Option<Vec<Filter>> {
     Some(vec![
         Filter::builder()
             .name("tag:pwless:stack")
             .values(&aws.stack)
             .build(),
-        Filter::builder()
-            .name("tag:pwless:address")
-            .values(address)
-            .build(),
     ])
+}
+
+/// Whether `tags` mark the resource of `address` in this stack.
+fn is_at(tags: &[Tag], stack: &str, address: &str) -> bool {
+    let tag = |key: &str| {
+        tags.iter()
+            .find(|tag| tag.key() == Some(key))
+            .and_then(|tag| tag.value())
+    };
+    tag("pwless:stack") == Some(stack) && tag("pwless:address") == Some(address)
 }
 
 pub(super) async fn create(
@@ -886,7 +893,8 @@ pub(super) async fn adopt(
     inputs: &Inputs,
 ) -> Result<Option<Applied>, ProviderError> {
     let ec2 = &aws.ec2;
-    let filter = by_address(aws, address);
+    let filter = of_stack(aws);
+    let stack = aws.stack.as_str();
     let id: Option<String> = match kind {
         ResourceKind::Vpc => ec2
             .describe_vpcs()
@@ -895,7 +903,8 @@ pub(super) async fn adopt(
             .await
             .map_err(sdk_error("look up the VPC"))?
             .vpcs()
-            .first()
+            .iter()
+            .find(|vpc| is_at(vpc.tags(), stack, address))
             .and_then(|vpc| vpc.vpc_id())
             .map(str::to_string),
         ResourceKind::InternetGateway => ec2
@@ -905,7 +914,8 @@ pub(super) async fn adopt(
             .await
             .map_err(sdk_error("look up the internet gateway"))?
             .internet_gateways()
-            .first()
+            .iter()
+            .find(|gateway| is_at(gateway.tags(), stack, address))
             .and_then(|gateway| gateway.internet_gateway_id())
             .map(str::to_string),
         ResourceKind::Subnet => ec2
@@ -915,7 +925,8 @@ pub(super) async fn adopt(
             .await
             .map_err(sdk_error("look up the subnet"))?
             .subnets()
-            .first()
+            .iter()
+            .find(|s| is_at(s.tags(), stack, address))
             .and_then(|s| s.subnet_id())
             .map(str::to_string),
         ResourceKind::ElasticIp => {
@@ -925,7 +936,11 @@ pub(super) async fn adopt(
                 .send()
                 .await
                 .map_err(sdk_error("look up the elastic IP"))?;
-            if let Some(address) = out.addresses().first() {
+            if let Some(address) = out
+                .addresses()
+                .iter()
+                .find(|found| is_at(found.tags(), stack, address))
+            {
                 let id = address
                     .allocation_id()
                     .ok_or_else(|| missing_field("the allocation id"))?;
@@ -937,23 +952,26 @@ pub(super) async fn adopt(
             }
             None
         }
-        ResourceKind::NatGateway => ec2
-            .describe_nat_gateways()
-            .set_filter(filter.clone())
-            .filter(
-                Filter::builder()
-                    .name("state")
-                    .values("pending")
-                    .values("available")
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(sdk_error("look up the NAT gateway"))?
-            .nat_gateways()
-            .first()
-            .and_then(|gateway| gateway.nat_gateway_id())
-            .map(str::to_string),
+        ResourceKind::NatGateway => {
+            let out = ec2
+                .describe_nat_gateways()
+                .set_filter(filter.clone())
+                .send()
+                .await
+                .map_err(sdk_error("look up the NAT gateway"))?;
+            // Check the state here too: not every endpoint honours filters on this call.
+            out.nat_gateways()
+                .iter()
+                .filter(|gateway| {
+                    matches!(
+                        gateway.state().map(|s| s.as_str()),
+                        Some("pending" | "available")
+                    )
+                })
+                .find(|gateway| is_at(gateway.tags(), stack, address))
+                .and_then(|gateway| gateway.nat_gateway_id())
+                .map(str::to_string)
+        }
         ResourceKind::RouteTable => ec2
             .describe_route_tables()
             .set_filters(filter.clone())
@@ -961,7 +979,8 @@ pub(super) async fn adopt(
             .await
             .map_err(sdk_error("look up the route table"))?
             .route_tables()
-            .first()
+            .iter()
+            .find(|t| is_at(t.tags(), stack, address))
             .and_then(|t| t.route_table_id())
             .map(str::to_string),
         ResourceKind::SecurityGroup => ec2
@@ -971,7 +990,8 @@ pub(super) async fn adopt(
             .await
             .map_err(sdk_error("look up the security group"))?
             .security_groups()
-            .first()
+            .iter()
+            .find(|g| is_at(g.tags(), stack, address))
             .and_then(|g| g.group_id())
             .map(str::to_string),
         ResourceKind::RouteTableAssociation => {

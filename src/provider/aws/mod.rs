@@ -233,6 +233,15 @@ where
             || code
                 .as_deref()
                 .is_some_and(|code| RETRYABLE_CODES.contains(&code));
+        // A service's answer reads best as its code and message; anything else (a transport
+        // failure, an unparsable answer) needs the whole error chain.
+        let message = match (&error, code.as_deref()) {
+            (SdkError::ServiceError(_), Some(code)) => match error.message() {
+                Some(detail) => format!("cannot {action}: {code}: {detail}"),
+                None => format!("cannot {action}: {code}"),
+            },
+            _ => format!("cannot {action}: {}", DisplayErrorContext(&error)),
+        };
         ProviderError {
             kind: if retryable {
                 ErrorKind::Retryable
@@ -240,7 +249,7 @@ where
                 ErrorKind::Permanent
             },
             code,
-            message: format!("cannot {action}: {}", DisplayErrorContext(&error)),
+            message,
         }
     }
 }

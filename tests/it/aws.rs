@@ -1,0 +1,720 @@
+//! apply / plan / destroy against the sandbox (moto server, started by scripts/test), checked
+//! through the AWS API itself, not through pwless's own state.
+//!
+//! Each test uses its own stack name, so tests share one moto without seeing each other.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::common::{TempDir, stderr, stdout};
+
+/// A moto server of this test's own, on a free loopback port, stopped when dropped.
+pub struct Moto {
+    child: std::process::Child,
+    pub endpoint: String,
+}
+
+impl Moto {
+    pub fn start() -> Self {
+        let server = std::env::var("PWLESS_MOTO_SERVER")
+            .expect("PWLESS_MOTO_SERVER is not set: run the tests with scripts/test, which installs the pinned moto");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let moto = Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "moto did not start on port {port}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        moto
+    }
+
+    /// The environment pwless gets: this moto, test credentials, nothing from the developer's.
+    pub fn command(&self, dir: &Path) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pwless"));
+        command
+            .current_dir(dir)
+            .env("NO_COLOR", "1")
+            .env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env("AWS_REGION", "us-west-2")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_PROFILE");
+        command
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The AWS part of the example stack (no users, access or app), named `name`.
+fn aws_stack(name: &str, extra_database: &str) -> String {
+    format!(
+        "stack: {name}\nregion: us-west-2\ntags: {{team: platform}}\n\
+         network: {{cidr: 10.0.0.0/16, availability_zones: 2, nat_gateways: single}}\n\
+         cluster:\n  version: \"1.31\"\n  node_group: {{instance_types: [t3.medium], min_size: 1, desired_size: 2, max_size: 3}}\n\
+         database:\n  engine_version: \"17.4\"\n  instance_class: db.t4g.medium\n  instances: 1\n  name: appdb\n  master_username: postgres\n\
+         {extra_database}"
+    )
+}
+
+struct Stack {
+    name: String,
+    dir: TempDir,
+    file: PathBuf,
+    moto: Moto,
+}
+
+impl Stack {
+    fn new(test: &str, extra_database: &str) -> Self {
+        let name = format!("t{}-{test}", std::process::id());
+        let dir = TempDir::new(&name);
+        let file = dir.write("stack.yaml", &aws_stack(&name, extra_database));
+        Stack {
+            name,
+            dir,
+            file,
+            moto: Moto::start(),
+        }
+    }
+
+    /// `pwless <args[0]> -f stack.yaml <args[1..]>` against this test's moto.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = self.moto.command(self.dir.path());
+        command
+            .arg(args[0])
+            .args(["-f", self.file.to_str().unwrap()])
+            .args(&args[1..]);
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        self.command(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.dir
+            .path()
+            .join("state")
+            .join(format!("{}.json", self.name))
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+struct Clients {
+    ec2: aws_sdk_ec2::Client,
+    iam: aws_sdk_iam::Client,
+    eks: aws_sdk_eks::Client,
+    rds: aws_sdk_rds::Client,
+}
+
+async fn clients(moto: &Moto) -> Clients {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-west-2"))
+        .endpoint_url(&moto.endpoint)
+        .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+            "testing",
+            "testing",
+            None,
+            None,
+            "pwless-tests",
+        ))
+        .load()
+        .await;
+    Clients {
+        ec2: aws_sdk_ec2::Client::new(&config),
+        iam: aws_sdk_iam::Client::new(&config),
+        eks: aws_sdk_eks::Client::new(&config),
+        rds: aws_sdk_rds::Client::new(&config),
+    }
+}
+
+fn stack_filter(stack: &str) -> aws_sdk_ec2::types::Filter {
+    aws_sdk_ec2::types::Filter::builder()
+        .name("tag:pwless:stack")
+        .values(stack)
+        .build()
+}
+
+/// Counts of the stack's live resources, by kind, as AWS reports them.
+async fn live(clients: &Clients, stack: &str) -> Vec<(&'static str, usize)> {
+    let ec2 = &clients.ec2;
+    let filter = || stack_filter(stack);
+    let vpcs = ec2
+        .describe_vpcs()
+        .filters(filter())
+        .send()
+        .await
+        .unwrap()
+        .vpcs()
+        .len();
+    let subnets = ec2
+        .describe_subnets()
+        .filters(filter())
+        .send()
+        .await
+        .unwrap()
+        .subnets()
+        .len();
+    let gateways = ec2
+        .describe_internet_gateways()
+        .filters(filter())
+        .send()
+        .await
+        .unwrap()
+        .internet_gateways()
+        .len();
+    let tables = ec2
+        .describe_route_tables()
+        .filters(filter())
+        .send()
+        .await
+        .unwrap()
+        .route_tables()
+        .len();
+    let groups = ec2
+        .describe_security_groups()
+        .filters(filter())
+        .send()
+        .await
+        .unwrap()
+        .security_groups()
+        .len();
+    let addresses = ec2
+        .describe_addresses()
+        .filters(filter())
+        .send()
+        .await
+        .unwrap()
+        .addresses()
+        .len();
+    // moto ignores tag filters on this call: check the tags here.
+    let nats = ec2
+        .describe_nat_gateways()
+        .send()
+        .await
+        .unwrap()
+        .nat_gateways()
+        .iter()
+        .filter(|gateway| {
+            gateway
+                .tags()
+                .iter()
+                .any(|tag| tag.key() == Some("pwless:stack") && tag.value() == Some(stack))
+        })
+        .filter(|gateway| gateway.state().map(|s| s.as_str()) != Some("deleted"))
+        .count();
+    let roles = clients
+        .iam
+        .list_roles()
+        .send()
+        .await
+        .unwrap()
+        .roles()
+        .iter()
+        .filter(|role| role.role_name().starts_with(&format!("{stack}-")))
+        .count();
+    let mut oidc = 0;
+    for provider in clients
+        .iam
+        .list_open_id_connect_providers()
+        .send()
+        .await
+        .unwrap()
+        .open_id_connect_provider_list()
+    {
+        let arn = provider.arn().unwrap();
+        let details = clients
+            .iam
+            .get_open_id_connect_provider()
+            .open_id_connect_provider_arn(arn)
+            .send()
+            .await
+            .unwrap();
+        if details
+            .tags()
+            .iter()
+            .any(|tag| tag.key() == "pwless:stack" && tag.value() == stack)
+        {
+            oidc += 1;
+        }
+    }
+    let clusters = clients
+        .eks
+        .list_clusters()
+        .send()
+        .await
+        .unwrap()
+        .clusters()
+        .iter()
+        .filter(|name| *name == stack)
+        .count();
+    let databases = clients
+        .rds
+        .describe_db_clusters()
+        .send()
+        .await
+        .unwrap()
+        .db_clusters()
+        .iter()
+        .filter(|c| c.db_cluster_identifier() == Some(stack))
+        .count();
+    let instances = clients
+        .rds
+        .describe_db_instances()
+        .send()
+        .await
+        .unwrap()
+        .db_instances()
+        .iter()
+        .filter(|instance| instance.db_cluster_identifier() == Some(stack))
+        .count();
+    vec![
+        ("vpc", vpcs),
+        ("subnet", subnets),
+        ("internet gateway", gateways),
+        ("route table", tables),
+        ("security group", groups),
+        ("elastic ip", addresses),
+        ("nat gateway", nats),
+        ("iam role", roles),
+        ("oidc provider", oidc),
+        ("eks cluster", clusters),
+        ("aurora cluster", databases),
+        ("aurora instance", instances),
+    ]
+}
+
+/// What a full apply of `aws_stack` leaves: one of each, four subnets, three route tables
+/// (public + one private per zone), two roles.
+const EXPECTED: &[(&str, usize)] = &[
+    ("vpc", 1),
+    ("subnet", 4),
+    ("internet gateway", 1),
+    ("route table", 3),
+    ("security group", 1),
+    ("elastic ip", 1),
+    ("nat gateway", 1),
+    ("iam role", 2),
+    ("oidc provider", 1),
+    ("eks cluster", 1),
+    ("aurora cluster", 1),
+    ("aurora instance", 1),
+];
+
+fn nothing(counts: &[(&'static str, usize)]) -> bool {
+    counts.iter().all(|(_, count)| *count == 0)
+}
+
+#[test]
+fn apply_noop_and_destroy_are_checked_through_the_aws_api() {
+    let stack = Stack::new("cycle", "  final_snapshot: false\n");
+    let rt = runtime();
+    let clients = rt.block_on(clients(&stack.moto));
+
+    let output = stack.run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("Apply complete. Resources: 30 added, 0 changed, 0 destroyed."),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(rt.block_on(live(&clients, &stack.name)), EXPECTED);
+
+    rt.block_on(async {
+        let ec2 = &clients.ec2;
+        let vpc = &ec2
+            .describe_vpcs()
+            .filters(stack_filter(&stack.name))
+            .send()
+            .await
+            .unwrap()
+            .vpcs()[0]
+            .clone();
+        assert_eq!(vpc.cidr_block(), Some("10.0.0.0/16"));
+        let vpc_id = vpc.vpc_id().unwrap();
+        let hostnames = ec2
+            .describe_vpc_attribute()
+            .vpc_id(vpc_id)
+            .attribute(aws_sdk_ec2::types::VpcAttributeName::EnableDnsHostnames)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            hostnames.enable_dns_hostnames().and_then(|v| v.value()),
+            Some(true)
+        );
+        let subnets = ec2
+            .describe_subnets()
+            .filters(stack_filter(&stack.name))
+            .send()
+            .await
+            .unwrap();
+        let mut zones: Vec<&str> = subnets
+            .subnets()
+            .iter()
+            .filter_map(|s| s.availability_zone())
+            .collect();
+        zones.sort_unstable();
+        assert_eq!(
+            zones,
+            ["us-west-2a", "us-west-2a", "us-west-2b", "us-west-2b"]
+        );
+
+        // Database ingress: 5432 from the two private blocks, nothing else, never 0.0.0.0/0.
+        let group = &ec2
+            .describe_security_groups()
+            .filters(stack_filter(&stack.name))
+            .send()
+            .await
+            .unwrap()
+            .security_groups()[0]
+            .clone();
+        let mut sources: Vec<(i32, String)> = group
+            .ip_permissions()
+            .iter()
+            .flat_map(|permission| {
+                permission.ip_ranges().iter().map(move |range| {
+                    (
+                        permission.from_port().unwrap_or(-1),
+                        range.cidr_ip().unwrap_or("").to_string(),
+                    )
+                })
+            })
+            .collect();
+        sources.sort();
+        assert_eq!(
+            sources,
+            [
+                (5432, "10.0.128.0/18".to_string()),
+                (5432, "10.0.192.0/18".to_string())
+            ]
+        );
+
+        let cluster = clients
+            .rds
+            .describe_db_clusters()
+            .db_cluster_identifier(&stack.name)
+            .send()
+            .await
+            .unwrap()
+            .db_clusters()[0]
+            .clone();
+        assert_eq!(cluster.iam_database_authentication_enabled(), Some(true));
+        assert!(
+            cluster.master_user_secret().is_some(),
+            "the master password is managed by RDS"
+        );
+        assert!(
+            cluster
+                .db_cluster_resource_id()
+                .unwrap()
+                .starts_with("cluster-")
+        );
+        let eks = clients
+            .eks
+            .describe_cluster()
+            .name(&stack.name)
+            .send()
+            .await
+            .unwrap();
+        let eks = eks.cluster().unwrap();
+        assert_eq!(eks.version(), Some("1.31"));
+        // (moto does not echo accessConfig, so the API authentication mode is not checked here.)
+    });
+
+    // The recorded outputs are what AWS reports.
+    let output = stack.run(&["output", "databaseClusterResourceId"]);
+    let resource_id = stdout(&output).trim().to_string();
+    let reported = rt.block_on(async {
+        clients
+            .rds
+            .describe_db_clusters()
+            .db_cluster_identifier(&stack.name)
+            .send()
+            .await
+            .unwrap()
+            .db_clusters()[0]
+            .db_cluster_resource_id()
+            .unwrap()
+            .to_string()
+    });
+    assert_eq!(resource_id, reported);
+
+    // A second plan, refreshed from AWS, changes nothing; so does a second apply.
+    let output = stack.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    let output = stack.run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(
+        stdout(&output).starts_with("No changes."),
+        "{}",
+        stdout(&output)
+    );
+
+    let output = stack.run(&["destroy", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let left = rt.block_on(live(&clients, &stack.name));
+    assert!(nothing(&left), "left behind: {left:?}");
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(stack.state_path()).unwrap()).unwrap();
+    assert_eq!(state["resources"], serde_json::json!([]));
+    assert_eq!(state["pending_operations"], serde_json::json!([]));
+}
+
+#[test]
+fn drift_outside_pwless_is_planned_and_repaired() {
+    let stack = Stack::new("drift", "  final_snapshot: false\n");
+    let rt = runtime();
+    let clients = rt.block_on(clients(&stack.moto));
+    assert_eq!(
+        stack.run(&["apply", "--auto-approve"]).status.code(),
+        Some(0)
+    );
+
+    rt.block_on(async {
+        // Someone detaches a node policy and retags the VPC by hand.
+        clients
+            .iam
+            .detach_role_policy()
+            .role_name(format!("{}-eks-node", stack.name))
+            .policy_arn("arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy")
+            .send()
+            .await
+            .unwrap();
+        let vpc = clients
+            .ec2
+            .describe_vpcs()
+            .filters(stack_filter(&stack.name))
+            .send()
+            .await
+            .unwrap()
+            .vpcs()[0]
+            .vpc_id()
+            .unwrap()
+            .to_string();
+        clients
+            .ec2
+            .create_tags()
+            .resources(vpc)
+            .tags(
+                aws_sdk_ec2::types::Tag::builder()
+                    .key("team")
+                    .value("someone-else")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+
+    let output = stack.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let plan = stdout(&output);
+    assert!(plan.contains("+ aws_iam_role_policy_attachment.eks_node[AmazonEKS_CNI_Policy]  # it was deleted outside pwless"), "{plan}");
+    assert!(
+        plan.contains("~ aws_vpc.main  # it was changed outside pwless"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("Plan: 1 to add, 1 to change, 0 to destroy."),
+        "{plan}"
+    );
+
+    // --refresh=false trusts the state: no drift seen.
+    let output = stack.run(&["plan", "--refresh=false", "--detailed-exitcode"]);
+    assert_eq!(output.status.code(), Some(0));
+
+    assert_eq!(
+        stack.run(&["apply", "--auto-approve"]).status.code(),
+        Some(0)
+    );
+    let output = stack.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    assert_eq!(
+        stack.run(&["destroy", "--auto-approve"]).status.code(),
+        Some(0)
+    );
+}
+
+/// Waits until the state file's serial reaches `serial` (or the process ends).
+fn wait_for_serial(path: &Path, serial: u64, child: &mut std::process::Child) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while std::time::Instant::now() < deadline {
+        if let Ok(bytes) = std::fs::read(path)
+            && let Ok(state) = serde_json::from_slice::<serde_json::Value>(&bytes)
+            && state["serial"].as_u64().unwrap_or(0) >= serial
+        {
+            return true;
+        }
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::yield_now();
+    }
+    panic!("the apply made no progress");
+}
+
+#[test]
+fn an_apply_killed_at_any_point_converges_without_duplicates_or_orphans() {
+    let stack = Stack::new("kill", "  final_snapshot: false\n");
+    let rt = runtime();
+    let clients = rt.block_on(clients(&stack.moto));
+    // Kill points spread over the run: each write is one serial (a pending op or a result).
+    for kill_at in [3u64, 9, 16, 24, 33, 41, 50] {
+        let mut child = stack
+            .command(&["apply", "--auto-approve"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let reached = wait_for_serial(&stack.state_path(), kill_at, &mut child);
+        child.kill().ok(); // SIGKILL
+        child.wait().unwrap();
+        if !reached {
+            break; // this run finished before the kill point
+        }
+    }
+    let output = stack.run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        rt.block_on(live(&clients, &stack.name)),
+        EXPECTED,
+        "duplicates or gaps after the kills"
+    );
+    let output = stack.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    let state = std::fs::read_to_string(stack.state_path()).unwrap();
+    assert!(state.contains("\"pending_operations\": []"));
+
+    assert_eq!(
+        stack.run(&["destroy", "--auto-approve"]).status.code(),
+        Some(0)
+    );
+    let left = rt.block_on(live(&clients, &stack.name));
+    assert!(nothing(&left), "orphans: {left:?}");
+}
+
+#[test]
+fn a_master_password_from_the_environment_reaches_neither_state_nor_output() {
+    const PASSWORD: &str = "Sup3r-Secret-Value-42";
+    let stack = Stack::new(
+        "secret",
+        "  master_password: {env: PWLESS_IT_MASTER_PASSWORD}\n  final_snapshot: false\n",
+    );
+    let run = |args: &[&str]| {
+        stack
+            .command(args)
+            .env("PWLESS_IT_MASTER_PASSWORD", PASSWORD)
+            .output()
+            .unwrap()
+    };
+    // Without the variable set, apply fails before creating the cluster, saying which variable.
+    let output = stack.run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("environment variable PWLESS_IT_MASTER_PASSWORD"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let mut seen = String::new();
+    seen.push_str(&stdout(&output));
+    seen.push_str(&stderr(&output));
+    for args in [
+        &["plan"][..],
+        &["output"][..],
+        &["destroy", "--auto-approve"][..],
+    ] {
+        let output = run(args);
+        seen.push_str(&stdout(&output));
+        seen.push_str(&stderr(&output));
+    }
+    assert!(!seen.contains(PASSWORD), "the password was printed");
+    for entry in std::fs::read_dir(stack.state_path().parent().unwrap())
+        .unwrap()
+        .flatten()
+    {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        assert!(
+            !text.contains(PASSWORD),
+            "{} holds the password",
+            entry.path().display()
+        );
+    }
+}
+
+#[test]
+fn apply_without_a_terminal_or_auto_approve_changes_nothing() {
+    let stack = Stack::new("confirm", "");
+    let output = stack
+        .command(&["apply"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("not applying without confirmation"),
+        "{}",
+        stderr(&output)
+    );
+    let rt = runtime();
+    let left = rt.block_on(async { live(&clients(&stack.moto).await, &stack.name).await });
+    assert!(nothing(&left), "{left:?}");
+}
+
+#[test]
+fn a_stack_with_parts_this_release_cannot_apply_is_refused_before_any_change() {
+    let stack = Stack::new("refuse", "");
+    let text = include_str!("../../stack.example.yaml").replacen(
+        "stack: iam-postgres",
+        &format!("stack: {}", stack.name),
+        1,
+    );
+    std::fs::write(&stack.file, text).unwrap();
+    let output = stack.run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("cannot yet apply"),
+        "{}",
+        stderr(&output)
+    );
+    let rt = runtime();
+    let left = rt.block_on(async { live(&clients(&stack.moto).await, &stack.name).await });
+    assert!(nothing(&left), "{left:?}");
+}
