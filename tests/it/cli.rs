@@ -79,6 +79,16 @@ fn a_saved_plan_is_shown_and_refused_when_stale() {
         "{}",
         stderr(&output)
     );
+    // And apply refuses it before touching anything.
+    let output = pwless(&["apply", "plan.json"], dir.path());
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains(
+            "the saved plan cannot be applied: the plan was made before any state existed"
+        ),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]

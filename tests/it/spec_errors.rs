@@ -551,3 +551,13 @@ fn the_example_parses_to_the_documented_model() {
     let unquoted = stack_from(&example_with("version: \"1.31\"", "version: 1.30"));
     assert_eq!(unquoted.cluster.version, "1.30");
 }
+
+#[test]
+fn the_shipped_examples_are_valid() {
+    for path in ["examples/aws-only.yaml", "stack.example.yaml"] {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+        if let Err(error) = pwless::spec::load(&file) {
+            panic!("{path}: {error}");
+        }
+    }
+}
