@@ -54,6 +54,9 @@ pub struct RunArgs {
     /// Read the live resources before planning (`--refresh=false` plans against the state alone).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub refresh: bool,
+    /// Write each operation's start, end and prerequisites as JSON to FILE (for benchmarks).
+    #[arg(long, value_name = "FILE")]
+    pub timings: Option<PathBuf>,
 }
 
 pub fn apply(args: ApplyArgs, style: Style) -> anyhow::Result<u8> {
@@ -137,7 +140,9 @@ fn apply_saved(
             provider,
             &RunArgs {
                 auto_approve: true,
-                ..*common
+                parallelism: common.parallelism,
+                refresh: common.refresh,
+                timings: common.timings.clone(),
             },
             style,
         )
@@ -193,6 +198,11 @@ async fn run(
     )
     .await;
     drop(journal);
+    if let Some(path) = &common.timings {
+        let text = serde_json::to_string_pretty(&report.timings)?;
+        std::fs::write(path, text)
+            .with_context(|| format!("cannot write timings to {}", path.display()))?;
+    }
 
     let (added, changed, destroyed) =
         report

@@ -52,6 +52,19 @@ pub struct Report {
     /// Not started: a dependency failed, or apply was interrupted.
     pub skipped: Vec<String>,
     pub interrupted: bool,
+    /// Every finished operation's start and end (seconds since the apply began) and the
+    /// operations it had to wait for, for `--timings`.
+    pub timings: Vec<Timing>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Timing {
+    pub address: String,
+    pub step: &'static str,
+    pub start: f64,
+    pub end: f64,
+    /// Indexes into the timings of the operations this one came after.
+    pub after: Vec<usize>,
 }
 
 impl Report {
@@ -91,7 +104,10 @@ pub async fn apply<P: Provider + 'static>(
         .rev()
         .collect();
     let mut blocked = vec![false; ops.len()];
-    let mut running: JoinSet<(usize, Result<&'static str, String>, Duration)> = JoinSet::new();
+    let mut running: JoinSet<(usize, Result<&'static str, String>, Duration, Duration)> =
+        JoinSet::new();
+    let began = Instant::now();
+    let mut finished_at: Vec<Option<(f64, f64)>> = vec![None; ops.len()];
     let ops = Arc::new(ops);
 
     loop {
@@ -104,6 +120,7 @@ pub async fn apply<P: Provider + 'static>(
                 ops.clone(),
             );
             running.spawn(async move {
+                let offset = began.elapsed();
                 let started = Instant::now();
                 let result = run(
                     &ops[op],
@@ -112,13 +129,13 @@ pub async fn apply<P: Provider + 'static>(
                     provider.as_ref(),
                 )
                 .await;
-                (op, result, started.elapsed())
+                (op, result, offset, started.elapsed())
             });
         }
         let Some(finished) = running.join_next().await else {
             break;
         };
-        let (op, result, elapsed) = match finished {
+        let (op, result, offset, elapsed) = match finished {
             Ok(outcome) => outcome,
             Err(panic) => {
                 // A task that panicked is a bug; report it and keep the others going.
@@ -132,6 +149,7 @@ pub async fn apply<P: Provider + 'static>(
         let address = changes[ops[op].change].address.clone();
         match result {
             Ok(what) => {
+                finished_at[op] = Some((offset.as_secs_f64(), (offset + elapsed).as_secs_f64()));
                 progress(&format!(
                     "{address}: {what} after {:.1}s",
                     elapsed.as_secs_f64()
@@ -161,6 +179,31 @@ pub async fn apply<P: Provider + 'static>(
         }
     }
     report.interrupted = options.stop.load(Ordering::SeqCst);
+    let mut index_of = vec![None; ops.len()];
+    for (op, times) in finished_at.iter().enumerate() {
+        if let Some((start, end)) = times {
+            index_of[op] = Some(report.timings.len());
+            report.timings.push(Timing {
+                address: changes[ops[op].change].address.clone(),
+                step: if ops[op].step == Step::Destroy {
+                    "destroy"
+                } else {
+                    "apply"
+                },
+                start: *start,
+                end: *end,
+                after: Vec::new(),
+            });
+        }
+    }
+    for (op, befores) in after.iter().enumerate() {
+        if let Some(index) = index_of[op] {
+            report.timings[index].after = befores
+                .iter()
+                .filter_map(|before| index_of[*before])
+                .collect();
+        }
+    }
     let finished: std::collections::HashSet<&str> = report
         .done
         .iter()

@@ -61,6 +61,69 @@ impl Moto {
     }
 }
 
+/// scripts/moto-proxy.py in front of a moto: records every call pwless makes.
+struct Proxy {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Proxy {
+    fn start(moto: &Moto) -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/moto-proxy.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .args(["--upstream", &moto.endpoint])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the proxy");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        Proxy {
+            child,
+            port: line.trim().parse().expect("the proxy prints its port"),
+        }
+    }
+
+    /// The recorded calls' actions (`CreateVpc`, `GET /clusters/x`, ...).
+    fn actions(&self) -> Vec<String> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            stream,
+            "GET /_proxy/calls HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body)
+            .unwrap_or_default();
+        let calls: Vec<serde_json::Value> = serde_json::from_str(body).unwrap();
+        calls
+            .iter()
+            .map(|call| call["action"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether an AWS action changes anything.
+fn is_mutating(action: &str) -> bool {
+    let reads = ["Describe", "Get", "List", "GET "];
+    !reads.iter().any(|prefix| action.starts_with(prefix))
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -477,13 +540,36 @@ fn apply_noop_and_destroy_are_checked_through_the_aws_api() {
         stdout(&output),
         stderr(&output)
     );
-    let output = stack.run(&["apply", "--auto-approve"]);
+    // The second apply goes through a recording proxy: it may read, never change.
+    let proxy = Proxy::start(&stack.moto);
+    let output = stack
+        .command(&["apply", "--auto-approve"])
+        .env(
+            "AWS_ENDPOINT_URL",
+            format!("http://127.0.0.1:{}", proxy.port),
+        )
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(0));
     assert!(
         stdout(&output).starts_with("No changes."),
         "{}",
         stdout(&output)
     );
+    let actions = proxy.actions();
+    assert!(
+        actions.len() >= 30,
+        "the refresh reads every resource: {actions:?}"
+    );
+    let mutating: Vec<&String> = actions
+        .iter()
+        .filter(|action| is_mutating(action))
+        .collect();
+    assert!(
+        mutating.is_empty(),
+        "a no-op apply made changing calls: {mutating:?}"
+    );
+    drop(proxy);
 
     let output = stack.run(&["destroy", "--auto-approve"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
