@@ -107,6 +107,11 @@ pub async fn apply<P: Provider + 'static>(
     let mut running: JoinSet<(usize, Result<&'static str, String>, Duration, Duration)> =
         JoinSet::new();
     let began = Instant::now();
+    let mut in_flight: BTreeMap<usize, Instant> = BTreeMap::new();
+    let mut ticker = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(10),
+        Duration::from_secs(10),
+    );
     let mut finished_at: Vec<Option<(f64, f64)>> = vec![None; ops.len()];
     let ops = Arc::new(ops);
 
@@ -119,6 +124,7 @@ pub async fn apply<P: Provider + 'static>(
                 provider.clone(),
                 ops.clone(),
             );
+            in_flight.insert(op, Instant::now());
             running.spawn(async move {
                 let offset = began.elapsed();
                 let started = Instant::now();
@@ -132,7 +138,22 @@ pub async fn apply<P: Provider + 'static>(
                 (op, result, offset, started.elapsed())
             });
         }
-        let Some(finished) = running.join_next().await else {
+        // Long operations (EKS, Aurora) report that they are still at it every 10 s.
+        let finished = loop {
+            tokio::select! {
+                finished = running.join_next() => break finished,
+                _ = ticker.tick() => {
+                    for (op, since) in &in_flight {
+                        let elapsed = since.elapsed().as_secs();
+                        if elapsed >= 10 {
+                            let verb = if ops[*op].step == Step::Destroy { "destroying" } else { "applying" };
+                            progress(&format!("{}: still {verb}... [{elapsed}s elapsed]", changes[ops[*op].change].address));
+                        }
+                    }
+                }
+            }
+        };
+        let Some(finished) = finished else {
             break;
         };
         let (op, result, offset, elapsed) = match finished {
@@ -146,6 +167,7 @@ pub async fn apply<P: Provider + 'static>(
                 continue;
             }
         };
+        in_flight.remove(&op);
         let address = changes[ops[op].change].address.clone();
         match result {
             Ok(what) => {

@@ -69,10 +69,20 @@ struct Proxy {
 
 impl Proxy {
     fn start(moto: &Moto) -> Self {
+        Self::with_latency(moto, 0)
+    }
+
+    /// Every call delayed by `latency_ms`, as a real cloud would.
+    fn with_latency(moto: &Moto, latency_ms: u32) -> Self {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/moto-proxy.py");
         let mut child = Command::new("python3")
             .arg(script)
-            .args(["--upstream", &moto.endpoint])
+            .args([
+                "--upstream",
+                &moto.endpoint,
+                "--latency-ms",
+                &latency_ms.to_string(),
+            ])
             .stdout(Stdio::piped())
             .spawn()
             .expect("start the proxy");
@@ -803,4 +813,110 @@ fn a_stack_with_parts_this_release_cannot_apply_is_refused_before_any_change() {
     let rt = runtime();
     let left = rt.block_on(async { live(&clients(&stack.moto).await, &stack.name).await });
     assert!(nothing(&left), "{left:?}");
+}
+
+#[test]
+fn the_first_ctrl_c_finishes_what_is_in_flight_and_saves() {
+    let stack = Stack::new("sigint", "  final_snapshot: false\n");
+    let rt = runtime();
+    let clients = rt.block_on(clients(&stack.moto));
+    // Slow calls make the apply last long enough to interrupt it in the middle.
+    let proxy = Proxy::with_latency(&stack.moto, 300);
+    let endpoint = format!("http://127.0.0.1:{}", proxy.port);
+    let mut child = stack
+        .command(&["apply", "--auto-approve"])
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_for_serial(&stack.state_path(), 6, &mut child),
+        "the apply ended before the interrupt"
+    );
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    let message = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert!(
+        message.contains("Interrupted: starting nothing new"),
+        "{message}"
+    );
+    assert!(message.contains("interrupted"), "{message}");
+
+    // What was in flight finished and was recorded: nothing is pending, part is done.
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(stack.state_path()).unwrap()).unwrap();
+    assert_eq!(
+        state["pending_operations"],
+        serde_json::json!([]),
+        "in-flight operations were not finished"
+    );
+    let recorded = state["resources"].as_array().unwrap().len();
+    assert!(
+        recorded > 0 && recorded < 30,
+        "{recorded} resources recorded"
+    );
+
+    drop(proxy);
+    let output = stack.run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(rt.block_on(live(&clients, &stack.name)), EXPECTED);
+    assert_eq!(
+        stack.run(&["destroy", "--auto-approve"]).status.code(),
+        Some(0)
+    );
+}
+
+#[test]
+fn on_a_terminal_apply_asks_and_only_yes_applies() {
+    let stack = Stack::new("tty", "  final_snapshot: false\n");
+    let rt = runtime();
+    let clients = rt.block_on(clients(&stack.moto));
+    // `script` runs the command on a pseudo-terminal and feeds it our stdin.
+    let in_terminal = |answer: &str| {
+        let command = format!(
+            "{} apply -f {}",
+            env!("CARGO_BIN_EXE_pwless"),
+            stack.file.display()
+        );
+        let mut child = Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .current_dir(stack.dir.path())
+            .env("AWS_ENDPOINT_URL", &stack.moto.endpoint)
+            .env("AWS_REGION", "us-west-2")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("NO_COLOR", "1")
+            .env_remove("AWS_SESSION_TOKEN")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("script(1) from util-linux");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(answer.as_bytes())
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let screen = in_terminal("no\n");
+    assert!(screen.contains("Only `yes` is accepted"), "{screen}");
+    assert!(screen.contains("Nothing was changed."), "{screen}");
+    assert!(nothing(&rt.block_on(live(&clients, &stack.name))));
+
+    let screen = in_terminal("yes\n");
+    assert!(screen.contains("Apply complete."), "{screen}");
+    assert_eq!(rt.block_on(live(&clients, &stack.name)), EXPECTED);
+    assert_eq!(
+        stack.run(&["destroy", "--auto-approve"]).status.code(),
+        Some(0)
+    );
 }
