@@ -28,3 +28,4 @@ pub mod spec;
 pub mod state;
 #[doc(hidden)]
 pub mod testing;
+pub mod token;

@@ -7,6 +7,7 @@ mod graph;
 pub mod output;
 mod plan;
 mod show;
+mod token;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -45,6 +46,8 @@ pub enum Command {
     Destroy(apply::DestroyArgs),
     /// Print the outputs of the applied stack (endpoints, ids, ARNs).
     Output(output::OutputArgs),
+    /// Print a 15-minute IAM auth token for a database user (use it as the password).
+    Token(token::TokenArgs),
     /// Print the resource graph (edges point from a dependency to what needs it).
     Graph(graph::GraphArgs),
     /// Check a stack file and report every problem.
@@ -117,6 +120,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Apply(args) => apply::apply(args, style),
         Command::Destroy(args) => apply::destroy(args, style),
         Command::Output(args) => output::run(args),
+        Command::Token(args) => token::run(args),
         Command::Graph(args) => graph::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Show(args) => show::run(args, style),

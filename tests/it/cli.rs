@@ -134,3 +134,78 @@ fn destroy_plan_of_nothing_is_no_changes() {
     assert_eq!(output.status.code(), Some(0));
     assert!(stdout(&output).starts_with("No changes. There is nothing to destroy."));
 }
+
+#[test]
+fn token_signs_for_the_stack_endpoint_and_never_guesses_a_region() {
+    let dir = TempDir::new("cli-token");
+    let token = |args: &[&str], region: Option<&str>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pwless"));
+        command
+            .arg("token")
+            .args(args)
+            .current_dir(dir.path())
+            .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+            .env("AWS_SECRET_ACCESS_KEY", "secret")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_REGION")
+            .env_remove("AWS_DEFAULT_REGION");
+        if let Some(region) = region {
+            command.env("AWS_REGION", region);
+        }
+        command.output().unwrap()
+    };
+    let output = token(&["--host", "db.example", "--user", "app_user"], None);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("a region is required"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = token(
+        &[
+            "--host",
+            "db.example",
+            "--port",
+            "6432",
+            "--user",
+            "app_user",
+        ],
+        Some("eu-west-1"),
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.starts_with("db.example:6432/?Action=connect&DBUser=app_user&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIDEXAMPLE%2F"), "{text}");
+    assert!(text.contains("%2Feu-west-1%2Frds-db%2Faws4_request"));
+
+    // With a stack: the endpoint and port come from the applied state, the region from the stack.
+    let stack = dir.write("stack.yaml", EXAMPLE);
+    let parsed = pwless::spec::parse_str(std::path::Path::new("stack.yaml"), EXAMPLE).unwrap();
+    let graph = pwless::graph::ResourceGraph::from_stack(&parsed).unwrap();
+    let mut state = pwless::testing::applied_state(&parsed.name, &graph);
+    let mut cluster = state.resource("aws_rds_cluster.main").unwrap().clone();
+    cluster.outputs.insert(
+        "endpoint".into(),
+        serde_json::json!("appdb.cluster-xyz.us-west-2.rds.amazonaws.com"),
+    );
+    cluster
+        .outputs
+        .insert("port".into(), serde_json::json!(5433));
+    state.upsert(cluster);
+    let mut store =
+        pwless::state::StateStore::open(&dir.path().join("state/iam-postgres.json"), "test")
+            .unwrap();
+    store.read().unwrap();
+    store.write(&mut state).unwrap();
+    drop(store);
+    let output = token(&["-f", stack.to_str().unwrap(), "--user", "app_user"], None);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stdout(&output).starts_with(
+        "appdb.cluster-xyz.us-west-2.rds.amazonaws.com:5433/?Action=connect&DBUser=app_user"
+    ));
+    assert!(stdout(&output).contains("%2Fus-west-2%2Frds-db%2F"));
+    let output = token(&["-f", stack.to_str().unwrap(), "--user", "nobody"], None);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("is not a database user"));
+}

@@ -8,3 +8,4 @@ mod robustness;
 mod snapshots;
 mod spec_errors;
 mod state;
+mod token;

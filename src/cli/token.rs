@@ -1,0 +1,98 @@
+//! `pwless token`: an IAM auth token for a database user, for
+//! `PGPASSWORD="$(pwless token ...)" psql "host=... sslmode=verify-full ..."`.
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use super::{EXIT_OK, UserError};
+use crate::token::TokenSigner;
+
+#[derive(Debug, clap::Args)]
+pub struct TokenArgs {
+    /// The database user to log in as.
+    #[arg(long, value_name = "NAME")]
+    pub user: String,
+    /// The stack file: host, port and region come from its applied state.
+    #[arg(short = 'f', long = "file", value_name = "FILE", conflicts_with_all = ["host", "port"])]
+    pub file: Option<PathBuf>,
+    /// The state file [default: state/STACK.json beside the stack file].
+    #[arg(long, value_name = "PATH", requires = "file")]
+    pub state: Option<PathBuf>,
+    /// The database endpoint (without a stack file).
+    #[arg(long, value_name = "HOST", required_unless_present = "file")]
+    pub host: Option<String>,
+    #[arg(long, value_name = "PORT", default_value_t = 5432)]
+    pub port: u16,
+    /// The region the token is signed for [default: the stack's, else AWS_REGION].
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+}
+
+pub fn run(args: TokenArgs) -> anyhow::Result<u8> {
+    let (host, port, region) = match &args.file {
+        Some(file) => {
+            let stack = crate::spec::load(file)?;
+            if !stack
+                .database
+                .users
+                .iter()
+                .any(|user| user.name == args.user)
+            {
+                return Err(UserError(format!(
+                    "`{}` is not a database user of stack {}",
+                    args.user, stack.name
+                ))
+                .into());
+            }
+            let path = super::StackArgs {
+                file: file.clone(),
+                state: args.state.clone(),
+            }
+            .state_path(&stack.name);
+            let opened = super::engine::open_state(&path, &stack.name, "token")?;
+            let cluster = opened
+                .state
+                .resource("aws_rds_cluster.main")
+                .ok_or_else(|| {
+                    UserError(format!(
+                        "no database in {}: apply the stack first",
+                        path.display()
+                    ))
+                })?;
+            let host = cluster
+                .outputs
+                .get("endpoint")
+                .and_then(|value| value.as_str())
+                .unwrap_or_default()
+                .to_string();
+            let port = cluster
+                .outputs
+                .get("port")
+                .and_then(|value| value.as_u64())
+                .and_then(|port| u16::try_from(port).ok())
+                .unwrap_or(5432);
+            (host, port, args.region.clone().unwrap_or(stack.region))
+        }
+        None => {
+            let region = args
+                .region
+                .clone()
+                .or_else(|| std::env::var("AWS_REGION").ok())
+                .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok());
+            (
+                args.host.clone().unwrap_or_default(),
+                args.port,
+                region.unwrap_or_default(),
+            )
+        }
+    };
+    let token = super::engine::runtime()?
+        .block_on(async {
+            let signer = TokenSigner::from_environment(&region).await?;
+            signer.token(&host, port, &args.user, SystemTime::now())
+        })
+        .map_err(|error| UserError(error.to_string()))?;
+    // The one place a token is printed: on purpose, to stdout, for the caller to hand on.
+    super::print(&format!("{}\n", token.expose()))?;
+    Ok(EXIT_OK)
+}
