@@ -29,11 +29,18 @@ fn main() {
     let _ = signer.token(HOST, 5432, "app_user", SystemTime::now());
     let started = Instant::now();
     for _ in 0..ROUNDS {
-        std::hint::black_box(signer.token(HOST, 5432, "app_user", SystemTime::now()).expect("token"));
+        std::hint::black_box(
+            signer
+                .token(HOST, 5432, "app_user", SystemTime::now())
+                .expect("token"),
+        );
     }
     let ours = per_token(started.elapsed(), ROUNDS);
 
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let sdk = runtime.block_on(async {
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("us-west-2"))
@@ -46,7 +53,14 @@ fn main() {
             ))
             .load()
             .await;
-        let generator = AuthTokenGenerator::new(Config::builder().hostname(HOST).port(5432).username("app_user").build().expect("config"));
+        let generator = AuthTokenGenerator::new(
+            Config::builder()
+                .hostname(HOST)
+                .port(5432)
+                .username("app_user")
+                .build()
+                .expect("config"),
+        );
         let _ = generator.auth_token(&config).await;
         let started = Instant::now();
         for _ in 0..ROUNDS {
@@ -57,7 +71,10 @@ fn main() {
 
     println!("IAM auth token generation, per token (session credentials, {ROUNDS} rounds)");
     println!("  pwless TokenSigner:         {ours:>8.2} µs");
-    println!("  aws_sdk_rds::auth_token:    {sdk:>8.2} µs  (pwless is {:.1}x faster)", sdk / ours);
+    println!(
+        "  aws_sdk_rds::auth_token:    {sdk:>8.2} µs  (pwless is {:.1}x faster)",
+        sdk / ours
+    );
     match std::env::var("PWLESS_MOTO_SERVER") {
         Ok(moto) => {
             let python = std::path::Path::new(&moto).with_file_name("python");
@@ -67,14 +84,25 @@ fn main() {
                  n = 5000\n\
                  print(timeit.timeit(lambda: c.generate_db_auth_token('{HOST}', 5432, 'app_user'), number=n) / n * 1e6)"
             );
-            match std::process::Command::new(python).args(["-c", &script]).output() {
+            match std::process::Command::new(python)
+                .args(["-c", &script])
+                .output()
+            {
                 Ok(output) if output.status.success() => {
-                    let boto: f64 = String::from_utf8_lossy(&output.stdout).trim().parse().unwrap_or(f64::NAN);
-                    println!("  boto3 generate_db_auth_token:{boto:>7.2} µs  (pwless is {:.0}x faster)", boto / ours);
+                    let boto: f64 = String::from_utf8_lossy(&output.stdout)
+                        .trim()
+                        .parse()
+                        .unwrap_or(f64::NAN);
+                    println!(
+                        "  boto3 generate_db_auth_token:{boto:>7.2} µs  (pwless is {:.0}x faster)",
+                        boto / ours
+                    );
                 }
                 _ => println!("  boto3: could not run"),
             }
         }
-        Err(_) => println!("  boto3: skipped (set PWLESS_MOTO_SERVER, e.g. PWLESS_MOTO_SERVER=$(scripts/sandbox install))"),
+        Err(_) => println!(
+            "  boto3: skipped (set PWLESS_MOTO_SERVER, e.g. PWLESS_MOTO_SERVER=$(scripts/sandbox install))"
+        ),
     }
 }

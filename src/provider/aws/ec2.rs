@@ -688,9 +688,7 @@ pub(super) async fn update(
                 }
             }
             (kind, name) => {
-                return Err(ProviderError::permanent(format!(
-                    "{kind} input `{name}` cannot change in place (the planner should have replaced it)"
-                )));
+                return Err(super::not_in_place(kind, name));
             }
         }
     }

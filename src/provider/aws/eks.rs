@@ -385,9 +385,7 @@ pub(super) async fn update(
                 wait_node_group(aws, cluster, group).await?;
             }
             (kind, name) => {
-                return Err(ProviderError::permanent(format!(
-                    "{kind} input `{name}` cannot change in place (the planner should have replaced it)"
-                )));
+                return Err(super::not_in_place(kind, name));
             }
         }
     }

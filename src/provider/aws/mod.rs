@@ -72,6 +72,34 @@ impl AwsProvider {
     }
 }
 
+/// Which service module handles a kind.
+#[derive(Clone, Copy)]
+enum Service {
+    Ec2,
+    Iam,
+    Eks,
+    Rds,
+}
+
+fn service(kind: ResourceKind) -> Result<Service, ProviderError> {
+    use ResourceKind::*;
+    match kind {
+        Vpc
+        | InternetGateway
+        | Subnet
+        | ElasticIp
+        | NatGateway
+        | RouteTable
+        | RouteTableAssociation
+        | SecurityGroup
+        | SecurityGroupRule => Ok(Service::Ec2),
+        IamRole | IamRolePolicyAttachment | IamRolePolicy | OidcProvider => Ok(Service::Iam),
+        EksCluster | EksNodeGroup => Ok(Service::Eks),
+        DbSubnetGroup | RdsCluster | RdsClusterInstance => Ok(Service::Rds),
+        other => Err(unsupported(other)),
+    }
+}
+
 impl Provider for AwsProvider {
     fn supports(&self, kind: ResourceKind) -> bool {
         kind.provider() == Owner::Aws
@@ -83,46 +111,20 @@ impl Provider for AwsProvider {
         kind: ResourceKind,
         inputs: &Inputs,
     ) -> Result<Applied, ProviderError> {
-        use ResourceKind::*;
-        match kind {
-            Vpc
-            | InternetGateway
-            | Subnet
-            | ElasticIp
-            | NatGateway
-            | RouteTable
-            | RouteTableAssociation
-            | SecurityGroup
-            | SecurityGroupRule => ec2::create(self, address, kind, inputs).await,
-            IamRole | IamRolePolicyAttachment | IamRolePolicy | OidcProvider => {
-                iam::create(self, kind, inputs).await
-            }
-            EksCluster | EksNodeGroup => eks::create(self, kind, inputs).await,
-            DbSubnetGroup | RdsCluster | RdsClusterInstance => {
-                rds::create(self, kind, inputs).await
-            }
-            _ => Err(unsupported(kind)),
+        match service(kind)? {
+            Service::Ec2 => ec2::create(self, address, kind, inputs).await,
+            Service::Iam => iam::create(self, kind, inputs).await,
+            Service::Eks => eks::create(self, kind, inputs).await,
+            Service::Rds => rds::create(self, kind, inputs).await,
         }
     }
 
     async fn read(&self, resource: &ResourceState) -> Result<Observed, ProviderError> {
-        use ResourceKind::*;
-        match resource.kind {
-            Vpc
-            | InternetGateway
-            | Subnet
-            | ElasticIp
-            | NatGateway
-            | RouteTable
-            | RouteTableAssociation
-            | SecurityGroup
-            | SecurityGroupRule => ec2::read(self, resource).await,
-            IamRole | IamRolePolicyAttachment | IamRolePolicy | OidcProvider => {
-                iam::read(self, resource).await
-            }
-            EksCluster | EksNodeGroup => eks::read(self, resource).await,
-            DbSubnetGroup | RdsCluster | RdsClusterInstance => rds::read(self, resource).await,
-            kind => Err(unsupported(kind)),
+        match service(resource.kind)? {
+            Service::Ec2 => ec2::read(self, resource).await,
+            Service::Iam => iam::read(self, resource).await,
+            Service::Eks => eks::read(self, resource).await,
+            Service::Rds => rds::read(self, resource).await,
         }
     }
 
@@ -132,46 +134,20 @@ impl Provider for AwsProvider {
         inputs: &Inputs,
         changed: &[String],
     ) -> Result<Applied, ProviderError> {
-        use ResourceKind::*;
-        match resource.kind {
-            Vpc
-            | InternetGateway
-            | Subnet
-            | ElasticIp
-            | NatGateway
-            | RouteTable
-            | RouteTableAssociation
-            | SecurityGroup
-            | SecurityGroupRule => ec2::update(self, resource, inputs, changed).await,
-            IamRole | IamRolePolicyAttachment | IamRolePolicy | OidcProvider => {
-                iam::update(self, resource, inputs, changed).await
-            }
-            EksCluster | EksNodeGroup => eks::update(self, resource, inputs, changed).await,
-            DbSubnetGroup | RdsCluster | RdsClusterInstance => {
-                rds::update(self, resource, inputs, changed).await
-            }
-            kind => Err(unsupported(kind)),
+        match service(resource.kind)? {
+            Service::Ec2 => ec2::update(self, resource, inputs, changed).await,
+            Service::Iam => iam::update(self, resource, inputs, changed).await,
+            Service::Eks => eks::update(self, resource, inputs, changed).await,
+            Service::Rds => rds::update(self, resource, inputs, changed).await,
         }
     }
 
     async fn delete(&self, resource: &ResourceState) -> Result<(), ProviderError> {
-        use ResourceKind::*;
-        match resource.kind {
-            Vpc
-            | InternetGateway
-            | Subnet
-            | ElasticIp
-            | NatGateway
-            | RouteTable
-            | RouteTableAssociation
-            | SecurityGroup
-            | SecurityGroupRule => ec2::delete(self, resource).await,
-            IamRole | IamRolePolicyAttachment | IamRolePolicy | OidcProvider => {
-                iam::delete(self, resource).await
-            }
-            EksCluster | EksNodeGroup => eks::delete(self, resource).await,
-            DbSubnetGroup | RdsCluster | RdsClusterInstance => rds::delete(self, resource).await,
-            kind => Err(unsupported(kind)),
+        match service(resource.kind)? {
+            Service::Ec2 => ec2::delete(self, resource).await,
+            Service::Iam => iam::delete(self, resource).await,
+            Service::Eks => eks::delete(self, resource).await,
+            Service::Rds => rds::delete(self, resource).await,
         }
     }
 
@@ -181,25 +157,21 @@ impl Provider for AwsProvider {
         kind: ResourceKind,
         inputs: &Inputs,
     ) -> Result<Option<Applied>, ProviderError> {
-        use ResourceKind::*;
-        match kind {
-            Vpc
-            | InternetGateway
-            | Subnet
-            | ElasticIp
-            | NatGateway
-            | RouteTable
-            | RouteTableAssociation
-            | SecurityGroup
-            | SecurityGroupRule => ec2::adopt(self, address, kind, inputs).await,
-            IamRole | IamRolePolicyAttachment | IamRolePolicy | OidcProvider => {
-                iam::adopt(self, kind, inputs).await
-            }
-            EksCluster | EksNodeGroup => eks::adopt(self, kind, inputs).await,
-            DbSubnetGroup | RdsCluster | RdsClusterInstance => rds::adopt(self, kind, inputs).await,
-            kind => Err(unsupported(kind)),
+        match service(kind)? {
+            Service::Ec2 => ec2::adopt(self, address, kind, inputs).await,
+            Service::Iam => iam::adopt(self, kind, inputs).await,
+            Service::Eks => eks::adopt(self, kind, inputs).await,
+            Service::Rds => rds::adopt(self, kind, inputs).await,
         }
     }
+}
+
+/// An update asked for an input the cloud cannot change on a live resource: the planner
+/// should have planned a replacement.
+pub(crate) fn not_in_place(kind: ResourceKind, name: &str) -> ProviderError {
+    ProviderError::permanent(format!(
+        "{kind} input `{name}` cannot change in place (the planner should have replaced it)"
+    ))
 }
 
 fn unsupported(kind: ResourceKind) -> ProviderError {

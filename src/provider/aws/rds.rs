@@ -471,9 +471,7 @@ pub(super) async fn update(
                     .map_err(sdk_error("modify the Aurora instance"))?;
             }
             (kind, name) => {
-                return Err(ProviderError::permanent(format!(
-                    "{kind} input `{name}` cannot change in place (the planner should have replaced it)"
-                )));
+                return Err(super::not_in_place(kind, name));
             }
         }
     }
