@@ -18,6 +18,7 @@
 //! - [`testing`]: fixtures for this crate's own tests and benchmarks (hidden).
 
 pub mod cli;
+pub mod db;
 pub mod exec;
 pub mod graph;
 pub mod plan;

@@ -4,6 +4,7 @@ mod aws;
 mod cli;
 mod common;
 mod planner;
+mod postgres;
 mod robustness;
 mod snapshots;
 mod spec_errors;

@@ -1,0 +1,167 @@
+//! Verified TLS to a real PostgreSQL (scripts/pg-sandbox: TLS with a CA made at test time,
+//! `rds_iam` as on RDS, the master role with moto's managed-secret credentials).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use pwless::db::{DbError, Target, connect};
+use pwless::secret::Secret;
+
+/// A PostgreSQL of this test's own, stopped and removed when dropped.
+pub struct LocalPostgres {
+    dir: PathBuf,
+    pub env: HashMap<String, String>,
+}
+
+impl LocalPostgres {
+    pub fn start(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("pwless-pg-{name}-{}", std::process::id()));
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-sandbox");
+        let _ = Command::new(&script)
+            .args(["stop", dir.to_str().unwrap()])
+            .status();
+        let output = Command::new(&script)
+            .args(["start", dir.to_str().unwrap()])
+            .output()
+            .expect("run scripts/pg-sandbox");
+        assert!(
+            output.status.success(),
+            "pg-sandbox failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let env = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| line.strip_prefix("export ")?.split_once('='))
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect();
+        LocalPostgres { dir, env }
+    }
+
+    pub fn var(&self, name: &str) -> &str {
+        &self.env[name]
+    }
+
+    /// The tunnel-style target: connect to 127.0.0.1:port, verify the certificate for `name`.
+    pub fn target(&self, name: &str, ca: &str) -> Target {
+        Target {
+            server_name: name.to_string(),
+            address: Some(pwless::db::resolve(self.var("PWLESS_DB_ADMIN_ENDPOINT")).unwrap()),
+            port: 5432,
+            database: "appdb".into(),
+            ca_bundle: PathBuf::from(ca),
+        }
+    }
+}
+
+impl Drop for LocalPostgres {
+    fn drop(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-sandbox");
+        let _ = Command::new(script)
+            .args(["stop", self.dir.to_str().unwrap()])
+            .status();
+    }
+}
+
+fn master() -> Secret {
+    Secret::new("P@55w0rd!".into())
+}
+
+#[test]
+fn verified_tls_admits_the_right_name_and_ca_only() {
+    let pg = LocalPostgres::start("tls");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ca = pg.var("PWLESS_DB_CA_BUNDLE").to_string();
+    rt.block_on(async {
+        // Through the "tunnel" address, checked against the name the certificate carries.
+        let client = connect(&pg.target("localhost", &ca), "admin", &master())
+            .await
+            .expect("verified connection");
+        let row = client
+            .query_one(
+                "select current_user::text, ssl from pg_stat_ssl where pid = pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), "admin");
+        assert!(row.get::<_, bool>(1), "the session is encrypted");
+        let member: bool = client
+            .query_one("select pg_has_role('admin', 'rds_iam', 'member')", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(member, "the sandbox is set up as RDS is");
+
+        // Without a tunnel, by address: the certificate also carries 127.0.0.1.
+        let address = pwless::db::resolve(pg.var("PWLESS_DB_ADMIN_ENDPOINT")).unwrap();
+        let direct = Target {
+            server_name: "127.0.0.1".into(),
+            address: None,
+            port: address.port(),
+            database: "appdb".into(),
+            ca_bundle: ca.clone().into(),
+        };
+        connect(&direct, "admin", &master())
+            .await
+            .expect("direct verified connection");
+
+        // Another CA: refused.
+        let error = connect(
+            &pg.target("localhost", pg.var("PWLESS_SANDBOX_PG_OTHER_CA")),
+            "admin",
+            &master(),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(error, DbError::Connect { .. }), "{error}");
+        assert!(
+            format!("{error:#}").contains("certificate")
+                || format!("{:?}", error).contains("UnknownIssuer"),
+            "{error:?}"
+        );
+
+        // The right CA but another name (a tunnel to the wrong server, or a typo): refused.
+        let error = connect(
+            &pg.target("db.cluster-abc.us-west-2.rds.amazonaws.com", &ca),
+            "admin",
+            &master(),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            format!("{:?}", error).contains("NotValidForName"),
+            "{error:?}"
+        );
+
+        // A wrong password: PostgreSQL's own refusal comes through.
+        let error = connect(
+            &pg.target("localhost", &ca),
+            "admin",
+            &Secret::new("nope".into()),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            format!("{:?}", error).contains("password authentication failed"),
+            "{error:?}"
+        );
+
+        // A missing bundle names the file and the fix.
+        let error = connect(
+            &pg.target("localhost", "/nonexistent/bundle.pem"),
+            "admin",
+            &master(),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("/nonexistent/bundle.pem")
+                && error.to_string().contains("PWLESS_DB_CA_BUNDLE"),
+            "{error}"
+        );
+    });
+}
