@@ -12,7 +12,7 @@ use super::{EXIT_OK, StackArgs, UserError};
 use crate::exec::{self, Options};
 use crate::plan::{Mode, Plan};
 use crate::provider::Provider;
-use crate::provider::aws::AwsProvider;
+use crate::provider::Providers;
 use crate::render::Style;
 
 #[derive(Debug, clap::Args)]
@@ -95,7 +95,8 @@ fn plan_and_run(
     let opened = engine::open_state(&stack_args.state_path(&stack.name), &stack.name, operation)?;
     let runtime = engine::runtime()?;
     runtime.block_on(async {
-        let provider = Arc::new(AwsProvider::new(&stack.name, &stack.region).await);
+        let provider =
+            Arc::new(Providers::for_stack(&stack, super::stack_dir(&stack_args.file)).await);
         let (journal, exists, observed) =
             engine::prepare(opened, &provider, common.refresh, common.parallelism).await?;
         let state = journal.snapshot().await;
@@ -131,7 +132,7 @@ fn apply_saved(
     }
     let runtime = engine::runtime()?;
     runtime.block_on(async {
-        let provider = Arc::new(AwsProvider::new(&plan.stack, &plan.region).await);
+        let provider = Arc::new(Providers::aws_only(&plan.stack, &plan.region).await);
         let journal = exec::Journal::new(opened.store, opened.state);
         // A saved plan was reviewed already: it is applied as it is, with no new refresh.
         run(
@@ -153,7 +154,7 @@ fn apply_saved(
 async fn run(
     plan: Plan,
     journal: exec::Journal,
-    provider: Arc<AwsProvider>,
+    provider: Arc<Providers>,
     common: &RunArgs,
     style: Style,
 ) -> anyhow::Result<u8> {
@@ -171,9 +172,9 @@ async fn run(
         .collect();
     if !unsupported.is_empty() {
         return Err(UserError(format!(
-            "this pwless cannot yet apply {} of the planned resources ({}): database users and grants (PostgreSQL) and \
-             Kubernetes objects come with later releases; nothing was changed. Remove `database.users`, `access` and `app` \
-             from the stack to apply its AWS part",
+            "this pwless cannot yet apply {} of the planned resources ({}): Kubernetes objects come with a later release \
+             (and a saved plan cannot manage database users: plan and apply with -f); nothing was changed. Remove `app` \
+             from the stack to apply the rest",
             unsupported.len(),
             unsupported.join(", ")
         ))

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use crate::exec::{Journal, recover::recover, refresh::refresh};
 use crate::graph::ResourceGraph;
 use crate::plan::{Mode, ObservedState, Plan};
-use crate::provider::aws::AwsProvider;
+use crate::provider::Providers;
 use crate::spec::Stack;
 use crate::state::{State, StateStore};
 
@@ -60,7 +60,7 @@ pub(crate) fn needs_cloud(state: &State, refresh: bool) -> bool {
 /// what was observed.
 pub(crate) async fn prepare(
     opened: Opened,
-    provider: &AwsProvider,
+    provider: &Providers,
     refresh_live: bool,
     parallelism: usize,
 ) -> anyhow::Result<(Journal, bool, ObservedState)> {

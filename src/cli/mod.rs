@@ -77,11 +77,17 @@ impl StackArgs {
 }
 
 pub fn default_state_path(stack_file: &Path, stack_name: &str) -> PathBuf {
-    let directory = stack_file
+    stack_dir(stack_file)
+        .join("state")
+        .join(format!("{stack_name}.json"))
+}
+
+/// The directory of the stack file: relative paths in it (state, CA bundle) start there.
+pub fn stack_dir(stack_file: &Path) -> &Path {
+    stack_file
         .parent()
         .filter(|parent| !parent.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    directory.join("state").join(format!("{stack_name}.json"))
+        .unwrap_or(Path::new("."))
 }
 
 /// An error in what the user gave us (input, files, environment): exit 1.

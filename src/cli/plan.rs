@@ -7,7 +7,7 @@ use anyhow::Context;
 use super::engine;
 use super::{EXIT_CHANGES, EXIT_OK, StackArgs};
 use crate::plan::{Mode, ObservedState};
-use crate::provider::aws::AwsProvider;
+use crate::provider::Providers;
 use crate::render::Style;
 
 #[derive(Debug, clap::Args)]
@@ -47,7 +47,7 @@ pub fn run(args: PlanArgs, style: Style) -> anyhow::Result<u8> {
     // made offline, with no credentials needed.
     let plan = if engine::needs_cloud(&opened.state, args.refresh) {
         engine::runtime()?.block_on(async {
-            let provider = AwsProvider::new(&stack.name, &stack.region).await;
+            let provider = Providers::for_stack(&stack, super::stack_dir(&args.stack.file)).await;
             let (journal, exists, observed) =
                 engine::prepare(opened, &provider, args.refresh, args.parallelism).await?;
             let state = journal.snapshot().await;

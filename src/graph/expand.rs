@@ -471,6 +471,18 @@ impl Expander<'_> {
         }
 
         let first_instance = address(ResourceKind::RdsClusterInstance, "main[0]");
+        // Where pwless reaches the cluster to manage users (a tunnel may stand in between).
+        let connection = Expr::Map(
+            [
+                ("endpoint".to_string(), Expr::output(&rds, "endpoint")),
+                ("port".to_string(), Expr::output(&rds, "port")),
+                (
+                    "master_secret_arn".to_string(),
+                    Expr::output(&rds, "master_user_secret_arn"),
+                ),
+            ]
+            .into(),
+        );
         for user in &database.users {
             let role = Resource::new(
                 address(ResourceKind::PostgresRole, &format!("user[{}]", user.name)),
@@ -480,6 +492,7 @@ impl Expander<'_> {
             .input("login", true)
             .input("password", Value::Null)
             .input("member_of", json!(["rds_iam"]))
+            .input("connection", connection.clone())
             .input(
                 "cluster_resource_id",
                 Expr::output(&rds, "cluster_resource_id"),
@@ -502,6 +515,7 @@ impl Expander<'_> {
             .input("role", user.name.as_str())
             .input("database", database.name.as_str())
             .input("schema", user.schema.as_str())
+            .input("connection", connection.clone())
             .input(
                 "database_privileges",
                 privileges_on(PrivilegeTarget::Database),

@@ -6,6 +6,7 @@
 //! kinds and apply refuses such plans before changing anything.
 
 pub mod aws;
+pub mod postgres;
 pub mod wait;
 
 use std::collections::BTreeMap;
@@ -93,6 +94,131 @@ pub trait Provider: Send + Sync {
         kind: ResourceKind,
         inputs: &Inputs,
     ) -> impl Future<Output = Result<Option<Applied>, ProviderError>> + Send;
+}
+
+/// The providers of one stack, each kind sent to its own.
+pub struct Providers {
+    pub aws: aws::AwsProvider,
+    /// Present when the stack has database users to manage.
+    pub postgres: Option<postgres::PostgresProvider>,
+}
+
+impl Providers {
+    /// AWS from the standard chain in the stack's region; PostgreSQL when the stack has users,
+    /// with its connection settings from the stack, overridden by the environment
+    /// (`PWLESS_DB_CA_BUNDLE`, `PWLESS_DB_ADMIN_ENDPOINT`, `PWLESS_DB_TLS_SERVER_NAME`).
+    pub async fn for_stack(stack: &crate::spec::Stack, stack_dir: &std::path::Path) -> Self {
+        let config = aws::load_config(&stack.region).await;
+        let connection = &stack.database.connection;
+        let setting = |variable: &str, from_stack: &Option<String>| {
+            std::env::var(variable)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .or_else(|| from_stack.clone())
+        };
+        let ca_bundle = setting("PWLESS_DB_CA_BUNDLE", &connection.ca_bundle)
+            .unwrap_or_else(|| "global-bundle.pem".into());
+        let postgres = (!stack.database.users.is_empty()).then(|| {
+            postgres::PostgresProvider::new(
+                postgres::PostgresSettings {
+                    database: stack.database.name.clone(),
+                    master_username: stack.database.master_username.clone(),
+                    master_password: stack.database.master_password.clone(),
+                    ca_bundle: stack_dir.join(ca_bundle),
+                    admin_endpoint: setting("PWLESS_DB_ADMIN_ENDPOINT", &connection.admin_endpoint),
+                    tls_server_name: setting(
+                        "PWLESS_DB_TLS_SERVER_NAME",
+                        &connection.tls_server_name,
+                    ),
+                },
+                &config,
+            )
+        });
+        Providers {
+            aws: aws::AwsProvider::from_config(&stack.name, &config),
+            postgres,
+        }
+    }
+
+    /// AWS only (a saved plan carries no database settings).
+    pub async fn aws_only(stack: &str, region: &str) -> Self {
+        Providers {
+            aws: aws::AwsProvider::new(stack, region).await,
+            postgres: None,
+        }
+    }
+
+    fn postgres(&self, kind: ResourceKind) -> Result<&postgres::PostgresProvider, ProviderError> {
+        self.postgres.as_ref().ok_or_else(|| {
+            ProviderError::permanent(format!("{kind} needs the stack's database settings"))
+        })
+    }
+}
+
+impl Provider for Providers {
+    fn supports(&self, kind: ResourceKind) -> bool {
+        match kind.provider() {
+            crate::graph::Provider::Aws => true,
+            crate::graph::Provider::Postgres => self.postgres.is_some(),
+            crate::graph::Provider::Kubernetes => false,
+        }
+    }
+
+    async fn create(
+        &self,
+        address: &str,
+        kind: ResourceKind,
+        inputs: &Inputs,
+    ) -> Result<Applied, ProviderError> {
+        match kind.provider() {
+            crate::graph::Provider::Postgres => self.postgres(kind)?.create(kind, inputs).await,
+            _ => self.aws.create(address, kind, inputs).await,
+        }
+    }
+
+    async fn read(&self, resource: &ResourceState) -> Result<Observed, ProviderError> {
+        match resource.kind.provider() {
+            crate::graph::Provider::Postgres => self.postgres(resource.kind)?.read(resource).await,
+            _ => self.aws.read(resource).await,
+        }
+    }
+
+    async fn update(
+        &self,
+        resource: &ResourceState,
+        inputs: &Inputs,
+        changed: &[String],
+    ) -> Result<Applied, ProviderError> {
+        match resource.kind.provider() {
+            crate::graph::Provider::Postgres => {
+                self.postgres(resource.kind)?
+                    .update(resource, inputs, changed)
+                    .await
+            }
+            _ => self.aws.update(resource, inputs, changed).await,
+        }
+    }
+
+    async fn delete(&self, resource: &ResourceState) -> Result<(), ProviderError> {
+        match resource.kind.provider() {
+            crate::graph::Provider::Postgres => {
+                self.postgres(resource.kind)?.delete(resource).await
+            }
+            _ => self.aws.delete(resource).await,
+        }
+    }
+
+    async fn adopt(
+        &self,
+        address: &str,
+        kind: ResourceKind,
+        inputs: &Inputs,
+    ) -> Result<Option<Applied>, ProviderError> {
+        match kind.provider() {
+            crate::graph::Provider::Postgres => self.postgres(kind)?.adopt(kind, inputs).await,
+            _ => self.aws.adopt(address, kind, inputs).await,
+        }
+    }
 }
 
 /// Typed access to resolved inputs, with errors that name the input.

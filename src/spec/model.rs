@@ -102,6 +102,21 @@ pub struct Database {
     /// Whether destroying the cluster first takes a final snapshot (the default: destroy
     /// removes the cluster, not the only copy of the data).
     pub final_snapshot: bool,
+    /// How pwless reaches the database to manage users; not part of any resource.
+    pub connection: DbConnection,
+}
+
+/// Apply-time settings for pwless's own database connection. The environment overrides each
+/// (`PWLESS_DB_CA_BUNDLE`, `PWLESS_DB_ADMIN_ENDPOINT`, `PWLESS_DB_TLS_SERVER_NAME`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DbConnection {
+    /// The CA bundle the server certificate must chain to [default: `global-bundle.pem`, the
+    /// RDS global bundle, beside the stack file].
+    pub ca_bundle: Option<String>,
+    /// `host:port` of a tunnel to the cluster (it usually sits in private subnets).
+    pub admin_endpoint: Option<String>,
+    /// The name the certificate must carry [default: the cluster endpoint].
+    pub tls_server_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -37,6 +37,9 @@ const DATABASE_KEYS: &[&str] = &[
     "subnets",
     "users",
     "final_snapshot",
+    "ca_bundle",
+    "admin_endpoint",
+    "tls_server_name",
 ];
 const USER_KEYS: &[&str] = &["name", "privileges", "schema"];
 const ACCESS_KEYS: &[&str] = &["namespace", "service_account", "db_user"];
@@ -893,6 +896,33 @@ impl Checker {
             None => Some(MasterPassword::Managed),
             Some(node) => self.master_password(node),
         };
+        let optional_text = |checker: &mut Checker, key: &str| match fields.value(key) {
+            None => Some(None),
+            Some(node) => checker
+                .string(node, &fields.path(key))
+                .map(|text| Some((text.to_string(), node.span))),
+        };
+        let ca_bundle = optional_text(self, "ca_bundle");
+        let tls_server_name = optional_text(self, "tls_server_name");
+        let admin_endpoint =
+            optional_text(self, "admin_endpoint").and_then(|endpoint| match endpoint {
+                Some((text, span)) => {
+                    let valid = text.rsplit_once(':').is_some_and(|(host, port)| {
+                        !host.is_empty() && port.parse::<u16>().is_ok_and(|port| port > 0)
+                    });
+                    if !valid {
+                        self.error(
+                            "database.admin_endpoint",
+                            span,
+                            format!("`{}` is not host:port", text.escape_debug()),
+                            Some("write the tunnel's local end, e.g. 127.0.0.1:15432".into()),
+                        );
+                        return None;
+                    }
+                    Some(Some((text, span)))
+                }
+                None => Some(None),
+            });
         let final_snapshot = match fields.value("final_snapshot") {
             Some(node) => self.boolean(node, "database.final_snapshot"),
             None => Some(true),
@@ -921,6 +951,11 @@ impl Checker {
             master_password: master_password?,
             subnets: subnets?,
             final_snapshot: final_snapshot?,
+            connection: DbConnection {
+                ca_bundle: ca_bundle?.map(|(text, _)| text),
+                admin_endpoint: admin_endpoint?.map(|(text, _)| text),
+                tls_server_name: tls_server_name?.map(|(text, _)| text),
+            },
             users: users?,
         })
     }

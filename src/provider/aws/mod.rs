@@ -37,16 +37,16 @@ pub struct AwsProvider {
 impl AwsProvider {
     /// Clients for `region` from the standard configuration chain.
     pub async fn new(stack: &str, region: &str) -> Self {
-        let config = aws_config::defaults(BehaviorVersion::latest())
-            .region(aws_config::Region::new(region.to_string()))
-            .load()
-            .await;
+        Self::from_config(stack, &load_config(region).await)
+    }
+
+    pub fn from_config(stack: &str, config: &aws_config::SdkConfig) -> Self {
         AwsProvider {
-            ec2: aws_sdk_ec2::Client::new(&config),
-            iam: aws_sdk_iam::Client::new(&config),
-            eks: aws_sdk_eks::Client::new(&config),
-            rds: aws_sdk_rds::Client::new(&config),
-            sts: aws_sdk_sts::Client::new(&config),
+            ec2: aws_sdk_ec2::Client::new(config),
+            iam: aws_sdk_iam::Client::new(config),
+            eks: aws_sdk_eks::Client::new(config),
+            rds: aws_sdk_rds::Client::new(config),
+            sts: aws_sdk_sts::Client::new(config),
             stack: stack.to_string(),
             account: OnceCell::new(),
         }
@@ -70,6 +70,14 @@ impl AwsProvider {
             .await
             .cloned()
     }
+}
+
+/// The standard AWS configuration chain, in `region` (never a default one).
+pub async fn load_config(region: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_string()))
+        .load()
+        .await
 }
 
 /// Which service module handles a kind.
