@@ -63,6 +63,33 @@ pub fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// `'text'`, with inner quotes doubled.
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// `action` (`GRANT SELECT ON {table} TO "r"` with a `{table}` slot) for every table of
+/// `schema` whose owner the current user acts for. `ON ALL TABLES IN SCHEMA` would fail on a
+/// table the application owns: on RDS the master user is no superuser.
+fn for_each_own_table(schema: &str, action: &str) -> Result<String, ProviderError> {
+    if schema.contains('$') || action.contains("$pwless$") {
+        return Err(error("a schema or role name holds `$`"));
+    }
+    let (before, after) = action
+        .split_once("{table}")
+        .ok_or_else(|| error("internal: no {table} slot"))?;
+    Ok(format!(
+        "DO $pwless$ DECLARE t regclass; BEGIN\n\
+         FOR t IN SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = {} AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND pg_has_role(c.relowner, 'USAGE') LOOP\n\
+         EXECUTE {} || t::text || {};\n\
+         END LOOP; END $pwless$;\n",
+        literal(schema),
+        literal(before),
+        literal(after)
+    ))
+}
+
 /// The privileges of `target` named in `inputs[key]`, in the canonical order, as SQL words.
 fn privileges(
     inputs: &Inputs,
@@ -256,9 +283,10 @@ impl PostgresProvider {
         }
         if !on_tables.is_empty() {
             let list = on_tables.join(", ");
-            sql.push_str(&format!(
-                "GRANT {list} ON ALL TABLES IN SCHEMA {schema} TO {role};\n"
-            ));
+            sql.push_str(&for_each_own_table(
+                input_str(inputs, "schema")?,
+                &format!("GRANT {list} ON {{table}} TO {role}"),
+            )?);
             sql.push_str(&format!(
                 "ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT {list} ON TABLES TO {role};\n"
             ));
@@ -273,8 +301,12 @@ impl PostgresProvider {
         Ok(format!(
             "REVOKE ALL ON DATABASE {database} FROM {role};\n\
              REVOKE ALL ON SCHEMA {schema} FROM {role};\n\
-             REVOKE ALL ON ALL TABLES IN SCHEMA {schema} FROM {role};\n\
-             ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} REVOKE ALL ON TABLES FROM {role};\n"
+             {}\
+             ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} REVOKE ALL ON TABLES FROM {role};\n",
+            for_each_own_table(
+                input_str(inputs, "schema")?,
+                &format!("REVOKE ALL ON {{table}} FROM {role}")
+            )?
         ))
     }
 
@@ -472,8 +504,10 @@ impl PostgresProvider {
                     return Ok(());
                 }
                 let role = ident(name);
+                // Acting for the role (CREATEROLE allows taking its membership) lets the master
+                // take over what it owns; the membership dies with the role, in this transaction.
                 let sql = format!(
-                    "REASSIGN OWNED BY {role} TO CURRENT_USER;\nDROP OWNED BY {role};\nDROP ROLE {role};\n"
+                    "GRANT {role} TO CURRENT_USER;\nREASSIGN OWNED BY {role} TO CURRENT_USER;\nDROP OWNED BY {role};\nDROP ROLE {role};\n"
                 );
                 client
                     .batch_execute(&sql)
@@ -539,10 +573,10 @@ mod tests {
         let sql = PostgresProvider::grant_sql(&inputs).unwrap();
         assert!(sql.contains("GRANT CONNECT ON DATABASE \"appdb\" TO \"app_user\";"));
         assert!(
-            sql.contains(
-                "GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA \"public\" TO \"app_user\";"
-            )
+            sql.contains("EXECUTE 'GRANT SELECT, INSERT ON ' || t::text || ' TO \"app_user\"';"),
+            "{sql}"
         );
+        assert!(sql.contains("WHERE n.nspname = 'public'"), "{sql}");
         assert!(sql.starts_with("REVOKE ALL ON DATABASE"));
         let bad: Inputs = serde_json::from_value(json!({
             "role": "r", "database": "d", "schema": "s",

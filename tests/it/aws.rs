@@ -920,3 +920,141 @@ fn on_a_terminal_apply_asks_and_only_yes_applies() {
         Some(0)
     );
 }
+
+/// A superuser session over the sandbox's Unix socket, for looking at the catalogs.
+async fn superuser(pg: &crate::postgres::LocalPostgres) -> tokio_postgres::Client {
+    let port = pg
+        .var("PWLESS_DB_ADMIN_ENDPOINT")
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .to_string();
+    let dsn = format!(
+        "host={} port={port} user=postgres dbname=appdb",
+        pg.var("PWLESS_SANDBOX_PG_SOCKET_DIR")
+    );
+    let (client, connection) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+#[test]
+fn database_users_are_iam_only_with_exactly_their_privileges() {
+    let users = "  final_snapshot: false\n  users:\n    - {name: app_user, privileges: [connect, usage, create, select, insert]}\n    - {name: reader, privileges: [connect, usage, select]}\n";
+    let stack = Stack::new("users", users);
+    let pg = crate::postgres::LocalPostgres::start("users");
+    let run = |args: &[&str]| {
+        let mut command = stack.command(args);
+        for (key, value) in &pg.env {
+            command.env(key, value);
+        }
+        command.stdin(Stdio::null()).output().unwrap()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    let output = run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("postgresql_role.user[app_user]: created"),
+        "{}",
+        stderr(&output)
+    );
+
+    rt.block_on(async {
+        let su = superuser(&pg).await;
+        for user in ["app_user", "reader"] {
+            let row = su
+                .query_one("select rolcanlogin, rolpassword is null, rolsuper, rolcreaterole, rolcreatedb, pg_has_role(oid, 'rds_iam', 'member') from pg_authid where rolname = $1", &[&user])
+                .await
+                .unwrap();
+            let flags: (bool, bool, bool, bool, bool, bool) = (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4), row.get(5));
+            assert_eq!(flags, (true, true, false, false, false, true), "{user}: login, no password, no super/createrole/createdb, in rds_iam");
+        }
+        let admin_in_rds_iam: bool = su.query_one("select pg_has_role('admin', 'rds_iam', 'member')", &[]).await.unwrap().get(0);
+        assert!(!admin_in_rds_iam, "the master user never gets rds_iam");
+
+        // A table the master creates later: the default privileges apply to it.
+        su.batch_execute("SET ROLE admin; CREATE TABLE public.messages (id int); CREATE SCHEMA other; CREATE TABLE other.secrets (x int); RESET ROLE;").await.unwrap();
+        let can = |user: &'static str, privilege: &'static str, table: &'static str| {
+            let su = &su;
+            async move { su.query_one("select has_table_privilege($1, $3, $2)", &[&user, &privilege, &table]).await.unwrap().get::<_, bool>(0) }
+        };
+        assert!(can("app_user", "SELECT", "public.messages").await && can("app_user", "INSERT", "public.messages").await);
+        assert!(!can("app_user", "DELETE", "public.messages").await, "only the listed privileges");
+        assert!(can("reader", "SELECT", "public.messages").await && !can("reader", "INSERT", "public.messages").await);
+        let other: bool = su.query_one("select has_schema_privilege('app_user', 'other', 'USAGE')", &[]).await.unwrap().get(0);
+        assert!(!other, "no access to other schemas");
+    });
+
+    // Revoke a privilege out of band: the plan restores it.
+    rt.block_on(async {
+        superuser(&pg).await.batch_execute("SET ROLE admin; ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE INSERT ON TABLES FROM app_user; RESET ROLE;").await.unwrap();
+    });
+    let output = run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    assert!(
+        stdout(&output)
+            .contains("~ postgresql_grant.user[app_user]  # it was changed outside pwless"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(
+        stdout(&output).contains("Plan: 0 to add, 1 to change, 0 to destroy."),
+        "{}",
+        stdout(&output)
+    );
+    assert_eq!(run(&["apply", "--auto-approve"]).status.code(), Some(0));
+    assert_eq!(run(&["plan", "--detailed-exitcode"]).status.code(), Some(0));
+
+    // A table the application made survives its role's removal (reassigned to the master).
+    rt.block_on(async {
+        superuser(&pg)
+            .await
+            .batch_execute(
+                "SET ROLE app_user; CREATE TABLE public.made_by_app (id int); RESET ROLE;",
+            )
+            .await
+            .unwrap();
+    });
+    let output = run(&["destroy", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    rt.block_on(async {
+        let su = superuser(&pg).await;
+        let roles: i64 = su
+            .query_one(
+                "select count(*) from pg_roles where rolname in ('app_user', 'reader')",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(roles, 0, "the roles are gone");
+        let owner: String = su
+            .query_one(
+                "select tableowner::text from pg_tables where tablename = 'made_by_app'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(owner, "admin");
+        let master: i64 = su
+            .query_one("select count(*) from pg_roles where rolname = 'admin'", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(master, 1, "nothing pwless did not create was touched");
+    });
+}
