@@ -107,6 +107,7 @@ pub fn human(plan: &Plan, style: Style) -> String {
     }
 
     let summary = plan.summary;
+    let access = access_summary(plan);
     out.push_str(&format!(
         "\n{} {} to add, {} to change, {} to destroy.\n",
         style.paint(Color::Bold, "Plan:"),
@@ -114,7 +115,75 @@ pub fn human(plan: &Plan, style: Style) -> String {
         summary.change,
         summary.destroy
     ));
+    out.push_str(&access);
     out
+}
+
+/// Who may log in as whom after this plan: one line per `access` entry, read from the planned
+/// IRSA roles and policies, so a reviewer sees who gets in without reading JSON.
+fn access_summary(plan: &Plan) -> String {
+    if plan.mode == Mode::Destroy {
+        return String::new();
+    }
+    let field = |change: &ResourceChange, input: &str, key: &str| -> String {
+        if let Some(value) = change
+            .after
+            .as_ref()
+            .and_then(|after| after.get(input))
+            .and_then(|value| value.get(key))
+        {
+            return value
+                .as_str()
+                .map_or_else(|| value.to_string(), str::to_string);
+        }
+        match change.after_unknown.get(input) {
+            Some(Expr::Map(entries)) => match entries.get(key) {
+                Some(Expr::Value(value)) => value
+                    .as_str()
+                    .map_or_else(|| value.to_string(), str::to_string),
+                _ => UNKNOWN.to_string(),
+            },
+            _ => UNKNOWN.to_string(),
+        }
+    };
+    let text = |change: Option<&ResourceChange>, input: &str| -> String {
+        change
+            .and_then(|change| {
+                change
+                    .after
+                    .as_ref()?
+                    .get(input)?
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| UNKNOWN.to_string())
+    };
+    let cluster = text(plan.change("aws_rds_cluster.main"), "cluster_identifier");
+    let mut lines = Vec::new();
+    for change in &plan.resource_changes {
+        let Some(entry) = change
+            .address
+            .strip_prefix("aws_iam_role_policy.irsa[")
+            .and_then(|rest| rest.strip_suffix(']'))
+        else {
+            continue;
+        };
+        if change.action == Action::Delete {
+            lines.push(format!("  - {entry}: loses its database access"));
+            continue;
+        }
+        let role = text(plan.change(&format!("aws_iam_role.irsa[{entry}]")), "name");
+        let user = field(change, "rds_db_connect", "db_user");
+        let resource_id = field(change, "rds_db_connect", "cluster_resource_id");
+        lines.push(format!("  {entry}  ->  database user {user} on cluster {cluster}, resource id {resource_id}, through IAM role {role}"));
+    }
+    if lines.is_empty() {
+        return String::new();
+    }
+    format!(
+        "\nDatabase access (Kubernetes service account -> IAM-only database user):\n{}\n",
+        lines.join("\n")
+    )
 }
 
 fn color_of_sign(sign: &str) -> Color {

@@ -10,7 +10,16 @@ fn plan_prints_to_stdout_and_documents_its_exit_codes() {
 
     let output = pwless(&["plan", "-f", file], dir.path());
     assert_eq!(output.status.code(), Some(0));
-    assert!(stdout(&output).ends_with("Plan: 38 to add, 0 to change, 0 to destroy.\n"));
+    let plan = stdout(&output);
+    assert!(
+        plan.contains("\nPlan: 38 to add, 0 to change, 0 to destroy.\n"),
+        "{plan}"
+    );
+    // The plan ends with who may log in as whom.
+    assert!(
+        plan.ends_with("demo/demo-app  ->  database user app_user on cluster iam-postgres, resource id (known after apply), through IAM role iam-postgres-demo-demo-app\n"),
+        "{plan}"
+    );
     assert!(!stdout(&output).contains('\x1b'), "NO_COLOR is honoured");
 
     let output = pwless(&["plan", "-f", file, "--detailed-exitcode"], dir.path());

@@ -85,3 +85,50 @@ fn colour_is_only_added_when_asked() {
     assert!(!human(&plan, Style::plain()).contains('\x1b'));
     assert!(human(&plan, Style { color: true }).contains("\x1b[32m+\x1b[0m"));
 }
+
+#[test]
+fn access_summary_names_the_resource_id_and_removals() {
+    let stack = stack_from(EXAMPLE);
+    let mut state = applied_state(&stack.name, &graph_of(&stack));
+    let mut cluster = state.resource("aws_rds_cluster.main").unwrap().clone();
+    cluster.outputs.insert(
+        "cluster_resource_id".into(),
+        serde_json::json!("cluster-ABCDEF"),
+    );
+    cluster.outputs.insert(
+        "cluster_identifier".into(),
+        serde_json::json!("iam-postgres"),
+    );
+    state.upsert(cluster);
+    // Re-derive the policy's recorded inputs from the new output, as an apply would have.
+    let mut policy = state
+        .resource("aws_iam_role_policy.irsa[demo/demo-app]")
+        .unwrap()
+        .clone();
+    policy.inputs.get_mut("rds_db_connect").unwrap()["cluster_resource_id"] =
+        serde_json::json!("cluster-ABCDEF");
+    state.upsert(policy);
+    let planned = plan(
+        &stack,
+        &graph_of(&stack),
+        Some(&state),
+        &ObservedState::new(),
+        Mode::Normal,
+    );
+    let text = human(&planned, Style::plain());
+    assert!(text.contains("demo/demo-app  ->  database user app_user on cluster iam-postgres, resource id cluster-ABCDEF, through IAM role iam-postgres-demo-demo-app"), "{text}");
+
+    let without = stack_from(&example_with("access:                          # who may log in as which database user\n  - {namespace: demo, service_account: demo-app, db_user: app_user}\n", "").replacen("app:                             # the demo web app (optional section)\n  namespace: demo\n  service_account: demo-app\n  image: ghcr.io/example/pwless-demo:0.1.0\n  replicas: 2\n  port: 8080\n", "", 1));
+    let planned = plan(
+        &without,
+        &graph_of(&without),
+        Some(&state),
+        &ObservedState::new(),
+        Mode::Normal,
+    );
+    let text = human(&planned, Style::plain());
+    assert!(
+        text.contains("  - demo/demo-app: loses its database access"),
+        "{text}"
+    );
+}
