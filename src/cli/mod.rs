@@ -2,6 +2,7 @@
 //! (parse -> library calls -> render).
 
 mod apply;
+mod connect;
 pub mod engine;
 mod graph;
 pub mod output;
@@ -48,6 +49,8 @@ pub enum Command {
     Output(output::OutputArgs),
     /// Print a 15-minute IAM auth token for a database user (use it as the password).
     Token(token::TokenArgs),
+    /// Start psql as a database user, with a fresh IAM token and verify-full TLS.
+    Connect(connect::ConnectArgs),
     /// Print the resource graph (edges point from a dependency to what needs it).
     Graph(graph::GraphArgs),
     /// Check a stack file and report every problem.
@@ -127,6 +130,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Destroy(args) => apply::destroy(args, style),
         Command::Output(args) => output::run(args),
         Command::Token(args) => token::run(args),
+        Command::Connect(args) => connect::run(args),
         Command::Graph(args) => graph::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Show(args) => show::run(args, style),

@@ -1018,6 +1018,29 @@ fn database_users_are_iam_only_with_exactly_their_privileges() {
     assert_eq!(run(&["apply", "--auto-approve"]).status.code(), Some(0));
     assert_eq!(run(&["plan", "--detailed-exitcode"]).status.code(), Some(0));
 
+    // `pwless connect`: psql over verified TLS with a fresh token. The sandbox cannot check IAM
+    // tokens yet (issue 7), so PostgreSQL refuses the token for app_user — after the TLS
+    // handshake succeeded; with another CA it fails at certificate verification instead.
+    let output = run(&["connect", "--user", "app_user", "--", "-c", "select 1"]);
+    assert_ne!(output.status.code(), Some(0));
+    let message = stderr(&output);
+    assert!(
+        message.contains("password authentication failed for user \"app_user\""),
+        "{message}"
+    );
+    let mut other_ca = stack.command(&["connect", "--user", "app_user", "--", "-c", "select 1"]);
+    for (key, value) in &pg.env {
+        other_ca.env(key, value);
+    }
+    other_ca.env("PWLESS_DB_CA_BUNDLE", pg.var("PWLESS_SANDBOX_PG_OTHER_CA"));
+    let output = other_ca.stdin(Stdio::null()).output().unwrap();
+    assert_ne!(output.status.code(), Some(0));
+    assert!(
+        stderr(&output).contains("certificate verify failed"),
+        "{}",
+        stderr(&output)
+    );
+
     // A table the application made survives its role's removal (reassigned to the master).
     rt.block_on(async {
         superuser(&pg)
