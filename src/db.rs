@@ -131,3 +131,33 @@ pub async fn connect(
     });
     Ok(client)
 }
+
+/// pwless's own connection settings for a stack: the stack's `database` keys, each overridden
+/// by the environment (`PWLESS_DB_CA_BUNDLE`, `PWLESS_DB_ADMIN_ENDPOINT`,
+/// `PWLESS_DB_TLS_SERVER_NAME`); the CA bundle defaults to `global-bundle.pem`, and a relative
+/// path starts at the stack file's directory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub ca_bundle: PathBuf,
+    pub admin_endpoint: Option<String>,
+    pub tls_server_name: Option<String>,
+}
+
+impl Settings {
+    pub fn for_stack(connection: &crate::spec::model::DbConnection, stack_dir: &Path) -> Self {
+        let setting = |variable: &str, from_stack: &Option<String>| {
+            std::env::var(variable)
+                .ok()
+                .filter(|value| !value.is_empty())
+                .or_else(|| from_stack.clone())
+        };
+        Settings {
+            ca_bundle: stack_dir.join(
+                setting("PWLESS_DB_CA_BUNDLE", &connection.ca_bundle)
+                    .unwrap_or_else(|| "global-bundle.pem".into()),
+            ),
+            admin_endpoint: setting("PWLESS_DB_ADMIN_ENDPOINT", &connection.admin_endpoint),
+            tls_server_name: setting("PWLESS_DB_TLS_SERVER_NAME", &connection.tls_server_name),
+        }
+    }
+}

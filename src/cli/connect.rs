@@ -33,56 +33,14 @@ fn conninfo(key: &str, value: &str) -> String {
 
 pub fn run(args: ConnectArgs) -> anyhow::Result<u8> {
     let stack = crate::spec::load(&args.stack.file)?;
-    if !stack
-        .database
-        .users
-        .iter()
-        .any(|user| user.name == args.user)
-    {
-        return Err(UserError(format!(
-            "`{}` is not a database user of stack {}",
-            args.user, stack.name
-        ))
-        .into());
-    }
-    let path = args.stack.state_path(&stack.name);
-    let opened = super::engine::open_state(&path, &stack.name, "connect")?;
-    let cluster = opened
-        .state
-        .resource("aws_rds_cluster.main")
-        .ok_or_else(|| {
-            UserError(format!(
-                "no database in {}: apply the stack first",
-                path.display()
-            ))
-        })?;
-    let endpoint = cluster
-        .outputs
-        .get("endpoint")
-        .and_then(|value| value.as_str())
-        .unwrap_or_default()
-        .to_string();
-    let port = cluster
-        .outputs
-        .get("port")
-        .and_then(|value| value.as_u64())
-        .unwrap_or(5432);
-    drop(opened);
-
+    let (endpoint, port) = super::database_endpoint(&args.stack, &stack, &args.user, "connect")?;
     // The same connection settings pwless uses for itself: tunnel, name to verify, CA bundle.
-    let connection = &stack.database.connection;
-    let setting = |variable: &str, from_stack: &Option<String>| {
-        std::env::var(variable)
-            .ok()
-            .filter(|v| !v.is_empty())
-            .or_else(|| from_stack.clone())
-    };
-    let ca_bundle = super::stack_dir(&args.stack.file).join(
-        setting("PWLESS_DB_CA_BUNDLE", &connection.ca_bundle)
-            .unwrap_or_else(|| "global-bundle.pem".into()),
+    let settings = crate::db::Settings::for_stack(
+        &stack.database.connection,
+        super::stack_dir(&args.stack.file),
     );
-    let server_name = setting("PWLESS_DB_TLS_SERVER_NAME", &connection.tls_server_name)
-        .unwrap_or_else(|| endpoint.clone());
+    let ca_bundle = settings.ca_bundle;
+    let server_name = settings.tls_server_name.unwrap_or_else(|| endpoint.clone());
     let mut info = vec![
         conninfo("host", &server_name),
         conninfo("user", &args.user),
@@ -90,7 +48,7 @@ pub fn run(args: ConnectArgs) -> anyhow::Result<u8> {
         conninfo("sslmode", "verify-full"),
         conninfo("sslrootcert", &ca_bundle.to_string_lossy()),
     ];
-    match setting("PWLESS_DB_ADMIN_ENDPOINT", &connection.admin_endpoint) {
+    match settings.admin_endpoint {
         Some(tunnel) => {
             let address =
                 crate::db::resolve(&tunnel).map_err(|error| UserError(error.to_string()))?;

@@ -148,6 +148,46 @@ pub(crate) fn load_graph(
     Ok((stack, graph))
 }
 
+/// The applied database of a stack, for a user of it: (endpoint, port) from the state.
+pub(crate) fn database_endpoint(
+    stack_args: &StackArgs,
+    stack: &crate::spec::Stack,
+    user: &str,
+    operation: &str,
+) -> anyhow::Result<(String, u16)> {
+    if !stack.database.users.iter().any(|known| known.name == user) {
+        return Err(UserError(format!(
+            "`{user}` is not a database user of stack {}",
+            stack.name
+        ))
+        .into());
+    }
+    let path = stack_args.state_path(&stack.name);
+    let opened = engine::open_state(&path, &stack.name, operation)?;
+    let cluster = opened
+        .state
+        .resource("aws_rds_cluster.main")
+        .ok_or_else(|| {
+            UserError(format!(
+                "no database in {}: apply the stack first",
+                path.display()
+            ))
+        })?;
+    let endpoint = cluster
+        .outputs
+        .get("endpoint")
+        .and_then(|value| value.as_str())
+        .unwrap_or_default()
+        .to_string();
+    let port = cluster
+        .outputs
+        .get("port")
+        .and_then(|value| value.as_u64())
+        .and_then(|port| u16::try_from(port).ok())
+        .unwrap_or(5432);
+    Ok((endpoint, port))
+}
+
 /// Writes `text` to stdout; a closed pipe (`pwless plan | head`) is not an error.
 pub(crate) fn print(text: &str) -> anyhow::Result<()> {
     use std::io::Write;

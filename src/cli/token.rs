@@ -32,45 +32,11 @@ pub fn run(args: TokenArgs) -> anyhow::Result<u8> {
     let (host, port, region) = match &args.file {
         Some(file) => {
             let stack = crate::spec::load(file)?;
-            if !stack
-                .database
-                .users
-                .iter()
-                .any(|user| user.name == args.user)
-            {
-                return Err(UserError(format!(
-                    "`{}` is not a database user of stack {}",
-                    args.user, stack.name
-                ))
-                .into());
-            }
-            let path = super::StackArgs {
+            let stack_args = super::StackArgs {
                 file: file.clone(),
                 state: args.state.clone(),
-            }
-            .state_path(&stack.name);
-            let opened = super::engine::open_state(&path, &stack.name, "token")?;
-            let cluster = opened
-                .state
-                .resource("aws_rds_cluster.main")
-                .ok_or_else(|| {
-                    UserError(format!(
-                        "no database in {}: apply the stack first",
-                        path.display()
-                    ))
-                })?;
-            let host = cluster
-                .outputs
-                .get("endpoint")
-                .and_then(|value| value.as_str())
-                .unwrap_or_default()
-                .to_string();
-            let port = cluster
-                .outputs
-                .get("port")
-                .and_then(|value| value.as_u64())
-                .and_then(|port| u16::try_from(port).ok())
-                .unwrap_or(5432);
+            };
+            let (host, port) = super::database_endpoint(&stack_args, &stack, &args.user, "token")?;
             (host, port, args.region.clone().unwrap_or(stack.region))
         }
         None => {

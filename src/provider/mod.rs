@@ -109,27 +109,16 @@ impl Providers {
     /// (`PWLESS_DB_CA_BUNDLE`, `PWLESS_DB_ADMIN_ENDPOINT`, `PWLESS_DB_TLS_SERVER_NAME`).
     pub async fn for_stack(stack: &crate::spec::Stack, stack_dir: &std::path::Path) -> Self {
         let config = aws::load_config(&stack.region).await;
-        let connection = &stack.database.connection;
-        let setting = |variable: &str, from_stack: &Option<String>| {
-            std::env::var(variable)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .or_else(|| from_stack.clone())
-        };
-        let ca_bundle = setting("PWLESS_DB_CA_BUNDLE", &connection.ca_bundle)
-            .unwrap_or_else(|| "global-bundle.pem".into());
+        let settings = crate::db::Settings::for_stack(&stack.database.connection, stack_dir);
         let postgres = (!stack.database.users.is_empty()).then(|| {
             postgres::PostgresProvider::new(
                 postgres::PostgresSettings {
                     database: stack.database.name.clone(),
                     master_username: stack.database.master_username.clone(),
                     master_password: stack.database.master_password.clone(),
-                    ca_bundle: stack_dir.join(ca_bundle),
-                    admin_endpoint: setting("PWLESS_DB_ADMIN_ENDPOINT", &connection.admin_endpoint),
-                    tls_server_name: setting(
-                        "PWLESS_DB_TLS_SERVER_NAME",
-                        &connection.tls_server_name,
-                    ),
+                    ca_bundle: settings.ca_bundle.clone(),
+                    admin_endpoint: settings.admin_endpoint.clone(),
+                    tls_server_name: settings.tls_server_name.clone(),
                 },
                 &config,
             )
