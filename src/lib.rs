@@ -21,6 +21,7 @@ pub mod cli;
 pub mod db;
 pub mod exec;
 pub mod graph;
+pub mod kubernetes;
 pub mod plan;
 pub mod provider;
 pub mod render;

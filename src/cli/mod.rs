@@ -5,6 +5,7 @@ mod apply;
 mod connect;
 pub mod engine;
 mod graph;
+mod manifests;
 pub mod output;
 mod plan;
 mod show;
@@ -51,6 +52,8 @@ pub enum Command {
     Token(token::TokenArgs),
     /// Start psql as a database user, with a fresh IAM token and verify-full TLS.
     Connect(connect::ConnectArgs),
+    /// Print the Kubernetes objects of the stack as YAML (for review and GitOps).
+    Manifests(manifests::ManifestsArgs),
     /// Print the resource graph (edges point from a dependency to what needs it).
     Graph(graph::GraphArgs),
     /// Check a stack file and report every problem.
@@ -131,6 +134,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Output(args) => output::run(args),
         Command::Token(args) => token::run(args),
         Command::Connect(args) => connect::run(args),
+        Command::Manifests(args) => manifests::run(args),
         Command::Graph(args) => graph::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Show(args) => show::run(args, style),

@@ -3,6 +3,7 @@
 mod aws;
 mod cli;
 mod common;
+mod manifests;
 mod planner;
 mod postgres;
 mod robustness;
