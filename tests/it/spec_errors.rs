@@ -554,7 +554,11 @@ fn the_example_parses_to_the_documented_model() {
 
 #[test]
 fn the_shipped_examples_are_valid() {
-    for path in ["examples/aws-only.yaml", "stack.example.yaml"] {
+    for path in [
+        "examples/aws-only.yaml",
+        "examples/with-users.yaml",
+        "stack.example.yaml",
+    ] {
         let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
         if let Err(error) = pwless::spec::load(&file) {
             panic!("{path}: {error}");
