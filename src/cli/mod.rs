@@ -9,6 +9,7 @@ mod manifests;
 pub mod output;
 mod plan;
 mod show;
+mod state;
 mod token;
 mod validate;
 
@@ -54,6 +55,9 @@ pub enum Command {
     Connect(connect::ConnectArgs),
     /// Print the Kubernetes objects of the stack as YAML (for review and GitOps).
     Manifests(manifests::ManifestsArgs),
+    /// Read or replace the state by hand (pull prints it; push checks lineage and serial).
+    #[command(subcommand)]
+    State(state::StateCommand),
     /// Print the resource graph (edges point from a dependency to what needs it).
     Graph(graph::GraphArgs),
     /// Check a stack file and report every problem.
@@ -135,6 +139,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Token(args) => token::run(args),
         Command::Connect(args) => connect::run(args),
         Command::Manifests(args) => manifests::run(args),
+        Command::State(command) => state::run(command),
         Command::Graph(args) => graph::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Show(args) => show::run(args, style),

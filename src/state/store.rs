@@ -239,7 +239,7 @@ impl Drop for StateStore {
     }
 }
 
-fn parse(path: &Path, backup: &Path, bytes: &[u8]) -> Result<State, StateError> {
+pub(crate) fn parse(path: &Path, backup: &Path, bytes: &[u8]) -> Result<State, StateError> {
     let corrupt = |reason: String| StateError::Corrupt {
         path: path.to_path_buf(),
         backup: backup.to_path_buf(),

@@ -218,3 +218,80 @@ fn token_signs_for_the_stack_endpoint_and_never_guesses_a_region() {
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("is not a database user"));
 }
+
+#[test]
+fn state_push_refuses_other_histories_and_older_serials() {
+    let dir = TempDir::new("cli-state");
+    let stack = dir.write("stack.yaml", EXAMPLE);
+    let file = stack.to_str().unwrap();
+    let output = pwless(&["state", "pull", "-f", file], dir.path());
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("no state at"));
+
+    // A first push adopts the pushed state's lineage.
+    let parsed = pwless::spec::parse_str(std::path::Path::new("stack.yaml"), EXAMPLE).unwrap();
+    let mut state = pwless::testing::applied_state(
+        &parsed.name,
+        &pwless::graph::ResourceGraph::from_stack(&parsed).unwrap(),
+    );
+    state.serial = 5;
+    dir.write("v5.json", &serde_json::to_string(&state).unwrap());
+    let output = pwless(&["state", "push", "-f", file, "v5.json"], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let pulled: pwless::state::State =
+        serde_json::from_slice(&pwless(&["state", "pull", "-f", file], dir.path()).stdout).unwrap();
+    assert_eq!(pulled.lineage, state.lineage);
+    assert_eq!(pulled.resources, state.resources);
+    assert_eq!(pulled.serial, 5);
+
+    // Older serial: refused. Another lineage: refused. Another stack: refused. Nothing changes.
+    let mut older = state.clone();
+    older.serial = 4;
+    dir.write("v4.json", &serde_json::to_string(&older).unwrap());
+    let output = pwless(&["state", "push", "-f", file, "v4.json"], dir.path());
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("older than the state's 5"),
+        "{}",
+        stderr(&output)
+    );
+    let mut other = state.clone();
+    other.lineage = "00000000-0000-4000-8000-000000000000".into();
+    other.serial = 9;
+    dir.write("other.json", &serde_json::to_string(&other).unwrap());
+    let output = pwless(&["state", "push", "-f", file, "other.json"], dir.path());
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("another history of this stack"),
+        "{}",
+        stderr(&output)
+    );
+    let mut foreign = state.clone();
+    foreign.stack = "someone-else".into();
+    dir.write("foreign.json", &serde_json::to_string(&foreign).unwrap());
+    let output = pwless(&["state", "push", "-f", file, "foreign.json"], dir.path());
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("not `iam-postgres`"),
+        "{}",
+        stderr(&output)
+    );
+    let after: pwless::state::State =
+        serde_json::from_slice(&pwless(&["state", "pull", "-f", file], dir.path()).stdout).unwrap();
+    assert_eq!(after.serial, 5);
+
+    // A newer one of the same history is taken, as the next serial.
+    let mut newer = state.clone();
+    newer.serial = 7;
+    newer.resources.truncate(3);
+    dir.write("v7.json", &serde_json::to_string(&newer).unwrap());
+    assert_eq!(
+        pwless(&["state", "push", "-f", file, "v7.json"], dir.path())
+            .status
+            .code(),
+        Some(0)
+    );
+    let after: pwless::state::State =
+        serde_json::from_slice(&pwless(&["state", "pull", "-f", file], dir.path()).stdout).unwrap();
+    assert_eq!((after.serial, after.resources.len()), (6, 3));
+}
