@@ -387,33 +387,27 @@ pub(super) async fn read(
     let prior = &resource.inputs;
     let observed = match resource.kind {
         ResourceKind::Vpc => {
-            let Some(out) = found(
-                ec2.describe_vpcs()
-                    .vpc_ids(id)
-                    .send()
-                    .await
-                    .map_err(sdk_error("describe the VPC")),
-            )?
-            else {
+            // The three reads are independent: ask them at once (the VPC is the longest
+            // read of a refresh otherwise).
+            let (described, support, hostnames) = tokio::join!(
+                ec2.describe_vpcs().vpc_ids(id).send(),
+                ec2.describe_vpc_attribute()
+                    .vpc_id(id)
+                    .attribute(VpcAttributeName::EnableDnsSupport)
+                    .send(),
+                ec2.describe_vpc_attribute()
+                    .vpc_id(id)
+                    .attribute(VpcAttributeName::EnableDnsHostnames)
+                    .send(),
+            );
+            let Some(out) = found(described.map_err(sdk_error("describe the VPC")))? else {
                 return Ok(Observed::Missing);
             };
             let Some(vpc) = out.vpcs().first() else {
                 return Ok(Observed::Missing);
             };
-            let support = ec2
-                .describe_vpc_attribute()
-                .vpc_id(id)
-                .attribute(VpcAttributeName::EnableDnsSupport)
-                .send()
-                .await
-                .map_err(sdk_error("describe the VPC's DNS support"))?;
-            let hostnames = ec2
-                .describe_vpc_attribute()
-                .vpc_id(id)
-                .attribute(VpcAttributeName::EnableDnsHostnames)
-                .send()
-                .await
-                .map_err(sdk_error("describe the VPC's DNS hostnames"))?;
+            let support = support.map_err(sdk_error("describe the VPC's DNS support"))?;
+            let hostnames = hostnames.map_err(sdk_error("describe the VPC's DNS hostnames"))?;
             overlay(
                 prior,
                 [
