@@ -19,6 +19,7 @@
 
 pub mod cli;
 pub mod db;
+pub mod eks_token;
 pub mod exec;
 pub mod graph;
 pub mod kubernetes;

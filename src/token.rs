@@ -146,60 +146,36 @@ impl TokenSigner {
         if user.is_empty() {
             return Err(TokenError::Empty("database user"));
         }
-        // "2026-11-24T12:00:00Z" -> "20261124T120000Z"
-        let stamp: String = humantime::format_rfc3339_seconds(now)
-            .to_string()
-            .chars()
-            .filter(|c| *c != '-' && *c != ':')
-            .collect();
-        let date = &stamp[..8];
-        let scope = format!("{date}/{}/{SERVICE}/aws4_request", self.region);
-        let credential = format!("{}/{scope}", self.credentials.access_key_id);
-
-        let mut query = String::with_capacity(1024);
-        query.push_str("Action=connect&DBUser=");
-        encode_into(&mut query, user);
-        query.push_str("&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=");
-        encode_into(&mut query, &credential);
-        query.push_str("&X-Amz-Date=");
-        query.push_str(&stamp);
-        query.push_str("&X-Amz-Expires=900");
-        // The canonical query is sorted: the session token sorts before SignedHeaders, though
-        // the final URL puts it after (as botocore does).
-        let mut canonical_query = query.clone();
-        let mut token_param = String::new();
-        if let Some(token) = &self.credentials.session_token {
-            token_param.push_str("&X-Amz-Security-Token=");
-            encode_into(&mut token_param, token.expose());
-            canonical_query.push_str(&token_param);
-        }
-        canonical_query.push_str("&X-Amz-SignedHeaders=host");
-        query.push_str("&X-Amz-SignedHeaders=host");
-        query.push_str(&token_param);
-
+        let stamp = amz_date(now);
+        let key = self.signing_key(&stamp[..8]);
+        let mut params = String::with_capacity(64);
+        params.push_str("Action=connect&DBUser=");
+        encode_into(&mut params, user);
         let host_header = if port == 443 {
             host.to_string()
         } else {
             format!("{host}:{port}")
         };
-        let canonical_request = format!(
-            "GET\n/\n{canonical_query}\nhost:{host_header}\n\nhost\n{EMPTY_PAYLOAD_SHA256}"
+        let query = presign_query(
+            &self.credentials,
+            &key,
+            &Presign {
+                region: &self.region,
+                service: SERVICE,
+                stamp: &stamp,
+                params: &params,
+                expires: EXPIRES_SECONDS,
+                host: &host_header,
+                extra_headers: &[],
+            },
         );
-        let string_to_sign = format!(
-            "AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{}",
-            hex::encode(Sha256::digest(canonical_request.as_bytes()))
-        );
-        let signature = hex::encode(hmac(&self.signing_key(date), string_to_sign.as_bytes()));
-
         // The URL always names the port; the signed host header drops the default one.
-        let mut token = String::with_capacity(host.len() + 6 + query.len() + 90);
+        let mut token = String::with_capacity(host.len() + 7 + query.len());
         token.push_str(host);
         token.push(':');
         token.push_str(&port.to_string());
         token.push_str("/?");
         token.push_str(&query);
-        token.push_str("&X-Amz-Signature=");
-        token.push_str(&signature);
         Ok(AuthToken(Secret::new(token)))
     }
 
@@ -213,19 +189,113 @@ impl TokenSigner {
         {
             return *key;
         }
-        let secret = format!("AWS4{}", self.credentials.secret_access_key.expose());
-        let key = [date, self.region.as_str(), SERVICE, "aws4_request"]
-            .iter()
-            .fold(None::<[u8; 32]>, |key, part| {
-                Some(hmac(
-                    key.as_ref().map_or(secret.as_bytes(), |key| key.as_slice()),
-                    part.as_bytes(),
-                ))
-            });
-        let key = key.unwrap_or_default();
+        let key = signing_key(&self.credentials, date, &self.region, SERVICE);
         *cached = Some((date.to_string(), key));
         key
     }
+}
+
+/// `20261124T120000Z`: SigV4's timestamp of `now`.
+pub(crate) fn amz_date(now: SystemTime) -> String {
+    // "2026-11-24T12:00:00Z" -> "20261124T120000Z"
+    humantime::format_rfc3339_seconds(now)
+        .to_string()
+        .chars()
+        .filter(|c| *c != '-' && *c != ':')
+        .collect()
+}
+
+/// The SigV4 signing key of one day, region and service.
+pub(crate) fn signing_key(
+    credentials: &SigningCredentials,
+    date: &str,
+    region: &str,
+    service: &str,
+) -> [u8; 32] {
+    let secret = format!("AWS4{}", credentials.secret_access_key.expose());
+    let key = [date, region, service, "aws4_request"]
+        .iter()
+        .fold(None::<[u8; 32]>, |key, part| {
+            Some(hmac(
+                key.as_ref().map_or(secret.as_bytes(), |key| key.as_slice()),
+                part.as_bytes(),
+            ))
+        });
+    key.unwrap_or_default()
+}
+
+/// What one SigV4 query presign of a `GET /` covers.
+pub(crate) struct Presign<'a> {
+    pub region: &'a str,
+    pub service: &'a str,
+    /// `YYYYMMDDTHHMMSSZ`, from [`amz_date`].
+    pub stamp: &'a str,
+    /// The request's own parameters, encoded and sorted, all sorting before `X-Amz-*`
+    /// (`Action=connect&DBUser=u`).
+    pub params: &'a str,
+    pub expires: u32,
+    /// The `host` header as signed.
+    pub host: &'a str,
+    /// Further signed headers, lowercase names sorting after `host`, in order.
+    pub extra_headers: &'a [(&'a str, &'a str)],
+}
+
+/// The query string of a presigned `GET /`, signature last, laid out as botocore's
+/// `SigV4QueryAuth` lays it out.
+pub(crate) fn presign_query(
+    credentials: &SigningCredentials,
+    key: &[u8; 32],
+    presign: &Presign<'_>,
+) -> String {
+    let scope = format!(
+        "{}/{}/{}/aws4_request",
+        &presign.stamp[..8],
+        presign.region,
+        presign.service
+    );
+    let credential = format!("{}/{scope}", credentials.access_key_id);
+    let mut signed_headers = String::from("host");
+    let mut canonical_headers = format!("host:{}\n", presign.host);
+    for (name, value) in presign.extra_headers {
+        signed_headers.push(';');
+        signed_headers.push_str(name);
+        canonical_headers.push_str(&format!("{name}:{}\n", value.trim()));
+    }
+
+    let mut query = String::with_capacity(1024);
+    query.push_str(presign.params);
+    query.push_str("&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=");
+    encode_into(&mut query, &credential);
+    query.push_str("&X-Amz-Date=");
+    query.push_str(presign.stamp);
+    query.push_str("&X-Amz-Expires=");
+    query.push_str(&presign.expires.to_string());
+    // The canonical query is sorted: the session token sorts before SignedHeaders, though
+    // the final URL puts it after (as botocore does).
+    let mut canonical_query = query.clone();
+    let mut token_param = String::new();
+    if let Some(token) = &credentials.session_token {
+        token_param.push_str("&X-Amz-Security-Token=");
+        encode_into(&mut token_param, token.expose());
+        canonical_query.push_str(&token_param);
+    }
+    let mut signed_param = String::from("&X-Amz-SignedHeaders=");
+    encode_into(&mut signed_param, &signed_headers);
+    canonical_query.push_str(&signed_param);
+    query.push_str(&signed_param);
+    query.push_str(&token_param);
+
+    let canonical_request = format!(
+        "GET\n/\n{canonical_query}\n{canonical_headers}\n{signed_headers}\n{EMPTY_PAYLOAD_SHA256}"
+    );
+    let string_to_sign = format!(
+        "AWS4-HMAC-SHA256\n{}\n{scope}\n{}",
+        presign.stamp,
+        hex::encode(Sha256::digest(canonical_request.as_bytes()))
+    );
+    query.push_str("&X-Amz-Signature=");
+    query.push_str(&hex::encode(hmac(key, string_to_sign.as_bytes())));
+    query
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
@@ -237,7 +307,7 @@ fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
 }
 
 /// AWS's URI encoding (RFC 3986 unreserved characters kept, uppercase hex).
-fn encode_into(out: &mut String, text: &str) {
+pub(crate) fn encode_into(out: &mut String, text: &str) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {

@@ -140,3 +140,88 @@ fn tokens_match_botocore_byte_for_byte() {
         "the IRSA-sized case is 1,000+ bytes"
     );
 }
+
+/// `aws eks get-token` for each case, with botocore's clock frozen and nothing from the
+/// developer's AWS configuration.
+fn aws_eks_get_token(cases: &[(&str, &str, Option<&str>)]) -> Vec<String> {
+    let moto = std::env::var("PWLESS_MOTO_SERVER")
+        .expect("PWLESS_MOTO_SERVER is not set: run the tests with scripts/test");
+    let python = std::path::Path::new(&moto).with_file_name("python");
+    let script = r#"
+import datetime, json, sys, botocore.auth
+from unittest import mock
+from awscli.clidriver import create_clidriver
+frozen = datetime.datetime.fromtimestamp(int(sys.argv[1]), datetime.timezone.utc).replace(tzinfo=None)
+with mock.patch("botocore.auth.get_current_datetime", return_value=frozen):
+    sys.exit(create_clidriver().main(sys.argv[2:]))
+"#;
+    cases
+        .iter()
+        .map(|(region, cluster, session_token)| {
+            let mut command = Command::new(&python);
+            command
+                .args([
+                    "-c",
+                    script,
+                    &FROZEN_UNIX.to_string(),
+                    "eks",
+                    "get-token",
+                    "--cluster-name",
+                    cluster,
+                    "--region",
+                    region,
+                    "--output",
+                    "json",
+                ])
+                .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+                .env("AWS_SECRET_ACCESS_KEY", SECRET)
+                .env("AWS_CONFIG_FILE", "/dev/null")
+                .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+                .env_remove("AWS_ENDPOINT_URL")
+                .env_remove("AWS_PROFILE")
+                .env_remove("AWS_SESSION_TOKEN");
+            if let Some(token) = session_token {
+                command.env("AWS_SESSION_TOKEN", token);
+            }
+            let output = command.output().expect("run aws eks get-token");
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let credential: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+            credential["status"]["token"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn eks_tokens_match_aws_eks_get_token_byte_for_byte() {
+    let long_token: String = (0..1100)
+        .map(|i| ["B", "y", "+", "/", "7", "="][i % 6])
+        .collect();
+    let cases = [
+        ("us-west-2", "iam-postgres", None),
+        (
+            "eu-central-1",
+            "main.cluster_2",
+            Some("FQoGZXIvYXdzEJr//////////wEaDOn+tok/en="),
+        ),
+        ("us-east-1", "c", Some(long_token.as_str())),
+    ];
+    let expected = aws_eks_get_token(&cases);
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(FROZEN_UNIX);
+    for ((region, cluster, session_token), expected) in cases.iter().zip(&expected) {
+        let credentials = SigningCredentials {
+            access_key_id: "AKIDEXAMPLE".into(),
+            secret_access_key: Secret::new(SECRET.into()),
+            session_token: session_token.map(|token| Secret::new(token.into())),
+        };
+        let token = pwless::eks_token::token(&credentials, region, cluster, now);
+        assert_eq!(
+            token.expose(),
+            expected,
+            "region {region} cluster {cluster}"
+        );
+    }
+}
