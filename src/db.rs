@@ -67,6 +67,13 @@ pub fn resolve(endpoint: &str) -> Result<SocketAddr, DbError> {
         .ok_or_else(|| DbError::Resolve(endpoint.to_string()))
 }
 
+/// The certificates of a PEM bundle, in order.
+pub fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    CertificateDer::pem_slice_iter(pem)
+        .map(|certificate| certificate.map_err(|error| error.to_string()))
+        .collect()
+}
+
 /// A rustls client configuration trusting exactly the certificates in `bundle`.
 pub fn tls_config(bundle: &Path) -> Result<rustls::ClientConfig, DbError> {
     let bytes = std::fs::read(bundle).map_err(|source| DbError::CaBundle {
@@ -74,9 +81,9 @@ pub fn tls_config(bundle: &Path) -> Result<rustls::ClientConfig, DbError> {
         source,
     })?;
     let mut roots = rustls::RootCertStore::empty();
-    for certificate in CertificateDer::pem_slice_iter(&bytes) {
-        let certificate =
-            certificate.map_err(|error| DbError::Tls(format!("{}: {error}", bundle.display())))?;
+    let certificates = certificates(&bytes)
+        .map_err(|error| DbError::Tls(format!("{}: {error}", bundle.display())))?;
+    for certificate in certificates {
         roots
             .add(certificate)
             .map_err(|error| DbError::Tls(format!("{}: {error}", bundle.display())))?;

@@ -3,7 +3,8 @@
 //!
 //! [`manifests`] builds them from the resource graph, with values from the state where it has
 //! them and `<known after apply>` where not. `pwless manifests` prints them for review and for
-//! GitOps users; the Kubernetes provider (issue 5) will server-side-apply the same objects.
+//! GitOps users; the Kubernetes provider server-side-applies the same objects
+//! ([`object_of`], from resolved inputs).
 
 use serde_json::{Map, Value, json};
 
@@ -44,8 +45,13 @@ fn input(resource: &Resource, name: &str, state: Option<&State>) -> Value {
 
 /// The object for one Kubernetes resource of the graph; `None` for other kinds.
 pub fn object(resource: &Resource, state: Option<&State>) -> Option<Value> {
-    let get = |name: &str| input(resource, name, state);
-    let object = match resource.kind {
+    object_of(resource.kind, |name| input(resource, name, state))
+}
+
+/// The object of a Kubernetes resource of `kind` whose inputs `get` answers (resolved inputs
+/// when the provider applies it, graph inputs with state values for `pwless manifests`).
+pub fn object_of(kind: ResourceKind, get: impl Fn(&str) -> Value) -> Option<Value> {
+    let object = match kind {
         ResourceKind::KubernetesNamespace => json!({
             "apiVersion": "v1",
             "kind": "Namespace",

@@ -172,9 +172,8 @@ async fn run(
         .collect();
     if !unsupported.is_empty() {
         return Err(UserError(format!(
-            "this pwless cannot yet apply {} of the planned resources ({}): Kubernetes objects come with a later release \
-             (and a saved plan cannot manage database users: plan and apply with -f); nothing was changed. Remove `app` \
-             from the stack to apply the rest",
+            "a saved plan cannot manage database users ({} of its resources: {}); nothing was changed. \
+             Plan and apply with -f STACK, which reads the database settings from the stack",
             unsupported.len(),
             unsupported.join(", ")
         ))

@@ -84,6 +84,15 @@ pub fn outputs(state: &State) -> BTreeMap<String, Value> {
     if !roles.is_empty() {
         put("accessRoleArns", Some(json!(roles)));
     }
+    // The demo app's Service listens on port 80 of its load balancer.
+    let app_host = state
+        .resources
+        .iter()
+        .filter(|resource| resource.kind == crate::graph::ResourceKind::KubernetesService)
+        .find_map(|resource| resource.outputs.get("load_balancer_hostname"))
+        .and_then(Value::as_str)
+        .map(|host| json!(format!("http://{host}")));
+    put("appUrl", app_host);
     outputs
 }
 

@@ -1,11 +1,13 @@
 //! Providers carry out resource changes: create, read (for refresh), update, delete, and adopt
 //! (find a resource a crashed run created but did not record).
 //!
-//! One trait; today one implementation, [`aws::AwsProvider`]. The PostgreSQL and Kubernetes
-//! providers come with issues 4 and 5; until then [`Provider::supports`] says no for their
-//! kinds and apply refuses such plans before changing anything.
+//! One trait; [`Providers`] sends each kind to its own: [`aws::AwsProvider`],
+//! [`postgres::PostgresProvider`] and [`kubernetes::KubernetesProvider`]. A provider a stack
+//! cannot use (a saved plan carries no database settings) says no in [`Provider::supports`],
+//! and apply refuses such plans before changing anything.
 
 pub mod aws;
+pub mod kubernetes;
 pub mod postgres;
 pub mod wait;
 
@@ -101,6 +103,7 @@ pub struct Providers {
     pub aws: aws::AwsProvider,
     /// Present when the stack has database users to manage.
     pub postgres: Option<postgres::PostgresProvider>,
+    pub kubernetes: kubernetes::KubernetesProvider,
 }
 
 impl Providers {
@@ -126,14 +129,25 @@ impl Providers {
         Providers {
             aws: aws::AwsProvider::from_config(&stack.name, &config),
             postgres,
+            kubernetes: kubernetes::KubernetesProvider::new(
+                &stack.region,
+                &config,
+                kubernetes::KubernetesSettings::from_environment(),
+            ),
         }
     }
 
-    /// AWS only (a saved plan carries no database settings).
+    /// AWS and Kubernetes (a saved plan carries no database settings).
     pub async fn aws_only(stack: &str, region: &str) -> Self {
+        let config = aws::load_config(region).await;
         Providers {
-            aws: aws::AwsProvider::new(stack, region).await,
+            aws: aws::AwsProvider::from_config(stack, &config),
             postgres: None,
+            kubernetes: kubernetes::KubernetesProvider::new(
+                region,
+                &config,
+                kubernetes::KubernetesSettings::from_environment(),
+            ),
         }
     }
 
@@ -149,7 +163,7 @@ impl Provider for Providers {
         match kind.provider() {
             crate::graph::Provider::Aws => true,
             crate::graph::Provider::Postgres => self.postgres.is_some(),
-            crate::graph::Provider::Kubernetes => false,
+            crate::graph::Provider::Kubernetes => true,
         }
     }
 
@@ -161,14 +175,16 @@ impl Provider for Providers {
     ) -> Result<Applied, ProviderError> {
         match kind.provider() {
             crate::graph::Provider::Postgres => self.postgres(kind)?.create(kind, inputs).await,
-            _ => self.aws.create(address, kind, inputs).await,
+            crate::graph::Provider::Kubernetes => self.kubernetes.create(kind, inputs).await,
+            crate::graph::Provider::Aws => self.aws.create(address, kind, inputs).await,
         }
     }
 
     async fn read(&self, resource: &ResourceState) -> Result<Observed, ProviderError> {
         match resource.kind.provider() {
             crate::graph::Provider::Postgres => self.postgres(resource.kind)?.read(resource).await,
-            _ => self.aws.read(resource).await,
+            crate::graph::Provider::Kubernetes => self.kubernetes.read(resource).await,
+            crate::graph::Provider::Aws => self.aws.read(resource).await,
         }
     }
 
@@ -184,7 +200,8 @@ impl Provider for Providers {
                     .update(resource, inputs, changed)
                     .await
             }
-            _ => self.aws.update(resource, inputs, changed).await,
+            crate::graph::Provider::Kubernetes => self.kubernetes.update(resource, inputs).await,
+            crate::graph::Provider::Aws => self.aws.update(resource, inputs, changed).await,
         }
     }
 
@@ -193,7 +210,8 @@ impl Provider for Providers {
             crate::graph::Provider::Postgres => {
                 self.postgres(resource.kind)?.delete(resource).await
             }
-            _ => self.aws.delete(resource).await,
+            crate::graph::Provider::Kubernetes => self.kubernetes.delete(resource).await,
+            crate::graph::Provider::Aws => self.aws.delete(resource).await,
         }
     }
 
@@ -205,7 +223,8 @@ impl Provider for Providers {
     ) -> Result<Option<Applied>, ProviderError> {
         match kind.provider() {
             crate::graph::Provider::Postgres => self.postgres(kind)?.adopt(kind, inputs).await,
-            _ => self.aws.adopt(address, kind, inputs).await,
+            crate::graph::Provider::Kubernetes => self.kubernetes.adopt(kind, inputs).await,
+            crate::graph::Provider::Aws => self.aws.adopt(address, kind, inputs).await,
         }
     }
 }

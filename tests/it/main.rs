@@ -3,6 +3,7 @@
 mod aws;
 mod cli;
 mod common;
+mod kubernetes;
 mod manifests;
 mod planner;
 mod postgres;

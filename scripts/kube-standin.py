@@ -1,0 +1,571 @@
+#!/usr/bin/env python3
+"""A Kubernetes API server stand-in for pwless's tests and sandbox (Python stdlib only).
+
+No Kubernetes API server can be installed on these machines (Debian ships only clients, no
+registry ships kube-apiserver), and kmock answers 500 for cluster-scoped objects, for a
+server-side apply of a missing object and after a delete. This stand-in speaks the part of
+the API pwless uses, with the API server's own status codes and Status bodies, so the
+client path (kube-rs, TLS, the EKS bearer token, server-side apply) runs for real:
+
+- HTTPS on 127.0.0.1 with a CA it makes at start (openssl), printed as `<dir>/ca.pem`;
+- authentication as EKS does it: a `k8s-aws-v1.` token is a presigned STS GetCallerIdentity
+  URL; the stand-in re-computes its SigV4 signature for the credentials it was told of
+  (--aws-key ID:SECRET), checks the `x-k8s-aws-id` header is the cluster (--cluster), the
+  host, the action and the 15-minute window; anything else answers 401. --static-token
+  admits one fixed token (for tests that look at objects directly);
+- namespaces, serviceaccounts, services (core/v1) and deployments (apps/v1): GET, DELETE,
+  and PATCH as server-side apply (application/apply-patch+yaml, fieldManager required,
+  409 Conflict on fields another manager owns unless force=true, fields the manager stopped
+  applying removed, managedFields kept) or as JSON merge patch (another manager's edit);
+- what controllers do, later and lazily: a Deployment becomes available after
+  --deploy-seconds (never, if its service account is missing, as pods cannot be made); a
+  LoadBalancer Service gets a hostname after --lb-seconds and keeps a finalizer, so its
+  deletion takes --lb-seconds too; a deleted Namespace is Terminating until what is in it
+  is gone; 404 after a delete; 403 for new objects in a terminating namespace.
+
+Not covered: lists and watches, other kinds, strategic merge, field sets inside lists
+(lists are atomic here), admission, RBAC (any authenticated caller may do anything).
+GET /_standin/requests lists the requests it served (method, path, content type, field
+manager) for tests.
+"""
+
+import argparse
+import base64
+import copy
+import datetime
+import hashlib
+import hmac
+import json
+import os
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+KINDS = {
+    # plural: (apiVersion, kind, namespaced)
+    "namespaces": ("v1", "Namespace", False),
+    "serviceaccounts": ("v1", "ServiceAccount", True),
+    "services": ("v1", "Service", True),
+    "deployments": ("apps/v1", "Deployment", True),
+}
+LB_FINALIZER = "service.kubernetes.io/load-balancer-cleanup"
+
+
+def now_rfc3339():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class ApiError(Exception):
+    def __init__(self, code, reason, message, details=None):
+        super().__init__(message)
+        self.code, self.reason, self.message, self.details = code, reason, message, details
+
+    def body(self):
+        status = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                  "message": self.message, "reason": self.reason, "code": self.code}
+        if self.details:
+            status["details"] = self.details
+        return status
+
+
+def not_found(plural, name):
+    return ApiError(404, "NotFound", f'{plural} "{name}" not found',
+                    {"name": name, "kind": plural})
+
+
+# --- field sets: leaf paths of a config; lists are atomic -----------------------------------
+
+IGNORED_TOP = {"apiVersion", "kind", "status"}
+IGNORED_META = {"name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp",
+                "managedFields", "deletionTimestamp", "finalizers"}
+
+
+def leaf_paths(value, prefix=()):
+    if isinstance(value, dict) and value:
+        out = set()
+        for key, item in value.items():
+            path = prefix + (key,)
+            if not prefix and key in IGNORED_TOP:
+                continue
+            if prefix == ("metadata",) and key in IGNORED_META:
+                continue
+            out |= leaf_paths(item, path)
+        return out
+    return {prefix} if prefix else set()
+
+
+def get_path(obj, path):
+    for key in path:
+        if not isinstance(obj, dict) or key not in obj:
+            return None
+        obj = obj[key]
+    return obj
+
+
+def set_path(obj, path, value):
+    for key in path[:-1]:
+        if not isinstance(obj.get(key), dict):
+            obj[key] = {}
+        obj = obj[key]
+    obj[path[-1]] = copy.deepcopy(value)
+
+
+def remove_path(obj, path):
+    parents = []
+    for key in path[:-1]:
+        if not isinstance(obj, dict) or key not in obj:
+            return
+        parents.append((obj, key))
+        obj = obj[key]
+    if isinstance(obj, dict):
+        obj.pop(path[-1], None)
+    # Drop maps the removal left empty.
+    for parent, key in reversed(parents):
+        if parent[key] == {}:
+            del parent[key]
+
+
+def fields_v1(paths):
+    tree = {}
+    for path in sorted(paths):
+        node = tree
+        for key in path:
+            node = node.setdefault("f:" + key, {})
+    return tree
+
+
+def merge_patch(target, patch):
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    if not isinstance(target, dict):
+        target = {}
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        else:
+            target[key] = merge_patch(target.get(key), value)
+    return target
+
+
+# --- EKS token checking -------------------------------------------------------------------
+
+def sigv4_presigned_signature(secret, region, service, stamp, query_pairs, headers):
+    signed = sorted(headers)
+    canonical_query = "&".join(
+        f"{urllib.parse.quote(k, safe='-_.~')}={urllib.parse.quote(v, safe='-_.~')}"
+        for k, v in sorted(query_pairs))
+    canonical_headers = "".join(f"{name}:{headers[name].strip()}\n" for name in signed)
+    canonical_request = "\n".join(["GET", "/", canonical_query, canonical_headers,
+                                   ";".join(signed), hashlib.sha256(b"").hexdigest()])
+    scope = f"{stamp[:8]}/{region}/{service}/aws4_request"
+    string_to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope,
+                                hashlib.sha256(canonical_request.encode()).hexdigest()])
+    key = ("AWS4" + secret).encode()
+    for part in (stamp[:8], region, service, "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+
+
+def check_eks_token(token, keys, cluster):
+    """The caller's access key id, or raises ValueError saying why the token is refused."""
+    if not token.startswith("k8s-aws-v1."):
+        raise ValueError("not an EKS token")
+    encoded = token[len("k8s-aws-v1."):]
+    url = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
+    parsed = urllib.parse.urlsplit(url)
+    pairs = urllib.parse.parse_qsl(parsed.query, keep_blank_values=True)
+    query = dict(pairs)
+    if parsed.scheme != "https" or parsed.path != "/" or not parsed.hostname.startswith("sts."):
+        raise ValueError(f"not an STS URL: {parsed.scheme}://{parsed.hostname}{parsed.path}")
+    if query.get("Action") != "GetCallerIdentity" or query.get("Version") != "2011-06-15":
+        raise ValueError("not a GetCallerIdentity call")
+    if query.get("X-Amz-SignedHeaders") != "host;x-k8s-aws-id":
+        raise ValueError("the cluster header is not signed")
+    access_key, date, region, service, _ = query.get("X-Amz-Credential", "////").split("/")
+    if service != "sts" or parsed.hostname != f"sts.{region}.amazonaws.com":
+        raise ValueError("the credential scope does not match the host")
+    stamp = query.get("X-Amz-Date", "")
+    signed_at = datetime.datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(
+        tzinfo=datetime.timezone.utc)
+    age = (datetime.datetime.now(datetime.timezone.utc) - signed_at).total_seconds()
+    if age > 15 * 60 or age < -5 * 60:
+        raise ValueError(f"the token is expired or from the future ({int(age)} s old)")
+    if access_key not in keys:
+        raise ValueError(f"unknown access key {access_key}")
+    signature = query.pop("X-Amz-Signature", "")
+    pairs = [(k, v) for k, v in pairs if k != "X-Amz-Signature"]
+    expected = sigv4_presigned_signature(keys[access_key], region, "sts", stamp, pairs,
+                                         {"host": parsed.hostname, "x-k8s-aws-id": cluster})
+    if not hmac.compare_digest(signature, expected):
+        raise ValueError("bad signature (wrong secret, or signed for another cluster)")
+    return access_key
+
+
+# --- the store ----------------------------------------------------------------------------
+
+class Store:
+    def __init__(self, args):
+        self.args = args
+        self.lock = threading.Lock()
+        self.objects = {}   # (plural, namespace, name) -> object
+        self.owners = {}    # (plural, namespace, name) -> {manager: set(paths)}
+        self.timers = {}    # key -> {"ready_at": t, "gone_at": t}
+        self.version = 0
+        self.requests = []
+
+    def next_version(self):
+        self.version += 1
+        return str(self.version)
+
+    # controllers, run before every request
+    def tick(self):
+        now = time.monotonic()
+        for key in list(self.objects):
+            obj = self.objects.get(key)
+            if obj is None:
+                continue
+            plural = key[0]
+            timer = self.timers.setdefault(key, {})
+            meta = obj["metadata"]
+            if "deletionTimestamp" in meta:
+                if plural == "namespaces":
+                    inside = [k for k in self.objects if k[1] == key[2]]
+                    for other in inside:
+                        self.start_delete(other)
+                    if not inside and now >= timer.get("gone_at", 0):
+                        self.forget(key)
+                elif now >= timer.get("gone_at", 0):
+                    self.forget(key)
+                continue
+            if plural == "deployments":
+                self.deployment_status(key, obj, now)
+            if plural == "services" and obj.get("spec", {}).get("type") == "LoadBalancer":
+                if now >= timer.get("lb_at", now + 1) and not get_path(obj, ("status", "loadBalancer", "ingress")):
+                    digest = hashlib.sha1("/".join(key).encode()).hexdigest()[:16]
+                    obj["status"] = {"loadBalancer": {"ingress": [{
+                        "hostname": f"k8s-{key[1]}-{key[2]}-{digest}.elb.{self.args.region}.amazonaws.com"}]}}
+                    meta["resourceVersion"] = self.next_version()
+
+    def deployment_status(self, key, obj, now):
+        timer = self.timers[key]
+        generation = obj["metadata"].get("generation", 1)
+        wanted = obj.get("spec", {}).get("replicas", 1)
+        account = get_path(obj, ("spec", "template", "spec", "serviceAccountName")) or "default"
+        account_exists = account == "default" or ("serviceaccounts", key[1], account) in self.objects
+        ready = account_exists and now >= timer.get("ready_at", 0)
+        status = {"observedGeneration": generation, "replicas": wanted,
+                  "updatedReplicas": wanted if ready else 0,
+                  "readyReplicas": wanted if ready else 0,
+                  "availableReplicas": wanted if ready else 0,
+                  "conditions": [{"type": "Available", "status": "True" if ready else "False",
+                                  "reason": "MinimumReplicasAvailable" if ready else "MinimumReplicasUnavailable"}]}
+        if not account_exists:
+            status["conditions"].append({"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+                                         "message": f'pods "{key[2]}-" is forbidden: error looking up service account {key[1]}/{account}: serviceaccount "{account}" not found'})
+        if obj.get("status") != status:
+            obj["status"] = status
+            obj["metadata"]["resourceVersion"] = self.next_version()
+
+    def forget(self, key):
+        self.objects.pop(key, None)
+        self.owners.pop(key, None)
+        self.timers.pop(key, None)
+
+    def start_delete(self, key):
+        obj = self.objects.get(key)
+        if obj is None or "deletionTimestamp" in obj["metadata"]:
+            return obj
+        meta = obj["metadata"]
+        meta["deletionTimestamp"] = now_rfc3339()
+        meta["resourceVersion"] = self.next_version()
+        delay = 0.0
+        if LB_FINALIZER in meta.get("finalizers", []):
+            delay = self.args.lb_seconds
+        elif key[0] == "deployments":
+            delay = 0.2  # its ReplicaSets and Pods go first (foreground)
+        elif key[0] == "namespaces":
+            delay = 0.2
+            obj.setdefault("status", {})["phase"] = "Terminating"
+        self.timers.setdefault(key, {})["gone_at"] = time.monotonic() + delay
+        return obj
+
+    def key(self, plural, namespace, name):
+        return (plural, namespace or "", name)
+
+    def check_namespace(self, namespace, creating):
+        if namespace is None:
+            return
+        ns = self.objects.get(("namespaces", "", namespace))
+        if ns is None:
+            raise not_found("namespaces", namespace)
+        if creating and "deletionTimestamp" in ns["metadata"]:
+            raise ApiError(403, "Forbidden", f"unable to create new content in namespace {namespace} because it is being terminated")
+
+    def validate(self, plural, namespace, name, config):
+        api_version, kind, _ = KINDS[plural]
+        problems = []
+        if config.get("apiVersion") != api_version or config.get("kind") != kind:
+            raise ApiError(400, "BadRequest", f"the body is {config.get('apiVersion')}/{config.get('kind')}, not {api_version}/{kind}")
+        meta = config.get("metadata") or {}
+        if meta.get("name") != name:
+            problems.append("metadata.name: Invalid value: the name of the object does not match the name on the URL")
+        if namespace and meta.get("namespace") not in (None, namespace):
+            problems.append("metadata.namespace: Invalid value: the namespace of the object does not match the namespace on the URL")
+        for label, value in (meta.get("labels") or {}).items():
+            if not isinstance(value, str):
+                problems.append(f"metadata.labels.{label}: Invalid value: must be a string")
+        if plural == "deployments":
+            selector = get_path(config, ("spec", "selector", "matchLabels")) or {}
+            labels = get_path(config, ("spec", "template", "metadata", "labels")) or {}
+            if not selector:
+                problems.append("spec.selector: Required value")
+            elif any(labels.get(k) != v for k, v in selector.items()):
+                problems.append("spec.template.metadata.labels: Invalid value: `selector` does not match template `labels`")
+            containers = get_path(config, ("spec", "template", "spec", "containers")) or []
+            if not containers or not all(c.get("image") for c in containers):
+                problems.append("spec.template.spec.containers[0].image: Required value")
+            for container in containers:
+                for entry in container.get("env") or []:
+                    if "value" in entry and not isinstance(entry["value"], str):
+                        problems.append(f"spec.template.spec.containers.env[{entry.get('name')}].value: Invalid value: must be a string")
+        if plural == "services":
+            for port in get_path(config, ("spec", "ports")) or []:
+                if not isinstance(port.get("port"), int) or not 0 < port["port"] < 65536:
+                    problems.append("spec.ports[0].port: Invalid value: must be between 1 and 65535")
+        if problems:
+            raise ApiError(422, "Invalid", f'{kind} "{name}" is invalid: ' + "; ".join(problems),
+                           {"name": name, "kind": plural})
+
+    def render(self, key):
+        obj = copy.deepcopy(self.objects[key])
+        obj["metadata"]["managedFields"] = [
+            {"manager": manager, "operation": entry["operation"], "apiVersion": obj["apiVersion"],
+             "time": entry["time"], "fieldsType": "FieldsV1", "fieldsV1": fields_v1(entry["paths"])}
+            for manager, entry in sorted(self.owners.get(key, {}).items()) if entry["paths"]]
+        return obj
+
+    def write(self, plural, namespace, name, config, manager, force, operation):
+        """Server-side apply (operation Apply) or merge patch (Update) of `config`."""
+        key = self.key(plural, namespace, name)
+        existing = self.objects.get(key)
+        if existing is not None and "deletionTimestamp" in existing["metadata"]:
+            raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {plural} "{name}": the object is being deleted')
+        if existing is None and operation == "Update":
+            raise not_found(plural, name)
+        self.check_namespace(namespace, existing is None)
+        owners = self.owners.setdefault(key, {})
+        obj = copy.deepcopy(existing) if existing else {
+            "apiVersion": KINDS[plural][0], "kind": KINDS[plural][1],
+            "metadata": {"name": name, "uid": str(uuid.uuid4()), "creationTimestamp": now_rfc3339(), "generation": 1}}
+        if namespace:
+            obj["metadata"]["namespace"] = namespace
+        if operation == "Apply":
+            self.validate(plural, namespace, name, config)
+            paths = leaf_paths(config)
+            conflicts = sorted(
+                (other, path) for other, entry in owners.items() if other != manager
+                for path in paths & entry["paths"] if get_path(obj, path) != get_path(config, path))
+            if conflicts and not force:
+                listed = "; ".join(f'conflict with "{other}": .{".".join(path)}' for other, path in conflicts)
+                raise ApiError(409, "Conflict", f"Apply failed with {len(conflicts)} conflict(s): {listed}")
+            previous = owners.get(manager, {}).get("paths", set())
+            held_by_others = set().union(*(e["paths"] for m, e in owners.items() if m != manager)) if owners else set()
+            for path in previous - paths - held_by_others:
+                remove_path(obj, path)
+            for path in paths:
+                set_path(obj, path, get_path(config, path))
+            for other, entry in owners.items():
+                if other != manager:
+                    entry["paths"] -= paths
+        else:
+            paths = leaf_paths(config)
+            obj = merge_patch(obj, {k: v for k, v in config.items() if k not in ("apiVersion", "kind")})
+            for other, entry in owners.items():
+                if other != manager:
+                    entry["paths"] -= paths
+            paths |= owners.get(manager, {}).get("paths", set())
+            self.validate(plural, namespace, name, {**obj, "metadata": {**obj["metadata"], "managedFields": None}})
+        owners[manager] = {"paths": paths, "operation": operation, "time": now_rfc3339()}
+        if existing is None or obj != existing:
+            if existing is not None and obj.get("spec") != existing.get("spec"):
+                obj["metadata"]["generation"] = existing["metadata"].get("generation", 1) + 1
+                if plural == "deployments":
+                    self.timers.setdefault(key, {})["ready_at"] = time.monotonic() + self.args.deploy_seconds
+            obj["metadata"]["resourceVersion"] = self.next_version()
+        if existing is None:
+            timer = self.timers.setdefault(key, {})
+            if plural == "deployments":
+                timer["ready_at"] = time.monotonic() + self.args.deploy_seconds
+            if plural == "services" and get_path(obj, ("spec", "type")) == "LoadBalancer":
+                obj["metadata"]["finalizers"] = [LB_FINALIZER]
+                timer["lb_at"] = time.monotonic() + self.args.lb_seconds
+            if plural == "namespaces":
+                obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = name
+                obj["status"] = {"phase": "Active"}
+        self.objects[key] = obj
+        return (201 if existing is None else 200), self.render(key)
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def send_json(self, code, body):
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def route(self):
+        parsed = urllib.parse.urlsplit(self.path)
+        query = dict(urllib.parse.parse_qsl(parsed.query))
+        parts = [p for p in parsed.path.split("/") if p]
+        if parts[:2] == ["api", "v1"]:
+            rest = parts[2:]
+        elif parts[:3] == ["apis", "apps", "v1"]:
+            rest = parts[3:]
+        else:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        namespace = None
+        if len(rest) == 4 and rest[0] == "namespaces":
+            namespace, plural, name = rest[1], rest[2], rest[3]
+        elif len(rest) == 2:
+            plural, name = rest
+        else:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if plural not in KINDS or KINDS[plural][2] != (namespace is not None):
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if (KINDS[plural][0] == "apps/v1") != (parts[0] == "apis"):
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        return plural, namespace, name, query
+
+    def authenticate(self):
+        header = self.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            raise ApiError(401, "Unauthorized", "Unauthorized")
+        token = header[len("Bearer "):]
+        args = self.server.store.args
+        if args.static_token and hmac.compare_digest(token, args.static_token):
+            return
+        try:
+            check_eks_token(token, args.keys, args.cluster)
+        except (ValueError, UnicodeDecodeError) as error:
+            sys.stderr.write(f"kube-standin: token refused: {error}\n")
+            raise ApiError(401, "Unauthorized", "Unauthorized")
+
+    def handle_any(self, method):
+        store = self.server.store
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if self.path == "/_standin/requests":
+            with store.lock:
+                return self.send_json(200, store.requests)
+        try:
+            self.authenticate()
+            plural, namespace, name, query = self.route()
+            content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+            with store.lock:
+                store.requests.append({"method": method, "plural": plural, "namespace": namespace, "name": name,
+                                       "content_type": content_type, "field_manager": query.get("fieldManager"),
+                                       "force": query.get("force")})
+                store.tick()
+                key = store.key(plural, namespace, name)
+                if method == "GET":
+                    if key not in store.objects:
+                        raise not_found(plural, name)
+                    return self.send_json(200, store.render(key))
+                if method == "DELETE":
+                    if key not in store.objects:
+                        raise not_found(plural, name)
+                    store.start_delete(key)
+                    store.tick()
+                    if key in store.objects:
+                        return self.send_json(200, store.render(key))
+                    return self.send_json(200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                                                "details": {"name": name, "kind": plural}})
+                if method == "PATCH":
+                    try:
+                        config = json.loads(raw or b"{}")
+                    except ValueError:
+                        raise ApiError(400, "BadRequest", "the body is not JSON (this stand-in reads YAML only in its JSON form)")
+                    if content_type == "application/apply-patch+yaml":
+                        manager = query.get("fieldManager")
+                        if not manager:
+                            raise ApiError(400, "BadRequest", "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch")
+                        code, body = store.write(plural, namespace, name, config, manager,
+                                                 query.get("force") == "true", "Apply")
+                    elif content_type == "application/merge-patch+json":
+                        code, body = store.write(plural, namespace, name, config,
+                                                 query.get("fieldManager", "kubectl-edit"), False, "Update")
+                    else:
+                        raise ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml")
+                    return self.send_json(code, body)
+                raise ApiError(405, "MethodNotAllowed", f"the server does not allow this method on the requested resource")
+        except ApiError as error:
+            return self.send_json(error.code, error.body())
+
+    def do_GET(self):
+        self.handle_any("GET")
+
+    def do_PATCH(self):
+        self.handle_any("PATCH")
+
+    def do_DELETE(self):
+        self.handle_any("DELETE")
+
+    def do_POST(self):
+        self.handle_any("POST")
+
+    def do_PUT(self):
+        self.handle_any("PUT")
+
+
+def make_certificates(directory):
+    os.makedirs(directory, exist_ok=True)
+    if os.path.exists(os.path.join(directory, "server.pem")):
+        return
+    run = lambda *args: subprocess.run(args, cwd=directory, check=True, capture_output=True)
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        "-subj", "/CN=pwless kube stand-in CA", "-keyout", "ca.key", "-out", "ca.pem")
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+        "-keyout", "server.key", "-out", "server.csr")
+    with open(os.path.join(directory, "server.ext"), "w") as ext:
+        ext.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "2", "-extfile", "server.ext", "-out", "server.pem")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", required=True, help="where the CA and server certificate live")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--cluster", required=True, help="the EKS cluster name tokens must name")
+    parser.add_argument("--region", default="us-west-2")
+    parser.add_argument("--aws-key", action="append", default=[], help="ACCESS_KEY_ID:SECRET a token may be signed with")
+    parser.add_argument("--static-token", default=os.environ.get("KUBE_STANDIN_STATIC_TOKEN"))
+    parser.add_argument("--deploy-seconds", type=float, default=0.5)
+    parser.add_argument("--lb-seconds", type=float, default=0.5)
+    args = parser.parse_args()
+    args.keys = dict(entry.split(":", 1) for entry in args.aws_key)
+    make_certificates(args.dir)
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    server.daemon_threads = True
+    server.store = Store(args)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(os.path.join(args.dir, "server.pem"), os.path.join(args.dir, "server.key"))
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    print(server.server_address[1], flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

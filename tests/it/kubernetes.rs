@@ -1,0 +1,500 @@
+//! The whole example stack, end to end: moto for AWS, a real PostgreSQL (scripts/pg-sandbox)
+//! and, for the Kubernetes API, scripts/kube-standin.py — no API server can run on these
+//! machines; the stand-in speaks the API's status codes, server-side apply and EKS token
+//! checking (see its docstring for what it does not cover).
+//!
+//! Every link is checked where it lives: the IAM documents through the IAM API, the objects
+//! through the Kubernetes API, the database roles in PostgreSQL's catalogs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use kube::api::{ApiResource, DynamicObject};
+use serde_json::{Value, json};
+
+use crate::aws::Moto;
+use crate::common::{EXAMPLE, TempDir, stderr, stdout};
+use crate::postgres::LocalPostgres;
+
+/// scripts/kube-standin.py on a free port, with its own CA; stopped when dropped.
+pub struct KubeStandin {
+    child: std::process::Child,
+    pub url: String,
+    pub ca: PathBuf,
+    static_token: String,
+    _dir: TempDir,
+}
+
+impl KubeStandin {
+    /// Admits EKS tokens for `cluster` signed with `access_key`/`secret`.
+    pub fn start(name: &str, cluster: &str, access_key: &str, secret: &str) -> Self {
+        let dir = TempDir::new(&format!("kube-{name}"));
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kube-standin.py");
+        let static_token = format!("test-{}", uuid::Uuid::new_v4());
+        let mut child = Command::new("python3")
+            .arg(script)
+            .args(["--dir", dir.path().to_str().unwrap(), "--cluster", cluster])
+            .args(["--aws-key", &format!("{access_key}:{secret}")])
+            .args(["--deploy-seconds", "0.3", "--lb-seconds", "0.5"])
+            .env("KUBE_STANDIN_STATIC_TOKEN", &static_token)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start scripts/kube-standin.py");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let port: u16 = line.trim().parse().expect("the stand-in prints its port");
+        KubeStandin {
+            child,
+            url: format!("https://127.0.0.1:{port}"),
+            ca: dir.path().join("ca.pem"),
+            static_token,
+            _dir: dir,
+        }
+    }
+
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("PWLESS_KUBE_API_URL", self.url.clone()),
+            ("PWLESS_KUBE_CA_FILE", self.ca.display().to_string()),
+        ]
+    }
+
+    /// A client of our own (the stand-in's fixed token), for looking at objects.
+    pub fn client(&self) -> kube::Client {
+        let mut config = kube::Config::new(self.url.parse().unwrap());
+        let pem = std::fs::read(&self.ca).unwrap();
+        config.root_cert = Some(
+            pwless::db::certificates(&pem)
+                .unwrap()
+                .into_iter()
+                .map(|certificate| certificate.to_vec())
+                .collect(),
+        );
+        config.headers.push((
+            http::header::AUTHORIZATION,
+            format!("Bearer {}", self.static_token).parse().unwrap(),
+        ));
+        kube::Client::try_from(config).unwrap()
+    }
+
+    /// The requests the stand-in served: `METHOD plural/name`.
+    pub async fn requests(&self) -> Vec<String> {
+        let text = self
+            .client()
+            .request_text(
+                http::Request::get("/_standin/requests")
+                    .body(Vec::new())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let requests: Vec<Value> = serde_json::from_str(&text).unwrap();
+        requests
+            .iter()
+            .map(|request| {
+                format!(
+                    "{} {}/{}",
+                    request["method"].as_str().unwrap(),
+                    request["plural"].as_str().unwrap(),
+                    request["name"].as_str().unwrap()
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for KubeStandin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn resource(api_version: &str, kind: &str, plural: &str) -> ApiResource {
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version: api_version.into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    }
+}
+
+fn namespaces(client: &kube::Client) -> kube::Api<DynamicObject> {
+    kube::Api::all_with(client.clone(), &resource("v1", "Namespace", "namespaces"))
+}
+
+fn in_namespace(
+    client: &kube::Client,
+    api_version: &str,
+    kind: &str,
+    plural: &str,
+) -> kube::Api<DynamicObject> {
+    kube::Api::namespaced_with(client.clone(), "demo", &resource(api_version, kind, plural))
+}
+
+/// IAM hands policy documents back URL-encoded.
+fn url_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'%' && index + 2 < bytes.len() + 1 {
+            let hex = std::str::from_utf8(&bytes[index + 1..index + 3]).unwrap();
+            out.push(u8::from_str_radix(hex, 16).unwrap());
+            index += 3;
+        } else {
+            out.push(if bytes[index] == b'+' {
+                b' '
+            } else {
+                bytes[index]
+            });
+            index += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+struct FullStack {
+    name: String,
+    dir: TempDir,
+    file: PathBuf,
+    moto: Moto,
+    pg: LocalPostgres,
+    kube: KubeStandin,
+}
+
+impl FullStack {
+    fn new(test: &str) -> Self {
+        let name = format!("t{}-{test}", std::process::id());
+        let dir = TempDir::new(&name);
+        let text = EXAMPLE
+            .replacen("stack: iam-postgres", &format!("stack: {name}"), 1)
+            .replacen(
+                "  subnets: private",
+                "  final_snapshot: false\n  subnets: private",
+                1,
+            );
+        let file = dir.write("stack.yaml", &text);
+        FullStack {
+            moto: Moto::start(),
+            pg: LocalPostgres::start(test),
+            kube: KubeStandin::start(test, &name, "testing", "testing"),
+            name,
+            dir,
+            file,
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = self.moto.command(self.dir.path());
+        command
+            .arg(args[0])
+            .args(["-f", self.file.to_str().unwrap()])
+            .args(&args[1..]);
+        for (key, value) in &self.pg.env {
+            command.env(key, value);
+        }
+        for (key, value) in self.kube.env() {
+            command.env(key, value);
+        }
+        command.stdin(Stdio::null());
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        self.command(args).output().unwrap()
+    }
+
+    fn output(&self, name: &str) -> String {
+        let output = self.run(&["output", name]);
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        stdout(&output).trim().to_string()
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn the_example_stack_applies_end_to_end_and_every_link_checks_out() {
+    let stack = FullStack::new("full");
+    let rt = runtime();
+    // kube's client spawns its connection task: make it inside the runtime.
+    let _inside = rt.enter();
+    let kube = stack.kube.client();
+
+    // A token signed with the wrong secret is refused by the API server: the AWS part is
+    // applied, no Kubernetes object is made, and the error says what to look at.
+    let output = stack
+        .command(&["apply", "--auto-approve"])
+        .env("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("401") && stderr(&output).contains("EKS token"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        rt.block_on(namespaces(&kube).get_opt("demo"))
+            .unwrap()
+            .is_none()
+    );
+
+    // With the right credentials the next apply finishes the rest.
+    let output = stack.run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    for created in [
+        "kubernetes_namespace.demo: created",
+        "kubernetes_service_account.demo/demo-app: created",
+        "kubernetes_deployment.demo/pwless-demo: created",
+        "kubernetes_service.demo/pwless-demo: created",
+    ] {
+        assert!(stderr(&output).contains(created), "{}", stderr(&output));
+    }
+
+    // IAM: the exact trust and permission documents of the service account's role.
+    let clients = rt.block_on(crate::aws::clients(&stack.moto));
+    let role_name = format!("{}-demo-demo-app", stack.name);
+    let issuer = stack.output("clusterOidcIssuer");
+    let issuer_host = issuer.trim_start_matches("https://");
+    let resource_id = stack.output("databaseClusterResourceId");
+    assert!(resource_id.starts_with("cluster-"), "{resource_id}");
+    let (role_arn, trust, inline, attached, permission) = rt.block_on(async {
+        let role = clients
+            .iam
+            .get_role()
+            .role_name(&role_name)
+            .send()
+            .await
+            .unwrap()
+            .role
+            .unwrap();
+        let trust: Value =
+            serde_json::from_str(&url_decoded(role.assume_role_policy_document().unwrap()))
+                .unwrap();
+        let inline = clients
+            .iam
+            .list_role_policies()
+            .role_name(&role_name)
+            .send()
+            .await
+            .unwrap()
+            .policy_names()
+            .to_vec();
+        let attached = clients
+            .iam
+            .list_attached_role_policies()
+            .role_name(&role_name)
+            .send()
+            .await
+            .unwrap()
+            .attached_policies()
+            .len();
+        let document = clients
+            .iam
+            .get_role_policy()
+            .role_name(&role_name)
+            .policy_name("rds-db-connect")
+            .send()
+            .await
+            .unwrap()
+            .policy_document()
+            .to_string();
+        let permission: Value = serde_json::from_str(&url_decoded(&document)).unwrap();
+        (role.arn().to_string(), trust, inline, attached, permission)
+    });
+    assert_eq!(
+        trust,
+        json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Effect": "Allow",
+                "Principal": {"Federated": format!("arn:aws:iam::123456789012:oidc-provider/{issuer_host}")},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {"StringEquals": {
+                    format!("{issuer_host}:sub"): "system:serviceaccount:demo:demo-app",
+                    format!("{issuer_host}:aud"): "sts.amazonaws.com",
+                }},
+            }],
+        })
+    );
+    assert_eq!(inline, vec!["rds-db-connect".to_string()]);
+    assert_eq!(attached, 0, "no managed policy on an IRSA role");
+    assert_eq!(
+        permission,
+        json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Effect": "Allow",
+                "Action": "rds-db:connect",
+                "Resource": format!("arn:aws:rds-db:us-west-2:123456789012:dbuser:{resource_id}/app_user"),
+            }],
+        })
+    );
+    let output = stack.run(&["output", "accessRoleArns", "--json"]);
+    let arns: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(arns["demo/demo-app"], json!(role_arn));
+
+    // Kubernetes: the service account carries that role; the app runs under it with the
+    // database settings and no secret.
+    let (account, deployment, service) = rt.block_on(async {
+        let account = in_namespace(&kube, "v1", "ServiceAccount", "serviceaccounts")
+            .get("demo-app")
+            .await
+            .unwrap();
+        let deployment = in_namespace(&kube, "apps/v1", "Deployment", "deployments")
+            .get("pwless-demo")
+            .await
+            .unwrap();
+        let service = in_namespace(&kube, "v1", "Service", "services")
+            .get("pwless-demo")
+            .await
+            .unwrap();
+        (account, deployment, service)
+    });
+    assert_eq!(
+        account.metadata.annotations.unwrap()["eks.amazonaws.com/role-arn"],
+        role_arn
+    );
+    let managers: Vec<String> = deployment
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|entry| entry.manager)
+        .collect();
+    assert_eq!(managers, vec!["pwless".to_string()]);
+    let pod = &deployment.data["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "demo-app");
+    let env: std::collections::BTreeMap<String, String> = pod["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| {
+            (
+                entry["name"].as_str().unwrap().to_string(),
+                entry["value"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(env["DB_ENDPOINT"], stack.output("databaseEndpoint"));
+    assert_eq!(env["DB_PORT"], stack.output("databasePort"));
+    assert_eq!(env["DB_USER"], "app_user");
+    assert_eq!(env["DB_NAME"], "appdb");
+    assert_eq!(env["AWS_REGION"], "us-west-2");
+    assert_eq!(env["PORT"], "8080");
+    assert!(env.contains_key("RDS_CA_CERT"));
+    assert!(
+        !env.keys().any(|key| key.contains("PASSWORD")),
+        "no secret in the app's environment: {env:?}"
+    );
+    assert_eq!(deployment.data["status"]["availableReplicas"], 2);
+    let hostname = service.data["status"]["loadBalancer"]["ingress"][0]["hostname"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(service.data["spec"]["type"], "LoadBalancer");
+    assert_eq!(stack.output("appUrl"), format!("http://{hostname}"));
+
+    // The database user the role may log in as is IAM-only.
+    rt.block_on(async {
+        let su = crate::aws::superuser(&stack.pg).await;
+        let row = su
+            .query_one("select rolcanlogin, rolpassword is null, pg_has_role(oid, 'rds_iam', 'member') from pg_authid where rolname = 'app_user'", &[])
+            .await
+            .unwrap();
+        assert_eq!((row.get::<_, bool>(0), row.get::<_, bool>(1), row.get::<_, bool>(2)), (true, true, true));
+    });
+
+    // A second apply changes nothing: no write reaches the API server.
+    let before = rt.block_on(stack.kube.requests()).len();
+    let output = stack.run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("No changes."),
+        "{}",
+        stdout(&output)
+    );
+    let writes: Vec<String> = rt.block_on(stack.kube.requests())[before..]
+        .iter()
+        .filter(|request| !request.starts_with("GET "))
+        .cloned()
+        .collect();
+    assert_eq!(writes, Vec::<String>::new());
+
+    // Someone scales the app by hand: the plan shows it, apply takes the field back.
+    rt.block_on(async {
+        in_namespace(&kube, "apps/v1", "Deployment", "deployments")
+            .patch(
+                "pwless-demo",
+                &kube::api::PatchParams {
+                    field_manager: Some("kubectl-scale".into()),
+                    ..Default::default()
+                },
+                &kube::api::Patch::Merge(json!({"spec": {"replicas": 5}})),
+            )
+            .await
+            .unwrap();
+    });
+    let output = stack.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stdout(&output)
+            .contains("~ kubernetes_deployment.demo/pwless-demo  # it was changed outside pwless"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(
+        stdout(&output).contains("Plan: 0 to add, 1 to change, 0 to destroy."),
+        "{}",
+        stdout(&output)
+    );
+    let output = stack.run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let replicas = rt.block_on(async {
+        in_namespace(&kube, "apps/v1", "Deployment", "deployments")
+            .get("pwless-demo")
+            .await
+            .unwrap()
+            .data["spec"]["replicas"]
+            .clone()
+    });
+    assert_eq!(replicas, 2);
+    assert_eq!(
+        stack.run(&["plan", "--detailed-exitcode"]).status.code(),
+        Some(0)
+    );
+
+    // Destroy: the Service (and its load balancer) goes before the network, then everything.
+    let output = stack.run(&["destroy", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let log = stderr(&output);
+    let position = |text: &str| {
+        log.find(text)
+            .unwrap_or_else(|| panic!("`{text}` not in:\n{log}"))
+    };
+    assert!(
+        position("kubernetes_service.demo/pwless-demo: destroyed")
+            < position("aws_internet_gateway.main: destroyed")
+    );
+    assert!(
+        rt.block_on(namespaces(&kube).get_opt("demo"))
+            .unwrap()
+            .is_none()
+    );
+    let left = rt.block_on(crate::aws::live(&clients, &stack.name));
+    assert!(crate::aws::nothing(&left), "{left:?}");
+}
