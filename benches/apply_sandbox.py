@@ -64,7 +64,8 @@ def main():
 
     moto_server = subprocess.run([os.path.join(ROOT, "scripts", "sandbox"), "install"], check=True, capture_output=True, text=True).stdout.strip()
     moto_port = free_port()
-    moto = subprocess.Popen([moto_server, "-H", "127.0.0.1", "-p", str(moto_port)], env={**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"},
+    moto = subprocess.Popen([os.path.join(os.path.dirname(moto_server), "python"), os.path.join(ROOT, "scripts", "moto-server.py"),
+                             "-H", "127.0.0.1", "-p", str(moto_port)], env={**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     proxy = subprocess.Popen([sys.executable, os.path.join(ROOT, "scripts", "moto-proxy.py"), "--upstream", f"http://127.0.0.1:{moto_port}",
                               "--latency-ms", str(args.latency_ms)], stdout=subprocess.PIPE, text=True)

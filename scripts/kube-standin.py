@@ -13,6 +13,10 @@ client path (kube-rs, TLS, the EKS bearer token, server-side apply) runs for rea
   (--aws-key ID:SECRET), checks the `x-k8s-aws-id` header is the cluster (--cluster), the
   host, the action and the 15-minute window; anything else answers 401. --static-token
   admits one fixed token (for tests that look at objects directly);
+- authorization as EKS does it (with --moto): the caller's identity from moto's STS, and an
+  EKS access entry for it (a role session counts as its role) with
+  AmazonEKSClusterAdminPolicy on cluster scope, read from moto (scripts/moto-server.py adds
+  access entries to moto); without one, 403;
 - namespaces, serviceaccounts, services (core/v1) and deployments (apps/v1): GET, DELETE,
   and PATCH as server-side apply (application/apply-patch+yaml, fieldManager required,
   409 Conflict on fields another manager owns unless force=true, fields the manager stopped
@@ -24,7 +28,7 @@ client path (kube-rs, TLS, the EKS bearer token, server-side apply) runs for rea
   is gone; 404 after a delete; 403 for new objects in a terminating namespace.
 
 Not covered: lists and watches, other kinds, strategic merge, field sets inside lists
-(lists are atomic here), admission, RBAC (any authenticated caller may do anything).
+(lists are atomic here), admission, RBAC and access policies other than cluster-admin.
 GET /_standin/requests lists the requests it served (method, path, content type, field
 manager) for tests.
 """
@@ -37,12 +41,15 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import ssl
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -171,6 +178,60 @@ def sigv4_presigned_signature(secret, region, service, stamp, query_pairs, heade
     return hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
 
 
+def moto_call(moto, access_key, region, service, path_and_query):
+    """A call to the sandbox's moto, as `access_key` (moto reads the key from the header)."""
+    request = urllib.request.Request(moto.rstrip("/") + path_and_query, headers={
+        "Authorization": f"AWS4-HMAC-SHA256 Credential={access_key}/20260101/{region}/{service}/aws4_request, "
+                         "SignedHeaders=host, Signature=0"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def principal_of(arn):
+    """The IAM principal an access entry names for a caller ARN, as EKS maps it: a role
+    session is its role (EKS matches roles by name; paths are not in session ARNs)."""
+    match = re.match(r"arn:([^:]+):sts::(\d{12}):assumed-role/([^/]+)/", arn)
+    if match:
+        return f"arn:{match[1]}:iam::{match[2]}:role/{match[3]}"
+    match = re.match(r"arn:([^:]+):(?:sts|iam)::(\d{12}):user/(.+)$", arn)
+    if match:
+        return f"arn:{match[1]}:iam::{match[2]}:user/{match[3]}"
+    return arn
+
+
+def same_principal(entry, principal):
+    if entry == principal:
+        return True
+    # A role entry with a path matches the session of that role.
+    role = re.match(r"(arn:[^:]+:iam::\d{12}:role/)(?:.*/)?([^/]+)$", entry)
+    return bool(role) and principal == role[1] + role[2]
+
+
+def authorize(args, access_key, region):
+    """The caller's ARN if it has cluster-admin through an access entry; else raises."""
+    status, body = moto_call(args.moto, access_key, region, "sts", "/?Action=GetCallerIdentity&Version=2011-06-15")
+    found = re.search(rb"<Arn>([^<]+)</Arn>", body)
+    if status != 200 or not found:
+        raise ApiError(401, "Unauthorized", "Unauthorized")
+    caller = found[1].decode()
+    principal = principal_of(caller)
+    status, body = moto_call(args.moto, access_key, region, "eks", f"/clusters/{urllib.parse.quote(args.cluster, safe='')}/access-entries")
+    entries = json.loads(body).get("accessEntries", []) if status == 200 else []
+    for entry in entries:
+        if not same_principal(entry, principal):
+            continue
+        status, body = moto_call(args.moto, access_key, region, "eks",
+                                 f"/clusters/{urllib.parse.quote(args.cluster, safe='')}/access-entries/{urllib.parse.quote(entry, safe='')}/access-policies")
+        policies = json.loads(body).get("associatedAccessPolicies", []) if status == 200 else []
+        if any(p.get("policyArn", "").endswith("/AmazonEKSClusterAdminPolicy") and p.get("accessScope", {}).get("type") == "cluster"
+               for p in policies):
+            return caller
+    raise ApiError(403, "Forbidden", f'User "{caller}" cannot use this cluster: it has no EKS access entry with AmazonEKSClusterAdminPolicy')
+
+
 def check_eks_token(token, keys, cluster):
     """The caller's access key id, or raises ValueError saying why the token is refused."""
     if not token.startswith("k8s-aws-v1."):
@@ -203,7 +264,7 @@ def check_eks_token(token, keys, cluster):
                                          {"host": parsed.hostname, "x-k8s-aws-id": cluster})
     if not hmac.compare_digest(signature, expected):
         raise ValueError("bad signature (wrong secret, or signed for another cluster)")
-    return access_key
+    return access_key, region
 
 
 # --- the store ----------------------------------------------------------------------------
@@ -457,10 +518,12 @@ class Handler(BaseHTTPRequestHandler):
         if args.static_token and hmac.compare_digest(token, args.static_token):
             return
         try:
-            check_eks_token(token, args.keys, args.cluster)
+            access_key, region = check_eks_token(token, args.keys, args.cluster)
         except (ValueError, UnicodeDecodeError) as error:
             sys.stderr.write(f"kube-standin: token refused: {error}\n")
             raise ApiError(401, "Unauthorized", "Unauthorized")
+        if args.moto:
+            authorize(args, access_key, region)
 
     def handle_any(self, method):
         store = self.server.store
@@ -552,6 +615,8 @@ def main():
     parser.add_argument("--region", default="us-west-2")
     parser.add_argument("--aws-key", action="append", default=[], help="ACCESS_KEY_ID:SECRET a token may be signed with")
     parser.add_argument("--static-token", default=os.environ.get("KUBE_STANDIN_STATIC_TOKEN"))
+    parser.add_argument("--moto", help="the sandbox's moto URL: callers then need an EKS access entry "
+                                       "with AmazonEKSClusterAdminPolicy there (as on EKS)")
     parser.add_argument("--deploy-seconds", type=float, default=0.5)
     parser.add_argument("--lb-seconds", type=float, default=0.5)
     args = parser.parse_args()

@@ -407,10 +407,17 @@ async fn run<P: Provider>(
                             change.depends_on.clone(),
                         )
                         .await?;
-                    let applied = provider
-                        .create(address, change.kind, &inputs)
-                        .await
-                        .map_err(|error| error.message)?;
+                    let applied = match provider.create(address, change.kind, &inputs).await {
+                        Ok(applied) => applied,
+                        Err(error) => {
+                            // A create that may have happened stays pending for adoption; one
+                            // that is safe to repeat is simply planned again.
+                            if change.kind.create_is_idempotent() {
+                                journal.forget_pending(address).await?;
+                            }
+                            return Err(error.message);
+                        }
+                    };
                     journal
                         .recorded(
                             address,

@@ -2,6 +2,9 @@
 //!
 //! A pending create may or may not have happened: the resource is looked up by its
 //! `pwless:address` tag or deterministic name and, if found, recorded — never created twice.
+//! A kind whose create is idempotent (a Kubernetes server-side apply) is not looked up: the
+//! plan creates it again, which is the same apply — and needs no cluster access before the
+//! plan has made the access entries.
 //! A pending update or delete leaves the resource recorded as it was; the refresh that follows
 //! shows where it really stands, and the plan finishes the job.
 
@@ -24,6 +27,12 @@ pub async fn recover<P: Provider>(journal: &Journal, provider: &P) -> Result<Vec
     for operation in pending {
         let address = operation.address.as_str();
         match operation.operation {
+            Operation::Create if operation.kind.create_is_idempotent() => {
+                journal.forget_pending(address).await?;
+                notes.push(format!(
+                    "{address}: an interrupted create is simply made again (it is idempotent)"
+                ));
+            }
             Operation::Create => {
                 let inputs = operation.inputs.clone().unwrap_or_default();
                 if !provider.supports(operation.kind) {

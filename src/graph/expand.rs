@@ -15,6 +15,9 @@ use crate::spec::model::{
 
 /// Where the demo image keeps the RDS CA bundle it verifies the database certificate with.
 pub const APP_CA_BUNDLE_PATH: &str = "/etc/pwless/rds-ca-bundle.pem";
+/// The EKS access policy `cluster.admins` get, cluster-wide.
+pub const CLUSTER_ADMIN_POLICY: &str =
+    "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy";
 /// The audience EKS puts in service account tokens for IAM.
 pub const STS_AUDIENCE: &str = "sts.amazonaws.com";
 
@@ -326,6 +329,20 @@ impl Expander<'_> {
         }
         let cluster = self.push(cluster);
 
+        // Who may use the Kubernetes API: one access entry with cluster-admin per principal.
+        for principal in &cluster_spec.admins {
+            let entry = self
+                .aws(
+                    ResourceKind::EksAccessEntry,
+                    &format!("admin[{principal}]"),
+                    principal,
+                )
+                .input("cluster_name", Expr::output(&cluster, "name"))
+                .input("principal_arn", principal.as_str())
+                .input("policy_arn", CLUSTER_ADMIN_POLICY);
+            self.push(entry);
+        }
+
         let node_group_spec = &cluster_spec.node_group;
         let node_group = self.aws(
             ResourceKind::EksNodeGroup,
@@ -610,6 +627,18 @@ impl Expander<'_> {
             .input("name", namespace)
             .input("labels", labels.clone())
             .input("cluster_arn", cluster_arn.clone());
+            // Every other object lives in a namespace: after the access entries, before their
+            // removal.
+            let resource = stack
+                .cluster
+                .admins
+                .iter()
+                .fold(resource, |resource, admin| {
+                    resource.after(&address(
+                        ResourceKind::EksAccessEntry,
+                        &format!("admin[{admin}]"),
+                    ))
+                });
             self.push(resource);
         }
         for entry in &stack.access {

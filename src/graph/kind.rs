@@ -63,6 +63,7 @@ kinds! {
     IamRolePolicyAttachment => "aws_iam_role_policy_attachment", Aws, force_new: ["role", "policy_arn"], outputs: [];
     IamRolePolicy => "aws_iam_role_policy", Aws, force_new: ["role", "name"], outputs: [];
     EksCluster => "aws_eks_cluster", Aws, force_new: ["name", "role_arn", "subnet_ids", "service_ipv4_cidr"], outputs: ["name", "arn", "endpoint", "certificate_authority", "oidc_issuer"];
+    EksAccessEntry => "aws_eks_access_entry", Aws, force_new: ["cluster_name", "principal_arn"], outputs: ["arn"];
     EksNodeGroup => "aws_eks_node_group", Aws, force_new: ["cluster_name", "node_group_name", "node_role_arn", "subnet_ids", "instance_types"], outputs: ["arn"];
     OidcProvider => "aws_iam_openid_connect_provider", Aws, force_new: ["url"], outputs: ["arn"];
     DbSubnetGroup => "aws_db_subnet_group", Aws, force_new: ["name"], outputs: ["name", "arn"];
@@ -74,6 +75,15 @@ kinds! {
     KubernetesServiceAccount => "kubernetes_service_account", Kubernetes, force_new: ["namespace", "name", "cluster_arn"], outputs: [];
     KubernetesDeployment => "kubernetes_deployment", Kubernetes, force_new: ["namespace", "name", "cluster_arn"], outputs: [];
     KubernetesService => "kubernetes_service", Kubernetes, force_new: ["namespace", "name", "cluster_arn"], outputs: ["load_balancer_hostname"];
+}
+
+impl ResourceKind {
+    /// Whether creating it again is harmless: a Kubernetes object is a server-side apply under
+    /// its deterministic name, so a second create is the same apply. A failed or interrupted
+    /// create of such a kind needs no adoption: the next plan simply creates it again.
+    pub fn create_is_idempotent(self) -> bool {
+        self.provider() == Provider::Kubernetes
+    }
 }
 
 impl fmt::Display for ResourceKind {

@@ -177,13 +177,35 @@ fn access_summary(plan: &Plan) -> String {
         let resource_id = field(change, "rds_db_connect", "cluster_resource_id");
         lines.push(format!("  {entry}  ->  database user {user} on cluster {cluster}, resource id {resource_id}, through IAM role {role}"));
     }
-    if lines.is_empty() {
-        return String::new();
+    let mut admins = Vec::new();
+    for change in &plan.resource_changes {
+        let Some(principal) = change
+            .address
+            .strip_prefix("aws_eks_access_entry.admin[")
+            .and_then(|rest| rest.strip_suffix(']'))
+        else {
+            continue;
+        };
+        admins.push(if change.action == Action::Delete {
+            format!("  - {principal}: loses cluster-admin")
+        } else {
+            format!("  {principal}")
+        });
     }
-    format!(
-        "\nDatabase access (Kubernetes service account -> IAM-only database user):\n{}\n",
-        lines.join("\n")
-    )
+    let mut summary = String::new();
+    if !lines.is_empty() {
+        summary.push_str(&format!(
+            "\nDatabase access (Kubernetes service account -> IAM-only database user):\n{}\n",
+            lines.join("\n")
+        ));
+    }
+    if !admins.is_empty() {
+        summary.push_str(&format!(
+            "\nKubernetes API access (cluster-admin through EKS access entries):\n{}\n",
+            admins.join("\n")
+        ));
+    }
+    summary
 }
 
 fn color_of_sign(sign: &str) -> Color {

@@ -64,6 +64,8 @@ pub struct Cluster {
     /// The Kubernetes service CIDR, if set (EKS picks one otherwise).
     pub service_cidr: Option<Ipv4Cidr>,
     pub endpoint_public_access: bool,
+    /// IAM principal ARNs with cluster-admin through EKS access entries.
+    pub admins: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -25,6 +25,7 @@ const CLUSTER_KEYS: &[&str] = &[
     "node_group",
     "service_cidr",
     "endpoint_public_access",
+    "admins",
 ];
 const NODE_GROUP_KEYS: &[&str] = &["instance_types", "min_size", "desired_size", "max_size"];
 const DATABASE_KEYS: &[&str] = &[
@@ -404,6 +405,21 @@ impl Checker {
             Some(node) => self.app(node, access.as_deref()).map(Some),
             None => Some(None),
         };
+        // Kubernetes objects need someone (pwless's own principal first) with access to the
+        // cluster's API; the cluster is made without an implicit admin.
+        let has_objects = access.as_ref().is_some_and(|access| !access.is_empty())
+            || app.as_ref().is_some_and(Option::is_some);
+        if let (Some(cluster), Some(node)) = (&cluster, fields.value("cluster"))
+            && has_objects
+            && cluster.admins.is_empty()
+        {
+            self.error(
+                "cluster.admins",
+                node.span,
+                "`cluster.admins` is required when the stack has Kubernetes objects (`access` or `app`)",
+                Some("list the IAM role or user pwless runs as (and your team's), e.g. `admins: [arn:aws:iam::123456789012:role/platform-deployer]`; each gets an EKS access entry with cluster-admin".into()),
+            );
+        }
 
         Some(Stack {
             name: name?,
@@ -720,12 +736,61 @@ impl Checker {
             Some(node) => self.boolean(node, "cluster.endpoint_public_access"),
             None => Some(true),
         };
+        let admins = match fields.value("admins") {
+            Some(node) => self.admins(node),
+            None => Some(Vec::new()),
+        };
         Some(Cluster {
             version: version?,
             node_group: node_group?,
             service_cidr: service_cidr?,
             endpoint_public_access: endpoint_public_access?,
+            admins: admins?,
         })
+    }
+
+    /// IAM principal ARNs (roles or users) given cluster-admin through EKS access entries.
+    fn admins(&mut self, node: &Node) -> Option<Vec<String>> {
+        let items = self.list(node, "cluster.admins")?;
+        let mut admins: Vec<String> = Vec::new();
+        let mut valid = true;
+        for item in items {
+            let Some(arn) = self.string(item, "cluster.admins") else {
+                valid = false;
+                continue;
+            };
+            let problem = if let Some(role) = arn
+                .split_once(":sts::")
+                .and_then(|(_, rest)| rest.split_once(":assumed-role/"))
+            {
+                let (account, rest) = role;
+                let name = rest.split('/').next().unwrap_or(rest);
+                Some((
+                    format!("`{arn}` is a role session, not a principal"),
+                    format!("name the role: arn:aws:iam::{account}:role/{name}"),
+                ))
+            } else if !is_principal_arn(arn) {
+                Some((
+                    format!("`{arn}` is not an IAM role or user ARN"),
+                    "write arn:aws:iam::<account>:role/<name> or arn:aws:iam::<account>:user/<name> (`aws sts get-caller-identity` tells who you are)".to_string(),
+                ))
+            } else if admins.iter().any(|admin| admin == arn) {
+                Some((
+                    format!("`{arn}` is listed twice"),
+                    "list each principal once".to_string(),
+                ))
+            } else {
+                None
+            };
+            match problem {
+                Some((message, help)) => {
+                    self.error("cluster.admins", item.span, message, Some(help));
+                    valid = false;
+                }
+                None => admins.push(arn.to_string()),
+            }
+        }
+        valid.then_some(admins)
     }
 
     fn node_group(&mut self, node: &Node) -> Option<NodeGroup> {
@@ -1334,4 +1399,35 @@ pub(crate) fn is_dns_label(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// `arn:<partition>:iam::<12 digits>:role/<path/>name` or `...:user/...`, no wildcards.
+fn is_principal_arn(arn: &str) -> bool {
+    let mut parts = arn.splitn(6, ':');
+    let (Some("arn"), Some(partition), Some("iam"), Some(""), Some(account), Some(resource)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return false;
+    };
+    let name_ok = |name: &str| {
+        !name.is_empty()
+            && name.len() <= 512
+            && name.chars().all(|c| {
+                c.is_ascii_alphanumeric()
+                    || matches!(c, '+' | '=' | ',' | '.' | '@' | '_' | '-' | '/')
+            })
+            && !name.ends_with('/')
+    };
+    matches!(partition, "aws" | "aws-cn" | "aws-us-gov")
+        && account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && (resource
+            .strip_prefix("role/")
+            .or_else(|| resource.strip_prefix("user/"))
+            .is_some_and(name_ok))
 }

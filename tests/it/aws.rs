@@ -23,7 +23,11 @@ impl Moto {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new(server)
+        // moto, plus the EKS access-entry API it lacks (scripts/moto-server.py).
+        let python = Path::new(&server).with_file_name("python");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/moto-server.py");
+        let child = Command::new(python)
+            .arg(script)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
             .stdout(Stdio::null())

@@ -12,12 +12,16 @@ fn plan_prints_to_stdout_and_documents_its_exit_codes() {
     assert_eq!(output.status.code(), Some(0));
     let plan = stdout(&output);
     assert!(
-        plan.contains("\nPlan: 38 to add, 0 to change, 0 to destroy.\n"),
+        plan.contains("\nPlan: 39 to add, 0 to change, 0 to destroy.\n"),
         "{plan}"
     );
-    // The plan ends with who may log in as whom.
+    // The plan ends with who may log in as whom, and who administers the cluster.
     assert!(
-        plan.ends_with("demo/demo-app  ->  database user app_user on cluster iam-postgres, resource id (known after apply), through IAM role iam-postgres-demo-demo-app\n"),
+        plan.contains("demo/demo-app  ->  database user app_user on cluster iam-postgres, resource id (known after apply), through IAM role iam-postgres-demo-demo-app\n"),
+        "{plan}"
+    );
+    assert!(
+        plan.ends_with("\nKubernetes API access (cluster-admin through EKS access entries):\n  arn:aws:iam::123456789012:user/moto\n"),
         "{plan}"
     );
     assert!(!stdout(&output).contains('\x1b'), "NO_COLOR is honoured");
@@ -27,9 +31,9 @@ fn plan_prints_to_stdout_and_documents_its_exit_codes() {
 
     let output = pwless(&["plan", "-f", file, "--json"], dir.path());
     let plan: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(plan["resource_changes"].as_array().unwrap().len(), 38);
+    assert_eq!(plan["resource_changes"].as_array().unwrap().len(), 39);
     assert_eq!(plan["resource_changes"][0]["action"], "create");
-    assert_eq!(plan["summary"]["add"], 38);
+    assert_eq!(plan["summary"]["add"], 39);
 }
 
 #[test]
@@ -72,7 +76,7 @@ fn a_saved_plan_is_shown_and_refused_when_stale() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let output = pwless(&["show", "plan.json"], dir.path());
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    assert!(stdout(&output).contains("Plan: 38 to add"));
+    assert!(stdout(&output).contains("Plan: 39 to add"));
 
     // A state appears (someone applied meanwhile): the plan no longer applies.
     let mut store =

@@ -26,8 +26,9 @@ pub struct KubeStandin {
 }
 
 impl KubeStandin {
-    /// Admits EKS tokens for `cluster` signed with `access_key`/`secret`.
-    pub fn start(name: &str, cluster: &str, access_key: &str, secret: &str) -> Self {
+    /// Admits EKS tokens for `cluster` signed with `access_key`/`secret`, from callers with an
+    /// access entry in `moto`.
+    pub fn start(name: &str, cluster: &str, moto: &Moto, access_key: &str, secret: &str) -> Self {
         let dir = TempDir::new(&format!("kube-{name}"));
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kube-standin.py");
         let static_token = format!("test-{}", uuid::Uuid::new_v4());
@@ -35,6 +36,7 @@ impl KubeStandin {
             .arg(script)
             .args(["--dir", dir.path().to_str().unwrap(), "--cluster", cluster])
             .args(["--aws-key", &format!("{access_key}:{secret}")])
+            .args(["--moto", &moto.endpoint])
             .args(["--deploy-seconds", "0.3", "--lb-seconds", "0.5"])
             .env("KUBE_STANDIN_STATIC_TOKEN", &static_token)
             .stdout(Stdio::piped())
@@ -181,10 +183,11 @@ impl FullStack {
                 1,
             );
         let file = dir.write("stack.yaml", &text);
+        let moto = Moto::start();
         FullStack {
-            moto: Moto::start(),
             pg: LocalPostgres::start(test),
-            kube: KubeStandin::start(test, &name, "testing", "testing"),
+            kube: KubeStandin::start(test, &name, &moto, "testing", "testing"),
+            moto,
             name,
             dir,
             file,
@@ -253,10 +256,39 @@ fn the_example_stack_applies_end_to_end_and_every_link_checks_out() {
             .is_none()
     );
 
-    // With the right credentials the next apply finishes the rest.
+    // The cluster has no implicit admin: a caller without an access entry is refused (403).
+    let with_admins = |admins: &str| {
+        let text = std::fs::read_to_string(&stack.file).unwrap();
+        let start = text.find("  admins:").unwrap();
+        let end = text.find("database:").unwrap();
+        std::fs::write(
+            &stack.file,
+            format!("{}  admins: [{admins}]\n{}", &text[..start], &text[end..]),
+        )
+        .unwrap();
+    };
+    with_admins("arn:aws:iam::123456789012:role/someone-else");
+    let output = stack.run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("403") && stderr(&output).contains("access entry"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        rt.block_on(namespaces(&kube).get_opt("demo"))
+            .unwrap()
+            .is_none()
+    );
+
+    // With pwless's own principal an admin (the other one's entry replaced), the next apply
+    // finishes the rest.
+    with_admins("arn:aws:iam::123456789012:user/moto");
     let output = stack.run(&["apply", "--auto-approve"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     for created in [
+        "aws_eks_access_entry.admin[arn:aws:iam::123456789012:role/someone-else]: destroyed",
+        "aws_eks_access_entry.admin[arn:aws:iam::123456789012:user/moto]: created",
         "kubernetes_namespace.demo: created",
         "kubernetes_service_account.demo/demo-app: created",
         "kubernetes_deployment.demo/pwless-demo: created",

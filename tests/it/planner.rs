@@ -215,7 +215,7 @@ fn removed_users_and_access_are_deleted_dependents_first() {
     let state = example_state();
     let text = "stack: iam-postgres\nregion: us-west-2\ntags: {team: platform}\n\
         network: {cidr: 10.0.0.0/16, availability_zones: 2, nat_gateways: single}\n\
-        cluster: {version: \"1.31\", node_group: {instance_types: [t3.medium], min_size: 1, desired_size: 2, max_size: 3}}\n\
+        cluster: {version: \"1.31\", node_group: {instance_types: [t3.medium], min_size: 1, desired_size: 2, max_size: 3}, admins: [\"arn:aws:iam::123456789012:user/moto\"]}\n\
         database: {engine_version: \"17.4\", instance_class: db.t4g.medium, instances: 1, name: appdb, master_username: postgres}\n";
     let plan = plan_for(text, Some(&state), &ObservedState::new(), Mode::Normal);
     let found = actions(&plan);

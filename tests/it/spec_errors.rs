@@ -168,6 +168,38 @@ const CASES: &[Case] = &[
         help: None,
     },
     Case {
+        name: "an admin that is a role session",
+        from: "- arn:aws:iam::123456789012:user/moto",
+        to: "- arn:aws:sts::123456789012:assumed-role/deployer/ci-run-7",
+        message: "is a role session, not a principal",
+        line: 15,
+        help: Some("name the role: arn:aws:iam::123456789012:role/deployer"),
+    },
+    Case {
+        name: "an admin that is not a principal ARN",
+        from: "- arn:aws:iam::123456789012:user/moto",
+        to: "- arn:aws:iam::123456789012:policy/*",
+        message: "is not an IAM role or user ARN",
+        line: 15,
+        help: None,
+    },
+    Case {
+        name: "an admin listed twice",
+        from: "- arn:aws:iam::123456789012:user/moto",
+        to: "- arn:aws:iam::123456789012:user/moto\n    - arn:aws:iam::123456789012:user/moto",
+        message: "is listed twice",
+        line: 16,
+        help: None,
+    },
+    Case {
+        name: "Kubernetes objects without cluster admins",
+        from: "  admins:                        # IAM principals with cluster-admin (EKS access entries);\n    - arn:aws:iam::123456789012:user/moto",
+        to: "  admins: []",
+        message: "`cluster.admins` is required when the stack has Kubernetes objects",
+        line: 12,
+        help: Some("list the IAM role or user pwless runs as"),
+    },
+    Case {
         name: "bad Kubernetes version",
         from: "version: \"1.31\"",
         to: "version: \"v1.31\"",
@@ -196,7 +228,7 @@ const CASES: &[Case] = &[
         from: "instance_class: db.t4g.medium",
         to: "instance_class: t4g.medium",
         message: "is not an RDS instance class",
-        line: 16,
+        line: 18,
         help: None,
     },
     Case {
@@ -204,7 +236,7 @@ const CASES: &[Case] = &[
         from: "name: appdb",
         to: "name: App-DB",
         message: "is not a valid PostgreSQL identifier",
-        line: 18,
+        line: 20,
         help: None,
     },
     Case {
@@ -212,7 +244,7 @@ const CASES: &[Case] = &[
         from: "name: appdb",
         to: "name: template1",
         message: "a database every cluster already has",
-        line: 18,
+        line: 20,
         help: None,
     },
     Case {
@@ -220,7 +252,7 @@ const CASES: &[Case] = &[
         from: "master_password: managed",
         to: "master_password: hunter2",
         message: "a password must never be written in the stack file",
-        line: 20,
+        line: 22,
         help: None,
     },
     Case {
@@ -228,7 +260,7 @@ const CASES: &[Case] = &[
         from: "master_password: managed",
         to: "master_password: {env: 1BAD}",
         message: "is not an environment variable name",
-        line: 20,
+        line: 22,
         help: None,
     },
     Case {
@@ -236,7 +268,7 @@ const CASES: &[Case] = &[
         from: "subnets: private",
         to: "subnets: privat",
         message: "not a valid value for `database.subnets`",
-        line: 21,
+        line: 23,
         help: Some("did you mean `private`?"),
     },
     Case {
@@ -244,7 +276,7 @@ const CASES: &[Case] = &[
         from: "- name: app_user",
         to: "- name: postgres",
         message: "it is the master user",
-        line: 23,
+        line: 25,
         help: None,
     },
     Case {
@@ -252,7 +284,7 @@ const CASES: &[Case] = &[
         from: "- name: app_user",
         to: "- name: rds_iam",
         message: "reserved",
-        line: 23,
+        line: 25,
         help: None,
     },
     Case {
@@ -260,7 +292,7 @@ const CASES: &[Case] = &[
         from: "- name: app_user",
         to: "- name: rdsadmin",
         message: "reserved",
-        line: 23,
+        line: 25,
         help: None,
     },
     Case {
@@ -268,7 +300,7 @@ const CASES: &[Case] = &[
         from: "- name: app_user",
         to: "- name: pg_reader",
         message: "reserved",
-        line: 23,
+        line: 25,
         help: None,
     },
     Case {
@@ -276,7 +308,7 @@ const CASES: &[Case] = &[
         from: "- name: app_user",
         to: "- name: rdsuser",
         message: "reserved",
-        line: 23,
+        line: 25,
         help: None,
     },
     Case {
@@ -284,7 +316,7 @@ const CASES: &[Case] = &[
         from: "- name: app_user",
         to: "- name: \"x\\\"; DROP ROLE postgres; --\"",
         message: "is not a valid PostgreSQL identifier",
-        line: 23,
+        line: 25,
         help: None,
     },
     Case {
@@ -292,7 +324,7 @@ const CASES: &[Case] = &[
         from: "- name: app_user",
         to: "- name: \"ãpp\"",
         message: "is not a valid PostgreSQL identifier",
-        line: 23,
+        line: 25,
         help: None,
     },
     Case {
@@ -300,7 +332,7 @@ const CASES: &[Case] = &[
         from: "connect, usage",
         to: "connect, usge",
         message: "unknown privilege `usge`",
-        line: 24,
+        line: 26,
         help: Some("did you mean `usage`?"),
     },
     Case {
@@ -308,7 +340,7 @@ const CASES: &[Case] = &[
         from: "connect, usage",
         to: "connect, connect",
         message: "listed twice",
-        line: 24,
+        line: 26,
         help: None,
     },
     Case {
@@ -316,7 +348,7 @@ const CASES: &[Case] = &[
         from: "      privileges: [connect, usage, create, select, insert, update, delete]\n",
         to: "      privileges: [connect]\n    - name: app_user\n      privileges: [select]\n",
         message: "defined twice",
-        line: 25,
+        line: 27,
         help: None,
     },
     Case {
@@ -324,7 +356,7 @@ const CASES: &[Case] = &[
         from: "db_user: app_user}",
         to: "db_user: app_usr}",
         message: "`app_usr` is not a user defined in database.users",
-        line: 26,
+        line: 28,
         help: Some("did you mean `app_user`?"),
     },
     Case {
@@ -332,7 +364,7 @@ const CASES: &[Case] = &[
         from: "{namespace: demo,",
         to: "{namespace: Demo_NS,",
         message: "not a valid Kubernetes name (DNS-1123 label)",
-        line: 26,
+        line: 28,
         help: None,
     },
     Case {
@@ -340,7 +372,7 @@ const CASES: &[Case] = &[
         from: "service_account: demo-app, db_user",
         to: "service_account: demo_app, db_user",
         message: "DNS-1123 subdomain",
-        line: 26,
+        line: 28,
         help: None,
     },
     Case {
@@ -348,7 +380,7 @@ const CASES: &[Case] = &[
         from: "  - {namespace: demo, service_account: demo-app, db_user: app_user}\n",
         to: "  - {namespace: demo, service_account: demo-app, db_user: app_user}\n  - {namespace: demo, service_account: demo-app, db_user: app_user}\n",
         message: "appears twice in access",
-        line: 27,
+        line: 29,
         help: None,
     },
     Case {
@@ -356,7 +388,7 @@ const CASES: &[Case] = &[
         from: "  service_account: demo-app\n  image",
         to: "  service_account: other\n  image",
         message: "has no `access` entry",
-        line: 29,
+        line: 31,
         help: None,
     },
     Case {
@@ -364,7 +396,7 @@ const CASES: &[Case] = &[
         from: "port: 8080",
         to: "port: 80",
         message: "needs root",
-        line: 32,
+        line: 34,
         help: None,
     },
     Case {
@@ -372,12 +404,12 @@ const CASES: &[Case] = &[
         from: "image: ghcr.io/example/pwless-demo:0.1.0",
         to: "image: \"has space\"",
         message: "is not a container image reference",
-        line: 30,
+        line: 32,
         help: None,
     },
     Case {
         name: "list where a mapping belongs",
-        from: "cluster:                         # EKS\n  version: \"1.31\"\n  node_group: {instance_types: [t3.medium], min_size: 1, desired_size: 2, max_size: 3}\n",
+        from: "cluster:                         # EKS\n  version: \"1.31\"\n  node_group: {instance_types: [t3.medium], min_size: 1, desired_size: 2, max_size: 3}\n  admins:                        # IAM principals with cluster-admin (EKS access entries);\n    - arn:aws:iam::123456789012:user/moto   # pwless's own: the sandbox's user, here\n",
         to: "cluster: [1, 2]\n",
         message: "expected a mapping for `cluster`",
         line: 11,
@@ -388,7 +420,7 @@ const CASES: &[Case] = &[
         from: "  engine_version: \"17.4\"\n",
         to: "",
         message: "missing `engine_version` in `database`",
-        line: 15,
+        line: 17,
         help: Some("add `engine_version: \"17.4\"`"),
     },
     Case {
@@ -471,7 +503,7 @@ fn all_problems_are_reported_in_one_run() {
         .iter()
         .map(|d| d.span.start.line)
         .collect();
-    assert_eq!(lines, [8, 10, 24, 32], "sorted in file order");
+    assert_eq!(lines, [8, 10, 26, 34], "sorted in file order");
     assert!(
         errors
             .render()

@@ -4,6 +4,7 @@
 
 mod ec2;
 mod eks;
+mod eks_access;
 mod iam;
 mod rds;
 
@@ -86,6 +87,7 @@ enum Service {
     Ec2,
     Iam,
     Eks,
+    EksAccess,
     Rds,
 }
 
@@ -103,6 +105,7 @@ fn service(kind: ResourceKind) -> Result<Service, ProviderError> {
         | SecurityGroupRule => Ok(Service::Ec2),
         IamRole | IamRolePolicyAttachment | IamRolePolicy | OidcProvider => Ok(Service::Iam),
         EksCluster | EksNodeGroup => Ok(Service::Eks),
+        EksAccessEntry => Ok(Service::EksAccess),
         DbSubnetGroup | RdsCluster | RdsClusterInstance => Ok(Service::Rds),
         other => Err(unsupported(other)),
     }
@@ -123,6 +126,7 @@ impl Provider for AwsProvider {
             Service::Ec2 => ec2::create(self, address, kind, inputs).await,
             Service::Iam => iam::create(self, kind, inputs).await,
             Service::Eks => eks::create(self, kind, inputs).await,
+            Service::EksAccess => eks_access::create(self, inputs).await,
             Service::Rds => rds::create(self, kind, inputs).await,
         }
     }
@@ -132,6 +136,7 @@ impl Provider for AwsProvider {
             Service::Ec2 => ec2::read(self, resource).await,
             Service::Iam => iam::read(self, resource).await,
             Service::Eks => eks::read(self, resource).await,
+            Service::EksAccess => eks_access::read(self, resource).await,
             Service::Rds => rds::read(self, resource).await,
         }
     }
@@ -146,6 +151,7 @@ impl Provider for AwsProvider {
             Service::Ec2 => ec2::update(self, resource, inputs, changed).await,
             Service::Iam => iam::update(self, resource, inputs, changed).await,
             Service::Eks => eks::update(self, resource, inputs, changed).await,
+            Service::EksAccess => eks_access::update(self, resource, inputs, changed).await,
             Service::Rds => rds::update(self, resource, inputs, changed).await,
         }
     }
@@ -155,6 +161,7 @@ impl Provider for AwsProvider {
             Service::Ec2 => ec2::delete(self, resource).await,
             Service::Iam => iam::delete(self, resource).await,
             Service::Eks => eks::delete(self, resource).await,
+            Service::EksAccess => eks_access::delete(self, resource).await,
             Service::Rds => rds::delete(self, resource).await,
         }
     }
@@ -169,6 +176,7 @@ impl Provider for AwsProvider {
             Service::Ec2 => ec2::adopt(self, address, kind, inputs).await,
             Service::Iam => iam::adopt(self, kind, inputs).await,
             Service::Eks => eks::adopt(self, kind, inputs).await,
+            Service::EksAccess => eks_access::adopt(self, kind, inputs).await,
             Service::Rds => rds::adopt(self, kind, inputs).await,
         }
     }

@@ -1,0 +1,163 @@
+"""moto server, plus the EKS access-entry API that moto 5.2 does not emulate.
+
+Run with the sandbox venv's python, with moto_server's arguments (`-H 127.0.0.1 -p PORT`).
+moto answers CreateAccessEntry and the other access-entry calls with a 404 HTML page; this
+adds them to moto's own EKS service (same routing from the botocore model, same error
+shapes), in memory beside its clusters:
+
+    CreateAccessEntry, DescribeAccessEntry, ListAccessEntries, DeleteAccessEntry,
+    AssociateAccessPolicy, ListAssociatedAccessPolicies, DisassociateAccessPolicy
+
+An entry belongs to its cluster: when the cluster is gone, so are its entries (as on EKS).
+Not emulated: UpdateAccessEntry, access policies other than by ARN, EC2_LINUX-type entries'
+special rules. scripts/kube-standin.py reads these entries to decide who may use the
+cluster's Kubernetes API, as EKS does.
+"""
+
+import datetime
+import sys
+import threading
+import uuid
+from urllib.parse import unquote
+
+from moto.core.responses import ActionResult, EmptyResult
+from moto.eks import urls
+from moto.eks.exceptions import (
+    InvalidParameterException,
+    ResourceInUseException,
+    ResourceNotFoundException,
+)
+from moto.eks.responses import EKSResponse
+from moto.server import main
+
+ENTRIES = {}  # (account, region, cluster) -> {principal: entry}
+LOCK = threading.Lock()
+POLICY_PREFIX = "arn:aws:eks::aws:cluster-access-policy/"
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat()
+
+
+def _entries(self, cluster):
+    """The cluster's entries; raises ResourceNotFound when the cluster is not there."""
+    key = (self.current_account, self.region, cluster)
+    if cluster not in self.eks_backend.clusters:
+        ENTRIES.pop(key, None)
+        raise ResourceNotFoundException(
+            clusterName=cluster, nodegroupName=None, fargateProfileName=None, addonName=None,
+            message=f"No cluster found for name: {cluster}.")
+    return ENTRIES.setdefault(key, {})
+
+
+def _principal(self):
+    return unquote(self._get_param("principalArn"))
+
+
+def _entry(self, cluster, principal):
+    entry = _entries(self, cluster).get(principal)
+    if entry is None:
+        raise ResourceNotFoundException(
+            clusterName=cluster, nodegroupName=None, fargateProfileName=None, addonName=None,
+            message=f"The specified principalArn could not be found. You can view your available access entries with 'list-access-entries'.")
+    return entry
+
+
+def create_access_entry(self):
+    cluster = self._get_param("name")
+    principal = self._get_param("principalArn")
+    if not principal or ":iam::" not in principal or not (":role/" in principal or ":user/" in principal):
+        raise InvalidParameterException(clusterName=cluster, message=f"The principalArn parameter format is not valid: {principal}")
+    with LOCK:
+        entries = _entries(self, cluster)
+        if principal in entries:
+            raise ResourceInUseException(
+                clusterName=cluster, nodegroupName=None, fargateProfileName=None, addonName=None,
+                message=f"The specified access entry resource is already in use on this cluster.")
+        entry_type = self._get_param("type") or "STANDARD"
+        entries[principal] = {
+            "clusterName": cluster,
+            "principalArn": principal,
+            "kubernetesGroups": self._get_param("kubernetesGroups") or [],
+            "accessEntryArn": f"arn:aws:eks:{self.region}:{self.current_account}:access-entry/{cluster}/{uuid.uuid4()}",
+            "createdAt": _now(),
+            "modifiedAt": _now(),
+            "tags": self._get_param("tags") or {},
+            "username": self._get_param("username") or principal,
+            "type": entry_type,
+            "_policies": {},
+        }
+        return ActionResult({"accessEntry": _public(entries[principal])})
+
+
+def _public(entry):
+    return {key: value for key, value in entry.items() if not key.startswith("_")}
+
+
+def describe_access_entry(self):
+    with LOCK:
+        return ActionResult({"accessEntry": _public(_entry(self, self._get_param("name"), _principal(self)))})
+
+
+def list_access_entries(self):
+    with LOCK:
+        entries = _entries(self, self._get_param("name"))
+        return ActionResult({"accessEntries": sorted(entries)})
+
+
+def delete_access_entry(self):
+    with LOCK:
+        cluster = self._get_param("name")
+        _entry(self, cluster, _principal(self))
+        del _entries(self, cluster)[_principal(self)]
+        return EmptyResult()
+
+
+def associate_access_policy(self):
+    with LOCK:
+        cluster = self._get_param("name")
+        entry = _entry(self, cluster, _principal(self))
+        policy = self._get_param("policyArn") or ""
+        scope = self._get_param("accessScope") or {}
+        if not policy.startswith(POLICY_PREFIX) or scope.get("type") not in ("cluster", "namespace"):
+            raise InvalidParameterException(clusterName=cluster, message="policyArn and accessScope (cluster or namespace) are required")
+        association = {"policyArn": policy, "accessScope": {"type": scope["type"], "namespaces": scope.get("namespaces") or []},
+                       "associatedAt": _now(), "modifiedAt": _now()}
+        entry["_policies"][policy] = association
+        return ActionResult({"clusterName": cluster, "principalArn": entry["principalArn"], "associatedAccessPolicy": association})
+
+
+def list_associated_access_policies(self):
+    with LOCK:
+        cluster = self._get_param("name")
+        entry = _entry(self, cluster, _principal(self))
+        return ActionResult({"clusterName": cluster, "principalArn": entry["principalArn"],
+                             "associatedAccessPolicies": list(entry["_policies"].values())})
+
+
+def disassociate_access_policy(self):
+    with LOCK:
+        cluster = self._get_param("name")
+        entry = _entry(self, cluster, _principal(self))
+        policy = unquote(self._get_param("policyArn"))
+        if entry["_policies"].pop(policy, None) is None:
+            raise ResourceNotFoundException(
+                clusterName=cluster, nodegroupName=None, fargateProfileName=None, addonName=None,
+                message="The specified policy is not associated with this access entry.")
+        return EmptyResult()
+
+
+for function in (create_access_entry, describe_access_entry, list_access_entries, delete_access_entry,
+                 associate_access_policy, list_associated_access_policies, disassociate_access_policy):
+    setattr(EKSResponse, function.__name__, function)
+
+# The principal ARN is one path segment, URL-encoded; the server decodes `%2F` before routing,
+# so the rest of the path is matched whole here and split by moto's model-based router.
+urls.url_paths.update({
+    "{0}/clusters/(?P<name>[^/]+)/access-entries$": urls.response.dispatch,
+    "{0}/clusters/(?P<name>[^/]+)/access-entries/(?P<rest>.+)$": urls.response.dispatch,
+})
+
+if __name__ == "__main__":
+    sys.argv[0] = "moto_server"
+    sys.exit(main())
