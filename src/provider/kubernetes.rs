@@ -333,6 +333,20 @@ impl KubernetesProvider {
         Ok((api, namespace, name))
     }
 
+    /// The object as the API server has it now, or `None`. Each call takes the client from
+    /// the cache, so a long wait goes on with fresh tokens.
+    async fn get(
+        &self,
+        kind: ResourceKind,
+        inputs: &Inputs,
+    ) -> Result<Option<DynamicObject>, ProviderError> {
+        let (api, namespace, name) = self.api(kind, inputs).await?;
+        api.get_opt(&name).await.map_err(kube_error(&format!(
+            "read {kind} {}",
+            display_id(namespace.as_deref(), &name)
+        )))
+    }
+
     /// Server-side apply of the object, then the wait its kind needs.
     async fn apply(&self, kind: ResourceKind, inputs: &Inputs) -> Result<Applied, ProviderError> {
         let object = crate::kubernetes::object_of(kind, |name| {
@@ -356,11 +370,10 @@ impl KubernetesProvider {
                     &format!("Deployment {id} to be available"),
                     READY_LIMIT,
                     || async {
-                        let live = api
-                            .get(&name)
-                            .await
-                            .map_err(kube_error(&format!("read Deployment {id}")))?;
-                        Ok(deployment_progress(&live.data, generation))
+                        Ok(match self.get(kind, inputs).await? {
+                            Some(live) => deployment_progress(&live.data, generation),
+                            None => Poll::Pending("the Deployment is gone".into()),
+                        })
                     },
                 )
                 .await?;
@@ -370,14 +383,13 @@ impl KubernetesProvider {
                     &format!("Service {id} to get its load balancer"),
                     READY_LIMIT,
                     || async {
-                        let live = api
-                            .get(&name)
-                            .await
-                            .map_err(kube_error(&format!("read Service {id}")))?;
-                        Ok(match load_balancer_address(&live.data) {
-                            Some(address) => Poll::Ready(address),
-                            None => Poll::Pending("no load balancer address yet".into()),
-                        })
+                        let live = self.get(kind, inputs).await?;
+                        Ok(
+                            match live.and_then(|live| load_balancer_address(&live.data)) {
+                                Some(address) => Poll::Ready(address),
+                                None => Poll::Pending("no load balancer address yet".into()),
+                            },
+                        )
                     },
                 )
                 .await?;
@@ -483,11 +495,10 @@ impl KubernetesProvider {
             &format!("{} {id} to go", resource.kind),
             READY_LIMIT,
             || async {
-                match api.get_opt(&name).await {
-                    Ok(None) => Ok(Poll::Ready(())),
-                    Ok(Some(_)) => Ok(Poll::Pending("still terminating".into())),
-                    Err(error) => Err(kube_error(&what)(error)),
-                }
+                Ok(match self.get(resource.kind, &resource.inputs).await? {
+                    None => Poll::Ready(()),
+                    Some(_) => Poll::Pending("still terminating".into()),
+                })
             },
         )
         .await
