@@ -47,11 +47,12 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sandbox_aws import age_seconds, moto_call, presigned_signature, signature_matches  # noqa: E402
 
 KINDS = {
     # plural: (apiVersion, kind, namespaced)
@@ -161,35 +162,6 @@ def merge_patch(target, patch):
 
 # --- EKS token checking -------------------------------------------------------------------
 
-def sigv4_presigned_signature(secret, region, service, stamp, query_pairs, headers):
-    signed = sorted(headers)
-    canonical_query = "&".join(
-        f"{urllib.parse.quote(k, safe='-_.~')}={urllib.parse.quote(v, safe='-_.~')}"
-        for k, v in sorted(query_pairs))
-    canonical_headers = "".join(f"{name}:{headers[name].strip()}\n" for name in signed)
-    canonical_request = "\n".join(["GET", "/", canonical_query, canonical_headers,
-                                   ";".join(signed), hashlib.sha256(b"").hexdigest()])
-    scope = f"{stamp[:8]}/{region}/{service}/aws4_request"
-    string_to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope,
-                                hashlib.sha256(canonical_request.encode()).hexdigest()])
-    key = ("AWS4" + secret).encode()
-    for part in (stamp[:8], region, service, "aws4_request"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-    return hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
-
-
-def moto_call(moto, access_key, region, service, path_and_query):
-    """A call to the sandbox's moto, as `access_key` (moto reads the key from the header)."""
-    request = urllib.request.Request(moto.rstrip("/") + path_and_query, headers={
-        "Authorization": f"AWS4-HMAC-SHA256 Credential={access_key}/20260101/{region}/{service}/aws4_request, "
-                         "SignedHeaders=host, Signature=0"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-
-
 def principal_of(arn):
     """The IAM principal an access entry names for a caller ARN, as EKS maps it: a role
     session is its role (EKS matches roles by name; paths are not in session ARNs)."""
@@ -251,18 +223,16 @@ def check_eks_token(token, keys, cluster):
     if service != "sts" or parsed.hostname != f"sts.{region}.amazonaws.com":
         raise ValueError("the credential scope does not match the host")
     stamp = query.get("X-Amz-Date", "")
-    signed_at = datetime.datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(
-        tzinfo=datetime.timezone.utc)
-    age = (datetime.datetime.now(datetime.timezone.utc) - signed_at).total_seconds()
+    age = age_seconds(stamp)
     if age > 15 * 60 or age < -5 * 60:
         raise ValueError(f"the token is expired or from the future ({int(age)} s old)")
     if access_key not in keys:
         raise ValueError(f"unknown access key {access_key}")
     signature = query.pop("X-Amz-Signature", "")
     pairs = [(k, v) for k, v in pairs if k != "X-Amz-Signature"]
-    expected = sigv4_presigned_signature(keys[access_key], region, "sts", stamp, pairs,
-                                         {"host": parsed.hostname, "x-k8s-aws-id": cluster})
-    if not hmac.compare_digest(signature, expected):
+    expected = presigned_signature(keys[access_key], region, "sts", stamp, pairs,
+                                   {"host": parsed.hostname, "x-k8s-aws-id": cluster})
+    if not signature_matches(signature, expected):
         raise ValueError("bad signature (wrong secret, or signed for another cluster)")
     return access_key, region
 

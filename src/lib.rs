@@ -26,6 +26,7 @@ pub mod kubernetes;
 pub mod plan;
 pub mod provider;
 pub mod render;
+pub mod sandbox;
 pub mod secret;
 pub mod spec;
 pub mod state;

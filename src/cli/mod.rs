@@ -8,6 +8,7 @@ mod graph;
 mod manifests;
 pub mod output;
 mod plan;
+mod sandbox;
 mod show;
 mod state;
 mod token;
@@ -64,6 +65,9 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Show a saved plan and whether it can still be applied.
     Show(show::ShowArgs),
+    /// Work with the local sandbox (moto, the sandbox PostgreSQL): run as a service account.
+    #[command(subcommand)]
+    Sandbox(sandbox::SandboxCommand),
 }
 
 /// The stack file argument shared by the commands.
@@ -143,6 +147,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Graph(args) => graph::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Show(args) => show::run(args, style),
+        Command::Sandbox(command) => sandbox::run(command),
     }
 }
 

@@ -280,9 +280,16 @@ impl KubernetesProvider {
             .map(|certificate| certificate.to_vec())
             .collect();
         if roots.is_empty() {
-            return Err(ProviderError::permanent(
-                "the Kubernetes API's CA bundle holds no certificate",
-            ));
+            return Err(ProviderError::permanent(match &settings.ca_file {
+                Some(path) => format!(
+                    "PWLESS_KUBE_CA_FILE {} holds no certificate",
+                    path.display()
+                ),
+                None => format!(
+                    "the certificate authority EKS reports for cluster `{cluster}` holds no certificate \
+                     (to reach another API server, set PWLESS_KUBE_API_URL and PWLESS_KUBE_CA_FILE)"
+                ),
+            }));
         }
         let uri: http::Uri = url.parse().map_err(|error| {
             ProviderError::permanent(format!("`{url}` is not a Kubernetes API URL: {error}"))

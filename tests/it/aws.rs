@@ -927,7 +927,7 @@ pub(crate) async fn superuser(pg: &crate::postgres::LocalPostgres) -> tokio_post
 fn database_users_are_iam_only_with_exactly_their_privileges() {
     let users = "  final_snapshot: false\n  users:\n    - {name: app_user, privileges: [connect, usage, create, select, insert]}\n    - {name: reader, privileges: [connect, usage, select]}\n";
     let stack = Stack::new("users", users);
-    let pg = crate::postgres::LocalPostgres::start("users");
+    let pg = crate::postgres::LocalPostgres::checking_tokens("users", &stack.moto);
     let run = |args: &[&str]| {
         let mut command = stack.command(args);
         for (key, value) in &pg.env {
@@ -1001,14 +1001,15 @@ fn database_users_are_iam_only_with_exactly_their_privileges() {
     assert_eq!(run(&["apply", "--auto-approve"]).status.code(), Some(0));
     assert_eq!(run(&["plan", "--detailed-exitcode"]).status.code(), Some(0));
 
-    // `pwless connect`: psql over verified TLS with a fresh token. The sandbox cannot check IAM
-    // tokens yet (issue 7), so PostgreSQL refuses the token for app_user — after the TLS
-    // handshake succeeded; with another CA it fails at certificate verification instead.
+    // `pwless connect`: psql over verified TLS with a fresh token. These stacks have no
+    // `access`: the test credentials (moto's user, no IAM policy) may not rds-db:connect, so the
+    // sandbox refuses the token as RDS would — after the TLS handshake succeeded; with another
+    // CA it fails at certificate verification instead.
     let output = run(&["connect", "--user", "app_user", "--", "-c", "select 1"]);
     assert_ne!(output.status.code(), Some(0));
     let message = stderr(&output);
     assert!(
-        message.contains("password authentication failed for user \"app_user\""),
+        message.contains("PAM authentication failed for user \"app_user\""),
         "{message}"
     );
     let mut other_ca = stack.command(&["connect", "--user", "app_user", "--", "-c", "select 1"]);

@@ -162,17 +162,23 @@ fn url_decoded(text: &str) -> String {
     String::from_utf8(out).unwrap()
 }
 
-struct FullStack {
-    name: String,
-    dir: TempDir,
-    file: PathBuf,
-    moto: Moto,
-    pg: LocalPostgres,
-    kube: KubeStandin,
+pub struct FullStack {
+    pub name: String,
+    pub dir: TempDir,
+    pub file: PathBuf,
+    pub moto: Moto,
+    pub pg: LocalPostgres,
+    pub kube: KubeStandin,
 }
 
 impl FullStack {
-    fn new(test: &str) -> Self {
+    /// The example stack, named for the test, without a final snapshot.
+    pub fn new(test: &str) -> Self {
+        Self::with(test, |text| text)
+    }
+
+    /// The example stack changed by `edit`.
+    pub fn with(test: &str, edit: impl FnOnce(String) -> String) -> Self {
         let name = format!("t{}-{test}", std::process::id());
         let dir = TempDir::new(&name);
         let text = EXAMPLE
@@ -182,10 +188,10 @@ impl FullStack {
                 "  final_snapshot: false\n  subnets: private",
                 1,
             );
-        let file = dir.write("stack.yaml", &text);
+        let file = dir.write("stack.yaml", &edit(text));
         let moto = Moto::start();
         FullStack {
-            pg: LocalPostgres::start(test),
+            pg: LocalPostgres::checking_tokens(test, &moto),
             kube: KubeStandin::start(test, &name, &moto, "testing", "testing"),
             moto,
             name,
@@ -194,12 +200,19 @@ impl FullStack {
         }
     }
 
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = self.moto.command(self.dir.path());
+    /// `pwless <args[0]> -f stack.yaml <args[1..]>` with all three sandboxes.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = self.pwless();
         command
             .arg(args[0])
             .args(["-f", self.file.to_str().unwrap()])
             .args(&args[1..]);
+        command
+    }
+
+    /// pwless with the environment of all three sandboxes, no arguments yet.
+    pub fn pwless(&self) -> Command {
+        let mut command = self.moto.command(self.dir.path());
         for (key, value) in &self.pg.env {
             command.env(key, value);
         }
@@ -210,11 +223,11 @@ impl FullStack {
         command
     }
 
-    fn run(&self, args: &[&str]) -> std::process::Output {
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
         self.command(args).output().unwrap()
     }
 
-    fn output(&self, name: &str) -> String {
+    pub fn output(&self, name: &str) -> String {
         let output = self.run(&["output", name]);
         assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
         stdout(&output).trim().to_string()

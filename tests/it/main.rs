@@ -3,6 +3,7 @@
 mod aws;
 mod cli;
 mod common;
+mod iam_login;
 mod kubernetes;
 mod manifests;
 mod planner;

@@ -15,16 +15,34 @@ pub struct LocalPostgres {
 }
 
 impl LocalPostgres {
+    /// Without token checking: members of rds_iam cannot log in.
     pub fn start(name: &str) -> Self {
+        Self::start_with(name, None)
+    }
+
+    /// Checking IAM tokens as RDS does, against this moto (scripts/iam-verifier.py).
+    pub fn checking_tokens(name: &str, moto: &crate::aws::Moto) -> Self {
+        Self::start_with(name, Some(&moto.endpoint))
+    }
+
+    fn start_with(name: &str, moto: Option<&str>) -> Self {
         let dir = std::env::temp_dir().join(format!("pwless-pg-{name}-{}", std::process::id()));
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-sandbox");
         let _ = Command::new(&script)
             .args(["stop", dir.to_str().unwrap()])
             .status();
-        let output = Command::new(&script)
+        let mut command = Command::new(&script);
+        command
             .args(["start", dir.to_str().unwrap()])
-            .output()
-            .expect("run scripts/pg-sandbox");
+            .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("AWS_SESSION_TOKEN");
+        if let Some(endpoint) = moto {
+            command
+                .env("AWS_ENDPOINT_URL", endpoint)
+                .env("AWS_ACCESS_KEY_ID", "testing")
+                .env("AWS_SECRET_ACCESS_KEY", "testing");
+        }
+        let output = command.output().expect("run scripts/pg-sandbox");
         assert!(
             output.status.success(),
             "pg-sandbox failed: {}",

@@ -168,7 +168,7 @@ fn connect_of(document: &Value, account: &str) -> Value {
 }
 
 /// IAM answers policy documents percent-encoded (RFC 3986: `+` is a plus, not a space).
-fn url_decode(text: &str) -> String {
+pub(crate) fn url_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut index = 0;

@@ -1,0 +1,198 @@
+//! `pwless sandbox run --as NAMESPACE/SERVICE_ACCOUNT -f STACK -- COMMAND`: a command run the
+//! way the stack's app runs on EKS under that service account — with the credentials its IRSA
+//! role gives (from the sandbox's STS, after the trust policy is checked as STS would,
+//! [`crate::sandbox`]) and the app's database environment — so a laptop can prove the whole
+//! chain against moto and the sandbox PostgreSQL.
+
+use std::process::Command;
+
+use super::{StackArgs, UserError};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum SandboxCommand {
+    /// Run a command as a service account of the stack would run on EKS: its IRSA role's
+    /// credentials and the demo app's DB_* environment.
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub stack: StackArgs,
+    /// The service account, as in the stack's `access` entries.
+    #[arg(long = "as", value_name = "NAMESPACE/SERVICE_ACCOUNT")]
+    pub service_account: String,
+    /// The command and its arguments (after `--`).
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+pub fn run(command: SandboxCommand) -> anyhow::Result<u8> {
+    match command {
+        SandboxCommand::Run(args) => run_as(args),
+    }
+}
+
+fn output_of(state: &crate::state::State, address: &str, name: &str) -> Result<String, UserError> {
+    state
+        .resource(address)
+        .and_then(|resource| resource.outputs.get(name))
+        .and_then(|value| match value {
+            serde_json::Value::String(text) => Some(text.clone()),
+            serde_json::Value::Number(number) => Some(number.to_string()),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            UserError(format!(
+                "the state has no {address} ({name}): apply the stack first"
+            ))
+        })
+}
+
+fn run_as(args: RunArgs) -> anyhow::Result<u8> {
+    let stack = crate::spec::load(&args.stack.file)?;
+    let Some(entry) = stack.access.iter().find(|entry| {
+        format!("{}/{}", entry.namespace, entry.service_account) == args.service_account
+    }) else {
+        let known: Vec<String> = stack
+            .access
+            .iter()
+            .map(|entry| format!("{}/{}", entry.namespace, entry.service_account))
+            .collect();
+        return Err(UserError(format!(
+            "`{}` is no service account of stack {}; its access entries are: {}",
+            args.service_account,
+            stack.name,
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        ))
+        .into());
+    };
+    let path = args.stack.state_path(&stack.name);
+    let state = {
+        let opened = super::engine::open_state(&path, &stack.name, "sandbox run")?;
+        opened.state
+        // The lock goes here: the command may be pwless itself.
+    };
+    let role_address = crate::graph::irsa_role_address(&entry.namespace, &entry.service_account);
+    let role_arn = output_of(&state, &role_address, "arn")?;
+    let role_name = output_of(&state, &role_address, "name")?;
+    let issuer = output_of(&state, "aws_eks_cluster.main", "oidc_issuer")?;
+    let provider_arn = output_of(&state, "aws_iam_openid_connect_provider.eks", "arn")?;
+    let endpoint = output_of(&state, "aws_rds_cluster.main", "endpoint")?;
+    let port = output_of(&state, "aws_rds_cluster.main", "port")?;
+    let subject = format!(
+        "system:serviceaccount:{}:{}",
+        entry.namespace, entry.service_account
+    );
+
+    let credentials = super::engine::runtime()?.block_on(async {
+        let config = crate::provider::aws::load_config(&stack.region).await;
+        let iam = aws_sdk_iam::Client::new(&config);
+        let role = iam
+            .get_role()
+            .role_name(&role_name)
+            .send()
+            .await
+            .map_err(|error| {
+                UserError(format!(
+                    "cannot read IAM role {role_name}: {}",
+                    aws_sdk_iam::error::DisplayErrorContext(error)
+                ))
+            })?;
+        let document = role
+            .role()
+            .and_then(|role| role.assume_role_policy_document())
+            .map(crate::provider::aws::url_decode)
+            .unwrap_or_default();
+        let document: serde_json::Value = serde_json::from_str(&document).unwrap_or_default();
+        crate::sandbox::trust_allows(
+            &document,
+            &provider_arn,
+            &issuer,
+            &subject,
+            crate::graph::STS_AUDIENCE,
+        )
+        .map_err(|why| {
+            UserError(format!(
+                "STS would refuse {subject} the role {role_name}: {why}"
+            ))
+        })?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_secs())
+            .unwrap_or_default();
+        let token =
+            crate::sandbox::web_identity_token(&issuer, &subject, crate::graph::STS_AUDIENCE, now);
+        let sts = aws_sdk_sts::Client::new(&config);
+        let assumed = sts
+            .assume_role_with_web_identity()
+            .role_arn(&role_arn)
+            .role_session_name(format!("pwless-sandbox-{}", entry.service_account))
+            .web_identity_token(token)
+            .send()
+            .await
+            .map_err(|error| {
+                UserError(format!(
+                    "the sandbox STS refused {subject} the role {role_name}: {}",
+                    aws_sdk_sts::error::DisplayErrorContext(error)
+                ))
+            })?;
+        assumed
+            .credentials
+            .ok_or_else(|| UserError("STS answered without credentials".into()))
+    })?;
+
+    match std::env::var_os("PWLESS_SANDBOX_IAM_CREDENTIALS") {
+        Some(registry) => crate::sandbox::register_credentials(
+            std::path::Path::new(&registry),
+            credentials.access_key_id(),
+            credentials.secret_access_key(),
+            Some(credentials.session_token()),
+        )
+        .map_err(|error| {
+            UserError(format!(
+                "cannot register the credentials with the sandbox's token verifier: {error}"
+            ))
+        })?,
+        None => eprintln!(
+            "warning: PWLESS_SANDBOX_IAM_CREDENTIALS is not set (see scripts/pg-sandbox): the sandbox PostgreSQL will not know these credentials"
+        ),
+    }
+
+    // The app's environment, as the Deployment sets it, plus the tunnel the sandbox needs.
+    let settings = crate::db::Settings::for_stack(
+        &stack.database.connection,
+        super::stack_dir(&args.stack.file),
+    );
+    let mut child = Command::new(&args.command[0]);
+    child
+        .args(&args.command[1..])
+        .env("AWS_ACCESS_KEY_ID", credentials.access_key_id())
+        .env("AWS_SECRET_ACCESS_KEY", credentials.secret_access_key())
+        .env("AWS_SESSION_TOKEN", credentials.session_token())
+        .env_remove("AWS_PROFILE")
+        .env("AWS_REGION", &stack.region)
+        .env("DB_ENDPOINT", &endpoint)
+        .env("DB_PORT", &port)
+        .env("DB_NAME", &stack.database.name)
+        .env("DB_USER", &entry.db_user)
+        .env("RDS_CA_CERT", &settings.ca_bundle);
+    if let Some(tunnel) = &settings.admin_endpoint {
+        child.env("DB_HOSTADDR", tunnel);
+    }
+    if let Some(name) = &settings.tls_server_name {
+        child.env("DB_TLS_SERVER_NAME", name);
+    }
+    eprintln!(
+        "sandbox: running as {subject} (IAM role {role_name}), database user {}",
+        entry.db_user
+    );
+    let status = child
+        .status()
+        .map_err(|error| UserError(format!("cannot run {}: {error}", args.command[0])))?;
+    Ok(u8::try_from(status.code().unwrap_or(1)).unwrap_or(1))
+}

@@ -1,0 +1,278 @@
+//! The passwordless login, proven in the sandbox: the sandbox PostgreSQL checks IAM tokens as
+//! RDS does (scripts/iam-verifier.py behind PAM), and `pwless sandbox run --as` acts as a
+//! service account with the credentials its IRSA role gets from the sandbox STS.
+//!
+//! Every refusal must be PostgreSQL's own `PAM authentication failed` (or, without TLS, no
+//! pg_hba entry at all), and every admission must come from the whole chain: trust policy,
+//! role credentials, `rds-db:connect` on the exact dbuser ARN, `rds_iam`, verified TLS.
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+use pwless::db::connect;
+use pwless::secret::Secret;
+use pwless::token::{SigningCredentials, TokenSigner};
+
+use crate::common::{stderr, stdout};
+use crate::kubernetes::FullStack;
+
+/// The example stack with a second user and a second service account logging in as it.
+fn two_service_accounts(text: String) -> String {
+    text.replacen(
+        "      privileges: [connect, usage, create, select, insert, update, delete]\n",
+        "      privileges: [connect, usage, create, select, insert, update, delete]\n    - name: reporting\n      privileges: [connect, usage, select]\n",
+        1,
+    )
+    .replacen(
+        "  - {namespace: demo, service_account: demo-app, db_user: app_user}\n",
+        "  - {namespace: demo, service_account: demo-app, db_user: app_user}\n  - {namespace: demo, service_account: reporter, db_user: reporting}\n",
+        1,
+    )
+}
+
+impl FullStack {
+    /// `pwless sandbox run -f stack.yaml --as <account> -- <command...>`.
+    fn as_service_account(&self, account: &str, command: &[&str]) -> std::process::Output {
+        self.pwless()
+            .args([
+                "sandbox",
+                "run",
+                "-f",
+                self.file.to_str().unwrap(),
+                "--as",
+                account,
+                "--",
+            ])
+            .args(command)
+            .output()
+            .unwrap()
+    }
+
+    /// psql as `user`, through `pwless connect`, as `account` (or with the test credentials).
+    fn login(&self, account: Option<&str>, user: &str) -> std::process::Output {
+        let pwless = env!("CARGO_BIN_EXE_pwless");
+        let file = self.file.to_str().unwrap();
+        let connect = [
+            pwless,
+            "connect",
+            "-f",
+            file,
+            "--user",
+            user,
+            "--",
+            "-tAc",
+            "select current_user",
+        ];
+        match account {
+            Some(account) => self.as_service_account(account, &connect),
+            None => self.run(&[
+                "connect",
+                "--user",
+                user,
+                "--",
+                "-tAc",
+                "select current_user",
+            ]),
+        }
+    }
+
+    /// The credentials `sandbox run --as` hands to its command.
+    fn credentials_of(&self, account: &str) -> SigningCredentials {
+        let output = self.as_service_account(account, &["env"]);
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        let env: HashMap<String, String> = stdout(&output)
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect();
+        SigningCredentials {
+            access_key_id: env["AWS_ACCESS_KEY_ID"].clone(),
+            secret_access_key: Secret::new(env["AWS_SECRET_ACCESS_KEY"].clone()),
+            session_token: Some(Secret::new(env["AWS_SESSION_TOKEN"].clone())),
+        }
+    }
+
+    fn verifier_log(&self) -> String {
+        std::fs::read_to_string(self.pg.var("PWLESS_SANDBOX_IAM_LOG")).unwrap()
+    }
+}
+
+fn refused(output: &std::process::Output, user: &str) -> bool {
+    output.status.code() != Some(0)
+        && stderr(output).contains(&format!("PAM authentication failed for user \"{user}\""))
+}
+
+#[test]
+fn a_service_account_logs_in_as_its_own_user_and_nothing_else() {
+    let stack = FullStack::with("login", two_service_accounts);
+    let output = stack.run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+
+    // Each service account logs in as its own user.
+    for (account, user) in [
+        ("demo/demo-app", "app_user"),
+        ("demo/reporter", "reporting"),
+    ] {
+        let output = stack.login(Some(account), user);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{account}: {}",
+            stderr(&output)
+        );
+        assert_eq!(stdout(&output).trim(), user);
+    }
+    // ... and not as the other's.
+    let output = stack.login(Some("demo/demo-app"), "reporting");
+    assert!(refused(&output, "reporting"), "{}", stderr(&output));
+    assert!(
+        stack.verifier_log().contains(
+            "may not rds-db:connect on arn:aws:rds-db:us-west-2:123456789012:dbuser:cluster-"
+        ),
+        "{}",
+        stack.verifier_log()
+    );
+    // The right user, but credentials whose principal has no rds-db:connect at all.
+    let output = stack.login(None, "app_user");
+    assert!(refused(&output, "app_user"), "{}", stderr(&output));
+
+    // Tokens made here from the service account's own credentials: a fresh one is admitted,
+    // an expired or tampered one is not, nor one for the master user, nor one without TLS.
+    let credentials = stack.credentials_of("demo/demo-app");
+    let signer = TokenSigner::new(credentials, "us-west-2").unwrap();
+    let endpoint = stack.output("databaseEndpoint");
+    let token_at =
+        |user: &str, when: SystemTime| signer.token(&endpoint, 5432, user, when).unwrap();
+    let target = stack
+        .pg
+        .target("localhost", stack.pg.var("PWLESS_DB_CA_BUNDLE"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let login = |user: &str, password: &str| {
+        rt.block_on(async {
+            connect(&target, user, &Secret::new(password.to_string()))
+                .await
+                .map(drop)
+                .map_err(|error| {
+                    // The whole chain: PostgreSQL's message is in the source.
+                    let mut text = error.to_string();
+                    let mut source = std::error::Error::source(&error);
+                    while let Some(cause) = source {
+                        text.push_str(&format!(": {cause}"));
+                        source = cause.source();
+                    }
+                    text
+                })
+        })
+    };
+    let fresh = token_at("app_user", SystemTime::now());
+    // moto's session tokens are shorter than real ones (356 bytes, not 1,000+), but the token is
+    // still past the 511 bytes pam_exec would have cut: the PAM module passes it whole.
+    assert!(fresh.expose().len() > 511, "{} bytes", fresh.expose().len());
+    login("app_user", fresh.expose()).expect("a fresh token of the right role is admitted");
+
+    let expired = token_at("app_user", SystemTime::now() - Duration::from_secs(16 * 60));
+    let error = login("app_user", expired.expose()).unwrap_err();
+    assert!(error.contains("PAM authentication failed"), "{error}");
+    assert!(
+        stack.verifier_log().contains("the token expired"),
+        "{}",
+        stack.verifier_log()
+    );
+
+    let mut tampered = fresh.expose().to_string();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == '0' { '1' } else { '0' });
+    let error = login("app_user", &tampered).unwrap_err();
+    assert!(error.contains("PAM authentication failed"), "{error}");
+    assert!(
+        stack
+            .verifier_log()
+            .contains("the signature does not match"),
+        "{}",
+        stack.verifier_log()
+    );
+
+    // The master user is not in rds_iam: a token is just a wrong password for it.
+    let master_token = token_at("admin", SystemTime::now());
+    let error = login("admin", master_token.expose()).unwrap_err();
+    assert!(
+        error.contains("password authentication failed for user \"admin\""),
+        "{error}"
+    );
+
+    // Without TLS there is no way in at all.
+    let port = stack
+        .pg
+        .var("PWLESS_DB_ADMIN_ENDPOINT")
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .to_string();
+    let output = Command::new("psql")
+        .arg(format!(
+            "host=127.0.0.1 port={port} user=app_user dbname=appdb sslmode=disable"
+        ))
+        .args(["-c", "select 1"])
+        .env(
+            "PGPASSWORD",
+            token_at("app_user", SystemTime::now()).expose(),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&output).contains("no encryption"),
+        "{}",
+        stderr(&output)
+    );
+
+    // The reporter loses its access entry: its role goes, and its credentials no longer get in.
+    let reporter = stack.credentials_of("demo/reporter");
+    let text = std::fs::read_to_string(&stack.file).unwrap();
+    std::fs::write(
+        &stack.file,
+        text.replacen(
+            "  - {namespace: demo, service_account: reporter, db_user: reporting}\n",
+            "",
+            1,
+        ),
+    )
+    .unwrap();
+    let output = stack.run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("aws_iam_role.irsa[demo/reporter]: destroyed"),
+        "{}",
+        stderr(&output)
+    );
+    let signer = TokenSigner::new(reporter, "us-west-2").unwrap();
+    let token = signer
+        .token(&endpoint, 5432, "reporting", SystemTime::now())
+        .unwrap();
+    let error = login("reporting", token.expose()).unwrap_err();
+    assert!(
+        error.contains("PAM authentication failed for user \"reporting\""),
+        "{error}"
+    );
+    let output = stack.login(Some("demo/reporter"), "reporting");
+    assert!(
+        stderr(&output).contains("is no service account of stack"),
+        "{}",
+        stderr(&output)
+    );
+    // The other service account still gets in.
+    assert_eq!(
+        stack.login(Some("demo/demo-app"), "app_user").status.code(),
+        Some(0)
+    );
+
+    // Nothing the verifier logged is a token.
+    assert!(!stack.verifier_log().contains("X-Amz-Signature"));
+
+    let output = stack.run(&["destroy", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
