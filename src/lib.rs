@@ -19,11 +19,13 @@
 
 pub mod cli;
 pub mod db;
+pub mod demo;
 pub mod eks_token;
 pub mod exec;
 pub mod graph;
 pub mod kubernetes;
 pub mod plan;
+pub mod pool;
 pub mod provider;
 pub mod render;
 pub mod sandbox;

@@ -191,8 +191,9 @@ fn run_as(args: RunArgs) -> anyhow::Result<u8> {
         "sandbox: running as {subject} (IAM role {role_name}), database user {}",
         entry.db_user
     );
-    let status = child
-        .status()
-        .map_err(|error| UserError(format!("cannot run {}: {error}", args.command[0])))?;
-    Ok(u8::try_from(status.code().unwrap_or(1)).unwrap_or(1))
+    // The command takes this process's place, as a container's entrypoint would: signals
+    // reach it, and nothing of pwless is left running beside it.
+    use std::os::unix::process::CommandExt;
+    let error = child.exec();
+    Err(UserError(format!("cannot run {}: {error}", args.command[0])).into())
 }

@@ -3,6 +3,7 @@
 mod aws;
 mod cli;
 mod common;
+mod demo;
 mod iam_login;
 mod kubernetes;
 mod manifests;
