@@ -117,13 +117,7 @@ impl TokenCache {
                     .provide_credentials()
                     .await
                     .map_err(|error| TokenError::NoCredentials(error.to_string()))?;
-                Ok(SigningCredentials {
-                    access_key_id: credentials.access_key_id().to_string(),
-                    secret_access_key: Secret::new(credentials.secret_access_key().to_string()),
-                    session_token: credentials
-                        .session_token()
-                        .map(|token| Secret::new(token.to_string())),
-                })
+                Ok(SigningCredentials::from(&credentials))
             }
         }
     }
@@ -305,5 +299,62 @@ impl IamPool {
 impl Drop for IamPool {
     fn drop(&mut self) {
         self.refresher.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache() -> TokenCache {
+        TokenCache::with_credentials(
+            SigningCredentials {
+                access_key_id: "AKIDEXAMPLE".into(),
+                secret_access_key: Secret::new("secret".into()),
+                session_token: None,
+            },
+            TokenTarget {
+                region: "us-west-2".into(),
+                host: "db.example".into(),
+                port: 5432,
+                user: "app_user".into(),
+            },
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_callers_on_an_empty_cache_wait_for_one_signature() {
+        let cache = Arc::new(cache());
+        let callers: Vec<_> = (0..64)
+            .map(|_| {
+                let cache = cache.clone();
+                tokio::spawn(
+                    async move { cache.token().await.map(|token| token.expose().to_string()) },
+                )
+            })
+            .collect();
+        let mut tokens = Vec::new();
+        for caller in callers {
+            tokens.push(caller.await.unwrap().unwrap());
+        }
+        assert_eq!(
+            cache.signed.load(Ordering::Relaxed),
+            1,
+            "one signature for the herd"
+        );
+        assert!(tokens.windows(2).all(|pair| pair[0] == pair[1]));
+        assert_eq!(cache.served_from_cache.load(Ordering::Relaxed), 63);
+    }
+
+    #[tokio::test]
+    async fn a_refresh_replaces_the_token_callers_get() {
+        let cache = cache();
+        let first = cache.token().await.unwrap();
+        // A later second: SigV4 signatures change with the time.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        cache.refresh().await.unwrap();
+        let second = cache.token().await.unwrap();
+        assert_ne!(first.expose(), second.expose());
+        assert_eq!(cache.signed.load(Ordering::Relaxed), 2);
     }
 }

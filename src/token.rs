@@ -68,6 +68,19 @@ pub struct SigningCredentials {
     pub session_token: Option<Secret>,
 }
 
+impl From<&aws_credential_types::Credentials> for SigningCredentials {
+    /// The SDK's credentials, with the secret parts held as [`Secret`]s.
+    fn from(credentials: &aws_credential_types::Credentials) -> Self {
+        SigningCredentials {
+            access_key_id: credentials.access_key_id().to_string(),
+            secret_access_key: Secret::new(credentials.secret_access_key().to_string()),
+            session_token: credentials
+                .session_token()
+                .map(|token| Secret::new(token.to_string())),
+        }
+    }
+}
+
 /// Signs tokens for one set of credentials in one region. The derived signing key changes
 /// once a day and is cached, so a token costs two hashes and one HMAC after the first.
 pub struct TokenSigner {
@@ -116,16 +129,7 @@ impl TokenSigner {
             .provide_credentials()
             .await
             .map_err(|error| TokenError::NoCredentials(error.to_string()))?;
-        TokenSigner::new(
-            SigningCredentials {
-                access_key_id: credentials.access_key_id().to_string(),
-                secret_access_key: Secret::new(credentials.secret_access_key().to_string()),
-                session_token: credentials
-                    .session_token()
-                    .map(|token| Secret::new(token.to_string())),
-            },
-            region,
-        )
+        TokenSigner::new(SigningCredentials::from(&credentials), region)
     }
 
     pub fn region(&self) -> &str {

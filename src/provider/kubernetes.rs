@@ -188,13 +188,7 @@ impl KubernetesProvider {
         let credentials = provider.provide_credentials().await.map_err(|error| {
             ProviderError::permanent(format!("no AWS credentials for the EKS token: {error}"))
         })?;
-        Ok(SigningCredentials {
-            access_key_id: credentials.access_key_id().to_string(),
-            secret_access_key: Secret::new(credentials.secret_access_key().to_string()),
-            session_token: credentials
-                .session_token()
-                .map(|token| Secret::new(token.to_string())),
-        })
+        Ok(SigningCredentials::from(&credentials))
     }
 
     /// A client for the cluster `cluster_arn` names, made again when its token gets old.

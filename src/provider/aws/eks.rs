@@ -398,7 +398,7 @@ pub(super) async fn update(
     }
 }
 
-async fn sync_tags(
+pub(super) async fn sync_tags(
     aws: &AwsProvider,
     arn: &str,
     old: &Inputs,

@@ -156,30 +156,7 @@ pub(super) async fn update(
     for name in changed {
         match name.as_str() {
             "policy_arn" => associate(aws, inputs).await?,
-            "tags" => {
-                let tags: HashMap<String, String> = input_tags(inputs).into_iter().collect();
-                let removed: Vec<String> = input_tags(&resource.inputs)
-                    .into_iter()
-                    .map(|(key, _)| key)
-                    .filter(|key| !tags.contains_key(key))
-                    .collect();
-                if !removed.is_empty() {
-                    aws.eks
-                        .untag_resource()
-                        .resource_arn(arn)
-                        .set_tag_keys(Some(removed))
-                        .send()
-                        .await
-                        .map_err(sdk_error("remove tags"))?;
-                }
-                aws.eks
-                    .tag_resource()
-                    .resource_arn(arn)
-                    .set_tags(Some(tags))
-                    .send()
-                    .await
-                    .map_err(sdk_error("set tags"))?;
-            }
+            "tags" => super::eks::sync_tags(aws, arn, &resource.inputs, inputs).await?,
             other => return Err(super::not_in_place(resource.kind, other)),
         }
     }
