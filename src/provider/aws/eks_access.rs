@@ -58,6 +58,25 @@ async fn associate(aws: &AwsProvider, inputs: &Inputs) -> Result<(), ProviderErr
     .await
 }
 
+/// The entry of the inputs' (cluster, principal), or `None` when there is none.
+async fn describe(
+    aws: &AwsProvider,
+    inputs: &Inputs,
+) -> Result<Option<aws_sdk_eks::types::AccessEntry>, ProviderError> {
+    let (cluster, principal) = key(inputs)?;
+    let out = aws
+        .eks
+        .describe_access_entry()
+        .cluster_name(cluster)
+        .principal_arn(principal)
+        .send()
+        .await;
+    Ok(
+        found(out.map_err(sdk_error("describe the access entry")))?
+            .and_then(|out| out.access_entry),
+    )
+}
+
 pub(super) async fn create(aws: &AwsProvider, inputs: &Inputs) -> Result<Applied, ProviderError> {
     let (cluster, principal) = key(inputs)?;
     let tags: HashMap<String, String> = input_tags(inputs).into_iter().collect();
@@ -89,19 +108,10 @@ pub(super) async fn read(
 ) -> Result<Observed, ProviderError> {
     let prior = &resource.inputs;
     let (cluster, principal) = key(prior)?;
-    let out = aws
-        .eks
-        .describe_access_entry()
-        .cluster_name(cluster)
-        .principal_arn(principal)
-        .send()
-        .await;
-    let Some(out) = found(out.map_err(sdk_error("describe the access entry")))? else {
+    let Some(entry) = describe(aws, prior).await? else {
         return Ok(Observed::Missing);
     };
-    let Some(entry) = out.access_entry() else {
-        return Ok(Observed::Missing);
-    };
+    let entry = &entry;
     let policies = aws
         .eks
         .list_associated_access_policies()
@@ -188,20 +198,10 @@ pub(super) async fn adopt(
     inputs: &Inputs,
 ) -> Result<Option<Applied>, ProviderError> {
     debug_assert_eq!(kind, ResourceKind::EksAccessEntry);
-    let (cluster, principal) = key(inputs)?;
-    let out = aws
-        .eks
-        .describe_access_entry()
-        .cluster_name(cluster)
-        .principal_arn(principal)
-        .send()
-        .await;
-    let Some(out) = found(out.map_err(sdk_error("look up the access entry")))? else {
+    let Some(entry) = describe(aws, inputs).await? else {
         return Ok(None);
     };
-    let Some(entry) = out.access_entry() else {
-        return Ok(None);
-    };
+    let entry = &entry;
     // The create may have stopped between the entry and its policy: associating is idempotent.
     let result = applied(entry)?;
     associate(aws, inputs).await?;
