@@ -270,6 +270,42 @@ fn a_service_account_logs_in_as_its_own_user_and_nothing_else() {
         Some(0)
     );
 
+    // The pool: a connection outlives the credentials that logged it in (RDS checks tokens at
+    // login only), while a new one with them is refused, with an error that says what to check.
+    let credentials = stack.credentials_of("demo/demo-app");
+    let access_key = credentials.access_key_id.clone();
+    let tokens = std::sync::Arc::new(pwless::pool::TokenCache::with_credentials(
+        credentials,
+        pwless::pool::TokenTarget {
+            region: "us-west-2".into(),
+            host: endpoint.clone(),
+            port: 5432,
+            user: "app_user".into(),
+        },
+    ));
+    rt.block_on(async {
+        use deadpool::managed::Manager;
+        let pool = pwless::pool::IamPool::new(tokens, target.clone(), 2, true).unwrap();
+        let held = pool.get().await.expect("a pooled connection");
+        // The sandbox forgets these credentials, as if they had expired.
+        let registry = stack.pg.var("PWLESS_SANDBOX_IAM_CREDENTIALS");
+        let mut known: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&std::fs::read(registry).unwrap()).unwrap();
+        assert!(known.remove(&access_key).is_some());
+        std::fs::write(registry, serde_json::Value::Object(known).to_string()).unwrap();
+        let row = held
+            .query_one("select current_user::text", &[])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), "app_user");
+        let error = pool.manager().create().await.unwrap_err().to_string();
+        assert!(
+            error.contains("the database refused the IAM token for user `app_user`")
+                && error.contains("rds-db:connect"),
+            "{error}"
+        );
+    });
+
     // Nothing the verifier logged is a token.
     assert!(!stack.verifier_log().contains("X-Amz-Signature"));
 
