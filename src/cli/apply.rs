@@ -213,14 +213,16 @@ async fn run(
                 "updated" => (a, c + 1, d),
                 _ => (a, c, d + 1),
             });
+    // Terraform's words, which users know: a destroy run says so.
+    let (done, stopped) = match plan.mode {
+        crate::plan::Mode::Destroy => ("Destroy complete", "destroy stopped"),
+        _ => ("Apply complete", "apply stopped"),
+    };
     if report.succeeded() {
-        eprintln!(
-            "\nApply complete. Resources: {added} added, {changed} changed, {destroyed} destroyed."
-        );
+        eprintln!("\n{done}. Resources: {added} added, {changed} changed, {destroyed} destroyed.");
         return Ok(EXIT_OK);
     }
-    let mut message =
-        format!("apply stopped: {added} added, {changed} changed, {destroyed} destroyed");
+    let mut message = format!("{stopped}: {added} added, {changed} changed, {destroyed} destroyed");
     if report.interrupted {
         message.push_str("; interrupted");
     }

@@ -536,6 +536,10 @@ fn the_example_stack_applies_end_to_end_and_every_link_checks_out() {
             < position("aws_internet_gateway.main: destroyed")
     );
     assert!(
+        log.contains("Destroy complete. Resources: 0 added, 0 changed, 39 destroyed."),
+        "{log}"
+    );
+    assert!(
         rt.block_on(namespaces(&kube).get_opt("demo"))
             .unwrap()
             .is_none()
