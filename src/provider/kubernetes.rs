@@ -222,12 +222,9 @@ impl KubernetesProvider {
                 .name(cluster)
                 .send()
                 .await
-                .map_err(|error| {
-                    ProviderError::permanent(format!(
-                        "cannot read EKS cluster `{cluster}` for its API endpoint: {}",
-                        aws_sdk_eks::error::DisplayErrorContext(error)
-                    ))
-                })?;
+                .map_err(crate::provider::aws::sdk_error(
+                    "read the EKS cluster for its Kubernetes API endpoint",
+                ))?;
             let described = output.cluster.ok_or_else(|| {
                 ProviderError::permanent(format!("EKS cluster `{cluster}` is not there"))
             })?;

@@ -58,6 +58,16 @@ class Driver:
         found = self.call("POST", f"/session/{self.session}/elements", {"using": "css selector", "value": css})
         return [element[W3C_ELEMENT] for element in found]
 
+    def wait_for(self, css, seconds=20):
+        """The elements matching `css` once there are any: a click that submits a form returns
+        before the next page has loaded."""
+        deadline = time.monotonic() + seconds
+        while True:
+            found = self.find(css)
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
+
     def click(self, element):
         self.call("POST", f"/session/{self.session}/element/{element}/click", {})
 
@@ -98,12 +108,16 @@ def main():
         with tempfile.TemporaryDirectory() as profile:
             driver.start(profile)
             driver.go(url)
-            [create] = driver.find("#create-table")
+            [create] = driver.wait_for("#create-table")
             driver.click(create)
+            # The table exists once the page says there are no messages yet.
+            if not driver.wait_for("#empty"):
+                raise SystemExit("the page never showed an empty message list after creating the table")
             [field] = driver.find("#text")
             driver.type(field, message)
             [add] = driver.find("#add-message")
             driver.click(add)
+            driver.wait_for("#messages li .text")
             result = {
                 "texts": [driver.text(element) for element in driver.find("#messages li .text")],
                 "markup_in_list": len(driver.find("#messages li .text *")),

@@ -799,6 +799,33 @@ fn apply_without_a_terminal_or_auto_approve_changes_nothing() {
 }
 
 #[test]
+fn a_refresh_without_credentials_says_so_in_plain_words() {
+    let stack = Stack::new("nocreds", "  final_snapshot: false\n");
+    assert_eq!(
+        stack.run(&["apply", "--auto-approve"]).status.code(),
+        Some(0)
+    );
+    let output = stack
+        .command(&["plan"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(message.contains("no usable AWS credentials"), "{message}");
+    assert!(!message.contains("DispatchFailure"), "{message}");
+    assert_eq!(
+        stack.run(&["destroy", "--auto-approve"]).status.code(),
+        Some(0)
+    );
+}
+
+#[test]
 fn the_first_ctrl_c_finishes_what_is_in_flight_and_saves() {
     let stack = Stack::new("sigint", "  final_snapshot: false\n");
     let rt = runtime();

@@ -213,6 +213,12 @@ where
     R: std::fmt::Debug + Send + Sync + 'static,
 {
     move |error| {
+        if let Some(message) = credentials_problem(&error) {
+            // Retrying does not make credentials appear: say so at once.
+            return ProviderError::permanent(format!(
+                "cannot {action}: no usable AWS credentials ({message}); set them the standard way (AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, SSO, web identity)"
+            ));
+        }
         let code = error.code().map(str::to_string);
         let transport = matches!(
             error,
@@ -241,6 +247,26 @@ where
             message,
         }
     }
+}
+
+/// The credentials error in an SDK error's chain, as short text (the SDK's own rendering
+/// carries whole raw responses).
+fn credentials_problem(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut source = Some(error);
+    while let Some(current) = source {
+        if let Some(problem) =
+            current.downcast_ref::<aws_credential_types::provider::error::CredentialsError>()
+        {
+            let mut text = problem.to_string();
+            if let Some(cause) = std::error::Error::source(problem) {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+            }
+            return Some(text);
+        }
+        source = current.source();
+    }
+    None
 }
 
 impl ProviderError {
