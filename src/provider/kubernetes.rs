@@ -11,7 +11,9 @@
 //!
 //! Every write is a server-side apply under the field manager `pwless`, forced: pwless owns
 //! the fields it declares and takes them back from whoever changed them (that is the drift
-//! repair the plan showed); fields it does not declare stay with their owners. Apply waits for
+//! repair the plan showed); fields it does not declare stay with their owners. When EKS says
+//! the cluster is gone, its objects read as gone and their deletes are done, so a stack whose
+//! cluster was deleted by hand still plans and destroys. Apply waits for
 //! a Deployment to be available and a LoadBalancer Service to get its address; delete waits
 //! until the object is gone, so a Service's load balancer (and its network interfaces in the
 //! VPC's subnets) is released before destroy goes on to the network.
@@ -421,7 +423,11 @@ impl KubernetesProvider {
     /// so fields the API server or controllers add are never drift.
     pub async fn read(&self, resource: &ResourceState) -> Result<Observed, ProviderError> {
         let prior = &resource.inputs;
-        let (api, namespace, name) = self.api(resource.kind, prior).await?;
+        let (api, namespace, name) = match self.api(resource.kind, prior).await {
+            // The cluster is gone, and every object in it with it.
+            Err(error) if error.is_not_found() => return Ok(Observed::Missing),
+            other => other?,
+        };
         let id = display_id(namespace.as_deref(), &name);
         let live = api
             .get_opt(&name)
@@ -480,7 +486,10 @@ impl KubernetesProvider {
     /// Deletes the object and waits until it is gone (a Service until its load balancer is
     /// released, a Namespace until everything in it is).
     pub async fn delete(&self, resource: &ResourceState) -> Result<(), ProviderError> {
-        let (api, namespace, name) = self.api(resource.kind, &resource.inputs).await?;
+        let (api, namespace, name) = match self.api(resource.kind, &resource.inputs).await {
+            Err(error) if error.is_not_found() => return Ok(()),
+            other => other?,
+        };
         let id = display_id(namespace.as_deref(), &name);
         let what = format!("delete {} {id}", resource.kind);
         let params = DeleteParams::foreground();
@@ -509,7 +518,10 @@ impl KubernetesProvider {
         kind: ResourceKind,
         inputs: &Inputs,
     ) -> Result<Option<Applied>, ProviderError> {
-        let (api, namespace, name) = self.api(kind, inputs).await?;
+        let (api, namespace, name) = match self.api(kind, inputs).await {
+            Err(error) if error.is_not_found() => return Ok(None),
+            other => other?,
+        };
         let id = display_id(namespace.as_deref(), &name);
         let live = api
             .get_opt(&name)

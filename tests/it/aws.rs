@@ -208,7 +208,7 @@ fn runtime() -> tokio::runtime::Runtime {
 pub(crate) struct Clients {
     pub ec2: aws_sdk_ec2::Client,
     pub iam: aws_sdk_iam::Client,
-    eks: aws_sdk_eks::Client,
+    pub eks: aws_sdk_eks::Client,
     rds: aws_sdk_rds::Client,
 }
 

@@ -547,3 +547,52 @@ fn the_example_stack_applies_end_to_end_and_every_link_checks_out() {
     let left = rt.block_on(crate::aws::live(&clients, &stack.name));
     assert!(crate::aws::nothing(&left), "{left:?}");
 }
+
+#[test]
+fn a_cluster_deleted_by_hand_takes_its_objects_with_it_and_destroy_still_works() {
+    let stack = FullStack::new("gone");
+    let output = stack.run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let rt = runtime();
+    let clients = rt.block_on(crate::aws::clients(&stack.moto));
+    rt.block_on(async {
+        clients
+            .eks
+            .delete_nodegroup()
+            .cluster_name(&stack.name)
+            .nodegroup_name("default")
+            .send()
+            .await
+            .unwrap();
+        clients
+            .eks
+            .delete_cluster()
+            .name(&stack.name)
+            .send()
+            .await
+            .unwrap();
+    });
+    // Without the stand-in's overrides pwless asks EKS where the API is: nowhere any more.
+    let without_overrides = |args: &[&str]| {
+        stack
+            .command(args)
+            .env_remove("PWLESS_KUBE_API_URL")
+            .env_remove("PWLESS_KUBE_CA_FILE")
+            .output()
+            .unwrap()
+    };
+    let output = without_overrides(&["plan"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let plan = stdout(&output);
+    for created in [
+        "+ aws_eks_cluster.main",
+        "+ kubernetes_namespace.demo",
+        "+ kubernetes_deployment.demo/pwless-demo",
+    ] {
+        assert!(plan.contains(created), "{created}:\n{plan}");
+    }
+    let output = without_overrides(&["destroy", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let left = rt.block_on(crate::aws::live(&clients, &stack.name));
+    assert!(crate::aws::nothing(&left), "{left:?}");
+}
