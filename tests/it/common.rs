@@ -69,3 +69,23 @@ pub fn stdout(output: &Output) -> String {
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+/// `plan --detailed-exitcode` output that changes exactly `address`, as drift.
+pub fn assert_plans_one_drift_repair(output: &Output, address: &str) {
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{}{}",
+        stdout(output),
+        stderr(output)
+    );
+    let plan = stdout(output);
+    assert!(
+        plan.contains(&format!("~ {address}  # it was changed outside pwless")),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("Plan: 0 to add, 1 to change, 0 to destroy."),
+        "{plan}"
+    );
+}

@@ -257,17 +257,21 @@ fn the_example_stack_applies_end_to_end_and_every_link_checks_out() {
         .env("AWS_SECRET_ACCESS_KEY", "not-the-secret")
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("401") && stderr(&output).contains("EKS token"),
-        "{}",
-        stderr(&output)
-    );
-    assert!(
-        rt.block_on(namespaces(&kube).get_opt("demo"))
-            .unwrap()
-            .is_none()
-    );
+    // A refused apply names the cause and leaves nothing in the cluster.
+    let refused_by_cluster = |output: &std::process::Output, code: &str, words: &str| {
+        assert_eq!(output.status.code(), Some(1), "{}", stderr(output));
+        assert!(
+            stderr(output).contains(code) && stderr(output).contains(words),
+            "{}",
+            stderr(output)
+        );
+        assert!(
+            rt.block_on(namespaces(&kube).get_opt("demo"))
+                .unwrap()
+                .is_none()
+        );
+    };
+    refused_by_cluster(&output, "401", "EKS token");
 
     // The cluster has no implicit admin: a caller without an access entry is refused (403).
     let with_admins = |admins: &str| {
@@ -282,17 +286,7 @@ fn the_example_stack_applies_end_to_end_and_every_link_checks_out() {
     };
     with_admins("arn:aws:iam::123456789012:role/someone-else");
     let output = stack.run(&["apply", "--auto-approve"]);
-    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("403") && stderr(&output).contains("access entry"),
-        "{}",
-        stderr(&output)
-    );
-    assert!(
-        rt.block_on(namespaces(&kube).get_opt("demo"))
-            .unwrap()
-            .is_none()
-    );
+    refused_by_cluster(&output, "403", "access entry");
 
     // With pwless's own principal an admin (the other one's entry replaced), the next apply
     // finishes the rest.
@@ -494,18 +488,9 @@ fn the_example_stack_applies_end_to_end_and_every_link_checks_out() {
             .await
             .unwrap();
     });
-    let output = stack.run(&["plan", "--detailed-exitcode"]);
-    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
-    assert!(
-        stdout(&output)
-            .contains("~ kubernetes_deployment.demo/pwless-demo  # it was changed outside pwless"),
-        "{}",
-        stdout(&output)
-    );
-    assert!(
-        stdout(&output).contains("Plan: 0 to add, 1 to change, 0 to destroy."),
-        "{}",
-        stdout(&output)
+    crate::common::assert_plans_one_drift_repair(
+        &stack.run(&["plan", "--detailed-exitcode"]),
+        "kubernetes_deployment.demo/pwless-demo",
     );
     let output = stack.run(&["apply", "--auto-approve"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
