@@ -28,7 +28,8 @@ pub struct ApplyArgs {
     /// Apply this saved plan (`pwless plan -o FILE`) exactly; refused if the state moved since.
     #[arg(value_name = "PLANFILE", conflicts_with = "file")]
     pub plan_file: Option<PathBuf>,
-    /// The state file [default: state/STACK.json beside the stack or plan file].
+    /// A local state file [default: the stack's (or saved plan's) `state:` section, else
+    /// state/STACK.json beside the stack or plan file].
     #[arg(long, value_name = "PATH")]
     pub state: Option<PathBuf>,
     #[command(flatten)]
@@ -92,16 +93,26 @@ fn plan_and_run(
     } else {
         "apply"
     };
-    let opened = engine::open_state(&stack_args.state_path(&stack.name), &stack.name, operation)?;
+    let location = stack_args.location(&stack)?;
     let runtime = engine::runtime()?;
     runtime.block_on(async {
-        let provider =
-            Arc::new(Providers::for_stack(&stack, super::stack_dir(&stack_args.file)).await);
-        let (journal, exists, observed) =
-            engine::prepare(opened, &provider, common.refresh, common.parallelism).await?;
-        let state = journal.snapshot().await;
-        let plan = engine::make_plan(&stack, &graph, &state, exists, &observed, mode);
-        run(plan, journal, provider, common, style).await
+        let opened = engine::open_state(&location, &stack.name, operation).await?;
+        engine::with_journal(opened, async |journal, existed| {
+            let provider =
+                Arc::new(Providers::for_stack(&stack, super::stack_dir(&stack_args.file)).await);
+            let (exists, observed) = engine::prepare(
+                &journal,
+                existed,
+                &provider,
+                common.refresh,
+                common.parallelism,
+            )
+            .await?;
+            let state = journal.snapshot().await;
+            let plan = engine::make_plan(&stack, &graph, &state, exists, &observed, mode);
+            run(plan, journal, provider, common, style).await
+        })
+        .await
     })
 }
 
@@ -119,41 +130,51 @@ fn apply_saved(
             plan_file.display()
         ))
     })?;
-    let state_path = state.unwrap_or_else(|| super::default_state_path(plan_file, &plan.stack));
-    let opened = engine::open_state(&state_path, &plan.stack, "apply")?;
-    plan.check_current(opened.existed.then_some(&opened.state))
-        .map_err(|stale| UserError(format!("the saved plan cannot be applied: {stale}")))?;
-    if !opened.state.pending_operations.is_empty() {
-        return Err(UserError(
-            "an interrupted run left pending operations; make a new plan (it settles them first)"
-                .into(),
-        )
-        .into());
-    }
+    let location = crate::state::Location::resolve(
+        &plan.state_backend,
+        super::stack_dir(plan_file),
+        &plan.stack,
+        &plan.region,
+        state.as_deref(),
+    )
+    .map_err(UserError)?;
     let runtime = engine::runtime()?;
     runtime.block_on(async {
-        let provider = Arc::new(Providers::aws_only(&plan.stack, &plan.region).await);
-        let journal = exec::Journal::new(opened.store, opened.state);
-        // A saved plan was reviewed already: it is applied as it is, with no new refresh.
-        run(
-            plan,
-            journal,
-            provider,
-            &RunArgs {
-                auto_approve: true,
-                parallelism: common.parallelism,
-                refresh: common.refresh,
-                timings: common.timings.clone(),
-            },
-            style,
-        )
+        let opened = engine::open_state(&location, &plan.stack, "apply").await?;
+        engine::with_journal(opened, async |journal, existed| {
+            let current = journal.snapshot().await;
+            plan.check_current(existed.then_some(&current))
+                .map_err(|stale| UserError(format!("the saved plan cannot be applied: {stale}")))?;
+            if !current.pending_operations.is_empty() {
+                return Err(UserError(
+                    "an interrupted run left pending operations; make a new plan (it settles them first)"
+                        .into(),
+                )
+                .into());
+            }
+            let provider = Arc::new(Providers::aws_only(&plan.stack, &plan.region).await);
+            // A saved plan was reviewed already: it is applied as it is, with no new refresh.
+            run(
+                plan,
+                journal,
+                provider,
+                &RunArgs {
+                    auto_approve: true,
+                    parallelism: common.parallelism,
+                    refresh: common.refresh,
+                    timings: common.timings.clone(),
+                },
+                style,
+            )
+            .await
+        })
         .await
     })
 }
 
 async fn run(
     plan: Plan,
-    journal: exec::Journal,
+    journal: Arc<exec::Journal>,
     provider: Arc<Providers>,
     common: &RunArgs,
     style: Style,
@@ -186,10 +207,9 @@ async fn run(
 
     let stop = Arc::new(AtomicBool::new(false));
     engine::watch_interrupts(stop.clone());
-    let journal = Arc::new(journal);
     let report = exec::apply(
         &plan,
-        journal.clone(),
+        journal,
         provider,
         &Options {
             parallelism: common.parallelism,
@@ -197,7 +217,6 @@ async fn run(
         },
     )
     .await;
-    drop(journal);
     if let Some(path) = &common.timings {
         let text = serde_json::to_string_pretty(&report.timings)?;
         std::fs::write(path, text)

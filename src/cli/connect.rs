@@ -33,7 +33,7 @@ fn conninfo(key: &str, value: &str) -> String {
 
 pub fn run(args: ConnectArgs) -> anyhow::Result<u8> {
     let stack = crate::spec::load(&args.stack.file)?;
-    let (endpoint, port) = super::database_endpoint(&args.stack, &stack, &args.user, "connect")?;
+    let (endpoint, port) = super::database_endpoint(&args.stack, &stack, &args.user)?;
     // The same connection settings pwless uses for itself: tunnel, name to verify, CA bundle.
     let settings = crate::db::Settings::for_stack(
         &stack.database.connection,

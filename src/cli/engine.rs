@@ -1,7 +1,6 @@
 //! What plan, apply and destroy share: lock and read the state, settle what an interrupted run
 //! left pending, refresh, and plan.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -10,7 +9,7 @@ use crate::graph::ResourceGraph;
 use crate::plan::{Mode, ObservedState, Plan};
 use crate::provider::Providers;
 use crate::spec::Stack;
-use crate::state::{State, StateStore};
+use crate::state::{Location, State, StateError, StateStore};
 
 use super::UserError;
 
@@ -23,25 +22,65 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// An open state: the lock held, the state read, and whether a file existed.
+/// A runtime for commands that only read: one thread is plenty.
+pub(crate) fn block_on<T>(work: impl std::future::Future<Output = T>) -> anyhow::Result<T> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(work))
+}
+
+/// An open state: the lock held, the state read, and whether one existed.
 pub(crate) struct Opened {
     pub store: StateStore,
     pub state: State,
     pub existed: bool,
 }
 
-pub(crate) fn open_state(path: &Path, stack: &str, operation: &str) -> anyhow::Result<Opened> {
-    let mut store = StateStore::open(path, operation)?;
-    let existing = store.read()?;
-    if let Some(state) = &existing
-        && state.stack != stack
-    {
+/// Refuses a state of another stack, or one that `pwless state migrate` moved away.
+fn check_state(location: &Location, state: &State, stack: &str) -> anyhow::Result<()> {
+    if let Some(to) = &state.moved_to {
+        return Err(StateError::Moved {
+            location: location.describe(),
+            to: to.clone(),
+        }
+        .into());
+    }
+    if state.stack != stack {
         return Err(UserError(format!(
-            "state file {} belongs to stack `{}`, not `{stack}`; pass another --state path",
-            path.display(),
-            state.stack
+            "{} belongs to stack `{}`, not `{stack}`; {}",
+            location.describe(),
+            state.stack,
+            match location {
+                Location::Local(_) => "pass another --state path",
+                _ => "point the stack's `state:` section elsewhere",
+            }
         ))
         .into());
+    }
+    Ok(())
+}
+
+/// Takes the lock and reads the state. On any refusal after the lock was taken, the lock is
+/// let go before returning.
+pub(crate) async fn open_state(
+    location: &Location,
+    stack: &str,
+    operation: &str,
+) -> anyhow::Result<Opened> {
+    let mut store = StateStore::open(location, operation).await?;
+    let existing = match store.read().await {
+        Ok(existing) => existing,
+        Err(error) => {
+            store.release().await;
+            return Err(error.into());
+        }
+    };
+    if let Some(state) = &existing
+        && let Err(error) = check_state(location, state, stack)
+    {
+        store.release().await;
+        return Err(error);
     }
     let existed = existing.is_some();
     Ok(Opened {
@@ -51,24 +90,47 @@ pub(crate) fn open_state(path: &Path, stack: &str, operation: &str) -> anyhow::R
     })
 }
 
+/// Reads the state without the lock, for commands that only read it; `None` when there is
+/// none yet.
+pub(crate) async fn read_state(location: &Location, stack: &str) -> anyhow::Result<Option<State>> {
+    let state = crate::state::store::read_unlocked(location).await?;
+    if let Some(state) = &state {
+        check_state(location, state, stack)?;
+    }
+    Ok(state)
+}
+
+/// Runs `work` with the opened state in a journal, then lets go of the lock whatever
+/// `work` returned.
+pub(crate) async fn with_journal<T>(
+    opened: Opened,
+    work: impl AsyncFnOnce(Arc<Journal>, bool) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let journal = Arc::new(Journal::new(opened.store, opened.state));
+    let result = work(journal.clone(), opened.existed).await;
+    if let Some(journal) = Arc::into_inner(journal) {
+        journal.release().await;
+    }
+    result
+}
+
 /// Does this state need the cloud before it can be planned against?
 pub(crate) fn needs_cloud(state: &State, refresh: bool) -> bool {
     !state.pending_operations.is_empty() || (refresh && !state.resources.is_empty())
 }
 
-/// Settles pending operations and refreshes; gives back the journal (holding the store) and
-/// what was observed.
+/// Settles pending operations and refreshes; gives back whether a state exists and what was
+/// observed.
 pub(crate) async fn prepare(
-    opened: Opened,
+    journal: &Journal,
+    existed: bool,
     provider: &Providers,
     refresh_live: bool,
     parallelism: usize,
-) -> anyhow::Result<(Journal, bool, ObservedState)> {
-    let existed = opened.existed;
-    let journal = Journal::new(opened.store, opened.state);
+) -> anyhow::Result<(bool, ObservedState)> {
     if !journal.snapshot().await.pending_operations.is_empty() {
         eprintln!("An interrupted run left pending operations; settling them first:");
-        for note in recover(&journal, provider).await.map_err(UserError)? {
+        for note in recover(journal, provider).await.map_err(UserError)? {
             eprintln!("  {note}");
         }
     }
@@ -90,7 +152,7 @@ pub(crate) async fn prepare(
                 ))
             })?;
     }
-    Ok((journal, existed || !state.resources.is_empty(), observed))
+    Ok((existed || !state.resources.is_empty(), observed))
 }
 
 pub(crate) fn make_plan(

@@ -11,13 +11,9 @@ pub struct ManifestsArgs {
 
 pub fn run(args: ManifestsArgs) -> anyhow::Result<u8> {
     let (stack, graph) = super::load_graph(&args.stack.file)?;
-    let opened = super::engine::open_state(
-        &args.stack.state_path(&stack.name),
-        &stack.name,
-        "manifests",
-    )?;
-    let state = opened.existed.then_some(&opened.state);
-    let documents = crate::kubernetes::manifests(&graph, state);
+    let location = args.stack.location(&stack)?;
+    let state = super::engine::block_on(super::engine::read_state(&location, &stack.name))??;
+    let documents = crate::kubernetes::manifests(&graph, state.as_ref());
     super::print(&crate::kubernetes::to_yaml(&documents))?;
     Ok(super::EXIT_OK)
 }

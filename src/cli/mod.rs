@@ -56,9 +56,14 @@ pub enum Command {
     Connect(connect::ConnectArgs),
     /// Print the Kubernetes objects of the stack as YAML (for review and GitOps).
     Manifests(manifests::ManifestsArgs),
-    /// Read or replace the state by hand (pull prints it; push checks lineage and serial).
+    /// Read, replace or move the state (pull prints it; push checks lineage and serial;
+    /// migrate moves it to where the stack's `state:` section now points).
     #[command(subcommand)]
     State(state::StateCommand),
+    /// End a lock whose holder you know is gone (S3: delete the lock; PostgreSQL: end the
+    /// holder's session). A dead holder's lock ends by itself: at once on PostgreSQL and for a
+    /// local file, after its lease on S3.
+    ForceUnlock(state::ForceUnlockArgs),
     /// Print the resource graph (edges point from a dependency to what needs it).
     Graph(graph::GraphArgs),
     /// Check a stack file and report every problem.
@@ -76,24 +81,24 @@ pub struct StackArgs {
     /// The stack file.
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: PathBuf,
-    /// The state file [default: state/STACK.json beside the stack file].
+    /// A local state file [default: the stack's `state:` section, else state/STACK.json
+    /// beside the stack file].
     #[arg(long, value_name = "PATH")]
     pub state: Option<PathBuf>,
 }
 
 impl StackArgs {
-    pub fn state_path(&self, stack_name: &str) -> PathBuf {
-        match &self.state {
-            Some(path) => path.clone(),
-            None => default_state_path(&self.file, stack_name),
-        }
+    /// Where the stack's state lives.
+    pub fn location(&self, stack: &crate::spec::Stack) -> anyhow::Result<crate::state::Location> {
+        Ok(crate::state::Location::resolve(
+            &stack.state,
+            stack_dir(&self.file),
+            &stack.name,
+            &stack.region,
+            self.state.as_deref(),
+        )
+        .map_err(UserError)?)
     }
-}
-
-pub fn default_state_path(stack_file: &Path, stack_name: &str) -> PathBuf {
-    stack_dir(stack_file)
-        .join("state")
-        .join(format!("{stack_name}.json"))
 }
 
 /// The directory of the stack file: relative paths in it (state, CA bundle) start there.
@@ -144,6 +149,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Connect(args) => connect::run(args),
         Command::Manifests(args) => manifests::run(args),
         Command::State(command) => state::run(command),
+        Command::ForceUnlock(args) => state::force_unlock(args),
         Command::Graph(args) => graph::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Show(args) => show::run(args, style),
@@ -167,7 +173,6 @@ pub(crate) fn database_endpoint(
     stack_args: &StackArgs,
     stack: &crate::spec::Stack,
     user: &str,
-    operation: &str,
 ) -> anyhow::Result<(String, u16)> {
     if !stack.database.users.iter().any(|known| known.name == user) {
         return Err(UserError(format!(
@@ -176,15 +181,15 @@ pub(crate) fn database_endpoint(
         ))
         .into());
     }
-    let path = stack_args.state_path(&stack.name);
-    let opened = engine::open_state(&path, &stack.name, operation)?;
-    let cluster = opened
-        .state
-        .resource("aws_rds_cluster.main")
+    let location = stack_args.location(stack)?;
+    let state = engine::block_on(engine::read_state(&location, &stack.name))??;
+    let cluster = state
+        .as_ref()
+        .and_then(|state| state.resource("aws_rds_cluster.main"))
         .ok_or_else(|| {
             UserError(format!(
                 "no database in {}: apply the stack first",
-                path.display()
+                location.describe()
             ))
         })?;
     let endpoint = cluster

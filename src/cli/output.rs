@@ -98,16 +98,17 @@ pub fn outputs(state: &State) -> BTreeMap<String, Value> {
 
 pub fn run(args: OutputArgs) -> anyhow::Result<u8> {
     let stack = crate::spec::load(&args.stack.file)?;
-    let path = args.stack.state_path(&stack.name);
-    let opened = super::engine::open_state(&path, &stack.name, "output")?;
-    if !opened.existed {
+    let location = args.stack.location(&stack)?;
+    let Some(state) =
+        super::engine::block_on(super::engine::read_state(&location, &stack.name))??
+    else {
         return Err(UserError(format!(
-            "no state at {}: apply the stack first",
-            path.display()
+            "no state in {}: apply the stack first",
+            location.describe()
         ))
         .into());
-    }
-    let all = outputs(&opened.state);
+    };
+    let all = outputs(&state);
     let text = match &args.name {
         Some(name) => {
             let value = all.get(name).ok_or_else(|| {

@@ -36,39 +36,45 @@ pub struct PlanArgs {
 
 pub fn run(args: PlanArgs, style: Style) -> anyhow::Result<u8> {
     let (stack, graph) = super::load_graph(&args.stack.file)?;
-    let opened = engine::open_state(&args.stack.state_path(&stack.name), &stack.name, "plan")?;
+    let location = args.stack.location(&stack)?;
     let mode = if args.destroy {
         Mode::Destroy
     } else {
         Mode::Normal
     };
 
-    // Without recorded resources or pending operations there is nothing to read: the plan is
-    // made offline, with no credentials needed.
-    let plan = if engine::needs_cloud(&opened.state, args.refresh) {
-        engine::runtime()?.block_on(async {
+    let plan = engine::runtime()?.block_on(async {
+        let opened = engine::open_state(&location, &stack.name, "plan").await?;
+        // Without recorded resources or pending operations there is nothing to read: the
+        // plan is made offline, with no credentials needed.
+        let needs_cloud = engine::needs_cloud(&opened.state, args.refresh);
+        engine::with_journal(opened, async |journal, existed| {
+            if !needs_cloud {
+                let state = journal.snapshot().await;
+                return Ok(engine::make_plan(
+                    &stack,
+                    &graph,
+                    &state,
+                    existed,
+                    &ObservedState::new(),
+                    mode,
+                ));
+            }
             let provider = Providers::for_stack(&stack, super::stack_dir(&args.stack.file)).await;
-            let (journal, exists, observed) =
-                engine::prepare(opened, &provider, args.refresh, args.parallelism).await?;
+            let (exists, observed) =
+                engine::prepare(&journal, existed, &provider, args.refresh, args.parallelism)
+                    .await?;
             let state = journal.snapshot().await;
-            anyhow::Ok(engine::make_plan(
+            Ok(engine::make_plan(
                 &stack, &graph, &state, exists, &observed, mode,
             ))
-        })?
-    } else {
-        engine::make_plan(
-            &stack,
-            &graph,
-            &opened.state,
-            opened.existed,
-            &ObservedState::new(),
-            mode,
-        )
-    };
+        })
+        .await
+    })?;
 
     if let Some(out) = &args.out {
         let bytes = crate::render::plan::json(&plan);
-        crate::state::store::atomic_write(out, bytes.as_bytes())
+        crate::state::local::atomic_write(out, bytes.as_bytes())
             .with_context(|| format!("cannot save the plan to {}", out.display()))?;
         eprintln!(
             "Saved the plan to {}; `pwless apply {}` applies exactly this.",

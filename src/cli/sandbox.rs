@@ -71,12 +71,10 @@ fn run_as(args: RunArgs) -> anyhow::Result<u8> {
         ))
         .into());
     };
-    let path = args.stack.state_path(&stack.name);
-    let state = {
-        let opened = super::engine::open_state(&path, &stack.name, "sandbox run")?;
-        opened.state
-        // The lock goes here: the command may be pwless itself.
-    };
+    let location = args.stack.location(&stack)?;
+    // Read without the lock: the command may be pwless itself.
+    let state = super::engine::block_on(super::engine::read_state(&location, &stack.name))??
+        .unwrap_or_else(|| crate::state::State::new(&stack.name));
     let role_address = crate::graph::irsa_role_address(&entry.namespace, &entry.service_account);
     let role_arn = output_of(&state, &role_address, "arn")?;
     let role_name = output_of(&state, &role_address, "name")?;

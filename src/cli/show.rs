@@ -6,13 +6,13 @@ use anyhow::Context;
 
 use crate::plan::Plan;
 use crate::render::Style;
-use crate::state::StateStore;
 
 #[derive(Debug, clap::Args)]
 pub struct ShowArgs {
     /// A plan saved with `pwless plan -o FILE`.
     pub plan_file: PathBuf,
-    /// The state file the plan is checked against [default: state/STACK.json beside the plan file].
+    /// A local state file to check the plan against [default: the plan's state backend, else
+    /// state/STACK.json beside the plan file].
     #[arg(long, value_name = "PATH")]
     pub state: Option<PathBuf>,
     #[arg(long)]
@@ -33,17 +33,20 @@ pub fn run(args: ShowArgs, style: Style) -> anyhow::Result<u8> {
     } else {
         super::print(&crate::render::plan::human(&plan, style))?;
     }
-    let state_path = args
-        .state
-        .clone()
-        .unwrap_or_else(|| super::default_state_path(&args.plan_file, &plan.stack));
-    let mut store = StateStore::open(&state_path, "show")?;
-    let state = store.read()?;
+    let location = crate::state::Location::resolve(
+        &plan.state_backend,
+        super::stack_dir(&args.plan_file),
+        &plan.stack,
+        &plan.region,
+        args.state.as_deref(),
+    )
+    .map_err(super::UserError)?;
+    let state = super::engine::block_on(super::engine::read_state(&location, &plan.stack))??;
     match plan.check_current(state.as_ref()) {
         Ok(()) => {
             eprintln!(
-                "The plan matches state {} and can be applied.",
-                state_path.display()
+                "The plan matches {} and can be applied.",
+                location.describe()
             );
             Ok(super::EXIT_OK)
         }

@@ -36,7 +36,7 @@ pub fn run(args: TokenArgs) -> anyhow::Result<u8> {
                 file: file.clone(),
                 state: args.state.clone(),
             };
-            let (host, port) = super::database_endpoint(&stack_args, &stack, &args.user, "token")?;
+            let (host, port) = super::database_endpoint(&stack_args, &stack, &args.user)?;
             (host, port, args.region.clone().unwrap_or(stack.region))
         }
         None => {

@@ -37,12 +37,18 @@ impl Journal {
         self.inner.into_inner()
     }
 
+    /// Lets go of the state's lock.
+    pub async fn release(self) {
+        self.inner.into_inner().0.release().await;
+    }
+
     async fn change(&self, edit: impl FnOnce(&mut State)) -> Result<(), String> {
         let mut guard = self.inner.lock().await;
         let (store, state) = &mut *guard;
         edit(state);
         store
             .write(state)
+            .await
             .map_err(|error| format!("cannot save the state: {error}"))
     }
 

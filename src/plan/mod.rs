@@ -105,9 +105,17 @@ pub struct Plan {
     /// The AWS region the plan is for; a saved plan is applied there.
     pub region: String,
     pub mode: Mode,
+    /// Where the state lives (the stack's `state:` section), so a saved plan is applied
+    /// against the state it was made from. Left out for the default local file.
+    #[serde(default, skip_serializing_if = "is_default_state")]
+    pub state_backend: crate::spec::model::StateBackend,
     pub prior_state: PriorState,
     pub resource_changes: Vec<ResourceChange>,
     pub summary: Summary,
+}
+
+fn is_default_state(backend: &crate::spec::model::StateBackend) -> bool {
+    *backend == crate::spec::model::StateBackend::default()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -123,11 +131,11 @@ pub enum StalePlan {
     )]
     Serial { planned: u64, current: u64 },
     #[error(
-        "the plan was made before any state existed, but a state file exists now; make a new plan"
+        "the plan was made before any state existed, but a state exists now; make a new plan"
     )]
     StateAppeared,
     #[error(
-        "the plan was made against an existing state, but there is no state file now; make a new plan"
+        "the plan was made against an existing state, but there is no state now; make a new plan"
     )]
     StateVanished,
     #[error("the plan file has format version {0}, this pwless reads {PLAN_FORMAT_VERSION}")]

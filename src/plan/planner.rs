@@ -56,6 +56,7 @@ pub fn plan(
         stack: stack.name.clone(),
         region: stack.region.clone(),
         mode,
+        state_backend: stack.state.clone(),
         prior_state: PriorState {
             lineage: prior.map(|state| state.lineage.clone()),
             serial: prior.map_or(0, |state| state.serial),

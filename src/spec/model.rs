@@ -16,6 +16,8 @@ pub struct Stack {
     pub database: Database,
     pub access: Vec<Access>,
     pub app: Option<App>,
+    /// Where the state lives (the `state:` section); the local file by default.
+    pub state: StateBackend,
 }
 
 impl Stack {
@@ -213,4 +215,47 @@ pub struct App {
     pub image: String,
     pub replicas: u32,
     pub port: u16,
+}
+
+/// Where a stack's state lives. Saved in plan files, so a saved plan applies against the
+/// state it was made from: it holds names only (a bucket, an environment variable), never a
+/// URL or a secret.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "backend", rename_all = "snake_case")]
+pub enum StateBackend {
+    /// A JSON file, `state/<stack>.json` beside the stack file unless `path` says otherwise
+    /// (relative to the stack file's directory).
+    Local {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
+    },
+    S3 {
+        bucket: String,
+        key: String,
+        /// The bucket's region [default: the stack's].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        region: Option<String>,
+        /// How long a lock lives without being renewed by its holder.
+        lock_lease_seconds: u32,
+        /// SSE-KMS with this key; SSE-S3 (AES256) without it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kms_key_id: Option<String>,
+    },
+    Postgres {
+        /// The environment variable holding the libpq URL.
+        url_env: String,
+        /// The table (created if missing); its lock table is `<table>_locks`.
+        table: String,
+    },
+}
+
+impl Default for StateBackend {
+    fn default() -> Self {
+        StateBackend::Local { path: None }
+    }
+}
+
+impl StateBackend {
+    pub const DEFAULT_LEASE_SECONDS: u32 = 60;
+    pub const DEFAULT_TABLE: &'static str = "pwless_state";
 }

@@ -11,7 +11,7 @@ use super::model::*;
 use super::yaml::{Node, NodeKind, SourceSpan};
 
 const TOP_KEYS: &[&str] = &[
-    "stack", "region", "tags", "network", "cluster", "database", "access", "app",
+    "stack", "region", "tags", "network", "cluster", "database", "access", "app", "state",
 ];
 const NETWORK_KEYS: &[&str] = &[
     "cidr",
@@ -45,6 +45,16 @@ const DATABASE_KEYS: &[&str] = &[
 const USER_KEYS: &[&str] = &["name", "privileges", "schema"];
 const ACCESS_KEYS: &[&str] = &["namespace", "service_account", "db_user"];
 const APP_KEYS: &[&str] = &["namespace", "service_account", "image", "replicas", "port"];
+const STATE_LOCAL_KEYS: &[&str] = &["backend", "path"];
+const STATE_S3_KEYS: &[&str] = &[
+    "backend",
+    "bucket",
+    "key",
+    "region",
+    "lock_lease_seconds",
+    "kms_key_id",
+];
+const STATE_POSTGRES_KEYS: &[&str] = &["backend", "url_env", "table"];
 
 /// Role names that exist on every Aurora PostgreSQL cluster or mean something to PostgreSQL.
 const RESERVED_ROLE_NAMES: &[&str] = &[
@@ -421,6 +431,11 @@ impl Checker {
             );
         }
 
+        let state = match fields.value("state") {
+            Some(node) => self.state(node),
+            None => Some(StateBackend::default()),
+        };
+
         Some(Stack {
             name: name?,
             region: region?,
@@ -430,6 +445,7 @@ impl Checker {
             database: database?,
             access: access?,
             app: app?,
+            state: state?,
         })
     }
 
@@ -1378,6 +1394,214 @@ impl Checker {
             port: port?,
         })
     }
+
+    fn state(&mut self, node: &Node) -> Option<StateBackend> {
+        // The backend decides which keys belong: look it up before checking the others.
+        let backend_node = match &node.kind {
+            NodeKind::Mapping(entries) => entries
+                .iter()
+                .find(|(key, _)| {
+                    matches!(&key.kind, NodeKind::Scalar { value, .. } if value == "backend")
+                })
+                .map(|(_, value)| value)
+                .filter(|value| !value.is_null()),
+            _ => None,
+        };
+        #[derive(Clone, Copy)]
+        enum Kind {
+            Local,
+            S3,
+            Postgres,
+        }
+        let kind = match backend_node {
+            Some(value) => self.choice(
+                value,
+                "state.backend",
+                &[
+                    ("local", Kind::Local),
+                    ("s3", Kind::S3),
+                    ("postgres", Kind::Postgres),
+                ],
+            )?,
+            None => Kind::Local,
+        };
+        let allowed = match kind {
+            Kind::Local => STATE_LOCAL_KEYS,
+            Kind::S3 => STATE_S3_KEYS,
+            Kind::Postgres => STATE_POSTGRES_KEYS,
+        };
+        let fields = self.mapping(node, "state", allowed)?;
+        match kind {
+            Kind::Local => {
+                let path = match fields.value("path") {
+                    Some(node) => {
+                        let path = self.string(node, "state.path")?;
+                        if path.is_empty() || path.ends_with('/') {
+                            self.error(
+                                "state.path",
+                                node.span,
+                                "`state.path` must name a file",
+                                Some("write it like state/prod.json (relative to the stack file)".into()),
+                            );
+                            return None;
+                        }
+                        Some(path.to_string())
+                    }
+                    None => None,
+                };
+                Some(StateBackend::Local { path })
+            }
+            Kind::S3 => {
+                let bucket = self
+                    .required(&fields, "bucket", "acme-pwless-state")
+                    .and_then(|node| {
+                        let bucket = self.string(node, "state.bucket")?;
+                        if is_bucket_name(bucket) {
+                            Some(bucket.to_string())
+                        } else {
+                            self.error(
+                                "state.bucket",
+                                node.span,
+                                format!("`{}` is not an S3 bucket name", bucket.escape_debug()),
+                                Some("use 3 to 63 lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit (just the name: no s3:// and no key)".into()),
+                            );
+                            None
+                        }
+                    });
+                let key = self
+                    .required(&fields, "key", "prod/iam-postgres.json")
+                    .and_then(|node| {
+                        let key = self.string(node, "state.key")?;
+                        let valid = !key.is_empty()
+                            && key.len() <= 1000
+                            && !key.starts_with('/')
+                            && !key.ends_with('/')
+                            && !key.chars().any(char::is_control);
+                        if !valid {
+                            self.error(
+                                "state.key",
+                                node.span,
+                                format!("`{}` is not a usable object key", key.escape_debug()),
+                                Some("write a path without a leading or trailing slash, e.g. prod/iam-postgres.json; the lock lives beside it as <key>.lock".into()),
+                            );
+                            return None;
+                        }
+                        Some(key.to_string())
+                    });
+                let region = match fields.value("region") {
+                    Some(node) => {
+                        let region = self.string(node, "state.region")?;
+                        if !is_region(region) {
+                            self.error(
+                                "state.region",
+                                node.span,
+                                format!("`{region}` is not an AWS region name"),
+                                Some("write the bucket's region, like us-east-1; leave it out when it is the stack's".into()),
+                            );
+                            return None;
+                        }
+                        Some(region.to_string())
+                    }
+                    None => None,
+                };
+                let lock_lease_seconds = match fields.value("lock_lease_seconds") {
+                    Some(node) => self
+                        .integer(node, "state.lock_lease_seconds", 5, 3600)
+                        .map(|seconds| seconds as u32),
+                    None => Some(StateBackend::DEFAULT_LEASE_SECONDS),
+                };
+                let kms_key_id = match fields.value("kms_key_id") {
+                    Some(node) => {
+                        let id = self.string(node, "state.kms_key_id")?;
+                        if id.is_empty() {
+                            self.error(
+                                "state.kms_key_id",
+                                node.span,
+                                "`state.kms_key_id` is empty",
+                                Some("name a KMS key (id, ARN or alias/...), or leave the key out for SSE-S3".into()),
+                            );
+                            return None;
+                        }
+                        Some(id.to_string())
+                    }
+                    None => None,
+                };
+                Some(StateBackend::S3 {
+                    bucket: bucket?,
+                    key: key?,
+                    region,
+                    lock_lease_seconds: lock_lease_seconds?,
+                    kms_key_id,
+                })
+            }
+            Kind::Postgres => {
+                let url_env = self
+                    .required(&fields, "url_env", "PWLESS_STATE_DATABASE_URL")
+                    .and_then(|node| {
+                        let variable = self.string(node, "state.url_env")?;
+                        if variable.contains("://") || variable.contains('=') || variable.contains('@') {
+                            // Never echo it: it may hold a password.
+                            self.error(
+                                "state.url_env",
+                                node.span,
+                                "`state.url_env` names an environment variable; this looks like a connection URL, which must never be written in the stack file",
+                                Some("put the URL in an environment variable and name that here, e.g. `url_env: PWLESS_STATE_DATABASE_URL`".into()),
+                            );
+                            return None;
+                        }
+                        let valid = variable
+                            .starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                            && variable.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                        if !valid {
+                            self.error(
+                                "state.url_env",
+                                node.span,
+                                format!("`{}` is not an environment variable name", variable.escape_debug()),
+                                Some("use letters, digits and underscores, e.g. PWLESS_STATE_DATABASE_URL".into()),
+                            );
+                            return None;
+                        }
+                        Some(variable.to_string())
+                    });
+                let table = match fields.value("table") {
+                    Some(node) => {
+                        let table = self.string(node, "state.table")?;
+                        if !self.identifier(table, "state.table", node.span) {
+                            return None;
+                        }
+                        if table.len() > 57 {
+                            self.error(
+                                "state.table",
+                                node.span,
+                                format!("`{table}` is too long: its lock table `{table}_locks` would pass PostgreSQL's 63 characters"),
+                                Some("use at most 57 characters".into()),
+                            );
+                            return None;
+                        }
+                        Some(table.to_string())
+                    }
+                    None => Some(StateBackend::DEFAULT_TABLE.to_string()),
+                };
+                Some(StateBackend::Postgres {
+                    url_env: url_env?,
+                    table: table?,
+                })
+            }
+        }
+    }
+}
+
+/// S3's rules for general purpose buckets (no IP addresses, no `xn--` prefix).
+fn is_bucket_name(name: &str) -> bool {
+    (3..=63).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && !name.contains("..")
+        && !name.starts_with("xn--")
+        && name.parse::<std::net::Ipv4Addr>().is_err()
 }
 
 fn is_region(region: &str) -> bool {

@@ -1,8 +1,14 @@
 //! The state file: what pwless has created, as JSON, with a format `version`, a `lineage`
 //! fixed when the state is born and a `serial` that rises with every write.
 //!
-//! [`store`] owns the file on disk: the exclusive lock, atomic writes and the backup.
+//! [`store::StateStore`] is the one interface to wherever the state lives: lock, read, and
+//! compare-and-swap writes. The backends below it deal in bytes and revisions:
+//! [`local`] (a file: `flock`, atomic rename, backup), [`s3`] (conditional writes, a lock
+//! object with a lease) and [`postgres`] (a row per stack, an advisory lock).
 
+pub mod local;
+pub mod postgres;
+pub mod s3;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -12,7 +18,7 @@ use serde_json::Value;
 
 use crate::graph::ResourceKind;
 
-pub use store::{LockInfo, StateError, StateStore};
+pub use store::{Location, StateStore};
 
 /// The state format this build reads and writes. A newer file is refused, never rewritten.
 pub const FORMAT_VERSION: u32 = 1;
@@ -33,6 +39,10 @@ pub struct State {
     /// and cleared right after, so a crashed run can be recovered.
     #[serde(default)]
     pub pending_operations: Vec<PendingOperation>,
+    /// Set when `pwless state migrate` moved this state elsewhere: what is left here is a
+    /// marker that refuses every run, so no one works on a stale copy by mistake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_to: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,6 +94,7 @@ impl State {
             pwless_version: env!("CARGO_PKG_VERSION").to_string(),
             resources: Vec::new(),
             pending_operations: Vec::new(),
+            moved_to: None,
         }
     }
 
@@ -116,5 +127,97 @@ impl State {
     /// state read, so a hand-edited file still works.
     pub(crate) fn normalize(&mut self) {
         self.resources.sort_by(|a, b| a.address.cmp(&b.address));
+    }
+}
+
+/// Which version of the stored bytes a store read: a SHA-256 of the file, an S3 ETag, a
+/// PostgreSQL row revision. A write names the revision it replaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revision(pub String);
+
+/// Who holds a lock, recorded by its holder so a refused run can name it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockInfo {
+    pub id: String,
+    pub who: String,
+    pub pid: u32,
+    pub operation: String,
+    pub created: String,
+}
+
+impl LockInfo {
+    pub fn new(operation: &str) -> Self {
+        LockInfo {
+            id: uuid::Uuid::new_v4().to_string(),
+            who: who(),
+            pid: std::process::id(),
+            operation: operation.to_string(),
+            created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for LockInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (pid {}) running `{}` since {} (lock id {})",
+            self.who, self.pid, self.operation, self.created, self.id
+        )
+    }
+}
+
+fn who() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|host| host.trim().to_string())
+        .unwrap_or_else(|_| "unknown-host".into());
+    format!("{user}@{host}")
+}
+
+/// What can go wrong with a state store. Each says where (`location`) and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{location} is locked by {holder}; {hint}")]
+    Locked {
+        location: String,
+        holder: String,
+        hint: String,
+    },
+    #[error("{location} is not valid pwless state ({reason}); it was left untouched — {recovery}")]
+    Corrupt {
+        location: String,
+        reason: String,
+        recovery: String,
+    },
+    #[error("{location} has format version {found}, newer than this pwless understands ({FORMAT_VERSION}); upgrade pwless")]
+    NewerVersion { location: String, found: u64 },
+    #[error("{location} changed since it was read{detail}; refusing to overwrite it")]
+    Conflict { location: String, detail: String },
+    #[error("{location} was moved to {to} by `pwless state migrate`; point the stack's `state:` section at {to} (the stack file in git may be older than the move)")]
+    Moved { location: String, to: String },
+    #[error("the lock on {location} was lost ({why}); stopping before another write — run again to continue")]
+    LockLost { location: String, why: String },
+    /// One line from a backend: a missing bucket, no permission, an unreachable database.
+    #[error("{0}")]
+    Backend(String),
+    #[error("{action} {}", path.display())]
+    Io {
+        action: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StateError {
+    pub(crate) fn conflict(location: String) -> Self {
+        StateError::Conflict {
+            location,
+            detail: String::new(),
+        }
     }
 }

@@ -79,12 +79,8 @@ fn a_saved_plan_is_shown_and_refused_when_stale() {
     assert!(stdout(&output).contains("Plan: 39 to add"));
 
     // A state appears (someone applied meanwhile): the plan no longer applies.
-    let mut store =
-        pwless::state::StateStore::open(&dir.path().join("state/iam-postgres.json"), "test")
-            .unwrap();
-    let mut state = store.read_or_new("iam-postgres").unwrap();
-    store.write(&mut state).unwrap();
-    drop(store);
+    let mut state = pwless::state::State::new("iam-postgres");
+    crate::common::write_local_state(&dir.path().join("state/iam-postgres.json"), &mut state);
     let output = pwless(&["show", "plan.json"], dir.path());
     assert_eq!(output.status.code(), Some(1));
     assert!(
@@ -206,12 +202,7 @@ fn token_signs_for_the_stack_endpoint_and_never_guesses_a_region() {
         .outputs
         .insert("port".into(), serde_json::json!(5433));
     state.upsert(cluster);
-    let mut store =
-        pwless::state::StateStore::open(&dir.path().join("state/iam-postgres.json"), "test")
-            .unwrap();
-    store.read().unwrap();
-    store.write(&mut state).unwrap();
-    drop(store);
+    crate::common::write_local_state(&dir.path().join("state/iam-postgres.json"), &mut state);
     let output = token(&["-f", stack.to_str().unwrap(), "--user", "app_user"], None);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(stdout(&output).starts_with(
@@ -230,7 +221,7 @@ fn state_push_refuses_other_histories_and_older_serials() {
     let file = stack.to_str().unwrap();
     let output = pwless(&["state", "pull", "-f", file], dir.path());
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("no state at"));
+    assert!(stderr(&output).contains("no state in state file"));
 
     // A first push adopts the pushed state's lineage.
     let parsed = pwless::spec::parse_str(std::path::Path::new("stack.yaml"), EXAMPLE).unwrap();

@@ -89,3 +89,20 @@ pub fn assert_plans_one_drift_repair(output: &Output, address: &str) {
         "{plan}"
     );
 }
+
+/// Writes `state` as the next serial of the local state file at `path`, as pwless would.
+pub fn write_local_state(path: &Path, state: &mut pwless::state::State) {
+    let location = pwless::state::Location::Local(path.to_path_buf());
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let mut store = pwless::state::StateStore::open(&location, "test")
+                .await
+                .unwrap();
+            store.read().await.unwrap();
+            store.write(state).await.unwrap();
+            store.release().await;
+        });
+}

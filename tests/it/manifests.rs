@@ -55,12 +55,7 @@ fn manifests_validate_against_the_kubernetes_schemas_before_and_after_apply() {
         serde_json::json!("arn:aws:iam::123456789012:role/iam-postgres-demo-demo-app"),
     );
     state.upsert(role);
-    let mut store =
-        pwless::state::StateStore::open(&dir.path().join("state/iam-postgres.json"), "test")
-            .unwrap();
-    store.read().unwrap();
-    store.write(&mut state).unwrap();
-    drop(store);
+    crate::common::write_local_state(&dir.path().join("state/iam-postgres.json"), &mut state);
     let after = pwless(
         &["manifests", "-f", stack_file.to_str().unwrap()],
         dir.path(),

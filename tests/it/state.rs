@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use pwless::state::{StateStore, store::LockInfo};
+use pwless::state::{LockInfo, local::LocalStore as StateStore};
 
 use crate::common::{EXAMPLE, TempDir, pwless, stderr};
 
@@ -120,8 +120,18 @@ fn state_writer_child() {
     let Some(path) = std::env::var_os("PWLESS_WRITER_STATE") else {
         return;
     };
-    let mut store = StateStore::open(std::path::Path::new(&path), "writer").unwrap();
-    let mut state = store.read_or_new("crash").unwrap();
+    let location = pwless::state::Location::Local(std::path::PathBuf::from(&path));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut store = runtime
+        .block_on(pwless::state::StateStore::open(&location, "writer"))
+        .unwrap();
+    let mut state = runtime
+        .block_on(store.read())
+        .unwrap()
+        .unwrap_or_else(|| pwless::state::State::new("crash"));
     for round in 0u64.. {
         // Vary the size so a torn write would show as invalid JSON.
         state.resources = (0..(round % 200))
@@ -134,7 +144,7 @@ fn state_writer_child() {
                 dependencies: Vec::new(),
             })
             .collect();
-        store.write(&mut state).unwrap();
+        runtime.block_on(store.write(&mut state)).unwrap();
     }
 }
 
@@ -178,8 +188,10 @@ fn writes_survive_sigkill() {
         // Killed between the backup's rename and the state's, both hold the same serial.
         assert!(backup.serial <= state.serial);
         assert_eq!(backup.lineage, state.lineage);
-        let mut store = StateStore::open(&path, "check").expect("no stale lock after SIGKILL");
-        assert_eq!(store.read().unwrap().map(|s| s.serial), Some(state.serial));
+        let store = StateStore::open(&path, "check").expect("no stale lock after SIGKILL");
+        let (bytes, _) = store.get().unwrap().unwrap();
+        let read: pwless::state::State = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(read.serial, state.serial);
         let leftovers: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
             .flatten()
