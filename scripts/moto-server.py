@@ -12,6 +12,8 @@ An entry belongs to its cluster: when the cluster is gone, so are its entries (a
 Not emulated: UpdateAccessEntry, access policies other than by ARN, EC2_LINUX-type entries'
 special rules. scripts/kube-standin.py reads these entries to decide who may use the
 cluster's Kubernetes API, as EKS does.
+
+It also makes S3's conditional writes atomic, as they are on S3 (see S3_WRITES below).
 """
 
 import datetime
@@ -28,6 +30,7 @@ from moto.eks.exceptions import (
     ResourceNotFoundException,
 )
 from moto.eks.responses import EKSResponse
+from moto.s3.responses import S3Response
 from moto.server import main
 
 ENTRIES = {}  # (account, region, cluster) -> {principal: entry}
@@ -157,6 +160,24 @@ urls.url_paths.update({
     "{0}/clusters/(?P<name>[^/]+)/access-entries$": urls.response.dispatch,
     "{0}/clusters/(?P<name>[^/]+)/access-entries/(?P<rest>.+)$": urls.response.dispatch,
 })
+
+# S3 checks a conditional write (If-Match, If-None-Match: *) and makes it as one atomic step;
+# moto checks, then writes, on a threaded server, so two racing writers could both pass the
+# check. One lock around its object writes and deletes makes the check and the write atomic,
+# as on S3. pwless's state locks rely on exactly this.
+S3_WRITES = threading.Lock()
+
+
+def _atomic(original):
+    def locked(self, *args, **kwargs):
+        with S3_WRITES:
+            return original(self, *args, **kwargs)
+    locked.__name__ = original.__name__
+    return locked
+
+
+for _name in ("put_object", "delete_object"):
+    setattr(S3Response, _name, _atomic(getattr(S3Response, _name)))
 
 if __name__ == "__main__":
     sys.argv[0] = "moto_server"

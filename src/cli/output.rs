@@ -99,8 +99,7 @@ pub fn outputs(state: &State) -> BTreeMap<String, Value> {
 pub fn run(args: OutputArgs) -> anyhow::Result<u8> {
     let stack = crate::spec::load(&args.stack.file)?;
     let location = args.stack.location(&stack)?;
-    let Some(state) =
-        super::engine::block_on(super::engine::read_state(&location, &stack.name))??
+    let Some(state) = super::engine::block_on(super::engine::read_state(&location, &stack.name))??
     else {
         return Err(UserError(format!(
             "no state in {}: apply the stack first",

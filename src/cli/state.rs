@@ -57,8 +57,7 @@ pub fn run(command: StateCommand) -> anyhow::Result<u8> {
         StateCommand::Pull(args) => {
             let stack = crate::spec::load(&args.stack.file)?;
             let location = args.stack.location(&stack)?;
-            let Some(state) = engine::block_on(engine::read_state(&location, &stack.name))??
-            else {
+            let Some(state) = engine::block_on(engine::read_state(&location, &stack.name))?? else {
                 return Err(UserError(format!("no state in {}", location.describe())).into());
             };
             super::print(&format!("{}\n", serde_json::to_string_pretty(&state)?))?;
@@ -206,7 +205,7 @@ fn migrate(args: MigrateArgs) -> anyhow::Result<u8> {
     };
     let to = stack_args.location(&stack)?;
     let from = parse_from(&args.from, &stack, &args.file)?;
-    if from == to {
+    if from.same_place(&to) {
         return Err(UserError(format!(
             "the stack's `state:` section already points at {}: change it to the new place first, then migrate --from the old one",
             to.describe()
@@ -287,7 +286,10 @@ async fn copy_verify_switch(
     }
     // Verify with a fresh read, then switch the old place off.
     let copied = target.read().await?;
-    if !copied.as_ref().is_some_and(|copied| same_state(copied, &state)) {
+    if !copied
+        .as_ref()
+        .is_some_and(|copied| same_state(copied, &state))
+    {
         return Err(UserError(format!(
             "the copy in {} does not read back the same; {} was left as it was",
             to.describe(),

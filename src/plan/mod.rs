@@ -130,9 +130,7 @@ pub enum StalePlan {
         "the plan was made at state serial {planned}, but the state is now at serial {current}; make a new plan"
     )]
     Serial { planned: u64, current: u64 },
-    #[error(
-        "the plan was made before any state existed, but a state exists now; make a new plan"
-    )]
+    #[error("the plan was made before any state existed, but a state exists now; make a new plan")]
     StateAppeared,
     #[error(
         "the plan was made against an existing state, but there is no state now; make a new plan"

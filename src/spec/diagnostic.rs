@@ -14,6 +14,9 @@ pub struct Diagnostic {
     pub message: String,
     /// What to do about it.
     pub help: Option<String>,
+    /// The value at `span` may be a secret (a password, a URL with one): it is masked when
+    /// the line is shown.
+    pub secret: bool,
 }
 
 /// Every problem found in one stack file, in file order, ready to print.
@@ -50,7 +53,20 @@ impl SpecErrors {
             ));
             if let Some(text) = start.line.checked_sub(1).and_then(|index| lines.get(index)) {
                 let gutter = start.line.to_string().len();
-                let text: String = text.chars().take(200).collect();
+                let masked = (start.column.saturating_sub(1))
+                    ..(start.column.saturating_sub(1) + diagnostic.span.width);
+                let text: String = text
+                    .chars()
+                    .take(200)
+                    .enumerate()
+                    .map(|(index, c)| {
+                        if diagnostic.secret && masked.contains(&index) {
+                            '*'
+                        } else {
+                            c
+                        }
+                    })
+                    .collect();
                 let pad = " ".repeat(start.column.saturating_sub(1).min(200));
                 let width = diagnostic
                     .span

@@ -56,6 +56,7 @@ pub fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<Stack, SpecErrors> {
                     span: yaml::SourceSpan::point(line, column),
                     message: "the stack file is not valid UTF-8".into(),
                     help: Some("save the file as UTF-8".into()),
+                    secret: false,
                 }],
             ));
         }
@@ -73,6 +74,7 @@ pub fn parse_str(path: &Path, source: &str) -> Result<Stack, SpecErrors> {
                 span: error.span,
                 message: error.message,
                 help: Some("fix the YAML syntax at this place".into()),
+                secret: false,
             }],
         )
     })?;

@@ -136,7 +136,22 @@ impl Checker {
             span,
             message: message.into(),
             help,
+            secret: false,
         });
+    }
+
+    /// An error about a value that may be a secret: the value is masked when shown.
+    fn secret_error(
+        &mut self,
+        path: &str,
+        span: SourceSpan,
+        message: impl Into<String>,
+        help: Option<String>,
+    ) {
+        self.error(path, span, message, help);
+        if let Some(last) = self.diagnostics.last_mut() {
+            last.secret = true;
+        }
     }
 
     // ---- shapes -------------------------------------------------------------------------
@@ -1048,7 +1063,7 @@ impl Checker {
             NodeKind::Scalar { value, .. } if value == "managed" => Some(MasterPassword::Managed),
             NodeKind::Scalar { .. } => {
                 // Never echo the value: it may be a real password.
-                self.error(
+                self.secret_error(
                     path,
                     node.span,
                     "a password must never be written in the stack file",
@@ -1441,7 +1456,10 @@ impl Checker {
                                 "state.path",
                                 node.span,
                                 "`state.path` must name a file",
-                                Some("write it like state/prod.json (relative to the stack file)".into()),
+                                Some(
+                                    "write it like state/prod.json (relative to the stack file)"
+                                        .into(),
+                                ),
                             );
                             return None;
                         }
@@ -1541,7 +1559,7 @@ impl Checker {
                         let variable = self.string(node, "state.url_env")?;
                         if variable.contains("://") || variable.contains('=') || variable.contains('@') {
                             // Never echo it: it may hold a password.
-                            self.error(
+                            self.secret_error(
                                 "state.url_env",
                                 node.span,
                                 "`state.url_env` names an environment variable; this looks like a connection URL, which must never be written in the stack file",

@@ -233,7 +233,11 @@ mod tests {
         let dir = temp_dir("roundtrip");
         let path = dir.join("s.json");
         let mut store = open(&path).await;
-        let mut state = store.read().await.unwrap().unwrap_or_else(|| State::new("s"));
+        let mut state = store
+            .read()
+            .await
+            .unwrap()
+            .unwrap_or_else(|| State::new("s"));
         assert_eq!(state.serial, 0);
         store.write(&mut state).await.unwrap();
         assert_eq!(state.serial, 1);
@@ -261,7 +265,10 @@ mod tests {
         let path = dir.join("s.json");
         std::fs::write(&path, b"{not json").unwrap();
         let mut store = open(&path).await;
-        assert!(matches!(store.read().await, Err(StateError::Corrupt { .. })));
+        assert!(matches!(
+            store.read().await,
+            Err(StateError::Corrupt { .. })
+        ));
         let mut state = State::new("s");
         assert!(matches!(
             store.write(&mut state).await,

@@ -193,13 +193,19 @@ pub enum StateError {
         reason: String,
         recovery: String,
     },
-    #[error("{location} has format version {found}, newer than this pwless understands ({FORMAT_VERSION}); upgrade pwless")]
+    #[error(
+        "{location} has format version {found}, newer than this pwless understands ({FORMAT_VERSION}); upgrade pwless"
+    )]
     NewerVersion { location: String, found: u64 },
     #[error("{location} changed since it was read{detail}; refusing to overwrite it")]
     Conflict { location: String, detail: String },
-    #[error("{location} was moved to {to} by `pwless state migrate`; point the stack's `state:` section at {to} (the stack file in git may be older than the move)")]
+    #[error(
+        "{location} was moved to {to} by `pwless state migrate`; point the stack's `state:` section at {to} (the stack file in git may be older than the move)"
+    )]
     Moved { location: String, to: String },
-    #[error("the lock on {location} was lost ({why}); stopping before another write — run again to continue")]
+    #[error(
+        "the lock on {location} was lost ({why}); stopping before another write — run again to continue"
+    )]
     LockLost { location: String, why: String },
     /// One line from a backend: a missing bucket, no permission, an unreachable database.
     #[error("{0}")]

@@ -159,7 +159,10 @@ fn server(config: &tokio_postgres::Config) -> String {
         None => "localhost".to_string(),
     };
     let port = config.get_ports().first().copied().unwrap_or(5432);
-    format!("{host}:{port}/{}", config.get_dbname().unwrap_or("(default)"))
+    format!(
+        "{host}:{port}/{}",
+        config.get_dbname().unwrap_or("(default)")
+    )
 }
 
 fn unreachable(target: &Target, server: &str, error: impl std::fmt::Display) -> StateError {
@@ -225,7 +228,10 @@ async fn connect(
 }
 
 /// Creates the tables if they are missing, one creator at a time.
-async fn ensure_tables(client: &mut tokio_postgres::Client, target: &Target) -> Result<(), StateError> {
+async fn ensure_tables(
+    client: &mut tokio_postgres::Client,
+    target: &Target,
+) -> Result<(), StateError> {
     let exists: bool = client
         .query_one(
             "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL",
@@ -394,7 +400,9 @@ impl PgStore {
     }
 
     fn lost_or(&self, what: &str, error: tokio_postgres::Error) -> StateError {
-        if error.is_closed() {
+        if error.is_closed()
+            || error.code() == Some(&tokio_postgres::error::SqlState::ADMIN_SHUTDOWN)
+        {
             StateError::LockLost {
                 location: self.location(),
                 why: "the database session holding it ended".into(),
@@ -416,9 +424,8 @@ impl PgStore {
         bytes: &[u8],
         expected: Option<&Revision>,
     ) -> Result<Revision, StateError> {
-        let document = std::str::from_utf8(bytes).map_err(|_| {
-            StateError::Backend("a state document must be UTF-8 JSON".into())
-        })?;
+        let document = std::str::from_utf8(bytes)
+            .map_err(|_| StateError::Backend("a state document must be UTF-8 JSON".into()))?;
         let value: serde_json::Value = serde_json::from_str(document)
             .map_err(|error| StateError::Backend(format!("not a state document: {error}")))?;
         let lineage = value["lineage"].as_str().unwrap_or_default().to_string();
@@ -549,6 +556,21 @@ pub async fn force_unlock(target: &Target, id: &str) -> Result<String, StateErro
         return Err(StateError::Backend(format!(
             "database session {pid} holding the lock could not be ended"
         )));
+    }
+    // Ending is a signal: wait (briefly) until the session, and its lock, are gone.
+    for _ in 0..100 {
+        let alive: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)",
+                &[&pid],
+            )
+            .await
+            .map(|row| row.get(0))
+            .unwrap_or(false);
+        if !alive {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     Ok(holder)
 }

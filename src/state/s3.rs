@@ -243,11 +243,9 @@ impl S3Store {
                 )));
             };
             let holder = serde_json::from_slice::<LockRecord>(&existing.bytes).ok();
-            let lease = holder
-                .as_ref()
-                .map_or(target.lease, |holder| {
-                    Duration::from_secs(holder.lease_seconds)
-                });
+            let lease = holder.as_ref().map_or(target.lease, |holder| {
+                Duration::from_secs(holder.lease_seconds)
+            });
             let holder_text = holder.as_ref().map_or_else(
                 || "an unreadable lock record".to_string(),
                 |holder| holder.info.to_string(),
@@ -259,7 +257,9 @@ impl S3Store {
                     hint: format!(
                         "if that run is gone, its lease ends {} s after its last renewal and the next run takes over; `pwless force-unlock {}` ends it now",
                         lease.as_secs(),
-                        holder.as_ref().map_or("ID", |holder| holder.info.id.as_str())
+                        holder
+                            .as_ref()
+                            .map_or("ID", |holder| holder.info.id.as_str())
                     ),
                 });
             }
@@ -321,7 +321,13 @@ impl S3Store {
         bytes: &[u8],
         expected: Option<&Revision>,
     ) -> Result<Revision, StateError> {
-        if let Some(why) = self.lock.lost.lock().map(|lost| lost.clone()).unwrap_or(None) {
+        if let Some(why) = self
+            .lock
+            .lost
+            .lock()
+            .map(|lost| lost.clone())
+            .unwrap_or(None)
+        {
             return Err(StateError::LockLost {
                 location: self.location(),
                 why,
@@ -349,7 +355,12 @@ impl S3Store {
         let mut etag = self.lock.etag.lock().await;
         self.renewer.abort();
         if let Some(current) = etag.take() {
-            let lost = self.lock.lost.lock().map(|lost| lost.is_some()).unwrap_or(true);
+            let lost = self
+                .lock
+                .lost
+                .lock()
+                .map(|lost| lost.is_some())
+                .unwrap_or(true);
             if !lost {
                 let _ = self
                     .client
@@ -469,5 +480,7 @@ pub async fn force_unlock(target: &Target, id: &str) -> Result<String, StateErro
                 explain(target, "unlock", error)
             }
         })?;
-    Ok(holder.map(|holder| holder.info.to_string()).unwrap_or_default())
+    Ok(holder
+        .map(|holder| holder.info.to_string())
+        .unwrap_or_default())
 }

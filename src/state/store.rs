@@ -68,6 +68,19 @@ impl Location {
         }
     }
 
+    /// Whether both name the same stored state, whatever their lock settings.
+    pub fn same_place(&self, other: &Location) -> bool {
+        let canonical = |path: &Path| std::fs::canonicalize(path).unwrap_or(path.to_path_buf());
+        match (self, other) {
+            (Location::Local(a), Location::Local(b)) => canonical(a) == canonical(b),
+            (Location::S3(a), Location::S3(b)) => a.bucket == b.bucket && a.key == b.key,
+            (Location::Postgres(a), Location::Postgres(b)) => {
+                a.url_env == b.url_env && a.table == b.table && a.stack == b.stack
+            }
+            _ => false,
+        }
+    }
+
     /// How messages name it.
     pub fn describe(&self) -> String {
         match self {
@@ -110,8 +123,8 @@ impl Location {
 
 enum Backend {
     Local(LocalStore),
-    S3(S3Store),
-    Postgres(PgStore),
+    S3(Box<S3Store>),
+    Postgres(Box<PgStore>),
 }
 
 /// An open, locked state. Call [`StateStore::release`] when done: a local file and a
@@ -136,9 +149,9 @@ impl StateStore {
     pub async fn open(location: &Location, operation: &str) -> Result<Self, StateError> {
         let backend = match location {
             Location::Local(path) => Backend::Local(LocalStore::open(path, operation)?),
-            Location::S3(target) => Backend::S3(S3Store::open(target, operation).await?),
+            Location::S3(target) => Backend::S3(Box::new(S3Store::open(target, operation).await?)),
             Location::Postgres(target) => {
-                Backend::Postgres(PgStore::open(target, operation).await?)
+                Backend::Postgres(Box::new(PgStore::open(target, operation).await?))
             }
         };
         Ok(StateStore {
@@ -261,8 +274,8 @@ impl StateStore {
     pub async fn release(self) {
         match self.backend {
             Backend::Local(store) => drop(store),
-            Backend::S3(store) => store.release().await,
-            Backend::Postgres(store) => store.release().await,
+            Backend::S3(store) => (*store).release().await,
+            Backend::Postgres(store) => (*store).release().await,
         }
     }
 }
@@ -278,9 +291,7 @@ pub async fn read_unlocked(location: &Location) -> Result<Option<State>, StateEr
         }
         Location::Postgres(target) => super::postgres::read_unlocked(target).await?,
     };
-    found
-        .map(|(bytes, _)| parse(location, &bytes))
-        .transpose()
+    found.map(|(bytes, _)| parse(location, &bytes)).transpose()
 }
 
 /// Ends the lock `id` on `location` (`pwless force-unlock`); gives who held it.

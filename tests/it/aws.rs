@@ -66,7 +66,7 @@ impl Moto {
 }
 
 /// scripts/moto-proxy.py in front of a moto: records every call pwless makes.
-struct Proxy {
+pub(crate) struct Proxy {
     child: std::process::Child,
     port: u16,
 }
@@ -77,7 +77,7 @@ impl Proxy {
     }
 
     /// Every call delayed by `latency_ms`, as a real cloud would.
-    fn with_latency(moto: &Moto, latency_ms: u32) -> Self {
+    pub(crate) fn with_latency(moto: &Moto, latency_ms: u32) -> Self {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/moto-proxy.py");
         let mut child = Command::new("python3")
             .arg(script)
@@ -100,6 +100,10 @@ impl Proxy {
             child,
             port: line.trim().parse().expect("the proxy prints its port"),
         }
+    }
+
+    pub(crate) fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
     }
 
     /// The recorded calls' actions (`CreateVpc`, `GET /clusters/x`, ...).
@@ -146,7 +150,7 @@ impl Drop for Moto {
 }
 
 /// The AWS part of the example stack (no users, access or app), named `name`.
-fn aws_stack(name: &str, extra_database: &str) -> String {
+pub(crate) fn aws_stack(name: &str, extra_database: &str) -> String {
     format!(
         "stack: {name}\nregion: us-west-2\ntags: {{team: platform}}\n\
          network: {{cidr: 10.0.0.0/16, availability_zones: 2, nat_gateways: single}}\n\
@@ -198,7 +202,7 @@ impl Stack {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -391,7 +395,7 @@ pub(crate) async fn live(clients: &Clients, stack: &str) -> Vec<(&'static str, u
 
 /// What a full apply of `aws_stack` leaves: one of each, four subnets, three route tables
 /// (public + one private per zone), two roles.
-const EXPECTED: &[(&str, usize)] = &[
+pub(crate) const EXPECTED: &[(&str, usize)] = &[
     ("vpc", 1),
     ("subnet", 4),
     ("internet gateway", 1),

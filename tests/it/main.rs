@@ -1,6 +1,7 @@
 //! The integration tests: one binary, a module per area (see docs/ARCHITECTURE.md).
 
 mod aws;
+mod backends;
 mod cli;
 mod common;
 mod demo;

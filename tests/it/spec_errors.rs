@@ -424,6 +424,54 @@ const CASES: &[Case] = &[
         help: Some("add `engine_version: \"17.4\"`"),
     },
     Case {
+        name: "unknown state backend",
+        from: "region: us-west-2",
+        to: "region: us-west-2\nstate: {backend: dynamodb}",
+        message: "`dynamodb` is not a valid value for `state.backend`",
+        line: 6,
+        help: Some("use one of: local, s3, postgres"),
+    },
+    Case {
+        name: "S3 URL where the bucket name belongs",
+        from: "region: us-west-2",
+        to: "region: us-west-2\nstate:\n  backend: s3\n  bucket: s3://acme/state\n  key: a.json",
+        message: "`s3://acme/state` is not an S3 bucket name",
+        line: 8,
+        help: None,
+    },
+    Case {
+        name: "missing S3 key",
+        from: "region: us-west-2",
+        to: "region: us-west-2\nstate: {backend: s3, bucket: acme-state}",
+        message: "missing `key` in `state`",
+        line: 6,
+        help: Some("add `key: prod/iam-postgres.json`"),
+    },
+    Case {
+        name: "S3 lease out of range",
+        from: "region: us-west-2",
+        to: "region: us-west-2\nstate:\n  backend: s3\n  bucket: acme-state\n  key: a.json\n  lock_lease_seconds: 1",
+        message: "`state.lock_lease_seconds` is 1, outside 5..=3600",
+        line: 10,
+        help: None,
+    },
+    Case {
+        name: "a key of another backend",
+        from: "region: us-west-2",
+        to: "region: us-west-2\nstate:\n  backend: postgres\n  url_env: PWLESS_STATE_DATABASE_URL\n  bucket: acme-state",
+        message: "unknown key `bucket` in `state`",
+        line: 9,
+        help: Some("allowed keys here: backend, url_env, table"),
+    },
+    Case {
+        name: "a connection URL in the stack file",
+        from: "region: us-west-2",
+        to: "region: us-west-2\nstate:\n  backend: postgres\n  url_env: postgresql://pwless:hunter2@db/pwless",
+        message: "this looks like a connection URL, which must never be written in the stack file",
+        line: 8,
+        help: None,
+    },
+    Case {
         name: "YAML syntax",
         from: "region: us-west-2",
         to: "region: [us-west-2",
@@ -473,6 +521,9 @@ fn every_rule_reports_its_place_and_fix() {
             ));
         }
         let rendered = errors.render();
+        if case.to.contains("hunter2") && rendered.contains("hunter2") {
+            failures.push(format!("{}: the secret was shown:\n{rendered}", case.name));
+        }
         if !rendered.contains(&format!("stack.yaml:{}:", case.line)) {
             failures.push(format!(
                 "{}: rendering lacks file:line\n{rendered}",
