@@ -9,8 +9,9 @@
 //!   ([`graph::expand`]), each a [`graph::Resource`] of a [`graph::ResourceKind`] whose inputs
 //!   may reference other resources' outputs ([`graph::Expr`]); a petgraph DAG whose edges
 //!   mean "must happen after" ([`graph::ResourceGraph`]).
-//! - [`state`]: the JSON state file (version, lineage, serial, resources, pending operations)
-//!   and its store: exclusive lock, atomic writes, backup ([`state::StateStore`]).
+//! - [`state`]: the JSON state (version, lineage, serial, resources, pending operations) and
+//!   its store ([`state::StateStore`]): a lock, and compare-and-swap writes, over a local file,
+//!   S3 or PostgreSQL.
 //! - [`plan`]: the planner, a pure function of (graph, prior state, observed state, mode)
 //!   giving a complete [`plan::Plan`]; destroy is a mode of the same planner.
 //! - [`render`]: one plan, rendered for people (the `+ ~ -/+ -` legend) and as JSON.

@@ -200,7 +200,9 @@ async fn run(
         ))
         .into());
     }
-    if !common.auto_approve && !confirm(plan.mode)? {
+    // The question may wait a while: off the runtime's workers, so an S3 lock keeps being
+    // renewed meanwhile.
+    if !common.auto_approve && !tokio::task::block_in_place(|| confirm(plan.mode))? {
         eprintln!("Nothing was changed.");
         return Ok(super::EXIT_ERROR);
     }

@@ -763,6 +763,44 @@ fn backend_problems_are_one_line_that_says_what_to_do_and_change_nothing() {
             "nothing was changed",
         ],
     );
+    // `--state` is for a local file; force-unlock wants a lock, and a local lock needs none.
+    let s3 = remote
+        .dir
+        .write("s3.yaml", &format!("{base}{}", state_section(Kind::S3)));
+    let output = remote
+        .command_for(&s3, &["plan", "--state", "elsewhere.json"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains(&format!(
+            "--state is for a local state file, and this stack keeps its state in s3://{BUCKET}/{KEY}"
+        )),
+        "{}",
+        stderr(&output)
+    );
+    let output = remote
+        .command_for(&s3, &["force-unlock", "0b5e7c1e"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("is not locked; nothing was changed"),
+        "{}",
+        stderr(&output)
+    );
+    let local = remote.dir.write("local.yaml", &base);
+    let output = remote
+        .command_for(&local, &["force-unlock", "0b5e7c1e"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("needs no force-unlock"),
+        "{}",
+        stderr(&output)
+    );
+
     // Nothing was made anywhere: no AWS resources, no local state.
     let rt = runtime();
     let aws = rt.block_on(clients(&remote.moto));

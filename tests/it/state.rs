@@ -25,6 +25,9 @@ fn a_second_process_is_refused_at_once_and_told_who_holds_the_lock() {
     assert!(message.contains("running `apply`"), "{message}");
     // "At once": no waiting on the lock (a generous bound, this is not a benchmark).
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    // Commands that only read do not need the lock: they work during an apply.
+    let output = pwless(&["manifests", "-f", stack.to_str().unwrap()], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 
     drop(holder);
     let output = pwless(&["plan", "-f", stack.to_str().unwrap()], dir.path());

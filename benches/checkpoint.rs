@@ -1,0 +1,218 @@
+//! The cost of one checkpoint (one conditional state write, what the executor does before and
+//! after every cloud call) on each state backend, with the example stack's applied state.
+//!
+//! `PWLESS_MOTO_SERVER=$(scripts/sandbox install) cargo bench --bench checkpoint`
+//!
+//! It starts its own moto (S3, through scripts/moto-server.py) and sandbox PostgreSQL
+//! (scripts/pg-sandbox, verified TLS) on loopback, so the remote figures are the sandbox's:
+//! a real S3 or RDS adds its network round trip. Without PWLESS_MOTO_SERVER only the local file
+//! is measured.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pwless::state::{Location, State, StateStore};
+
+const ROUNDS: usize = 200;
+const PG_PASSWORD: &str = "P%4055w0rd!";
+
+fn summary(mut samples: Vec<Duration>) -> String {
+    samples.sort();
+    let ms = |duration: Duration| duration.as_secs_f64() * 1e3;
+    let mean = samples.iter().sum::<Duration>() / samples.len() as u32;
+    format!(
+        "median {:>7.3} ms   p95 {:>7.3} ms   mean {:>7.3} ms",
+        ms(samples[samples.len() / 2]),
+        ms(samples[samples.len() * 95 / 100]),
+        ms(mean)
+    )
+}
+
+async fn measure(location: &Location, state: &State) -> (Vec<Duration>, usize) {
+    let mut store = StateStore::open(location, "bench").await.expect("lock");
+    let _ = store.read().await.expect("read");
+    let mut state = state.clone();
+    store.write(&mut state).await.expect("first write");
+    let size = serde_json::to_vec_pretty(&state).unwrap().len();
+    let mut samples = Vec::with_capacity(ROUNDS);
+    for round in 0..ROUNDS {
+        // Each checkpoint changes a little, as a pending operation coming and going does.
+        state.pending_operations.clear();
+        if round % 2 == 0
+            && let Some(resource) = state.resources.first()
+        {
+            state
+                .pending_operations
+                .push(pwless::state::PendingOperation {
+                    address: resource.address.clone(),
+                    kind: resource.kind,
+                    operation: pwless::state::Operation::Update,
+                    token: format!("bench-{round}"),
+                    started_at: "2026-11-25T00:00:00Z".into(),
+                    inputs: None,
+                    dependencies: Vec::new(),
+                });
+        }
+        let started = Instant::now();
+        store.write(&mut state).await.expect("checkpoint");
+        samples.push(started.elapsed());
+    }
+    store.release().await;
+    (samples, size)
+}
+
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (stack, graph) = {
+        let stack = pwless::spec::parse_str(
+            Path::new("stack.example.yaml"),
+            include_str!("../stack.example.yaml"),
+        )
+        .expect("example");
+        let graph = pwless::graph::ResourceGraph::from_stack(&stack).expect("graph");
+        (stack, graph)
+    };
+    let state = pwless::testing::applied_state(&stack.name, &graph);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    println!(
+        "pwless checkpoint benchmark: one conditional state write, {} resources, {ROUNDS} rounds",
+        state.resources.len()
+    );
+
+    let dir = std::env::temp_dir().join(format!("pwless-bench-checkpoint-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let local = Location::Local(dir.join("state.json"));
+    let (samples, size) = runtime.block_on(measure(&local, &state));
+    println!(
+        "  {:<50} {}",
+        format!("local file (fsync, rename, backup; {size} bytes)"),
+        summary(samples)
+    );
+
+    let Ok(moto_server) = std::env::var("PWLESS_MOTO_SERVER") else {
+        println!("  S3 and PostgreSQL skipped: set PWLESS_MOTO_SERVER=$(scripts/sandbox install)");
+        return;
+    };
+    // S3 on moto.
+    let port = free_port();
+    let _moto = Child(
+        Command::new(Path::new(&moto_server).with_file_name("python"))
+            .arg(root.join("scripts/moto-server.py"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto"),
+    );
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: set before any other thread reads the environment.
+    unsafe {
+        std::env::set_var("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"));
+        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+        std::env::remove_var("AWS_SESSION_TOKEN");
+        std::env::remove_var("AWS_PROFILE");
+    }
+    let target = pwless::state::s3::Target {
+        bucket: "bench-state".into(),
+        key: "bench/state.json".into(),
+        region: "us-west-2".into(),
+        lease: Duration::from_secs(60),
+        kms_key_id: None,
+    };
+    runtime.block_on(async {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-west-2"))
+            .load()
+            .await;
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&config)
+                .force_path_style(true)
+                .build(),
+        );
+        s3.create_bucket()
+            .bucket(&target.bucket)
+            .create_bucket_configuration(
+                aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::UsWest2)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("bucket");
+    });
+    let (samples, size) = runtime.block_on(measure(&Location::S3(target), &state));
+    println!(
+        "  {:<50} {}",
+        format!("S3 on moto (PUT If-Match, SSE; {size} bytes)"),
+        summary(samples)
+    );
+
+    // PostgreSQL: the sandbox cluster, verified TLS.
+    let pg_dir = dir.join("pg");
+    let output = Command::new(root.join("scripts/pg-sandbox"))
+        .args(["start", pg_dir.to_str().unwrap()])
+        .env_remove("AWS_ENDPOINT_URL")
+        .output()
+        .expect("pg-sandbox");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let env: std::collections::HashMap<String, String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.strip_prefix("export ")?.split_once('='))
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect();
+    let pg_port = env["PWLESS_DB_ADMIN_ENDPOINT"]
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
+    // SAFETY: as above; no other thread is running yet.
+    unsafe {
+        std::env::set_var(
+            "PWLESS_BENCH_STATE_DB",
+            format!(
+                "postgresql://admin:{PG_PASSWORD}@localhost:{pg_port}/appdb?sslmode=verify-full&sslrootcert={}",
+                env["PWLESS_DB_CA_BUNDLE"]
+            ),
+        );
+    }
+    let target = pwless::state::postgres::Target {
+        url_env: "PWLESS_BENCH_STATE_DB".into(),
+        table: "pwless_state".into(),
+        stack: stack.name.clone(),
+    };
+    let (samples, size) = runtime.block_on(measure(&Location::Postgres(target), &state));
+    println!(
+        "  {:<50} {}",
+        format!("PostgreSQL (UPDATE ... WHERE revision; {size} bytes)"),
+        summary(samples)
+    );
+    let _ = Command::new(root.join("scripts/pg-sandbox"))
+        .args(["stop", pg_dir.to_str().unwrap()])
+        .status();
+    let _ = std::fs::remove_dir_all(&dir);
+}
