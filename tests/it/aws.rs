@@ -214,6 +214,8 @@ pub(crate) struct Clients {
     pub iam: aws_sdk_iam::Client,
     pub eks: aws_sdk_eks::Client,
     rds: aws_sdk_rds::Client,
+    /// Path-style, as moto serves no bucket subdomains.
+    pub s3: aws_sdk_s3::Client,
 }
 
 pub(crate) async fn clients(moto: &Moto) -> Clients {
@@ -234,6 +236,11 @@ pub(crate) async fn clients(moto: &Moto) -> Clients {
         iam: aws_sdk_iam::Client::new(&config),
         eks: aws_sdk_eks::Client::new(&config),
         rds: aws_sdk_rds::Client::new(&config),
+        s3: aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&config)
+                .force_path_style(true)
+                .build(),
+        ),
     }
 }
 

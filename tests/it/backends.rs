@@ -149,23 +149,20 @@ impl Remote {
     }
 
     async fn s3(&self) -> aws_sdk_s3::Client {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-west-2"))
-            .endpoint_url(&self.moto.endpoint)
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                "testing",
-                "testing",
-                None,
-                None,
-                "pwless-tests",
-            ))
-            .load()
-            .await;
-        aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&config)
-                .force_path_style(true)
-                .build(),
-        )
+        clients(&self.moto).await.s3
+    }
+
+    /// Writes `state` as the S3 state object behind pwless's back.
+    async fn put_document(&self, state: &State) {
+        self.s3()
+            .await
+            .put_object()
+            .bucket(BUCKET)
+            .key(KEY)
+            .body(serde_json::to_vec(state).unwrap().into())
+            .send()
+            .await
+            .unwrap();
     }
 
     async fn sql(&self) -> tokio_postgres::Client {
@@ -210,6 +207,16 @@ impl Remote {
             }
         })
     }
+}
+
+/// Asserts a run failed (exit 1) saying `part`.
+fn refused(output: &std::process::Output, part: &str) {
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(output));
+    assert!(
+        stderr(output).contains(part),
+        "`{part}` missing from: {}",
+        stderr(output)
+    );
 }
 
 fn backends() -> [Kind; 2] {
@@ -500,18 +507,12 @@ fn a_stale_writers_checkpoint_is_refused() {
             assert_eq!(state.serial, 2);
             match kind {
                 Kind::S3 => {
-                    let mut edited = state.clone();
-                    edited.serial = 7;
                     remote
-                        .s3()
-                        .await
-                        .put_object()
-                        .bucket(BUCKET)
-                        .key(KEY)
-                        .body(serde_json::to_vec(&edited).unwrap().into())
-                        .send()
-                        .await
-                        .unwrap();
+                        .put_document(&State {
+                            serial: 7,
+                            ..state.clone()
+                        })
+                        .await;
                 }
                 Kind::Postgres => {
                     remote
@@ -570,12 +571,7 @@ fn migrate_round_trips_local_s3_postgres_local_with_the_same_lineage_and_serial(
         &s3_file,
         &["state", "migrate", "--from", "postgres:PWLESS_IT_STATE_DB"],
     );
-    assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains("no state in"),
-        "{}",
-        stderr(&output)
-    );
+    refused(&output, "no state in");
     let output = run(
         &s3_file,
         &[
@@ -585,12 +581,7 @@ fn migrate_round_trips_local_s3_postgres_local_with_the_same_lineage_and_serial(
             &format!("s3://{BUCKET}/{KEY}"),
         ],
     );
-    assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains("already points at"),
-        "{}",
-        stderr(&output)
-    );
+    refused(&output, "already points at");
 
     let steps: [(&PathBuf, String, &PathBuf); 3] = [
         (&s3_file, "local".to_string(), &local_file),
@@ -616,24 +607,11 @@ fn migrate_round_trips_local_s3_postgres_local_with_the_same_lineage_and_serial(
         // The new place plans with no changes; the old one refuses to be used.
         let output = run(to, &["plan", "--detailed-exitcode"]);
         assert_eq!(output.status.code(), Some(0), "{from}: {}", stdout(&output));
-        let output = run(old, &["plan"]);
-        assert_eq!(
-            output.status.code(),
-            Some(1),
-            "{from}: the old copy is still live"
-        );
-        assert!(
-            stderr(&output).contains("was moved to"),
-            "{from}: {}",
-            stderr(&output)
-        );
+        refused(&run(old, &["plan"]), "was moved to");
         // Migrating from the old place again finds nothing to move.
-        let output = run(to, &["state", "migrate", "--from", &from]);
-        assert_eq!(output.status.code(), Some(1));
-        assert!(
-            stderr(&output).contains("already moved"),
-            "{}",
-            stderr(&output)
+        refused(
+            &run(to, &["state", "migrate", "--from", &from]),
+            "already moved",
         );
     }
     // A live state of another history where the state would go: refused, nothing changed.
@@ -641,27 +619,14 @@ fn migrate_round_trips_local_s3_postgres_local_with_the_same_lineage_and_serial(
         serial: 1,
         ..State::new(&remote.name)
     };
-    runtime().block_on(async {
-        remote
-            .s3()
-            .await
-            .put_object()
-            .bucket(BUCKET)
-            .key(KEY)
-            .body(serde_json::to_vec(&other).unwrap().into())
-            .send()
-            .await
-            .unwrap();
-    });
+    runtime().block_on(remote.put_document(&other));
     let output = run(&s3_file, &["state", "migrate", "--from", "local"]);
-    assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains(&format!(
+    refused(
+        &output,
+        &format!(
             "already holds a state (lineage {}, serial 1); nothing was changed",
             other.lineage
-        )),
-        "{}",
-        stderr(&output)
+        ),
     );
     assert_eq!(pull(&local_file), original);
     let output = run(&local_file, &["destroy", "--auto-approve"]);
@@ -771,35 +736,23 @@ fn backend_problems_are_one_line_that_says_what_to_do_and_change_nothing() {
         .command_for(&s3, &["plan", "--state", "elsewhere.json"])
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains(&format!(
+    refused(
+        &output,
+        &format!(
             "--state is for a local state file, and this stack keeps its state in s3://{BUCKET}/{KEY}"
-        )),
-        "{}",
-        stderr(&output)
+        ),
     );
     let output = remote
         .command_for(&s3, &["force-unlock", "0b5e7c1e"])
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains("is not locked; nothing was changed"),
-        "{}",
-        stderr(&output)
-    );
+    refused(&output, "is not locked; nothing was changed");
     let local = remote.dir.write("local.yaml", &base);
     let output = remote
         .command_for(&local, &["force-unlock", "0b5e7c1e"])
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains("needs no force-unlock"),
-        "{}",
-        stderr(&output)
-    );
+    refused(&output, "needs no force-unlock");
 
     // Nothing was made anywhere: no AWS resources, no local state.
     let rt = runtime();
