@@ -15,7 +15,7 @@ pub enum StateCommand {
     /// Replace the state with FILE: refused for another stack, another lineage or an older serial.
     Push(PushArgs),
     /// Move the state to where the stack's `state:` section now points, from where it was:
-    /// copy, verify, then leave a marker at the old place that refuses further runs there.
+    /// mark the old place moved (runs there are refused from then on), copy, verify.
     Migrate(MigrateArgs),
 }
 
@@ -238,42 +238,60 @@ fn migrate(args: MigrateArgs) -> anyhow::Result<u8> {
     })
 }
 
+/// Marks the old place moved (keeping the whole state in the marker), copies, verifies. In
+/// that order, a migration stopped at any point leaves no two live copies: before the marker,
+/// nothing changed; after it, every run at the old place is refused, and running the same
+/// migration again takes the state from the marker and finishes.
 async fn copy_verify_switch(
     source: &mut StateStore,
     target: &mut StateStore,
     stack: &str,
 ) -> anyhow::Result<State> {
     let (from, to) = (source.location().clone(), target.location().clone());
-    let Some(state) = source.read().await? else {
+    let Some(found) = source.read().await? else {
         return Err(UserError(format!(
             "no state in {}; nothing was changed",
             from.describe()
         ))
         .into());
     };
-    if let Some(moved) = &state.moved_to {
-        return Err(UserError(format!(
-            "{} was already moved to {moved}; nothing was changed",
-            from.describe()
-        ))
-        .into());
-    }
-    if state.stack != stack {
+    if found.stack != stack {
         return Err(UserError(format!(
             "{} holds the state of stack `{}`, not `{stack}`; nothing was changed",
             from.describe(),
-            state.stack
+            found.stack
         ))
         .into());
     }
-    match target.read().await? {
-        None => target.put_exact(&state).await?,
-        // A marker this very history left when it moved away earlier: it may come back.
-        Some(there) if there.moved_to.is_some() && there.lineage == state.lineage => {
-            target.put_exact(&state).await?
+    let resuming = match &found.moved_to {
+        None => false,
+        Some(moved) if *moved == to.to_argument() => true,
+        Some(moved) => {
+            return Err(UserError(format!(
+                "{} was already moved to {moved}; nothing was changed",
+                from.describe()
+            ))
+            .into());
         }
-        // An earlier migrate that copied but was stopped before it switched.
-        Some(there) if same_state(&there, &state) => {}
+    };
+    let state = State {
+        moved_to: None,
+        ..found
+    };
+    let there = target.read().await?;
+    match &there {
+        None => {}
+        // A marker this very history left when it moved away earlier: it may come back.
+        Some(there) if there.moved_to.is_some() && there.lineage == state.lineage => {}
+        Some(there) if resuming && there.lineage == state.lineage => {
+            return Err(UserError(format!(
+                "{} was already moved to {} (serial {} there now); nothing was changed",
+                from.describe(),
+                to.describe(),
+                there.serial
+            ))
+            .into());
+        }
         Some(there) => {
             return Err(UserError(format!(
                 "{} already holds a state (lineage {}, serial {}); nothing was changed. Pull it and compare: if it is stale, remove it by hand first",
@@ -284,26 +302,33 @@ async fn copy_verify_switch(
             .into());
         }
     }
-    // Verify with a fresh read, then switch the old place off.
+    if resuming {
+        eprintln!(
+            "Finishing an earlier migration: {} says it moved to {}.",
+            from.describe(),
+            to.describe()
+        );
+    } else {
+        source
+            .put_exact(&State {
+                moved_to: Some(to.to_argument()),
+                ..state.clone()
+            })
+            .await?;
+    }
+    target.put_exact(&state).await?;
     let copied = target.read().await?;
     if !copied
         .as_ref()
         .is_some_and(|copied| same_state(copied, &state))
     {
         return Err(UserError(format!(
-            "the copy in {} does not read back the same; {} was left as it was",
+            "the copy in {} does not read back the same; the state is kept in the marker at {}: run the same migration again",
             to.describe(),
             from.describe()
         ))
         .into());
     }
-    let marker = State {
-        resources: Vec::new(),
-        pending_operations: Vec::new(),
-        moved_to: Some(to.to_argument()),
-        ..state.clone()
-    };
-    source.put_exact(&marker).await?;
     Ok(state)
 }
 

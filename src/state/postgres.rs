@@ -227,20 +227,26 @@ async fn connect(
     Ok((client, server))
 }
 
-/// Creates the tables if they are missing, one creator at a time.
-async fn ensure_tables(
-    client: &mut tokio_postgres::Client,
+async fn tables_exist(
+    client: &tokio_postgres::Client,
     target: &Target,
-) -> Result<(), StateError> {
-    let exists: bool = client
+) -> Result<bool, StateError> {
+    Ok(client
         .query_one(
             "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL",
             &[&target.table, &target.locks_table()],
         )
         .await
         .map_err(|error| query_failed(target, "look for", &error))?
-        .get(0);
-    if exists {
+        .get(0))
+}
+
+/// Creates the tables if they are missing, one creator at a time.
+async fn ensure_tables(
+    client: &mut tokio_postgres::Client,
+    target: &Target,
+) -> Result<(), StateError> {
+    if tables_exist(client, target).await? {
         return Ok(());
     }
     let transaction = client
@@ -506,10 +512,13 @@ async fn get(
     }))
 }
 
-/// Reads the stack's row without the lock (a row is replaced whole).
+/// Reads the stack's row without the lock (a row is replaced whole). Makes no table: a
+/// reader may have no right to.
 pub async fn read_unlocked(target: &Target) -> Result<Option<(Vec<u8>, Revision)>, StateError> {
-    let (mut client, _) = connect(target, "pwless read").await?;
-    ensure_tables(&mut client, target).await?;
+    let (client, _) = connect(target, "pwless read").await?;
+    if !tables_exist(&client, target).await? {
+        return Ok(None);
+    }
     get(&client, target)
         .await
         .map_err(|error| query_failed(target, "read", &error))
@@ -517,9 +526,12 @@ pub async fn read_unlocked(target: &Target) -> Result<Option<(Vec<u8>, Revision)
 
 /// Ends the session holding lock `id` (`pwless force-unlock`); its advisory lock goes with it.
 pub async fn force_unlock(target: &Target, id: &str) -> Result<String, StateError> {
-    let (mut client, _) = connect(target, "pwless force-unlock").await?;
-    ensure_tables(&mut client, target).await?;
-    let Some((pid, holder)) = holder(&client, target).await else {
+    let (client, _) = connect(target, "pwless force-unlock").await?;
+    let holder = match tables_exist(&client, target).await? {
+        true => holder(&client, target).await,
+        false => None,
+    };
+    let Some((pid, holder)) = holder else {
         return Err(StateError::Backend(format!(
             "{} is not locked; nothing was changed",
             target.location()

@@ -614,6 +614,33 @@ fn migrate_round_trips_local_s3_postgres_local_with_the_same_lineage_and_serial(
             "already moved",
         );
     }
+    // A migration stopped right after it marked the old place: the marker refuses runs, and
+    // the same migration again finishes it from the marker's copy.
+    let local_path = remote
+        .dir
+        .path()
+        .join("state")
+        .join(format!("{}.json", remote.name));
+    let mut marked: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&local_path).unwrap()).unwrap();
+    marked["moved_to"] = format!("s3://{BUCKET}/{KEY}").into();
+    std::fs::write(&local_path, serde_json::to_vec(&marked).unwrap()).unwrap();
+    refused(&run(&local_file, &["plan"]), "was moved to");
+    let output = run(&s3_file, &["state", "migrate", "--from", "local"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stderr(&output).contains("Finishing an earlier migration"));
+    assert_eq!(pull(&s3_file), original);
+    let output = run(
+        &local_file,
+        &[
+            "state",
+            "migrate",
+            "--from",
+            &format!("s3://{BUCKET}/{KEY}"),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+
     // A live state of another history where the state would go: refused, nothing changed.
     let other = State {
         serial: 1,
