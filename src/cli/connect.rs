@@ -64,7 +64,7 @@ pub fn run(args: ConnectArgs) -> anyhow::Result<u8> {
             // Signed for the endpoint the user connects to, as RDS checks it.
             signer.token(
                 &endpoint,
-                u16::try_from(port).unwrap_or(5432),
+                port,
                 &args.user,
                 SystemTime::now(),
             )

@@ -132,7 +132,7 @@ impl Expander<'_> {
             NatGateways::PerAz => network.availability_zones.len(),
         };
         let mut nat_gateways = Vec::new();
-        for index in 0..nat_count {
+        for (index, public_subnet) in public_subnets.iter().enumerate().take(nat_count) {
             let eip = self.aws(
                 ResourceKind::ElasticIp,
                 &format!("nat[{index}]"),
@@ -145,7 +145,7 @@ impl Expander<'_> {
                 &format!("{name}-{index}"),
             );
             let nat = nat
-                .input("subnet_id", Expr::output(&public_subnets[index], "id"))
+                .input("subnet_id", Expr::output(public_subnet, "id"))
                 .input("allocation_id", Expr::output(&eip, "id"))
                 .input("connectivity_type", "public")
                 // NAT gateways need the internet gateway attached to start.
