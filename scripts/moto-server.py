@@ -13,7 +13,8 @@ Not emulated: UpdateAccessEntry, access policies other than by ARN, EC2_LINUX-ty
 special rules. scripts/kube-standin.py reads these entries to decide who may use the
 cluster's Kubernetes API, as EKS does.
 
-It also makes S3's conditional writes atomic, as they are on S3 (see S3_WRITES below).
+It also makes S3's conditional writes atomic, as they are on S3 (see S3_WRITES below), and
+answers GetBucketVersioning in S3's shape.
 """
 
 import datetime
@@ -178,6 +179,23 @@ def _atomic(original):
 
 for _name in ("put_object", "delete_object"):
     setattr(S3Response, _name, _atomic(getattr(S3Response, _name)))
+
+
+
+def _get_bucket_versioning(self):
+    """S3's answer: <VersioningConfiguration> with the status, if one was ever set. moto 5.2.5
+    serializes it under a <GetBucketVersioningResponse> root, which the AWS SDK for Rust
+    rejects."""
+    self.data["Action"] = "GetBucketVersioning"
+    status = self.backend.get_bucket_versioning(self.bucket_name)
+    inner = f"<Status>{status}</Status>" if status else ""
+    return 200, {"Content-Type": "application/xml"}, (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">{inner}'
+        "</VersioningConfiguration>")
+
+
+S3Response.get_bucket_versioning = _get_bucket_versioning
 
 if __name__ == "__main__":
     sys.argv[0] = "moto_server"

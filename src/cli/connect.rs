@@ -62,12 +62,7 @@ pub fn run(args: ConnectArgs) -> anyhow::Result<u8> {
         .block_on(async {
             let signer = TokenSigner::from_environment(&stack.region).await?;
             // Signed for the endpoint the user connects to, as RDS checks it.
-            signer.token(
-                &endpoint,
-                port,
-                &args.user,
-                SystemTime::now(),
-            )
+            signer.token(&endpoint, port, &args.user, SystemTime::now())
         })
         .map_err(|error| UserError(error.to_string()))?;
     let status = Command::new(&args.psql)

@@ -294,6 +294,7 @@ impl S3Store {
                 target.location()
             );
         }
+        warn_without_versioning(&client, target).await;
         let lock = Arc::new(LockState {
             etag: tokio::sync::Mutex::new(Some(etag)),
             lost: Mutex::new(None),
@@ -372,6 +373,25 @@ impl S3Store {
                     .await;
             }
         }
+    }
+}
+
+/// Earlier states are S3's to keep: say so when the bucket keeps none. Silent when the
+/// caller may not read the setting.
+async fn warn_without_versioning(client: &aws_sdk_s3::Client, target: &Target) {
+    let Ok(versioning) = client
+        .get_bucket_versioning()
+        .bucket(&target.bucket)
+        .send()
+        .await
+    else {
+        return;
+    };
+    if versioning.status() != Some(&aws_sdk_s3::types::BucketVersioningStatus::Enabled) {
+        eprintln!(
+            "warning: versioning is off for bucket {b}, so S3 keeps no earlier state to go back to; turn it on: aws s3api put-bucket-versioning --bucket {b} --versioning-configuration Status=Enabled",
+            b = target.bucket
+        );
     }
 }
 

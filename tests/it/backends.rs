@@ -237,6 +237,12 @@ fn apply_noop_and_destroy_keep_the_state_in_the_backend_only() {
             "{kind:?}: {}",
             stderr(&output)
         );
+        assert_eq!(
+            stderr(&output).contains("warning: versioning is off for bucket"),
+            kind == Kind::S3,
+            "{}",
+            stderr(&output)
+        );
         assert_eq!(rt.block_on(live(&aws, &remote.name)), EXPECTED, "{kind:?}");
         assert!(
             !remote.dir.path().join("state").exists(),
@@ -786,4 +792,73 @@ fn backend_problems_are_one_line_that_says_what_to_do_and_change_nothing() {
     let aws = rt.block_on(clients(&remote.moto));
     assert!(nothing(&rt.block_on(live(&aws, &remote.name))));
     assert!(!remote.dir.path().join("state").exists());
+}
+
+#[test]
+fn s3_writes_ask_for_the_kms_key_and_a_versioned_bucket_gets_no_warning() {
+    let remote = Remote::new("kms", Kind::S3, 0);
+    let rt = runtime();
+    rt.block_on(async {
+        remote
+            .s3()
+            .await
+            .put_bucket_versioning()
+            .bucket(BUCKET)
+            .versioning_configuration(
+                aws_sdk_s3::types::VersioningConfiguration::builder()
+                    .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+    let base = aws_stack(&remote.name, "  final_snapshot: false\n");
+    let file = remote.dir.write(
+        "kms.yaml",
+        &format!(
+            "{base}{}  kms_key_id: alias/pwless-state\n",
+            state_section(Kind::S3)
+        ),
+    );
+    let pushed = remote.dir.write(
+        "pushed.json",
+        &serde_json::to_string(&State {
+            serial: 3,
+            ..State::new(&remote.name)
+        })
+        .unwrap(),
+    );
+    let output = remote
+        .command_for(&file, &["state", "push", pushed.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        !stderr(&output).contains("versioning is off"),
+        "{}",
+        stderr(&output)
+    );
+    rt.block_on(async {
+        let head = remote
+            .s3()
+            .await
+            .head_object()
+            .bucket(BUCKET)
+            .key(KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            head.server_side_encryption(),
+            Some(&aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+        );
+        assert!(
+            head.ssekms_key_id()
+                .unwrap_or_default()
+                .contains("alias/pwless-state"),
+            "{:?}",
+            head.ssekms_key_id()
+        );
+    });
 }
