@@ -79,42 +79,28 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn main() {
+/// The sandboxes the remote backends are measured against, started before any thread.
+struct Sandboxes {
+    _moto: Child,
+    pg_dir: std::path::PathBuf,
+}
+
+impl Drop for Sandboxes {
+    fn drop(&mut self) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let _ = Command::new(root.join("scripts/pg-sandbox"))
+            .args(["stop", self.pg_dir.to_str().unwrap()])
+            .status();
+    }
+}
+
+/// Starts moto and the sandbox PostgreSQL and points this process's environment at them.
+/// Called first thing in `main`, while this is the only thread.
+fn start_sandboxes(moto_server: &str, dir: &Path) -> Sandboxes {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let (stack, graph) = {
-        let stack = pwless::spec::parse_str(
-            Path::new("stack.example.yaml"),
-            include_str!("../stack.example.yaml"),
-        )
-        .expect("example");
-        let graph = pwless::graph::ResourceGraph::from_stack(&stack).expect("graph");
-        (stack, graph)
-    };
-    let state = pwless::testing::applied_state(&stack.name, &graph);
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    println!(
-        "pwless checkpoint benchmark: one conditional state write, {} resources, {ROUNDS} rounds",
-        state.resources.len()
-    );
-
-    let dir = std::env::temp_dir().join(format!("pwless-bench-checkpoint-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let local = Location::Local(dir.join("state.json"));
-    let (samples, size) = runtime.block_on(measure(&local, &state));
-    println!(
-        "  {:<50} {}",
-        format!("local file (fsync, rename, backup; {size} bytes)"),
-        summary(samples)
-    );
-
-    let Ok(moto_server) = std::env::var("PWLESS_MOTO_SERVER") else {
-        println!("  S3 and PostgreSQL skipped: set PWLESS_MOTO_SERVER=$(scripts/sandbox install)");
-        return;
-    };
-    // S3 on moto.
     let port = free_port();
-    let _moto = Child(
-        Command::new(Path::new(&moto_server).with_file_name("python"))
+    let moto = Child(
+        Command::new(Path::new(moto_server).with_file_name("python"))
             .arg(root.join("scripts/moto-server.py"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
@@ -125,50 +111,6 @@ fn main() {
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         std::thread::sleep(Duration::from_millis(50));
     }
-    // SAFETY: set before any other thread reads the environment.
-    unsafe {
-        std::env::set_var("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"));
-        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-        std::env::remove_var("AWS_SESSION_TOKEN");
-        std::env::remove_var("AWS_PROFILE");
-    }
-    let target = pwless::state::s3::Target {
-        bucket: "bench-state".into(),
-        key: "bench/state.json".into(),
-        region: "us-west-2".into(),
-        lease: Duration::from_secs(60),
-        kms_key_id: None,
-    };
-    runtime.block_on(async {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-west-2"))
-            .load()
-            .await;
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&config)
-                .force_path_style(true)
-                .build(),
-        );
-        s3.create_bucket()
-            .bucket(&target.bucket)
-            .create_bucket_configuration(
-                aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::UsWest2)
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("bucket");
-    });
-    let (samples, size) = runtime.block_on(measure(&Location::S3(target), &state));
-    println!(
-        "  {:<50} {}",
-        format!("S3 on moto (PUT If-Match, SSE; {size} bytes)"),
-        summary(samples)
-    );
-
-    // PostgreSQL: the sandbox cluster, verified TLS.
     let pg_dir = dir.join("pg");
     let output = Command::new(root.join("scripts/pg-sandbox"))
         .args(["start", pg_dir.to_str().unwrap()])
@@ -190,8 +132,13 @@ fn main() {
         .next()
         .unwrap()
         .to_string();
-    // SAFETY: as above; no other thread is running yet.
+    // SAFETY: no other thread exists yet (the runtime is built after this).
     unsafe {
+        std::env::set_var("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"));
+        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+        std::env::remove_var("AWS_SESSION_TOKEN");
+        std::env::remove_var("AWS_PROFILE");
         std::env::set_var(
             "PWLESS_BENCH_STATE_DB",
             format!(
@@ -200,19 +147,102 @@ fn main() {
             ),
         );
     }
-    let target = pwless::state::postgres::Target {
-        url_env: "PWLESS_BENCH_STATE_DB".into(),
-        table: "pwless_state".into(),
-        stack: stack.name.clone(),
-    };
-    let (samples, size) = runtime.block_on(measure(&Location::Postgres(target), &state));
+    Sandboxes {
+        _moto: moto,
+        pg_dir,
+    }
+}
+
+fn main() {
+    let dir = std::env::temp_dir().join(format!("pwless-bench-checkpoint-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sandboxes = std::env::var("PWLESS_MOTO_SERVER")
+        .ok()
+        .map(|server| start_sandboxes(&server, &dir));
+
+    let stack = pwless::spec::parse_str(
+        Path::new("stack.example.yaml"),
+        include_str!("../stack.example.yaml"),
+    )
+    .expect("example");
+    let graph = pwless::graph::ResourceGraph::from_stack(&stack).expect("graph");
+    let state = pwless::testing::applied_state(&stack.name, &graph);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
     println!(
-        "  {:<50} {}",
-        format!("PostgreSQL (UPDATE ... WHERE revision; {size} bytes)"),
-        summary(samples)
+        "pwless checkpoint benchmark: one conditional state write, {} resources, {ROUNDS} rounds",
+        state.resources.len()
     );
-    let _ = Command::new(root.join("scripts/pg-sandbox"))
-        .args(["stop", pg_dir.to_str().unwrap()])
-        .status();
+    let report = |label: String, (samples, size): (Vec<Duration>, usize)| {
+        println!(
+            "  {:<52} {}",
+            label.replace("SIZE", &size.to_string()),
+            summary(samples)
+        );
+    };
+
+    let local = Location::Local(dir.join("state.json"));
+    report(
+        "local file (fsync, rename, backup; SIZE bytes)".into(),
+        runtime.block_on(measure(&local, &state)),
+    );
+
+    if sandboxes.is_none() {
+        println!("  S3 and PostgreSQL skipped: set PWLESS_MOTO_SERVER=$(scripts/sandbox install)");
+    } else {
+        let target = pwless::state::s3::Target {
+            bucket: "bench-state".into(),
+            key: "bench/state.json".into(),
+            region: "us-west-2".into(),
+            lease: Duration::from_secs(60),
+            kms_key_id: None,
+        };
+        runtime.block_on(async {
+            let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .region(aws_config::Region::new("us-west-2"))
+                .load()
+                .await;
+            let s3 = aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(&config)
+                    .force_path_style(true)
+                    .build(),
+            );
+            s3.create_bucket()
+                .bucket(&target.bucket)
+                .create_bucket_configuration(
+                    aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                        .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::UsWest2)
+                        .build(),
+                )
+                .send()
+                .await
+                .expect("bucket");
+            // As the docs advise (and so pwless does not warn).
+            s3.put_bucket_versioning()
+                .bucket(&target.bucket)
+                .versioning_configuration(
+                    aws_sdk_s3::types::VersioningConfiguration::builder()
+                        .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                        .build(),
+                )
+                .send()
+                .await
+                .expect("versioning");
+        });
+        report(
+            "S3 on moto (PUT If-Match, SSE; SIZE bytes)".into(),
+            runtime.block_on(measure(&Location::S3(target), &state)),
+        );
+        let target = pwless::state::postgres::Target {
+            url_env: "PWLESS_BENCH_STATE_DB".into(),
+            table: "pwless_state".into(),
+            stack: stack.name.clone(),
+        };
+        report(
+            "PostgreSQL (UPDATE ... WHERE revision; SIZE bytes)".into(),
+            runtime.block_on(measure(&Location::Postgres(target), &state)),
+        );
+    }
+    drop(runtime);
+    drop(sandboxes);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -34,6 +34,24 @@ struct Remote {
     pg: LocalPostgres,
 }
 
+/// Where a stack `name` keeps its state on `kind`, as the stack files here say.
+fn location_of(kind: Kind, name: &str) -> Location {
+    match kind {
+        Kind::S3 => Location::S3(pwless::state::s3::Target {
+            bucket: BUCKET.into(),
+            key: KEY.into(),
+            region: "us-west-2".into(),
+            lease: Duration::from_secs(LEASE_SECONDS),
+            kms_key_id: None,
+        }),
+        Kind::Postgres => Location::Postgres(pwless::state::postgres::Target {
+            url_env: "PWLESS_IT_STATE_DB".into(),
+            table: "pwless_state".into(),
+            stack: name.to_string(),
+        }),
+    }
+}
+
 fn state_section(kind: Kind) -> String {
     match kind {
         Kind::S3 => format!(
@@ -95,23 +113,6 @@ impl Remote {
                 .unwrap(),
             self.pg.var("PWLESS_DB_CA_BUNDLE")
         )
-    }
-
-    fn location(&self) -> Location {
-        match self.kind {
-            Kind::S3 => Location::S3(pwless::state::s3::Target {
-                bucket: BUCKET.into(),
-                key: KEY.into(),
-                region: "us-west-2".into(),
-                lease: Duration::from_secs(LEASE_SECONDS),
-                kms_key_id: None,
-            }),
-            Kind::Postgres => Location::Postgres(pwless::state::postgres::Target {
-                url_env: "PWLESS_IT_STATE_DB".into(),
-                table: "pwless_state".into(),
-                stack: self.name.clone(),
-            }),
-        }
     }
 
     /// `pwless <args>` with this test's moto (through the proxy, if any) and state database.
@@ -467,86 +468,148 @@ fn lock_id(error: &StateError) -> String {
 fn a_stale_writers_checkpoint_is_refused() {
     for kind in backends() {
         let remote = Remote::new(&format!("stale-{kind:?}").to_lowercase(), kind, 0);
-        // The library reads the URL from the environment, as the CLI does.
-        // SAFETY: tests in this binary set only this variable, always to a valid URL.
-        unsafe { std::env::set_var("PWLESS_IT_STATE_DB", remote.url()) };
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let location = remote.location();
-        rt.block_on(async {
-            // SAFETY: as above.
-            unsafe {
-                std::env::set_var("AWS_ENDPOINT_URL", &remote.moto.endpoint);
-                std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-                std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-            }
-            let mut first = StateStore::open(&location, "apply").await.unwrap();
-            assert!(first.read().await.unwrap().is_none());
-            let mut state = State::new(&remote.name);
-            first.write(&mut state).await.unwrap();
-
-            // Someone ends the first run's lock (it looked dead) and a second run writes.
-            let refused = StateStore::open(&location, "apply").await.unwrap_err();
-            let id = lock_id(&refused);
-            pwless::state::store::force_unlock(&location, &id)
-                .await
-                .unwrap();
-            let mut second = StateStore::open(&location, "apply").await.unwrap();
-            let mut newer = second.read().await.unwrap().unwrap();
-            second.write(&mut newer).await.unwrap();
-            assert_eq!(newer.serial, 2);
-
-            // The first run, still alive, tries its next checkpoint: refused.
-            let error = first.write(&mut state).await.unwrap_err();
-            assert!(
-                matches!(
-                    error,
-                    StateError::Conflict { .. } | StateError::LockLost { .. }
-                ),
-                "{kind:?}: {error}"
-            );
-            second.release().await;
-            first.release().await;
-
-            // Without any lock games: a document changed behind a holder's back.
-            let mut holder = StateStore::open(&location, "apply").await.unwrap();
-            let mut state = holder.read().await.unwrap().unwrap();
-            assert_eq!(state.serial, 2);
-            match kind {
-                Kind::S3 => {
-                    remote
-                        .put_document(&State {
-                            serial: 7,
-                            ..state.clone()
-                        })
-                        .await;
-                }
-                Kind::Postgres => {
-                    remote
-                        .sql()
-                        .await
-                        .execute(
-                            "UPDATE pwless_state SET serial = 7, revision = revision + 1,
-                                    document = jsonb_set(document, '{serial}', '7')
-                              WHERE stack = $1",
-                            &[&remote.name],
-                        )
-                        .await
-                        .unwrap();
-                }
-            }
-            let error = holder.write(&mut state).await.unwrap_err();
-            assert!(
-                error.to_string().contains("(serial 2 read, 7 there now"),
-                "{kind:?}: {error}"
-            );
-            holder.release().await;
-        });
+        // The library reads its settings from the environment, as the CLI does: a child
+        // process gets them, so this test changes no environment of its own.
+        let output = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "backends::stale_writer_child",
+                "--nocapture",
+            ])
+            .env("PWLESS_IT_STALE_KIND", format!("{kind:?}"))
+            .env("PWLESS_IT_STALE_STACK", &remote.name)
+            .env("PWLESS_IT_STATE_DB", remote.url())
+            .env(
+                "PWLESS_IT_PG_ENDPOINT",
+                remote.pg.var("PWLESS_DB_ADMIN_ENDPOINT"),
+            )
+            .env("PWLESS_IT_PG_CA", remote.pg.var("PWLESS_DB_CA_BUNDLE"))
+            .env("AWS_ENDPOINT_URL", &remote.moto.endpoint)
+            .env("AWS_REGION", "us-west-2")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_PROFILE")
+            .output()
+            .unwrap();
+        let text = format!("{}{}", stdout(&output), stderr(&output));
+        assert!(output.status.success(), "{kind:?}: {text}");
+        assert!(
+            text.contains("1 passed"),
+            "{kind:?}: the child did not run: {text}"
+        );
         let after = remote.pull().unwrap();
         assert_eq!(
             after.serial, 7,
             "{kind:?}: the refused write changed something"
         );
     }
+}
+
+/// The child side of `a_stale_writers_checkpoint_is_refused`, in the environment it is given.
+#[test]
+#[ignore = "started as a child process by a_stale_writers_checkpoint_is_refused"]
+fn stale_writer_child() {
+    let Ok(kind) = std::env::var("PWLESS_IT_STALE_KIND") else {
+        return;
+    };
+    let stack = std::env::var("PWLESS_IT_STALE_STACK").unwrap();
+    let location = location_of(
+        if kind == "S3" {
+            Kind::S3
+        } else {
+            Kind::Postgres
+        },
+        &stack,
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut first = StateStore::open(&location, "apply").await.unwrap();
+        assert!(first.read().await.unwrap().is_none());
+        let mut state = State::new(&stack);
+        first.write(&mut state).await.unwrap();
+
+        // Someone ends the first run's lock (it looked dead) and a second run writes.
+        let refused = StateStore::open(&location, "apply").await.unwrap_err();
+        let id = lock_id(&refused);
+        pwless::state::store::force_unlock(&location, &id)
+            .await
+            .unwrap();
+        let mut second = StateStore::open(&location, "apply").await.unwrap();
+        let mut newer = second.read().await.unwrap().unwrap();
+        second.write(&mut newer).await.unwrap();
+        assert_eq!(newer.serial, 2);
+
+        // The first run, still alive, tries its next checkpoint: refused.
+        let error = first.write(&mut state).await.unwrap_err();
+        assert!(
+            matches!(
+                error,
+                StateError::Conflict { .. } | StateError::LockLost { .. }
+            ),
+            "{kind}: {error}"
+        );
+        second.release().await;
+        first.release().await;
+
+        // Without any lock games: a document changed behind a holder's back.
+        let mut holder = StateStore::open(&location, "apply").await.unwrap();
+        let mut state = holder.read().await.unwrap().unwrap();
+        assert_eq!(state.serial, 2);
+        let edited = State {
+            serial: 7,
+            ..state.clone()
+        };
+        if kind == "S3" {
+            let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .load()
+                .await;
+            aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(&config)
+                    .force_path_style(true)
+                    .build(),
+            )
+            .put_object()
+            .bucket(BUCKET)
+            .key(KEY)
+            .body(serde_json::to_vec(&edited).unwrap().into())
+            .send()
+            .await
+            .unwrap();
+        } else {
+            let target = pwless::db::Target {
+                server_name: "localhost".into(),
+                address: Some(
+                    pwless::db::resolve(&std::env::var("PWLESS_IT_PG_ENDPOINT").unwrap()).unwrap(),
+                ),
+                port: 5432,
+                database: "appdb".into(),
+                ca_bundle: PathBuf::from(std::env::var("PWLESS_IT_PG_CA").unwrap()),
+            };
+            pwless::db::connect(
+                &target,
+                "admin",
+                &pwless::secret::Secret::new(PASSWORD.into()),
+            )
+            .await
+            .unwrap()
+            .execute(
+                "UPDATE pwless_state SET serial = 7, revision = revision + 1,
+                        document = ($2::text)::jsonb
+                  WHERE stack = $1",
+                &[&stack, &serde_json::to_string(&edited).unwrap()],
+            )
+            .await
+            .unwrap();
+        }
+        let error = holder.write(&mut state).await.unwrap_err();
+        assert!(
+            error.to_string().contains("(serial 2 read, 7 there now"),
+            "{kind}: {error}"
+        );
+        holder.release().await;
+    });
 }
 
 #[test]
