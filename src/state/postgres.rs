@@ -289,8 +289,16 @@ async fn ensure_tables(
         .map_err(|error| query_failed(target, "create", &error))
 }
 
+/// Who holds the stack's advisory lock: its session, and how to name it.
+struct Holder {
+    pid: i32,
+    text: String,
+    /// From its lock row; none when the row is not (yet) there.
+    lock_id: Option<String>,
+}
+
 /// The holder of the stack's advisory lock, as its lock row and session tell it.
-async fn holder(client: &tokio_postgres::Client, target: &Target) -> Option<(i32, String)> {
+async fn holder(client: &tokio_postgres::Client, target: &Target) -> Option<Holder> {
     let key = target.key();
     let (classid, objid) = ((key >> 32) & 0xffff_ffff, key & 0xffff_ffff);
     let row = client
@@ -311,8 +319,10 @@ async fn holder(client: &tokio_postgres::Client, target: &Target) -> Option<(i32
         .await
         .ok()??;
     let pid: i32 = row.get(0);
-    let info: Option<String> = row.get(1);
-    let text = match info.and_then(|info| serde_json::from_str::<LockInfo>(&info).ok()) {
+    let info = row
+        .get::<_, Option<String>>(1)
+        .and_then(|info| serde_json::from_str::<LockInfo>(&info).ok());
+    let text = match &info {
         Some(info) => info.to_string(),
         None => format!(
             "database session {pid} (`{}`, since {})",
@@ -320,7 +330,11 @@ async fn holder(client: &tokio_postgres::Client, target: &Target) -> Option<(i32
             row.get::<_, Option<String>>(3).unwrap_or_default()
         ),
     };
-    Some((pid, text))
+    Some(Holder {
+        pid,
+        text,
+        lock_id: info.map(|info| info.id),
+    })
 }
 
 /// A connection holding the stack's advisory lock.
@@ -358,18 +372,17 @@ impl PgStore {
             .map_err(|error| query_failed(target, "lock", &error))?
             .get(0);
         if !locked {
-            let holder = holder(&client, target).await.map_or_else(
-                || "another session (it let go just now: run again)".to_string(),
-                |(_, text)| text,
-            );
+            let holder = holder(&client, target).await;
             let id = holder
-                .split("lock id ")
-                .nth(1)
-                .map(|rest| rest.trim_end_matches(')').to_string())
+                .as_ref()
+                .and_then(|holder| holder.lock_id.clone())
                 .unwrap_or_else(|| "ID".into());
             return Err(StateError::Locked {
                 location: target.location(),
-                holder,
+                holder: holder.map_or_else(
+                    || "another session (it let go just now: run again)".to_string(),
+                    |holder| holder.text,
+                ),
                 hint: format!(
                     "the lock ends with that run's database session, however the run ends; `pwless force-unlock {id}` ends the session now"
                 ),
@@ -531,26 +544,15 @@ pub async fn force_unlock(target: &Target, id: &str) -> Result<String, StateErro
         true => holder(&client, target).await,
         false => None,
     };
-    let Some((pid, holder)) = holder else {
+    let Some(Holder { pid, text, lock_id }) = holder else {
         return Err(StateError::Backend(format!(
             "{} is not locked; nothing was changed",
             target.location()
         )));
     };
-    let recorded: Option<String> = client
-        .query_opt(
-            &format!(
-                "SELECT lock_id FROM {} WHERE stack = $1 AND backend_pid = $2",
-                target.locks_table()
-            ),
-            &[&target.stack, &pid],
-        )
-        .await
-        .map_err(|error| query_failed(target, "read the lock of", &error))?
-        .map(|row| row.get(0));
-    if recorded.as_deref() != Some(id) {
+    if lock_id.as_deref() != Some(id) {
         return Err(StateError::Backend(format!(
-            "the lock on {} is {holder}, not {id}; nothing was changed",
+            "the lock on {} is {text}, not {id}; nothing was changed",
             target.location()
         )));
     }
@@ -584,5 +586,5 @@ pub async fn force_unlock(target: &Target, id: &str) -> Result<String, StateErro
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    Ok(holder)
+    Ok(text)
 }
