@@ -130,14 +130,7 @@ fn apply_saved(
             plan_file.display()
         ))
     })?;
-    let location = crate::state::Location::resolve(
-        &plan.state_backend,
-        super::stack_dir(plan_file),
-        &plan.stack,
-        &plan.region,
-        state.as_deref(),
-    )
-    .map_err(UserError)?;
+    let location = super::plan_location(&plan, plan_file, state.as_deref())?;
     let runtime = engine::runtime()?;
     runtime.block_on(async {
         let opened = engine::open_state(&location, &plan.stack, "apply").await?;

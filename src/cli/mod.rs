@@ -101,6 +101,23 @@ impl StackArgs {
     }
 }
 
+/// Where a saved plan's state lives: its stack's `state:` section (relative paths from the
+/// plan file's directory), or the local `--state` file given.
+pub(crate) fn plan_location(
+    plan: &crate::plan::Plan,
+    plan_file: &Path,
+    state: Option<&Path>,
+) -> anyhow::Result<crate::state::Location> {
+    Ok(crate::state::Location::resolve(
+        &plan.state_backend,
+        stack_dir(plan_file),
+        &plan.stack,
+        &plan.region,
+        state,
+    )
+    .map_err(UserError)?)
+}
+
 /// The directory of the stack file: relative paths in it (state, CA bundle) start there.
 pub fn stack_dir(stack_file: &Path) -> &Path {
     stack_file

@@ -33,14 +33,7 @@ pub fn run(args: ShowArgs, style: Style) -> anyhow::Result<u8> {
     } else {
         super::print(&crate::render::plan::human(&plan, style))?;
     }
-    let location = crate::state::Location::resolve(
-        &plan.state_backend,
-        super::stack_dir(&args.plan_file),
-        &plan.stack,
-        &plan.region,
-        args.state.as_deref(),
-    )
-    .map_err(super::UserError)?;
+    let location = super::plan_location(&plan, &args.plan_file, args.state.as_deref())?;
     let state = super::engine::block_on(super::engine::read_state(&location, &plan.stack))??;
     match plan.check_current(state.as_ref()) {
         Ok(()) => {

@@ -438,17 +438,15 @@ impl PgStore {
     }
 
     /// Writes the row if its revision is still `expected` (`None`: if there is no row yet).
+    /// `document` is `state` serialized; lineage and serial also go to their own columns.
     pub async fn put(
         &self,
-        bytes: &[u8],
+        state: &super::State,
+        document: &str,
         expected: Option<&Revision>,
     ) -> Result<Revision, StateError> {
-        let document = std::str::from_utf8(bytes)
-            .map_err(|_| StateError::Backend("a state document must be UTF-8 JSON".into()))?;
-        let value: serde_json::Value = serde_json::from_str(document)
-            .map_err(|error| StateError::Backend(format!("not a state document: {error}")))?;
-        let lineage = value["lineage"].as_str().unwrap_or_default().to_string();
-        let serial = value["serial"].as_i64().unwrap_or_default();
+        let lineage = &state.lineage;
+        let serial = i64::try_from(state.serial).unwrap_or(i64::MAX);
         let by = format!("{} ({})", self.info.who, self.info.operation);
         let row = match expected {
             None => self

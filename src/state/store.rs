@@ -181,11 +181,18 @@ impl StateStore {
         }
     }
 
-    async fn put(&self, bytes: &[u8], expected: Option<&Revision>) -> Result<Revision, StateError> {
+    /// Writes `document` (`state`, serialized) if the stored revision is still `expected`.
+    async fn put(
+        &self,
+        state: &State,
+        document: &str,
+        expected: Option<&Revision>,
+    ) -> Result<Revision, StateError> {
+        let bytes = document.as_bytes();
         match &self.backend {
             Backend::Local(store) => store.put(bytes, expected),
             Backend::S3(store) => store.put(bytes, expected).await,
-            Backend::Postgres(store) => store.put(bytes, expected).await,
+            Backend::Postgres(store) => store.put(state, document, expected).await,
         }
     }
 
@@ -230,14 +237,14 @@ impl StateStore {
         let mut document = state.clone();
         document.version = FORMAT_VERSION;
         document.pwless_version = env!("CARGO_PKG_VERSION").to_string();
-        let mut bytes = serde_json::to_vec_pretty(&document)
+        let mut text = serde_json::to_string_pretty(&document)
             .map_err(|error| StateError::Backend(format!("cannot serialize the state: {error}")))?;
-        bytes.push(b'\n');
+        text.push('\n');
         let expected = self
             .seen
             .as_ref()
             .and_then(|seen| seen.as_ref().map(|(revision, _)| revision.clone()));
-        match self.put(&bytes, expected.as_ref()).await {
+        match self.put(&document, &text, expected.as_ref()).await {
             Ok(revision) => {
                 self.seen = Some(Some((revision, document.serial)));
                 Ok(())
