@@ -226,7 +226,7 @@ fn migrate(args: MigrateArgs) -> anyhow::Result<u8> {
         target.release().await;
         let state = result?;
         eprintln!(
-            "Moved the state of stack {} (lineage {}, serial {}) from {} to {}.\n{} now holds only a marker that refuses runs made with the old `state:` section.",
+            "Moved the state of stack {} (lineage {}, serial {}) from {} to {}.\n{} now holds a marker (with the state as it was) that refuses runs made with the old `state:` section.",
             stack.name,
             state.lineage,
             state.serial,
