@@ -13,6 +13,7 @@ import base64
 import json
 import os
 import socket
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -95,6 +96,8 @@ def main():
     driver_process = subprocess.Popen(["chromedriver", f"--port={port}"], stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL)
     driver = Driver(port)
+    # The browser writes into its profile until it has quit: the profile is removed only after.
+    profile = tempfile.mkdtemp(prefix="pwless-chromium-")
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -105,32 +108,32 @@ def main():
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
-        with tempfile.TemporaryDirectory() as profile:
-            driver.start(profile)
-            driver.go(url)
-            [create] = driver.wait_for("#create-table")
-            driver.click(create)
-            # The table exists once the page says there are no messages yet.
-            if not driver.wait_for("#empty"):
-                raise SystemExit("the page never showed an empty message list after creating the table")
-            [field] = driver.find("#text")
-            driver.type(field, message)
-            [add] = driver.find("#add-message")
-            driver.click(add)
-            driver.wait_for("#messages li .text")
-            result = {
-                "texts": [driver.text(element) for element in driver.find("#messages li .text")],
-                "markup_in_list": len(driver.find("#messages li .text *")),
-                "errors": [driver.text(element) for element in driver.find("#error")],
-                "endpoint": [driver.text(element) for element in driver.find("#endpoint")],
-                "user": [driver.text(element) for element in driver.find("#user")],
-            }
-            driver.screenshot(screenshot)
-            print(json.dumps(result))
+        driver.start(profile)
+        driver.go(url)
+        [create] = driver.wait_for("#create-table")
+        driver.click(create)
+        # The table exists once the page says there are no messages yet.
+        if not driver.wait_for("#empty"):
+            raise SystemExit("the page never showed an empty message list after creating the table")
+        [field] = driver.find("#text")
+        driver.type(field, message)
+        [add] = driver.find("#add-message")
+        driver.click(add)
+        driver.wait_for("#messages li .text")
+        result = {
+            "texts": [driver.text(element) for element in driver.find("#messages li .text")],
+            "markup_in_list": len(driver.find("#messages li .text *")),
+            "errors": [driver.text(element) for element in driver.find("#error")],
+            "endpoint": [driver.text(element) for element in driver.find("#endpoint")],
+            "user": [driver.text(element) for element in driver.find("#user")],
+        }
+        driver.screenshot(screenshot)
+        print(json.dumps(result))
     finally:
         driver.quit()
         driver_process.terminate()
         driver_process.wait()
+        shutil.rmtree(profile, ignore_errors=True)
 
 
 if __name__ == "__main__":
