@@ -40,11 +40,29 @@ impl SpecErrors {
     /// Renders like a compiler: the message, `--> file:line:column`, the line with a caret
     /// under the place, and the fix.
     pub fn render(&self) -> String {
+        let mut out = self.render_diagnostics("error");
+        let count = self.diagnostics.len();
+        out.push_str(&format!(
+            "{} has {} problem{}; nothing was planned or changed\n",
+            self.file.display(),
+            count,
+            if count == 1 { "" } else { "s" }
+        ));
+        out
+    }
+
+    /// Renders the diagnostics as warnings (`warning: ...`, same snippets), without the
+    /// closing count: the run goes on.
+    pub fn render_warnings(&self) -> String {
+        self.render_diagnostics("warning")
+    }
+
+    fn render_diagnostics(&self, label: &str) -> String {
         let mut out = String::new();
         let lines: Vec<&str> = self.source.lines().collect();
         for diagnostic in &self.diagnostics {
             let start = diagnostic.span.start;
-            out.push_str(&format!("error: {}\n", diagnostic.message));
+            out.push_str(&format!("{label}: {}\n", diagnostic.message));
             out.push_str(&format!(
                 "  --> {}:{}:{}\n",
                 self.file.display(),
@@ -89,13 +107,6 @@ impl SpecErrors {
             }
             out.push('\n');
         }
-        let count = self.diagnostics.len();
-        out.push_str(&format!(
-            "{} has {} problem{}; nothing was planned or changed\n",
-            self.file.display(),
-            count,
-            if count == 1 { "" } else { "s" }
-        ));
         out
     }
 }

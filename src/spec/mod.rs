@@ -5,6 +5,7 @@
 
 pub mod cidr;
 pub mod diagnostic;
+pub mod known;
 pub mod model;
 mod validate;
 pub mod yaml;
@@ -28,15 +29,30 @@ pub enum SpecError {
 
 /// Reads and validates the stack file at `path`.
 pub fn load(path: &Path) -> Result<Stack, SpecError> {
+    load_with_warnings(path).map(|(stack, _)| stack)
+}
+
+/// Reads and validates the stack file at `path`; also gives the warnings (values pwless does
+/// not know but that may be right, such as an instance class newer than its table), which
+/// are `None` when there are none.
+pub fn load_with_warnings(path: &Path) -> Result<(Stack, Option<SpecErrors>), SpecError> {
     let bytes = std::fs::read(path).map_err(|source| SpecError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    parse_bytes(path, &bytes).map_err(SpecError::Invalid)
+    parse_bytes_with_warnings(path, &bytes).map_err(SpecError::Invalid)
 }
 
 /// Validates stack text; `path` only names the file in messages.
 pub fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<Stack, SpecErrors> {
+    parse_bytes_with_warnings(path, bytes).map(|(stack, _)| stack)
+}
+
+/// [`parse_bytes`], with the warnings.
+pub fn parse_bytes_with_warnings(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(Stack, Option<SpecErrors>), SpecErrors> {
     let source = match std::str::from_utf8(bytes) {
         Ok(text) => text,
         Err(error) => {
@@ -61,10 +77,18 @@ pub fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<Stack, SpecErrors> {
             ));
         }
     };
-    parse_str(path, source)
+    parse_str_with_warnings(path, source)
 }
 
 pub fn parse_str(path: &Path, source: &str) -> Result<Stack, SpecErrors> {
+    parse_str_with_warnings(path, source).map(|(stack, _)| stack)
+}
+
+/// [`parse_str`], with the warnings (`None` when there are none).
+pub fn parse_str_with_warnings(
+    path: &Path,
+    source: &str,
+) -> Result<(Stack, Option<SpecErrors>), SpecErrors> {
     let root = yaml::parse(source).map_err(|error| {
         SpecErrors::new(
             path,
@@ -78,5 +102,8 @@ pub fn parse_str(path: &Path, source: &str) -> Result<Stack, SpecErrors> {
             }],
         )
     })?;
-    validate::validate(&root).map_err(|diagnostics| SpecErrors::new(path, source, diagnostics))
+    let (stack, warnings) = validate::validate(&root)
+        .map_err(|diagnostics| SpecErrors::new(path, source, diagnostics))?;
+    let warnings = (!warnings.is_empty()).then(|| SpecErrors::new(path, source, warnings));
+    Ok((stack, warnings))
 }

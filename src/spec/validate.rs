@@ -67,11 +67,12 @@ const RESERVED_ROLE_NAMES: &[&str] = &[
     "session_user",
 ];
 
-pub(crate) fn validate(root: &Node) -> Result<Stack, Vec<Diagnostic>> {
+/// The stack, with the warnings, or every error.
+pub(crate) fn validate(root: &Node) -> Result<(Stack, Vec<Diagnostic>), Vec<Diagnostic>> {
     let mut checker = Checker::default();
     let stack = checker.stack(root);
     match stack {
-        Some(stack) if checker.diagnostics.is_empty() => Ok(stack),
+        Some(stack) if checker.diagnostics.is_empty() => Ok((stack, checker.warnings)),
         _ => {
             if checker.diagnostics.is_empty() {
                 // Every `None` above comes with a diagnostic; keep that promise visible.
@@ -92,6 +93,9 @@ struct Fields<'n> {
     path: String,
     span: SourceSpan,
     entries: HashMap<&'n str, (&'n Node, &'n Node)>,
+    /// The keys suggested for unknown keys here: a missing key among them was misspelt, and
+    /// the unknown-key error already says so (one mistake, one error).
+    suggested: Vec<&'static str>,
 }
 
 impl<'n> Fields<'n> {
@@ -118,9 +122,15 @@ fn join(path: &str, key: &str) -> String {
 #[derive(Default)]
 struct Checker {
     diagnostics: Vec<Diagnostic>,
+    /// Values that may be right but that pwless does not know (they do not stop the run).
+    warnings: Vec<Diagnostic>,
     /// Names under `database.users`, recorded even when that section has other problems, so
     /// `access` entries are still checked against them.
     declared_users: Option<Vec<String>>,
+    /// Whether an entry of `database.users` lacks its `name` key: then an `access` entry
+    /// naming an unknown user may mean that one (a misspelt `name`), and only the user
+    /// entry's own error is reported (one mistake, one error).
+    users_incomplete: bool,
 }
 
 impl Checker {
@@ -136,6 +146,16 @@ impl Checker {
             span,
             message: message.into(),
             help,
+            secret: false,
+        });
+    }
+
+    fn warning(&mut self, path: &str, span: SourceSpan, message: String, help: String) {
+        self.warnings.push(Diagnostic {
+            path: path.to_string(),
+            span,
+            message,
+            help: Some(help),
             secret: false,
         });
     }
@@ -156,7 +176,12 @@ impl Checker {
 
     // ---- shapes -------------------------------------------------------------------------
 
-    fn mapping<'n>(&mut self, node: &'n Node, path: &str, allowed: &[&str]) -> Option<Fields<'n>> {
+    fn mapping<'n>(
+        &mut self,
+        node: &'n Node,
+        path: &str,
+        allowed: &[&'static str],
+    ) -> Option<Fields<'n>> {
         let NodeKind::Mapping(entries) = &node.kind else {
             let what = if path.is_empty() {
                 "the stack file".to_string()
@@ -178,6 +203,7 @@ impl Checker {
             path: path.to_string(),
             span: node.span,
             entries: HashMap::new(),
+            suggested: Vec::new(),
         };
         for (key, value) in entries {
             let NodeKind::Scalar { value: name, .. } = &key.kind else {
@@ -191,7 +217,10 @@ impl Checker {
             };
             if !allowed.contains(&name.as_str()) {
                 let help = match did_you_mean(name, allowed.iter().copied()) {
-                    Some(suggestion) => format!("did you mean `{suggestion}`?"),
+                    Some(suggestion) => {
+                        fields.suggested.push(suggestion);
+                        format!("did you mean `{suggestion}`?")
+                    }
                     None => format!("allowed keys here: {}", allowed.join(", ")),
                 };
                 let place = if path.is_empty() {
@@ -223,7 +252,7 @@ impl Checker {
 
     fn required<'n>(&mut self, fields: &Fields<'n>, key: &str, example: &str) -> Option<&'n Node> {
         let value = fields.value(key);
-        if value.is_none() {
+        if value.is_none() && !fields.suggested.contains(&key) {
             let span = fields
                 .entries
                 .get(key)
@@ -288,7 +317,7 @@ impl Checker {
             self.error(
                 path,
                 node.span,
-                format!("`{path}` is {number}, outside {min}..={max}"),
+                format!("`{path}` is {number}; it must be from {min} to {max}"),
                 Some(format!("use a number from {min} to {max}")),
             );
             return None;
@@ -929,6 +958,16 @@ impl Checker {
                     );
                     return None;
                 }
+                if let Some(nearest) = super::known::unknown_engine_version(version) {
+                    self.warning(
+                        "database.engine_version",
+                        node.span,
+                        format!("`{version}` is not an Aurora PostgreSQL version pwless knows"),
+                        format!(
+                            "the nearest known is \"{nearest}\"; if AWS lists it (`aws rds describe-db-engine-versions --engine aurora-postgresql`), it is fine"
+                        ),
+                    );
+                }
                 Some(version.to_string())
             });
         let instance_class = self
@@ -952,6 +991,16 @@ impl Checker {
                         ),
                     );
                     return None;
+                }
+                if let Some(nearest) = super::known::unknown_instance_class(class) {
+                    self.warning(
+                        "database.instance_class",
+                        node.span,
+                        format!("`{class}` is not an Aurora PostgreSQL instance class pwless knows"),
+                        format!(
+                            "the nearest known is {nearest}; if AWS offers it in your region, it is fine"
+                        ),
+                    );
                 }
                 Some(class.to_string())
             });
@@ -1129,6 +1178,12 @@ impl Checker {
 
     fn users(&mut self, node: &Node, master: Option<&str>) -> Option<Vec<DatabaseUser>> {
         let items = self.list(node, "database.users")?;
+        self.users_incomplete = !items.iter().all(|item| match &item.kind {
+            NodeKind::Mapping(entries) => entries.iter().any(
+                |(key, _)| matches!(&key.kind, NodeKind::Scalar { value, .. } if value == "name"),
+            ),
+            _ => false,
+        });
         self.declared_users = Some(
             items
                 .iter()
@@ -1268,6 +1323,9 @@ impl Checker {
                 .and_then(|node| {
                     let user_path = fields.path("db_user");
                     let user = self.string(node, &user_path)?;
+                    if !user_set.contains(user) && self.users_incomplete {
+                        return None;
+                    }
                     if !user_set.contains(user) {
                         let help = match did_you_mean(user, users.iter().copied()) {
                             Some(suggestion) => format!("did you mean `{suggestion}`?"),

@@ -107,7 +107,7 @@ const CASES: &[Case] = &[
         name: "too few AZs",
         from: "availability_zones: 2",
         to: "availability_zones: 1",
-        message: "outside 2..=6",
+        message: "it must be from 2 to 6",
         line: 9,
         help: None,
     },
@@ -115,7 +115,7 @@ const CASES: &[Case] = &[
         name: "too many AZs",
         from: "availability_zones: 2",
         to: "availability_zones: 7",
-        message: "outside 2..=6",
+        message: "it must be from 2 to 6",
         line: 9,
         help: None,
     },
@@ -451,7 +451,7 @@ const CASES: &[Case] = &[
         name: "S3 lease out of range",
         from: "region: us-west-2",
         to: "region: us-west-2\nstate:\n  backend: s3\n  bucket: acme-state\n  key: a.json\n  lock_lease_seconds: 1",
-        message: "`state.lock_lease_seconds` is 1, outside 5..=3600",
+        message: "`state.lock_lease_seconds` is 1; it must be from 5 to 3600",
         line: 10,
         help: None,
     },
@@ -647,4 +647,107 @@ fn the_shipped_examples_are_valid() {
             panic!("{path}: {error}");
         }
     }
+}
+
+#[test]
+fn a_misspelt_key_is_one_error_not_two() {
+    // A misspelt required key used to be reported twice: as unknown, and as missing at
+    // another line. Every required key of every section, misspelt.
+    let cases = [
+        ("stack: iam-postgres", "stak: iam-postgres", "stak", "stack"),
+        ("region: us-west-2", "regoin: us-west-2", "regoin", "region"),
+        ("cidr: 10.0.0.0/16", "cdir: 10.0.0.0/16", "cdir", "cidr"),
+        (
+            "version: \"1.31\"",
+            "verison: \"1.31\"",
+            "verison",
+            "version",
+        ),
+        (
+            "engine_version: \"17.4\"",
+            "engine_verison: \"17.4\"",
+            "engine_verison",
+            "engine_version",
+        ),
+        (
+            "instance_class: db.t4g.medium",
+            "instance_clas: db.t4g.medium",
+            "instance_clas",
+            "instance_class",
+        ),
+        (
+            "availability_zones: 2",
+            "availabilty_zones: 2",
+            "availabilty_zones",
+            "availability_zones",
+        ),
+        ("  - name: app_user", "  - nmae: app_user", "nmae", "name"),
+    ];
+    for (from, to, typo, meant) in cases {
+        let errors = pwless::spec::parse_str(Path::new("stack.yaml"), &example_with(from, to))
+            .expect_err(typo);
+        let messages: Vec<&str> = errors
+            .diagnostics
+            .iter()
+            .map(|d| d.message.as_str())
+            .collect();
+        assert_eq!(messages.len(), 1, "{typo}: {messages:?}");
+        assert!(
+            messages[0].contains(&format!("unknown key `{typo}`")),
+            "{messages:?}"
+        );
+        assert_eq!(
+            errors.diagnostics[0].help.as_deref(),
+            Some(format!("did you mean `{meant}`?").as_str())
+        );
+    }
+}
+
+#[test]
+fn ranges_are_said_in_words() {
+    let errors = pwless::spec::parse_str(
+        Path::new("stack.yaml"),
+        &example_with("availability_zones: 2", "availability_zones: 7"),
+    )
+    .unwrap_err();
+    let rendered = errors.render();
+    assert!(rendered.contains("from 2 to 6"), "{rendered}");
+    assert!(!rendered.contains("..="), "{rendered}");
+}
+
+#[test]
+fn unknown_instance_classes_and_engine_versions_warn_with_the_nearest_known() {
+    let text = example_with(
+        "instance_class: db.t4g.medium",
+        "instance_class: db.r7g.3xlarge",
+    )
+    .replace("engine_version: \"17.4\"", "engine_version: \"16.5\"");
+    let (stack, warnings) =
+        pwless::spec::parse_str_with_warnings(Path::new("stack.yaml"), &text).unwrap();
+    // A warning, not an error: AWS may know it (a new size or minor version).
+    assert_eq!(stack.database.instance_class, "db.r7g.3xlarge");
+    let rendered = warnings.expect("two warnings").render_warnings();
+    assert!(
+        rendered.contains(
+            "warning: `db.r7g.3xlarge` is not an Aurora PostgreSQL instance class pwless knows"
+        ),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("the nearest known is db.r7g.2xlarge"),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("warning: `16.5` is not an Aurora PostgreSQL version pwless knows"),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("the nearest known is \"16.4\""),
+        "{rendered}"
+    );
+    assert!(rendered.contains("stack.yaml:18:"), "{rendered}");
+    // The shipped example warns about nothing.
+    let (_, none) =
+        pwless::spec::parse_str_with_warnings(Path::new("stack.yaml"), EXAMPLE).unwrap();
+    assert!(none.is_none());
 }

@@ -1,0 +1,212 @@
+//! Values AWS accepts for keys whose set grows over time: a value outside these tables gets a
+//! warning with the nearest known value, never an error (AWS may have added it since).
+//!
+//! Sources, as read on 2026-11-29:
+//! - instance classes: Amazon Aurora User Guide, "Supported DB engines for DB instance
+//!   classes" (`Concepts.DBInstanceClass.SupportAurora`), the Aurora PostgreSQL column, and the
+//!   document history entry adding db.r9g (2026-11-12);
+//! - engine versions: Amazon Aurora User Guide, "Getting a list of available versions in your
+//!   AWS Region" (`USER_UpgradeDBInstance.PostgreSQL.UpgradeVersion`), the upgrade-target
+//!   table. `aws rds describe-db-engine-versions --engine aurora-postgresql` is the authority
+//!   for a given region.
+
+/// Aurora PostgreSQL instance class families and their sizes.
+const INSTANCE_FAMILIES: &[(&str, &[&str])] = &[
+    ("t3", &["medium", "large"]),
+    ("t4g", &["medium", "large"]),
+    (
+        "r5",
+        &[
+            "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "24xlarge",
+        ],
+    ),
+    (
+        "r6g",
+        &[
+            "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge",
+        ],
+    ),
+    (
+        "r6gd",
+        &[
+            "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge",
+        ],
+    ),
+    (
+        "r6i",
+        &[
+            "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "24xlarge",
+            "32xlarge",
+        ],
+    ),
+    (
+        "r6id",
+        &[
+            "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "24xlarge",
+            "32xlarge",
+        ],
+    ),
+    (
+        "r7g",
+        &[
+            "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge",
+        ],
+    ),
+    (
+        "r7i",
+        &[
+            "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "24xlarge",
+            "48xlarge",
+        ],
+    ),
+    (
+        "r8g",
+        &[
+            "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "24xlarge",
+            "48xlarge",
+        ],
+    ),
+    (
+        "r8gd",
+        &[
+            "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "24xlarge",
+            "48xlarge",
+        ],
+    ),
+    (
+        "r9g",
+        &[
+            "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "24xlarge",
+            "48xlarge",
+        ],
+    ),
+    (
+        "x2g",
+        &[
+            "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge",
+        ],
+    ),
+];
+
+/// Aurora PostgreSQL engine versions (major, minors).
+const ENGINE_VERSIONS: &[(u32, &[u32])] = &[
+    (17, &[4, 5, 6]),
+    (16, &[1, 2, 3, 4, 6, 8, 9, 10]),
+    (15, &[2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13]),
+    (14, &[3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 15, 17, 18]),
+    (13, &[9, 10, 11, 12, 13, 14, 15, 16, 18, 20, 21]),
+];
+
+/// Every known instance class, `db.serverless` first.
+pub fn instance_classes() -> Vec<String> {
+    let mut classes = vec!["db.serverless".to_string()];
+    for (family, sizes) in INSTANCE_FAMILIES {
+        classes.extend(sizes.iter().map(|size| format!("db.{family}.{size}")));
+    }
+    classes
+}
+
+/// `None` when `class` is a known Aurora PostgreSQL instance class, else the nearest known
+/// one (same family and the nearest size when the family is known, else the closest name).
+pub fn unknown_instance_class(class: &str) -> Option<String> {
+    let known = instance_classes();
+    if known.iter().any(|known| known == class) {
+        return None;
+    }
+    let family = class
+        .strip_prefix("db.")
+        .and_then(|rest| rest.split('.').next());
+    if let Some((family, sizes)) = INSTANCE_FAMILIES
+        .iter()
+        .find(|(known, _)| Some(*known) == family)
+    {
+        let size = class.rsplit('.').next().unwrap_or_default();
+        let nearest = match size_units(size) {
+            // A size like 3xlarge: the nearest capacity.
+            Some(units) => sizes.iter().min_by(|a, b| {
+                let distance = |size: &str| (size_units(size).unwrap_or(0.0) - units).abs();
+                distance(a).total_cmp(&distance(b))
+            }),
+            // A misspelt size: the nearest name.
+            None => sizes.iter().max_by(|a, b| {
+                strsim::jaro_winkler(size, a).total_cmp(&strsim::jaro_winkler(size, b))
+            }),
+        }
+        .unwrap_or(&sizes[0]);
+        return Some(format!("db.{family}.{nearest}"));
+    }
+    known
+        .into_iter()
+        .max_by(|a, b| strsim::jaro_winkler(class, a).total_cmp(&strsim::jaro_winkler(class, b)))
+}
+
+/// The capacity of an instance size in units of `large`: medium 0.5, large 1, xlarge 2,
+/// `Nxlarge` 2N (the EC2 naming rule).
+fn size_units(size: &str) -> Option<f64> {
+    match size {
+        "medium" => Some(0.5),
+        "large" => Some(1.0),
+        "xlarge" => Some(2.0),
+        _ => size
+            .strip_suffix("xlarge")?
+            .parse::<u32>()
+            .ok()
+            .map(|n| 2.0 * f64::from(n)),
+    }
+}
+
+/// `None` when `version` (`MAJOR.MINOR`, or `MAJOR` alone, which RDS completes with its
+/// default minor) is a known Aurora PostgreSQL version, else the nearest known one: the
+/// closest minor of the same major, else the newest minor of the closest major.
+pub fn unknown_engine_version(version: &str) -> Option<String> {
+    let mut parts = version.split('.');
+    let major: u32 = parts.next()?.parse().ok()?;
+    let minor: Option<u32> = parts.next().and_then(|minor| minor.parse().ok());
+    let (known_major, minors) = ENGINE_VERSIONS
+        .iter()
+        .min_by_key(|(known, _)| known.abs_diff(major))?;
+    if *known_major == major {
+        let Some(minor) = minor else {
+            return None;
+        };
+        if minors.contains(&minor) {
+            return None;
+        }
+        let nearest = minors.iter().min_by_key(|known| known.abs_diff(minor))?;
+        return Some(format!("{major}.{nearest}"));
+    }
+    Some(format!("{known_major}.{}", minors.last()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_values_pass_and_unknown_ones_get_the_nearest() {
+        for (class, nearest) in [
+            ("db.t4g.medium", None),
+            ("db.serverless", None),
+            ("db.r7g.2xlarge", None),
+            ("db.t4g.medum", Some("db.t4g.medium")),
+            ("db.r7g.3xlarge", Some("db.r7g.2xlarge")),
+            ("db.t5g.medium", Some("db.t4g.medium")),
+        ] {
+            assert_eq!(unknown_instance_class(class).as_deref(), nearest, "{class}");
+        }
+        for (version, nearest) in [
+            ("17.4", None),
+            ("16", None),
+            ("16.5", Some("16.4")),
+            ("17.9", Some("17.6")),
+            ("19.1", Some("17.6")),
+            ("9.6", Some("13.21")),
+        ] {
+            assert_eq!(
+                unknown_engine_version(version).as_deref(),
+                nearest,
+                "{version}"
+            );
+        }
+    }
+}
