@@ -5,6 +5,10 @@ It forwards every request to moto unchanged, after an optional fixed delay (to g
 emulator a real cloud's per-call latency), and records each call's service and action:
 
     python3 scripts/moto-proxy.py --upstream http://127.0.0.1:PORT [--port 0] [--latency-ms 50]
+                                  [--delay ACTION=SECONDS ...]
+
+`--delay CreateDBSubnetGroup=12` holds that one action's answers for 12 s more (a slow API
+call, to see what a long wait looks like).
 
 It prints its own port on the first line of stdout once listening. GET /_proxy/calls returns
 the recorded calls as JSON; POST /_proxy/reset forgets them. Standard library only.
@@ -29,6 +33,7 @@ class Proxy(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     upstream = None
     latency = 0.0
+    delays = {}
 
     def log_message(self, *args):
         pass
@@ -68,6 +73,8 @@ class Proxy(BaseHTTPRequestHandler):
 
         if self.latency:
             time.sleep(self.latency)
+        if action in self.delays:
+            time.sleep(self.delays[action])
         target = urllib.parse.urlsplit(self.upstream)
         connection = http.client.HTTPConnection(target.hostname, target.port, timeout=120)
         headers = {key: value for key, value in self.headers.items() if key.lower() not in ("connection",)}
@@ -91,9 +98,13 @@ def main():
     parser.add_argument("--upstream", required=True)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--delay", action="append", default=[], metavar="ACTION=SECONDS")
     args = parser.parse_args()
     Proxy.upstream = args.upstream
     Proxy.latency = args.latency_ms / 1000.0
+    for delay in args.delay:
+        action, _, seconds = delay.partition("=")
+        Proxy.delays[action] = float(seconds)
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Proxy)
     server.daemon_threads = True
     print(server.server_address[1], flush=True)

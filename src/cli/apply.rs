@@ -17,13 +17,9 @@ use crate::render::Style;
 
 #[derive(Debug, clap::Args)]
 pub struct ApplyArgs {
-    /// The stack file (not needed with a saved PLANFILE).
-    #[arg(
-        short = 'f',
-        long = "file",
-        value_name = "FILE",
-        required_unless_present = "plan_file"
-    )]
+    /// The stack file [default: pwless.yaml, else stack.yaml, in the current directory; not
+    /// used with a saved PLANFILE].
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// Apply this saved plan (`pwless plan -o FILE`) exactly; refused if the state moved since.
     #[arg(value_name = "PLANFILE", conflicts_with = "file")]
@@ -64,12 +60,8 @@ pub fn apply(args: ApplyArgs, style: Style) -> anyhow::Result<u8> {
     match &args.plan_file {
         Some(plan_file) => apply_saved(plan_file, args.state.clone(), &args.common, style),
         None => {
-            let file = args
-                .file
-                .clone()
-                .ok_or_else(|| UserError("pass -f FILE or a saved PLANFILE".into()))?;
             let stack = StackArgs {
-                file,
+                file: args.file.clone(),
                 state: args.state.clone(),
             };
             plan_and_run(&stack, &args.common, Mode::Normal, style)
@@ -87,7 +79,7 @@ fn plan_and_run(
     mode: Mode,
     style: Style,
 ) -> anyhow::Result<u8> {
-    let (stack, graph) = super::load_graph(&stack_args.file)?;
+    let (stack, graph) = super::load_graph(&stack_args.file()?)?;
     let operation = if mode == Mode::Destroy {
         "destroy"
     } else {
@@ -99,7 +91,7 @@ fn plan_and_run(
         let opened = engine::open_state(&location, &stack.name, operation).await?;
         engine::with_journal(opened, async |journal, existed| {
             let provider =
-                Arc::new(Providers::for_stack(&stack, super::stack_dir(&stack_args.file)).await);
+                Arc::new(Providers::for_stack(&stack, super::stack_dir(&stack_args.file()?)).await);
             let (exists, observed) = engine::prepare(
                 &journal,
                 existed,
@@ -204,7 +196,7 @@ async fn run(
     engine::watch_interrupts(stop.clone());
     let report = exec::apply(
         &plan,
-        journal,
+        journal.clone(),
         provider,
         &Options {
             parallelism: common.parallelism,
@@ -227,6 +219,17 @@ async fn run(
                 "updated" => (a, c + 1, d),
                 _ => (a, c, d + 1),
             });
+    // The final snapshots that were taken: their clusters were destroyed.
+    let kept_snapshot: Option<String> = plan
+        .resource_changes
+        .iter()
+        .filter(|change| {
+            report
+                .done
+                .iter()
+                .any(|(address, what, _)| *address == change.address && *what == "destroyed")
+        })
+        .find_map(|change| change.final_snapshot.clone());
     // Terraform's words, which users know: a destroy run says so.
     let (done, stopped) = match plan.mode {
         crate::plan::Mode::Destroy => ("Destroy complete", "destroy stopped"),
@@ -234,14 +237,25 @@ async fn run(
     };
     if report.succeeded() {
         eprintln!("\n{done}. Resources: {added} added, {changed} changed, {destroyed} destroyed.");
+        if let Some(snapshot) = &kept_snapshot {
+            eprintln!("Kept the final snapshot {snapshot} of the Aurora cluster.");
+        }
+        if plan.mode == Mode::Normal {
+            // As `terraform apply` ends: what the stack now offers, as `pwless output` prints it.
+            let outputs = super::output::outputs(&journal.snapshot().await);
+            if !outputs.is_empty() {
+                super::print(&format!("\nOutputs:\n\n{}", super::output::text(&outputs)))?;
+            }
+        }
         return Ok(EXIT_OK);
     }
     let mut message = format!("{stopped}: {added} added, {changed} changed, {destroyed} destroyed");
     if report.interrupted {
         message.push_str("; interrupted");
     }
-    for (address, error) in &report.failed {
-        message.push_str(&format!("\n  {address}: {error}"));
+    if !report.failed.is_empty() {
+        message.push('\n');
+        message.push_str(&crate::render::grouped_errors(&report.failed));
     }
     if !report.skipped.is_empty() {
         message.push_str(&format!("\n  not started: {}", report.skipped.join(", ")));

@@ -141,14 +141,10 @@ pub(crate) async fn prepare(
         observed = refresh(&state, provider, parallelism)
             .await
             .map_err(|errors| {
-                let lines: Vec<String> = errors
-                    .iter()
-                    .map(|(address, message)| format!("  {address}: {message}"))
-                    .collect();
                 UserError(format!(
                     "cannot refresh {} resources:\n{}",
                     errors.len(),
-                    lines.join("\n")
+                    crate::render::grouped_errors(&errors)
                 ))
             })?;
     }

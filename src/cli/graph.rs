@@ -12,12 +12,13 @@ pub enum GraphFormat {
 pub struct GraphArgs {
     #[command(flatten)]
     pub stack: StackArgs,
+    /// The output format: Graphviz DOT (`| dot -Tsvg`) or a Mermaid flowchart.
     #[arg(long, value_enum, default_value = "dot")]
     pub format: GraphFormat,
 }
 
 pub fn run(args: GraphArgs) -> anyhow::Result<u8> {
-    let (_, graph) = super::load_graph(&args.stack.file)?;
+    let (_, graph) = super::load_graph(&args.stack.file()?)?;
     let text = match args.format {
         GraphFormat::Dot => graph.to_dot(),
         GraphFormat::Mermaid => graph.to_mermaid(),

@@ -26,11 +26,28 @@ pub const EXIT_CHANGES: u8 = 2;
 /// An internal error: a bug in pwless, not in the input.
 pub const EXIT_BUG: u8 = 70;
 
+/// `pwless --version`: the version, the commit it was built from, the build date (UTC) and the
+/// target triple, as uv and Terraform print them. Set by `build.rs`.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("PWLESS_COMMIT"),
+    ", built ",
+    env!("PWLESS_BUILD_DATE"),
+    ", ",
+    env!("PWLESS_TARGET"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "pwless",
-    version,
-    about = "Passwordless PostgreSQL on AWS, declared in one YAML stack file"
+    version = LONG_VERSION,
+    about = "Passwordless PostgreSQL on AWS, declared in one YAML stack file",
+    after_help = "Examples:
+  pwless plan -f stack.example.yaml        the full plan of the example stack, offline
+  pwless apply --auto-approve              apply ./pwless.yaml (else ./stack.yaml)
+  pwless completion bash > ~/.local/share/bash-completion/completions/pwless"
 )]
 pub struct Cli {
     /// Never colour output (NO_COLOR is honoured too).
@@ -43,16 +60,37 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show what apply would change (or destroy, with --destroy).
+    #[command(after_help = "Examples:
+  pwless plan -f stack.example.yaml             what apply would do, offline before the first apply
+  pwless plan -o tonight.plan                   save it; `pwless apply tonight.plan` applies exactly this
+  pwless plan --detailed-exitcode --json        for CI: exit 2 when there are changes")]
     Plan(plan::PlanArgs),
     /// Make the infrastructure match the stack (or apply a saved plan exactly).
+    #[command(after_help = "Examples:
+  pwless apply -f stack.example.yaml            plan, ask for `yes`, apply
+  pwless apply --auto-approve                   ./pwless.yaml (else ./stack.yaml), no question
+  pwless apply tonight.plan                     a saved plan, exactly; refused if the state moved")]
     Apply(apply::ApplyArgs),
     /// Delete everything the state records, in reverse dependency order.
+    #[command(after_help = "Examples:
+  pwless plan --destroy -f stack.example.yaml   see what would be deleted (and the final snapshot kept)
+  pwless destroy -f stack.example.yaml          delete it all after a `yes`")]
     Destroy(apply::DestroyArgs),
     /// Print the outputs of the applied stack (endpoints, ids, ARNs).
+    #[command(after_help = "Examples:
+  pwless output                                 every output, one per line
+  pwless output databaseEndpoint                one value alone, for scripts
+  pwless output --json                          all of them as JSON")]
     Output(output::OutputArgs),
     /// Print a 15-minute IAM auth token for a database user (use it as the password).
+    #[command(after_help = "Examples:
+  PGPASSWORD=\"$(pwless token --user app_user)\" psql \"host=... sslmode=verify-full ...\"
+  pwless token --user app_user --host db.cluster-abc.us-west-2.rds.amazonaws.com --region us-west-2")]
     Token(token::TokenArgs),
     /// Start psql as a database user, with a fresh IAM token and verify-full TLS.
+    #[command(after_help = "Examples:
+  pwless connect --user app_user                        psql as app_user
+  pwless connect --user app_user -- -c 'select 1'       with psql arguments")]
     Connect(connect::ConnectArgs),
     /// Print the Kubernetes objects of the stack as YAML (for review and GitOps).
     Manifests(manifests::ManifestsArgs),
@@ -67,32 +105,79 @@ pub enum Command {
     /// Print the resource graph (edges point from a dependency to what needs it).
     Graph(graph::GraphArgs),
     /// Check a stack file and report every problem.
+    #[command(after_help = "Examples:
+  pwless validate                               ./pwless.yaml, else ./stack.yaml
+  pwless validate -f stack.example.yaml")]
     Validate(validate::ValidateArgs),
     /// Show a saved plan and whether it can still be applied.
     Show(show::ShowArgs),
     /// Work with the local sandbox (moto, the sandbox PostgreSQL): run as a service account.
     #[command(subcommand)]
     Sandbox(sandbox::SandboxCommand),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    #[command(after_help = "Examples:
+  pwless completion bash > ~/.local/share/bash-completion/completions/pwless
+  pwless completion zsh > \"${fpath[1]}/_pwless\"
+  pwless completion fish > ~/.config/fish/completions/pwless.fish")]
+    Completion(CompletionArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CompletionArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// The stack file argument shared by the commands.
 #[derive(Debug, clap::Args)]
 pub struct StackArgs {
-    /// The stack file.
+    /// The stack file [default: pwless.yaml, else stack.yaml, in the current directory].
     #[arg(short = 'f', long = "file", value_name = "FILE")]
-    pub file: PathBuf,
+    pub file: Option<PathBuf>,
     /// A local state file [default: the stack's `state:` section, else state/STACK.json
     /// beside the stack file].
     #[arg(long, value_name = "PATH")]
     pub state: Option<PathBuf>,
 }
 
+/// The stack files looked for, in order, when `-f` is not given (as Terraform and uv find
+/// their configuration in the current directory).
+pub const DEFAULT_STACK_FILES: [&str; 2] = ["pwless.yaml", "stack.yaml"];
+
+/// The stack file to use: `explicit` when given, else the first of [`DEFAULT_STACK_FILES`]
+/// in the current directory. Errors with the names looked for and the `-f` fix.
+pub fn stack_file(explicit: Option<&Path>) -> Result<PathBuf, UserError> {
+    if let Some(file) = explicit {
+        return Ok(file.to_path_buf());
+    }
+    DEFAULT_STACK_FILES
+        .iter()
+        .map(PathBuf::from)
+        .find(|candidate| candidate.is_file())
+        .ok_or_else(|| {
+            let here = std::env::current_dir()
+                .map(|dir| dir.display().to_string())
+                .unwrap_or_else(|_| "the current directory".into());
+            UserError(format!(
+                "no stack file: neither {} nor {} is in {here}; name one with -f FILE \
+                 (for example `pwless plan -f stack.example.yaml`)",
+                DEFAULT_STACK_FILES[0], DEFAULT_STACK_FILES[1]
+            ))
+        })
+}
+
 impl StackArgs {
+    /// The stack file: `-f`, or the default one found in the current directory.
+    pub fn file(&self) -> Result<PathBuf, UserError> {
+        stack_file(self.file.as_deref())
+    }
+
     /// Where the stack's state lives.
     pub fn location(&self, stack: &crate::spec::Stack) -> anyhow::Result<crate::state::Location> {
         Ok(crate::state::Location::resolve(
             &stack.state,
-            stack_dir(&self.file),
+            stack_dir(&self.file()?),
             &stack.name,
             &stack.region,
             self.state.as_deref(),
@@ -171,6 +256,13 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Validate(args) => validate::run(args),
         Command::Show(args) => show::run(args, style),
         Command::Sandbox(command) => sandbox::run(command),
+        Command::Completion(args) => {
+            use clap::CommandFactory;
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut Cli::command(), "pwless", &mut script);
+            print(&String::from_utf8_lossy(&script))?;
+            Ok(EXIT_OK)
+        }
     }
 }
 
@@ -178,7 +270,10 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
 pub(crate) fn load_graph(
     file: &Path,
 ) -> anyhow::Result<(crate::spec::Stack, crate::graph::ResourceGraph)> {
-    let stack = crate::spec::load(file)?;
+    let (stack, warnings) = crate::spec::load_with_warnings(file)?;
+    if let Some(warnings) = warnings {
+        eprint!("{}", warnings.render_warnings());
+    }
     // The expansion is ours: a graph error here is a bug, not bad input.
     let graph =
         crate::graph::ResourceGraph::from_stack(&stack).map_err(|error| Bug(error.to_string()))?;
@@ -234,5 +329,38 @@ pub(crate) fn print(text: &str) -> anyhow::Result<()> {
     {
         Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every option and argument of every command, with its command's path.
+    fn arguments(command: &clap::Command, path: &str, out: &mut Vec<(String, clap::Arg)>) {
+        for argument in command.get_arguments() {
+            out.push((path.to_string(), argument.clone()));
+        }
+        for sub in command.get_subcommands() {
+            arguments(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_option_has_help_text() {
+        let mut all = Vec::new();
+        arguments(&super::Cli::command(), "pwless", &mut all);
+        let missing: Vec<String> = all
+            .iter()
+            .filter(|(_, argument)| !matches!(argument.get_id().as_str(), "help" | "version"))
+            .filter(|(_, argument)| argument.get_help().is_none())
+            .map(|(path, argument)| format!("{path} --{}", argument.get_id()))
+            .collect();
+        assert!(missing.is_empty(), "options without help: {missing:?}");
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

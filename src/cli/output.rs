@@ -13,6 +13,7 @@ pub struct OutputArgs {
     pub stack: StackArgs,
     /// One output; its value alone is printed (strings without quotes), for scripts.
     pub name: Option<String>,
+    /// Print JSON (every output as one object, or the one value) instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -96,8 +97,23 @@ pub fn outputs(state: &State) -> BTreeMap<String, Value> {
     outputs
 }
 
+/// The outputs as `name = value` lines (values as JSON), names aligned: what `pwless output`
+/// prints and what apply prints at its end.
+pub fn text(outputs: &BTreeMap<String, Value>) -> String {
+    let width = outputs.keys().map(String::len).max().unwrap_or(0);
+    outputs
+        .iter()
+        .map(|(name, value)| {
+            format!(
+                "{name:<width$} = {}\n",
+                serde_json::to_string(value).unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
 pub fn run(args: OutputArgs) -> anyhow::Result<u8> {
-    let stack = crate::spec::load(&args.stack.file)?;
+    let stack = crate::spec::load(&args.stack.file()?)?;
     let location = args.stack.location(&stack)?;
     let Some(state) = super::engine::block_on(super::engine::read_state(&location, &stack.name))??
     else {
@@ -122,17 +138,7 @@ pub fn run(args: OutputArgs) -> anyhow::Result<u8> {
             }
         }
         None if args.json => format!("{}\n", serde_json::to_string_pretty(&all)?),
-        None => {
-            let width = all.keys().map(String::len).max().unwrap_or(0);
-            all.iter()
-                .map(|(name, value)| {
-                    format!(
-                        "{name:<width$} = {}\n",
-                        serde_json::to_string(value).unwrap_or_default()
-                    )
-                })
-                .collect()
-        }
+        None => text(&all),
     };
     super::print(&text)?;
     Ok(super::EXIT_OK)

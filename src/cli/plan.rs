@@ -35,7 +35,8 @@ pub struct PlanArgs {
 }
 
 pub fn run(args: PlanArgs, style: Style) -> anyhow::Result<u8> {
-    let (stack, graph) = super::load_graph(&args.stack.file)?;
+    let file = args.stack.file()?;
+    let (stack, graph) = super::load_graph(&file)?;
     let location = args.stack.location(&stack)?;
     let mode = if args.destroy {
         Mode::Destroy
@@ -44,6 +45,19 @@ pub fn run(args: PlanArgs, style: Style) -> anyhow::Result<u8> {
     };
 
     let plan = engine::runtime()?.block_on(async {
+        // With no state there is nothing to lock, settle or read: plan offline and leave
+        // nothing behind (no state directory, no lock file), as `terraform plan` does. A state
+        // that appears meanwhile makes a saved plan of this one stale (`Plan::check_current`).
+        if engine::read_state(&location, &stack.name).await?.is_none() {
+            return anyhow::Ok(engine::make_plan(
+                &stack,
+                &graph,
+                &crate::state::State::new(&stack.name),
+                false,
+                &ObservedState::new(),
+                mode,
+            ));
+        }
         let opened = engine::open_state(&location, &stack.name, "plan").await?;
         // Without recorded resources or pending operations there is nothing to read: the
         // plan is made offline, with no credentials needed.
@@ -60,7 +74,7 @@ pub fn run(args: PlanArgs, style: Style) -> anyhow::Result<u8> {
                     mode,
                 ));
             }
-            let provider = Providers::for_stack(&stack, super::stack_dir(&args.stack.file)).await;
+            let provider = Providers::for_stack(&stack, super::stack_dir(&file)).await;
             let (exists, observed) =
                 engine::prepare(&journal, existed, &provider, args.refresh, args.parallelism)
                     .await?;

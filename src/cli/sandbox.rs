@@ -10,8 +10,8 @@ use super::{StackArgs, UserError};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum SandboxCommand {
-    /// Run a command as a service account of the stack would run on EKS: its IRSA role's
-    /// credentials and the demo app's DB_* environment.
+    /// Run a command the way a pod of one of the stack's service accounts runs on EKS: with the
+    /// credentials of its IRSA role and the demo app's DB_* environment.
     Run(RunArgs),
 }
 
@@ -50,7 +50,7 @@ fn output_of(state: &crate::state::State, address: &str, name: &str) -> Result<S
 }
 
 fn run_as(args: RunArgs) -> anyhow::Result<u8> {
-    let stack = crate::spec::load(&args.stack.file)?;
+    let stack = crate::spec::load(&args.stack.file()?)?;
     let Some(entry) = stack.access.iter().find(|entry| {
         format!("{}/{}", entry.namespace, entry.service_account) == args.service_account
     }) else {
@@ -164,7 +164,7 @@ fn run_as(args: RunArgs) -> anyhow::Result<u8> {
     // The app's environment, as the Deployment sets it, plus the tunnel the sandbox needs.
     let settings = crate::db::Settings::for_stack(
         &stack.database.connection,
-        super::stack_dir(&args.stack.file),
+        super::stack_dir(&args.stack.file()?),
     );
     let mut child = Command::new(&args.command[0]);
     child

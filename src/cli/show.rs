@@ -15,6 +15,7 @@ pub struct ShowArgs {
     /// state/STACK.json beside the plan file].
     #[arg(long, value_name = "PATH")]
     pub state: Option<PathBuf>,
+    /// Print the documented JSON plan (docs/plan-json.md) instead of the human one.
     #[arg(long)]
     pub json: bool,
 }

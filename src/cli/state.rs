@@ -35,9 +35,10 @@ pub struct PushArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct MigrateArgs {
-    /// The stack file, its `state:` section already pointing at the new place.
+    /// The stack file, its `state:` section already pointing at the new place [default:
+    /// pwless.yaml, else stack.yaml, in the current directory].
     #[arg(short = 'f', long = "file", value_name = "FILE")]
-    pub file: PathBuf,
+    pub file: Option<PathBuf>,
     /// Where the state is now: `local` (state/STACK.json beside the stack file),
     /// `local:PATH`, `s3://BUCKET/KEY` or `postgres:ENV_VAR[/TABLE]`.
     #[arg(long, value_name = "WHERE")]
@@ -55,7 +56,7 @@ pub struct ForceUnlockArgs {
 pub fn run(command: StateCommand) -> anyhow::Result<u8> {
     match command {
         StateCommand::Pull(args) => {
-            let stack = crate::spec::load(&args.stack.file)?;
+            let stack = crate::spec::load(&args.stack.file()?)?;
             let location = args.stack.location(&stack)?;
             let Some(state) = engine::block_on(engine::read_state(&location, &stack.name))?? else {
                 return Err(UserError(format!("no state in {}", location.describe())).into());
@@ -69,7 +70,7 @@ pub fn run(command: StateCommand) -> anyhow::Result<u8> {
 }
 
 fn push(args: PushArgs) -> anyhow::Result<u8> {
-    let stack = crate::spec::load(&args.stack.file)?;
+    let stack = crate::spec::load(&args.stack.file()?)?;
     let bytes = std::fs::read(&args.source)
         .with_context(|| format!("cannot read {}", args.source.display()))?;
     let name = args.source.display().to_string();
@@ -198,13 +199,14 @@ fn same_state(a: &State, b: &State) -> bool {
 }
 
 fn migrate(args: MigrateArgs) -> anyhow::Result<u8> {
-    let stack = crate::spec::load(&args.file)?;
+    let file = super::stack_file(args.file.as_deref())?;
+    let stack = crate::spec::load(&file)?;
     let stack_args = StackArgs {
-        file: args.file.clone(),
+        file: Some(file.clone()),
         state: None,
     };
     let to = stack_args.location(&stack)?;
-    let from = parse_from(&args.from, &stack, &args.file)?;
+    let from = parse_from(&args.from, &stack, &file)?;
     if from.same_place(&to) {
         return Err(UserError(format!(
             "the stack's `state:` section already points at {}: change it to the new place first, then migrate --from the old one",
@@ -333,7 +335,7 @@ async fn copy_verify_switch(
 }
 
 pub fn force_unlock(args: ForceUnlockArgs) -> anyhow::Result<u8> {
-    let stack = crate::spec::load(&args.stack.file)?;
+    let stack = crate::spec::load(&args.stack.file()?)?;
     let location = args.stack.location(&stack)?;
     let holder = engine::block_on(crate::state::store::force_unlock(&location, &args.lock_id))??;
     eprintln!(

@@ -12,15 +12,17 @@ pub struct TokenArgs {
     /// The database user to log in as.
     #[arg(long, value_name = "NAME")]
     pub user: String,
-    /// The stack file: host, port and region come from its applied state.
+    /// The stack file: host, port and region come from its applied state [default:
+    /// pwless.yaml, else stack.yaml, in the current directory, unless --host is given].
     #[arg(short = 'f', long = "file", value_name = "FILE", conflicts_with_all = ["host", "port"])]
     pub file: Option<PathBuf>,
     /// The state file [default: state/STACK.json beside the stack file].
     #[arg(long, value_name = "PATH", requires = "file")]
     pub state: Option<PathBuf>,
     /// The database endpoint (without a stack file).
-    #[arg(long, value_name = "HOST", required_unless_present = "file")]
+    #[arg(long, value_name = "HOST")]
     pub host: Option<String>,
+    /// The database port the token is for (with --host).
     #[arg(long, value_name = "PORT", default_value_t = 5432)]
     pub port: u16,
     /// The region the token is signed for [default: the stack's, else AWS_REGION].
@@ -29,11 +31,15 @@ pub struct TokenArgs {
 }
 
 pub fn run(args: TokenArgs) -> anyhow::Result<u8> {
-    let (host, port, region) = match &args.file {
+    let stack_file = match &args.host {
+        Some(_) => None,
+        None => Some(super::stack_file(args.file.as_deref())?),
+    };
+    let (host, port, region) = match &stack_file {
         Some(file) => {
             let stack = crate::spec::load(file)?;
             let stack_args = super::StackArgs {
-                file: file.clone(),
+                file: Some(file.clone()),
                 state: args.state.clone(),
             };
             let (host, port) = super::database_endpoint(&stack_args, &stack, &args.user)?;

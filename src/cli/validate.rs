@@ -9,10 +9,11 @@ pub struct ValidateArgs {
 }
 
 pub fn run(args: ValidateArgs) -> anyhow::Result<u8> {
-    let (stack, graph) = super::load_graph(&args.stack.file)?;
+    let file = args.stack.file()?;
+    let (stack, graph) = super::load_graph(&file)?;
     super::print(&format!(
         "{} is valid: stack {} in {}, {} resources.\n",
-        args.stack.file.display(),
+        file.display(),
         stack.name,
         stack.region,
         graph.len()

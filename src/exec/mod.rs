@@ -104,15 +104,14 @@ pub async fn apply<P: Provider + 'static>(
         .rev()
         .collect();
     let mut blocked = vec![false; ops.len()];
-    let mut running: JoinSet<(usize, Result<&'static str, String>, Duration, Duration)> =
-        JoinSet::new();
+    let mut running: JoinSet<(usize, Result<Done, String>, Duration, Duration)> = JoinSet::new();
     let began = Instant::now();
-    let mut in_flight: BTreeMap<usize, Instant> = BTreeMap::new();
-    let mut ticker = tokio::time::interval_at(
-        tokio::time::Instant::now() + Duration::from_secs(10),
-        Duration::from_secs(10),
-    );
+    // Per operation in flight: when it started and when it next says it is still at it.
+    let mut in_flight: BTreeMap<usize, (Instant, Duration)> = BTreeMap::new();
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut finished_at: Vec<Option<(f64, f64)>> = vec![None; ops.len()];
+    let mut first_failure: HashMap<String, String> = HashMap::new();
     let ops = Arc::new(ops);
 
     loop {
@@ -124,7 +123,7 @@ pub async fn apply<P: Provider + 'static>(
                 provider.clone(),
                 ops.clone(),
             );
-            in_flight.insert(op, Instant::now());
+            in_flight.insert(op, (Instant::now(), HEARTBEAT));
             running.spawn(async move {
                 let offset = began.elapsed();
                 let started = Instant::now();
@@ -138,16 +137,22 @@ pub async fn apply<P: Provider + 'static>(
                 (op, result, offset, started.elapsed())
             });
         }
-        // Long operations (EKS, Aurora) report that they are still at it every 10 s.
+        // Long operations (EKS, Aurora) say they are still at it every HEARTBEAT of their own.
         let finished = loop {
             tokio::select! {
                 finished = running.join_next() => break finished,
                 _ = ticker.tick() => {
-                    for (op, since) in &in_flight {
-                        let elapsed = since.elapsed().as_secs();
-                        if elapsed >= 10 {
-                            let verb = if ops[*op].step == Step::Destroy { "destroying" } else { "applying" };
-                            progress(&format!("{}: still {verb}... [{elapsed}s elapsed]", changes[ops[*op].change].address));
+                    for (op, (since, next)) in in_flight.iter_mut() {
+                        let elapsed = since.elapsed();
+                        if elapsed >= *next {
+                            *next += HEARTBEAT;
+                            let change = &changes[ops[*op].change];
+                            progress(&format!(
+                                "{}: still {}... [{}s elapsed]",
+                                change.address,
+                                verb(ops[*op].step, change.action),
+                                elapsed.as_secs()
+                            ));
                         }
                     }
                 }
@@ -170,10 +175,12 @@ pub async fn apply<P: Provider + 'static>(
         in_flight.remove(&op);
         let address = changes[ops[op].change].address.clone();
         match result {
-            Ok(what) => {
+            Ok(Done { what, id }) => {
                 finished_at[op] = Some((offset.as_secs_f64(), (offset + elapsed).as_secs_f64()));
+                // The resource's id once known, as Terraform shows it: `[id=vpc-0abc…]`.
+                let id = id.map(|id| format!(" [id={id}]")).unwrap_or_default();
                 progress(&format!(
-                    "{address}: {what} after {:.1}s",
+                    "{address}: {what} after {:.1}s{id}",
                     elapsed.as_secs_f64()
                 ));
                 report.done.push((address, what, elapsed));
@@ -185,10 +192,20 @@ pub async fn apply<P: Provider + 'static>(
                 }
             }
             Err(message) => {
-                progress(&format!(
-                    "{address}: failed after {:.1}s: {message}",
-                    elapsed.as_secs_f64()
-                ));
+                // One cause, one message: a failure like an earlier one points at it.
+                match first_failure.get(&message) {
+                    Some(first) => progress(&format!(
+                        "{address}: failed after {:.1}s (the same error as {first})",
+                        elapsed.as_secs_f64()
+                    )),
+                    None => {
+                        progress(&format!(
+                            "{address}: failed after {:.1}s: {message}",
+                            elapsed.as_secs_f64()
+                        ));
+                        first_failure.insert(message.clone(), address.clone());
+                    }
+                }
                 report.failed.push((address, message));
                 let mut pending = dependents[op].clone();
                 while let Some(next) = pending.pop() {
@@ -239,6 +256,18 @@ pub async fn apply<P: Provider + 'static>(
         }
     }
     report
+}
+
+/// How often an operation in flight says it is still running (Terraform's interval).
+const HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// The progressive verb of an operation: `creating`, `updating`, `destroying`.
+fn verb(step: Step, action: Action) -> &'static str {
+    match (step, action) {
+        (Step::Destroy, _) => "destroying",
+        (Step::Apply, Action::Update) => "updating",
+        (Step::Apply, _) => "creating",
+    }
 }
 
 fn progress(line: &str) {
@@ -318,19 +347,38 @@ fn operations(changes: &[ResourceChange], prior: &[ResourceState]) -> (Vec<Op>, 
     (ops, after)
 }
 
+/// What a finished operation did, and the resource's id when it has one.
+struct Done {
+    what: &'static str,
+    id: Option<String>,
+}
+
+impl Done {
+    fn new(what: &'static str, id: Option<String>) -> Self {
+        Done { what, id }
+    }
+}
+
 /// One operation, journaled.
 async fn run<P: Provider>(
     op: &Op,
     change: &ResourceChange,
     journal: &Journal,
     provider: &P,
-) -> Result<&'static str, String> {
+) -> Result<Done, String> {
     let address = change.address.as_str();
     match op.step {
         Step::Destroy => {
-            let Some(resource) = journal.resource(address).await else {
-                return Ok("already gone");
+            let Some(mut resource) = journal.resource(address).await else {
+                return Ok(Done::new("already gone", None));
             };
+            // The final snapshot the plan named (and showed) is the one taken.
+            if let Some(snapshot) = &change.final_snapshot {
+                resource.inputs.insert(
+                    "final_snapshot_identifier".into(),
+                    Value::String(snapshot.clone()),
+                );
+            }
             progress(&format!("{address}: destroying..."));
             journal
                 .begin(
@@ -347,7 +395,7 @@ async fn run<P: Provider>(
                 .await
                 .map_err(|error| error.message)?;
             journal.deleted(address).await?;
-            Ok("destroyed")
+            Ok(Done::new("destroyed", resource.id))
         }
         Step::Apply => {
             let inputs = resolve(change, journal).await?;
@@ -383,6 +431,7 @@ async fn run<P: Provider>(
                         .update(&resource, &inputs, &change.changed)
                         .await
                         .map_err(|error| error.message)?;
+                    let id = applied.id.clone();
                     journal
                         .recorded(
                             address,
@@ -392,7 +441,7 @@ async fn run<P: Provider>(
                             change.depends_on.clone(),
                         )
                         .await?;
-                    Ok("updated")
+                    Ok(Done::new("updated", id))
                 }
                 None => {
                     progress(&format!("{address}: creating..."));
@@ -418,6 +467,7 @@ async fn run<P: Provider>(
                             return Err(error.message);
                         }
                     };
+                    let id = applied.id.clone();
                     journal
                         .recorded(
                             address,
@@ -427,7 +477,7 @@ async fn run<P: Provider>(
                             change.depends_on.clone(),
                         )
                         .await?;
-                    Ok("created")
+                    Ok(Done::new("created", id))
                 }
             }
         }

@@ -80,6 +80,11 @@ pub struct ResourceChange {
     /// Changes that must finish before this one starts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
+    /// For a delete or replace of an Aurora cluster whose `final_snapshot` is on: the
+    /// identifier of the snapshot RDS takes before deleting it
+    /// (`<cluster>-final-<first 8 of the lineage>-<serial>`, unique per plan and known now).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_snapshot: Option<String>,
 }
 
 /// The state a plan was computed against.

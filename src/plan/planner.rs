@@ -49,6 +49,9 @@ pub fn plan(
         Mode::Destroy => HashSet::new(),
     };
     changes.extend(plan_deletes(state, &keep, observed));
+    if let Some(prior) = prior {
+        name_final_snapshots(&mut changes, prior, observed);
+    }
     let summary = summarize(&changes);
     Plan {
         format_version: PLAN_FORMAT_VERSION,
@@ -193,9 +196,45 @@ fn plan_normal(
                 .into_iter()
                 .map(str::to_string)
                 .collect(),
+            final_snapshot: None,
         });
     }
     changes
+}
+
+/// Names the final snapshot of every Aurora cluster the plan deletes or replaces while it
+/// still exists and its `final_snapshot` input is on (the default), so the plan can show what
+/// is kept and apply takes exactly that snapshot. Snapshot identifiers: 1 to 255 letters,
+/// digits and hyphens, a letter first, no double or trailing hyphen (RDS API reference,
+/// `CreateDBClusterSnapshot`); the cluster identifier already obeys these rules.
+fn name_final_snapshots(changes: &mut [ResourceChange], prior: &State, observed: &ObservedState) {
+    for change in changes.iter_mut() {
+        if change.kind != crate::graph::ResourceKind::RdsCluster
+            || !matches!(change.action, Action::Delete | Action::Replace)
+            || matches!(observed.get(&change.address), Some(Observed::Missing))
+        {
+            continue;
+        }
+        let Some(before) = &change.before else {
+            continue;
+        };
+        let keep = before
+            .get("final_snapshot")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
+        let Some(identifier) = before.get("cluster_identifier").and_then(Value::as_str) else {
+            continue;
+        };
+        if keep {
+            let lineage: String = prior
+                .lineage
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .take(8)
+                .collect();
+            change.final_snapshot = Some(format!("{identifier}-final-{lineage}-{}", prior.serial));
+        }
+    }
 }
 
 /// Deletes for every state resource not in `keep`, ordered so that a resource goes only
@@ -283,6 +322,7 @@ fn plan_deletes(
                 changed: Vec::new(),
                 replace_paths: Vec::new(),
                 depends_on,
+                final_snapshot: None,
             }
         })
         .collect()

@@ -92,17 +92,26 @@ pub fn human(plan: &Plan, style: Style) -> String {
         }
         out.push_str(&header);
         out.push('\n');
+        if let Some(note) = data_note(change) {
+            out.push_str(&format!("        # {note}\n"));
+        }
         let lines = attribute_lines(change);
         let width = lines
             .iter()
             .map(|(_, name, _)| name.chars().count())
             .max()
             .unwrap_or(0);
-        for (sign, name, text) in lines {
+        for (sign, name, value) in lines {
+            let mut value = value.into_iter();
             out.push_str(&format!(
-                "        {} {name:<width$} = {text}\n",
-                style.paint(color_of_sign(sign), sign)
+                "        {} {name:<width$} = {}\n",
+                style.paint(color_of_sign(sign), sign),
+                value.next().unwrap_or_default()
             ));
+            for line in value {
+                out.push_str(&line);
+                out.push('\n');
+            }
         }
     }
 
@@ -175,7 +184,9 @@ fn access_summary(plan: &Plan) -> String {
         let role = text(plan.change(&format!("aws_iam_role.irsa[{entry}]")), "name");
         let user = field(change, "rds_db_connect", "db_user");
         let resource_id = field(change, "rds_db_connect", "cluster_resource_id");
-        lines.push(format!("  {entry}  ->  database user {user} on cluster {cluster}, resource id {resource_id}, through IAM role {role}"));
+        lines.push(format!(
+            "  {entry} -> database user {user}\n      on cluster {cluster} (resource id {resource_id})\n      through IAM role {role}"
+        ));
     }
     let mut admins = Vec::new();
     for change in &plan.resource_changes {
@@ -208,6 +219,23 @@ fn access_summary(plan: &Plan) -> String {
     summary
 }
 
+/// What happens to the data of an Aurora cluster this change deletes or replaces.
+fn data_note(change: &ResourceChange) -> Option<String> {
+    if change.kind != crate::graph::ResourceKind::RdsCluster
+        || !matches!(change.action, Action::Delete | Action::Replace)
+    {
+        return None;
+    }
+    if let Some(snapshot) = &change.final_snapshot {
+        return Some(format!("a final snapshot is kept: {snapshot}"));
+    }
+    let gone = change
+        .reason
+        .as_deref()
+        .is_some_and(|reason| reason.starts_with("it is already gone"));
+    (!gone).then(|| "no final snapshot (final_snapshot: false): its data is lost".to_string())
+}
+
 fn color_of_sign(sign: &str) -> Color {
     match sign {
         "+" => Color::Green,
@@ -216,22 +244,31 @@ fn color_of_sign(sign: &str) -> Color {
     }
 }
 
-/// (sign, attribute, rendered value) for the attributes worth showing.
-fn attribute_lines(change: &ResourceChange) -> Vec<(&'static str, String, String)> {
+/// (sign, attribute, rendered value lines) for the attributes worth showing. The first line
+/// of a value follows `name = `; the others are complete lines, indented for a sign at column
+/// [`ATTRIBUTE_INDENT`].
+fn attribute_lines(change: &ResourceChange) -> Vec<(&'static str, String, Vec<String>)> {
     let empty = BTreeMap::new();
     let after = change.after.as_ref().unwrap_or(&empty);
     match change.action {
         Action::Create => {
-            let mut lines: Vec<(&str, String, String)> = after
+            let mut lines: Vec<(&str, String, Vec<String>)> = after
                 .iter()
-                .map(|(name, value)| ("+", name.clone(), value_text(value)))
+                .map(|(name, value)| {
+                    (
+                        "+",
+                        name.clone(),
+                        Doc::of_value(value).lines("+", ATTRIBUTE_INDENT),
+                    )
+                })
                 .collect();
-            lines.extend(
-                change
-                    .after_unknown
-                    .iter()
-                    .map(|(name, expr)| ("+", name.clone(), expr_text(expr))),
-            );
+            lines.extend(change.after_unknown.iter().map(|(name, expr)| {
+                (
+                    "+",
+                    name.clone(),
+                    Doc::of_expr(expr).lines("+", ATTRIBUTE_INDENT),
+                )
+            }));
             lines.sort_by(|a, b| a.1.cmp(&b.1));
             lines
         }
@@ -243,18 +280,19 @@ fn attribute_lines(change: &ResourceChange) -> Vec<(&'static str, String, String
                 .map(|name| {
                     let old = before
                         .get(name)
-                        .map_or_else(|| "null".to_string(), value_text);
+                        .map_or(Doc::Scalar("null".into()), Doc::of_value);
                     let new = match (after.get(name), change.after_unknown.get(name)) {
-                        (Some(value), _) => value_text(value),
-                        (None, Some(expr)) => expr_text(expr),
-                        (None, None) => "null".to_string(),
+                        (Some(value), _) => Doc::of_value(value),
+                        (None, Some(expr)) => Doc::of_expr(expr),
+                        (None, None) => Doc::Scalar("null".into()),
                     };
-                    let forces = if change.replace_paths.contains(name) {
-                        "  # forces replacement"
-                    } else {
-                        ""
-                    };
-                    ("~", name.clone(), format!("{old} -> {new}{forces}"))
+                    let mut lines = old.diff(&new, ATTRIBUTE_INDENT);
+                    if change.replace_paths.contains(name)
+                        && let Some(first) = lines.first_mut()
+                    {
+                        first.push_str("  # forces replacement");
+                    }
+                    ("~", name.clone(), lines)
                 })
                 .collect()
         }
@@ -262,30 +300,216 @@ fn attribute_lines(change: &ResourceChange) -> Vec<(&'static str, String, String
     }
 }
 
-fn value_text(value: &Value) -> String {
-    serde_json::to_string(value).unwrap_or_default()
+/// The column of an attribute's sign in the human plan.
+const ATTRIBUTE_INDENT: usize = 8;
+
+/// A value as the human plan shows it: scalars on one line, every item of a list and every
+/// key of a map on its own line (as Terraform shows them), `(known after apply)` per item.
+#[derive(Debug, Clone, PartialEq)]
+enum Doc {
+    /// A scalar as JSON text, or `(known after apply)`.
+    Scalar(String),
+    List(Vec<Doc>),
+    Map(Vec<(String, Doc)>),
 }
 
-/// Like [`value_text`], with `(known after apply)` where a reference is still unresolved.
-fn expr_text(expr: &Expr) -> String {
-    match expr {
-        Expr::Value(value) => value_text(value),
-        Expr::Ref(_) => UNKNOWN.to_string(),
-        Expr::List(items) => format!(
-            "[{}]",
-            items.iter().map(expr_text).collect::<Vec<_>>().join(",")
-        ),
-        Expr::Map(entries) => format!(
-            "{{{}}}",
-            entries
-                .iter()
-                .map(|(key, value)| format!(
-                    "{}:{}",
-                    value_text(&Value::String(key.clone())),
-                    expr_text(value)
-                ))
-                .collect::<Vec<_>>()
-                .join(",")
-        ),
+impl Doc {
+    fn of_value(value: &Value) -> Doc {
+        match value {
+            Value::Array(items) => Doc::List(items.iter().map(Doc::of_value).collect()),
+            Value::Object(entries) => Doc::Map(
+                entries
+                    .iter()
+                    .map(|(key, value)| (key.clone(), Doc::of_value(value)))
+                    .collect(),
+            ),
+            scalar => Doc::Scalar(serde_json::to_string(scalar).unwrap_or_default()),
+        }
+    }
+
+    fn of_expr(expr: &Expr) -> Doc {
+        match expr {
+            Expr::Value(value) => Doc::of_value(value),
+            Expr::Ref(_) => Doc::Scalar(UNKNOWN.to_string()),
+            Expr::List(items) => Doc::List(items.iter().map(Doc::of_expr).collect()),
+            Expr::Map(entries) => Doc::Map(
+                entries
+                    .iter()
+                    .map(|(key, value)| (key.clone(), Doc::of_expr(value)))
+                    .collect(),
+            ),
+        }
+    }
+
+    fn is_scalar(&self) -> bool {
+        match self {
+            Doc::Scalar(_) => true,
+            Doc::List(items) => items.is_empty(),
+            Doc::Map(entries) => entries.is_empty(),
+        }
+    }
+
+    /// The value's lines, every item marked with `sign`; `indent` is the column of the sign
+    /// of the line the value belongs to.
+    fn lines(&self, sign: &str, indent: usize) -> Vec<String> {
+        let inner = " ".repeat(indent + 4);
+        let close = " ".repeat(indent + 2);
+        match self {
+            Doc::Scalar(text) => vec![text.clone()],
+            Doc::List(items) if items.is_empty() => vec!["[]".into()],
+            Doc::Map(entries) if entries.is_empty() => vec!["{}".into()],
+            Doc::List(items) => {
+                let mut out = vec!["[".to_string()];
+                for item in items {
+                    push_entry(&mut out, &inner, sign, "", item.lines(sign, indent + 4));
+                    if let Some(last) = out.last_mut() {
+                        last.push(',');
+                    }
+                }
+                out.push(format!("{close}]"));
+                out
+            }
+            Doc::Map(entries) => {
+                let width = entries
+                    .iter()
+                    .map(|(key, _)| key_text(key).chars().count())
+                    .max()
+                    .unwrap_or(0);
+                let mut out = vec!["{".to_string()];
+                for (key, value) in entries {
+                    let key = format!("{:<width$} = ", key_text(key));
+                    push_entry(&mut out, &inner, sign, &key, value.lines(sign, indent + 4));
+                }
+                out.push(format!("{close}}}"));
+                out
+            }
+        }
+    }
+
+    /// The change from `self` to `new`: `old -> new` for scalars, key by key for maps (the
+    /// unchanged keys counted, not shown), item by item for lists.
+    fn diff(&self, new: &Doc, indent: usize) -> Vec<String> {
+        let inner = " ".repeat(indent + 4);
+        let close = " ".repeat(indent + 2);
+        match (self, new) {
+            (Doc::Map(old), Doc::Map(new)) if !old.is_empty() && !new.is_empty() => {
+                let mut keys: Vec<&String> = old.iter().map(|(key, _)| key).collect();
+                keys.extend(
+                    new.iter()
+                        .map(|(key, _)| key)
+                        .filter(|key| !old.iter().any(|(known, _)| known == *key)),
+                );
+                let width = keys
+                    .iter()
+                    .map(|key| key_text(key).chars().count())
+                    .max()
+                    .unwrap_or(0);
+                let find = |entries: &'_ [(String, Doc)], key: &str| -> Option<Doc> {
+                    entries
+                        .iter()
+                        .find(|(known, _)| known == key)
+                        .map(|(_, value)| value.clone())
+                };
+                let mut out = vec!["{".to_string()];
+                let mut unchanged = 0;
+                for key in keys {
+                    let label = format!("{:<width$} = ", key_text(key));
+                    match (find(old, key), find(new, key)) {
+                        (Some(before), Some(after)) if before == after => unchanged += 1,
+                        (Some(before), Some(after)) => push_entry(
+                            &mut out,
+                            &inner,
+                            "~",
+                            &label,
+                            before.diff(&after, indent + 4),
+                        ),
+                        (Some(before), None) => {
+                            let mut lines = before.lines("-", indent + 4);
+                            if let Some(last) = lines.last_mut() {
+                                last.push_str(" -> null");
+                            }
+                            push_entry(&mut out, &inner, "-", &label, lines)
+                        }
+                        (None, Some(after)) => {
+                            push_entry(&mut out, &inner, "+", &label, after.lines("+", indent + 4))
+                        }
+                        (None, None) => {}
+                    }
+                }
+                if unchanged > 0 {
+                    out.push(format!(
+                        "{inner}  # ({unchanged} unchanged {} hidden)",
+                        if unchanged == 1 {
+                            "element"
+                        } else {
+                            "elements"
+                        }
+                    ));
+                }
+                out.push(format!("{close}}}"));
+                out
+            }
+            (Doc::List(old), Doc::List(new)) if !old.is_empty() && !new.is_empty() => {
+                let mut out = vec!["[".to_string()];
+                let mut entry = |sign: &str, item: &Doc| {
+                    push_entry(&mut out, &inner, sign, "", item.lines(sign, indent + 4));
+                    if let Some(last) = out.last_mut() {
+                        last.push(',');
+                    }
+                };
+                for item in old.iter().filter(|item| !new.contains(item)) {
+                    entry("-", item);
+                }
+                for item in new {
+                    // An unknown item may turn out to be any value: it is never "unchanged".
+                    let kept = old.contains(item) && *item != Doc::Scalar(UNKNOWN.to_string());
+                    entry(if kept { " " } else { "+" }, item);
+                }
+                out.push(format!("{close}]"));
+                out
+            }
+            (old, new) if old.is_scalar() && new.is_scalar() => {
+                vec![format!(
+                    "{} -> {}",
+                    old.lines("-", indent)[0],
+                    new.lines("+", indent)[0]
+                )]
+            }
+            // A change of shape (null to a map, a map to a list): the old value, then the new.
+            (old, new) => {
+                let mut lines = old.lines("-", indent);
+                let mut after = new.lines("+", indent).into_iter();
+                if let (Some(last), Some(first)) = (lines.last_mut(), after.next()) {
+                    last.push_str(" -> ");
+                    last.push_str(&first);
+                }
+                lines.extend(after);
+                lines
+            }
+        }
+    }
+}
+
+/// Appends one entry of a list or map: `{inner}{sign} {label}{first line}`, then its other lines.
+fn push_entry(out: &mut Vec<String>, inner: &str, sign: &str, label: &str, lines: Vec<String>) {
+    let mut lines = lines.into_iter();
+    out.push(format!(
+        "{inner}{sign} {label}{}",
+        lines.next().unwrap_or_default()
+    ));
+    out.extend(lines);
+}
+
+/// A map key as shown: bare when it is a plain identifier, else quoted (`"pwless:address"`).
+fn key_text(key: &str) -> String {
+    let plain = key
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if plain {
+        key.to_string()
+    } else {
+        serde_json::to_string(key).unwrap_or_else(|_| key.to_string())
     }
 }

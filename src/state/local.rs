@@ -2,7 +2,11 @@
 //!
 //! - One run at a time: an exclusive `flock` on `<state>.lock`, taken without waiting. The
 //!   kernel drops it when the process ends, however it ends, so a crash leaves no stale lock.
-//!   The holder writes who/when/what into the lock file so a refused run can name it.
+//!   The holder writes who/when/what into the lock file so a refused run can name it, and
+//!   removes the file when it lets go (as Terraform's `.tfstate.lock.info`): a lock file is there
+//!   only while a run holds it, or after a run was killed (harmless: nobody holds its flock).
+//!   Since the file can vanish between another run's open and its flock, a run that got the
+//!   flock checks that the path still names the file it locked, and tries again if not.
 //! - Atomic writes: temp file in the same directory, fsync, rename over the state, fsync the
 //!   directory. A crash leaves either the old or the new file, never a mix.
 //! - A backup: the previous state is kept as `<state>.backup` (itself written atomically).
@@ -35,6 +39,7 @@ pub(crate) fn location(path: &Path) -> String {
 #[derive(Debug)]
 pub struct LocalStore {
     path: PathBuf,
+    lock_path: PathBuf,
     lock_file: File,
 }
 
@@ -50,38 +55,7 @@ impl LocalStore {
                 .map_err(io("cannot create the state directory", parent))?;
         }
         let lock_path = sibling(path, ".lock");
-        let mut lock_file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(io("cannot open the lock file", &lock_path))?;
-        match lock_file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                let _ = lock_file.read_to_string(&mut text);
-                let holder = serde_json::from_str::<LockInfo>(&text)
-                    .map(|info| info.to_string())
-                    .unwrap_or_else(|_| {
-                        "another pwless process (it has not recorded who yet)".to_string()
-                    });
-                return Err(StateError::Locked {
-                    location: location(path),
-                    holder,
-                    hint: "wait for it to finish; the lock ends with its process, however it ends"
-                        .into(),
-                });
-            }
-            Err(TryLockError::Error(source)) => {
-                return Err(StateError::Io {
-                    action: "cannot lock",
-                    path: lock_path,
-                    source,
-                });
-            }
-        }
+        let mut lock_file = lock(path, &lock_path)?;
         let record = serde_json::to_vec(&LockInfo::new(operation)).unwrap_or_default();
         lock_file
             .set_len(0)
@@ -92,6 +66,7 @@ impl LocalStore {
         remove_leftover_temp_files(path);
         Ok(LocalStore {
             path: path.to_path_buf(),
+            lock_path,
             lock_file,
         })
     }
@@ -126,9 +101,74 @@ impl LocalStore {
 
 impl Drop for LocalStore {
     fn drop(&mut self) {
-        // Clear the holder record; the kernel releases the lock itself when the file closes.
+        // Remove the file while the flock is still held (a run that opened it meanwhile sees
+        // the path changed and tries again); the kernel releases the flock when it closes.
         let _ = self.lock_file.set_len(0);
+        let _ = std::fs::remove_file(&self.lock_path);
     }
+}
+
+/// Opens (creating it if needed) and flocks `lock_path` without waiting; refuses with the
+/// holder's record when another process has it. Retries when the file it locked was removed
+/// by a holder letting go in between (see the module docs).
+fn lock(path: &Path, lock_path: &Path) -> Result<File, StateError> {
+    for _ in 0..100 {
+        let mut lock_file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(lock_path)
+            .map_err(io("cannot open the lock file", lock_path))?;
+        match lock_file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = lock_file.read_to_string(&mut text);
+                let holder = serde_json::from_str::<LockInfo>(&text)
+                    .map(|info| info.to_string())
+                    .unwrap_or_else(|_| {
+                        "another pwless process (it has not recorded who yet)".to_string()
+                    });
+                return Err(StateError::Locked {
+                    location: location(path),
+                    holder,
+                    hint: "wait for it to finish; the lock ends with its process, however it ends"
+                        .into(),
+                });
+            }
+            Err(TryLockError::Error(source)) => {
+                return Err(StateError::Io {
+                    action: "cannot lock",
+                    path: lock_path.to_path_buf(),
+                    source,
+                });
+            }
+        }
+        if same_file(&lock_file, lock_path) {
+            return Ok(lock_file);
+        }
+    }
+    Err(StateError::Io {
+        action: "cannot lock (the lock file keeps being replaced)",
+        path: lock_path.to_path_buf(),
+        source: std::io::Error::other("gave up after 100 tries"),
+    })
+}
+
+/// Whether `path` still names the open `file` (same device and inode).
+#[cfg(unix)]
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(held), Ok(named)) => held.dev() == named.dev() && held.ino() == named.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_file(_file: &File, path: &Path) -> bool {
+    path.exists()
 }
 
 /// Reads a state file without its lock: writes replace the file whole, so a reader sees one
@@ -226,6 +266,53 @@ mod tests {
         StateStore::open(&Location::Local(path.to_path_buf()), "test")
             .await
             .unwrap()
+    }
+
+    #[test]
+    fn the_lock_file_exists_only_while_the_lock_is_held() {
+        let dir = temp_dir("lockfile");
+        let path = dir.join("s.json");
+        let lock_path = sibling(&path, ".lock");
+        let held = LocalStore::open(&path, "apply").unwrap();
+        assert!(lock_path.exists());
+        assert!(matches!(
+            LocalStore::open(&path, "plan"),
+            Err(StateError::Locked { .. })
+        ));
+        drop(held);
+        assert!(!lock_path.exists(), "the lock file outlived its lock");
+        let again = LocalStore::open(&path, "plan").unwrap();
+        assert!(lock_path.exists());
+        drop(again);
+        assert!(!lock_path.exists());
+    }
+
+    #[test]
+    fn a_run_that_locked_a_removed_lock_file_tries_again() {
+        // Run B opened the lock file, then run A (the holder) removed it and let go: B's flock
+        // succeeds on a file nobody else can see. B must notice and lock the new file, or two
+        // runs would hold "the" lock at once.
+        let dir = temp_dir("lockrace");
+        let path = dir.join("s.json");
+        let lock_path = sibling(&path, ".lock");
+        let stale = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .unwrap();
+        std::fs::remove_file(&lock_path).unwrap();
+        stale.try_lock().unwrap();
+        assert!(!same_file(&stale, &lock_path));
+        // A fresh open locks the file at the path, whatever the unlinked one holds.
+        let store = LocalStore::open(&path, "apply").unwrap();
+        assert!(same_file(&store.lock_file, &lock_path));
+        let second = LocalStore::open(&path, "plan");
+        assert!(
+            matches!(second, Err(StateError::Locked { .. })),
+            "{second:?}"
+        );
     }
 
     #[tokio::test]

@@ -78,15 +78,16 @@ impl Proxy {
 
     /// Every call delayed by `latency_ms`, as a real cloud would.
     pub(crate) fn with_latency(moto: &Moto, latency_ms: u32) -> Self {
+        Self::with_options(moto, &["--latency-ms", &latency_ms.to_string()])
+    }
+
+    /// `scripts/moto-proxy.py` with these options (`--delay CreateVpc=11`, ...).
+    pub(crate) fn with_options(moto: &Moto, options: &[&str]) -> Self {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/moto-proxy.py");
         let mut child = Command::new("python3")
             .arg(script)
-            .args([
-                "--upstream",
-                &moto.endpoint,
-                "--latency-ms",
-                &latency_ms.to_string(),
-            ])
+            .args(["--upstream", &moto.endpoint])
+            .args(options)
             .stdout(Stdio::piped())
             .spawn()
             .expect("start the proxy");
@@ -435,6 +436,23 @@ fn apply_noop_and_destroy_are_checked_through_the_aws_api() {
         stderr(&output)
     );
     assert_eq!(rt.block_on(live(&clients, &stack.name)), EXPECTED);
+    // Progress names each resource's id once known; apply ends with the outputs, as
+    // `pwless output` prints them.
+    let progress = stderr(&output);
+    assert!(
+        progress
+            .lines()
+            .any(|line| line.starts_with("aws_vpc.main: created after ")
+                && line.contains(" [id=vpc-")),
+        "{progress}"
+    );
+    let printed = stdout(&output);
+    let outputs = stdout(&stack.run(&["output"]));
+    assert!(
+        printed.ends_with(&format!("\nOutputs:\n\n{outputs}")),
+        "{printed}"
+    );
+    assert!(outputs.contains("vpcId"), "{outputs}");
 
     rt.block_on(async {
         let ec2 = &clients.ec2;
@@ -830,6 +848,13 @@ fn a_refresh_without_credentials_says_so_in_plain_words() {
     let message = stderr(&output);
     assert!(message.contains("no usable AWS credentials"), "{message}");
     assert!(!message.contains("DispatchFailure"), "{message}");
+    // One cause, one message: 30 resources could not be read for the same reason.
+    assert_eq!(
+        message.matches("no usable AWS credentials").count(),
+        1,
+        "{message}"
+    );
+    assert!(message.contains("(for 30 resources: "), "{message}");
     assert_eq!(
         stack.run(&["destroy", "--auto-approve"]).status.code(),
         Some(0)
@@ -1087,4 +1112,94 @@ fn database_users_are_iam_only_with_exactly_their_privileges() {
             .get(0);
         assert_eq!(master, 1, "nothing pwless did not create was touched");
     });
+}
+
+#[test]
+fn a_long_wait_says_it_is_still_at_it_every_ten_seconds() {
+    // Terraform's heartbeat: an operation in flight for 10 s says so, with its own elapsed
+    // time. CreateVpc answers 11 s late through the proxy, as a slow API call would.
+    let stack = Stack::new("heartbeat", "  final_snapshot: false\n");
+    let proxy = Proxy::with_options(&stack.moto, &["--delay", "CreateVpc=11"]);
+    let output = stack
+        .command(&["apply", "--auto-approve"])
+        .env("AWS_ENDPOINT_URL", proxy.endpoint())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let progress = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{progress}");
+    let still: Vec<&str> = progress
+        .lines()
+        .filter(|line| line.contains("still "))
+        .collect();
+    assert!(
+        still.contains(&"aws_vpc.main: still creating... [10s elapsed]"),
+        "{progress}"
+    );
+    // Only the slow operation reports, and only once (it finished before 20 s).
+    assert!(
+        still.iter().all(|line| line.starts_with("aws_vpc.main:")),
+        "{still:?}"
+    );
+    assert_eq!(still.len(), 1, "{still:?}");
+    drop(proxy);
+    assert_eq!(
+        stack.run(&["destroy", "--auto-approve"]).status.code(),
+        Some(0)
+    );
+}
+
+#[test]
+fn destroy_names_the_final_snapshot_it_keeps() {
+    // `final_snapshot` is on by default: the destroy plan names the snapshot, destroy takes
+    // exactly that one and says so at the end.
+    let stack = Stack::new("snapshot", "");
+    let rt = runtime();
+    let clients = rt.block_on(clients(&stack.moto));
+    let output = stack.run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+
+    let output = stack.run(&["plan", "--destroy", "--json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let cluster = plan["resource_changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|change| change["address"] == "aws_rds_cluster.main")
+        .unwrap()
+        .clone();
+    let snapshot = cluster["final_snapshot"].as_str().unwrap().to_string();
+    assert!(
+        snapshot.starts_with(&format!("{}-final-", stack.name)),
+        "{snapshot}"
+    );
+    let human = stdout(&stack.run(&["plan", "--destroy"]));
+    assert!(
+        human.contains(&format!(
+            "    - aws_rds_cluster.main\n        # a final snapshot is kept: {snapshot}\n"
+        )),
+        "{human}"
+    );
+
+    let output = stack.run(&["destroy", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(&format!(
+            "Kept the final snapshot {snapshot} of the Aurora cluster."
+        )),
+        "{}",
+        stderr(&output)
+    );
+    let kept = rt.block_on(async {
+        clients
+            .rds
+            .describe_db_cluster_snapshots()
+            .db_cluster_snapshot_identifier(&snapshot)
+            .send()
+            .await
+            .unwrap()
+            .db_cluster_snapshots()
+            .len()
+    });
+    assert_eq!(kept, 1, "RDS has no snapshot {snapshot}");
 }

@@ -5,6 +5,7 @@ mod backends;
 mod cli;
 mod common;
 mod demo;
+mod front_door;
 mod iam_login;
 mod kubernetes;
 mod manifests;

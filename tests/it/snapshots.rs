@@ -60,7 +60,9 @@ fn mixed_plan_human() {
 #[test]
 fn destroy_plan_human() {
     let stack = stack_from(EXAMPLE);
-    let state = applied_state(&stack.name, &graph_of(&stack));
+    let mut state = applied_state(&stack.name, &graph_of(&stack));
+    // A fixed lineage: the final snapshot's name carries it.
+    state.lineage = "5e1ec7ed-0000-4000-8000-000000000000".into();
     let plan = plan(
         &stack,
         &graph_of(&stack),
@@ -115,7 +117,7 @@ fn access_summary_names_the_resource_id_and_removals() {
         Mode::Normal,
     );
     let text = human(&planned, Style::plain());
-    assert!(text.contains("demo/demo-app  ->  database user app_user on cluster iam-postgres, resource id cluster-ABCDEF, through IAM role iam-postgres-demo-demo-app"), "{text}");
+    assert!(text.contains("  demo/demo-app -> database user app_user\n      on cluster iam-postgres (resource id cluster-ABCDEF)\n      through IAM role iam-postgres-demo-demo-app\n"), "{text}");
 
     let without = stack_from(&example_with("access:                          # who may log in as which database user\n  - {namespace: demo, service_account: demo-app, db_user: app_user}\n", "").replacen("app:                             # the demo web app (optional section)\n  namespace: demo\n  service_account: demo-app\n  image: ghcr.io/example/pwless-demo:0.1.0\n  replicas: 2\n  port: 8080\n", "", 1));
     let planned = plan(
@@ -130,4 +132,65 @@ fn access_summary_names_the_resource_id_and_removals() {
         text.contains("  - demo/demo-app: loses its database access"),
         "{text}"
     );
+}
+
+#[test]
+fn a_destroy_plan_says_what_becomes_of_the_aurora_data() {
+    // (final_snapshot, the cluster already gone) -> the line under the cluster's delete.
+    let cases = [
+        (
+            true,
+            false,
+            Some("        # a final snapshot is kept: iam-postgres-final-5e1ec7ed-7\n"),
+        ),
+        (
+            false,
+            false,
+            Some("        # no final snapshot (final_snapshot: false): its data is lost\n"),
+        ),
+        (true, true, None),
+    ];
+    for (keep, gone, line) in cases {
+        let text = if keep {
+            EXAMPLE.to_string()
+        } else {
+            example_with(
+                "  subnets: private",
+                "  subnets: private\n  final_snapshot: false",
+            )
+        };
+        let stack = stack_from(&text);
+        let mut state = applied_state(&stack.name, &graph_of(&stack));
+        state.lineage = "5e1ec7ed-0000-4000-8000-000000000000".into();
+        state.serial = 7;
+        let mut observed = ObservedState::new();
+        if gone {
+            observed.insert(
+                "aws_rds_cluster.main".into(),
+                pwless::plan::Observed::Missing,
+            );
+        }
+        let plan = plan(
+            &stack,
+            &graph_of(&stack),
+            Some(&state),
+            &observed,
+            Mode::Destroy,
+        );
+        let cluster = plan.change("aws_rds_cluster.main").unwrap();
+        assert_eq!(
+            cluster.final_snapshot.is_some(),
+            keep && !gone,
+            "{cluster:?}"
+        );
+        let text = human(&plan, Style::plain());
+        let after_header = text
+            .split_once("    - aws_rds_cluster.main")
+            .map(|(_, rest)| rest.split_once('\n').map_or("", |(_, rest)| rest))
+            .unwrap();
+        match line {
+            Some(line) => assert!(after_header.starts_with(line), "{text}"),
+            None => assert!(!after_header.trim_start().starts_with('#'), "{text}"),
+        }
+    }
 }

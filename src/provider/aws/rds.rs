@@ -528,7 +528,12 @@ pub(super) async fn delete(
                 .db_cluster_identifier(identifier)
                 .skip_final_snapshot(!keep);
             if keep {
-                call = call.final_db_snapshot_identifier(format!("{identifier}-final-{stamp}"));
+                // The plan names it (and shows it); a delete outside a plan gets a timestamp.
+                let snapshot = prior
+                    .get("final_snapshot_identifier")
+                    .and_then(Value::as_str)
+                    .map_or_else(|| format!("{identifier}-final-{stamp}"), str::to_string);
+                call = call.final_db_snapshot_identifier(snapshot);
             }
             let deleted = call
                 .send()
