@@ -6,7 +6,7 @@
 //! It starts its own moto (S3, through scripts/moto-server.py) and sandbox PostgreSQL
 //! (scripts/pg-sandbox, verified TLS) on loopback, so the remote figures are the sandbox's:
 //! a real S3 or RDS adds its network round trip. Without PWLESS_MOTO_SERVER only the local file
-//! is measured.
+//! is measured. `cargo test` runs it once in its quick mode: five checkpoints per backend.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -15,6 +15,15 @@ use std::time::{Duration, Instant};
 use pwless::state::{Location, State, StateStore};
 
 const ROUNDS: usize = 200;
+
+/// Checkpoints per backend: [`ROUNDS`] under `cargo bench`, 5 in the quick mode of `cargo test`.
+fn rounds() -> usize {
+    if pwless::testing::quick_bench() {
+        5
+    } else {
+        ROUNDS
+    }
+}
 const PG_PASSWORD: &str = "P%4055w0rd!";
 
 fn summary(mut samples: Vec<Duration>) -> String {
@@ -35,8 +44,8 @@ async fn measure(location: &Location, state: &State) -> (Vec<Duration>, usize) {
     let mut state = state.clone();
     store.write(&mut state).await.expect("first write");
     let size = serde_json::to_vec_pretty(&state).unwrap().len();
-    let mut samples = Vec::with_capacity(ROUNDS);
-    for round in 0..ROUNDS {
+    let mut samples = Vec::with_capacity(rounds());
+    for round in 0..rounds() {
         // Each checkpoint changes a little, as a pending operation coming and going does.
         state.pending_operations.clear();
         if round % 2 == 0
@@ -169,8 +178,9 @@ fn main() {
     let state = pwless::testing::applied_state(&stack.name, &graph);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     println!(
-        "pwless checkpoint benchmark: one conditional state write, {} resources, {ROUNDS} rounds",
-        state.resources.len()
+        "pwless checkpoint benchmark: one conditional state write, {} resources, {} rounds",
+        state.resources.len(),
+        rounds()
     );
     let report = |label: String, (samples, size): (Vec<Duration>, usize)| {
         println!(

@@ -5,7 +5,9 @@
 //!   cargo run --release -- sandbox run --as demo/demo-app -f stack.example.yaml -- \
 //!     cargo bench --bench pool
 //!
-//! Without the DB_* environment that `sandbox run` sets, it says so and measures nothing.
+//! Without the DB_* environment that `sandbox run` sets, it measures only what getting a token
+//! costs, from the cache and freshly signed, and says how to measure connections. `cargo test`
+//! runs it once in that quick mode.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -46,7 +48,54 @@ async fn measure(cache: bool, tokens: TokenTarget, target: Target) -> (f64, f64,
     )
 }
 
+/// The cost of a token from the cache and of a freshly signed one, in µs per token, with
+/// fixed example credentials (no database, no network).
+async fn token_costs(rounds: u32) -> (f64, f64) {
+    let cache = TokenCache::with_credentials(
+        pwless::token::SigningCredentials {
+            access_key_id: "AKIDEXAMPLE".into(),
+            secret_access_key: pwless::secret::Secret::new(
+                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
+            ),
+            session_token: Some(pwless::secret::Secret::new("FQoGZXIvYXdz".repeat(80))),
+        },
+        TokenTarget {
+            region: "us-west-2".into(),
+            host: "db.cluster-abc.us-west-2.rds.amazonaws.com".into(),
+            port: 5432,
+            user: "app_user".into(),
+        },
+    );
+    let first = cache.token().await.expect("a token");
+    let started = Instant::now();
+    for _ in 0..rounds {
+        let cached = cache.token().await.expect("a cached token");
+        // Within its refresh window the cache hands out the token it has.
+        assert_eq!(cached.expose(), first.expose(), "the cache signed anew");
+    }
+    let cached = started.elapsed().as_secs_f64() * 1e6 / f64::from(rounds);
+    let started = Instant::now();
+    for _ in 0..rounds {
+        std::hint::black_box(cache.sign().await.expect("a signed token"));
+    }
+    let signed = started.elapsed().as_secs_f64() * 1e6 / f64::from(rounds);
+    (cached, signed)
+}
+
 fn main() {
+    let rounds = if pwless::testing::quick_bench() {
+        100
+    } else {
+        10_000
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (cached, signed) = runtime.block_on(token_costs(rounds));
+    println!(
+        "pool: a token from the cache {cached:.2} µs, freshly signed {signed:.2} µs ({rounds} each)"
+    );
     let (Some(endpoint), Some(user), Some(region), Some(ca)) = (
         var("DB_ENDPOINT"),
         var("DB_USER"),
@@ -54,7 +103,7 @@ fn main() {
         var("RDS_CA_CERT"),
     ) else {
         println!(
-            "pool: skipped (run it as a service account: pwless sandbox run --as demo/demo-app -f stack.example.yaml -- cargo bench --bench pool)"
+            "pool: new connections not measured: run it as a service account, with the sandbox up (README, \"Benchmarks\")"
         );
         return;
     };
@@ -75,10 +124,6 @@ fn main() {
         port,
         user,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
     runtime.block_on(async {
         println!("pool: {CONNECTIONS} new connections each, sequential, verified TLS, token checked by the sandbox");
         for cache in [true, false] {

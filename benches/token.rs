@@ -1,6 +1,7 @@
 //! Token generation benchmark: pwless's signer against `aws_sdk_rds::auth_token` and boto3's
 //! `generate_db_auth_token`, in the same run. `cargo bench --bench token` (boto3 is taken from
 //! moto's virtualenv: set PWLESS_MOTO_SERVER as scripts/test does, or it is skipped).
+//! `cargo test` runs it once in its quick mode: a few rounds, and boto3 must run.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -9,6 +10,7 @@ use pwless::secret::Secret;
 use pwless::token::{SigningCredentials, TokenSigner};
 
 const HOST: &str = "db.cluster-abc.us-west-2.rds.amazonaws.com";
+/// Rounds per signer (`cargo bench`; the quick mode of `cargo test` does 100).
 const ROUNDS: u32 = 20_000;
 
 fn per_token(total: Duration, rounds: u32) -> f64 {
@@ -16,6 +18,8 @@ fn per_token(total: Duration, rounds: u32) -> f64 {
 }
 
 fn main() {
+    let quick = pwless::testing::quick_bench();
+    let rounds = if quick { 100 } else { ROUNDS };
     let session = "FQoGZXIvYXdzEJr//////////wEaDOn+tok/en=".repeat(25);
     let signer = TokenSigner::new(
         SigningCredentials {
@@ -28,14 +32,14 @@ fn main() {
     .expect("signer");
     let _ = signer.token(HOST, 5432, "app_user", SystemTime::now());
     let started = Instant::now();
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds {
         std::hint::black_box(
             signer
                 .token(HOST, 5432, "app_user", SystemTime::now())
                 .expect("token"),
         );
     }
-    let ours = per_token(started.elapsed(), ROUNDS);
+    let ours = per_token(started.elapsed(), rounds);
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -63,13 +67,13 @@ fn main() {
         );
         let _ = generator.auth_token(&config).await;
         let started = Instant::now();
-        for _ in 0..ROUNDS {
+        for _ in 0..rounds {
             std::hint::black_box(generator.auth_token(&config).await.expect("sdk token"));
         }
-        per_token(started.elapsed(), ROUNDS)
+        per_token(started.elapsed(), rounds)
     });
 
-    println!("IAM auth token generation, per token (session credentials, {ROUNDS} rounds)");
+    println!("IAM auth token generation, per token (session credentials, {rounds} rounds)");
     println!("  pwless TokenSigner:         {ours:>8.2} µs");
     println!(
         "  aws_sdk_rds::auth_token:    {sdk:>8.2} µs  (pwless is {:.1}x faster)",
@@ -78,10 +82,11 @@ fn main() {
     match std::env::var("PWLESS_MOTO_SERVER") {
         Ok(moto) => {
             let python = std::path::Path::new(&moto).with_file_name("python");
+            let boto_rounds = if quick { 50 } else { 5000 };
             let script = format!(
                 "import timeit, boto3\n\
                  c = boto3.client('rds', region_name='us-west-2', aws_access_key_id='AKIDEXAMPLE', aws_secret_access_key='x', aws_session_token={session:?})\n\
-                 n = 5000\n\
+                 n = {boto_rounds}\n\
                  print(timeit.timeit(lambda: c.generate_db_auth_token('{HOST}', 5432, 'app_user'), number=n) / n * 1e6)"
             );
             match std::process::Command::new(python)
@@ -98,6 +103,8 @@ fn main() {
                         boto / ours
                     );
                 }
+                // The quick mode proves the benchmark works: boto3 must run.
+                failed if quick => panic!("boto3 could not run: {failed:?}"),
                 _ => println!("  boto3: could not run"),
             }
         }
