@@ -138,6 +138,7 @@ fn apply_saved(
                 .into());
             }
             let provider = Arc::new(Providers::aws_only(&plan.stack, &plan.region).await);
+            engine::check_credentials(&provider).await?;
             // A saved plan was reviewed already: it is applied as it is, with no new refresh.
             run(
                 plan,

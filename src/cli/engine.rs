@@ -128,6 +128,8 @@ pub(crate) async fn prepare(
     refresh_live: bool,
     parallelism: usize,
 ) -> anyhow::Result<(bool, ObservedState)> {
+    // Before any call: missing credentials are one message, not one per resource.
+    check_credentials(provider).await?;
     if !journal.snapshot().await.pending_operations.is_empty() {
         eprintln!("An interrupted run left pending operations; settling them first:");
         for note in recover(journal, provider).await.map_err(UserError)? {
@@ -149,6 +151,13 @@ pub(crate) async fn prepare(
             })?;
     }
     Ok((existed || !state.resources.is_empty(), observed))
+}
+
+/// Refuses at once, in one plain line, when the AWS credentials do not resolve.
+pub(crate) async fn check_credentials(provider: &Providers) -> anyhow::Result<()> {
+    crate::provider::aws::check_credentials(&provider.config)
+        .await
+        .map_err(|message| UserError(message).into())
 }
 
 pub(crate) fn make_plan(

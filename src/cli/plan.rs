@@ -45,10 +45,14 @@ pub fn run(args: PlanArgs, style: Style) -> anyhow::Result<u8> {
     };
 
     let plan = engine::runtime()?.block_on(async {
-        // With no state there is nothing to lock, settle or read: plan offline and leave
-        // nothing behind (no state directory, no lock file), as `terraform plan` does. A state
-        // that appears meanwhile makes a saved plan of this one stale (`Plan::check_current`).
-        if engine::read_state(&location, &stack.name).await?.is_none() {
+        // With no local state there is nothing to lock, settle or read: plan offline and leave
+        // nothing behind (no state directory, no lock file), as `terraform plan` does, unless
+        // a first apply holds the lock (its state is being written). A state that appears
+        // meanwhile makes a saved plan of this one stale (`Plan::check_current`).
+        if let crate::state::Location::Local(path) = &location
+            && engine::read_state(&location, &stack.name).await?.is_none()
+        {
+            crate::state::local::LocalStore::refuse_if_locked(path)?;
             return anyhow::Ok(engine::make_plan(
                 &stack,
                 &graph,

@@ -100,6 +100,8 @@ pub trait Provider: Send + Sync {
 
 /// The providers of one stack, each kind sent to its own.
 pub struct Providers {
+    /// The AWS configuration the clients were made from (region, credentials chain).
+    pub config: aws_config::SdkConfig,
     pub aws: aws::AwsProvider,
     /// Present when the stack has database users to manage.
     pub postgres: Option<postgres::PostgresProvider>,
@@ -134,6 +136,7 @@ impl Providers {
                 &config,
                 kubernetes::KubernetesSettings::from_environment(),
             ),
+            config,
         }
     }
 
@@ -148,6 +151,7 @@ impl Providers {
                 &config,
                 kubernetes::KubernetesSettings::from_environment(),
             ),
+            config,
         }
     }
 

@@ -71,6 +71,34 @@ impl LocalStore {
         })
     }
 
+    /// Refuses, naming the holder, when another process holds the lock of the state at
+    /// `path`; creates nothing (a run that only looks, such as a plan with no state yet,
+    /// leaves no lock file behind).
+    pub fn refuse_if_locked(path: &Path) -> Result<(), StateError> {
+        let lock_path = sibling(path, ".lock");
+        let mut lock_file = match OpenOptions::new().read(true).write(true).open(&lock_path) {
+            Ok(file) => file,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => {
+                return Err(StateError::Io {
+                    action: "cannot open the lock file",
+                    path: lock_path,
+                    source,
+                });
+            }
+        };
+        match lock_file.try_lock() {
+            // Nobody holds it (a killed run's file): let go at once, as found.
+            Ok(()) => Ok(()),
+            Err(TryLockError::WouldBlock) => Err(refused(path, &mut lock_file)),
+            Err(TryLockError::Error(source)) => Err(StateError::Io {
+                action: "cannot lock",
+                path: lock_path,
+                source,
+            }),
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -122,21 +150,7 @@ fn lock(path: &Path, lock_path: &Path) -> Result<File, StateError> {
             .map_err(io("cannot open the lock file", lock_path))?;
         match lock_file.try_lock() {
             Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                let _ = lock_file.read_to_string(&mut text);
-                let holder = serde_json::from_str::<LockInfo>(&text)
-                    .map(|info| info.to_string())
-                    .unwrap_or_else(|_| {
-                        "another pwless process (it has not recorded who yet)".to_string()
-                    });
-                return Err(StateError::Locked {
-                    location: location(path),
-                    holder,
-                    hint: "wait for it to finish; the lock ends with its process, however it ends"
-                        .into(),
-                });
-            }
+            Err(TryLockError::WouldBlock) => return Err(refused(path, &mut lock_file)),
             Err(TryLockError::Error(source)) => {
                 return Err(StateError::Io {
                     action: "cannot lock",
@@ -154,6 +168,20 @@ fn lock(path: &Path, lock_path: &Path) -> Result<File, StateError> {
         path: lock_path.to_path_buf(),
         source: std::io::Error::other("gave up after 100 tries"),
     })
+}
+
+/// The refusal of a run that found the lock held: who holds it, from the holder's record.
+fn refused(path: &Path, lock_file: &mut File) -> StateError {
+    let mut text = String::new();
+    let _ = lock_file.read_to_string(&mut text);
+    let holder = serde_json::from_str::<LockInfo>(&text)
+        .map(|info| info.to_string())
+        .unwrap_or_else(|_| "another pwless process (it has not recorded who yet)".to_string());
+    StateError::Locked {
+        location: location(path),
+        holder,
+        hint: "wait for it to finish; the lock ends with its process, however it ends".into(),
+    }
 }
 
 /// Whether `path` still names the open `file` (same device and inode).

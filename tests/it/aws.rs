@@ -848,13 +848,18 @@ fn a_refresh_without_credentials_says_so_in_plain_words() {
     let message = stderr(&output);
     assert!(message.contains("no usable AWS credentials"), "{message}");
     assert!(!message.contains("DispatchFailure"), "{message}");
-    // One cause, one message: 30 resources could not be read for the same reason.
+    // One cause, one message, one line: the 30 resources are not each refused for it (the
+    // credentials are resolved once, before any call).
     assert_eq!(
         message.matches("no usable AWS credentials").count(),
         1,
         "{message}"
     );
-    assert!(message.contains("(for 30 resources: "), "{message}");
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(
+        message.contains("Environment") && message.ends_with("nothing was changed\n"),
+        "{message}"
+    );
     assert_eq!(
         stack.run(&["destroy", "--auto-approve"]).status.code(),
         Some(0)

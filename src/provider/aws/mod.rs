@@ -82,6 +82,38 @@ pub async fn load_config(region: &str) -> aws_config::SdkConfig {
         .await
 }
 
+/// Resolves the credentials of `config` once, before any call, so a missing credential is one
+/// plain message rather than one per resource. The error names the sources the standard chain
+/// tried, on one line.
+pub async fn check_credentials(config: &aws_config::SdkConfig) -> Result<(), String> {
+    use aws_credential_types::provider::ProvideCredentials;
+    let Some(provider) = config.credentials_provider() else {
+        return Err(no_credentials("no credential provider is configured"));
+    };
+    match provider.provide_credentials().await {
+        Ok(_) => Ok(()),
+        Err(error) => {
+            let mut text = error.to_string();
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            Err(no_credentials(&text))
+        }
+    }
+}
+
+/// The one message for missing credentials: the SDK's account of what it tried, on one line.
+fn no_credentials(detail: &str) -> String {
+    let detail: Vec<&str> = detail.split_whitespace().collect();
+    format!(
+        "no usable AWS credentials ({}); set them the standard way (AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, SSO, web identity); nothing was changed",
+        detail.join(" ")
+    )
+}
+
 /// Which service module handles a kind.
 #[derive(Clone, Copy)]
 enum Service {
