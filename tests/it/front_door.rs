@@ -152,3 +152,94 @@ fn the_main_commands_help_ends_with_examples() {
         assert!((2..=3).contains(&count), "{command}: {examples}");
     }
 }
+
+const README: &str = include_str!("../../README.md");
+
+#[test]
+fn the_readme_shows_the_example_stack_as_it_is() {
+    // The README's stack once named an admin the sandbox does not run as: copying it failed
+    // with a 403 after 30 resources. It is now the example file itself, header comment aside.
+    let body: String = EXAMPLE
+        .lines()
+        .skip_while(|line| line.starts_with('#'))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    assert!(
+        README.contains(&format!("```yaml\n{body}```\n")),
+        "README.md's stack differs from stack.example.yaml"
+    );
+}
+
+#[test]
+fn the_readme_shows_a_mistake_as_pwless_prints_it() {
+    let marker = "this (`availability_zones` misspelt in `stack.yaml`):\n\n```\n";
+    let shown = README
+        .split_once(marker)
+        .and_then(|(_, rest)| rest.split_once("```\n"))
+        .map(|(block, _)| block)
+        .expect("README.md shows a mistake");
+    let dir = TempDir::new("front-readme-mistake");
+    dir.write(
+        "stack.yaml",
+        &EXAMPLE.replace("availability_zones: 2", "availabilty_zones: 2"),
+    );
+    let output = pwless(&["validate"], dir.path());
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(stderr(&output), shown);
+}
+
+#[test]
+fn the_example_plan_fits_100_columns() {
+    // Maps and lists used to print as one-line JSON, up to 217 characters a line.
+    let dir = TempDir::new("front-plan-width");
+    dir.write("stack.yaml", EXAMPLE);
+    let plan = stdout(&pwless(&["plan"], dir.path()));
+    let wide: Vec<&str> = plan
+        .lines()
+        .filter(|line| line.chars().count() > 100)
+        .collect();
+    assert!(wide.is_empty(), "{wide:#?}");
+    assert!(plan.contains("        + tags                 = {\n            + Name             = \"iam-postgres\"\n"), "{plan}");
+}
+
+#[test]
+fn the_sandbox_scripts_keep_to_their_own_directory_and_say_their_environment_again() {
+    // The sandboxes once used fixed shared paths (/tmp/pwless-pg): two people on one machine
+    // collided, and a second terminal could not get the environment back.
+    let dir = TempDir::new("front-sandbox-dir");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-sandbox");
+    let run = |verb: &str| {
+        std::process::Command::new(&script)
+            .arg(verb)
+            .env("PWLESS_SANDBOX_DIR", dir.path())
+            .env_remove("PWLESS_PG_SANDBOX_DIR")
+            .env_remove("AWS_ENDPOINT_URL")
+            .output()
+            .unwrap()
+    };
+    let started = run("start");
+    assert!(started.status.success(), "{}", stderr(&started));
+    assert!(dir.path().join("pg").is_dir());
+    assert!(
+        stderr(&started).contains("pg-sandbox: PostgreSQL 15"),
+        "it says what it started: {}",
+        stderr(&started)
+    );
+    let environment = stdout(&started);
+    assert!(
+        environment.contains(&format!(
+            "export PWLESS_DB_CA_BUNDLE={}",
+            dir.path().join("pg/ca.pem").display()
+        )),
+        "{environment}"
+    );
+    let again = run("env");
+    assert_eq!(stdout(&again), environment);
+    let stopped = run("stop");
+    assert!(stopped.status.success(), "{}", stderr(&stopped));
+    assert!(!dir.path().join("pg").exists());
+    assert!(
+        !run("env").status.success(),
+        "env of a stopped sandbox must fail"
+    );
+}
