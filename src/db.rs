@@ -29,12 +29,70 @@ pub enum DbError {
     Resolve(String),
     #[error("cannot set up TLS: {0}")]
     Tls(String),
-    #[error("cannot connect to {target}: {source}")]
+    /// The server refused or broke the connection; the message carries PostgreSQL's SQLSTATE,
+    /// message, DETAIL and HINT, or the transport's chain of causes ([`describe`]).
+    #[error("cannot connect to {target}: {}", describe(source))]
     Connect {
         target: String,
-        #[source]
         source: tokio_postgres::Error,
     },
+    /// Nothing answered in time: the TCP connection, the TLS handshake and the login together
+    /// took longer than the connect timeout.
+    #[error(
+        "timed out after {seconds} s connecting to {target}: nothing answered (is the endpoint reachable from here? PWLESS_DB_CONNECT_TIMEOUT sets the wait, in seconds)"
+    )]
+    Timeout { target: String, seconds: u64 },
+}
+
+/// How long a connection may take, TCP connect, TLS handshake and login together, when
+/// `PWLESS_DB_CONNECT_TIMEOUT` does not say otherwise.
+pub const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The connect timeout: `PWLESS_DB_CONNECT_TIMEOUT` (whole seconds, 1 to 3600), else
+/// [`DEFAULT_CONNECT_TIMEOUT`]. Errors with the variable's value and the fix when it is not a
+/// whole number in range.
+pub fn connect_timeout() -> Result<std::time::Duration, String> {
+    match std::env::var("PWLESS_DB_CONNECT_TIMEOUT") {
+        Err(_) => Ok(DEFAULT_CONNECT_TIMEOUT),
+        Ok(text) => match text.trim().parse::<u64>() {
+            Ok(seconds @ 1..=3600) => Ok(std::time::Duration::from_secs(seconds)),
+            _ => Err(format!(
+                "PWLESS_DB_CONNECT_TIMEOUT is `{text}`: write whole seconds from 1 to 3600, e.g. PWLESS_DB_CONNECT_TIMEOUT=30"
+            )),
+        },
+    }
+}
+
+/// A PostgreSQL error as psql shows it: for an error the server sent, its message with the
+/// SQLSTATE, then DETAIL and HINT when present (PostgreSQL documentation, "Error Message
+/// Reporting"); for anything else (a refused connection, a TLS failure), the whole chain of
+/// causes, so "error connecting to server" keeps its "Connection refused".
+pub fn describe(error: &tokio_postgres::Error) -> String {
+    if let Some(database) = error.as_db_error() {
+        let mut text = format!(
+            "{} (SQLSTATE {})",
+            database.message(),
+            database.code().code()
+        );
+        if let Some(detail) = database.detail() {
+            text.push_str(&format!("; DETAIL: {detail}"));
+        }
+        if let Some(hint) = database.hint() {
+            text.push_str(&format!("; HINT: {hint}"));
+        }
+        return text;
+    }
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Where to connect and what to trust.
@@ -103,11 +161,25 @@ pub fn tls_config(bundle: &Path) -> Result<rustls::ClientConfig, DbError> {
 }
 
 /// Connects as `user` with `password` (a master password or an IAM token) and drives the
-/// connection on the runtime. The password is handed to the protocol and nowhere else.
+/// connection on the runtime, within the configured [`connect_timeout`] (the default when the
+/// variable does not parse; the CLI refuses a bad value before changing anything). The
+/// password is handed to the protocol and nowhere else.
 pub async fn connect(
     target: &Target,
     user: &str,
     password: &Secret,
+) -> Result<tokio_postgres::Client, DbError> {
+    let timeout = connect_timeout().unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+    connect_within(target, user, password, timeout).await
+}
+
+/// [`connect`] with an explicit timeout for the TCP connect, TLS handshake and login together:
+/// an endpoint that accepts but never answers is a [`DbError::Timeout`], not a hang.
+pub async fn connect_within(
+    target: &Target,
+    user: &str,
+    password: &Secret,
+    timeout: std::time::Duration,
 ) -> Result<tokio_postgres::Client, DbError> {
     let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(&target.ca_bundle)?);
     let mut config = tokio_postgres::Config::new();
@@ -119,15 +191,18 @@ pub async fn connect(
         .dbname(&target.database)
         .ssl_mode(SslMode::Require)
         .application_name("pwless")
-        .connect_timeout(std::time::Duration::from_secs(15));
+        .connect_timeout(timeout);
     if let Some(address) = target.address {
         config.hostaddr(address.ip());
     } else if let Ok(ip) = target.server_name.parse::<IpAddr>() {
         config.hostaddr(ip);
     }
-    let (client, connection) = config
-        .connect(tls)
+    let (client, connection) = tokio::time::timeout(timeout, config.connect(tls))
         .await
+        .map_err(|_| DbError::Timeout {
+            target: target.describe(),
+            seconds: timeout.as_secs(),
+        })?
         .map_err(|source| DbError::Connect {
             target: target.describe(),
             source,

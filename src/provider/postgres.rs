@@ -47,15 +47,10 @@ fn error(message: impl Into<String>) -> ProviderError {
     ProviderError::permanent(message)
 }
 
+/// A query's error with what PostgreSQL said: SQLSTATE, message, DETAIL, HINT
+/// ([`crate::db::describe`]).
 fn db_error(action: &str) -> impl FnOnce(tokio_postgres::Error) -> ProviderError + '_ {
-    move |source| match source.as_db_error() {
-        Some(db) => error(format!(
-            "cannot {action}: {}: {}",
-            db.code().code(),
-            db.message()
-        )),
-        None => error(format!("cannot {action}: {source}")),
-    }
+    move |source| error(format!("cannot {action}: {}", crate::db::describe(&source)))
 }
 
 /// `"name"`, with inner quotes doubled.

@@ -184,3 +184,105 @@ fn verified_tls_admits_the_right_name_and_ca_only() {
         );
     });
 }
+
+/// A target at `127.0.0.1:port` (a tunnel address), checked against `localhost`.
+fn loopback_target(port: u16, ca: &str) -> Target {
+    Target {
+        server_name: "localhost".into(),
+        address: Some(std::net::SocketAddr::from(([127, 0, 0, 1], port))),
+        port,
+        database: "appdb".into(),
+        ca_bundle: ca.into(),
+    }
+}
+
+#[test]
+fn an_unreachable_admin_endpoint_says_refused_or_timed_out_with_its_address() {
+    // The admin endpoint's error once read only "error connecting to server", and an endpoint
+    // that accepted but never answered hung apply for minutes.
+    let pg = LocalPostgres::start("unreachable");
+    let ca = pg.var("PWLESS_DB_CA_BUNDLE").to_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // Nobody listens: refused, with the cause and the address.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let refused = rt
+        .block_on(connect(
+            &loopback_target(closed_port, &ca),
+            "admin",
+            &master(),
+        ))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains(&format!("127.0.0.1:{closed_port}"))
+            && refused.to_lowercase().contains("connection refused"),
+        "{refused}"
+    );
+    // Something accepts and never answers (a black hole): a timeout, not a hang.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let error = rt
+        .block_on(pwless::db::connect_within(
+            &loopback_target(silent_port, &ca),
+            "admin",
+            &master(),
+            std::time::Duration::from_secs(1),
+        ))
+        .unwrap_err();
+    assert!(
+        matches!(error, DbError::Timeout { seconds: 1, .. }),
+        "{error}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains("timed out after 1 s")
+            && message.contains(&format!("127.0.0.1:{silent_port}")),
+        "{message}"
+    );
+    drop(silent);
+}
+
+#[test]
+fn database_errors_keep_sqlstate_detail_and_hint() {
+    // `role "..." cannot be dropped because some objects depend on it` lost PostgreSQL's
+    // DETAIL (which objects, in which database).
+    let pg = LocalPostgres::start("sqlstate");
+    let ca = pg.var("PWLESS_DB_CA_BUNDLE").to_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = connect(&pg.target("localhost", &ca), "admin", &master())
+            .await
+            .unwrap();
+        client
+            .batch_execute(
+                "CREATE ROLE holder NOLOGIN; CREATE TABLE kept (id int); GRANT SELECT ON kept TO holder;",
+            )
+            .await
+            .unwrap();
+        let error = client.batch_execute("DROP ROLE holder").await.unwrap_err();
+        let text = pwless::db::describe(&error);
+        assert!(text.starts_with("role \"holder\" cannot be dropped because some objects depend on it (SQLSTATE 2BP01)"), "{text}");
+        assert!(text.contains("; DETAIL: privileges for table kept"), "{text}");
+        let error = client
+            .batch_execute("SELECT * FROM missing_table")
+            .await
+            .unwrap_err();
+        assert!(pwless::db::describe(&error).contains("(SQLSTATE 42P01)"));
+        let error = client.batch_execute("SELEC 1").await.unwrap_err();
+        assert!(pwless::db::describe(&error).contains("(SQLSTATE 42601)"));
+        let error = client.batch_execute("SELECT idd FROM kept").await.unwrap_err();
+        let text = pwless::db::describe(&error);
+        assert!(
+            text.contains("(SQLSTATE 42703); HINT: Perhaps you meant to reference the column \"kept.id\""),
+            "{text}"
+        );
+    });
+}
