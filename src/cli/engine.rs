@@ -127,6 +127,7 @@ pub(crate) async fn prepare(
     provider: &Providers,
     refresh_live: bool,
     parallelism: usize,
+    mode: Mode,
 ) -> anyhow::Result<(bool, ObservedState)> {
     // Before any call: missing credentials are one message, not one per resource.
     check_credentials(provider).await?;
@@ -138,9 +139,17 @@ pub(crate) async fn prepare(
     }
     let mut observed = ObservedState::new();
     let state = journal.snapshot().await;
-    if refresh_live && !state.resources.is_empty() {
-        eprintln!("Refreshing {} resources...", state.resources.len());
-        observed = refresh(&state, provider, parallelism)
+    // A destroy removes the database users and grants with their cluster, from the state
+    // alone (`Plan::forget`): there is nothing to read in a database that is going.
+    let mut to_read = state.clone();
+    if mode == Mode::Destroy {
+        to_read
+            .resources
+            .retain(|resource| resource.kind.provider() != crate::graph::Provider::Postgres);
+    }
+    if refresh_live && !to_read.resources.is_empty() {
+        eprintln!("Refreshing {} resources...", to_read.resources.len());
+        observed = refresh(&to_read, provider, parallelism)
             .await
             .map_err(|errors| {
                 UserError(format!(

@@ -372,6 +372,11 @@ async fn run<P: Provider>(
             let Some(mut resource) = journal.resource(address).await else {
                 return Ok(Done::new("already gone", None));
             };
+            if change.forget {
+                // It went with what contained it (the plan says which): no call to make.
+                journal.deleted(address).await?;
+                return Ok(Done::new("removed from the state", resource.id));
+            }
             // The final snapshot the plan named (and showed) is the one taken.
             if let Some(snapshot) = &change.final_snapshot {
                 resource.inputs.insert(

@@ -85,6 +85,11 @@ pub struct ResourceChange {
     /// (`<cluster>-final-<first 8 of the lineage>-<serial>`, unique per plan and known now).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub final_snapshot: Option<String>,
+    /// Its delete only removes the state entry, without a call: the resource goes with another
+    /// that this plan deletes (a database user and its grants with their Aurora cluster), so
+    /// destroy never needs to reach a database that is going anyway.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forget: bool,
 }
 
 /// The state a plan was computed against.

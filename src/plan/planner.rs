@@ -52,6 +52,7 @@ pub fn plan(
     if let Some(prior) = prior {
         name_final_snapshots(&mut changes, prior, observed);
     }
+    forget_with_the_cluster(&mut changes);
     let summary = summarize(&changes);
     Plan {
         format_version: PLAN_FORMAT_VERSION,
@@ -197,6 +198,7 @@ fn plan_normal(
                 .map(str::to_string)
                 .collect(),
             final_snapshot: None,
+            forget: false,
         });
     }
     changes
@@ -233,6 +235,31 @@ fn name_final_snapshots(changes: &mut [ResourceChange], prior: &State, observed:
                 .take(8)
                 .collect();
             change.final_snapshot = Some(format!("{identifier}-final-{lineage}-{}", prior.serial));
+        }
+    }
+}
+
+/// When the plan deletes or replaces the Aurora cluster, the database users and grants that
+/// lived in it go with it: their deletes only remove state entries (no connection to a
+/// database that is going anyway, so destroy works without the CA bundle or a way in).
+fn forget_with_the_cluster(changes: &mut [ResourceChange]) {
+    let cluster_goes = changes.iter().any(|change| {
+        change.kind == crate::graph::ResourceKind::RdsCluster
+            && matches!(change.action, Action::Delete | Action::Replace)
+    });
+    if !cluster_goes {
+        return;
+    }
+    for change in changes.iter_mut() {
+        if change.kind.provider() == crate::graph::Provider::Postgres
+            && matches!(change.action, Action::Delete | Action::Replace)
+        {
+            change.forget = true;
+            if change.action == Action::Delete && change.reason.is_none() {
+                change.reason = Some(
+                    "it goes with aws_rds_cluster.main; only the state entry is removed".into(),
+                );
+            }
         }
     }
 }
@@ -323,6 +350,7 @@ fn plan_deletes(
                 replace_paths: Vec::new(),
                 depends_on,
                 final_snapshot: None,
+                forget: false,
             }
         })
         .collect()

@@ -109,13 +109,16 @@ pub struct Providers {
 }
 
 impl Providers {
-    /// AWS from the standard chain in the stack's region; PostgreSQL when the stack has users,
+    /// AWS from the standard chain in the stack's region; PostgreSQL (whether or not the stack
+    /// still has users: the state may),
     /// with its connection settings from the stack, overridden by the environment
     /// (`PWLESS_DB_CA_BUNDLE`, `PWLESS_DB_ADMIN_ENDPOINT`, `PWLESS_DB_TLS_SERVER_NAME`).
     pub async fn for_stack(stack: &crate::spec::Stack, stack_dir: &std::path::Path) -> Self {
         let config = aws::load_config(&stack.region).await;
         let settings = crate::db::Settings::for_stack(&stack.database.connection, stack_dir);
-        let postgres = (!stack.database.users.is_empty()).then(|| {
+        // Always there (it connects only when used): a stack whose last user was removed must
+        // still be able to drop the users its state holds.
+        let postgres = Some({
             postgres::PostgresProvider::new(
                 postgres::PostgresSettings {
                     database: stack.database.name.clone(),

@@ -1078,7 +1078,9 @@ fn database_users_are_iam_only_with_exactly_their_privileges() {
         stderr(&output)
     );
 
-    // A table the application made survives its role's removal (reassigned to the master).
+    // A table the application made survives its role's removal (reassigned to the master),
+    // when the users leave the stack while the cluster stays. (Destroy drops no role: the
+    // users go with their cluster, which the sandbox PostgreSQL outlives.)
     rt.block_on(async {
         superuser(&pg)
             .await
@@ -1088,7 +1090,12 @@ fn database_users_are_iam_only_with_exactly_their_privileges() {
             .await
             .unwrap();
     });
-    let output = run(&["destroy", "--auto-approve"]);
+    std::fs::write(
+        &stack.file,
+        aws_stack(&stack.name, "  final_snapshot: false\n"),
+    )
+    .unwrap();
+    let output = run(&["apply", "--auto-approve"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     rt.block_on(async {
         let su = superuser(&pg).await;
@@ -1117,6 +1124,8 @@ fn database_users_are_iam_only_with_exactly_their_privileges() {
             .get(0);
         assert_eq!(master, 1, "nothing pwless did not create was touched");
     });
+    let output = run(&["destroy", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }
 
 #[test]
@@ -1207,4 +1216,77 @@ fn destroy_names_the_final_snapshot_it_keeps() {
             .len()
     });
     assert_eq!(kept, 1, "RDS has no snapshot {snapshot}");
+}
+
+#[test]
+fn removing_the_last_user_drops_it_and_destroy_needs_no_database() {
+    // Removing the last entry of `database.users` left the stack stuck ("a saved plan cannot
+    // manage database users"), and destroy needed the database (CA bundle, a way in) although
+    // the users go with their cluster.
+    let with_user = "  final_snapshot: false\n  users:\n    - {name: app_user, privileges: [connect, usage, select]}\n";
+    let stack = Stack::new("lastuser", with_user);
+    let pg = crate::postgres::LocalPostgres::start("lastuser");
+    let run = |args: &[&str], extra: &[(&str, &str)]| {
+        let mut command = stack.command(args);
+        for (key, value) in &pg.env {
+            command.env(key, value);
+        }
+        for (key, value) in extra {
+            command.env(key, value);
+        }
+        command.stdin(Stdio::null()).output().unwrap()
+    };
+    let role_exists = || {
+        let rt = runtime();
+        rt.block_on(async {
+            superuser(&pg)
+                .await
+                .query_one(
+                    "select count(*) from pg_roles where rolname = 'app_user'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+                == 1
+        })
+    };
+    let output = run(&["apply", "--auto-approve"], &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(role_exists());
+
+    std::fs::write(
+        &stack.file,
+        aws_stack(&stack.name, "  final_snapshot: false\n"),
+    )
+    .unwrap();
+    let output = run(&["apply", "--auto-approve"], &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(!role_exists(), "the removed user was not dropped");
+
+    std::fs::write(&stack.file, aws_stack(&stack.name, with_user)).unwrap();
+    assert_eq!(
+        run(&["apply", "--auto-approve"], &[]).status.code(),
+        Some(0)
+    );
+    // No CA bundle and no way to the database: destroy still finishes, saying what it did.
+    let nowhere = [
+        ("PWLESS_DB_CA_BUNDLE", "/nonexistent/global-bundle.pem"),
+        ("PWLESS_DB_ADMIN_ENDPOINT", "127.0.0.1:1"),
+    ];
+    let plan = stdout(&run(&["plan", "--destroy"], &nowhere));
+    assert!(
+        plan.contains("    - postgresql_role.user[app_user]  # it goes with aws_rds_cluster.main; only the state entry is removed\n"),
+        "{plan}"
+    );
+    let output = run(&["destroy", "--auto-approve"], &nowhere);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("postgresql_role.user[app_user]: removed from the state"),
+        "{}",
+        stderr(&output)
+    );
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(stack.state_path()).unwrap()).unwrap();
+    assert_eq!(state["resources"], serde_json::json!([]));
 }

@@ -194,3 +194,47 @@ fn a_destroy_plan_says_what_becomes_of_the_aurora_data() {
         }
     }
 }
+
+#[test]
+fn database_users_are_forgotten_only_when_their_cluster_goes() {
+    let stack = stack_from(EXAMPLE);
+    let mut state = applied_state(&stack.name, &graph_of(&stack));
+    state.lineage = "5e1ec7ed-0000-4000-8000-000000000000".into();
+    let forget = |plan: &pwless::plan::Plan| -> Vec<(String, bool)> {
+        plan.resource_changes
+            .iter()
+            .filter(|change| change.address.starts_with("postgresql_"))
+            .map(|change| (change.address.clone(), change.forget))
+            .collect()
+    };
+    // Destroy: the cluster goes, so do its users, from the state alone.
+    let destroy = plan(
+        &stack,
+        &graph_of(&stack),
+        Some(&state),
+        &ObservedState::new(),
+        Mode::Destroy,
+    );
+    assert!(
+        forget(&destroy).iter().all(|(_, forgotten)| *forgotten),
+        "{:?}",
+        forget(&destroy)
+    );
+    // A user removed from the stack while the cluster stays is dropped in the database.
+    let without_users = stack_from(
+        &EXAMPLE
+            .replace("  users:\n    - name: app_user\n      privileges: [connect, usage, create, select, insert, update, delete]\n", "")
+            .replace("access:                          # who may log in as which database user\n  - {namespace: demo, service_account: demo-app, db_user: app_user}\n", "")
+            .replace("app:                             # the demo web app (optional section)\n  namespace: demo\n  service_account: demo-app\n  image: ghcr.io/example/pwless-demo:0.1.0\n  replicas: 2\n  port: 8080\n", ""),
+    );
+    let removed = plan(
+        &without_users,
+        &graph_of(&without_users),
+        Some(&state),
+        &ObservedState::new(),
+        Mode::Normal,
+    );
+    let users = forget(&removed);
+    assert_eq!(users.len(), 2, "{users:?}");
+    assert!(users.iter().all(|(_, forgotten)| !forgotten), "{users:?}");
+}
