@@ -13,11 +13,13 @@ Not emulated: UpdateAccessEntry, access policies other than by ARN, EC2_LINUX-ty
 special rules. scripts/kube-standin.py reads these entries to decide who may use the
 cluster's Kubernetes API, as EKS does.
 
-It also makes S3's conditional writes atomic, as they are on S3 (see S3_WRITES below), and
-answers GetBucketVersioning in S3's shape.
+It also makes S3's conditional writes atomic, as they are on S3 (see S3_WRITES below),
+answers GetBucketVersioning in S3's shape, and names the sandbox's caller with the IAM user ARN
+STS gives (`arn:aws:iam::123456789012:user/moto`, not moto's `arn:aws:sts::...:user/moto`).
 """
 
 import datetime
+import re
 import sys
 import threading
 import uuid
@@ -32,6 +34,7 @@ from moto.eks.exceptions import (
 )
 from moto.eks.responses import EKSResponse
 from moto.s3.responses import S3Response
+from moto.sts.models import STSBackend
 from moto.server import main
 
 ENTRIES = {}  # (account, region, cluster) -> {principal: entry}
@@ -196,6 +199,20 @@ def _get_bucket_versioning(self):
 
 
 S3Response.get_bucket_versioning = _get_bucket_versioning
+
+_moto_get_caller_identity = STSBackend.get_caller_identity
+
+
+def _get_caller_identity(self, access_key_id, region):
+    """STS names an IAM user `arn:PARTITION:iam::ACCOUNT:user/NAME` ("GetCallerIdentity", STS
+    API reference); moto 5.2.5 answers callers it does not know (the sandbox's test keys) as
+    `arn:aws:sts::ACCOUNT:user/moto`, an ARN AWS never gives. Assumed roles keep their
+    `sts::...:assumed-role/...` form, as on AWS."""
+    user_id, arn, account = _moto_get_caller_identity(self, access_key_id, region)
+    return user_id, re.sub(r"^(arn:[^:]+):sts::(\d{12}):user/", r"\1:iam::\2:user/", arn), account
+
+
+STSBackend.get_caller_identity = _get_caller_identity
 
 if __name__ == "__main__":
     sys.argv[0] = "moto_server"

@@ -98,10 +98,19 @@ fn plan_and_run(
                 &provider,
                 common.refresh,
                 common.parallelism,
+                mode,
             )
             .await?;
             let state = journal.snapshot().await;
             let plan = engine::make_plan(&stack, &graph, &state, exists, &observed, mode);
+            let settings = crate::db::Settings::for_stack(
+                &stack.database.connection,
+                super::stack_dir(&stack_args.file()?),
+            );
+            refuse_on_problems(
+                super::preflight::problems(&plan, &provider.config, Some(&settings.ca_bundle))
+                    .await,
+            )?;
             run(plan, journal, provider, common, style).await
         })
         .await
@@ -139,6 +148,7 @@ fn apply_saved(
             }
             let provider = Arc::new(Providers::aws_only(&plan.stack, &plan.region).await);
             engine::check_credentials(&provider).await?;
+            refuse_on_problems(super::preflight::problems(&plan, &provider.config, None).await)?;
             // A saved plan was reviewed already: it is applied as it is, with no new refresh.
             run(
                 plan,
@@ -173,7 +183,11 @@ async fn run(
         .resource_changes
         .iter()
         .filter(|change| {
-            change.action != crate::plan::Action::NoOp && !provider.supports(change.kind)
+            // A forgotten delete makes no call: no provider needed.
+            let state_only = change.forget && change.action == crate::plan::Action::Delete;
+            change.action != crate::plan::Action::NoOp
+                && !state_only
+                && !provider.supports(change.kind)
         })
         .map(|change| change.address.clone())
         .collect();
@@ -263,6 +277,20 @@ async fn run(
     }
     message.push_str("\nThe state records everything that was done; run apply again to continue.");
     Err(UserError(message).into())
+}
+
+/// Refuses the run, changing nothing, when the preflight found problems: all of them at once.
+fn refuse_on_problems(problems: Vec<String>) -> anyhow::Result<()> {
+    match problems.as_slice() {
+        [] => Ok(()),
+        [one] => Err(UserError(format!("{one}; nothing was changed")).into()),
+        many => Err(UserError(format!(
+            "{} problems; nothing was changed:\n  {}",
+            many.len(),
+            many.join("\n  ")
+        ))
+        .into()),
+    }
 }
 
 /// Asks for `yes` on a terminal; refuses without one.

@@ -8,6 +8,7 @@ mod graph;
 mod manifests;
 pub mod output;
 mod plan;
+mod preflight;
 mod sandbox;
 mod show;
 mod state;

@@ -79,13 +79,26 @@ pub fn run(args: PlanArgs, style: Style) -> anyhow::Result<u8> {
                 ));
             }
             let provider = Providers::for_stack(&stack, super::stack_dir(&file)).await;
-            let (exists, observed) =
-                engine::prepare(&journal, existed, &provider, args.refresh, args.parallelism)
-                    .await?;
+            let (exists, observed) = engine::prepare(
+                &journal,
+                existed,
+                &provider,
+                args.refresh,
+                args.parallelism,
+                mode,
+            )
+            .await?;
             let state = journal.snapshot().await;
-            Ok(engine::make_plan(
-                &stack, &graph, &state, exists, &observed, mode,
-            ))
+            let plan = engine::make_plan(&stack, &graph, &state, exists, &observed, mode);
+            // What apply would refuse, said now (the plan itself is still shown).
+            let settings =
+                crate::db::Settings::for_stack(&stack.database.connection, super::stack_dir(&file));
+            for problem in
+                super::preflight::problems(&plan, &provider.config, Some(&settings.ca_bundle)).await
+            {
+                eprintln!("warning: apply would refuse: {problem}");
+            }
+            Ok(plan)
         })
         .await
     })?;

@@ -227,6 +227,14 @@ impl FullStack {
         self.command(args).output().unwrap()
     }
 
+    /// The local state file.
+    pub fn state_path(&self) -> PathBuf {
+        self.dir
+            .path()
+            .join("state")
+            .join(format!("{}.json", self.name))
+    }
+
     pub fn output(&self, name: &str) -> String {
         let output = self.run(&["output", name]);
         assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
@@ -273,7 +281,8 @@ fn the_example_stack_applies_end_to_end_and_every_link_checks_out() {
     };
     refused_by_cluster(&output, "401", "EKS token");
 
-    // The cluster has no implicit admin: a caller without an access entry is refused (403).
+    // The cluster has no implicit admin: a caller that is not in cluster.admins would be refused
+    // (403) after the AWS resources were made, so apply refuses first, changing nothing.
     let with_admins = |admins: &str| {
         let text = std::fs::read_to_string(&stack.file).unwrap();
         let start = text.find("  admins:").unwrap();
@@ -285,17 +294,37 @@ fn the_example_stack_applies_end_to_end_and_every_link_checks_out() {
         .unwrap();
     };
     with_admins("arn:aws:iam::123456789012:role/someone-else");
+    let state_before = std::fs::read(stack.state_path()).unwrap();
     let output = stack.run(&["apply", "--auto-approve"]);
-    refused_by_cluster(&output, "403", "access entry");
+    refused_by_cluster(
+        &output,
+        "arn:aws:iam::123456789012:user/moto is not in cluster.admins (arn:aws:iam::123456789012:role/someone-else)",
+        "nothing was changed",
+    );
+    assert_eq!(
+        std::fs::read(stack.state_path()).unwrap(),
+        state_before,
+        "a refused apply changed the state"
+    );
+    // The plan shows what apply would do, and says apply would refuse.
+    let output = stack.run(&["plan"]);
+    assert!(
+        stderr(&output).contains("warning: apply would refuse: arn:aws:iam::123456789012:user/moto is not in cluster.admins"),
+        "{}",
+        stderr(&output)
+    );
 
-    // With pwless's own principal an admin (the other one's entry replaced), the next apply
-    // finishes the rest.
+    // With pwless's own principal an admin again (its entry, made by the first apply, was
+    // never touched by the refused one), the next apply finishes the rest.
     with_admins("arn:aws:iam::123456789012:user/moto");
     let output = stack.run(&["apply", "--auto-approve"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        !stderr(&output).contains("aws_eks_access_entry"),
+        "{}",
+        stderr(&output)
+    );
     for created in [
-        "aws_eks_access_entry.admin[arn:aws:iam::123456789012:role/someone-else]: destroyed",
-        "aws_eks_access_entry.admin[arn:aws:iam::123456789012:user/moto]: created",
         "kubernetes_namespace.demo: created",
         "kubernetes_service_account.demo/demo-app: created",
         "kubernetes_deployment.demo/pwless-demo: created",

@@ -1,0 +1,195 @@
+//! What must hold before apply changes anything: every local prerequisite of the run, and the
+//! caller's access to what the run must reach. A missing prerequisite found after a resource
+//! was created is a bug; these checks exist so the user hears about it first, all at once.
+//!
+//! - every `PWLESS_*` override that pwless reads parses (`PWLESS_DB_CONNECT_TIMEOUT`,
+//!   `PWLESS_DB_ADMIN_ENDPOINT`, `PWLESS_KUBE_API_URL`);
+//! - the CA bundle is there and holds certificates, when the plan changes database users;
+//! - the caller (STS `GetCallerIdentity`) is one of the cluster admins the plan leaves in place,
+//!   when the plan changes Kubernetes objects: EKS admits only callers with an access entry
+//!   (the stack's `cluster.admins`, authentication mode `API`).
+//!
+//! AWS credentials are checked before this, when the run first needs the cloud
+//! ([`super::engine::check_credentials`]).
+
+use std::path::Path;
+
+use crate::graph::Provider;
+use crate::plan::{Action, Plan};
+
+/// The problems found, one line each; empty when the run may go ahead.
+pub(crate) async fn problems(
+    plan: &Plan,
+    config: &aws_config::SdkConfig,
+    ca_bundle: Option<&Path>,
+) -> Vec<String> {
+    let mut problems = environment_problems();
+    let changes = |provider: Provider| {
+        plan.resource_changes.iter().any(|change| {
+            change.kind.provider() == provider
+                && change.action != Action::NoOp
+                && !(change.forget && change.action == Action::Delete)
+        })
+    };
+    if let Some(bundle) = ca_bundle
+        && changes(Provider::Postgres)
+        && let Err(error) = crate::db::tls_config(bundle)
+    {
+        problems.push(error.to_string());
+    }
+    if changes(Provider::Kubernetes) {
+        let admins = planned_admins(plan);
+        match caller(config).await {
+            Ok(caller) if admins.iter().any(|admin| is_admin(&caller, admin)) => {}
+            Ok(caller) => problems.push(format!(
+                "{caller} is not in cluster.admins ({}): EKS would refuse it the Kubernetes objects after the AWS resources were made; add it (for an assumed role, its role ARN) to cluster.admins",
+                if admins.is_empty() {
+                    "none".to_string()
+                } else {
+                    admins.join(", ")
+                }
+            )),
+            Err(error) => problems.push(format!(
+                "cannot tell who pwless runs as (STS GetCallerIdentity): {error}"
+            )),
+        }
+    }
+    problems
+}
+
+/// The `PWLESS_*` overrides that do not parse, one line each with the fix.
+fn environment_problems() -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Err(problem) = crate::db::connect_timeout() {
+        problems.push(problem);
+    }
+    let var = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+    if let Some(endpoint) = var("PWLESS_DB_ADMIN_ENDPOINT")
+        && crate::db::resolve(&endpoint).is_err()
+    {
+        problems.push(format!(
+            "PWLESS_DB_ADMIN_ENDPOINT is `{endpoint}`: write HOST:PORT that resolves here, e.g. 127.0.0.1:15432"
+        ));
+    }
+    if let Some(url) = var("PWLESS_KUBE_API_URL")
+        && !(url.starts_with("https://") && url.len() > "https://".len())
+    {
+        problems.push(format!(
+            "PWLESS_KUBE_API_URL is `{url}`: write the API server's https:// URL, e.g. https://127.0.0.1:6443"
+        ));
+    }
+    problems
+}
+
+/// The principals with cluster-admin while the plan's Kubernetes changes run: the access
+/// entries it does not delete, or, in a destroy, all of them (they go last, after the
+/// Kubernetes objects that depend on them).
+fn planned_admins(plan: &Plan) -> Vec<String> {
+    plan.resource_changes
+        .iter()
+        .filter(|change| plan.mode == crate::plan::Mode::Destroy || change.action != Action::Delete)
+        .filter_map(|change| {
+            change
+                .address
+                .strip_prefix("aws_eks_access_entry.admin[")?
+                .strip_suffix(']')
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// The caller's ARN, as STS reports it.
+async fn caller(config: &aws_config::SdkConfig) -> Result<String, String> {
+    let identity = aws_sdk_sts::Client::new(config)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|error| aws_sdk_sts::error::DisplayErrorContext(&error).to_string())?;
+    identity
+        .arn()
+        .map(str::to_string)
+        .ok_or_else(|| "STS answered without an ARN".to_string())
+}
+
+/// Whether `caller` (an STS caller ARN) is the principal `admin` (an IAM ARN in
+/// `cluster.admins`). An assumed role, `arn:P:sts::A:assumed-role/NAME/SESSION`, is the role
+/// `arn:P:iam::A:role/[PATH/]NAME` (EKS maps it so; "Grant IAM users access to Kubernetes with
+/// EKS access entries", EKS User Guide); anything else must be the same ARN.
+pub(crate) fn is_admin(caller: &str, admin: &str) -> bool {
+    if caller == admin {
+        return true;
+    }
+    let parts: Vec<&str> = caller.splitn(6, ':').collect();
+    let [_, partition, "sts", _, account, resource] = parts.as_slice() else {
+        return false;
+    };
+    let Some(role) = resource
+        .strip_prefix("assumed-role/")
+        .and_then(|rest| rest.split('/').next())
+    else {
+        return false;
+    };
+    let prefix = format!("arn:{partition}:iam::{account}:role/");
+    admin
+        .strip_prefix(&prefix)
+        .is_some_and(|path_and_name| path_and_name.rsplit('/').next() == Some(role))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_admin;
+
+    #[test]
+    fn an_assumed_role_is_its_role_and_nothing_else() {
+        let cases = [
+            (
+                "arn:aws:iam::123456789012:user/moto",
+                "arn:aws:iam::123456789012:user/moto",
+                true,
+            ),
+            (
+                "arn:aws:iam::123456789012:user/moto",
+                "arn:aws:iam::123456789012:user/other",
+                false,
+            ),
+            (
+                "arn:aws:sts::123456789012:assumed-role/deployer/ci-42",
+                "arn:aws:iam::123456789012:role/deployer",
+                true,
+            ),
+            (
+                "arn:aws:sts::123456789012:assumed-role/deployer/ci-42",
+                "arn:aws:iam::123456789012:role/platform/deployer",
+                true,
+            ),
+            (
+                "arn:aws:sts::123456789012:assumed-role/deployer/ci-42",
+                "arn:aws:iam::999999999999:role/deployer",
+                false,
+            ),
+            (
+                "arn:aws:sts::123456789012:assumed-role/deployer/ci-42",
+                "arn:aws:iam::123456789012:role/deployer-old",
+                false,
+            ),
+            (
+                "arn:aws-cn:sts::123456789012:assumed-role/deployer/s",
+                "arn:aws:iam::123456789012:role/deployer",
+                false,
+            ),
+            (
+                "arn:aws-cn:sts::123456789012:assumed-role/deployer/s",
+                "arn:aws-cn:iam::123456789012:role/deployer",
+                true,
+            ),
+            (
+                "arn:aws:sts::123456789012:federated-user/bob",
+                "arn:aws:iam::123456789012:user/bob",
+                false,
+            ),
+        ];
+        for (caller, admin, expected) in cases {
+            assert_eq!(is_admin(caller, admin), expected, "{caller} as {admin}");
+        }
+    }
+}
