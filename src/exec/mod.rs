@@ -313,6 +313,15 @@ fn operations(changes: &[ResourceChange], prior: &[ResourceState]) -> (Vec<Op>, 
         .iter()
         .map(|change| (change.address.as_str(), change.action))
         .collect();
+    let forgotten: std::collections::HashSet<&str> = changes
+        .iter()
+        .filter(|change| change.forget)
+        .map(|change| change.address.as_str())
+        .collect();
+    let dependencies_of: HashMap<&str, &[String]> = prior
+        .iter()
+        .map(|resource| (resource.address.as_str(), resource.dependencies.as_slice()))
+        .collect();
     let mut after = vec![Vec::new(); ops.len()];
     for (index, op) in ops.iter().enumerate() {
         let change = &changes[op.change];
@@ -328,8 +337,23 @@ fn operations(changes: &[ResourceChange], prior: &[ResourceState]) -> (Vec<Op>, 
                     }
                 }
             }
+            // A forgotten resource leaves the state only after what contained it is really
+            // gone: if the cluster's delete fails, its users stay recorded (they still exist).
+            Step::Destroy if change.forget => {
+                for dependency in dependencies_of.get(address).copied().unwrap_or_default() {
+                    if let Some(&destroy) = destroy_of.get(dependency.as_str())
+                        && !forgotten.contains(dependency.as_str())
+                    {
+                        after[index].push(destroy);
+                    }
+                }
+            }
             Step::Destroy => {
                 for dependent in state_dependents.get(address).into_iter().flatten() {
+                    // A forgotten dependent goes after this one (above), not before.
+                    if forgotten.contains(dependent) {
+                        continue;
+                    }
                     if let Some(&destroy) = destroy_of.get(dependent) {
                         after[index].push(destroy);
                     }
@@ -511,4 +535,50 @@ async fn resolve(change: &ResourceChange, journal: &Journal) -> Result<Inputs, S
         inputs.insert(name.clone(), value);
     }
     Ok(inputs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forgotten_users_leave_the_state_only_after_their_cluster_is_deleted() {
+        // Before, a user's state entry went first (dependents first), so a failed cluster
+        // delete left roles that still existed but were no longer recorded.
+        let stack = crate::spec::parse_str(
+            std::path::Path::new("stack.yaml"),
+            include_str!("../../stack.example.yaml"),
+        )
+        .unwrap();
+        let graph = crate::graph::ResourceGraph::from_stack(&stack).unwrap();
+        let state = crate::testing::applied_state(&stack.name, &graph);
+        let plan = crate::plan::plan(
+            &stack,
+            &graph,
+            Some(&state),
+            &crate::plan::ObservedState::new(),
+            crate::plan::Mode::Destroy,
+        );
+        let (ops, after) = operations(&plan.resource_changes, &state.resources);
+        let index_of = |address: &str| {
+            ops.iter()
+                .position(|op| plan.resource_changes[op.change].address == address)
+                .unwrap()
+        };
+        let cluster = index_of("aws_rds_cluster.main");
+        for user in [
+            "postgresql_role.user[app_user]",
+            "postgresql_grant.user[app_user]",
+        ] {
+            let user = index_of(user);
+            assert!(
+                after[user].contains(&cluster),
+                "{user} must wait for the cluster"
+            );
+            assert!(
+                !after[cluster].contains(&user),
+                "the cluster must not wait for {user}"
+            );
+        }
+    }
 }
