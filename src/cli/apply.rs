@@ -108,8 +108,7 @@ fn plan_and_run(
                 super::stack_dir(&stack_args.file()?),
             );
             refuse_on_problems(
-                super::preflight::problems(&plan, &provider.config, Some(&settings.ca_bundle))
-                    .await,
+                super::preflight::check(&plan, &provider.config, Some(&settings.ca_bundle)).await,
             )?;
             run(plan, journal, provider, common, style).await
         })
@@ -148,7 +147,7 @@ fn apply_saved(
             }
             let provider = Arc::new(Providers::aws_only(&plan.stack, &plan.region).await);
             engine::check_credentials(&provider).await?;
-            refuse_on_problems(super::preflight::problems(&plan, &provider.config, None).await)?;
+            refuse_on_problems(super::preflight::check(&plan, &provider.config, None).await)?;
             // A saved plan was reviewed already: it is applied as it is, with no new refresh.
             run(
                 plan,
@@ -182,13 +181,8 @@ async fn run(
     let unsupported: Vec<String> = plan
         .resource_changes
         .iter()
-        .filter(|change| {
-            // A forgotten delete makes no call: no provider needed.
-            let state_only = change.forget && change.action == crate::plan::Action::Delete;
-            change.action != crate::plan::Action::NoOp
-                && !state_only
-                && !provider.supports(change.kind)
-        })
+        // A forgotten delete makes no call: it needs no provider.
+        .filter(|change| change.makes_call() && !provider.supports(change.kind))
         .map(|change| change.address.clone())
         .collect();
     if !unsupported.is_empty() {
@@ -245,6 +239,10 @@ async fn run(
                 .any(|(address, what, _)| *address == change.address && *what == "destroyed")
         })
         .find_map(|change| change.final_snapshot.clone());
+    // Said whatever else failed: the cluster is gone, its snapshot is what is left.
+    if let Some(snapshot) = &kept_snapshot {
+        eprintln!("Kept the final snapshot {snapshot} of the Aurora cluster.");
+    }
     // Terraform's words, which users know: a destroy run says so.
     let (done, stopped) = match plan.mode {
         crate::plan::Mode::Destroy => ("Destroy complete", "destroy stopped"),
@@ -252,9 +250,6 @@ async fn run(
     };
     if report.succeeded() {
         eprintln!("\n{done}. Resources: {added} added, {changed} changed, {destroyed} destroyed.");
-        if let Some(snapshot) = &kept_snapshot {
-            eprintln!("Kept the final snapshot {snapshot} of the Aurora cluster.");
-        }
         if plan.mode == Mode::Normal {
             // As `terraform apply` ends: what the stack now offers, as `pwless output` prints it.
             let outputs = super::output::outputs(&journal.snapshot().await);
@@ -279,9 +274,13 @@ async fn run(
     Err(UserError(message).into())
 }
 
-/// Refuses the run, changing nothing, when the preflight found problems: all of them at once.
-fn refuse_on_problems(problems: Vec<String>) -> anyhow::Result<()> {
-    match problems.as_slice() {
+/// Says the preflight's warnings; refuses the run, changing nothing, when it found problems:
+/// all of them at once.
+fn refuse_on_problems(findings: super::preflight::Findings) -> anyhow::Result<()> {
+    for warning in &findings.warnings {
+        eprintln!("warning: {warning}");
+    }
+    match findings.problems.as_slice() {
         [] => Ok(()),
         [one] => Err(UserError(format!("{one}; nothing was changed")).into()),
         many => Err(UserError(format!(

@@ -7,7 +7,10 @@
 //! - the CA bundle is there and holds certificates, when the plan changes database users;
 //! - the caller (STS `GetCallerIdentity`) is one of the cluster admins the plan leaves in place,
 //!   when the plan changes Kubernetes objects: EKS admits only callers with an access entry
-//!   (the stack's `cluster.admins`, authentication mode `API`).
+//!   (authentication mode `API`). On a cluster this plan creates, the stack's
+//!   `cluster.admins` are the only entries there will be; on an existing cluster, the entries
+//!   EKS lists (some may have been made outside pwless) less those the plan deletes, plus
+//!   those it creates. When the entries cannot be listed, a warning says so and the run goes on.
 //!
 //! AWS credentials are checked before this, when the run first needs the cloud
 //! ([`super::engine::check_credentials`]).
@@ -17,19 +20,25 @@ use std::path::Path;
 use crate::graph::Provider;
 use crate::plan::{Action, Plan};
 
-/// The problems found, one line each; empty when the run may go ahead.
-pub(crate) async fn problems(
+/// What the preflight found: problems refuse the run, warnings are said and let it go on.
+#[derive(Debug, Default)]
+pub(crate) struct Findings {
+    pub problems: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// The problems and warnings found, one line each.
+pub(crate) async fn check(
     plan: &Plan,
     config: &aws_config::SdkConfig,
     ca_bundle: Option<&Path>,
-) -> Vec<String> {
+) -> Findings {
     let mut problems = environment_problems();
+    let mut warnings = Vec::new();
     let changes = |provider: Provider| {
-        plan.resource_changes.iter().any(|change| {
-            change.kind.provider() == provider
-                && change.action != Action::NoOp
-                && !(change.forget && change.action == Action::Delete)
-        })
+        plan.resource_changes
+            .iter()
+            .any(|change| change.kind.provider() == provider && change.makes_call())
     };
     if let Some(bundle) = ca_bundle
         && changes(Provider::Postgres)
@@ -39,28 +48,46 @@ pub(crate) async fn problems(
     }
     if changes(Provider::Kubernetes) {
         let admins = planned_admins(plan);
+        let mut admitted = admins.clone();
+        // An existing cluster: the entries EKS has, less those this plan deletes.
+        if let Some(cluster) = existing_cluster(plan) {
+            match access_entries(config, &cluster).await {
+                Ok(entries) => admitted.extend(entries.into_iter().filter(|principal| {
+                    !plan.resource_changes.iter().any(|change| {
+                        change.action == Action::Delete
+                            && change.address == format!("aws_eks_access_entry.admin[{principal}]")
+                    })
+                })),
+                Err(error) => warnings.push(format!(
+                    "cannot list the access entries of EKS cluster {cluster} ({error}): only cluster.admins were checked"
+                )),
+            }
+        }
         match caller(config).await {
-            Ok(caller) if admins.iter().any(|admin| is_admin(&caller, admin)) => {}
-            Ok(caller) => problems.push(format!(
-                "{caller} is not in cluster.admins ({}): EKS would refuse it the Kubernetes objects after the AWS resources were made; add it (for an assumed role, its role ARN) to cluster.admins",
-                if admins.is_empty() {
+            Ok(caller) if admitted.iter().any(|admin| is_admin(&caller, admin)) => {}
+            Ok(caller) => {
+                let listed = if admins.is_empty() {
                     "none".to_string()
                 } else {
                     admins.join(", ")
-                }
-            )),
+                };
+                problems.push(format!(
+                    "{caller} is not in cluster.admins ({listed}) and no other access entry admits it: EKS would refuse it the Kubernetes objects after the AWS resources were made; add it (for an assumed role, its role ARN) to cluster.admins"
+                ));
+            }
             Err(error) => problems.push(format!(
                 "cannot tell who pwless runs as (STS GetCallerIdentity): {error}"
             )),
         }
     }
-    problems
+    Findings { problems, warnings }
 }
 
 /// The `PWLESS_*` overrides that do not parse, one line each with the fix.
 fn environment_problems() -> Vec<String> {
     let mut problems = Vec::new();
     if let Err(problem) = crate::db::connect_timeout() {
+        // (an empty value counts as unset, as for the other overrides)
         problems.push(problem);
     }
     let var = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
@@ -96,6 +123,51 @@ fn planned_admins(plan: &Plan) -> Vec<String> {
                 .map(str::to_string)
         })
         .collect()
+}
+
+/// The name of the EKS cluster the plan keeps (neither creates nor replaces), if any.
+fn existing_cluster(plan: &Plan) -> Option<String> {
+    plan.resource_changes
+        .iter()
+        .find(|change| {
+            change.kind == crate::graph::ResourceKind::EksCluster
+                && matches!(
+                    change.action,
+                    Action::NoOp | Action::Update | Action::Delete
+                )
+        })
+        .and_then(|change| {
+            change
+                .before
+                .as_ref()?
+                .get("name")?
+                .as_str()
+                .map(str::to_string)
+        })
+}
+
+/// The principal ARNs of the cluster's access entries (EKS `ListAccessEntries`, every page).
+async fn access_entries(
+    config: &aws_config::SdkConfig,
+    cluster: &str,
+) -> Result<Vec<String>, String> {
+    let eks = aws_sdk_eks::Client::new(config);
+    let mut principals = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = eks
+            .list_access_entries()
+            .cluster_name(cluster)
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|error| crate::errors::chain(&error))?;
+        principals.extend(page.access_entries().iter().cloned());
+        match page.next_token() {
+            Some(next) => token = Some(next.to_string()),
+            None => return Ok(principals),
+        }
+    }
 }
 
 /// The caller's ARN, as STS reports it.

@@ -17,7 +17,9 @@ use crate::state::State;
 pub use planner::{Observed, ObservedState, plan};
 
 /// The plan file format this build writes and reads.
-pub const PLAN_FORMAT_VERSION: u32 = 1;
+/// 2: changes carry `final_snapshot` and `forget`, which an older pwless would ignore (and so
+/// do what the reviewed plan did not show).
+pub const PLAN_FORMAT_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -148,6 +150,14 @@ pub enum StalePlan {
     StateVanished,
     #[error("the plan file has format version {0}, this pwless reads {PLAN_FORMAT_VERSION}")]
     Format(u32),
+}
+
+impl ResourceChange {
+    /// Whether carrying it out calls a provider: not a no-op, and not a delete that only
+    /// removes the state entry ([`ResourceChange::forget`]).
+    pub fn makes_call(&self) -> bool {
+        self.action != Action::NoOp && !(self.forget && self.action == Action::Delete)
+    }
 }
 
 impl Plan {

@@ -200,10 +200,12 @@ fn database_users_are_forgotten_only_when_their_cluster_goes() {
     let stack = stack_from(EXAMPLE);
     let mut state = applied_state(&stack.name, &graph_of(&stack));
     state.lineage = "5e1ec7ed-0000-4000-8000-000000000000".into();
+    // (address, forgotten) of the database changes, each of which must be a delete.
     let forget = |plan: &pwless::plan::Plan| -> Vec<(String, bool)> {
         plan.resource_changes
             .iter()
             .filter(|change| change.address.starts_with("postgresql_"))
+            .inspect(|change| assert_eq!(change.action, pwless::plan::Action::Delete, "{change:?}"))
             .map(|change| (change.address.clone(), change.forget))
             .collect()
     };
