@@ -31,10 +31,11 @@ pub enum DbError {
     Tls(String),
     /// The server refused or broke the connection; the message carries PostgreSQL's SQLSTATE,
     /// message, DETAIL and HINT, or the transport's chain of causes ([`describe`]).
-    #[error("cannot connect to {target}: {}", describe(source))]
+    /// (`error` is said in the message, not chained as a source: once is enough.)
+    #[error("cannot connect to {target}: {}", describe(error))]
     Connect {
         target: String,
-        source: tokio_postgres::Error,
+        error: tokio_postgres::Error,
     },
     /// Nothing answered in time: the TCP connection, the TLS handshake and the login together
     /// took longer than the connect timeout.
@@ -54,6 +55,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::fr
 pub fn connect_timeout() -> Result<std::time::Duration, String> {
     match std::env::var("PWLESS_DB_CONNECT_TIMEOUT") {
         Err(_) => Ok(DEFAULT_CONNECT_TIMEOUT),
+        Ok(text) if text.is_empty() => Ok(DEFAULT_CONNECT_TIMEOUT),
         Ok(text) => match text.trim().parse::<u64>() {
             Ok(seconds @ 1..=3600) => Ok(std::time::Duration::from_secs(seconds)),
             _ => Err(format!(
@@ -82,17 +84,7 @@ pub fn describe(error: &tokio_postgres::Error) -> String {
         }
         return text;
     }
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
+    crate::errors::chain(error)
 }
 
 /// Where to connect and what to trust.
@@ -203,9 +195,9 @@ pub async fn connect_within(
             target: target.describe(),
             seconds: timeout.as_secs(),
         })?
-        .map_err(|source| DbError::Connect {
+        .map_err(|error| DbError::Connect {
             target: target.describe(),
-            source,
+            error,
         })?;
     tokio::spawn(async move {
         // Ends when the client is dropped; an error here surfaces on the next query.

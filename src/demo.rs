@@ -150,7 +150,7 @@ impl From<PoolError> for Failure {
         };
         Failure {
             status,
-            message: chain(&error),
+            message: crate::errors::chain(&error),
         }
     }
 }
@@ -172,25 +172,10 @@ impl From<tokio_postgres::Error> for Failure {
             },
             None => Failure {
                 status: StatusCode::BAD_GATEWAY,
-                message: chain(&error),
+                message: crate::errors::chain(&error),
             },
         }
     }
-}
-
-/// An error and its sources, one line.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let next = cause.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 fn bad_request(message: impl Into<String>) -> Failure {

@@ -16,12 +16,14 @@
 //!   giving a complete [`plan::Plan`]; destroy is a mode of the same planner.
 //! - [`render`]: one plan, rendered for people (the `+ ~ -/+ -` legend) and as JSON.
 //! - [`cli`]: the commands; `main.rs` only calls [`cli::main`].
+//! - [`errors`]: an error and its causes as one line for people.
 //! - [`testing`]: fixtures for this crate's own tests and benchmarks (hidden).
 
 pub mod cli;
 pub mod db;
 pub mod demo;
 pub mod eks_token;
+pub mod errors;
 pub mod exec;
 pub mod graph;
 pub mod kubernetes;

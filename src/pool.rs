@@ -187,10 +187,10 @@ pub struct IamManager {
 }
 
 fn refused(user: &str, error: &DbError) -> Option<PoolError> {
-    let DbError::Connect { source, .. } = error else {
+    let DbError::Connect { error, .. } = error else {
         return None;
     };
-    let database = source.as_db_error()?;
+    let database = error.as_db_error()?;
     let code = database.code();
     (*code == tokio_postgres::error::SqlState::INVALID_PASSWORD
         || *code == tokio_postgres::error::SqlState::INVALID_AUTHORIZATION_SPECIFICATION)

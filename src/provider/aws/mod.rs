@@ -92,16 +92,7 @@ pub async fn check_credentials(config: &aws_config::SdkConfig) -> Result<(), Str
     };
     match provider.provide_credentials().await {
         Ok(_) => Ok(()),
-        Err(error) => {
-            let mut text = error.to_string();
-            let mut source = std::error::Error::source(&error);
-            while let Some(cause) = source {
-                text.push_str(": ");
-                text.push_str(&cause.to_string());
-                source = cause.source();
-            }
-            Err(no_credentials(&text))
-        }
+        Err(error) => Err(no_credentials(&crate::errors::chain(&error))),
     }
 }
 
