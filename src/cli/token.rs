@@ -17,13 +17,13 @@ pub struct TokenArgs {
     #[arg(short = 'f', long = "file", value_name = "FILE", conflicts_with_all = ["host", "port"])]
     pub file: Option<PathBuf>,
     /// The state file [default: state/STACK.json beside the stack file].
-    #[arg(long, value_name = "PATH", requires = "file")]
+    #[arg(long, value_name = "PATH", conflicts_with = "host")]
     pub state: Option<PathBuf>,
     /// The database endpoint (without a stack file).
     #[arg(long, value_name = "HOST")]
     pub host: Option<String>,
     /// The database port the token is for (with --host).
-    #[arg(long, value_name = "PORT", default_value_t = 5432)]
+    #[arg(long, value_name = "PORT", default_value_t = 5432, requires = "host")]
     pub port: u16,
     /// The region the token is signed for [default: the stack's, else AWS_REGION].
     #[arg(long, value_name = "REGION")]

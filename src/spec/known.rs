@@ -10,83 +10,47 @@
 //!   table. `aws rds describe-db-engine-versions --engine aurora-postgresql` is the authority
 //!   for a given region.
 
-/// Aurora PostgreSQL instance class families and their sizes.
-const INSTANCE_FAMILIES: &[(&str, &[&str])] = &[
-    ("t3", &["medium", "large"]),
-    ("t4g", &["medium", "large"]),
-    (
-        "r5",
-        &[
-            "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "24xlarge",
-        ],
-    ),
-    (
-        "r6g",
-        &[
-            "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge",
-        ],
-    ),
-    (
-        "r6gd",
-        &[
-            "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge",
-        ],
-    ),
-    (
-        "r6i",
-        &[
-            "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "24xlarge",
-            "32xlarge",
-        ],
-    ),
-    (
-        "r6id",
-        &[
-            "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "24xlarge",
-            "32xlarge",
-        ],
-    ),
-    (
-        "r7g",
-        &[
-            "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge",
-        ],
-    ),
-    (
-        "r7i",
-        &[
-            "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "24xlarge",
-            "48xlarge",
-        ],
-    ),
-    (
-        "r8g",
-        &[
-            "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "24xlarge",
-            "48xlarge",
-        ],
-    ),
-    (
-        "r8gd",
-        &[
-            "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "24xlarge",
-            "48xlarge",
-        ],
-    ),
-    (
-        "r9g",
-        &[
-            "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "24xlarge",
-            "48xlarge",
-        ],
-    ),
-    (
-        "x2g",
-        &[
-            "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge",
-        ],
-    ),
+/// Instance sizes, smallest first: `large` (2 vCPUs) and `xlarge` (4), then `Nxlarge`.
+const SIZES: &[&str] = &[
+    "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "24xlarge",
+    "32xlarge", "48xlarge",
 ];
+
+/// Aurora PostgreSQL instance class families, with the sizes each offers: T classes `medium`
+/// and `large`; the others the [`SIZES`] from their smallest to their largest.
+const INSTANCE_FAMILIES: &[(&str, &str, &str)] = &[
+    ("t3", "medium", "large"),
+    ("t4g", "medium", "large"),
+    ("r5", "large", "24xlarge"),
+    ("r6g", "large", "16xlarge"),
+    ("r6gd", "xlarge", "16xlarge"),
+    ("r6i", "large", "32xlarge"),
+    ("r6id", "xlarge", "32xlarge"),
+    ("r7g", "large", "16xlarge"),
+    ("r7i", "large", "48xlarge"),
+    ("r8g", "large", "48xlarge"),
+    ("r8gd", "large", "48xlarge"),
+    ("r9g", "large", "48xlarge"),
+    ("x2g", "large", "16xlarge"),
+];
+
+/// The sizes of a family, smallest first (the 32xlarge step exists only in the 6th
+/// generation Intel families, r6i and r6id).
+fn sizes(family: &str, smallest: &str, largest: &str) -> Vec<&'static str> {
+    if smallest == "medium" {
+        return vec!["medium", "large"];
+    }
+    let from = SIZES.iter().position(|size| *size == smallest).unwrap_or(0);
+    let to = SIZES
+        .iter()
+        .position(|size| *size == largest)
+        .unwrap_or(SIZES.len() - 1);
+    SIZES[from..=to]
+        .iter()
+        .copied()
+        .filter(|size| *size != "32xlarge" || family.starts_with("r6i"))
+        .collect()
+}
 
 /// Aurora PostgreSQL engine versions (major, minors).
 const ENGINE_VERSIONS: &[(u32, &[u32])] = &[
@@ -100,8 +64,12 @@ const ENGINE_VERSIONS: &[(u32, &[u32])] = &[
 /// Every known instance class, `db.serverless` first.
 pub fn instance_classes() -> Vec<String> {
     let mut classes = vec!["db.serverless".to_string()];
-    for (family, sizes) in INSTANCE_FAMILIES {
-        classes.extend(sizes.iter().map(|size| format!("db.{family}.{size}")));
+    for (family, smallest, largest) in INSTANCE_FAMILIES {
+        classes.extend(
+            sizes(family, smallest, largest)
+                .iter()
+                .map(|size| format!("db.{family}.{size}")),
+        );
     }
     classes
 }
@@ -116,10 +84,11 @@ pub fn unknown_instance_class(class: &str) -> Option<String> {
     let family = class
         .strip_prefix("db.")
         .and_then(|rest| rest.split('.').next());
-    if let Some((family, sizes)) = INSTANCE_FAMILIES
+    if let Some((family, smallest, largest)) = INSTANCE_FAMILIES
         .iter()
-        .find(|(known, _)| Some(*known) == family)
+        .find(|(known, _, _)| Some(*known) == family)
     {
+        let sizes = sizes(family, smallest, largest);
         let size = class.rsplit('.').next().unwrap_or_default();
         let nearest = match size_units(size) {
             // A size like 3xlarge: the nearest capacity.

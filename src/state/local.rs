@@ -76,7 +76,7 @@ impl LocalStore {
     /// leaves no lock file behind).
     pub fn refuse_if_locked(path: &Path) -> Result<(), StateError> {
         let lock_path = sibling(path, ".lock");
-        let mut lock_file = match OpenOptions::new().read(true).write(true).open(&lock_path) {
+        let mut lock_file = match OpenOptions::new().read(true).open(&lock_path) {
             Ok(file) => file,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(source) => {
@@ -140,14 +140,25 @@ impl Drop for LocalStore {
 /// holder's record when another process has it. Retries when the file it locked was removed
 /// by a holder letting go in between (see the module docs).
 fn lock(path: &Path, lock_path: &Path) -> Result<File, StateError> {
-    for _ in 0..100 {
-        let mut lock_file = OpenOptions::new()
+    lock_with(path, lock_path, || {
+        OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(lock_path)
-            .map_err(io("cannot open the lock file", lock_path))?;
+    })
+}
+
+/// [`lock`] with the opening of the lock file given, so a test can hand it the file a
+/// finishing holder just unlinked.
+fn lock_with(
+    path: &Path,
+    lock_path: &Path,
+    mut open: impl FnMut() -> std::io::Result<File>,
+) -> Result<File, StateError> {
+    for _ in 0..100 {
+        let mut lock_file = open().map_err(io("cannot open the lock file", lock_path))?;
         match lock_file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => return Err(refused(path, &mut lock_file)),
@@ -323,19 +334,33 @@ mod tests {
         let dir = temp_dir("lockrace");
         let path = dir.join("s.json");
         let lock_path = sibling(&path, ".lock");
-        let stale = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .unwrap();
+        let open = || {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&lock_path)
+        };
+        // The file this run opened is unlinked before it flocks it: its flock succeeds.
+        let stale = open().unwrap();
         std::fs::remove_file(&lock_path).unwrap();
-        stale.try_lock().unwrap();
-        assert!(!same_file(&stale, &lock_path));
-        // A fresh open locks the file at the path, whatever the unlinked one holds.
-        let store = LocalStore::open(&path, "apply").unwrap();
-        assert!(same_file(&store.lock_file, &lock_path));
+        let mut opens = 0;
+        let mut handed = Some(stale);
+        let locked = lock_with(&path, &lock_path, || {
+            opens += 1;
+            match handed.take() {
+                Some(stale) => Ok(stale),
+                None => open(),
+            }
+        })
+        .unwrap();
+        assert_eq!(
+            opens, 2,
+            "the unlinked file must be noticed and the path opened again"
+        );
+        assert!(same_file(&locked, &lock_path));
+        // And it is the lock: another run is refused.
         let second = LocalStore::open(&path, "plan");
         assert!(
             matches!(second, Err(StateError::Locked { .. })),
