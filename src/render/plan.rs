@@ -361,10 +361,7 @@ impl Doc {
             Doc::List(items) => {
                 let mut out = vec!["[".to_string()];
                 for item in items {
-                    push_entry(&mut out, &inner, sign, "", item.lines(sign, indent + 4));
-                    if let Some(last) = out.last_mut() {
-                        last.push(',');
-                    }
+                    push_item(&mut out, &inner, sign, item, indent);
                 }
                 out.push(format!("{close}]"));
                 out
@@ -451,12 +448,8 @@ impl Doc {
             }
             (Doc::List(old), Doc::List(new)) if !old.is_empty() && !new.is_empty() => {
                 let mut out = vec!["[".to_string()];
-                let mut entry = |sign: &str, item: &Doc| {
-                    push_entry(&mut out, &inner, sign, "", item.lines(sign, indent + 4));
-                    if let Some(last) = out.last_mut() {
-                        last.push(',');
-                    }
-                };
+                let mut entry =
+                    |sign: &str, item: &Doc| push_item(&mut out, &inner, sign, item, indent);
                 for item in old.iter().filter(|item| !new.contains(item)) {
                     entry("-", item);
                 }
@@ -498,6 +491,14 @@ fn push_entry(out: &mut Vec<String>, inner: &str, sign: &str, label: &str, lines
         lines.next().unwrap_or_default()
     ));
     out.extend(lines);
+}
+
+/// Appends one list item, marked with `sign` and ended by a comma, as Terraform lists items.
+fn push_item(out: &mut Vec<String>, inner: &str, sign: &str, item: &Doc, indent: usize) {
+    push_entry(out, inner, sign, "", item.lines(sign, indent + 4));
+    if let Some(last) = out.last_mut() {
+        last.push(',');
+    }
 }
 
 /// A map key as shown: bare when it is a plain identifier, else quoted (`"pwless:address"`).
