@@ -64,6 +64,18 @@ fn state_section(kind: Kind) -> String {
 impl Remote {
     /// A stack keeping its state in `kind`, AWS calls delayed by `latency_ms` (0: none).
     fn new(test: &str, kind: Kind, latency_ms: u32) -> Self {
+        let latency = latency_ms.to_string();
+        let options: &[&str] = if latency_ms > 0 {
+            &["--latency-ms", &latency]
+        } else {
+            &[]
+        };
+        Self::with_proxy(test, kind, options)
+    }
+
+    /// A stack keeping its state in `kind`, its AWS calls going through
+    /// `scripts/moto-proxy.py <options>` (no proxy when `options` is empty).
+    fn with_proxy(test: &str, kind: Kind, options: &[&str]) -> Self {
         let name = format!("t{}-{test}", std::process::id());
         let dir = TempDir::new(&name);
         let text = format!(
@@ -73,7 +85,7 @@ impl Remote {
         );
         let file = dir.write("stack.yaml", &text);
         let moto = Moto::start();
-        let proxy = (latency_ms > 0).then(|| Proxy::with_latency(&moto, latency_ms));
+        let proxy = (!options.is_empty()).then(|| Proxy::with_options(&moto, options));
         let pg = LocalPostgres::start(&name);
         let remote = Remote {
             kind,
@@ -373,7 +385,14 @@ fn of_two_concurrent_applies_exactly_one_runs_and_the_other_names_it() {
 #[test]
 fn a_killed_holder_is_taken_over_after_its_lease_on_s3_and_at_once_on_postgres() {
     for kind in backends() {
-        let remote = Remote::new(&format!("kill-{kind:?}").to_lowercase(), kind, 40);
+        // CreateDBSubnetGroup takes 5 s, so the kill lands while that call is in flight,
+        // whatever the machine's speed (a plain latency let the call finish between the
+        // look at the state and the kill: the test failed in CI on a slow run).
+        let remote = Remote::with_proxy(
+            &format!("kill-{kind:?}").to_lowercase(),
+            kind,
+            &["--latency-ms", "20", "--delay", "CreateDBSubnetGroup=5"],
+        );
         let rt = runtime();
         let aws = rt.block_on(clients(&remote.moto));
         let mut child = remote
@@ -382,12 +401,14 @@ fn a_killed_holder_is_taken_over_after_its_lease_on_s3_and_at_once_on_postgres()
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        // Kill it mid-apply, with an operation pending: at a serial where a call started.
+        // Kill it mid-apply, with an operation pending: the subnet group's create.
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Some(state) = remote.pull()
-                && state.serial >= 9
-                && !state.pending_operations.is_empty()
+                && state
+                    .pending_operations
+                    .iter()
+                    .any(|op| op.address == "aws_db_subnet_group.main")
             {
                 break;
             }
@@ -401,11 +422,16 @@ fn a_killed_holder_is_taken_over_after_its_lease_on_s3_and_at_once_on_postgres()
         child.kill().unwrap(); // SIGKILL: no lock is let go
         child.wait().unwrap();
         let killed_at = Instant::now();
+        // The proxy still sends the held call on to moto: the change happens although its
+        // answer is lost, as on AWS. Each next run below starts after it landed (6 s), so
+        // recovery must adopt it, not repeat it.
+        let landed = Duration::from_secs(6);
         assert!(!remote.pull().unwrap().pending_operations.is_empty());
 
-        let next = remote.run(&["apply", "--auto-approve"]);
         match kind {
             Kind::Postgres => {
+                std::thread::sleep(landed);
+                let next = remote.run(&["apply", "--auto-approve"]);
                 // The advisory lock died with the killed run's session.
                 assert_eq!(next.status.code(), Some(0), "{}", stderr(&next));
                 assert!(
@@ -415,13 +441,16 @@ fn a_killed_holder_is_taken_over_after_its_lease_on_s3_and_at_once_on_postgres()
                 );
             }
             Kind::S3 => {
+                let next = remote.run(&["apply", "--auto-approve"]);
                 assert_eq!(next.status.code(), Some(1), "{}", stderr(&next));
                 let message = stderr(&next);
                 assert!(message.contains("is locked by"), "{message}");
                 assert!(message.contains(&format!("{LEASE_SECONDS} s")), "{message}");
                 // After the lease, the next run takes over.
                 std::thread::sleep(
-                    Duration::from_secs(LEASE_SECONDS + 2).saturating_sub(killed_at.elapsed()),
+                    Duration::from_secs(LEASE_SECONDS + 2)
+                        .max(landed)
+                        .saturating_sub(killed_at.elapsed()),
                 );
                 let next = remote.run(&["apply", "--auto-approve"]);
                 assert_eq!(next.status.code(), Some(0), "{}", stderr(&next));
