@@ -17,20 +17,30 @@ client path (kube-rs, TLS, the EKS bearer token, server-side apply) runs for rea
   EKS access entry for it (a role session counts as its role) with
   AmazonEKSClusterAdminPolicy on cluster scope, read from moto (scripts/moto-server.py adds
   access entries to moto); without one, 403;
-- namespaces, serviceaccounts, services (core/v1) and deployments (apps/v1): GET, DELETE,
-  and PATCH as server-side apply (application/apply-patch+yaml, fieldManager required,
+- namespaces, serviceaccounts, services, configmaps (core/v1), deployments (apps/v1) and
+  networkpolicies (networking.k8s.io/v1): GET, DELETE, and PATCH as server-side apply (application/apply-patch+yaml, fieldManager required,
   409 Conflict on fields another manager owns unless force=true, fields the manager stopped
   applying removed, managedFields kept) or as JSON merge patch (another manager's edit);
+- pods, as a Deployment's controller makes them: GET of a namespace's pods (equality label
+  selectors only), each Ready once its Deployment is available;
+- pod port-forward over WebSocket, as the API server and kubelet do it (subprotocol
+  v4.channel.k8s.io; per port a data and an error channel, each opened with the port number,
+  little-endian): a forward to a pod's declared containerPort 5432 (the database relay's) is
+  connected to --db-target HOST:PORT, the address the relay's own connection would reach (the
+  sandbox PostgreSQL); any other port gets the kubelet's "connection refused" on its error
+  channel. No relay process runs: the stand-in moves the bytes the relay would move;
 - what controllers do, later and lazily: a Deployment becomes available after
   --deploy-seconds (never, if its service account is missing, as pods cannot be made); a
   LoadBalancer Service gets a hostname after --lb-seconds and keeps a finalizer, so its
   deletion takes --lb-seconds too; a deleted Namespace is Terminating until what is in it
   is gone; 404 after a delete; 403 for new objects in a terminating namespace.
 
-Not covered: lists and watches, other kinds, strategic merge, field sets inside lists
-(lists are atomic here), admission, RBAC and access policies other than cluster-admin.
+Not covered: lists (but pods) and watches, other kinds, strategic merge, field sets inside
+lists (lists are atomic here), admission, RBAC and access policies other than cluster-admin,
+image pulls (every image "runs"), NetworkPolicy enforcement (policies are stored, not
+enforced), the relay's configuration (its ConfigMap is stored, not read), SPDY port-forward.
 GET /_standin/requests lists the requests it served (method, path, content type, field
-manager) for tests.
+manager; for a port-forward its subresource, ports and target) for tests.
 """
 
 import argparse
@@ -42,7 +52,10 @@ import hmac
 import json
 import os
 import re
+import select
+import socket
 import ssl
+import struct
 import subprocess
 import sys
 import threading
@@ -60,7 +73,14 @@ KINDS = {
     "serviceaccounts": ("v1", "ServiceAccount", True),
     "services": ("v1", "Service", True),
     "deployments": ("apps/v1", "Deployment", True),
+    "configmaps": ("v1", "ConfigMap", True),
+    "networkpolicies": ("networking.k8s.io/v1", "NetworkPolicy", True),
 }
+# The subprotocol the API server speaks for a WebSocket port-forward (k8s.io/apiserver
+# pkg/util/wsstream: "v4.channel.k8s.io", binary frames, first byte the channel).
+PORTFORWARD_PROTOCOL = "v4.channel.k8s.io"
+WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455, section 1.3
+RELAY_PORT = 5432
 LB_FINALIZER = "service.kubernetes.io/load-balancer-cleanup"
 
 
@@ -302,6 +322,44 @@ class Store:
             obj["status"] = status
             obj["metadata"]["resourceVersion"] = self.next_version()
 
+    def pods(self, namespace, selector):
+        """The pods the Deployments of `namespace` have made, as the controllers would: the
+        Deployment's replicas, named <deployment>-<template hash>-<n>, Ready once it is
+        available; none while its service account is missing."""
+        out = []
+        for key, obj in sorted(self.objects.items()):
+            if key[0] != "deployments" or key[1] != namespace or "deletionTimestamp" in obj["metadata"]:
+                continue
+            template = get_path(obj, ("spec", "template")) or {}
+            labels = get_path(template, ("metadata", "labels")) or {}
+            if any(labels.get(k) != v for k, v in selector.items()):
+                continue
+            if get_path(obj, ("status", "conditions")) and any(
+                    c.get("type") == "ReplicaFailure" for c in obj["status"]["conditions"]):
+                continue
+            ready = get_path(obj, ("status", "availableReplicas")) == obj.get("spec", {}).get("replicas", 1)
+            digest = hashlib.sha1(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
+            for index in range(obj.get("spec", {}).get("replicas", 1)):
+                name = f"{key[2]}-{digest}-{index:05d}"
+                out.append({
+                    "apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": name, "namespace": namespace, "labels": labels,
+                                 "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{obj['metadata']['uid']}/{name}")),
+                                 "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                                      "name": f"{key[2]}-{digest}", "uid": obj["metadata"]["uid"]}]},
+                    "spec": copy.deepcopy(template.get("spec", {})),
+                    "status": {"phase": "Running" if ready else "Pending",
+                               "podIP": f"10.0.{100 + index}.{int(digest[:2], 16)}",
+                               "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
+                })
+        return out
+
+    def pod(self, namespace, name):
+        for pod in self.pods(namespace, {}):
+            if pod["metadata"]["name"] == name:
+                return pod
+        raise not_found("pods", name)
+
     def forget(self, key):
         self.objects.pop(key, None)
         self.owners.pop(key, None)
@@ -461,9 +519,9 @@ class Handler(BaseHTTPRequestHandler):
         query = dict(urllib.parse.parse_qsl(parsed.query))
         parts = [p for p in parsed.path.split("/") if p]
         if parts[:2] == ["api", "v1"]:
-            rest = parts[2:]
-        elif parts[:3] == ["apis", "apps", "v1"]:
-            rest = parts[3:]
+            group_version, rest = "v1", parts[2:]
+        elif len(parts) >= 3 and parts[0] == "apis":
+            group_version, rest = f"{parts[1]}/{parts[2]}", parts[3:]
         else:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         namespace = None
@@ -475,7 +533,7 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         if plural not in KINDS or KINDS[plural][2] != (namespace is not None):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
-        if (KINDS[plural][0] == "apps/v1") != (parts[0] == "apis"):
+        if KINDS[plural][0] != group_version:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         return plural, namespace, name, query
 
@@ -504,6 +562,10 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json(200, store.requests)
         try:
             self.authenticate()
+            pods = re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods(?:/([^/]+)(?:/(portforward))?)?",
+                                urllib.parse.urlsplit(self.path).path)
+            if pods and method == "GET":
+                return self.serve_pods(*pods.groups())
             plural, namespace, name, query = self.route()
             content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip()
             with store.lock:
@@ -546,6 +608,54 @@ class Handler(BaseHTTPRequestHandler):
         except ApiError as error:
             return self.send_json(error.code, error.body())
 
+    def serve_pods(self, namespace, name, subresource):
+        store = self.server.store
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        with store.lock:
+            store.tick()
+            if name is None:
+                selector = {}
+                for term in ",".join(query.get("labelSelector", [])).split(","):
+                    if term:
+                        if "=" not in term or "!=" in term:
+                            raise ApiError(400, "BadRequest", f"this stand-in reads equality selectors only, not `{term}`")
+                        key, value = term.split("=", 1)
+                        selector[key.rstrip("=")] = value.lstrip("=")
+                store.requests.append({"method": "GET", "plural": "pods", "namespace": namespace, "name": "",
+                                       "label_selector": selector})
+                items = store.pods(namespace, selector)
+                return self.send_json(200, {"apiVersion": "v1", "kind": "PodList",
+                                            "metadata": {"resourceVersion": str(store.version)}, "items": items})
+            pod = store.pod(namespace, name)
+            if subresource is None:
+                store.requests.append({"method": "GET", "plural": "pods", "namespace": namespace, "name": name})
+                return self.send_json(200, pod)
+        ports = [int(p) for value in query.get("ports", []) for p in value.split(",") if p.strip().isdigit()]
+        if not ports:
+            raise ApiError(400, "BadRequest", "query parameter \"port\" is required")
+        declared = {port.get("containerPort") for c in pod["spec"].get("containers", []) for port in c.get("ports") or []}
+        relay = RELAY_PORT in declared and store.args.db_target
+        ready = pod["status"]["conditions"][0]["status"] == "True"
+        with store.lock:
+            store.requests.append({"method": "GET", "plural": "pods", "namespace": namespace, "name": name,
+                                   "subresource": "portforward", "ports": ports,
+                                   "target": store.args.db_target if relay else None})
+        if not ready:
+            raise ApiError(400, "BadRequest", f"pod {name} is not running (phase {pod['status']['phase']})")
+        protocols = [p.strip() for p in (self.headers.get("Sec-WebSocket-Protocol") or "").split(",")]
+        if (self.headers.get("Upgrade") or "").lower() != "websocket" or PORTFORWARD_PROTOCOL not in protocols:
+            raise ApiError(400, "BadRequest", f"a port-forward here is a WebSocket with subprotocol {PORTFORWARD_PROTOCOL} (SPDY is not emulated)")
+        accept = base64.b64encode(hashlib.sha1((self.headers["Sec-WebSocket-Key"] + WEBSOCKET_GUID).encode()).digest()).decode()
+        self.send_response(101, "Switching Protocols")
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.send_header("Sec-WebSocket-Protocol", PORTFORWARD_PROTOCOL)
+        self.end_headers()
+        self.wfile.flush()
+        self.close_connection = True
+        forward(self.connection, ports, pod, store.args.db_target if relay else None)
+
     def do_GET(self):
         self.handle_any("GET")
 
@@ -560,6 +670,112 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_PUT(self):
         self.handle_any("PUT")
+
+
+# --- port-forward over WebSocket (RFC 6455 framing; the kubelet's channel protocol) ---------
+
+def send_frame(conn, opcode, payload):
+    """One unmasked, unfragmented frame (a server never masks: RFC 6455, section 5.1)."""
+    header = bytes([0x80 | opcode])
+    if len(payload) < 126:
+        header += bytes([len(payload)])
+    elif len(payload) < 1 << 16:
+        header += bytes([126]) + struct.pack(">H", len(payload))
+    else:
+        header += bytes([127]) + struct.pack(">Q", len(payload))
+    conn.sendall(header + payload)
+
+
+def take_frame(buffer):
+    """(fin, opcode, payload, rest) of the first whole frame in `buffer`, or None. Client
+    frames are masked (RFC 6455, section 5.3)."""
+    if len(buffer) < 2:
+        return None
+    fin, opcode = buffer[0] & 0x80, buffer[0] & 0x0F
+    masked, length, at = buffer[1] & 0x80, buffer[1] & 0x7F, 2
+    if length == 126:
+        if len(buffer) < 4:
+            return None
+        length, at = struct.unpack(">H", buffer[2:4])[0], 4
+    elif length == 127:
+        if len(buffer) < 10:
+            return None
+        length, at = struct.unpack(">Q", buffer[2:10])[0], 10
+    mask = b""
+    if masked:
+        mask, at = buffer[at:at + 4], at + 4
+    if len(buffer) < at + length:
+        return None
+    payload = buffer[at:at + length]
+    if masked:
+        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return fin, opcode, payload, buffer[at + length:]
+
+
+def forward(conn, ports, pod, target):
+    """The kubelet's side of a WebSocket port-forward: per port i, channel 2i carries data
+    and 2i+1 errors, each opened with the port number (2 bytes, little-endian); then bytes
+    move between channel 0 and a connection to `target` until either side closes. One
+    thread, select(): an SSL socket must not be read and written from two threads at once."""
+    for index, port in enumerate(ports):
+        for channel in (2 * index, 2 * index + 1):
+            send_frame(conn, 2, bytes([channel]) + struct.pack("<H", port))
+    name = pod["metadata"]["name"]
+    upstream = None
+    if target and ports[0] == RELAY_PORT:
+        host, port = target.rsplit(":", 1)
+        try:
+            upstream = socket.create_connection((host, int(port)), timeout=10)
+            upstream.settimeout(None)
+        except OSError as error:
+            message = f"error forwarding port {ports[0]} to pod {name}: failed to connect to {target}: {error}"
+            send_frame(conn, 2, bytes([1]) + message.encode())
+    else:
+        message = (f"error forwarding port {ports[0]} to pod {name}, uid : failed to connect to "
+                   f"localhost:{ports[0]} inside namespace: connection refused")
+        send_frame(conn, 2, bytes([1]) + message.encode())
+    if upstream is None:
+        send_frame(conn, 8, struct.pack(">H", 1000))
+        return
+    buffer, message = b"", b""
+    try:
+        while True:
+            readable = [conn] if conn.pending() else select.select([conn, upstream], [], [], 300)[0]
+            if not readable:
+                break
+            if conn in readable:
+                data = conn.recv(65536)
+                if not data:
+                    break
+                buffer += data
+                closed = False
+                while (frame := take_frame(buffer)) is not None:
+                    fin, opcode, payload, buffer = frame
+                    if opcode == 8:
+                        closed = True
+                        break
+                    if opcode == 9:
+                        send_frame(conn, 10, payload)
+                        continue
+                    if opcode in (0, 1, 2):
+                        message += payload
+                        if fin:
+                            if len(message) > 1 and message[0] == 0:
+                                upstream.sendall(message[1:])
+                            message = b""
+                if closed:
+                    send_frame(conn, 8, struct.pack(">H", 1000))
+                    break
+            if upstream in readable:
+                data = upstream.recv(65536)
+                if not data:
+                    send_frame(conn, 8, struct.pack(">H", 1000))
+                    break
+                send_frame(conn, 2, b"\x00" + data)
+    except OSError:
+        pass
+    finally:
+        upstream.close()
 
 
 def make_certificates(directory):
@@ -587,6 +803,8 @@ def main():
     parser.add_argument("--static-token", default=os.environ.get("KUBE_STANDIN_STATIC_TOKEN"))
     parser.add_argument("--moto", help="the sandbox's moto URL: callers then need an EKS access entry "
                                        "with AmazonEKSClusterAdminPolicy there (as on EKS)")
+    parser.add_argument("--db-target", help="HOST:PORT a database relay pod's connection reaches "
+                                            "(the sandbox PostgreSQL); port-forwards to its port 5432 go there")
     parser.add_argument("--deploy-seconds", type=float, default=0.5)
     parser.add_argument("--lb-seconds", type=float, default=0.5)
     args = parser.parse_args()

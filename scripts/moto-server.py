@@ -14,8 +14,9 @@ special rules. scripts/kube-standin.py reads these entries to decide who may use
 cluster's Kubernetes API, as EKS does.
 
 It also makes S3's conditional writes atomic, as they are on S3 (see S3_WRITES below),
-answers GetBucketVersioning in S3's shape, and names the sandbox's caller with the IAM user ARN
-STS gives (`arn:aws:iam::123456789012:user/moto`, not moto's `arn:aws:sts::...:user/moto`).
+answers GetBucketVersioning in S3's shape, names the sandbox's caller with the IAM user ARN
+STS gives (`arn:aws:iam::123456789012:user/moto`, not moto's `arn:aws:sts::...:user/moto`), and
+gives RDS cluster endpoints one identifier per account and region, as RDS does.
 """
 
 import datetime
@@ -213,6 +214,26 @@ def _get_caller_identity(self, access_key_id, region):
 
 
 STSBackend.get_caller_identity = _get_caller_identity
+
+from moto.rds.models import DBCluster  # noqa: E402
+
+sys.path.insert(0, __import__("os").path.dirname(__import__("os").path.abspath(__file__)))
+from sandbox_aws import rds_url_identifier  # noqa: E402
+
+_moto_cluster_init = DBCluster.__init__
+
+
+def _cluster_init(self, *args, **kwargs):
+    """RDS endpoints are `<cluster>.cluster-<id>.<region>.rds.amazonaws.com`, where `<id>` is
+    one per account and region (the same for every cluster there); moto 5.2.5 draws a new one
+    per cluster. One per account and region, as on RDS, lets the sandbox PostgreSQL's
+    certificate carry the name RDS certificates carry (`*.cluster-<id>.<region>...`), so
+    pwless verifies the real endpoint name (scripts/pg-sandbox)."""
+    _moto_cluster_init(self, *args, **kwargs)
+    self.url_identifier = rds_url_identifier(self.account_id, self.region)
+
+
+DBCluster.__init__ = _cluster_init
 
 if __name__ == "__main__":
     sys.argv[0] = "moto_server"

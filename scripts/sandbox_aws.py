@@ -55,3 +55,23 @@ def moto_call(moto, access_key, region, service, path_and_query):
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
+
+
+def rds_url_identifier(account, region):
+    """The `<id>` of `<cluster>.cluster-<id>.<region>.rds.amazonaws.com` for the sandbox: 12
+    lowercase letters and digits, one per account and region, as on RDS."""
+    digest = hashlib.sha256(f"{account}/{region}".encode()).hexdigest()
+    return "c" + digest[:11]
+
+
+# The regions the sandbox's certificates name (scripts/pg-sandbox); the account is moto's.
+SANDBOX_ACCOUNT = "123456789012"
+SANDBOX_REGIONS = ("us-east-1", "us-east-2", "us-west-1", "us-west-2", "eu-west-1", "eu-central-1")
+
+
+if __name__ == "__main__":
+    # `python3 sandbox_aws.py rds-names`: the DNS names of the sandbox PostgreSQL's certificate.
+    import sys
+    if sys.argv[1:] == ["rds-names"]:
+        print(",".join(f"DNS:*.cluster-{rds_url_identifier(SANDBOX_ACCOUNT, region)}.{region}.rds.amazonaws.com"
+                       for region in SANDBOX_REGIONS))

@@ -174,16 +174,7 @@ pub async fn connect_within(
     timeout: std::time::Duration,
 ) -> Result<tokio_postgres::Client, DbError> {
     let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(&target.ca_bundle)?);
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host(&target.server_name)
-        .port(target.address.map_or(target.port, |address| address.port()))
-        .user(user)
-        .password(password.expose())
-        .dbname(&target.database)
-        .ssl_mode(SslMode::Require)
-        .application_name("pwless")
-        .connect_timeout(timeout);
+    let mut config = login(target, user, password, timeout);
     if let Some(address) = target.address {
         config.hostaddr(address.ip());
     } else if let Ok(ip) = target.server_name.parse::<IpAddr>() {
@@ -201,6 +192,67 @@ pub async fn connect_within(
         })?;
     tokio::spawn(async move {
         // Ends when the client is dropped; an error here surfaces on the next query.
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// The connection settings of a login: TLS required, checked against `target.server_name`.
+fn login(
+    target: &Target,
+    user: &str,
+    password: &Secret,
+    timeout: std::time::Duration,
+) -> tokio_postgres::Config {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(&target.server_name)
+        .port(target.address.map_or(target.port, |address| address.port()))
+        .user(user)
+        .password(password.expose())
+        .dbname(&target.database)
+        .ssl_mode(SslMode::Require)
+        .application_name("pwless")
+        .connect_timeout(timeout);
+    config
+}
+
+/// [`connect_within`] over a byte stream the caller opened (a Kubernetes port-forward to the
+/// database relay, [`crate::relay`]): the same TLS, checked against `target.server_name`, the
+/// same login and timeout. `via` says what the stream goes through, for errors
+/// (`relay pod pwless/db-relay-…`). `target.address` is not used.
+pub async fn connect_over<S>(
+    target: &Target,
+    stream: S,
+    via: &str,
+    user: &str,
+    password: &Secret,
+    timeout: std::time::Duration,
+) -> Result<tokio_postgres::Client, DbError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use tokio_postgres::tls::MakeTlsConnect;
+    let mut tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(&target.ca_bundle)?);
+    let connector =
+        <tokio_postgres_rustls::MakeRustlsConnect as MakeTlsConnect<S>>::make_tls_connect(
+            &mut tls,
+            &target.server_name,
+        )
+        .map_err(|error| DbError::Tls(format!("{}: {error}", target.server_name)))?;
+    let described = format!("{}:{} (through the {via})", target.server_name, target.port);
+    let config = login(target, user, password, timeout);
+    let (client, connection) = tokio::time::timeout(timeout, config.connect_raw(stream, connector))
+        .await
+        .map_err(|_| DbError::Timeout {
+            target: described.clone(),
+            seconds: timeout.as_secs(),
+        })?
+        .map_err(|error| DbError::Connect {
+            target: described,
+            error,
+        })?;
+    tokio::spawn(async move {
         let _ = connection.await;
     });
     Ok(client)

@@ -1,5 +1,6 @@
 //! The Kubernetes objects of a stack: namespaces, one ServiceAccount per `access` entry
-//! annotated with its IAM role, and the demo app's Deployment and Service.
+//! annotated with its IAM role, the demo app's Deployment and Service, and the database relay
+//! ([`crate::relay`]: a ConfigMap, a Deployment and a NetworkPolicy).
 //!
 //! [`manifests`] builds them from the resource graph, with values from the state where it has
 //! them and `<known after apply>` where not. `pwless manifests` prints them for review and for
@@ -108,6 +109,87 @@ pub fn object_of(kind: ResourceKind, get: impl Fn(&str) -> Value) -> Option<Valu
                                     "capabilities": {"drop": ["ALL"]},
                                 },
                             }],
+                        },
+                    },
+                },
+            })
+        }
+        ResourceKind::KubernetesConfigMap => json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": get("name"), "namespace": get("namespace"), "labels": get("labels")},
+            "data": get("data"),
+        }),
+        // Egress only to the database port inside the VPC, and to the cluster's DNS (the
+        // relay resolves the cluster endpoint); no ingress: a port-forward reaches the pod
+        // through the kubelet inside the pod's own network namespace, not over the network.
+        ResourceKind::KubernetesNetworkPolicy => json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": get("name"), "namespace": get("namespace"), "labels": get("labels")},
+            "spec": {
+                "podSelector": {"matchLabels": get("pod_selector")},
+                "policyTypes": ["Ingress", "Egress"],
+                "egress": [
+                    {"to": [{"ipBlock": {"cidr": get("egress_cidr")}}], "ports": [{"protocol": "TCP", "port": get("egress_port")}]},
+                    {
+                        "to": [{
+                            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                        }],
+                        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+                    },
+                ],
+            },
+        }),
+        ResourceKind::KubernetesDbRelay => {
+            let labels = get("labels");
+            let selector = json!({"app.kubernetes.io/name": labels.get("app.kubernetes.io/name").cloned().unwrap_or(Value::Null)});
+            let probe = json!({"tcpSocket": {"port": "postgres"}, "periodSeconds": 10, "timeoutSeconds": 2});
+            let text = |value: Value| {
+                value
+                    .as_str()
+                    .map_or_else(|| value.to_string(), str::to_string)
+            };
+            json!({
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": get("name"), "namespace": get("namespace"), "labels": labels},
+                "spec": {
+                    "replicas": 1,
+                    "selector": {"matchLabels": selector},
+                    "template": {
+                        // A new configuration rolls the pod (the ConfigMap is read at start).
+                        "metadata": {"labels": labels, "annotations": {"pwless/config-sha256": get("config_sha256")}},
+                        "spec": {
+                            "automountServiceAccountToken": false,
+                            "enableServiceLinks": false,
+                            "securityContext": {
+                                "runAsNonRoot": true,
+                                "runAsUser": crate::relay::RUN_AS_USER,
+                                "runAsGroup": crate::relay::RUN_AS_USER,
+                                "seccompProfile": {"type": "RuntimeDefault"},
+                            },
+                            "containers": [{
+                                "name": "relay",
+                                "image": get("image"),
+                                "args": ["-f", format!("{}/haproxy.cfg", crate::relay::CONFIG_DIR)],
+                                "ports": [{"name": "postgres", "containerPort": crate::relay::PORT, "protocol": "TCP"}],
+                                "env": [
+                                    {"name": "DB_ENDPOINT", "value": text(get("endpoint"))},
+                                    {"name": "DB_PORT", "value": text(get("port"))},
+                                ],
+                                "readinessProbe": probe,
+                                "livenessProbe": probe,
+                                "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"cpu": "200m", "memory": "64Mi"}},
+                                "securityContext": {
+                                    "allowPrivilegeEscalation": false,
+                                    "readOnlyRootFilesystem": true,
+                                    "capabilities": {"drop": ["ALL"]},
+                                },
+                                "volumeMounts": [{"name": "config", "mountPath": crate::relay::CONFIG_DIR, "readOnly": true}],
+                            }],
+                            "volumes": [{"name": "config", "configMap": {"name": get("config_map")}}],
                         },
                     },
                 },

@@ -15,6 +15,7 @@
 //! - [`plan`]: the planner, a pure function of (graph, prior state, observed state, mode)
 //!   giving a complete [`plan::Plan`]; destroy is a mode of the same planner.
 //! - [`render`]: one plan, rendered for people (the `+ ~ -/+ -` legend) and as JSON.
+//! - [`relay`]: the database relay in the EKS cluster, pwless's path to a private database.
 //! - [`cli`]: the commands; `main.rs` only calls [`cli::main`].
 //! - [`errors`]: an error and its causes as one line for people.
 //! - [`testing`]: fixtures for this crate's own tests and benchmarks (hidden).
@@ -30,6 +31,7 @@ pub mod kubernetes;
 pub mod plan;
 pub mod pool;
 pub mod provider;
+pub mod relay;
 pub mod render;
 pub mod sandbox;
 pub mod secret;

@@ -149,17 +149,65 @@ pub(crate) async fn prepare(
     }
     if refresh_live && !to_read.resources.is_empty() {
         eprintln!("Refreshing {} resources...", to_read.resources.len());
+        // The database is read after the rest: through the relay in the cluster, which must
+        // be seen to be there first.
+        let mut databases = to_read.clone();
+        databases
+            .resources
+            .retain(|resource| resource.kind.provider() == crate::graph::Provider::Postgres);
+        to_read
+            .resources
+            .retain(|resource| resource.kind.provider() != crate::graph::Provider::Postgres);
+        let failed = |errors: Vec<(String, String)>| {
+            UserError(format!(
+                "cannot refresh {} resources:\n{}",
+                errors.len(),
+                crate::render::grouped_errors(&errors)
+            ))
+        };
         observed = refresh(&to_read, provider, parallelism)
             .await
-            .map_err(|errors| {
-                UserError(format!(
-                    "cannot refresh {} resources:\n{}",
-                    errors.len(),
-                    crate::render::grouped_errors(&errors)
-                ))
-            })?;
+            .map_err(failed)?;
+        let unreachable = unreachable_through_relay(&databases, &observed);
+        if !unreachable.is_empty() {
+            eprintln!(
+                "Not refreshed: {} (the database relay or its EKS cluster is gone, so the database cannot be read; the plan takes them as recorded, and makes the relay again)",
+                unreachable.join(", ")
+            );
+            databases
+                .resources
+                .retain(|resource| !unreachable.contains(&resource.address));
+        }
+        observed.extend(
+            refresh(&databases, provider, parallelism)
+                .await
+                .map_err(failed)?,
+        );
     }
     Ok((existed || !state.resources.is_empty(), observed))
+}
+
+/// The database resources of `databases` recorded as reached through the relay
+/// (`connection.relay`) when the refresh saw the relay's Deployment or the EKS cluster missing:
+/// nothing can reach the database that way until apply makes them again.
+fn unreachable_through_relay(databases: &State, observed: &ObservedState) -> Vec<String> {
+    let missing =
+        |address: &str| matches!(observed.get(address), Some(crate::plan::Observed::Missing));
+    if !missing(&crate::graph::relay_address()) && !missing("aws_eks_cluster.main") {
+        return Vec::new();
+    }
+    databases
+        .resources
+        .iter()
+        .filter(|resource| {
+            resource
+                .inputs
+                .get("connection")
+                .and_then(|connection| connection.get("relay"))
+                .is_some_and(serde_json::Value::is_object)
+        })
+        .map(|resource| resource.address.clone())
+        .collect()
 }
 
 /// Refuses at once, in one plain line, when the AWS credentials do not resolve.

@@ -287,6 +287,16 @@ pub(crate) fn database_endpoint(
     stack: &crate::spec::Stack,
     user: &str,
 ) -> anyhow::Result<(String, u16)> {
+    database_path(stack_args, stack, user).map(|(endpoint, port, _)| (endpoint, port))
+}
+
+/// The cluster endpoint and port from the state, and the database relay the user's role was
+/// managed through (its recorded `connection.relay`), if any.
+pub(crate) fn database_path(
+    stack_args: &StackArgs,
+    stack: &crate::spec::Stack,
+    user: &str,
+) -> anyhow::Result<(String, u16, Option<serde_json::Value>)> {
     if !stack.database.users.iter().any(|known| known.name == user) {
         return Err(UserError(format!(
             "`{user}` is not a database user of stack {}",
@@ -317,7 +327,14 @@ pub(crate) fn database_endpoint(
         .and_then(|value| value.as_u64())
         .and_then(|port| u16::try_from(port).ok())
         .unwrap_or(5432);
-    Ok((endpoint, port))
+    let relay = state
+        .as_ref()
+        .and_then(|state| state.resource(&format!("postgresql_role.user[{user}]")))
+        .and_then(|role| role.inputs.get("connection"))
+        .and_then(|connection| connection.get("relay"))
+        .filter(|relay| relay.is_object())
+        .cloned();
+    Ok((endpoint, port, relay))
 }
 
 /// Writes `text` to stdout; a closed pipe (`pwless plan | head`) is not an error.

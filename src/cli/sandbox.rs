@@ -179,8 +179,17 @@ fn run_as(args: RunArgs) -> anyhow::Result<u8> {
         .env("DB_NAME", &stack.database.name)
         .env("DB_USER", &entry.db_user)
         .env("RDS_CA_CERT", &settings.ca_bundle);
-    if let Some(tunnel) = &settings.admin_endpoint {
-        child.env("DB_HOSTADDR", tunnel);
+    // The command runs where a pod runs, inside the VPC: it reaches the database straight,
+    // at the address the sandbox gives in-VPC clients (scripts/pg-sandbox's
+    // PWLESS_SANDBOX_DB_ADDRESS), else through the user's tunnel. A `pwless connect` it runs
+    // takes that straight path too, as it would in a pod.
+    let in_vpc = std::env::var("PWLESS_SANDBOX_DB_ADDRESS")
+        .ok()
+        .filter(|address| !address.is_empty())
+        .or_else(|| settings.admin_endpoint.clone());
+    if let Some(address) = &in_vpc {
+        child.env("DB_HOSTADDR", address);
+        child.env("PWLESS_DB_ADMIN_ENDPOINT", address);
     }
     if let Some(name) = &settings.tls_server_name {
         child.env("DB_TLS_SERVER_NAME", name);

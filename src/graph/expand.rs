@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::{Expr, Resource, ResourceKind};
 use crate::spec::model::{
-    DatabaseSubnets, MasterPassword, NatGateways, Privilege, PrivilegeTarget, Stack,
+    AdminAccess, DatabaseSubnets, MasterPassword, NatGateways, Privilege, PrivilegeTarget, Stack,
 };
 
 /// Where the demo image keeps the RDS CA bundle it verifies the database certificate with.
@@ -45,10 +45,26 @@ pub fn expand(stack: &Stack) -> Vec<Resource> {
     };
     expander.network();
     expander.cluster();
+    expander.relay();
     expander.database();
     expander.access();
     expander.kubernetes();
     expander.resources
+}
+
+/// Whether the stack reaches its database through the relay in its EKS cluster: the path is
+/// `cluster` and there are users to manage.
+pub fn uses_relay(stack: &Stack) -> bool {
+    stack.database.connection.admin_access == AdminAccess::Cluster
+        && !stack.database.users.is_empty()
+}
+
+/// The address of the relay's Deployment; database users and grants come after it.
+pub fn relay_address() -> String {
+    address(
+        ResourceKind::KubernetesDbRelay,
+        &format!("{}/{}", crate::relay::NAMESPACE, crate::relay::NAME),
+    )
 }
 
 impl Expander<'_> {
@@ -388,6 +404,76 @@ impl Expander<'_> {
         );
     }
 
+    /// The database relay ([`crate::relay`]): its configuration, a NetworkPolicy that lets
+    /// it reach only the database port, and its Deployment, which is applied once the nodes
+    /// are there and the policy is in place, and waited for until its pod is available.
+    fn relay(&mut self) {
+        use sha2::Digest as _;
+        let stack = self.stack;
+        if !uses_relay(stack) {
+            return;
+        }
+        let cluster_arn = Expr::output(&address(ResourceKind::EksCluster, "main"), "arn");
+        let rds = address(ResourceKind::RdsCluster, "main");
+        let namespace = address(ResourceKind::KubernetesNamespace, crate::relay::NAMESPACE);
+        let id = format!("{}/{}", crate::relay::NAMESPACE, crate::relay::NAME);
+        let labels = json!({
+            "app.kubernetes.io/name": crate::relay::APP_LABEL,
+            "app.kubernetes.io/managed-by": "pwless",
+            "pwless/stack": stack.name,
+        });
+        let config_map = self.push(
+            Resource::new(
+                address(ResourceKind::KubernetesConfigMap, &id),
+                ResourceKind::KubernetesConfigMap,
+            )
+            .input("namespace", crate::relay::NAMESPACE)
+            .input("name", crate::relay::NAME)
+            .input("labels", labels.clone())
+            .input("data", json!({"haproxy.cfg": crate::relay::HAPROXY_CONFIG}))
+            .input("cluster_arn", cluster_arn.clone())
+            .after(&namespace),
+        );
+        let policy = self.push(
+            Resource::new(
+                address(ResourceKind::KubernetesNetworkPolicy, &id),
+                ResourceKind::KubernetesNetworkPolicy,
+            )
+            .input("namespace", crate::relay::NAMESPACE)
+            .input("name", crate::relay::NAME)
+            .input("labels", labels.clone())
+            .input(
+                "pod_selector",
+                json!({"app.kubernetes.io/name": crate::relay::APP_LABEL}),
+            )
+            .input("egress_cidr", stack.network.cidr.to_string())
+            // The cluster's port is always 5432 (see `database`): a constant here keeps the
+            // policy unchanged when the cluster is replaced.
+            .input("egress_port", u32::from(crate::relay::PORT))
+            .input("cluster_arn", cluster_arn.clone())
+            .after(&namespace),
+        );
+        let digest = hex::encode(sha2::Sha256::digest(
+            crate::relay::HAPROXY_CONFIG.as_bytes(),
+        ));
+        self.push(
+            Resource::new(relay_address(), ResourceKind::KubernetesDbRelay)
+                .input("namespace", crate::relay::NAMESPACE)
+                .input("name", crate::relay::NAME)
+                .input("labels", labels)
+                .input("image", crate::relay::IMAGE)
+                .input("config_map", crate::relay::NAME)
+                .input("config_sha256", digest)
+                .input("endpoint", Expr::output(&rds, "endpoint"))
+                .input("port", Expr::output(&rds, "port"))
+                .input("cluster_arn", cluster_arn)
+                .after(&config_map)
+                .after(&policy)
+                .after(&address(ResourceKind::EksNodeGroup, "main"))
+                .after(&address(ResourceKind::RdsClusterInstance, "main[0]")),
+        );
+    }
+
     fn database(&mut self) {
         let stack = self.stack;
         let name = &stack.name;
@@ -487,19 +573,36 @@ impl Expander<'_> {
             );
         }
 
-        let first_instance = address(ResourceKind::RdsClusterInstance, "main[0]");
-        // Where pwless reaches the cluster to manage users (a tunnel may stand in between).
-        let connection = Expr::Map(
-            [
-                ("endpoint".to_string(), Expr::output(&rds, "endpoint")),
-                ("port".to_string(), Expr::output(&rds, "port")),
-                (
-                    "master_secret_arn".to_string(),
-                    Expr::output(&rds, "master_user_secret_arn"),
+        let mut first_instance = address(ResourceKind::RdsClusterInstance, "main[0]");
+        // Where pwless reaches the cluster to manage users: through the relay in the EKS
+        // cluster, else straight (a tunnel may stand in between).
+        let mut connection = std::collections::BTreeMap::from([
+            ("endpoint".to_string(), Expr::output(&rds, "endpoint")),
+            ("port".to_string(), Expr::output(&rds, "port")),
+            (
+                "master_secret_arn".to_string(),
+                Expr::output(&rds, "master_user_secret_arn"),
+            ),
+        ]);
+        if uses_relay(stack) {
+            connection.insert(
+                "relay".to_string(),
+                Expr::Map(
+                    [
+                        (
+                            "cluster_arn".to_string(),
+                            Expr::output(&address(ResourceKind::EksCluster, "main"), "arn"),
+                        ),
+                        ("namespace".to_string(), Expr::from(crate::relay::NAMESPACE)),
+                        ("app".to_string(), Expr::from(crate::relay::APP_LABEL)),
+                        ("stack".to_string(), Expr::from(name.as_str())),
+                    ]
+                    .into(),
                 ),
-            ]
-            .into(),
-        );
+            );
+            first_instance = relay_address();
+        }
+        let connection = Expr::Map(connection);
         for user in &database.users {
             let role = Resource::new(
                 address(ResourceKind::PostgresRole, &format!("user[{}]", user.name)),
@@ -618,6 +721,7 @@ impl Expander<'_> {
             .iter()
             .map(|entry| entry.namespace.as_str())
             .chain(stack.app.iter().map(|app| app.namespace.as_str()))
+            .chain(uses_relay(stack).then_some(crate::relay::NAMESPACE))
             .collect();
         for namespace in namespaces {
             let resource = Resource::new(

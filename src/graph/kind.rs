@@ -75,6 +75,9 @@ kinds! {
     KubernetesServiceAccount => "kubernetes_service_account", Kubernetes, force_new: ["namespace", "name", "cluster_arn"], outputs: [];
     KubernetesDeployment => "kubernetes_deployment", Kubernetes, force_new: ["namespace", "name", "cluster_arn"], outputs: [];
     KubernetesService => "kubernetes_service", Kubernetes, force_new: ["namespace", "name", "cluster_arn"], outputs: ["load_balancer_hostname"];
+    KubernetesConfigMap => "kubernetes_config_map", Kubernetes, force_new: ["namespace", "name", "cluster_arn"], outputs: [];
+    KubernetesNetworkPolicy => "kubernetes_network_policy", Kubernetes, force_new: ["namespace", "name", "cluster_arn"], outputs: [];
+    KubernetesDbRelay => "kubernetes_db_relay", Kubernetes, force_new: ["namespace", "name", "cluster_arn"], outputs: [];
 }
 
 impl ResourceKind {

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use petgraph::Direction;
 use petgraph::graph::{DiGraph, NodeIndex};
 
-pub use expand::{STS_AUDIENCE, expand, irsa_role_address};
+pub use expand::{STS_AUDIENCE, expand, irsa_role_address, relay_address, uses_relay};
 pub use expr::{Expr, OutputRef};
 pub use kind::{Provider, ResourceKind};
 

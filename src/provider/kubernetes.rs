@@ -82,6 +82,14 @@ fn api_resource(kind: ResourceKind) -> Result<(ApiResource, bool), ProviderError
         ResourceKind::KubernetesServiceAccount => ("", "ServiceAccount", "serviceaccounts", true),
         ResourceKind::KubernetesDeployment => ("apps", "Deployment", "deployments", true),
         ResourceKind::KubernetesService => ("", "Service", "services", true),
+        ResourceKind::KubernetesConfigMap => ("", "ConfigMap", "configmaps", true),
+        ResourceKind::KubernetesNetworkPolicy => (
+            "networking.k8s.io",
+            "NetworkPolicy",
+            "networkpolicies",
+            true,
+        ),
+        ResourceKind::KubernetesDbRelay => ("apps", "Deployment", "deployments", true),
         other => {
             return Err(ProviderError::permanent(format!(
                 "{other} is not a Kubernetes kind"
@@ -364,7 +372,7 @@ impl KubernetesProvider {
         .await?;
         let mut outputs = std::collections::BTreeMap::new();
         match kind {
-            ResourceKind::KubernetesDeployment => {
+            ResourceKind::KubernetesDeployment | ResourceKind::KubernetesDbRelay => {
                 let generation = applied.metadata.generation.unwrap_or(0);
                 wait::until(
                     &format!("Deployment {id} to be available"),
@@ -464,6 +472,41 @@ impl KubernetesProvider {
                 observed.push(("port", container["ports"][0]["containerPort"].clone()));
                 observed.push(("env", observed_env(prior.get("env"), &container["env"])));
             }
+            ResourceKind::KubernetesConfigMap => {
+                observed.push(("data", data["data"].clone()));
+            }
+            ResourceKind::KubernetesNetworkPolicy => {
+                let spec = &data["spec"];
+                observed.push(("pod_selector", spec["podSelector"]["matchLabels"].clone()));
+                observed.push((
+                    "egress_cidr",
+                    spec["egress"][0]["to"][0]["ipBlock"]["cidr"].clone(),
+                ));
+                observed.push(("egress_port", spec["egress"][0]["ports"][0]["port"].clone()));
+            }
+            ResourceKind::KubernetesDbRelay => {
+                let pod = &data["spec"]["template"];
+                let container = &pod["spec"]["containers"][0];
+                let env = observed_env(None, &container["env"]);
+                observed.push(("image", container["image"].clone()));
+                observed.push((
+                    "config_sha256",
+                    pod["metadata"]["annotations"]["pwless/config-sha256"].clone(),
+                ));
+                observed.push((
+                    "config_map",
+                    pod["spec"]["volumes"][0]["configMap"]["name"].clone(),
+                ));
+                observed.push(("endpoint", env["DB_ENDPOINT"].clone()));
+                // The port is a number in the inputs and text in the environment.
+                let port = env["DB_PORT"]
+                    .as_str()
+                    .and_then(|text| text.parse::<u64>().ok());
+                observed.push((
+                    "port",
+                    port.map_or(env["DB_PORT"].clone(), |port| json!(port)),
+                ));
+            }
             ResourceKind::KubernetesService => {
                 let spec = &data["spec"];
                 let port = &spec["ports"][0];
@@ -511,6 +554,73 @@ impl KubernetesProvider {
         .await
     }
 
+    /// A byte stream to the database through a Ready relay pod of `relay` (the `relay` map of
+    /// a database connection: `cluster_arn`, `namespace`, `app`, `stack`), by the Kubernetes
+    /// API's pod port-forward (WebSocket, subprotocol `v4.channel.k8s.io`) to the relay's
+    /// port. Also gives the port's error channel: what the kubelet says when the relay
+    /// cannot be reached (an error of the forward, not of the database).
+    /// Errors: the cluster or its API cannot be reached, no relay pod is Ready, the API
+    /// refuses the forward.
+    pub async fn open_relay(&self, relay: &Value) -> Result<RelayStream, ProviderError> {
+        use k8s_openapi::api::core::v1::Pod;
+        let field = |name: &str| {
+            relay[name].as_str().ok_or_else(|| {
+                ProviderError::permanent(format!("the database connection's relay has no `{name}`"))
+            })
+        };
+        let client = self.client(field("cluster_arn")?).await?;
+        let namespace = field("namespace")?;
+        let selector = format!(
+            "app.kubernetes.io/name={},pwless/stack={}",
+            field("app")?,
+            field("stack")?
+        );
+        let pods: kube::Api<Pod> = kube::Api::namespaced(client, namespace);
+        let listed = wait::retrying(Duration::from_secs(60), || async {
+            pods.list(&kube::api::ListParams::default().labels(&selector))
+                .await
+                .map_err(kube_error(&format!(
+                    "find the database relay's pods in namespace {namespace}"
+                )))
+        })
+        .await?;
+        let ready = listed.items.iter().find(|pod| {
+            pod.metadata.deletion_timestamp.is_none()
+                && pod
+                    .status
+                    .as_ref()
+                    .and_then(|status| status.conditions.as_ref())
+                    .is_some_and(|conditions| {
+                        conditions.iter().any(|condition| {
+                            condition.type_ == "Ready" && condition.status == "True"
+                        })
+                    })
+        });
+        let Some(name) = ready.and_then(|pod| pod.metadata.name.clone()) else {
+            return Err(ProviderError::permanent(format!(
+                "no database relay pod is Ready in namespace {namespace} ({} found with {selector}); \
+                 `pwless apply` makes it, and `kubectl -n {namespace} describe deployment {}` says why it is not running",
+                listed.items.len(),
+                crate::relay::NAME
+            )));
+        };
+        let mut forwarder = pods
+            .portforward(&name, &[crate::relay::PORT])
+            .await
+            .map_err(kube_error(&format!(
+                "open a port-forward to the database relay pod {namespace}/{name}"
+            )))?;
+        let stream = forwarder.take_stream(crate::relay::PORT).ok_or_else(|| {
+            ProviderError::permanent("the port-forward gave no stream for the relay's port")
+        })?;
+        let error = forwarder.take_error(crate::relay::PORT);
+        Ok(RelayStream {
+            pod: format!("{namespace}/{name}"),
+            stream,
+            error: error.map(|future| Box::pin(future) as _),
+        })
+    }
+
     /// Object names are deterministic: an interrupted create left the object under its name,
     /// labelled with this stack. Applying it again is what finishes the create.
     pub async fn adopt(
@@ -546,6 +656,15 @@ impl KubernetesProvider {
         }
         self.apply(kind, inputs).await.map(Some)
     }
+}
+
+/// A port-forwarded stream to the database relay ([`KubernetesProvider::open_relay`]).
+pub struct RelayStream {
+    /// `namespace/name` of the pod the stream goes through.
+    pub pod: String,
+    pub stream: tokio::io::DuplexStream,
+    /// Resolves with the kubelet's message when the forward fails (or `None` once it ends).
+    pub error: Option<std::pin::Pin<Box<dyn Future<Output = Option<String>> + Send>>>,
 }
 
 /// The live values of the labels pwless declared (a missing one is left out, so it shows as a

@@ -105,7 +105,8 @@ pub struct Providers {
     pub aws: aws::AwsProvider,
     /// Present when the stack has database users to manage.
     pub postgres: Option<postgres::PostgresProvider>,
-    pub kubernetes: kubernetes::KubernetesProvider,
+    /// Shared with the PostgreSQL provider, which reaches the database relay through it.
+    pub kubernetes: std::sync::Arc<kubernetes::KubernetesProvider>,
 }
 
 impl Providers {
@@ -116,6 +117,11 @@ impl Providers {
     pub async fn for_stack(stack: &crate::spec::Stack, stack_dir: &std::path::Path) -> Self {
         let config = aws::load_config(&stack.region).await;
         let settings = crate::db::Settings::for_stack(&stack.database.connection, stack_dir);
+        let kubernetes = std::sync::Arc::new(kubernetes::KubernetesProvider::new(
+            &stack.region,
+            &config,
+            kubernetes::KubernetesSettings::from_environment(),
+        ));
         // Always there (it connects only when used): a stack whose last user was removed must
         // still be able to drop the users its state holds.
         let postgres = Some({
@@ -129,16 +135,13 @@ impl Providers {
                     tls_server_name: settings.tls_server_name.clone(),
                 },
                 &config,
+                kubernetes.clone(),
             )
         });
         Providers {
             aws: aws::AwsProvider::from_config(&stack.name, &config),
             postgres,
-            kubernetes: kubernetes::KubernetesProvider::new(
-                &stack.region,
-                &config,
-                kubernetes::KubernetesSettings::from_environment(),
-            ),
+            kubernetes,
             config,
         }
     }
@@ -149,11 +152,11 @@ impl Providers {
         Providers {
             aws: aws::AwsProvider::from_config(stack, &config),
             postgres: None,
-            kubernetes: kubernetes::KubernetesProvider::new(
+            kubernetes: std::sync::Arc::new(kubernetes::KubernetesProvider::new(
                 region,
                 &config,
                 kubernetes::KubernetesSettings::from_environment(),
-            ),
+            )),
             config,
         }
     }

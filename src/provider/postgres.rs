@@ -39,6 +39,8 @@ pub struct PostgresSettings {
 pub struct PostgresProvider {
     settings: PostgresSettings,
     secrets: aws_sdk_secretsmanager::Client,
+    /// The way to the database relay, for connections that name one (`connection.relay`).
+    kubernetes: Arc<super::kubernetes::KubernetesProvider>,
     /// One connection per cluster endpoint, shared by all operations (queries pipeline).
     client: Mutex<Option<(String, Arc<tokio_postgres::Client>)>>,
 }
@@ -146,10 +148,15 @@ async fn acl_words(
 }
 
 impl PostgresProvider {
-    pub fn new(settings: PostgresSettings, config: &aws_config::SdkConfig) -> Self {
+    pub fn new(
+        settings: PostgresSettings,
+        config: &aws_config::SdkConfig,
+        kubernetes: Arc<super::kubernetes::KubernetesProvider>,
+    ) -> Self {
         PostgresProvider {
             settings,
             secrets: aws_sdk_secretsmanager::Client::new(config),
+            kubernetes,
             client: Mutex::new(None),
         }
     }
@@ -222,6 +229,11 @@ impl PostgresProvider {
             Some(tunnel) => Some(resolve(tunnel).map_err(|e| error(e.to_string()))?),
             None => None,
         };
+        // Through the relay in the EKS cluster when the connection names one, unless a tunnel
+        // of the user's own (PWLESS_DB_ADMIN_ENDPOINT) says otherwise.
+        let relay = connection
+            .get("relay")
+            .filter(|relay| relay.is_object() && address.is_none());
         let target = Target {
             server_name: self
                 .settings
@@ -236,11 +248,46 @@ impl PostgresProvider {
         let (user, password) = self
             .master(connection.get("master_secret_arn").and_then(Value::as_str))
             .await?;
-        let client = Arc::new(
-            connect(&target, &user, &password)
+        let client = match relay {
+            None => connect(&target, &user, &password)
                 .await
                 .map_err(|e| error(e.to_string()))?,
-        );
+            Some(relay) => {
+                let opened = self.kubernetes.open_relay(relay).await?;
+                let timeout =
+                    crate::db::connect_timeout().unwrap_or(crate::db::DEFAULT_CONNECT_TIMEOUT);
+                let via = format!("database relay pod {}", opened.pod);
+                match crate::db::connect_over(
+                    &target,
+                    opened.stream,
+                    &via,
+                    &user,
+                    &password,
+                    timeout,
+                )
+                .await
+                {
+                    Ok(client) => client,
+                    Err(failure) => {
+                        // The kubelet says why the relay could not be reached, if it did.
+                        let said = match opened.error {
+                            Some(error) => {
+                                tokio::time::timeout(std::time::Duration::from_secs(1), error)
+                                    .await
+                                    .ok()
+                                    .flatten()
+                            }
+                            None => None,
+                        };
+                        return Err(error(match said {
+                            Some(said) => format!("{failure}; the port-forward said: {said}"),
+                            None => failure.to_string(),
+                        }));
+                    }
+                }
+            }
+        };
+        let client = Arc::new(client);
         *cached = Some((endpoint.to_string(), client.clone()));
         Ok(client)
     }

@@ -309,6 +309,9 @@ const ATTRIBUTE_INDENT: usize = 8;
 enum Doc {
     /// A scalar as JSON text, or `(known after apply)`.
     Scalar(String),
+    /// A string of several lines, shown as a heredoc (`<<-EOT`), line by line, as Terraform
+    /// shows one.
+    Text(Vec<String>),
     List(Vec<Doc>),
     Map(Vec<(String, Doc)>),
 }
@@ -321,6 +324,12 @@ impl Doc {
                 entries
                     .iter()
                     .map(|(key, value)| (key.clone(), Doc::of_value(value)))
+                    .collect(),
+            ),
+            Value::String(text) if text.trim_end_matches('\n').contains('\n') => Doc::Text(
+                text.trim_end_matches('\n')
+                    .lines()
+                    .map(str::to_string)
                     .collect(),
             ),
             scalar => Doc::Scalar(serde_json::to_string(scalar).unwrap_or_default()),
@@ -344,6 +353,7 @@ impl Doc {
     fn is_scalar(&self) -> bool {
         match self {
             Doc::Scalar(_) => true,
+            Doc::Text(_) => false,
             Doc::List(items) => items.is_empty(),
             Doc::Map(entries) => entries.is_empty(),
         }
@@ -356,6 +366,19 @@ impl Doc {
         let close = " ".repeat(indent + 2);
         match self {
             Doc::Scalar(text) => vec![text.clone()],
+            Doc::Text(lines) => {
+                let body = " ".repeat(indent + 6);
+                let mut out = vec!["<<-EOT".to_string()];
+                out.extend(lines.iter().map(|line| {
+                    if line.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{body}{line}")
+                    }
+                }));
+                out.push(format!("{close}EOT"));
+                out
+            }
             Doc::List(items) if items.is_empty() => vec!["[]".into()],
             Doc::Map(entries) if entries.is_empty() => vec!["{}".into()],
             Doc::List(items) => {

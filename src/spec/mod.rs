@@ -35,12 +35,21 @@ pub fn load(path: &Path) -> Result<Stack, SpecError> {
 /// Reads and validates the stack file at `path`; also gives the warnings (values pwless does
 /// not know but that may be right, such as an instance class newer than its table), which
 /// are `None` when there are none.
+///
+/// `PWLESS_DB_ADMIN_ENDPOINT`, when set, is a tunnel of the user's own to the database: the
+/// stack then takes the `endpoint` path whatever its `database.admin_access` says (no relay
+/// in the cluster).
 pub fn load_with_warnings(path: &Path) -> Result<(Stack, Option<SpecErrors>), SpecError> {
     let bytes = std::fs::read(path).map_err(|source| SpecError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    parse_bytes_with_warnings(path, &bytes).map_err(SpecError::Invalid)
+    let (mut stack, warnings) =
+        parse_bytes_with_warnings(path, &bytes).map_err(SpecError::Invalid)?;
+    if std::env::var_os("PWLESS_DB_ADMIN_ENDPOINT").is_some_and(|value| !value.is_empty()) {
+        stack.database.connection.admin_access = model::AdminAccess::Endpoint;
+    }
+    Ok((stack, warnings))
 }
 
 /// Validates stack text; `path` only names the file in messages.

@@ -114,6 +114,8 @@ pub struct Database {
 /// (`PWLESS_DB_CA_BUNDLE`, `PWLESS_DB_ADMIN_ENDPOINT`, `PWLESS_DB_TLS_SERVER_NAME`).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct DbConnection {
+    /// The path to the database for user management [default: `cluster`].
+    pub admin_access: AdminAccess,
     /// The CA bundle the server certificate must chain to [default: `global-bundle.pem`, the
     /// RDS global bundle, beside the stack file].
     pub ca_bundle: Option<String>,
@@ -121,6 +123,17 @@ pub struct DbConnection {
     pub admin_endpoint: Option<String>,
     /// The name the certificate must carry [default: the cluster endpoint].
     pub tls_server_name: Option<String>,
+}
+
+/// How pwless reaches the Aurora cluster to manage users and grants (`database.admin_access`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AdminAccess {
+    /// Through the stack's EKS cluster: a relay pod pwless runs there, reached through the
+    /// Kubernetes API's pod port-forward. Needs no network path from where pwless runs.
+    #[default]
+    Cluster,
+    /// Straight to the cluster endpoint, or to `admin_endpoint` (a tunnel of the user's own).
+    Endpoint,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -39,6 +39,7 @@ const DATABASE_KEYS: &[&str] = &[
     "users",
     "final_snapshot",
     "ca_bundle",
+    "admin_access",
     "admin_endpoint",
     "tls_server_name",
 ];
@@ -1083,6 +1084,30 @@ impl Checker {
             ),
             None => Some(DatabaseSubnets::Private),
         };
+        let admin_access = match fields.value("admin_access") {
+            Some(node) => self.choice(
+                node,
+                "database.admin_access",
+                &[
+                    ("cluster", AdminAccess::Cluster),
+                    ("endpoint", AdminAccess::Endpoint),
+                ],
+            ),
+            // A tunnel of the user's own means the endpoint path.
+            None => Some(match &admin_endpoint {
+                Some(Some(_)) => AdminAccess::Endpoint,
+                _ => AdminAccess::Cluster,
+            }),
+        };
+        if let (Some(AdminAccess::Cluster), Some(Some((_, span)))) = (admin_access, &admin_endpoint)
+        {
+            self.error(
+                "database.admin_endpoint",
+                *span,
+                "a tunnel's address means nothing with `admin_access: cluster`".to_string(),
+                Some("write `admin_access: endpoint` to use this tunnel, or remove admin_endpoint to go through the EKS cluster".into()),
+            );
+        }
         let users = match fields.value("users") {
             None => Some(Vec::new()),
             Some(node) => self.users(node, master_username.as_deref()),
@@ -1097,6 +1122,7 @@ impl Checker {
             subnets: subnets?,
             final_snapshot: final_snapshot?,
             connection: DbConnection {
+                admin_access: admin_access?,
                 ca_bundle: ca_bundle?.map(|(text, _)| text),
                 admin_endpoint: admin_endpoint?.map(|(text, _)| text),
                 tls_server_name: tls_server_name?.map(|(text, _)| text),

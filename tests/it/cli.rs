@@ -12,7 +12,7 @@ fn plan_prints_to_stdout_and_documents_its_exit_codes() {
     assert_eq!(output.status.code(), Some(0));
     let plan = stdout(&output);
     assert!(
-        plan.contains("\nPlan: 39 to add, 0 to change, 0 to destroy.\n"),
+        plan.contains("\nPlan: 43 to add, 0 to change, 0 to destroy.\n"),
         "{plan}"
     );
     // The plan ends with who may log in as whom, and who administers the cluster.
@@ -31,9 +31,9 @@ fn plan_prints_to_stdout_and_documents_its_exit_codes() {
 
     let output = pwless(&["plan", "-f", file, "--json"], dir.path());
     let plan: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(plan["resource_changes"].as_array().unwrap().len(), 39);
+    assert_eq!(plan["resource_changes"].as_array().unwrap().len(), 43);
     assert_eq!(plan["resource_changes"][0]["action"], "create");
-    assert_eq!(plan["summary"]["add"], 39);
+    assert_eq!(plan["summary"]["add"], 43);
 }
 
 #[test]
@@ -76,7 +76,7 @@ fn a_saved_plan_is_shown_and_refused_when_stale() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let output = pwless(&["show", "plan.json"], dir.path());
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    assert!(stdout(&output).contains("Plan: 39 to add"));
+    assert!(stdout(&output).contains("Plan: 43 to add"));
 
     // A state appears (someone applied meanwhile): the plan no longer applies.
     let mut state = pwless::state::State::new("iam-postgres");

@@ -207,8 +207,7 @@ fn the_demo_page_works_in_chromium_against_the_token_checking_sandbox() {
         .env("DB_USER", "app_user")
         .env("AWS_REGION", "us-west-2")
         .env("RDS_CA_CERT", stack.pg.var("PWLESS_DB_CA_BUNDLE"))
-        .env("DB_HOSTADDR", stack.pg.var("PWLESS_DB_ADMIN_ENDPOINT"))
-        .env("DB_TLS_SERVER_NAME", "localhost");
+        .env("DB_HOSTADDR", stack.pg.var("PWLESS_SANDBOX_DB_ADDRESS"));
     let demo = Demo::start(outsider);
     let (status, error) = demo.api("POST", "/api/table", None);
     assert_eq!(status, 503, "{error}");

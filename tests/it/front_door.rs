@@ -194,9 +194,14 @@ fn the_example_plan_fits_100_columns() {
     let dir = TempDir::new("front-plan-width");
     dir.write("stack.yaml", EXAMPLE);
     let plan = stdout(&pwless(&["plan"], dir.path()));
+    // Only a value that cannot be broken may run longer (an image pinned by digest).
     let wide: Vec<&str> = plan
         .lines()
         .filter(|line| line.chars().count() > 100)
+        .filter(|line| {
+            line.rsplit_once(" = ")
+                .is_none_or(|(_, value)| value.contains(' '))
+        })
         .collect();
     assert!(wide.is_empty(), "{wide:#?}");
     assert!(plan.contains("        + tags                 = {\n            + Name             = \"iam-postgres\"\n"), "{plan}");

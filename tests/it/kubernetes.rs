@@ -28,7 +28,15 @@ pub struct KubeStandin {
 impl KubeStandin {
     /// Admits EKS tokens for `cluster` signed with `access_key`/`secret`, from callers with an
     /// access entry in `moto`.
-    pub fn start(name: &str, cluster: &str, moto: &Moto, access_key: &str, secret: &str) -> Self {
+    /// A port-forward to a relay pod's port 5432 reaches `db_target` (`HOST:PORT`).
+    pub fn start(
+        name: &str,
+        cluster: &str,
+        moto: &Moto,
+        access_key: &str,
+        secret: &str,
+        db_target: &str,
+    ) -> Self {
         let dir = TempDir::new(&format!("kube-{name}"));
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kube-standin.py");
         let static_token = format!("test-{}", uuid::Uuid::new_v4());
@@ -36,7 +44,7 @@ impl KubeStandin {
             .arg(script)
             .args(["--dir", dir.path().to_str().unwrap(), "--cluster", cluster])
             .args(["--aws-key", &format!("{access_key}:{secret}")])
-            .args(["--moto", &moto.endpoint])
+            .args(["--moto", &moto.endpoint, "--db-target", db_target])
             .args(["--deploy-seconds", "0.3", "--lb-seconds", "0.5"])
             .env("KUBE_STANDIN_STATIC_TOKEN", &static_token)
             .stdout(Stdio::piped())
@@ -109,6 +117,27 @@ impl KubeStandin {
     }
 }
 
+impl KubeStandin {
+    /// The port-forwards the stand-in served: namespace, pod, ports and where the relay's
+    /// connection went.
+    pub async fn port_forwards(&self) -> Vec<Value> {
+        let text = self
+            .client()
+            .request_text(
+                http::Request::get("/_standin/requests")
+                    .body(Vec::new())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let requests: Vec<Value> = serde_json::from_str(&text).unwrap();
+        requests
+            .into_iter()
+            .filter(|request| request["subresource"] == "portforward")
+            .collect()
+    }
+}
+
 impl Drop for KubeStandin {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -138,6 +167,101 @@ fn in_namespace(
     plural: &str,
 ) -> kube::Api<DynamicObject> {
     kube::Api::namespaced_with(client.clone(), "demo", &resource(api_version, kind, plural))
+}
+
+/// The database relay's objects (namespace `pwless`).
+fn relay_object(
+    client: &kube::Client,
+    api_version: &str,
+    kind: &str,
+    plural: &str,
+) -> kube::Api<DynamicObject> {
+    kube::Api::namespaced_with(
+        client.clone(),
+        pwless::relay::NAMESPACE,
+        &resource(api_version, kind, plural),
+    )
+}
+
+/// What a test that reaches the database through the cluster checks: the relay was made
+/// before the users, as a hardened pod allowed to reach only the database port, and every
+/// database connection of the run went through a port-forward to it, reaching the database.
+fn assert_users_made_through_the_relay(stack: &FullStack, rt: &tokio::runtime::Runtime, log: &str) {
+    let position = |text: &str| {
+        log.find(text)
+            .unwrap_or_else(|| panic!("`{text}` not in:\n{log}"))
+    };
+    assert!(
+        position("kubernetes_network_policy.pwless/db-relay: created")
+            < position("kubernetes_db_relay.pwless/db-relay: created")
+    );
+    assert!(
+        position("kubernetes_db_relay.pwless/db-relay: created")
+            < position("postgresql_role.user[app_user]: created")
+    );
+    let kube = stack.kube.client();
+    let (relay, policy) = rt.block_on(async {
+        (
+            relay_object(&kube, "apps/v1", "Deployment", "deployments")
+                .get(pwless::relay::NAME)
+                .await
+                .unwrap(),
+            relay_object(
+                &kube,
+                "networking.k8s.io/v1",
+                "NetworkPolicy",
+                "networkpolicies",
+            )
+            .get(pwless::relay::NAME)
+            .await
+            .unwrap(),
+        )
+    });
+    let pod = &relay.data["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert!(
+        container["image"].as_str().unwrap().contains("@sha256:"),
+        "the relay image is pinned by digest: {container}"
+    );
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(
+        container["securityContext"]["allowPrivilegeEscalation"],
+        false
+    );
+    assert_eq!(
+        container["securityContext"]["capabilities"]["drop"],
+        json!(["ALL"])
+    );
+    assert!(container["resources"]["limits"]["memory"].is_string());
+    assert!(container["resources"]["requests"]["cpu"].is_string());
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    let spec = &policy.data["spec"];
+    assert_eq!(spec["policyTypes"], json!(["Ingress", "Egress"]));
+    assert!(spec["ingress"].is_null(), "no ingress: {spec}");
+    assert_eq!(
+        spec["egress"][0]["ports"],
+        json!([{"protocol": "TCP", "port": 5432}])
+    );
+    assert_eq!(spec["egress"][0]["to"][0]["ipBlock"]["cidr"], "10.0.0.0/16");
+    let forwards = rt.block_on(stack.kube.port_forwards());
+    assert!(
+        !forwards.is_empty(),
+        "no port-forward: the database was reached another way"
+    );
+    for forward in &forwards {
+        assert_eq!(forward["namespace"], pwless::relay::NAMESPACE, "{forward}");
+        assert!(
+            forward["name"].as_str().unwrap().starts_with("db-relay-"),
+            "{forward}"
+        );
+        assert_eq!(forward["ports"], json!([5432]), "{forward}");
+        assert_eq!(
+            forward["target"],
+            stack.pg.var("PWLESS_SANDBOX_DB_ADDRESS"),
+            "{forward}"
+        );
+    }
 }
 
 /// IAM hands policy documents back URL-encoded.
@@ -190,9 +314,17 @@ impl FullStack {
             );
         let file = dir.write("stack.yaml", &edit(text));
         let moto = Moto::start();
+        let pg = LocalPostgres::checking_tokens(test, &moto);
         FullStack {
-            pg: LocalPostgres::checking_tokens(test, &moto),
-            kube: KubeStandin::start(test, &name, &moto, "testing", "testing"),
+            kube: KubeStandin::start(
+                test,
+                &name,
+                &moto,
+                "testing",
+                "testing",
+                pg.var("PWLESS_SANDBOX_DB_ADDRESS"),
+            ),
+            pg,
             moto,
             name,
             dir,
@@ -210,12 +342,20 @@ impl FullStack {
         command
     }
 
-    /// pwless with the environment of all three sandboxes, no arguments yet.
+    /// pwless with the environment of all three sandboxes, no arguments yet. The database is
+    /// reached as on AWS, through the relay in the cluster: neither the sandbox PostgreSQL's
+    /// address (`PWLESS_DB_ADMIN_ENDPOINT`) nor a name override (`PWLESS_DB_TLS_SERVER_NAME`)
+    /// is given; its certificate names the cluster endpoint, as RDS's do.
     pub fn pwless(&self) -> Command {
         let mut command = self.moto.command(self.dir.path());
         for (key, value) in &self.pg.env {
-            command.env(key, value);
+            if key != "PWLESS_DB_ADMIN_ENDPOINT" && key != "PWLESS_DB_TLS_SERVER_NAME" {
+                command.env(key, value);
+            }
         }
+        command
+            .env_remove("PWLESS_DB_ADMIN_ENDPOINT")
+            .env_remove("PWLESS_DB_TLS_SERVER_NAME");
         for (key, value) in self.kube.env() {
             command.env(key, value);
         }
@@ -332,6 +472,7 @@ fn the_example_stack_applies_end_to_end_and_every_link_checks_out() {
     ] {
         assert!(stderr(&output).contains(created), "{}", stderr(&output));
     }
+    assert_users_made_through_the_relay(&stack, &rt, &stderr(&output));
 
     // IAM: the exact trust and permission documents of the service account's role.
     let clients = rt.block_on(crate::aws::clients(&stack.moto));
@@ -503,6 +644,27 @@ fn the_example_stack_applies_end_to_end_and_every_link_checks_out() {
         .collect();
     assert_eq!(writes, Vec::<String>::new());
 
+    // Someone revokes a privilege in the database: the plan reads the grants through the
+    // relay, shows the drift, and apply puts the privilege back.
+    let forwards_before = rt.block_on(stack.kube.port_forwards()).len();
+    rt.block_on(async {
+        let su = crate::aws::superuser(&stack.pg).await;
+        su.batch_execute("revoke create on schema public from app_user")
+            .await
+            .unwrap();
+    });
+    crate::common::assert_plans_one_drift_repair(
+        &stack.run(&["plan", "--detailed-exitcode"]),
+        "postgresql_grant.user[app_user]",
+    );
+    assert!(rt.block_on(stack.kube.port_forwards()).len() > forwards_before);
+    let output = stack.run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        stack.run(&["plan", "--detailed-exitcode"]).status.code(),
+        Some(0)
+    );
+
     // Someone scales the app by hand: the plan shows it, apply takes the field back.
     rt.block_on(async {
         in_namespace(&kube, "apps/v1", "Deployment", "deployments")
@@ -550,14 +712,17 @@ fn the_example_stack_applies_end_to_end_and_every_link_checks_out() {
             < position("aws_internet_gateway.main: destroyed")
     );
     assert!(
-        log.contains("Destroy complete. Resources: 0 added, 0 changed, 39 destroyed."),
+        log.contains("Destroy complete. Resources: 0 added, 0 changed, 43 destroyed."),
         "{log}"
     );
-    assert!(
-        rt.block_on(namespaces(&kube).get_opt("demo"))
-            .unwrap()
-            .is_none()
-    );
+    for namespace in ["demo", pwless::relay::NAMESPACE] {
+        assert!(
+            rt.block_on(namespaces(&kube).get_opt(namespace))
+                .unwrap()
+                .is_none(),
+            "namespace {namespace} is left"
+        );
+    }
     let left = rt.block_on(crate::aws::live(&clients, &stack.name));
     assert!(crate::aws::nothing(&left), "{left:?}");
 }

@@ -31,8 +31,8 @@ fn manifests_validate_against_the_kubernetes_schemas_before_and_after_apply() {
     let yaml = stdout(&before);
     assert_eq!(
         yaml.matches("\n---\n").count() + 1,
-        4,
-        "namespace, service account, deployment, service:\n{yaml}"
+        8,
+        "two namespaces, service account, deployment, service, and the database relay's config map, network policy and deployment:\n{yaml}"
     );
     assert!(yaml.contains("eks.amazonaws.com/role-arn: \"<known after apply>\""));
     let checked = validate(dir.path(), &yaml);

@@ -125,6 +125,8 @@ const CASES: &[Case] = &[
             ("aws_iam_role_policy.irsa[demo/demo-app]", Action::Update),
             // DB_ENDPOINT and DB_NAME change.
             ("kubernetes_deployment.demo/pwless-demo", Action::Update),
+            // The relay forwards to the new cluster's endpoint: known after apply.
+            ("kubernetes_db_relay.pwless/db-relay", Action::Update),
         ],
         replace_paths: &[("aws_rds_cluster.main", &["database_name"])],
     },
@@ -228,6 +230,11 @@ fn removed_users_and_access_are_deleted_dependents_first() {
         "kubernetes_service_account.demo/demo-app",
         "kubernetes_deployment.demo/pwless-demo",
         "kubernetes_service.demo/pwless-demo",
+        // No user left to manage: no relay either.
+        "kubernetes_namespace.pwless",
+        "kubernetes_config_map.pwless/db-relay",
+        "kubernetes_network_policy.pwless/db-relay",
+        "kubernetes_db_relay.pwless/db-relay",
     ];
     assert_eq!(found.len(), gone.len(), "{found:?}");
     assert!(gone.iter().all(|address| found[address] == Action::Delete));
@@ -251,6 +258,11 @@ fn removed_users_and_access_are_deleted_dependents_first() {
     assert!(
         position("kubernetes_service_account.demo/demo-app")
             < position("kubernetes_namespace.demo")
+    );
+    // The users are dropped through the relay, which goes after them.
+    assert!(
+        position("postgresql_role.user[app_user]")
+            < position("kubernetes_db_relay.pwless/db-relay")
     );
     let role_delete = plan.change("aws_iam_role.irsa[demo/demo-app]").unwrap();
     assert_eq!(
