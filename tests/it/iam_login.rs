@@ -133,9 +133,16 @@ fn a_service_account_logs_in_as_its_own_user_and_nothing_else() {
         "{}",
         stack.verifier_log()
     );
-    // The right user, but credentials whose principal has no rds-db:connect at all.
+    // The right user, but credentials whose principal has no rds-db:connect at all. From
+    // outside the VPC, `pwless connect` goes through the relay in the cluster (a port-forward
+    // per connection), and it is PostgreSQL itself that refuses.
+    let forwards = stack.port_forward_count();
     let output = stack.login(None, "app_user");
     assert!(refused(&output, "app_user"), "{}", stderr(&output));
+    assert!(
+        stack.port_forward_count() > forwards,
+        "connect did not go through the cluster"
+    );
 
     // Tokens made here from the service account's own credentials: a fresh one is admitted,
     // an expired or tampered one is not, nor one for the master user, nor one without TLS.

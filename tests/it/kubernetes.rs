@@ -303,10 +303,22 @@ impl FullStack {
 
     /// The example stack changed by `edit`.
     pub fn with(test: &str, edit: impl FnOnce(String) -> String) -> Self {
+        Self::of(test, EXAMPLE, edit)
+    }
+
+    /// The stack `text` (named `iam-postgres` or `with-users`), named for the test, without a
+    /// final snapshot, changed by `edit`.
+    pub fn of(test: &str, text: &str, edit: impl FnOnce(String) -> String) -> Self {
         let name = format!("t{}-{test}", std::process::id());
         let dir = TempDir::new(&name);
-        let text = EXAMPLE
+        let text: String = text
+            .lines()
+            .filter(|line| !line.starts_with("  final_snapshot:"))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let text = text
             .replacen("stack: iam-postgres", &format!("stack: {name}"), 1)
+            .replacen("stack: with-users", &format!("stack: {name}"), 1)
             .replacen(
                 "  subnets: private",
                 "  final_snapshot: false\n  subnets: private",
@@ -373,6 +385,13 @@ impl FullStack {
             .path()
             .join("state")
             .join(format!("{}.json", self.name))
+    }
+
+    /// How many port-forwards to the database relay the stand-in has served.
+    pub fn port_forward_count(&self) -> usize {
+        let rt = runtime();
+        let _inside = rt.enter();
+        rt.block_on(self.kube.port_forwards()).len()
     }
 
     pub fn output(&self, name: &str) -> String {
@@ -772,6 +791,98 @@ fn a_cluster_deleted_by_hand_takes_its_objects_with_it_and_destroy_still_works()
     }
     let output = without_overrides(&["destroy", "--auto-approve"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let left = rt.block_on(crate::aws::live(&clients, &stack.name));
+    assert!(crate::aws::nothing(&left), "{left:?}");
+}
+
+#[test]
+fn a_stack_of_another_shape_manages_its_users_through_the_relay_from_apply_to_destroy() {
+    // No app and no access entries (the relay is the only Kubernetes object), three zones,
+    // two instances, two users; the database is reached only through the cluster.
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/with-users.yaml"),
+    )
+    .unwrap();
+    let stack = FullStack::of("shape", &text, |text| {
+        text.replacen("availability_zones: 2", "availability_zones: 3", 1)
+            .replacen("instances: 1", "instances: 2", 1)
+    });
+    let rt = runtime();
+    let _inside = rt.enter();
+    let output = stack.run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let log = stderr(&output);
+    for user in ["app_user", "reporting"] {
+        assert!(
+            log.find("kubernetes_db_relay.pwless/db-relay: created")
+                < log.find(&format!("postgresql_grant.user[{user}]: created")),
+            "{log}"
+        );
+    }
+    assert!(stack.port_forward_count() > 0);
+    let roles = |rt: &tokio::runtime::Runtime| {
+        rt.block_on(async {
+            let su = crate::aws::superuser(&stack.pg).await;
+            su.query(
+                "select rolname from pg_roles where pg_has_role(oid, 'rds_iam', 'member') and rolname <> 'rds_iam' and not rolsuper order by 1",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get::<_, String>(0))
+            .collect::<Vec<_>>()
+        })
+    };
+    assert_eq!(roles(&rt), ["app_user", "reporting"]);
+    assert_eq!(
+        stack.run(&["plan", "--detailed-exitcode"]).status.code(),
+        Some(0)
+    );
+
+    // Drift made in the database is read through the relay and repaired.
+    rt.block_on(async {
+        let su = crate::aws::superuser(&stack.pg).await;
+        su.batch_execute("revoke usage on schema public from reporting")
+            .await
+            .unwrap();
+    });
+    crate::common::assert_plans_one_drift_repair(
+        &stack.run(&["plan", "--detailed-exitcode"]),
+        "postgresql_grant.user[reporting]",
+    );
+    let output = stack.run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+
+    // A user removed from the stack is dropped through the relay.
+    let text = std::fs::read_to_string(&stack.file).unwrap();
+    std::fs::write(
+        &stack.file,
+        text.replacen(
+            "    - name: reporting\n      privileges: [connect, usage, select]\n",
+            "",
+            1,
+        ),
+    )
+    .unwrap();
+    let output = stack.run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(roles(&rt), ["app_user"]);
+    assert_eq!(
+        stack.run(&["plan", "--detailed-exitcode"]).status.code(),
+        Some(0)
+    );
+
+    // Destroy leaves no relay, no namespace and nothing in AWS.
+    let output = stack.run(&["destroy", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let kube = stack.kube.client();
+    assert!(
+        rt.block_on(namespaces(&kube).get_opt(pwless::relay::NAMESPACE))
+            .unwrap()
+            .is_none()
+    );
+    let clients = rt.block_on(crate::aws::clients(&stack.moto));
     let left = rt.block_on(crate::aws::live(&clients, &stack.name));
     assert!(crate::aws::nothing(&left), "{left:?}");
 }
