@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::common::{EXAMPLE, example_with, stack_from};
-use pwless::spec::model::{MasterPassword, NatGateways, Privilege};
+use pwless::spec::model::{AdminAccess, MasterPassword, NatGateways, Privilege};
 
 struct Case {
     name: &'static str,
@@ -134,6 +134,22 @@ const CASES: &[Case] = &[
         message: "`singel` is not a valid value for `network.nat_gateways`",
         line: 10,
         help: Some("did you mean `single`?"),
+    },
+    Case {
+        name: "unknown admin access path",
+        from: "  subnets: private",
+        to: "  subnets: private\n  admin_access: tunnel",
+        message: "admin_access",
+        line: 24,
+        help: Some("use one of: cluster, endpoint"),
+    },
+    Case {
+        name: "a tunnel with the cluster path",
+        from: "  subnets: private",
+        to: "  subnets: private\n  admin_access: cluster\n  admin_endpoint: 127.0.0.1:15432",
+        message: "means nothing with `admin_access: cluster`",
+        line: 25,
+        help: Some("admin_access: endpoint"),
     },
     Case {
         name: "overlapping subnets",
@@ -587,6 +603,16 @@ fn optional_sections_may_be_left_out_and_defaults_apply() {
     assert!(stack.access.is_empty() && stack.app.is_none() && stack.database.users.is_empty());
     assert_eq!(stack.network.nat_gateways, NatGateways::Single);
     assert_eq!(stack.database.master_password, MasterPassword::Managed);
+    // The database is reached through the cluster unless the stack names a tunnel.
+    assert_eq!(stack.database.connection.admin_access, AdminAccess::Cluster);
+    let tunnelled = stack_from(&minimal.replace(
+        "master_username: postgres}",
+        "master_username: postgres, admin_endpoint: \"127.0.0.1:15432\"}",
+    ));
+    assert_eq!(
+        tunnelled.database.connection.admin_access,
+        AdminAccess::Endpoint
+    );
     assert_eq!(
         stack.network.availability_zones,
         ["eu-central-1a", "eu-central-1b", "eu-central-1c"]
