@@ -18,7 +18,7 @@ use crate::secret::Secret;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("cannot read the CA bundle {}: {source}; point database.ca_bundle or PWLESS_DB_CA_BUNDLE at the RDS bundle (https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem)", path.display())]
+    #[error("cannot read the CA bundle {}: {source}; point database.ca_bundle or PWLESS_DB_CA_BUNDLE at the RDS bundle, or name none and pwless fetches it (https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem)", path.display())]
     CaBundle {
         path: PathBuf,
         source: std::io::Error,
@@ -260,11 +260,15 @@ where
 
 /// pwless's own connection settings for a stack: the stack's `database` keys, each overridden
 /// by the environment (`PWLESS_DB_CA_BUNDLE`, `PWLESS_DB_ADMIN_ENDPOINT`,
-/// `PWLESS_DB_TLS_SERVER_NAME`); the CA bundle defaults to `global-bundle.pem`, and a relative
-/// path starts at the stack file's directory.
+/// `PWLESS_DB_TLS_SERVER_NAME`); a relative path starts at the stack file's directory. Without
+/// a bundle named, `global-bundle.pem` beside the stack file, else the user's cached copy of
+/// the RDS bundle ([`crate::ca_bundle`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub ca_bundle: PathBuf,
+    /// Where to fetch the CA bundle from when `ca_bundle` is the user's cache and not there
+    /// yet ([`crate::ca_bundle`]); `None` when the user named the bundle.
+    pub ca_bundle_url: Option<String>,
     pub admin_endpoint: Option<String>,
     pub tls_server_name: Option<String>,
 }
@@ -277,11 +281,21 @@ impl Settings {
                 .filter(|value| !value.is_empty())
                 .or_else(|| from_stack.clone())
         };
+        // The user's bundle, else one beside the stack file, else the cache (fetched when
+        // first needed); with no cache directory at all, the file beside the stack.
+        let beside = stack_dir.join("global-bundle.pem");
+        let (ca_bundle, ca_bundle_url) = match setting("PWLESS_DB_CA_BUNDLE", &connection.ca_bundle)
+        {
+            Some(path) => (stack_dir.join(path), None),
+            None if beside.exists() => (beside, None),
+            None => match crate::ca_bundle::cache_path() {
+                Some(cached) => (cached, Some(crate::ca_bundle::url())),
+                None => (beside, None),
+            },
+        };
         Settings {
-            ca_bundle: stack_dir.join(
-                setting("PWLESS_DB_CA_BUNDLE", &connection.ca_bundle)
-                    .unwrap_or_else(|| "global-bundle.pem".into()),
-            ),
+            ca_bundle,
+            ca_bundle_url,
             admin_endpoint: setting("PWLESS_DB_ADMIN_ENDPOINT", &connection.admin_endpoint),
             tls_server_name: setting("PWLESS_DB_TLS_SERVER_NAME", &connection.tls_server_name),
         }

@@ -16,10 +16,12 @@
 //!   giving a complete [`plan::Plan`]; destroy is a mode of the same planner.
 //! - [`render`]: one plan, rendered for people (the `+ ~ -/+ -` legend) and as JSON.
 //! - [`relay`]: the database relay in the EKS cluster, pwless's path to a private database.
+//! - [`ca_bundle`]: the RDS CA bundle, found or fetched and cached.
 //! - [`cli`]: the commands; `main.rs` only calls [`cli::main`].
 //! - [`errors`]: an error and its causes as one line for people.
 //! - [`testing`]: fixtures for this crate's own tests and benchmarks (hidden).
 
+pub mod ca_bundle;
 pub mod cli;
 pub mod db;
 pub mod demo;

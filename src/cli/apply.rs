@@ -108,7 +108,7 @@ fn plan_and_run(
                 super::stack_dir(&stack_args.file()?),
             );
             refuse_on_problems(
-                super::preflight::check(&plan, &provider.config, Some(&settings.ca_bundle)).await,
+                super::preflight::check(&plan, &provider.config, Some(&settings)).await,
             )?;
             run(plan, journal, provider, common, style).await
         })

@@ -93,8 +93,7 @@ pub fn run(args: PlanArgs, style: Style) -> anyhow::Result<u8> {
             // What apply would refuse, said now (the plan itself is still shown).
             let settings =
                 crate::db::Settings::for_stack(&stack.database.connection, super::stack_dir(&file));
-            let findings =
-                super::preflight::check(&plan, &provider.config, Some(&settings.ca_bundle)).await;
+            let findings = super::preflight::check(&plan, &provider.config, Some(&settings)).await;
             for problem in &findings.problems {
                 eprintln!("warning: apply would refuse: {problem}");
             }

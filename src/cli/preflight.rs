@@ -4,7 +4,8 @@
 //!
 //! - every `PWLESS_*` override that pwless reads parses (`PWLESS_DB_CONNECT_TIMEOUT`,
 //!   `PWLESS_DB_ADMIN_ENDPOINT`, `PWLESS_KUBE_API_URL`);
-//! - the CA bundle is there and holds certificates, when the plan changes database users;
+//! - the CA bundle is there and holds certificates, when the plan changes database users (the
+//!   user's cached copy of the RDS bundle is fetched now when it is the one and missing);
 //! - the caller (STS `GetCallerIdentity`) is one of the cluster admins the plan leaves in place,
 //!   when the plan changes Kubernetes objects: EKS admits only callers with an access entry
 //!   (authentication mode `API`). On a cluster this plan creates, the stack's
@@ -14,8 +15,6 @@
 //!
 //! AWS credentials are checked before this, when the run first needs the cloud
 //! ([`super::engine::check_credentials`]).
-
-use std::path::Path;
 
 use crate::graph::Provider;
 use crate::plan::{Action, Plan};
@@ -31,7 +30,7 @@ pub(crate) struct Findings {
 pub(crate) async fn check(
     plan: &Plan,
     config: &aws_config::SdkConfig,
-    ca_bundle: Option<&Path>,
+    database: Option<&crate::db::Settings>,
 ) -> Findings {
     let mut problems = environment_problems();
     let mut warnings = Vec::new();
@@ -40,11 +39,20 @@ pub(crate) async fn check(
             .iter()
             .any(|change| change.kind.provider() == provider && change.makes_call())
     };
-    if let Some(bundle) = ca_bundle
+    if let Some(settings) = database
         && changes(Provider::Postgres)
-        && let Err(error) = crate::db::tls_config(bundle)
     {
-        problems.push(error.to_string());
+        // The user's cached copy of the RDS bundle is fetched now if it is not there yet.
+        let fetched = match &settings.ca_bundle_url {
+            Some(url) => crate::ca_bundle::ensure(&settings.ca_bundle, url).await,
+            None => Ok(false),
+        };
+        match fetched.and_then(|_| {
+            crate::db::tls_config(&settings.ca_bundle).map_err(|error| error.to_string())
+        }) {
+            Ok(_) => {}
+            Err(problem) => problems.push(problem),
+        }
     }
     if changes(Provider::Kubernetes) {
         let admins = planned_admins(plan);

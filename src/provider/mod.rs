@@ -131,6 +131,7 @@ impl Providers {
                     master_username: stack.database.master_username.clone(),
                     master_password: stack.database.master_password.clone(),
                     ca_bundle: settings.ca_bundle.clone(),
+                    ca_bundle_url: settings.ca_bundle_url.clone(),
                     admin_endpoint: settings.admin_endpoint.clone(),
                     tls_server_name: settings.tls_server_name.clone(),
                 },

@@ -32,6 +32,8 @@ pub struct PostgresSettings {
     pub master_username: String,
     pub master_password: MasterPassword,
     pub ca_bundle: PathBuf,
+    /// Where to fetch the bundle from when it is the user's cache and not there yet.
+    pub ca_bundle_url: Option<String>,
     pub admin_endpoint: Option<String>,
     pub tls_server_name: Option<String>,
 }
@@ -245,6 +247,11 @@ impl PostgresProvider {
             database: self.settings.database.clone(),
             ca_bundle: self.settings.ca_bundle.clone(),
         };
+        if let Some(url) = &self.settings.ca_bundle_url {
+            crate::ca_bundle::ensure(&self.settings.ca_bundle, url)
+                .await
+                .map_err(error)?;
+        }
         let (user, password) = self
             .master(connection.get("master_secret_arn").and_then(Value::as_str))
             .await?;

@@ -61,6 +61,7 @@ impl Moto {
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env_remove("AWS_SESSION_TOKEN")
             .env_remove("AWS_PROFILE");
+        crate::common::offline_ca_bundle(&mut command, dir);
         command
     }
 }

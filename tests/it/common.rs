@@ -54,12 +54,20 @@ impl Drop for TempDir {
 }
 
 pub fn pwless(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pwless"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run pwless")
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pwless"));
+    command.args(args).current_dir(dir).env("NO_COLOR", "1");
+    offline_ca_bundle(&mut command, dir);
+    command.output().expect("run pwless")
+}
+
+/// Keeps the RDS CA bundle cache inside the test's directory and its address unreachable, so
+/// a test behaves the same with or without internet and never writes to the user's home
+/// (tests that fetch the bundle set their own address: tests/it/ca_bundle.rs).
+pub fn offline_ca_bundle(command: &mut Command, dir: &Path) {
+    command.env("XDG_CACHE_HOME", dir.join(".cache")).env(
+        "PWLESS_RDS_CA_BUNDLE_URL",
+        "https://127.0.0.1:1/global/global-bundle.pem",
+    );
 }
 
 pub fn stdout(output: &Output) -> String {

@@ -2,6 +2,7 @@
 
 mod aws;
 mod backends;
+mod ca_bundle;
 mod cli;
 mod common;
 mod demo;
