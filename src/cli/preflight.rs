@@ -184,7 +184,7 @@ async fn caller(config: &aws_config::SdkConfig) -> Result<String, String> {
         .get_caller_identity()
         .send()
         .await
-        .map_err(|error| aws_sdk_sts::error::DisplayErrorContext(&error).to_string())?;
+        .map_err(|error| crate::errors::chain(&error))?;
     identity
         .arn()
         .map(str::to_string)

@@ -98,7 +98,7 @@ fn run_as(args: RunArgs) -> anyhow::Result<u8> {
             .map_err(|error| {
                 UserError(format!(
                     "cannot read IAM role {role_name}: {}",
-                    aws_sdk_iam::error::DisplayErrorContext(error)
+                    crate::errors::chain(&error)
                 ))
             })?;
         let document = role
@@ -136,7 +136,7 @@ fn run_as(args: RunArgs) -> anyhow::Result<u8> {
             .map_err(|error| {
                 UserError(format!(
                     "the sandbox STS refused {subject} the role {role_name}: {}",
-                    aws_sdk_sts::error::DisplayErrorContext(error)
+                    crate::errors::chain(&error)
                 ))
             })?;
         assumed

@@ -419,10 +419,10 @@ async fn run<P: Provider>(
                     Vec::new(),
                 )
                 .await?;
-            provider
-                .delete(&resource)
-                .await
-                .map_err(|error| error.message)?;
+            if let Err(error) = provider.delete(&resource).await {
+                settle_failed(journal, address, &error, false).await?;
+                return Err(error.message);
+            }
             journal.deleted(address).await?;
             Ok(Done::new("destroyed", resource.id))
         }
@@ -456,10 +456,13 @@ async fn run<P: Provider>(
                             Vec::new(),
                         )
                         .await?;
-                    let applied = provider
-                        .update(&resource, &inputs, &change.changed)
-                        .await
-                        .map_err(|error| error.message)?;
+                    let applied = match provider.update(&resource, &inputs, &change.changed).await {
+                        Ok(applied) => applied,
+                        Err(error) => {
+                            settle_failed(journal, address, &error, false).await?;
+                            return Err(error.message);
+                        }
+                    };
                     let id = applied.id.clone();
                     journal
                         .recorded(
@@ -488,11 +491,13 @@ async fn run<P: Provider>(
                     let applied = match provider.create(address, change.kind, &inputs).await {
                         Ok(applied) => applied,
                         Err(error) => {
-                            // A create that may have happened stays pending for adoption; one
-                            // that is safe to repeat is simply planned again.
-                            if change.kind.create_is_idempotent() {
-                                journal.forget_pending(address).await?;
-                            }
+                            settle_failed(
+                                journal,
+                                address,
+                                &error,
+                                change.kind.create_is_idempotent(),
+                            )
+                            .await?;
                             return Err(error.message);
                         }
                     };
@@ -511,6 +516,22 @@ async fn run<P: Provider>(
             }
         }
     }
+}
+
+/// After a failed call: an operation that may have taken effect stays pending, for the next
+/// run to settle (adopt a create, refresh the rest); one that surely did not (the error is
+/// [`crate::provider::ErrorKind::Local`]: nothing reached the service) or that is safe to
+/// repeat (`repeatable`) is cleared, and the next plan simply plans it again.
+async fn settle_failed(
+    journal: &Journal,
+    address: &str,
+    error: &crate::provider::ProviderError,
+    repeatable: bool,
+) -> Result<(), String> {
+    if repeatable || error.kind == crate::provider::ErrorKind::Local {
+        journal.forget_pending(address).await?;
+    }
+    Ok(())
 }
 
 /// The change's inputs with every "known after apply" value looked up in the state as it is

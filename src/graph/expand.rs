@@ -577,6 +577,9 @@ impl Expander<'_> {
         // Where pwless reaches the cluster to manage users: through the relay in the EKS
         // cluster, else straight (a tunnel may stand in between).
         let mut connection = std::collections::BTreeMap::from([
+            // The database the users live in: a refresh after `database.name` changed still
+            // reads them where they are.
+            ("database".to_string(), Expr::from(database.name.as_str())),
             ("endpoint".to_string(), Expr::output(&rds, "endpoint")),
             ("port".to_string(), Expr::output(&rds, "port")),
             (

@@ -35,6 +35,9 @@ pub enum ErrorKind {
     Retryable,
     /// The input is wrong or the cloud refuses for good.
     Permanent,
+    /// Nothing reached the resource's service (no connection was made, no statement sent):
+    /// nothing changed, so the operation is not left pending. Not retried.
+    Local,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -52,6 +55,14 @@ impl ProviderError {
             kind: ErrorKind::Permanent,
             code: None,
             message: message.into(),
+        }
+    }
+
+    /// The same error, marked as one that happened before anything reached the service.
+    pub fn local(self) -> Self {
+        ProviderError {
+            kind: ErrorKind::Local,
+            ..self
         }
     }
 }

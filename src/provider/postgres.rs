@@ -183,12 +183,7 @@ impl PostgresProvider {
                     .secret_id(arn)
                     .send()
                     .await
-                    .map_err(|e| {
-                        error(format!(
-                            "cannot read the master secret: {}",
-                            aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
-                        ))
-                    })?;
+                    .map_err(crate::provider::aws::sdk_error("read the master secret"))?;
                 let text = Secret::new(out.secret_string().unwrap_or_default().to_string());
                 let parsed: Value = serde_json::from_str(text.expose())
                     .map_err(|_| error("the master secret is not the JSON RDS writes"))?;
@@ -206,8 +201,13 @@ impl PostgresProvider {
         }
     }
 
-    /// A connection to the cluster the inputs name, made once and shared.
+    /// A connection to the cluster the inputs name, made once and shared. Its errors are
+    /// [`super::ErrorKind::Local`]: no statement was sent, so nothing changed.
     async fn client(&self, inputs: &Inputs) -> Result<Arc<tokio_postgres::Client>, ProviderError> {
+        self.connect(inputs).await.map_err(ProviderError::local)
+    }
+
+    async fn connect(&self, inputs: &Inputs) -> Result<Arc<tokio_postgres::Client>, ProviderError> {
         let connection = inputs
             .get("connection")
             .ok_or_else(|| error("input `connection` is missing"))?;
@@ -220,9 +220,16 @@ impl PostgresProvider {
             .and_then(Value::as_u64)
             .and_then(|port| u16::try_from(port).ok())
             .unwrap_or(5432);
+        // The database the resource records (states written before it was recorded: the
+        // stack's).
+        let database = connection
+            .get("database")
+            .and_then(Value::as_str)
+            .unwrap_or(&self.settings.database);
+        let key = format!("{endpoint}/{database}");
         let mut cached = self.client.lock().await;
-        if let Some((key, client)) = cached.as_ref()
-            && key == endpoint
+        if let Some((cached_key, client)) = cached.as_ref()
+            && *cached_key == key
             && !client.is_closed()
         {
             return Ok(client.clone());
@@ -244,7 +251,7 @@ impl PostgresProvider {
                 .unwrap_or_else(|| endpoint.to_string()),
             address,
             port,
-            database: self.settings.database.clone(),
+            database: database.to_string(),
             ca_bundle: self.settings.ca_bundle.clone(),
         };
         if let Some(url) = &self.settings.ca_bundle_url {
@@ -295,7 +302,7 @@ impl PostgresProvider {
             }
         };
         let client = Arc::new(client);
-        *cached = Some((endpoint.to_string(), client.clone()));
+        *cached = Some((key, client.clone()));
         Ok(client)
     }
 

@@ -1291,3 +1291,85 @@ fn removing_the_last_user_drops_it_and_destroy_needs_no_database() {
         serde_json::from_slice(&std::fs::read(stack.state_path()).unwrap()).unwrap();
     assert_eq!(state["resources"], serde_json::json!([]));
 }
+
+#[test]
+fn a_database_change_that_never_reached_the_database_is_not_left_pending() {
+    // The endpoint path, with nothing listening there: the role's create fails before any
+    // statement is sent, so the state keeps no pending operation for it (a local error), and
+    // the next apply simply creates it.
+    let with_user = "  final_snapshot: false\n  users:\n    - {name: app_user, privileges: [connect, usage, select]}\n";
+    let stack = Stack::new("localerror", with_user);
+    let pg = crate::postgres::LocalPostgres::start("localerror");
+    let run = |args: &[&str], endpoint: &str| {
+        let mut command = stack.command(args);
+        for (key, value) in &pg.env {
+            command.env(key, value);
+        }
+        command
+            .env("PWLESS_DB_ADMIN_ENDPOINT", endpoint)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let output = run(&["apply", "--auto-approve"], "127.0.0.1:1");
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("127.0.0.1:1") && stderr(&output).contains("refused"),
+        "{}",
+        stderr(&output)
+    );
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(stack.state_path()).unwrap()).unwrap();
+    assert_eq!(state["pending_operations"], serde_json::json!([]));
+    assert!(
+        !state["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|resource| resource["address"] == "postgresql_role.user[app_user]")
+    );
+    let output = run(
+        &["apply", "--auto-approve"],
+        pg.var("PWLESS_DB_ADMIN_ENDPOINT"),
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("postgresql_role.user[app_user]: created"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!stderr(&output).contains("settling"), "{}", stderr(&output));
+}
+
+#[test]
+fn a_refreshed_plan_after_a_database_rename_reads_the_users_where_they_are() {
+    // Renaming the database used to fail the refresh with "db error": the users were read by
+    // connecting to the new database, which does not exist until apply.
+    let with_user = "  final_snapshot: false\n  users:\n    - {name: app_user, privileges: [connect, usage, select]}\n";
+    let stack = Stack::new("rename", with_user);
+    let pg = crate::postgres::LocalPostgres::start("rename");
+    let run = |args: &[&str]| {
+        let mut command = stack.command(args);
+        for (key, value) in &pg.env {
+            command.env(key, value);
+        }
+        command.stdin(Stdio::null()).output().unwrap()
+    };
+    let output = run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = std::fs::read_to_string(&stack.file).unwrap();
+    std::fs::write(
+        &stack.file,
+        text.replacen("name: appdb", "name: otherdb", 1),
+    )
+    .unwrap();
+    let output = run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let plan = stdout(&output);
+    assert!(
+        plan.contains("-/+ aws_rds_cluster.main"),
+        "{plan}{}",
+        stderr(&output)
+    );
+    assert!(!stderr(&output).contains("db error"), "{}", stderr(&output));
+}

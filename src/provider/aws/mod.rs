@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use aws_config::BehaviorVersion;
 // Every service crate re-exports the same smithy error types.
-use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use tokio::sync::OnceCell;
 
 use super::{Applied, ErrorKind, Inputs, Provider, ProviderError};
@@ -258,7 +258,8 @@ where
                 Some(detail) => format!("cannot {action}: {code}: {detail}"),
                 None => format!("cannot {action}: {code}"),
             },
-            _ => format!("cannot {action}: {}", DisplayErrorContext(&error)),
+            // (the cause chain only: the SDK's DisplayErrorContext appends a Debug dump)
+            _ => format!("cannot {action}: {}", crate::errors::chain(&error)),
         };
         ProviderError {
             kind: if retryable {
