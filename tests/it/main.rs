@@ -12,6 +12,7 @@ mod kubernetes;
 mod manifests;
 mod planner;
 mod postgres;
+mod relay;
 mod robustness;
 mod snapshots;
 mod spec_errors;
