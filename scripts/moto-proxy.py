@@ -35,6 +35,13 @@ class Proxy(BaseHTTPRequestHandler):
     latency = 0.0
     delays = {}
 
+    def handle(self):
+        # A caller that hangs up (a killed run) is no error of ours: nothing to print.
+        try:
+            super().handle()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
     def log_message(self, *args):
         pass
 

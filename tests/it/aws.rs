@@ -162,6 +162,64 @@ pub(crate) fn aws_stack(name: &str, extra_database: &str) -> String {
     )
 }
 
+/// [`aws_stack`] whose cluster admits the sandbox's caller (`cluster.admins`): a stack with
+/// users reaches its database through the relay in the cluster, a Kubernetes object.
+pub(crate) fn admin_stack(name: &str, extra_database: &str) -> String {
+    aws_stack(name, extra_database).replacen(
+        "max_size: 3}\n",
+        "max_size: 3}\n  admins: [\"arn:aws:iam::123456789012:user/moto\"]\n",
+        1,
+    )
+}
+
+/// The database reached as on AWS, through the cluster: the sandbox PostgreSQL and a
+/// Kubernetes API stand-in whose port-forwards to the relay reach it. pwless gets neither the
+/// database's address nor a name override.
+struct ThroughCluster {
+    pg: crate::postgres::LocalPostgres,
+    kube: crate::kubernetes::KubeStandin,
+}
+
+impl ThroughCluster {
+    fn start(stack: &Stack, checking_tokens: bool) -> Self {
+        let test = stack
+            .name
+            .rsplit('-')
+            .next()
+            .unwrap_or("cluster")
+            .to_string();
+        let pg = if checking_tokens {
+            crate::postgres::LocalPostgres::checking_tokens(&test, &stack.moto)
+        } else {
+            crate::postgres::LocalPostgres::start(&test)
+        };
+        let kube = crate::kubernetes::KubeStandin::start(
+            &test,
+            &stack.name,
+            &stack.moto,
+            "testing",
+            "testing",
+            pg.var("PWLESS_SANDBOX_DB_ADDRESS"),
+        );
+        ThroughCluster { pg, kube }
+    }
+
+    /// `command` with the sandboxes' environment, the cluster path.
+    fn apply_to(&self, command: &mut Command) {
+        for (key, value) in &self.pg.env {
+            if key != "PWLESS_DB_ADMIN_ENDPOINT" && key != "PWLESS_DB_TLS_SERVER_NAME" {
+                command.env(key, value);
+            }
+        }
+        command
+            .env_remove("PWLESS_DB_ADMIN_ENDPOINT")
+            .env_remove("PWLESS_DB_TLS_SERVER_NAME");
+        for (key, value) in self.kube.env() {
+            command.env(key, value);
+        }
+    }
+}
+
 struct Stack {
     name: String,
     dir: TempDir,
@@ -171,9 +229,14 @@ struct Stack {
 
 impl Stack {
     fn new(test: &str, extra_database: &str) -> Self {
+        Self::with_text(test, |name| aws_stack(name, extra_database))
+    }
+
+    /// A stack whose text `text` makes from its name.
+    fn with_text(test: &str, text: impl FnOnce(&str) -> String) -> Self {
         let name = format!("t{}-{test}", std::process::id());
         let dir = TempDir::new(&name);
-        let file = dir.write("stack.yaml", &aws_stack(&name, extra_database));
+        let file = dir.write("stack.yaml", &text(&name));
         Stack {
             name,
             dir,
@@ -976,7 +1039,7 @@ fn on_a_terminal_apply_asks_and_only_yes_applies() {
 /// A superuser session over the sandbox's Unix socket, for looking at the catalogs.
 pub(crate) async fn superuser(pg: &crate::postgres::LocalPostgres) -> tokio_postgres::Client {
     let port = pg
-        .var("PWLESS_DB_ADMIN_ENDPOINT")
+        .var("PWLESS_SANDBOX_DB_ADDRESS")
         .rsplit_once(':')
         .unwrap()
         .1
@@ -995,13 +1058,12 @@ pub(crate) async fn superuser(pg: &crate::postgres::LocalPostgres) -> tokio_post
 #[test]
 fn database_users_are_iam_only_with_exactly_their_privileges() {
     let users = "  final_snapshot: false\n  users:\n    - {name: app_user, privileges: [connect, usage, create, select, insert]}\n    - {name: reader, privileges: [connect, usage, select]}\n";
-    let stack = Stack::new("users", users);
-    let pg = crate::postgres::LocalPostgres::checking_tokens("users", &stack.moto);
+    let stack = Stack::with_text("users", |name| admin_stack(name, users));
+    let sandboxes = ThroughCluster::start(&stack, true);
+    let pg = &sandboxes.pg;
     let run = |args: &[&str]| {
         let mut command = stack.command(args);
-        for (key, value) in &pg.env {
-            command.env(key, value);
-        }
+        sandboxes.apply_to(&mut command);
         command.stdin(Stdio::null()).output().unwrap()
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -1067,9 +1129,7 @@ fn database_users_are_iam_only_with_exactly_their_privileges() {
         "{message}"
     );
     let mut other_ca = stack.command(&["connect", "--user", "app_user", "--", "-c", "select 1"]);
-    for (key, value) in &pg.env {
-        other_ca.env(key, value);
-    }
+    sandboxes.apply_to(&mut other_ca);
     other_ca.env("PWLESS_DB_CA_BUNDLE", pg.var("PWLESS_SANDBOX_PG_OTHER_CA"));
     let output = other_ca.stdin(Stdio::null()).output().unwrap();
     assert_ne!(output.status.code(), Some(0));
@@ -1093,13 +1153,20 @@ fn database_users_are_iam_only_with_exactly_their_privileges() {
     });
     std::fs::write(
         &stack.file,
-        aws_stack(&stack.name, "  final_snapshot: false\n"),
+        admin_stack(&stack.name, "  final_snapshot: false\n"),
     )
     .unwrap();
     let output = run(&["apply", "--auto-approve"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    // The users were dropped through the relay, which went after them.
+    let log = stderr(&output);
+    assert!(
+        log.find("postgresql_role.user[app_user]: destroyed")
+            < log.find("kubernetes_db_relay.pwless/db-relay: destroyed"),
+        "{log}"
+    );
     rt.block_on(async {
-        let su = superuser(&pg).await;
+        let su = superuser(pg).await;
         let roles: i64 = su
             .query_one(
                 "select count(*) from pg_roles where rolname in ('app_user', 'reader')",
@@ -1221,6 +1288,8 @@ fn destroy_names_the_final_snapshot_it_keeps() {
 
 #[test]
 fn removing_the_last_user_drops_it_and_destroy_needs_no_database() {
+    // The endpoint path (a tunnel of the user's own, PWLESS_DB_ADMIN_ENDPOINT): "no way in"
+    // is a tunnel nobody listens at.
     // Removing the last entry of `database.users` left the stack stuck ("a saved plan cannot
     // manage database users"), and destroy needed the database (CA bundle, a way in) although
     // the users go with their cluster.
@@ -1346,13 +1415,11 @@ fn a_refreshed_plan_after_a_database_rename_reads_the_users_where_they_are() {
     // Renaming the database used to fail the refresh with "db error": the users were read by
     // connecting to the new database, which does not exist until apply.
     let with_user = "  final_snapshot: false\n  users:\n    - {name: app_user, privileges: [connect, usage, select]}\n";
-    let stack = Stack::new("rename", with_user);
-    let pg = crate::postgres::LocalPostgres::start("rename");
+    let stack = Stack::with_text("rename", |name| admin_stack(name, with_user));
+    let sandboxes = ThroughCluster::start(&stack, false);
     let run = |args: &[&str]| {
         let mut command = stack.command(args);
-        for (key, value) in &pg.env {
-            command.env(key, value);
-        }
+        sandboxes.apply_to(&mut command);
         command.stdin(Stdio::null()).output().unwrap()
     };
     let output = run(&["apply", "--auto-approve"]);

@@ -119,7 +119,7 @@ impl Remote {
             "postgresql://admin:{}@localhost:{}/appdb?sslmode=verify-full&sslrootcert={}",
             PASSWORD.replace('@', "%40"),
             self.pg
-                .var("PWLESS_DB_ADMIN_ENDPOINT")
+                .var("PWLESS_SANDBOX_DB_ADDRESS")
                 .rsplit(':')
                 .next()
                 .unwrap(),
@@ -511,7 +511,7 @@ fn a_stale_writers_checkpoint_is_refused() {
             .env("PWLESS_IT_STATE_DB", remote.url())
             .env(
                 "PWLESS_IT_PG_ENDPOINT",
-                remote.pg.var("PWLESS_DB_ADMIN_ENDPOINT"),
+                remote.pg.var("PWLESS_SANDBOX_DB_ADDRESS"),
             )
             .env("PWLESS_IT_PG_CA", remote.pg.var("PWLESS_DB_CA_BUNDLE"))
             .env("AWS_ENDPOINT_URL", &remote.moto.endpoint)
@@ -808,7 +808,7 @@ fn backend_problems_are_one_line_that_says_what_to_do_and_change_nothing() {
             ":{}/",
             remote
                 .pg
-                .var("PWLESS_DB_ADMIN_ENDPOINT")
+                .var("PWLESS_SANDBOX_DB_ADDRESS")
                 .rsplit(':')
                 .next()
                 .unwrap()

@@ -215,7 +215,7 @@ fn a_service_account_logs_in_as_its_own_user_and_nothing_else() {
     // Without TLS there is no way in at all.
     let port = stack
         .pg
-        .var("PWLESS_DB_ADMIN_ENDPOINT")
+        .var("PWLESS_SANDBOX_DB_ADDRESS")
         .rsplit_once(':')
         .unwrap()
         .1

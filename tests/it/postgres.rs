@@ -64,7 +64,7 @@ impl LocalPostgres {
     pub fn target(&self, name: &str, ca: &str) -> Target {
         Target {
             server_name: name.to_string(),
-            address: Some(pwless::db::resolve(self.var("PWLESS_DB_ADMIN_ENDPOINT")).unwrap()),
+            address: Some(pwless::db::resolve(self.var("PWLESS_SANDBOX_DB_ADDRESS")).unwrap()),
             port: 5432,
             database: "appdb".into(),
             ca_bundle: PathBuf::from(ca),
@@ -116,7 +116,7 @@ fn verified_tls_admits_the_right_name_and_ca_only() {
         assert!(!member, "the master user must not be in rds_iam");
 
         // Without a tunnel, by address: the certificate also carries 127.0.0.1.
-        let address = pwless::db::resolve(pg.var("PWLESS_DB_ADMIN_ENDPOINT")).unwrap();
+        let address = pwless::db::resolve(pg.var("PWLESS_SANDBOX_DB_ADDRESS")).unwrap();
         let direct = Target {
             server_name: "127.0.0.1".into(),
             address: None,
