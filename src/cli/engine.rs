@@ -171,7 +171,7 @@ pub(crate) async fn prepare(
         let unreachable = unreachable_through_relay(&databases, &observed);
         if !unreachable.is_empty() {
             eprintln!(
-                "Not refreshed: {} (the database relay or its EKS cluster is gone, so the database cannot be read; the plan takes them as recorded, and makes the relay again)",
+                "Not refreshed: {} (the database relay, its EKS cluster or its nodes are gone, so the database cannot be read; the plan takes them as recorded, and makes the relay again)",
                 unreachable.join(", ")
             );
             databases
@@ -188,12 +188,19 @@ pub(crate) async fn prepare(
 }
 
 /// The database resources of `databases` recorded as reached through the relay
-/// (`connection.relay`) when the refresh saw the relay's Deployment or the EKS cluster missing:
-/// nothing can reach the database that way until apply makes them again.
+/// (`connection.relay`) when the refresh saw the relay's Deployment, the EKS cluster or its node
+/// group missing: nothing can reach the database that way until apply makes them again.
 fn unreachable_through_relay(databases: &State, observed: &ObservedState) -> Vec<String> {
     let missing =
         |address: &str| matches!(observed.get(address), Some(crate::plan::Observed::Missing));
-    if !missing(&crate::graph::relay_address()) && !missing("aws_eks_cluster.main") {
+    if ![
+        crate::graph::relay_address().as_str(),
+        "aws_eks_cluster.main",
+        "aws_eks_node_group.main",
+    ]
+    .into_iter()
+    .any(missing)
+    {
         return Vec::new();
     }
     databases

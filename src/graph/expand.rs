@@ -461,7 +461,15 @@ impl Expander<'_> {
                 .input("namespace", crate::relay::NAMESPACE)
                 .input("name", crate::relay::NAME)
                 .input("labels", labels)
-                .input("image", crate::relay::IMAGE)
+                .input(
+                    "image",
+                    stack
+                        .database
+                        .connection
+                        .relay_image
+                        .as_deref()
+                        .unwrap_or(crate::relay::IMAGE),
+                )
                 .input("config_map", crate::relay::NAME)
                 .input("config_sha256", digest)
                 .input("endpoint", Expr::output(&rds, "endpoint"))

@@ -39,6 +39,8 @@ const CLIENT_LIFETIME: Duration = Duration::from_secs(10 * 60);
 /// How long apply waits for a Deployment to be available or a load balancer to appear, and
 /// delete for an object to go.
 const READY_LIMIT: Duration = Duration::from_secs(15 * 60);
+/// How long a database connection waits for a Ready relay pod.
+const RELAY_READY_LIMIT: Duration = Duration::from_secs(120);
 
 /// Where the API server is, when not where EKS says (from the environment).
 #[derive(Debug, Clone, Default)]
@@ -576,40 +578,61 @@ impl KubernetesProvider {
             field("stack")?
         );
         let pods: kube::Api<Pod> = kube::Api::namespaced(client, namespace);
-        let listed = wait::retrying(Duration::from_secs(60), || async {
-            pods.list(&kube::api::ListParams::default().labels(&selector))
-                .await
-                .map_err(kube_error(&format!(
-                    "find the database relay's pods in namespace {namespace}"
-                )))
-        })
-        .await?;
-        let ready = listed.items.iter().find(|pod| {
-            pod.metadata.deletion_timestamp.is_none()
-                && pod
-                    .status
-                    .as_ref()
-                    .and_then(|status| status.conditions.as_ref())
-                    .is_some_and(|conditions| {
-                        conditions.iter().any(|condition| {
-                            condition.type_ == "Ready" && condition.status == "True"
-                        })
-                    })
-        });
-        let Some(name) = ready.and_then(|pod| pod.metadata.name.clone()) else {
-            return Err(ProviderError::permanent(format!(
-                "no database relay pod is Ready in namespace {namespace} ({} found with {selector}); \
-                 `pwless apply` makes it, and `kubectl -n {namespace} describe deployment {}` says why it is not running",
-                listed.items.len(),
-                crate::relay::NAME
-            )));
-        };
+        // A relay pod being replaced (a node drained, a rollout) is back within a minute or
+        // two: wait that long for a Ready one, then say why none is.
+        let ready = wait::until(
+            &format!("a database relay pod to be Ready in namespace {namespace}"),
+            RELAY_READY_LIMIT,
+            || async {
+                let listed = pods
+                    .list(&kube::api::ListParams::default().labels(&selector))
+                    .await
+                    .map_err(kube_error(&format!(
+                        "find the database relay's pods in namespace {namespace}"
+                    )))?;
+                let ready = listed.items.iter().find(|pod| {
+                    pod.metadata.deletion_timestamp.is_none()
+                        && pod
+                            .status
+                            .as_ref()
+                            .and_then(|status| status.conditions.as_ref())
+                            .is_some_and(|conditions| {
+                                conditions.iter().any(|condition| {
+                                    condition.type_ == "Ready" && condition.status == "True"
+                                })
+                            })
+                });
+                Ok(match ready.and_then(|pod| pod.metadata.name.clone()) {
+                    Some(name) => Poll::Ready(name),
+                    None => Poll::Pending(format!(
+                        "{} pods found with {selector}, none Ready; `kubectl -n {namespace} describe deployment {}` says why",
+                        listed.items.len(),
+                        crate::relay::NAME
+                    )),
+                })
+            },
+        )
+        .await;
+        let name = ready?;
         let mut forwarder = pods
             .portforward(&name, &[crate::relay::PORT])
             .await
-            .map_err(kube_error(&format!(
-                "open a port-forward to the database relay pod {namespace}/{name}"
-            )))?;
+            .map_err(|error| {
+                let what = format!("open a port-forward to the database relay pod {namespace}/{name}");
+                // A refused upgrade is no API error to kube-rs: say what the caller needs.
+                let refused = matches!(
+                    &error,
+                    kube::Error::UpgradeConnection(kube::client::UpgradeConnectionError::ProtocolSwitch(status))
+                        if *status == http::StatusCode::FORBIDDEN || *status == http::StatusCode::UNAUTHORIZED
+                );
+                let mut failure = kube_error(&what)(error);
+                if refused {
+                    failure.message.push_str(&format!(
+                        " (the caller needs `create` on pods/portforward and `list` on pods in namespace {namespace}: cluster.admins have both)"
+                    ));
+                }
+                failure
+            })?;
         let stream = forwarder.take_stream(crate::relay::PORT).ok_or_else(|| {
             ProviderError::permanent("the port-forward gave no stream for the relay's port")
         })?;
@@ -716,6 +739,9 @@ fn deployment_progress(live: &Value, generation: i64) -> Poll<()> {
     let observed = status["observedGeneration"].as_i64().unwrap_or(0);
     let updated = status["updatedReplicas"].as_i64().unwrap_or(0);
     let available = status["availableReplicas"].as_i64().unwrap_or(0);
+    // Pods of the old template still running (`kubectl rollout status` waits for them too):
+    // a relay pod of the old template may still forward to the old endpoint.
+    let old = status["replicas"].as_i64().unwrap_or(0) - updated;
     if let Some(stalled) = status["conditions"].as_array().and_then(|conditions| {
         conditions.iter().find(|condition| {
             condition["type"] == "Progressing" && condition["reason"] == "ProgressDeadlineExceeded"
@@ -728,8 +754,10 @@ fn deployment_progress(live: &Value, generation: i64) -> Poll<()> {
                 .unwrap_or("progress deadline exceeded")
         ));
     }
-    if observed >= generation && updated >= wanted && available >= wanted {
+    if observed >= generation && updated >= wanted && available >= wanted && old <= 0 {
         Poll::Ready(())
+    } else if old > 0 && updated >= wanted {
+        Poll::Pending(format!("{old} old replicas pending termination"))
     } else {
         Poll::Pending(format!("{available} of {wanted} replicas available"))
     }
@@ -803,5 +831,9 @@ mod tests {
             deployment_progress(&live(2, 1), 2),
             Poll::Pending(_)
         ));
+        // A pod of the old template is still there.
+        let mut rolling = live(2, 2);
+        rolling["status"]["replicas"] = json!(3);
+        assert!(matches!(deployment_progress(&rolling, 2), Poll::Pending(_)));
     }
 }

@@ -508,6 +508,15 @@ impl PostgresProvider {
         inputs: &Inputs,
         changed: &[String],
     ) -> Result<Applied, ProviderError> {
+        let unchanged = Applied {
+            id: resource.id.clone(),
+            outputs: resource.outputs.clone(),
+        };
+        // How pwless reaches the database is no part of the role or its privileges: a change
+        // of path alone (`connection`) sends no SQL and is only recorded.
+        if changed.iter().all(|name| name == "connection") {
+            return Ok(unchanged);
+        }
         let client = self.client(inputs).await?;
         match resource.kind {
             ResourceKind::PostgresRole => {
@@ -545,10 +554,7 @@ impl PostgresProvider {
             }
             other => return Err(error(format!("{other} is not a PostgreSQL resource"))),
         }
-        Ok(Applied {
-            id: resource.id.clone(),
-            outputs: resource.outputs.clone(),
-        })
+        Ok(unchanged)
     }
 
     pub async fn delete(&self, resource: &ResourceState) -> Result<(), ProviderError> {

@@ -116,6 +116,9 @@ pub struct Database {
 pub struct DbConnection {
     /// The path to the database for user management [default: `cluster`].
     pub admin_access: AdminAccess,
+    /// The relay's image, when not pwless's pinned HAProxy ([`crate::relay::IMAGE`]): a
+    /// mirror in the user's own registry, for nodes that cannot reach ECR Public.
+    pub relay_image: Option<String>,
     /// The CA bundle the server certificate must chain to [default: `global-bundle.pem`, the
     /// RDS global bundle, beside the stack file].
     pub ca_bundle: Option<String>,

@@ -41,6 +41,7 @@ const DATABASE_KEYS: &[&str] = &[
     "ca_bundle",
     "admin_access",
     "admin_endpoint",
+    "relay_image",
     "tls_server_name",
 ];
 const USER_KEYS: &[&str] = &["name", "privileges", "schema"];
@@ -1108,6 +1109,29 @@ impl Checker {
                 Some("write `admin_access: endpoint` to use this tunnel, or remove admin_endpoint to go through the EKS cluster".into()),
             );
         }
+        let relay_image = optional_text(self, "relay_image").and_then(|image| match image {
+            Some((text, span)) => {
+                if text.is_empty() || text.chars().any(char::is_whitespace) {
+                    self.error(
+                        "database.relay_image",
+                        span,
+                        format!("`{}` is not an image reference", text.escape_debug()),
+                        Some("write REGISTRY/REPOSITORY@sha256:DIGEST, e.g. a copy of pwless's HAProxy image in your own ECR".into()),
+                    );
+                    return None;
+                }
+                if !text.contains("@sha256:") {
+                    self.warning(
+                        "database.relay_image",
+                        span,
+                        format!("`{text}` is not pinned by digest"),
+                        "pin it (`…@sha256:<digest>`), so the relay that reaches your database cannot change under you".into(),
+                    );
+                }
+                Some(Some(text))
+            }
+            None => Some(None),
+        });
         let users = match fields.value("users") {
             None => Some(Vec::new()),
             Some(node) => self.users(node, master_username.as_deref()),
@@ -1123,6 +1147,7 @@ impl Checker {
             final_snapshot: final_snapshot?,
             connection: DbConnection {
                 admin_access: admin_access?,
+                relay_image: relay_image?,
                 ca_bundle: ca_bundle?.map(|(text, _)| text),
                 admin_endpoint: admin_endpoint?.map(|(text, _)| text),
                 tls_server_name: tls_server_name?.map(|(text, _)| text),

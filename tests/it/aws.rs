@@ -85,23 +85,13 @@ impl Proxy {
     /// `scripts/moto-proxy.py` with these options (`--delay CreateVpc=11`, ...).
     pub(crate) fn with_options(moto: &Moto, options: &[&str]) -> Self {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/moto-proxy.py");
-        let mut child = Command::new("python3")
+        let mut command = Command::new("python3");
+        command
             .arg(script)
             .args(["--upstream", &moto.endpoint])
-            .args(options)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the proxy");
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-            &mut line,
-        )
-        .unwrap();
-        Proxy {
-            child,
-            port: line.trim().parse().expect("the proxy prints its port"),
-        }
+            .args(options);
+        let (child, port) = crate::common::spawn_listening(command, "scripts/moto-proxy.py");
+        Proxy { child, port }
     }
 
     pub(crate) fn endpoint(&self) -> String {
@@ -206,17 +196,7 @@ impl ThroughCluster {
 
     /// `command` with the sandboxes' environment, the cluster path.
     fn apply_to(&self, command: &mut Command) {
-        for (key, value) in &self.pg.env {
-            if key != "PWLESS_DB_ADMIN_ENDPOINT" && key != "PWLESS_DB_TLS_SERVER_NAME" {
-                command.env(key, value);
-            }
-        }
-        command
-            .env_remove("PWLESS_DB_ADMIN_ENDPOINT")
-            .env_remove("PWLESS_DB_TLS_SERVER_NAME");
-        for (key, value) in self.kube.env() {
-            command.env(key, value);
-        }
+        self.kube.cluster_path(&self.pg, command);
     }
 }
 
@@ -1160,10 +1140,13 @@ fn database_users_are_iam_only_with_exactly_their_privileges() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     // The users were dropped through the relay, which went after them.
     let log = stderr(&output);
+    let position = |text: &str| {
+        log.find(text)
+            .unwrap_or_else(|| panic!("`{text}` not in:\n{log}"))
+    };
     assert!(
-        log.find("postgresql_role.user[app_user]: destroyed")
-            < log.find("kubernetes_db_relay.pwless/db-relay: destroyed"),
-        "{log}"
+        position("postgresql_role.user[app_user]: destroyed")
+            < position("kubernetes_db_relay.pwless/db-relay: destroyed")
     );
     rt.block_on(async {
         let su = superuser(pg).await;

@@ -28,25 +28,15 @@ server.socket = context.wrap_socket(server.socket, server_side=True)
 print(server.server_address[1], flush=True)
 server.serve_forever()
 "#;
-        let mut child = Command::new("python3")
+        let mut command = Command::new("python3");
+        command
             .args(["-c", script])
             .arg(dir)
             .arg(certificate)
             .arg(key)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the HTTPS server");
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-            &mut line,
-        )
-        .unwrap();
-        HttpsServer {
-            child,
-            port: line.trim().parse().expect("the server prints its port"),
-        }
+            .stderr(Stdio::null());
+        let (child, port) = crate::common::spawn_listening(command, "the HTTPS server");
+        HttpsServer { child, port }
     }
 }
 

@@ -114,3 +114,23 @@ pub fn write_local_state(path: &Path, state: &mut pwless::state::State) {
             store.release().await;
         });
 }
+
+/// Starts `command`, a server that prints the port it listens on as its first line, and gives
+/// the child and that port. `what` names it in the panic when it does not.
+pub fn spawn_listening(mut command: Command, what: &str) -> (std::process::Child, u16) {
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("start {what}: {error}"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let port = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{what} printed no port: {line:?}"));
+    (child, port)
+}

@@ -40,23 +40,15 @@ impl KubeStandin {
         let dir = TempDir::new(&format!("kube-{name}"));
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kube-standin.py");
         let static_token = format!("test-{}", uuid::Uuid::new_v4());
-        let mut child = Command::new("python3")
+        let mut command = Command::new("python3");
+        command
             .arg(script)
             .args(["--dir", dir.path().to_str().unwrap(), "--cluster", cluster])
             .args(["--aws-key", &format!("{access_key}:{secret}")])
             .args(["--moto", &moto.endpoint, "--db-target", db_target])
             .args(["--deploy-seconds", "0.3", "--lb-seconds", "0.5"])
-            .env("KUBE_STANDIN_STATIC_TOKEN", &static_token)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start scripts/kube-standin.py");
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-            &mut line,
-        )
-        .unwrap();
-        let port: u16 = line.trim().parse().expect("the stand-in prints its port");
+            .env("KUBE_STANDIN_STATIC_TOKEN", &static_token);
+        let (child, port) = crate::common::spawn_listening(command, "scripts/kube-standin.py");
         KubeStandin {
             child,
             url: format!("https://127.0.0.1:{port}"),
@@ -91,8 +83,8 @@ impl KubeStandin {
         kube::Client::try_from(config).unwrap()
     }
 
-    /// The requests the stand-in served: `METHOD plural/name`.
-    pub async fn requests(&self) -> Vec<String> {
+    /// The requests the stand-in served, as its log has them (`/_standin/requests`).
+    async fn logged(&self) -> Vec<Value> {
         let text = self
             .client()
             .request_text(
@@ -102,8 +94,13 @@ impl KubeStandin {
             )
             .await
             .unwrap();
-        let requests: Vec<Value> = serde_json::from_str(&text).unwrap();
-        requests
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// The requests the stand-in served: `METHOD plural/name`.
+    pub async fn requests(&self) -> Vec<String> {
+        self.logged()
+            .await
             .iter()
             .map(|request| {
                 format!(
@@ -115,26 +112,34 @@ impl KubeStandin {
             })
             .collect()
     }
-}
 
-impl KubeStandin {
     /// The port-forwards the stand-in served: namespace, pod, ports and where the relay's
     /// connection went.
     pub async fn port_forwards(&self) -> Vec<Value> {
-        let text = self
-            .client()
-            .request_text(
-                http::Request::get("/_standin/requests")
-                    .body(Vec::new())
-                    .unwrap(),
-            )
+        self.logged()
             .await
-            .unwrap();
-        let requests: Vec<Value> = serde_json::from_str(&text).unwrap();
-        requests
             .into_iter()
             .filter(|request| request["subresource"] == "portforward")
             .collect()
+    }
+
+    /// Sets `command`'s environment for the cluster path: the sandbox PostgreSQL's CA and
+    /// credentials registry, this stand-in's address, and neither the database's address
+    /// (`PWLESS_DB_ADMIN_ENDPOINT`) nor a name override (`PWLESS_DB_TLS_SERVER_NAME`): the
+    /// database is reached through the relay, its certificate checked against the cluster
+    /// endpoint's name, as on AWS.
+    pub fn cluster_path(&self, pg: &LocalPostgres, command: &mut Command) {
+        for (key, value) in &pg.env {
+            if key != "PWLESS_DB_ADMIN_ENDPOINT" && key != "PWLESS_DB_TLS_SERVER_NAME" {
+                command.env(key, value);
+            }
+        }
+        command
+            .env_remove("PWLESS_DB_ADMIN_ENDPOINT")
+            .env_remove("PWLESS_DB_TLS_SERVER_NAME");
+        for (key, value) in self.env() {
+            command.env(key, value);
+        }
     }
 }
 
@@ -354,23 +359,11 @@ impl FullStack {
         command
     }
 
-    /// pwless with the environment of all three sandboxes, no arguments yet. The database is
-    /// reached as on AWS, through the relay in the cluster: neither the sandbox PostgreSQL's
-    /// address (`PWLESS_DB_ADMIN_ENDPOINT`) nor a name override (`PWLESS_DB_TLS_SERVER_NAME`)
-    /// is given; its certificate names the cluster endpoint, as RDS's do.
+    /// pwless with the environment of all three sandboxes, no arguments yet: the database
+    /// reached as on AWS, through the relay in the cluster ([`KubeStandin::cluster_path`]).
     pub fn pwless(&self) -> Command {
         let mut command = self.moto.command(self.dir.path());
-        for (key, value) in &self.pg.env {
-            if key != "PWLESS_DB_ADMIN_ENDPOINT" && key != "PWLESS_DB_TLS_SERVER_NAME" {
-                command.env(key, value);
-            }
-        }
-        command
-            .env_remove("PWLESS_DB_ADMIN_ENDPOINT")
-            .env_remove("PWLESS_DB_TLS_SERVER_NAME");
-        for (key, value) in self.kube.env() {
-            command.env(key, value);
-        }
+        self.kube.cluster_path(&self.pg, &mut command);
         command.stdin(Stdio::null());
         command
     }
@@ -781,6 +774,14 @@ fn a_cluster_deleted_by_hand_takes_its_objects_with_it_and_destroy_still_works()
     };
     let output = without_overrides(&["plan"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    // The users cannot be read with the relay's cluster gone: said, and taken as recorded.
+    assert!(
+        stderr(&output).contains(
+            "Not refreshed: postgresql_grant.user[app_user], postgresql_role.user[app_user]"
+        ),
+        "{}",
+        stderr(&output)
+    );
     let plan = stdout(&output);
     for created in [
         "+ aws_eks_cluster.main",
@@ -812,11 +813,14 @@ fn a_stack_of_another_shape_manages_its_users_through_the_relay_from_apply_to_de
     let output = stack.run(&["apply", "--auto-approve"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let log = stderr(&output);
+    let position = |text: &str| {
+        log.find(text)
+            .unwrap_or_else(|| panic!("`{text}` not in:\n{log}"))
+    };
     for user in ["app_user", "reporting"] {
         assert!(
-            log.find("kubernetes_db_relay.pwless/db-relay: created")
-                < log.find(&format!("postgresql_grant.user[{user}]: created")),
-            "{log}"
+            position("kubernetes_db_relay.pwless/db-relay: created")
+                < position(&format!("postgresql_grant.user[{user}]: created"))
         );
     }
     assert!(stack.port_forward_count() > 0);

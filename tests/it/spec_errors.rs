@@ -144,6 +144,14 @@ const CASES: &[Case] = &[
         help: Some("use one of: cluster, endpoint"),
     },
     Case {
+        name: "a relay image that is no image reference",
+        from: "  subnets: private",
+        to: "  subnets: private\n  relay_image: \"my registry/haproxy\"",
+        message: "is not an image reference",
+        line: 24,
+        help: Some("@sha256:"),
+    },
+    Case {
         name: "a tunnel with the cluster path",
         from: "  subnets: private",
         to: "  subnets: private\n  admin_access: cluster\n  admin_endpoint: 127.0.0.1:15432",
@@ -776,4 +784,37 @@ fn unknown_instance_classes_and_engine_versions_warn_with_the_nearest_known() {
     let (_, none) =
         pwless::spec::parse_str_with_warnings(Path::new("stack.yaml"), EXAMPLE).unwrap();
     assert!(none.is_none());
+}
+
+#[test]
+fn a_relay_image_by_tag_is_a_warning_and_by_digest_is_used_as_is() {
+    let tagged = example_with(
+        "  subnets: private",
+        "  subnets: private\n  relay_image: 123456789012.dkr.ecr.us-west-2.amazonaws.com/haproxy:3.0",
+    );
+    let (stack, warnings) =
+        pwless::spec::parse_str_with_warnings(Path::new("stack.yaml"), &tagged).unwrap();
+    assert_eq!(
+        stack.database.connection.relay_image.as_deref(),
+        Some("123456789012.dkr.ecr.us-west-2.amazonaws.com/haproxy:3.0")
+    );
+    let rendered = warnings.expect("a warning").render_warnings();
+    assert!(rendered.contains("is not pinned by digest"), "{rendered}");
+
+    let pinned = example_with(
+        "  subnets: private",
+        "  subnets: private\n  relay_image: mirror.example/haproxy@sha256:0123",
+    );
+    let (stack, warnings) =
+        pwless::spec::parse_str_with_warnings(Path::new("stack.yaml"), &pinned).unwrap();
+    assert!(warnings.is_none());
+    let graph = crate::common::graph_of(&stack);
+    let relay = graph
+        .in_order()
+        .find(|resource| resource.address == "kubernetes_db_relay.pwless/db-relay")
+        .expect("the relay is in the graph");
+    assert_eq!(
+        relay.inputs["image"],
+        pwless::graph::Expr::from("mirror.example/haproxy@sha256:0123")
+    );
 }
