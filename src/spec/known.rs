@@ -135,9 +135,7 @@ pub fn unknown_engine_version(version: &str) -> Option<String> {
         .iter()
         .min_by_key(|(known, _)| known.abs_diff(major))?;
     if *known_major == major {
-        let Some(minor) = minor else {
-            return None;
-        };
+        let minor = minor?;
         if minors.contains(&minor) {
             return None;
         }

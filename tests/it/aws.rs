@@ -1061,7 +1061,7 @@ fn database_users_are_iam_only_with_exactly_their_privileges() {
     );
 
     rt.block_on(async {
-        let su = superuser(&pg).await;
+        let su = superuser(pg).await;
         for user in ["app_user", "reader"] {
             let row = su
                 .query_one("select rolcanlogin, rolpassword is null, rolsuper, rolcreaterole, rolcreatedb, pg_has_role(oid, 'rds_iam', 'member') from pg_authid where rolname = $1", &[&user])
@@ -1088,7 +1088,7 @@ fn database_users_are_iam_only_with_exactly_their_privileges() {
 
     // Revoke a privilege out of band: the plan restores it.
     rt.block_on(async {
-        superuser(&pg).await.batch_execute("SET ROLE admin; ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE INSERT ON TABLES FROM app_user; RESET ROLE;").await.unwrap();
+        superuser(pg).await.batch_execute("SET ROLE admin; ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE INSERT ON TABLES FROM app_user; RESET ROLE;").await.unwrap();
     });
     crate::common::assert_plans_one_drift_repair(
         &run(&["plan", "--detailed-exitcode"]),
@@ -1123,7 +1123,7 @@ fn database_users_are_iam_only_with_exactly_their_privileges() {
     // when the users leave the stack while the cluster stays. (Destroy drops no role: the
     // users go with their cluster, which the sandbox PostgreSQL outlives.)
     rt.block_on(async {
-        superuser(&pg)
+        superuser(pg)
             .await
             .batch_execute(
                 "SET ROLE app_user; CREATE TABLE public.made_by_app (id int); RESET ROLE;",
