@@ -1140,10 +1140,7 @@ fn database_users_are_iam_only_with_exactly_their_privileges() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     // The users were dropped through the relay, which went after them.
     let log = stderr(&output);
-    let position = |text: &str| {
-        log.find(text)
-            .unwrap_or_else(|| panic!("`{text}` not in:\n{log}"))
-    };
+    let position = crate::common::position_in(&log);
     assert!(
         position("postgresql_role.user[app_user]: destroyed")
             < position("kubernetes_db_relay.pwless/db-relay: destroyed")

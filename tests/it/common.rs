@@ -134,3 +134,12 @@ pub fn spawn_listening(mut command: Command, what: &str) -> (std::process::Child
         .unwrap_or_else(|_| panic!("{what} printed no port: {line:?}"));
     (child, port)
 }
+
+/// Where each text first appears in `log` (a run's output), for asserting the order of its
+/// lines; panics, showing the log, when a text is not there.
+pub fn position_in(log: &str) -> impl Fn(&str) -> usize + '_ {
+    move |text| {
+        log.find(text)
+            .unwrap_or_else(|| panic!("`{text}` not in:\n{log}"))
+    }
+}

@@ -192,10 +192,7 @@ fn relay_object(
 /// before the users, as a hardened pod allowed to reach only the database port, and every
 /// database connection of the run went through a port-forward to it, reaching the database.
 fn assert_users_made_through_the_relay(stack: &FullStack, rt: &tokio::runtime::Runtime, log: &str) {
-    let position = |text: &str| {
-        log.find(text)
-            .unwrap_or_else(|| panic!("`{text}` not in:\n{log}"))
-    };
+    let position = crate::common::position_in(log);
     assert!(
         position("kubernetes_network_policy.pwless/db-relay: created")
             < position("kubernetes_db_relay.pwless/db-relay: created")
@@ -715,10 +712,7 @@ fn the_example_stack_applies_end_to_end_and_every_link_checks_out() {
     let output = stack.run(&["destroy", "--auto-approve"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let log = stderr(&output);
-    let position = |text: &str| {
-        log.find(text)
-            .unwrap_or_else(|| panic!("`{text}` not in:\n{log}"))
-    };
+    let position = crate::common::position_in(&log);
     assert!(
         position("kubernetes_service.demo/pwless-demo: destroyed")
             < position("aws_internet_gateway.main: destroyed")
@@ -813,10 +807,7 @@ fn a_stack_of_another_shape_manages_its_users_through_the_relay_from_apply_to_de
     let output = stack.run(&["apply", "--auto-approve"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let log = stderr(&output);
-    let position = |text: &str| {
-        log.find(text)
-            .unwrap_or_else(|| panic!("`{text}` not in:\n{log}"))
-    };
+    let position = crate::common::position_in(&log);
     for user in ["app_user", "reporting"] {
         assert!(
             position("kubernetes_db_relay.pwless/db-relay: created")
