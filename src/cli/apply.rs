@@ -54,9 +54,16 @@ pub struct RunArgs {
     /// Write each operation's start, end and prerequisites as JSON to FILE (for benchmarks).
     #[arg(long, value_name = "FILE")]
     pub timings: Option<PathBuf>,
+    /// Stream the run as JSON lines on stdout (docs/plan-json.md): the plan, each operation's
+    /// events, the summary and the outputs. Needs --auto-approve or a saved plan.
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn apply(args: ApplyArgs, style: Style) -> anyhow::Result<u8> {
+    if args.plan_file.is_none() {
+        refuse_json_without_approval(&args.common)?;
+    }
     match &args.plan_file {
         Some(plan_file) => apply_saved(plan_file, args.state.clone(), &args.common, style),
         None => {
@@ -70,7 +77,19 @@ pub fn apply(args: ApplyArgs, style: Style) -> anyhow::Result<u8> {
 }
 
 pub fn destroy(args: DestroyArgs, style: Style) -> anyhow::Result<u8> {
+    refuse_json_without_approval(&args.common)?;
     plan_and_run(&args.stack, &args.common, Mode::Destroy, style)
+}
+
+/// `--json` leaves no place for the question: it needs `--auto-approve` (a saved plan was
+/// approved when it was reviewed). Checked before anything is read or locked.
+fn refuse_json_without_approval(common: &RunArgs) -> Result<(), UserError> {
+    if common.json && !common.auto_approve {
+        return Err(UserError(
+            "--json streams the run without asking for confirmation: add --auto-approve, or apply a saved plan (pwless plan -o FILE, then pwless apply FILE --json)".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn plan_and_run(
@@ -99,6 +118,7 @@ fn plan_and_run(
                 common.refresh,
                 common.parallelism,
                 mode,
+                &engine::Progress { json: common.json },
             )
             .await?;
             let state = journal.snapshot().await;
@@ -158,6 +178,7 @@ fn apply_saved(
                     parallelism: common.parallelism,
                     refresh: common.refresh,
                     timings: common.timings.clone(),
+                    json: common.json,
                 },
                 style,
             )
@@ -174,8 +195,15 @@ async fn run(
     common: &RunArgs,
     style: Style,
 ) -> anyhow::Result<u8> {
-    super::print(&crate::render::plan::human(&plan, style))?;
+    if common.json {
+        json_line(&serde_json::json!({"type": "plan", "plan": &plan}))?;
+    } else {
+        super::print(&crate::render::plan::human(&plan, style))?;
+    }
     if !plan.has_changes() {
+        if common.json {
+            json_line(&summary_record(&plan, &exec::Report::default(), None))?;
+        }
         return Ok(EXIT_OK);
     }
     let unsupported: Vec<String> = plan
@@ -210,6 +238,7 @@ async fn run(
         &Options {
             parallelism: common.parallelism,
             stop,
+            events: Arc::new(engine::Progress { json: common.json }),
         },
     )
     .await;
@@ -219,26 +248,28 @@ async fn run(
             .with_context(|| format!("cannot write timings to {}", path.display()))?;
     }
 
-    let (added, changed, destroyed) =
-        report
-            .done
-            .iter()
-            .fold((0, 0, 0), |(a, c, d), (_, what, _)| match *what {
-                "created" => (a + 1, c, d),
-                "updated" => (a, c + 1, d),
-                _ => (a, c, d + 1),
-            });
+    let summary = report.summary();
     // The final snapshots that were taken: their clusters were destroyed.
     let kept_snapshot: Option<String> = plan
         .resource_changes
         .iter()
         .filter(|change| {
-            report
-                .done
-                .iter()
-                .any(|(address, what, _)| *address == change.address && *what == "destroyed")
+            report.done.iter().any(|(address, outcome, _)| {
+                *address == change.address && *outcome == exec::Outcome::Destroyed
+            })
         })
         .find_map(|change| change.final_snapshot.clone());
+    let outputs = if report.succeeded() && plan.mode == Mode::Normal {
+        super::output::outputs(&journal.snapshot().await)
+    } else {
+        Default::default()
+    };
+    if common.json {
+        json_line(&summary_record(&plan, &report, kept_snapshot.as_deref()))?;
+        if !outputs.is_empty() {
+            json_line(&serde_json::json!({"type": "outputs", "outputs": outputs}))?;
+        }
+    }
     // Said whatever else failed: the cluster is gone, its snapshot is what is left.
     if let Some(snapshot) = &kept_snapshot {
         eprintln!("Kept the final snapshot {snapshot} of the Aurora cluster.");
@@ -248,14 +279,16 @@ async fn run(
         crate::plan::Mode::Destroy => ("Destroy complete", "destroy stopped"),
         _ => ("Apply complete", "apply stopped"),
     };
+    let crate::plan::Summary {
+        add: added,
+        change: changed,
+        destroy: destroyed,
+    } = summary;
     if report.succeeded() {
         eprintln!("\n{done}. Resources: {added} added, {changed} changed, {destroyed} destroyed.");
-        if plan.mode == Mode::Normal {
-            // As `terraform apply` ends: what the stack now offers, as `pwless output` prints it.
-            let outputs = super::output::outputs(&journal.snapshot().await);
-            if !outputs.is_empty() {
-                super::print(&format!("\nOutputs:\n\n{}", super::output::text(&outputs)))?;
-            }
+        // As `terraform apply` ends: what the stack now offers, as `pwless output` prints it.
+        if !common.json && !outputs.is_empty() {
+            super::print(&format!("\nOutputs:\n\n{}", super::output::text(&outputs)))?;
         }
         return Ok(EXIT_OK);
     }
@@ -265,13 +298,47 @@ async fn run(
     }
     if !report.failed.is_empty() {
         message.push('\n');
-        message.push_str(&crate::render::grouped_errors(&report.failed));
+        message.push_str(&crate::render::grouped_errors(&report.failure_messages()));
     }
     if !report.skipped.is_empty() {
         message.push_str(&format!("\n  not started: {}", report.skipped.join(", ")));
     }
     message.push_str("\nThe state records everything that was done; run apply again to continue.");
     Err(UserError(message).into())
+}
+
+/// One `--json` line on stdout.
+fn json_line(record: &serde_json::Value) -> anyhow::Result<()> {
+    super::print(&format!("{record}\n"))
+}
+
+/// The `summary` line of `--json`: what was done, counted as the plan counts, and what failed
+/// or did not start.
+fn summary_record(
+    plan: &Plan,
+    report: &exec::Report,
+    kept_snapshot: Option<&str>,
+) -> serde_json::Value {
+    let summary = report.summary();
+    let failed: Vec<serde_json::Value> = report
+        .failed
+        .iter()
+        .map(|(address, error)| {
+            serde_json::json!({"address": address, "error": error.to_string(), "code": error.code()})
+        })
+        .collect();
+    serde_json::json!({
+        "type": "summary",
+        "mode": plan.mode,
+        "succeeded": report.succeeded(),
+        "interrupted": report.interrupted,
+        "add": summary.add,
+        "change": summary.change,
+        "destroy": summary.destroy,
+        "failed": failed,
+        "not_started": report.skipped,
+        "kept_final_snapshot": kept_snapshot,
+    })
 }
 
 /// Says the preflight's warnings; refuses the run, changing nothing, when it found problems:

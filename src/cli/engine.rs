@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use crate::exec::{Journal, recover::recover, refresh::refresh};
+use crate::exec::{Event, Events, Journal, recover, refresh::refresh};
 use crate::graph::ResourceGraph;
 use crate::plan::{Mode, ObservedState, Plan};
 use crate::provider::Providers;
@@ -68,7 +68,7 @@ pub(crate) async fn open_state(
     stack: &str,
     operation: &str,
 ) -> anyhow::Result<Opened> {
-    let mut store = StateStore::open(location, operation).await?;
+    let mut store = open_store(location, operation).await?;
     let existing = match store.read().await {
         Ok(existing) => existing,
         Err(error) => {
@@ -88,6 +88,18 @@ pub(crate) async fn open_state(
         state: existing.unwrap_or_else(|| State::new(stack)),
         existed,
     })
+}
+
+/// Takes the lock ([`StateStore::open`]) and says the store's notices on stderr.
+pub(crate) async fn open_store(
+    location: &Location,
+    operation: &str,
+) -> Result<StateStore, StateError> {
+    let store = StateStore::open(location, operation).await?;
+    for notice in store.notices() {
+        eprintln!("{notice}");
+    }
+    Ok(store)
 }
 
 /// Reads the state without the lock, for commands that only read it; `None` when there is
@@ -128,14 +140,15 @@ pub(crate) async fn prepare(
     refresh_live: bool,
     parallelism: usize,
     mode: Mode,
+    events: &dyn Events,
 ) -> anyhow::Result<(bool, ObservedState)> {
     // Before any call: missing credentials are one message, not one per resource.
     check_credentials(provider).await?;
     if !journal.snapshot().await.pending_operations.is_empty() {
         eprintln!("An interrupted run left pending operations; settling them first:");
-        for note in recover(journal, provider).await.map_err(UserError)? {
-            eprintln!("  {note}");
-        }
+        recover::recover(journal, provider, events, recover::GRACE)
+            .await
+            .map_err(|error| UserError(error.to_string()))?;
     }
     let mut observed = ObservedState::new();
     let state = journal.snapshot().await;
@@ -233,6 +246,32 @@ pub(crate) fn make_plan(
     mode: Mode,
 ) -> Plan {
     crate::plan::plan(stack, graph, exists.then_some(state), observed, mode)
+}
+
+/// The CLI's sink for the engine's events: a human line each on stderr, or with `--json` one
+/// JSON object each on stdout.
+pub(crate) struct Progress {
+    pub json: bool,
+}
+
+impl Events for Progress {
+    fn emit(&self, event: Event) {
+        use std::io::Write as _;
+        // A closed pipe must not stop an apply: the state records what happens either way.
+        if self.json {
+            let _ = writeln!(
+                std::io::stdout().lock(),
+                "{}",
+                crate::render::progress::json_line(&event)
+            );
+        } else {
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "{}",
+                crate::render::progress::line(&event)
+            );
+        }
+    }
 }
 
 /// Ctrl-C handling for apply: the first stops new work, the second exits at once (the state is

@@ -86,6 +86,8 @@ pub fn run(args: PlanArgs, style: Style) -> anyhow::Result<u8> {
                 args.refresh,
                 args.parallelism,
                 mode,
+                // The plan's JSON is the one thing on stdout: recovery's lines go to stderr.
+                &engine::Progress { json: false },
             )
             .await?;
             let state = journal.snapshot().await;

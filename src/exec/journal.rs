@@ -11,7 +11,7 @@ use tokio::sync::Mutex;
 
 use crate::graph::ResourceKind;
 use crate::provider::Applied;
-use crate::state::{Operation, PendingOperation, ResourceState, State, StateStore};
+use crate::state::{Operation, PendingOperation, ResourceState, State, StateError, StateStore};
 
 pub struct Journal {
     inner: Mutex<(StateStore, State)>,
@@ -42,14 +42,13 @@ impl Journal {
         self.inner.into_inner().0.release().await;
     }
 
-    async fn change(&self, edit: impl FnOnce(&mut State)) -> Result<(), String> {
+    /// One edit, written at once. A failed write leaves the edit in memory only: the caller
+    /// must stop (the executor starts nothing more, [`super::OpError::State`]).
+    async fn change(&self, edit: impl FnOnce(&mut State)) -> Result<(), StateError> {
         let mut guard = self.inner.lock().await;
         let (store, state) = &mut *guard;
         edit(state);
-        store
-            .write(state)
-            .await
-            .map_err(|error| format!("cannot save the state: {error}"))
+        store.write(state).await
     }
 
     /// Persists that `operation` on `address` is about to start.
@@ -61,7 +60,7 @@ impl Journal {
         token: String,
         inputs: Option<BTreeMap<String, Value>>,
         dependencies: Vec<String>,
-    ) -> Result<(), String> {
+    ) -> Result<(), StateError> {
         let pending = PendingOperation {
             address: address.to_string(),
             kind,
@@ -88,7 +87,7 @@ impl Journal {
         inputs: BTreeMap<String, Value>,
         applied: Applied,
         dependencies: Vec<String>,
-    ) -> Result<(), String> {
+    ) -> Result<(), StateError> {
         let resource = ResourceState {
             address: address.to_string(),
             kind,
@@ -107,7 +106,7 @@ impl Journal {
     }
 
     /// Records a deletion and clears its pending operation.
-    pub async fn deleted(&self, address: &str) -> Result<(), String> {
+    pub async fn deleted(&self, address: &str) -> Result<(), StateError> {
         self.change(|state| {
             state
                 .pending_operations
@@ -118,7 +117,7 @@ impl Journal {
     }
 
     /// Clears a pending operation that recovery settled without recording anything.
-    pub async fn forget_pending(&self, address: &str) -> Result<(), String> {
+    pub async fn forget_pending(&self, address: &str) -> Result<(), StateError> {
         self.change(|state| {
             state
                 .pending_operations

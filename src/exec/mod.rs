@@ -11,12 +11,12 @@
 //!   the call, the resource right after it.
 //! - The first Ctrl-C stops starting new operations; what is in flight finishes and is saved.
 
+pub mod event;
 pub mod journal;
 pub mod recover;
 pub mod refresh;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -24,32 +24,30 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::task::JoinSet;
 
-use crate::plan::{Action, Plan, ResourceChange};
+use crate::plan::{Action, Plan, ResourceChange, Summary};
 use crate::provider::{Inputs, Provider};
 use crate::state::{Operation, ResourceState};
 
+pub use event::{Event, Events, OpError, Outcome, Settlement};
 pub use journal::Journal;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
-    Destroy,
-    Apply,
-}
-
+/// One step of a plan's change: a create or update is one operation, a delete one, a replace a
+/// delete followed by a create.
 #[derive(Debug)]
 struct Op {
-    step: Step,
+    operation: Operation,
     change: usize,
 }
 
 /// What happened to each operation.
 #[derive(Debug, Default)]
 pub struct Report {
-    /// (address, what was done, how long it took)
-    pub done: Vec<(String, &'static str, Duration)>,
-    /// (address, error message)
-    pub failed: Vec<(String, String)>,
-    /// Not started: a dependency failed, or apply was interrupted.
+    /// (address, outcome, how long it took)
+    pub done: Vec<(String, Outcome, Duration)>,
+    /// (address, why), in the order they failed.
+    pub failed: Vec<(String, OpError)>,
+    /// Not started: a dependency failed, the state could not be saved, or apply was
+    /// interrupted.
     pub skipped: Vec<String>,
     pub interrupted: bool,
     /// Every finished operation's start and end (seconds since the apply began) and the
@@ -60,6 +58,7 @@ pub struct Report {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Timing {
     pub address: String,
+    /// `apply` (a create or update) or `destroy`.
     pub step: &'static str,
     pub start: f64,
     pub end: f64,
@@ -71,16 +70,45 @@ impl Report {
     pub fn succeeded(&self) -> bool {
         self.failed.is_empty() && self.skipped.is_empty()
     }
+
+    /// What was done, counted as the plan counts it: every delete outcome is a destroy.
+    pub fn summary(&self) -> Summary {
+        let mut summary = Summary::default();
+        for (_, outcome, _) in &self.done {
+            match outcome {
+                Outcome::Created => summary.add += 1,
+                Outcome::Updated => summary.change += 1,
+                Outcome::Destroyed | Outcome::AlreadyGone | Outcome::RemovedFromState => {
+                    summary.destroy += 1
+                }
+            }
+        }
+        summary
+    }
+
+    /// The failures as (address, message), for rendering.
+    pub fn failure_messages(&self) -> Vec<(String, String)> {
+        self.failed
+            .iter()
+            .map(|(address, error)| (address.clone(), error.to_string()))
+            .collect()
+    }
 }
 
 pub struct Options {
     pub parallelism: usize,
     /// Set by the first Ctrl-C: start nothing new.
     pub stop: Arc<AtomicBool>,
+    /// Where progress goes.
+    pub events: Arc<dyn Events>,
 }
 
 /// Carries out `plan`. The caller has checked that the plan is current for the journal's state
 /// and that `provider` supports every kind in it.
+///
+/// Never fails as a whole: every operation's outcome or error is in the [`Report`]. A failed
+/// state write ([`OpError::State`]) stops the run: what is in flight finishes, nothing more
+/// starts.
 pub async fn apply<P: Provider + 'static>(
     plan: &Plan,
     journal: Arc<Journal>,
@@ -98,13 +126,15 @@ pub async fn apply<P: Provider + 'static>(
         }
     }
 
+    let events = &options.events;
     let mut report = Report::default();
     let mut ready: Vec<usize> = (0..ops.len())
         .filter(|op| waiting[*op] == 0)
         .rev()
         .collect();
     let mut blocked = vec![false; ops.len()];
-    let mut running: JoinSet<(usize, Result<Done, String>, Duration, Duration)> = JoinSet::new();
+    type Finished = (usize, Result<Done, OpError>, Duration, Duration);
+    let mut running: JoinSet<Finished> = JoinSet::new();
     let began = Instant::now();
     // Per operation in flight: when it started and when it next says it is still at it.
     let mut in_flight: BTreeMap<usize, (Instant, Duration)> = BTreeMap::new();
@@ -112,16 +142,22 @@ pub async fn apply<P: Provider + 'static>(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut finished_at: Vec<Option<(f64, f64)>> = vec![None; ops.len()];
     let mut first_failure: HashMap<String, String> = HashMap::new();
+    // Set when the state could not be saved: nothing more may start.
+    let mut halted = false;
     let ops = Arc::new(ops);
 
     loop {
-        while running.len() < options.parallelism.max(1) && !options.stop.load(Ordering::SeqCst) {
+        while running.len() < options.parallelism.max(1)
+            && !halted
+            && !options.stop.load(Ordering::SeqCst)
+        {
             let Some(op) = ready.pop() else { break };
-            let (changes, journal, provider, ops) = (
+            let (changes, journal, provider, ops, events) = (
                 changes.clone(),
                 journal.clone(),
                 provider.clone(),
                 ops.clone(),
+                events.clone(),
             );
             in_flight.insert(op, (Instant::now(), HEARTBEAT));
             running.spawn(async move {
@@ -132,6 +168,7 @@ pub async fn apply<P: Provider + 'static>(
                     &changes[ops[op].change],
                     &journal,
                     provider.as_ref(),
+                    events.as_ref(),
                 )
                 .await;
                 (op, result, offset, started.elapsed())
@@ -146,13 +183,11 @@ pub async fn apply<P: Provider + 'static>(
                         let elapsed = since.elapsed();
                         if elapsed >= *next {
                             *next += HEARTBEAT;
-                            let change = &changes[ops[*op].change];
-                            progress(&format!(
-                                "{}: still {}... [{}s elapsed]",
-                                change.address,
-                                verb(ops[*op].step, change.action),
-                                elapsed.as_secs()
-                            ));
+                            events.emit(Event::StillRunning {
+                                address: changes[ops[*op].change].address.clone(),
+                                operation: ops[*op].operation,
+                                elapsed_seconds: elapsed.as_secs(),
+                            });
                         }
                     }
                 }
@@ -167,7 +202,9 @@ pub async fn apply<P: Provider + 'static>(
                 // A task that panicked is a bug; report it and keep the others going.
                 report.failed.push((
                     "(executor)".into(),
-                    format!("an operation panicked: {panic}"),
+                    OpError::Provider(crate::provider::ProviderError::permanent(format!(
+                        "an operation panicked: {panic}"
+                    ))),
                 ));
                 continue;
             }
@@ -175,15 +212,15 @@ pub async fn apply<P: Provider + 'static>(
         in_flight.remove(&op);
         let address = changes[ops[op].change].address.clone();
         match result {
-            Ok(Done { what, id }) => {
+            Ok(Done { outcome, id }) => {
                 finished_at[op] = Some((offset.as_secs_f64(), (offset + elapsed).as_secs_f64()));
-                // The resource's id once known, as Terraform shows it: `[id=vpc-0abc…]`.
-                let id = id.map(|id| format!(" [id={id}]")).unwrap_or_default();
-                progress(&format!(
-                    "{address}: {what} after {:.1}s{id}",
-                    elapsed.as_secs_f64()
-                ));
-                report.done.push((address, what, elapsed));
+                events.emit(Event::Done {
+                    address: address.clone(),
+                    outcome,
+                    elapsed_seconds: elapsed.as_secs_f64(),
+                    id,
+                });
+                report.done.push((address, outcome, elapsed));
                 for &next in &dependents[op] {
                     waiting[next] -= 1;
                     if waiting[next] == 0 && !blocked[next] {
@@ -191,22 +228,23 @@ pub async fn apply<P: Provider + 'static>(
                     }
                 }
             }
-            Err(message) => {
+            Err(error) => {
+                halted |= matches!(error, OpError::State(_));
                 // One cause, one message: a failure like an earlier one points at it.
-                match first_failure.get(&message) {
-                    Some(first) => progress(&format!(
-                        "{address}: failed after {:.1}s (the same error as {first})",
-                        elapsed.as_secs_f64()
-                    )),
-                    None => {
-                        progress(&format!(
-                            "{address}: failed after {:.1}s: {message}",
-                            elapsed.as_secs_f64()
-                        ));
-                        first_failure.insert(message.clone(), address.clone());
-                    }
+                let message = error.to_string();
+                let same_as = first_failure.get(&message).cloned();
+                if same_as.is_none() {
+                    first_failure.insert(message.clone(), address.clone());
                 }
-                report.failed.push((address, message));
+                events.emit(Event::Failed {
+                    address: address.clone(),
+                    operation: ops[op].operation,
+                    elapsed_seconds: elapsed.as_secs_f64(),
+                    code: error.code().map(str::to_string),
+                    error: message,
+                    same_as,
+                });
+                report.failed.push((address, error));
                 let mut pending = dependents[op].clone();
                 while let Some(next) = pending.pop() {
                     if !blocked[next] {
@@ -224,7 +262,7 @@ pub async fn apply<P: Provider + 'static>(
             index_of[op] = Some(report.timings.len());
             report.timings.push(Timing {
                 address: changes[ops[op].change].address.clone(),
-                step: if ops[op].step == Step::Destroy {
+                step: if ops[op].operation == Operation::Delete {
                     "destroy"
                 } else {
                     "apply"
@@ -261,20 +299,6 @@ pub async fn apply<P: Provider + 'static>(
 /// How often an operation in flight says it is still running (Terraform's interval).
 const HEARTBEAT: Duration = Duration::from_secs(10);
 
-/// The progressive verb of an operation: `creating`, `updating`, `destroying`.
-fn verb(step: Step, action: Action) -> &'static str {
-    match (step, action) {
-        (Step::Destroy, _) => "destroying",
-        (Step::Apply, Action::Update) => "updating",
-        (Step::Apply, _) => "creating",
-    }
-}
-
-fn progress(line: &str) {
-    let mut stderr = std::io::stderr().lock();
-    let _ = writeln!(stderr, "{line}");
-}
-
 /// The operations of a plan and, per operation, the operations it must come after.
 fn operations(changes: &[ResourceChange], prior: &[ResourceState]) -> (Vec<Op>, Vec<Vec<usize>>) {
     let mut ops = Vec::new();
@@ -284,7 +308,7 @@ fn operations(changes: &[ResourceChange], prior: &[ResourceState]) -> (Vec<Op>, 
         if matches!(change.action, Action::Delete | Action::Replace) {
             destroy_of.insert(change.address.as_str(), ops.len());
             ops.push(Op {
-                step: Step::Destroy,
+                operation: Operation::Delete,
                 change: index,
             });
         }
@@ -294,7 +318,11 @@ fn operations(changes: &[ResourceChange], prior: &[ResourceState]) -> (Vec<Op>, 
         ) {
             apply_of.insert(change.address.as_str(), ops.len());
             ops.push(Op {
-                step: Step::Apply,
+                operation: if change.action == Action::Update {
+                    Operation::Update
+                } else {
+                    Operation::Create
+                },
                 change: index,
             });
         }
@@ -326,8 +354,8 @@ fn operations(changes: &[ResourceChange], prior: &[ResourceState]) -> (Vec<Op>, 
     for (index, op) in ops.iter().enumerate() {
         let change = &changes[op.change];
         let address = change.address.as_str();
-        match op.step {
-            Step::Apply => {
+        match op.operation {
+            Operation::Create | Operation::Update => {
                 if let Some(&destroy) = destroy_of.get(address) {
                     after[index].push(destroy);
                 }
@@ -339,7 +367,7 @@ fn operations(changes: &[ResourceChange], prior: &[ResourceState]) -> (Vec<Op>, 
             }
             // A forgotten resource leaves the state only after what contained it is really
             // gone: if the cluster's delete fails, its users stay recorded (they still exist).
-            Step::Destroy if change.forget => {
+            Operation::Delete if change.forget => {
                 for dependency in dependencies_of.get(address).copied().unwrap_or_default() {
                     if let Some(&destroy) = destroy_of.get(dependency.as_str())
                         && !forgotten.contains(dependency.as_str())
@@ -348,7 +376,7 @@ fn operations(changes: &[ResourceChange], prior: &[ResourceState]) -> (Vec<Op>, 
                     }
                 }
             }
-            Step::Destroy => {
+            Operation::Delete => {
                 for dependent in state_dependents.get(address).into_iter().flatten() {
                     // A forgotten dependent goes after this one (above), not before.
                     if forgotten.contains(dependent) {
@@ -373,149 +401,135 @@ fn operations(changes: &[ResourceChange], prior: &[ResourceState]) -> (Vec<Op>, 
 
 /// What a finished operation did, and the resource's id when it has one.
 struct Done {
-    what: &'static str,
+    outcome: Outcome,
     id: Option<String>,
 }
 
 impl Done {
-    fn new(what: &'static str, id: Option<String>) -> Self {
-        Done { what, id }
+    fn new(outcome: Outcome, id: Option<String>) -> Self {
+        Done { outcome, id }
     }
 }
 
-/// One operation, journaled.
+/// One operation, journaled: the pending operation persisted, the provider called, the result
+/// (or, after a failure, what [`settle_failed`] leaves) persisted.
 async fn run<P: Provider>(
     op: &Op,
     change: &ResourceChange,
     journal: &Journal,
     provider: &P,
-) -> Result<Done, String> {
+    events: &dyn Events,
+) -> Result<Done, OpError> {
     let address = change.address.as_str();
-    match op.step {
-        Step::Destroy => {
-            let Some(mut resource) = journal.resource(address).await else {
-                return Ok(Done::new("already gone", None));
-            };
-            if change.forget {
-                // It went with what contained it (the plan says which): no call to make.
-                journal.deleted(address).await?;
-                return Ok(Done::new("removed from the state", resource.id));
-            }
-            // The final snapshot the plan named (and showed) is the one taken.
-            if let Some(snapshot) = &change.final_snapshot {
-                resource.inputs.insert(
-                    "final_snapshot_identifier".into(),
-                    Value::String(snapshot.clone()),
-                );
-            }
-            progress(&format!("{address}: destroying..."));
-            journal
-                .begin(
-                    address,
-                    change.kind,
-                    Operation::Delete,
-                    resource.id.clone().unwrap_or_default(),
-                    None,
-                    Vec::new(),
-                )
-                .await?;
-            if let Err(error) = provider.delete(&resource).await {
-                settle_failed(journal, address, &error, false).await?;
-                return Err(error.message);
-            }
+    let started = |operation: Operation, changed: &[String]| {
+        events.emit(Event::Started {
+            address: address.to_string(),
+            operation,
+            changed: changed.to_vec(),
+        })
+    };
+    if op.operation == Operation::Delete {
+        let Some(mut resource) = journal.resource(address).await else {
+            return Ok(Done::new(Outcome::AlreadyGone, None));
+        };
+        if change.forget {
+            // It went with what contained it (the plan says which): no call to make.
             journal.deleted(address).await?;
-            Ok(Done::new("destroyed", resource.id))
+            return Ok(Done::new(Outcome::RemovedFromState, resource.id));
         }
-        Step::Apply => {
-            let inputs = resolve(change, journal).await?;
-            let existing = if change.action == Action::Update {
-                // The provider changes what is there now: the observed inputs when the plan
-                // refreshed (drift), else the recorded ones.
-                journal.resource(address).await.map(|mut resource| {
-                    if let Some(before) = &change.before {
-                        resource.inputs = before.clone();
-                    }
-                    resource
-                })
-            } else {
-                None
-            };
-            match existing {
-                Some(resource) => {
-                    progress(&format!(
-                        "{address}: updating ({})...",
-                        change.changed.join(", ")
-                    ));
-                    journal
-                        .begin(
-                            address,
-                            change.kind,
-                            Operation::Update,
-                            resource.id.clone().unwrap_or_default(),
-                            None,
-                            Vec::new(),
-                        )
-                        .await?;
-                    let applied = match provider.update(&resource, &inputs, &change.changed).await {
-                        Ok(applied) => applied,
-                        Err(error) => {
-                            settle_failed(journal, address, &error, false).await?;
-                            return Err(error.message);
-                        }
-                    };
-                    let id = applied.id.clone();
-                    journal
-                        .recorded(
-                            address,
-                            change.kind,
-                            inputs,
-                            applied,
-                            change.depends_on.clone(),
-                        )
-                        .await?;
-                    Ok(Done::new("updated", id))
-                }
-                None => {
-                    progress(&format!("{address}: creating..."));
-                    let token = format!("tag:pwless:address={address}");
-                    journal
-                        .begin(
-                            address,
-                            change.kind,
-                            Operation::Create,
-                            token,
-                            Some(inputs.clone()),
-                            change.depends_on.clone(),
-                        )
-                        .await?;
-                    let applied = match provider.create(address, change.kind, &inputs).await {
-                        Ok(applied) => applied,
-                        Err(error) => {
-                            settle_failed(
-                                journal,
-                                address,
-                                &error,
-                                change.kind.create_is_idempotent(),
-                            )
-                            .await?;
-                            return Err(error.message);
-                        }
-                    };
-                    let id = applied.id.clone();
-                    journal
-                        .recorded(
-                            address,
-                            change.kind,
-                            inputs,
-                            applied,
-                            change.depends_on.clone(),
-                        )
-                        .await?;
-                    Ok(Done::new("created", id))
-                }
-            }
+        // The final snapshot the plan named (and showed) is the one taken.
+        if let Some(snapshot) = &change.final_snapshot {
+            resource.inputs.insert(
+                "final_snapshot_identifier".into(),
+                Value::String(snapshot.clone()),
+            );
         }
+        started(Operation::Delete, &[]);
+        journal
+            .begin(
+                address,
+                change.kind,
+                Operation::Delete,
+                resource.id.clone().unwrap_or_default(),
+                None,
+                Vec::new(),
+            )
+            .await?;
+        if let Err(error) = provider.delete(&resource).await {
+            settle_failed(journal, address, &error, false).await?;
+            return Err(error.into());
+        }
+        journal.deleted(address).await?;
+        return Ok(Done::new(Outcome::Destroyed, resource.id));
     }
+    let inputs = resolve(change, journal).await?;
+    let existing = if op.operation == Operation::Update {
+        // The provider changes what is there now: the observed inputs when the plan
+        // refreshed (drift), else the recorded ones.
+        journal.resource(address).await.map(|mut resource| {
+            if let Some(before) = &change.before {
+                resource.inputs = before.clone();
+            }
+            resource
+        })
+    } else {
+        None
+    };
+    let (operation, token, pending_inputs, dependencies) = match &existing {
+        Some(resource) => (
+            Operation::Update,
+            resource.id.clone().unwrap_or_default(),
+            None,
+            Vec::new(),
+        ),
+        None => (
+            Operation::Create,
+            format!("tag:pwless:address={address}"),
+            Some(inputs.clone()),
+            change.depends_on.clone(),
+        ),
+    };
+    started(operation, &change.changed);
+    journal
+        .begin(
+            address,
+            change.kind,
+            operation,
+            token,
+            pending_inputs,
+            dependencies,
+        )
+        .await?;
+    let (result, repeatable, outcome) = match &existing {
+        Some(resource) => (
+            provider.update(resource, &inputs, &change.changed).await,
+            false,
+            Outcome::Updated,
+        ),
+        None => (
+            provider.create(address, change.kind, &inputs).await,
+            change.kind.create_is_idempotent(),
+            Outcome::Created,
+        ),
+    };
+    let applied = match result {
+        Ok(applied) => applied,
+        Err(error) => {
+            settle_failed(journal, address, &error, repeatable).await?;
+            return Err(error.into());
+        }
+    };
+    let id = applied.id.clone();
+    journal
+        .recorded(
+            address,
+            change.kind,
+            inputs,
+            applied,
+            change.depends_on.clone(),
+        )
+        .await?;
+    Ok(Done::new(outcome, id))
 }
 
 /// After a failed call: an operation that may have taken effect stays pending, for the next
@@ -527,7 +541,7 @@ async fn settle_failed(
     address: &str,
     error: &crate::provider::ProviderError,
     repeatable: bool,
-) -> Result<(), String> {
+) -> Result<(), crate::state::StateError> {
     if repeatable || error.kind == crate::provider::ErrorKind::Local {
         journal.forget_pending(address).await?;
     }
@@ -536,7 +550,7 @@ async fn settle_failed(
 
 /// The change's inputs with every "known after apply" value looked up in the state as it is
 /// now (its dependencies have been applied).
-async fn resolve(change: &ResourceChange, journal: &Journal) -> Result<Inputs, String> {
+async fn resolve(change: &ResourceChange, journal: &Journal) -> Result<Inputs, OpError> {
     let mut inputs: BTreeMap<String, Value> = change.after.clone().unwrap_or_default();
     if change.after_unknown.is_empty() {
         return Ok(inputs);
@@ -550,8 +564,8 @@ async fn resolve(change: &ResourceChange, journal: &Journal) -> Result<Inputs, S
                     .and_then(|resource| resource.outputs.get(&reference.output))
                     .cloned()
             })
-            .ok_or_else(|| {
-                format!("input `{name}` is still unknown: a dependency did not produce its output")
+            .ok_or_else(|| OpError::Unresolved {
+                input: name.clone(),
             })?;
         inputs.insert(name.clone(), value);
     }
@@ -559,47 +573,4 @@ async fn resolve(change: &ResourceChange, journal: &Journal) -> Result<Inputs, S
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn forgotten_users_leave_the_state_only_after_their_cluster_is_deleted() {
-        // Before, a user's state entry went first (dependents first), so a failed cluster
-        // delete left roles that still existed but were no longer recorded.
-        let stack = crate::spec::parse_str(
-            std::path::Path::new("stack.yaml"),
-            include_str!("../../stack.example.yaml"),
-        )
-        .unwrap();
-        let graph = crate::graph::ResourceGraph::from_stack(&stack).unwrap();
-        let state = crate::testing::applied_state(&stack.name, &graph);
-        let plan = crate::plan::plan(
-            &stack,
-            &graph,
-            Some(&state),
-            &crate::plan::ObservedState::new(),
-            crate::plan::Mode::Destroy,
-        );
-        let (ops, after) = operations(&plan.resource_changes, &state.resources);
-        let index_of = |address: &str| {
-            ops.iter()
-                .position(|op| plan.resource_changes[op.change].address == address)
-                .unwrap()
-        };
-        let cluster = index_of("aws_rds_cluster.main");
-        for user in [
-            "postgresql_role.user[app_user]",
-            "postgresql_grant.user[app_user]",
-        ] {
-            let user = index_of(user);
-            assert!(
-                after[user].contains(&cluster),
-                "{user} must wait for the cluster"
-            );
-            assert!(
-                !after[cluster].contains(&user),
-                "the cluster must not wait for {user}"
-            );
-        }
-    }
-}
+mod tests;

@@ -10,38 +10,55 @@
 
 use std::time::Duration;
 
-use super::Journal;
+use super::{Event, Events, Journal, Settlement};
 use crate::graph::ResourceKind;
 use crate::provider::{Applied, Inputs, Provider, ProviderError};
-use crate::state::Operation;
+use crate::state::{Operation, StateError};
 
 /// How long an interrupted create is looked for before it is taken as never made. The dead
 /// run's request may still be in flight, and cloud reads are eventually consistent: a create
 /// that lands after a too-early "not found" would be made twice.
-const GRACE: Duration = Duration::from_secs(10);
+pub const GRACE: Duration = Duration::from_secs(10);
 
-/// Settles every pending operation; returns what it did, one line each.
-pub async fn recover<P: Provider>(journal: &Journal, provider: &P) -> Result<Vec<String>, String> {
+#[derive(Debug, thiserror::Error)]
+pub enum RecoverError {
+    #[error("cannot save the state: {0}")]
+    State(#[from] StateError),
+    #[error("{address}: an interrupted create of a {kind} cannot be checked by this pwless")]
+    Unsupported { address: String, kind: ResourceKind },
+    #[error("{address}: cannot check an interrupted create: {source}")]
+    Check {
+        address: String,
+        source: ProviderError,
+    },
+}
+
+/// Settles every pending operation, in the order they were begun, reporting each as an
+/// [`Event::Settled`]. `grace` is how long a create is looked for ([`GRACE`]). Stops at the
+/// first operation it cannot settle: what is settled so far is saved.
+pub async fn recover<P: Provider>(
+    journal: &Journal,
+    provider: &P,
+    events: &dyn Events,
+    grace: Duration,
+) -> Result<(), RecoverError> {
     let pending = journal.snapshot().await.pending_operations;
-    let mut notes = Vec::new();
     for operation in pending {
         let address = operation.address.as_str();
-        match operation.operation {
+        let settlement = match operation.operation {
             Operation::Create if operation.kind.create_is_idempotent() => {
                 journal.forget_pending(address).await?;
-                notes.push(format!(
-                    "{address}: an interrupted create is simply made again (it is idempotent)"
-                ));
+                Settlement::MadeAgain
             }
             Operation::Create => {
                 let inputs = operation.inputs.clone().unwrap_or_default();
                 if !provider.supports(operation.kind) {
-                    return Err(format!(
-                        "{address}: an interrupted create of a {} cannot be checked by this pwless",
-                        operation.kind
-                    ));
+                    return Err(RecoverError::Unsupported {
+                        address: address.to_string(),
+                        kind: operation.kind,
+                    });
                 }
-                match adopt_patiently(provider, address, operation.kind, &inputs).await {
+                match adopt_patiently(provider, address, operation.kind, &inputs, grace).await {
                     Ok(Some(applied)) => {
                         journal
                             .recorded(
@@ -52,50 +69,50 @@ pub async fn recover<P: Provider>(journal: &Journal, provider: &P) -> Result<Vec
                                 operation.dependencies.clone(),
                             )
                             .await?;
-                        notes.push(format!(
-                            "{address}: adopted the resource an interrupted run created"
-                        ));
+                        Settlement::Adopted
                     }
                     Ok(None) => {
                         journal.forget_pending(address).await?;
-                        notes.push(format!("{address}: an interrupted run had not created it"));
+                        Settlement::NotCreated
                     }
-                    Err(error) => {
-                        return Err(format!(
-                            "{address}: cannot check an interrupted create: {}",
-                            error.message
-                        ));
+                    Err(source) => {
+                        return Err(RecoverError::Check {
+                            address: address.to_string(),
+                            source,
+                        });
                     }
                 }
             }
             Operation::Update | Operation::Delete => {
                 journal.forget_pending(address).await?;
-                notes.push(
-                    format!(
-                        "{address}: an interrupted {:?} is settled by refreshing it",
-                        operation.operation
-                    )
-                    .to_lowercase(),
-                );
+                Settlement::Refreshed {
+                    operation: operation.operation,
+                }
             }
-        }
+        };
+        events.emit(Event::Settled {
+            address: address.to_string(),
+            settlement,
+        });
     }
-    Ok(notes)
+    Ok(())
 }
 
-/// [`Provider::adopt`], asked again with backoff until found or [`GRACE`] has passed.
+/// [`Provider::adopt`], asked again with backoff until found or `grace` has passed (asked
+/// once when `grace` is zero).
 async fn adopt_patiently<P: Provider>(
     provider: &P,
     address: &str,
     kind: ResourceKind,
     inputs: &Inputs,
+    grace: Duration,
 ) -> Result<Option<Applied>, ProviderError> {
     let started = tokio::time::Instant::now();
     for delay in crate::provider::wait::delays() {
         if let Some(found) = provider.adopt(address, kind, inputs).await? {
             return Ok(Some(found));
         }
-        if started.elapsed() + delay > GRACE {
+        if started.elapsed() + delay > grace {
             return Ok(None);
         }
         tokio::time::sleep(delay).await;

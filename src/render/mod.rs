@@ -2,6 +2,7 @@
 //! structure. Data goes to stdout; the callers send progress and errors to stderr.
 
 pub mod plan;
+pub mod progress;
 
 use std::io::IsTerminal;
 
@@ -13,6 +14,10 @@ pub struct Style {
 
 impl Style {
     /// Colour only on a terminal, and never when `NO_COLOR` is set (<https://no-color.org>).
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "asks whether stdout is a terminal; writes nothing"
+    )]
     pub fn for_stdout(disabled: bool) -> Self {
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
         Style {
