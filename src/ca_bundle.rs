@@ -56,13 +56,33 @@ pub fn fetch_command(path: &Path, url: &str) -> String {
     )
 }
 
-/// Makes sure the bundle is at `path`: nothing to do when a file is there; else fetches it
-/// from `url`, writes it whole and says so on stderr. Gives whether it fetched.
+/// A bundle [`ensure`] fetched; its `Display` is the line that tells the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    pub certificates: usize,
+    pub url: String,
+    pub path: PathBuf,
+}
+
+impl std::fmt::Display for Fetched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Fetched the RDS CA bundle ({} certificates) from {} into {}",
+            self.certificates,
+            self.url,
+            self.path.display()
+        )
+    }
+}
+
+/// Makes sure the bundle is at `path`: nothing to do when a file is there (`None`); else
+/// fetches it from `url` and writes it whole (`Some`, for the caller to tell the user).
 /// Errors (one line, with the command that fetches it by hand): the address cannot be
 /// reached, answers other than 200, or sends no PEM certificate; the file cannot be written.
-pub async fn ensure(path: &Path, url: &str) -> Result<bool, String> {
+pub async fn ensure(path: &Path, url: &str) -> Result<Option<Fetched>, String> {
     if path.exists() {
-        return Ok(false);
+        return Ok(None);
     }
     let failed = |why: String| {
         format!(
@@ -86,12 +106,11 @@ pub async fn ensure(path: &Path, url: &str) -> Result<bool, String> {
             path.display()
         )
     })?;
-    eprintln!(
-        "Fetched the RDS CA bundle ({} certificates) from {url} into {}",
-        certificates.len(),
-        path.display()
-    );
-    Ok(true)
+    Ok(Some(Fetched {
+        certificates: certificates.len(),
+        url: url.to_string(),
+        path: path.to_path_buf(),
+    }))
 }
 
 /// GET `url` over HTTPS (HTTP/1.1, the system's roots), the body when the answer is 200.

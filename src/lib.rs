@@ -14,14 +14,38 @@
 //!   S3 or PostgreSQL.
 //! - [`plan`]: the planner, a pure function of (graph, prior state, observed state, mode)
 //!   giving a complete [`plan::Plan`]; destroy is a mode of the same planner.
-//! - [`render`]: one plan, rendered for people (the `+ ~ -/+ -` legend) and as JSON.
+//! - [`render`]: one plan, rendered for people (the `+ ~ -/+ -` legend) and as JSON; the
+//!   executor's events as progress lines or JSON lines ([`render::progress`]).
+//! - [`exec`]: the executor, a DAG walk over the plan's operations with every side effect
+//!   journaled ([`exec::journal`]); [`exec::recover`] settles what a dead run left pending and
+//!   [`exec::refresh`] reads what is live. It reports [`exec::Event`]s and prints nothing.
+//! - [`provider`]: one contract ([`provider::Provider`]: create, read, update, delete, adopt)
+//!   carried out for AWS, PostgreSQL and Kubernetes.
+//! - [`token`], [`eks_token`], [`db`], [`pool`], [`secret`]: IAM database tokens, EKS bearer
+//!   tokens, verified-TLS connections, a token-refreshing pool, and a type that keeps secrets
+//!   out of output; [`demo`] is the web app built on them.
+//! - [`kubernetes`]: the Kubernetes objects of a stack (service accounts, the demo app, the
+//!   relay's objects).
+//! - [`sandbox`]: acting as a service account without a cluster (`pwless sandbox run`: what
+//!   EKS's pod identity webhook and STS would do for a pod).
 //! - [`relay`]: the database relay in the EKS cluster, pwless's path to a private database.
 //! - [`ca_bundle`]: the RDS CA bundle, found or fetched and cached.
 //! - [`cli`]: the commands; `main.rs` only calls [`cli::main`].
 //! - [`errors`]: an error and its causes as one line for people.
 //! - [`testing`]: fixtures for this crate's own tests and benchmarks (hidden).
 
+// Library code reports through return values and `exec::Events`; only `cli`, the command
+// line's edge, writes to stdout and stderr (`clippy.toml` also disallows `std::io::stdout`
+// and `std::io::stderr`, which `writeln!` would otherwise reach unnoticed).
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod ca_bundle;
+#[allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    reason = "the command line's edge: the one place that writes to the terminal"
+)]
 pub mod cli;
 pub mod db;
 pub mod demo;

@@ -242,6 +242,8 @@ impl managed::Manager for IamManager {
 pub struct IamPool {
     pool: managed::Pool<IamManager>,
     refresher: tokio::task::JoinHandle<()>,
+    /// The background refresh's last error, cleared by its next success.
+    refresh_error: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl IamPool {
@@ -267,16 +269,31 @@ impl IamPool {
             .create_timeout(Some(Duration::from_secs(30)))
             .build()
             .map_err(|error| PoolError::Pool(error.to_string()))?;
+        let refresh_error = Arc::new(std::sync::Mutex::new(None));
+        let last_error = refresh_error.clone();
         let refresher = tokio::spawn(async move {
             loop {
-                if let Err(error) = tokens.refresh().await {
-                    // The next connection signs one itself and reports the error to its caller.
-                    eprintln!("pwless pool: cannot refresh the IAM token: {error}");
+                // A failure is kept for `refresh_error`, not printed (a library does not write
+                // to the application's stderr): the next connection signs a token itself and
+                // reports the error to its caller.
+                let result = tokens.refresh().await.err().map(|error| error.to_string());
+                if let Ok(mut last) = last_error.lock() {
+                    *last = result;
                 }
                 tokio::time::sleep(REFRESH_EVERY).await;
             }
         });
-        Ok(IamPool { pool, refresher })
+        Ok(IamPool {
+            pool,
+            refresher,
+            refresh_error,
+        })
+    }
+
+    /// Why the background token refresh last failed; `None` when its last try succeeded (or
+    /// none has run yet).
+    pub fn refresh_error(&self) -> Option<String> {
+        self.refresh_error.lock().ok().and_then(|last| last.clone())
     }
 
     /// A connection: an idle one, or a new one with the current token.

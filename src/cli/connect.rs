@@ -55,10 +55,12 @@ pub fn run(args: ConnectArgs) -> anyhow::Result<u8> {
         conninfo("sslrootcert", &ca_bundle.to_string_lossy()),
     ];
     let runtime = super::engine::runtime()?;
-    if let Some(url) = &settings.ca_bundle_url {
-        runtime
+    if let Some(url) = &settings.ca_bundle_url
+        && let Some(fetched) = runtime
             .block_on(crate::ca_bundle::ensure(&ca_bundle, url))
-            .map_err(UserError)?;
+            .map_err(UserError)?
+    {
+        eprintln!("{fetched}");
     }
     // A tunnel of the user's own wins; else the relay the user's role was managed through.
     let relay = relay.filter(|_| settings.admin_endpoint.is_none());

@@ -45,8 +45,11 @@ pub(crate) async fn check(
         // The user's cached copy of the RDS bundle is fetched now if it is not there yet.
         let fetched = match &settings.ca_bundle_url {
             Some(url) => crate::ca_bundle::ensure(&settings.ca_bundle, url).await,
-            None => Ok(false),
+            None => Ok(None),
         };
+        if let Ok(Some(fetched)) = &fetched {
+            eprintln!("{fetched}");
+        }
         match fetched.and_then(|_| {
             crate::db::tls_config(&settings.ca_bundle).map_err(|error| error.to_string())
         }) {

@@ -166,9 +166,12 @@ fn run_as(args: RunArgs) -> anyhow::Result<u8> {
         &stack.database.connection,
         super::stack_dir(&args.stack.file()?),
     );
-    if let Some(url) = &settings.ca_bundle_url {
-        super::engine::block_on(crate::ca_bundle::ensure(&settings.ca_bundle, url))?
-            .map_err(UserError)?;
+    if let Some(url) = &settings.ca_bundle_url
+        && let Some(fetched) =
+            super::engine::block_on(crate::ca_bundle::ensure(&settings.ca_bundle, url))?
+                .map_err(UserError)?
+    {
+        eprintln!("{fetched}");
     }
     let mut child = Command::new(&args.command[0]);
     child

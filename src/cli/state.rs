@@ -215,8 +215,8 @@ fn migrate(args: MigrateArgs) -> anyhow::Result<u8> {
         .into());
     }
     engine::runtime()?.block_on(async {
-        let mut source = StateStore::open(&from, "state migrate").await?;
-        let mut target = match StateStore::open(&to, "state migrate").await {
+        let mut source = engine::open_store(&from, "state migrate").await?;
+        let mut target = match engine::open_store(&to, "state migrate").await {
             Ok(target) => target,
             Err(error) => {
                 source.release().await;

@@ -66,6 +66,9 @@ pub struct S3Store {
     target: Target,
     lock: Arc<LockState>,
     renewer: tokio::task::JoinHandle<()>,
+    /// What the user should know about the lock taken (a takeover) and the bucket (no
+    /// versioning), one line each, for the caller to say.
+    notices: Vec<String>,
 }
 
 struct LockState {
@@ -288,13 +291,14 @@ impl S3Store {
                 Err(error) => return Err(explain(target, "lock", error)),
             }
         };
+        let mut notices = Vec::new();
         if let Some(previous) = took_over {
-            eprintln!(
+            notices.push(format!(
                 "Took over the lock on {} from {previous}: its lease had run out (the run probably died).",
                 target.location()
-            );
+            ));
         }
-        warn_without_versioning(&client, target).await;
+        notices.extend(warn_without_versioning(&client, target).await);
         let lock = Arc::new(LockState {
             etag: tokio::sync::Mutex::new(Some(etag)),
             lost: Mutex::new(None),
@@ -305,7 +309,13 @@ impl S3Store {
             target: target.clone(),
             lock,
             renewer,
+            notices,
         })
+    }
+
+    /// What the user should know about the lock and the bucket, one line each.
+    pub fn notices(&self) -> &[String] {
+        &self.notices
     }
 
     pub fn location(&self) -> String {
@@ -376,23 +386,21 @@ impl S3Store {
     }
 }
 
-/// Earlier states are S3's to keep: say so when the bucket keeps none. Silent when the
-/// caller may not read the setting.
-async fn warn_without_versioning(client: &aws_sdk_s3::Client, target: &Target) {
-    let Ok(versioning) = client
+/// Earlier states are S3's to keep: the warning to give when the bucket keeps none. `None`
+/// also when the caller may not read the setting.
+async fn warn_without_versioning(client: &aws_sdk_s3::Client, target: &Target) -> Option<String> {
+    let versioning = client
         .get_bucket_versioning()
         .bucket(&target.bucket)
         .send()
         .await
-    else {
-        return;
-    };
-    if versioning.status() != Some(&aws_sdk_s3::types::BucketVersioningStatus::Enabled) {
-        eprintln!(
+        .ok()?;
+    (versioning.status() != Some(&aws_sdk_s3::types::BucketVersioningStatus::Enabled)).then(|| {
+        format!(
             "warning: versioning is off for bucket {b}, so S3 keeps no earlier state to go back to; turn it on: aws s3api put-bucket-versioning --bucket {b} --versioning-configuration Status=Enabled",
             b = target.bucket
-        );
-    }
+        )
+    })
 }
 
 pub(crate) async fn get(

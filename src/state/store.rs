@@ -165,6 +165,15 @@ impl StateStore {
         &self.location
     }
 
+    /// What the user should know about the opened state, one line each, for the caller to
+    /// say: an S3 lock taken over from a dead run, a bucket without versioning.
+    pub fn notices(&self) -> &[String] {
+        match &self.backend {
+            Backend::S3(store) => store.notices(),
+            _ => &[],
+        }
+    }
+
     /// How messages name it (with the database server, for PostgreSQL).
     pub fn describe(&self) -> String {
         match &self.backend {
