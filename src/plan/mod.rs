@@ -4,6 +4,7 @@
 //! A [`Plan`] is complete — apply makes no decision it does not show — and records the prior
 //! state's lineage and serial so that a saved plan is refused once the state has moved.
 
+pub mod access;
 pub mod planner;
 
 use std::collections::BTreeMap;
@@ -124,6 +125,10 @@ pub struct Plan {
     pub prior_state: PriorState,
     pub resource_changes: Vec<ResourceChange>,
     pub summary: Summary,
+    /// Who may log in as whom after this plan (empty for a destroy). Absent from plans saved
+    /// by an older pwless: they read as empty.
+    #[serde(default, skip_serializing_if = "access::AccessSummary::is_empty")]
+    pub access: access::AccessSummary,
 }
 
 fn is_default_state(backend: &crate::spec::model::StateBackend) -> bool {

@@ -65,6 +65,7 @@ pub fn plan(
             lineage: prior.map(|state| state.lineage.clone()),
             serial: prior.map_or(0, |state| state.serial),
         },
+        access: super::access::summarize(&changes, mode),
         resource_changes: changes,
         summary,
     }

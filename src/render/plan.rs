@@ -128,81 +128,40 @@ pub fn human(plan: &Plan, style: Style) -> String {
     out
 }
 
-/// Who may log in as whom after this plan: one line per `access` entry, read from the planned
-/// IRSA roles and policies, so a reviewer sees who gets in without reading JSON.
+/// Who may log in as whom after this plan ([`Plan::access`], computed by the planner), so a
+/// reviewer sees who gets in without reading JSON.
 fn access_summary(plan: &Plan) -> String {
-    if plan.mode == Mode::Destroy {
-        return String::new();
-    }
-    let field = |change: &ResourceChange, input: &str, key: &str| -> String {
-        if let Some(value) = change
-            .after
-            .as_ref()
-            .and_then(|after| after.get(input))
-            .and_then(|value| value.get(key))
-        {
-            return value
-                .as_str()
-                .map_or_else(|| value.to_string(), str::to_string);
-        }
-        match change.after_unknown.get(input) {
-            Some(Expr::Map(entries)) => match entries.get(key) {
-                Some(Expr::Value(value)) => value
-                    .as_str()
-                    .map_or_else(|| value.to_string(), str::to_string),
-                _ => UNKNOWN.to_string(),
-            },
-            _ => UNKNOWN.to_string(),
-        }
-    };
-    let text = |change: Option<&ResourceChange>, input: &str| -> String {
-        change
-            .and_then(|change| {
-                change
-                    .after
-                    .as_ref()?
-                    .get(input)?
-                    .as_str()
-                    .map(str::to_string)
-            })
-            .unwrap_or_else(|| UNKNOWN.to_string())
-    };
-    let cluster = text(plan.change("aws_rds_cluster.main"), "cluster_identifier");
-    let mut lines = Vec::new();
-    for change in &plan.resource_changes {
-        let Some(entry) = change
-            .address
-            .strip_prefix("aws_iam_role_policy.irsa[")
-            .and_then(|rest| rest.strip_suffix(']'))
-        else {
-            continue;
-        };
-        if change.action == Action::Delete {
-            lines.push(format!("  - {entry}: loses its database access"));
-            continue;
-        }
-        let role = text(plan.change(&format!("aws_iam_role.irsa[{entry}]")), "name");
-        let user = field(change, "rds_db_connect", "db_user");
-        let resource_id = field(change, "rds_db_connect", "cluster_resource_id");
-        lines.push(format!(
-            "  {entry} -> database user {user}\n      on cluster {cluster} (resource id {resource_id})\n      through IAM role {role}"
-        ));
-    }
-    let mut admins = Vec::new();
-    for change in &plan.resource_changes {
-        let Some(principal) = change
-            .address
-            .strip_prefix("aws_eks_access_entry.admin[")
-            .and_then(|rest| rest.strip_suffix(']'))
-        else {
-            continue;
-        };
-        admins.push(if change.action == Action::Delete {
-            format!("  - {principal}: loses cluster-admin")
-        } else {
-            format!("  {principal}")
-        });
-    }
+    let or_unknown = |value: &Option<String>| value.clone().unwrap_or_else(|| UNKNOWN.to_string());
+    let lines: Vec<String> = plan
+        .access
+        .database
+        .iter()
+        .map(|access| {
+            let entry = &access.service_account;
+            if access.revoked {
+                return format!("  - {entry}: loses its database access");
+            }
+            format!(
+                "  {entry} -> database user {}\n      on cluster {} (resource id {})\n      through IAM role {}",
+                or_unknown(&access.db_user),
+                or_unknown(&access.cluster),
+                or_unknown(&access.cluster_resource_id),
+                or_unknown(&access.iam_role)
+            )
+        })
+        .collect();
+    let admins: Vec<String> = plan
+        .access
+        .cluster_admins
+        .iter()
+        .map(|admin| {
+            if admin.revoked {
+                format!("  - {}: loses cluster-admin", admin.principal_arn)
+            } else {
+                format!("  {}", admin.principal_arn)
+            }
+        })
+        .collect();
     let mut summary = String::new();
     if !lines.is_empty() {
         summary.push_str(&format!(

@@ -118,6 +118,19 @@ fn access_summary_names_the_resource_id_and_removals() {
     );
     let text = human(&planned, Style::plain());
     assert!(text.contains("  demo/demo-app -> database user app_user\n      on cluster iam-postgres (resource id cluster-ABCDEF)\n      through IAM role iam-postgres-demo-demo-app\n"), "{text}");
+    // The JSON plan holds the same summary: the planner computes it, both renderers show it.
+    let json: serde_json::Value =
+        serde_json::from_str(&pwless::render::plan::json(&planned)).unwrap();
+    assert_eq!(
+        json["access"]["database"],
+        serde_json::json!([{
+            "service_account": "demo/demo-app",
+            "db_user": "app_user",
+            "cluster": "iam-postgres",
+            "cluster_resource_id": "cluster-ABCDEF",
+            "iam_role": "iam-postgres-demo-demo-app",
+        }])
+    );
 
     let without = stack_from(&example_with("access:                          # who may log in as which database user\n  - {namespace: demo, service_account: demo-app, db_user: app_user}\n", "").replacen("app:                             # the demo web app (optional section)\n  namespace: demo\n  service_account: demo-app\n  image: ghcr.io/example/pwless-demo:0.1.0\n  replicas: 2\n  port: 8080\n", "", 1));
     let planned = plan(
@@ -132,6 +145,27 @@ fn access_summary_names_the_resource_id_and_removals() {
         text.contains("  - demo/demo-app: loses its database access"),
         "{text}"
     );
+    assert_eq!(
+        planned.access.database,
+        vec![pwless::plan::access::DatabaseAccess {
+            service_account: "demo/demo-app".into(),
+            revoked: true,
+            db_user: None,
+            cluster: None,
+            cluster_resource_id: None,
+            iam_role: None,
+        }]
+    );
+    // A destroy leaves no access to show.
+    let destroy = plan(
+        &stack,
+        &graph_of(&stack),
+        Some(&state),
+        &ObservedState::new(),
+        Mode::Destroy,
+    );
+    assert!(destroy.access.is_empty());
+    assert!(!pwless::render::plan::json(&destroy).contains("\"access\""));
 }
 
 #[test]
