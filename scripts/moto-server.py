@@ -17,6 +17,14 @@ It also makes S3's conditional writes atomic, as they are on S3 (see S3_WRITES b
 answers GetBucketVersioning in S3's shape, names the sandbox's caller with the IAM user ARN
 STS gives (`arn:aws:iam::123456789012:user/moto`, not moto's `arn:aws:sts::...:user/moto`), and
 gives RDS cluster endpoints one identifier per account and region, as RDS does.
+
+EKS UpdateClusterConfig behaves as on EKS for what pwless sends (see update_cluster_config
+below): one kind of update per call, the endpoint flags merged into the cluster's VPC
+configuration (moto replaced it whole, losing the subnets), a request that changes nothing
+refused, and the authentication mode kept (from CreateCluster too) and moved one way only.
+TagResource, UntagResource and ListTagsForResource take a managed node group's ARN too, as
+on EKS (moto 5.2.5 answered not found).
+Not emulated: update ids and DescribeUpdate, publicAccessCidrs, logging.
 """
 
 import datetime
@@ -33,6 +41,7 @@ from moto.eks.exceptions import (
     ResourceInUseException,
     ResourceNotFoundException,
 )
+from moto.eks.models import EKSBackend
 from moto.eks.responses import EKSResponse
 from moto.s3.responses import S3Response
 from moto.sts.models import STSBackend
@@ -155,8 +164,101 @@ def disassociate_access_policy(self):
         return EmptyResult()
 
 
+# EKS's order of authentication modes: a cluster moves forward only ("Change authentication mode
+# to use access entries", Amazon EKS User Guide).
+AUTHENTICATION_MODES = ["CONFIG_MAP", "API_AND_CONFIG_MAP", "API"]
+
+_moto_create_cluster = EKSResponse.create_cluster
+
+
+def create_cluster(self):
+    """Keeps the authentication mode asked for (moto drops it); EKS's default is CONFIG_MAP.
+    Set on moto's cluster object, it is serialized as the cluster's `accessConfig`."""
+    result = _moto_create_cluster(self)
+    mode = (self._get_param("accessConfig") or {}).get("authenticationMode", "CONFIG_MAP")
+    cluster = self.eks_backend.describe_cluster(name=self._get_param("name"))
+    cluster.access_config = {"authenticationMode": mode}
+    return result
+
+
+def update_cluster_config(self):
+    """EKS's rules for the updates pwless makes. The messages of the first two are EKS's own
+    (as its users report them); the authentication-mode message is ours."""
+    name = self._get_param("name")
+    kinds = [key for key in ("resourcesVpcConfig", "logging", "accessConfig", "kubernetesNetworkConfig",
+                             "remoteNetworkConfig", "upgradePolicy", "zonalShiftConfig", "computeConfig",
+                             "storageConfig") if self._get_param(key)]
+    if len(kinds) > 1:
+        raise InvalidParameterException(message="Only one type of update can be allowed.")
+    cluster = self.eks_backend.describe_cluster(name=name)
+    vpc = self._get_param("resourcesVpcConfig")
+    access = self._get_param("accessConfig")
+    if vpc:
+        current = cluster.resources_vpc_config
+        wanted = {**current, **vpc}
+        if all(current.get(key) == value for key, value in vpc.items()):
+            raise InvalidParameterException(message=(
+                "Cluster is already at the desired configuration with endpointPrivateAccess: "
+                f"{str(current.get('endpointPrivateAccess', False)).lower()} , endpointPublicAccess: "
+                f"{str(current.get('endpointPublicAccess', True)).lower()}, and Public Endpoint "
+                "Restrictions: [0.0.0.0/0]"))
+        cluster.resources_vpc_config = wanted
+    elif access:
+        with LOCK:
+            now = (getattr(cluster, "access_config", None) or {}).get("authenticationMode", "CONFIG_MAP")
+            wanted = access.get("authenticationMode", now)
+            if wanted not in AUTHENTICATION_MODES or \
+                    AUTHENTICATION_MODES.index(wanted) <= AUTHENTICATION_MODES.index(now):
+                raise InvalidParameterException(message=(
+                    f"Unsupported authentication mode update from {now} to {wanted}: a cluster's "
+                    "mode moves only from CONFIG_MAP to API_AND_CONFIG_MAP to API"))
+            cluster.access_config = {"authenticationMode": wanted}
+    else:
+        return _moto_update_cluster_config(self)
+    return ActionResult({"cluster": cluster})
+
+
+_moto_update_cluster_config = EKSResponse.update_cluster_config
+
+
+def _taggable(self, resource_arn, operation):
+    """The cluster or managed node group with this ARN: EKS tags both; moto 5.2.5 only
+    clusters, and refused a node group's tags as not found."""
+    for cluster in self.clusters.values():
+        if cluster.arn == resource_arn:
+            return cluster
+        for nodegroup in cluster.nodegroups.values():
+            if nodegroup.arn == resource_arn:
+                return nodegroup
+    raise ResourceNotFoundException(
+        clusterName=None, nodegroupName=None, fargateProfileName=None, addonName=None,
+        message=f"An error occurred (NotFoundException) when calling the {operation} operation: Resource was not found")
+
+
+def _tag_resource(self, resource_arn, tags):
+    resource = _taggable(self, resource_arn, "TagResource")
+    if resource.tags is None:
+        resource.tags = {}
+    resource.tags.update(tags)
+
+
+def _untag_resource(self, resource_arn, tag_keys):
+    resource = _taggable(self, resource_arn, "UntagResource")
+    for key in tag_keys if isinstance(tag_keys, list) else [tag_keys]:
+        (resource.tags or {}).pop(key, None)
+
+
+def _list_tags_for_resource(self, resource_arn):
+    return _taggable(self, resource_arn, "ListTagsForResource").tags or {}
+
+
+EKSBackend.tag_resource = _tag_resource
+EKSBackend.untag_resource = _untag_resource
+EKSBackend.list_tags_for_resource = _list_tags_for_resource
+
 for function in (create_access_entry, describe_access_entry, list_access_entries, delete_access_entry,
-                 associate_access_policy, list_associated_access_policies, disassociate_access_policy):
+                 associate_access_policy, list_associated_access_policies, disassociate_access_policy,
+                 create_cluster, update_cluster_config):
     setattr(EKSResponse, function.__name__, function)
 
 # The principal ARN is one path segment, URL-encoded; the server decodes `%2F` before routing,

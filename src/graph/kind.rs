@@ -1,5 +1,7 @@
 //! The kinds of resource pwless manages, and what each kind's schema says about change:
-//! which inputs force a replacement (the rest are updated in place) and which outputs it has.
+//! which inputs force a replacement, which its provider's update changes in place (every input
+//! is in exactly one of the two, checked by a test over the example stacks), and which outputs
+//! it has.
 
 use std::fmt;
 use std::str::FromStr;
@@ -15,7 +17,7 @@ pub enum Provider {
 }
 
 macro_rules! kinds {
-    ($( $variant:ident => $name:literal, $provider:ident, force_new: [$($force:literal),*], outputs: [$($output:literal),*]; )*) => {
+    ($( $variant:ident => $name:literal, $provider:ident, force_new: [$($force:literal),*], update: [$($update:literal),*], outputs: [$($output:literal),*]; )*) => {
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         pub enum ResourceKind {
             $(
@@ -41,6 +43,14 @@ macro_rules! kinds {
                 match self { $(ResourceKind::$variant => &[$($force),*],)* }
             }
 
+            /// Inputs its provider's update changes on a live resource. Every input the graph
+            /// gives a kind is in exactly one of [`Self::force_new`] and this list (checked by
+            /// a test over the example stacks), so a planned in-place update is one the
+            /// provider carries out.
+            pub fn updatable(self) -> &'static [&'static str] {
+                match self { $(ResourceKind::$variant => &[$($update),*],)* }
+            }
+
             /// Outputs known only after the resource exists.
             pub fn outputs(self) -> &'static [&'static str] {
                 match self { $(ResourceKind::$variant => &[$($output),*],)* }
@@ -50,34 +60,34 @@ macro_rules! kinds {
 }
 
 kinds! {
-    Vpc => "aws_vpc", Aws, force_new: ["cidr_block"], outputs: ["id"];
-    InternetGateway => "aws_internet_gateway", Aws, force_new: ["vpc_id"], outputs: ["id"];
-    Subnet => "aws_subnet", Aws, force_new: ["vpc_id", "cidr_block", "availability_zone"], outputs: ["id"];
-    ElasticIp => "aws_eip", Aws, force_new: ["domain"], outputs: ["id", "public_ip"];
-    NatGateway => "aws_nat_gateway", Aws, force_new: ["subnet_id", "allocation_id"], outputs: ["id"];
-    RouteTable => "aws_route_table", Aws, force_new: ["vpc_id"], outputs: ["id"];
-    RouteTableAssociation => "aws_route_table_association", Aws, force_new: ["subnet_id", "route_table_id"], outputs: ["id"];
-    SecurityGroup => "aws_security_group", Aws, force_new: ["vpc_id", "name", "description"], outputs: ["id"];
-    SecurityGroupRule => "aws_security_group_rule", Aws, force_new: ["security_group_id", "type", "protocol", "from_port", "to_port", "cidr_ipv4"], outputs: ["id"];
-    IamRole => "aws_iam_role", Aws, force_new: ["name"], outputs: ["arn", "name"];
-    IamRolePolicyAttachment => "aws_iam_role_policy_attachment", Aws, force_new: ["role", "policy_arn"], outputs: [];
-    IamRolePolicy => "aws_iam_role_policy", Aws, force_new: ["role", "name"], outputs: [];
-    EksCluster => "aws_eks_cluster", Aws, force_new: ["name", "role_arn", "subnet_ids", "service_ipv4_cidr"], outputs: ["name", "arn", "endpoint", "certificate_authority", "oidc_issuer"];
-    EksAccessEntry => "aws_eks_access_entry", Aws, force_new: ["cluster_name", "principal_arn"], outputs: ["arn"];
-    EksNodeGroup => "aws_eks_node_group", Aws, force_new: ["cluster_name", "node_group_name", "node_role_arn", "subnet_ids", "instance_types"], outputs: ["arn"];
-    OidcProvider => "aws_iam_openid_connect_provider", Aws, force_new: ["url"], outputs: ["arn"];
-    DbSubnetGroup => "aws_db_subnet_group", Aws, force_new: ["name"], outputs: ["name", "arn"];
-    RdsCluster => "aws_rds_cluster", Aws, force_new: ["cluster_identifier", "engine", "database_name", "master_username", "db_subnet_group_name", "storage_encrypted"], outputs: ["cluster_identifier", "arn", "endpoint", "reader_endpoint", "port", "cluster_resource_id", "master_user_secret_arn"];
-    RdsClusterInstance => "aws_rds_cluster_instance", Aws, force_new: ["identifier", "cluster_identifier", "engine"], outputs: ["arn", "endpoint"];
-    PostgresRole => "postgresql_role", Postgres, force_new: ["name", "cluster_resource_id"], outputs: [];
-    PostgresGrant => "postgresql_grant", Postgres, force_new: ["role", "database", "cluster_resource_id"], outputs: [];
-    KubernetesNamespace => "kubernetes_namespace", Kubernetes, force_new: ["name", "cluster_arn"], outputs: [];
-    KubernetesServiceAccount => "kubernetes_service_account", Kubernetes, force_new: ["namespace", "name", "cluster_arn"], outputs: [];
-    KubernetesDeployment => "kubernetes_deployment", Kubernetes, force_new: ["namespace", "name", "cluster_arn"], outputs: [];
-    KubernetesService => "kubernetes_service", Kubernetes, force_new: ["namespace", "name", "cluster_arn"], outputs: ["load_balancer_hostname"];
-    KubernetesConfigMap => "kubernetes_config_map", Kubernetes, force_new: ["namespace", "name", "cluster_arn"], outputs: [];
-    KubernetesNetworkPolicy => "kubernetes_network_policy", Kubernetes, force_new: ["namespace", "name", "cluster_arn"], outputs: [];
-    KubernetesDbRelay => "kubernetes_db_relay", Kubernetes, force_new: ["namespace", "name", "cluster_arn"], outputs: [];
+    Vpc => "aws_vpc", Aws, force_new: ["cidr_block"], update: ["tags", "enable_dns_support", "enable_dns_hostnames"], outputs: ["id"];
+    InternetGateway => "aws_internet_gateway", Aws, force_new: ["vpc_id"], update: ["tags"], outputs: ["id"];
+    Subnet => "aws_subnet", Aws, force_new: ["vpc_id", "cidr_block", "availability_zone"], update: ["tags", "map_public_ip_on_launch"], outputs: ["id"];
+    ElasticIp => "aws_eip", Aws, force_new: ["domain"], update: ["tags"], outputs: ["id", "public_ip"];
+    NatGateway => "aws_nat_gateway", Aws, force_new: ["subnet_id", "allocation_id", "connectivity_type"], update: ["tags"], outputs: ["id"];
+    RouteTable => "aws_route_table", Aws, force_new: ["vpc_id"], update: ["tags", "routes"], outputs: ["id"];
+    RouteTableAssociation => "aws_route_table_association", Aws, force_new: ["subnet_id", "route_table_id"], update: [], outputs: ["id"];
+    SecurityGroup => "aws_security_group", Aws, force_new: ["vpc_id", "name", "description"], update: ["tags"], outputs: ["id"];
+    SecurityGroupRule => "aws_security_group_rule", Aws, force_new: ["security_group_id", "type", "protocol", "from_port", "to_port", "cidr_ipv4"], update: [], outputs: ["id"];
+    IamRole => "aws_iam_role", Aws, force_new: ["name"], update: ["tags", "assume_role_policy", "web_identity"], outputs: ["arn", "name"];
+    IamRolePolicyAttachment => "aws_iam_role_policy_attachment", Aws, force_new: ["role", "policy_arn"], update: [], outputs: [];
+    IamRolePolicy => "aws_iam_role_policy", Aws, force_new: ["role", "name"], update: ["rds_db_connect"], outputs: [];
+    EksCluster => "aws_eks_cluster", Aws, force_new: ["name", "role_arn", "subnet_ids", "service_ipv4_cidr"], update: ["tags", "version", "endpoint_public_access", "endpoint_private_access", "authentication_mode"], outputs: ["name", "arn", "endpoint", "certificate_authority", "oidc_issuer"];
+    EksAccessEntry => "aws_eks_access_entry", Aws, force_new: ["cluster_name", "principal_arn"], update: ["tags", "policy_arn"], outputs: ["arn"];
+    EksNodeGroup => "aws_eks_node_group", Aws, force_new: ["cluster_name", "node_group_name", "node_role_arn", "subnet_ids", "instance_types"], update: ["tags", "scaling", "version"], outputs: ["arn"];
+    OidcProvider => "aws_iam_openid_connect_provider", Aws, force_new: ["url"], update: ["tags", "client_ids"], outputs: ["arn"];
+    DbSubnetGroup => "aws_db_subnet_group", Aws, force_new: ["name"], update: ["tags", "description", "subnet_ids"], outputs: ["name", "arn"];
+    RdsCluster => "aws_rds_cluster", Aws, force_new: ["cluster_identifier", "engine", "database_name", "master_username", "db_subnet_group_name", "storage_encrypted"], update: ["tags", "engine_version", "iam_database_authentication_enabled", "port", "vpc_security_group_ids", "master_password", "final_snapshot"], outputs: ["cluster_identifier", "arn", "endpoint", "reader_endpoint", "port", "cluster_resource_id", "master_user_secret_arn"];
+    RdsClusterInstance => "aws_rds_cluster_instance", Aws, force_new: ["identifier", "cluster_identifier", "engine"], update: ["tags", "instance_class", "publicly_accessible"], outputs: ["arn", "endpoint"];
+    PostgresRole => "postgresql_role", Postgres, force_new: ["name", "cluster_resource_id"], update: ["login", "password", "member_of", "connection"], outputs: [];
+    PostgresGrant => "postgresql_grant", Postgres, force_new: ["role", "database", "cluster_resource_id"], update: ["schema", "connection", "database_privileges", "schema_privileges", "table_privileges"], outputs: [];
+    KubernetesNamespace => "kubernetes_namespace", Kubernetes, force_new: ["name", "cluster_arn"], update: ["labels"], outputs: [];
+    KubernetesServiceAccount => "kubernetes_service_account", Kubernetes, force_new: ["namespace", "name", "cluster_arn"], update: ["role_arn", "labels"], outputs: [];
+    KubernetesDeployment => "kubernetes_deployment", Kubernetes, force_new: ["namespace", "name", "cluster_arn"], update: ["service_account", "image", "replicas", "port", "labels", "env"], outputs: [];
+    KubernetesService => "kubernetes_service", Kubernetes, force_new: ["namespace", "name", "cluster_arn"], update: ["type", "port", "target_port", "selector", "labels"], outputs: ["load_balancer_hostname"];
+    KubernetesConfigMap => "kubernetes_config_map", Kubernetes, force_new: ["namespace", "name", "cluster_arn"], update: ["labels", "data"], outputs: [];
+    KubernetesNetworkPolicy => "kubernetes_network_policy", Kubernetes, force_new: ["namespace", "name", "cluster_arn"], update: ["labels", "pod_selector", "egress_cidr", "egress_port"], outputs: [];
+    KubernetesDbRelay => "kubernetes_db_relay", Kubernetes, force_new: ["namespace", "name", "cluster_arn"], update: ["labels", "image", "config_map", "config_sha256", "endpoint", "port"], outputs: [];
 }
 
 impl ResourceKind {
@@ -123,6 +133,57 @@ mod tests {
             assert!(names.insert(kind.name()));
             let json = serde_json::to_string(kind).unwrap();
             assert_eq!(json, format!("\"{}\"", kind.name()));
+        }
+    }
+
+    #[test]
+    fn every_input_the_graph_emits_is_either_replaced_or_updated_in_place() {
+        // Before, which inputs an update can change lived only in the providers' match arms:
+        // an emitted input in neither list (the EKS authentication mode, the NAT gateway's
+        // connectivity type) planned an in-place update that failed at apply.
+        use std::collections::{BTreeMap, BTreeSet};
+        let mut emitted: BTreeMap<ResourceKind, BTreeSet<String>> = BTreeMap::new();
+        for (file, text) in [
+            (
+                "stack.example.yaml",
+                include_str!("../../stack.example.yaml"),
+            ),
+            (
+                "examples/aws-only.yaml",
+                include_str!("../../examples/aws-only.yaml"),
+            ),
+            (
+                "examples/with-users.yaml",
+                include_str!("../../examples/with-users.yaml"),
+            ),
+        ] {
+            let stack = crate::spec::parse_str(std::path::Path::new(file), text).unwrap();
+            let graph = crate::graph::ResourceGraph::from_stack(&stack).unwrap();
+            for resource in graph.in_order() {
+                emitted
+                    .entry(resource.kind)
+                    .or_default()
+                    .extend(resource.inputs.keys().cloned());
+            }
+        }
+        for kind in ResourceKind::ALL {
+            let inputs = emitted
+                .get(kind)
+                .unwrap_or_else(|| panic!("no example stack has a {kind}"));
+            for input in inputs {
+                let replaced = kind.force_new().contains(&input.as_str());
+                let updated = kind.updatable().contains(&input.as_str());
+                assert!(
+                    replaced != updated,
+                    "{kind} input `{input}`: force_new {replaced}, updatable {updated}; it must be in exactly one"
+                );
+            }
+            for listed in kind.force_new().iter().chain(kind.updatable()) {
+                assert!(
+                    inputs.contains(*listed),
+                    "{kind} lists `{listed}`, which the graph never emits"
+                );
+            }
         }
     }
 }

@@ -7,6 +7,8 @@
 //! and apply refuses such plans before changing anything.
 
 pub mod aws;
+#[cfg(test)]
+pub mod fake;
 pub mod kubernetes;
 pub mod postgres;
 pub mod wait;
@@ -300,6 +302,31 @@ pub(crate) fn input_tags(inputs: &Inputs) -> Vec<(String, String)> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// What a `tags` update must do, from the tags the resource has (`prior`, recorded or observed)
+/// to the wanted ones: the keys to remove, and the tags to add or change. Every AWS service's
+/// tag call refuses an empty list, so the caller skips an empty half.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct TagChanges {
+    pub removed: Vec<String>,
+    pub set: Vec<(String, String)>,
+}
+
+pub(crate) fn tag_changes(prior: &Inputs, wanted: &Inputs) -> TagChanges {
+    let had: BTreeMap<String, String> = input_tags(prior).into_iter().collect();
+    let want: BTreeMap<String, String> = input_tags(wanted).into_iter().collect();
+    TagChanges {
+        removed: had
+            .keys()
+            .filter(|key| !want.contains_key(*key))
+            .cloned()
+            .collect(),
+        set: want
+            .into_iter()
+            .filter(|(key, value)| had.get(key) != Some(value))
+            .collect(),
+    }
 }
 
 /// Tags as the `tags` input value.

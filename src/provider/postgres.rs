@@ -546,9 +546,15 @@ impl PostgresProvider {
                 }
             }
             ResourceKind::PostgresGrant => {
-                // Revoke everything and grant what the stack says, as one transaction.
+                // Revoke everything and grant what the stack says, as one transaction. A new
+                // schema: what was granted on the old one (recorded) is revoked there first.
+                let mut sql = String::new();
+                if changed.iter().any(|name| name == "schema") {
+                    sql.push_str(&Self::revoke_sql(&resource.inputs)?);
+                }
+                sql.push_str(&Self::grant_sql(inputs)?);
                 client
-                    .batch_execute(&Self::grant_sql(inputs)?)
+                    .batch_execute(&sql)
                     .await
                     .map_err(db_error("update the privileges"))?;
             }

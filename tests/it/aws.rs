@@ -1097,6 +1097,39 @@ fn database_users_are_iam_only_with_exactly_their_privileges() {
     assert_eq!(run(&["apply", "--auto-approve"]).status.code(), Some(0));
     assert_eq!(run(&["plan", "--detailed-exitcode"]).status.code(), Some(0));
 
+    // A user moved to another schema keeps nothing on the old one. Before, the update revoked
+    // and granted on the new schema only: SELECT on public's tables stayed.
+    std::fs::write(
+        &stack.file,
+        admin_stack(
+            &stack.name,
+            &users.replace(
+                "{name: reader, privileges: [connect, usage, select]}",
+                "{name: reader, privileges: [connect, usage, select], schema: other}",
+            ),
+        ),
+    )
+    .unwrap();
+    let output = run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    rt.block_on(async {
+        let su = superuser(pg).await;
+        let reader = |check: &'static str| {
+            let su = &su;
+            async move { su.query_one(check, &[]).await.unwrap().get::<_, bool>(0) }
+        };
+        assert!(reader("select has_table_privilege('reader', 'other.secrets', 'SELECT')").await);
+        assert!(!reader("select has_table_privilege('reader', 'public.messages', 'SELECT')").await);
+        // Nor on public's future tables (its default privileges there are gone too).
+        su.batch_execute("SET ROLE admin; CREATE TABLE public.made_later (id int); RESET ROLE;")
+            .await
+            .unwrap();
+        assert!(
+            !reader("select has_table_privilege('reader', 'public.made_later', 'SELECT')").await
+        );
+    });
+    assert_eq!(run(&["plan", "--detailed-exitcode"]).status.code(), Some(0));
+
     // `pwless connect`: psql over verified TLS with a fresh token. These stacks have no
     // `access`: the test credentials (moto's user, no IAM policy) may not rds-db:connect, so the
     // sandbox refuses the token as RDS would — after the TLS handshake succeeded; with another
@@ -1419,4 +1452,152 @@ fn a_refreshed_plan_after_a_database_rename_reads_the_users_where_they_are() {
         stderr(&output)
     );
     assert!(!stderr(&output).contains("db error"), "{}", stderr(&output));
+}
+
+#[test]
+fn apply_and_destroy_stream_json_lines_when_asked() {
+    let stack = Stack::new("jsonlines", "");
+    // Without --auto-approve there is no place for the question: refused before the state is
+    // even locked.
+    let refused = stack.run(&["apply", "--json"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("add --auto-approve"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(!stack.state_path().exists());
+
+    let records = |output: &std::process::Output| -> Vec<serde_json::Value> {
+        stdout(output)
+            .lines()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|error| panic!("not a JSON line ({error}): {line}"))
+            })
+            .collect()
+    };
+    let of_type = |records: &[serde_json::Value], kind: &str| -> Vec<serde_json::Value> {
+        records
+            .iter()
+            .filter(|record| record["type"] == kind)
+            .cloned()
+            .collect()
+    };
+
+    let applied = stack.run(&["apply", "--auto-approve", "--json"]);
+    assert!(applied.status.success(), "{}", stderr(&applied));
+    let lines = records(&applied);
+    assert_eq!(lines[0]["type"], "plan", "{:?}", lines[0]);
+    let planned_adds = lines[0]["plan"]["summary"]["add"].as_u64().unwrap();
+    assert!(planned_adds > 10, "{planned_adds}");
+    let started = of_type(&lines, "started");
+    assert!(
+        started
+            .iter()
+            .any(|record| record["address"] == "aws_vpc.main" && record["operation"] == "create")
+    );
+    let done = of_type(&lines, "done");
+    let vpc = done
+        .iter()
+        .find(|record| record["address"] == "aws_vpc.main")
+        .expect("the VPC's done event");
+    assert_eq!(vpc["outcome"], "created");
+    assert!(vpc["id"].as_str().unwrap().starts_with("vpc-"), "{vpc}");
+    assert_eq!(done.len() as u64, planned_adds);
+    let summary = of_type(&lines, "summary");
+    assert_eq!(summary.len(), 1);
+    assert_eq!(summary[0]["succeeded"], true);
+    assert_eq!(summary[0]["mode"], "normal");
+    assert_eq!(summary[0]["add"].as_u64(), Some(planned_adds));
+    let outputs = of_type(&lines, "outputs");
+    assert_eq!(outputs.len(), 1, "{lines:?}");
+    assert!(outputs[0]["outputs"].is_object());
+    // The human lines are not mixed into stdout.
+    assert!(!stdout(&applied).contains("Apply complete"));
+    assert!(stderr(&applied).contains("Apply complete"));
+
+    let destroyed = stack.run(&["destroy", "--auto-approve", "--json"]);
+    assert!(destroyed.status.success(), "{}", stderr(&destroyed));
+    let lines = records(&destroyed);
+    let summary = of_type(&lines, "summary");
+    assert_eq!(summary[0]["mode"], "destroy");
+    assert_eq!(summary[0]["destroy"].as_u64(), Some(planned_adds));
+    assert!(of_type(&lines, "outputs").is_empty());
+    let rt = runtime();
+    let left = rt.block_on(async { live(&clients(&stack.moto).await, &stack.name).await });
+    assert!(nothing(&left), "{left:?}");
+}
+
+#[test]
+fn a_tag_removed_from_the_stack_is_removed_from_every_resource() {
+    // Before, the OIDC provider's tags were only ever added to: a removed tag stayed, and every
+    // plan after showed the same update again.
+    let stack = Stack::new("retag", "");
+    let applied = stack.run(&["apply", "--auto-approve"]);
+    assert!(applied.status.success(), "{}", stderr(&applied));
+    std::fs::write(
+        &stack.file,
+        aws_stack(&stack.name, "").replace("tags: {team: platform}", "tags: {owner: data}"),
+    )
+    .unwrap();
+    let retagged = stack.run(&["apply", "--auto-approve"]);
+    assert!(retagged.status.success(), "{}", stderr(&retagged));
+    assert!(
+        stderr(&retagged).contains("aws_iam_openid_connect_provider.eks: updated"),
+        "{}",
+        stderr(&retagged)
+    );
+    // Refreshed from AWS: every resource has exactly the stack's tags now.
+    let plan = stack.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", stdout(&plan));
+    let destroyed = stack.run(&["destroy", "--auto-approve"]);
+    assert!(destroyed.status.success(), "{}", stderr(&destroyed));
+}
+
+#[test]
+fn both_endpoint_flags_changed_are_one_eks_update() {
+    // Before, each changed flag sent its own UpdateClusterConfig with both flags: EKS refuses
+    // the second ("Cluster is already at the desired configuration"), and the apply failed.
+    let stack = Stack::new("endpoints", "");
+    let applied = stack.run(&["apply", "--auto-approve"]);
+    assert!(applied.status.success(), "{}", stderr(&applied));
+    // Private access turned off outside pwless, while the stack turns public access off.
+    let rt = runtime();
+    rt.block_on(async {
+        clients(&stack.moto)
+            .await
+            .eks
+            .update_cluster_config()
+            .name(&stack.name)
+            .resources_vpc_config(
+                aws_sdk_eks::types::VpcConfigRequest::builder()
+                    .endpoint_private_access(false)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+    std::fs::write(
+        &stack.file,
+        aws_stack(&stack.name, "").replace(
+            "cluster:\n  version: \"1.31\"\n",
+            "cluster:\n  version: \"1.31\"\n  endpoint_public_access: false\n",
+        ),
+    )
+    .unwrap();
+    let updated = stack.run(&["apply", "--auto-approve"]);
+    assert!(updated.status.success(), "{}", stderr(&updated));
+    assert!(
+        stderr(&updated).contains(
+            "aws_eks_cluster.main: updating (endpoint_private_access, endpoint_public_access)"
+        ),
+        "{}",
+        stderr(&updated)
+    );
+    let plan = stack.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", stdout(&plan));
+    let destroyed = stack.run(&["destroy", "--auto-approve"]);
+    assert!(destroyed.status.success(), "{}", stderr(&destroyed));
 }

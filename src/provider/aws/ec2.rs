@@ -698,16 +698,15 @@ async fn sync_tags(
     old: &Inputs,
     new: &Inputs,
 ) -> Result<(), ProviderError> {
-    let old_tags: BTreeMap<String, String> = input_tags(old).into_iter().collect();
-    let new_tags: BTreeMap<String, String> = input_tags(new).into_iter().collect();
-    let removed: Vec<Tag> = old_tags
-        .keys()
-        .filter(|key| !new_tags.contains_key(*key))
+    let changes = crate::provider::tag_changes(old, new);
+    let removed: Vec<Tag> = changes
+        .removed
+        .iter()
         .map(|key| Tag::builder().key(key).build())
         .collect();
-    let set: Vec<Tag> = new_tags
+    let set: Vec<Tag> = changes
+        .set
         .iter()
-        .filter(|(key, value)| old_tags.get(*key) != Some(*value))
         .map(|(key, value)| Tag::builder().key(key).value(value).build())
         .collect();
     if !removed.is_empty() {

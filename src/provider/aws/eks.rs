@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_eks::types::{
     AuthenticationMode, ClusterStatus, CreateAccessConfigRequest, KubernetesNetworkConfigRequest,
-    NodegroupScalingConfig, NodegroupStatus, VpcConfigRequest,
+    NodegroupScalingConfig, NodegroupStatus, UpdateAccessConfigRequest, VpcConfigRequest,
 };
 use serde_json::{Value, json};
 
@@ -324,9 +324,33 @@ pub(super) async fn update(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
+    // Both endpoint flags go in one call: a second call asking for no change is refused
+    // ("Cluster is already at the desired configuration").
+    let mut endpoint_access_sent = false;
     for name in changed {
         match (resource.kind, name.as_str()) {
             (_, "tags") => sync_tags(aws, &arn, &resource.inputs, inputs).await?,
+            (ResourceKind::EksCluster, "authentication_mode") => {
+                // EKS changes the mode one way only (CONFIG_MAP -> API_AND_CONFIG_MAP -> API,
+                // "Change authentication mode to use access entries", Amazon EKS User Guide);
+                // pwless makes clusters with API, the last, so this only ever moves forward.
+                let cluster = input_str(inputs, "name")?;
+                aws.eks
+                    .update_cluster_config()
+                    .name(cluster)
+                    .access_config(
+                        UpdateAccessConfigRequest::builder()
+                            .authentication_mode(AuthenticationMode::from(input_str(
+                                inputs,
+                                "authentication_mode",
+                            )?))
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .map_err(sdk_error("change the EKS authentication mode"))?;
+                wait_cluster(aws, cluster).await?;
+            }
             (ResourceKind::EksCluster, "version") => {
                 let cluster = input_str(inputs, "name")?;
                 aws.eks
@@ -338,7 +362,10 @@ pub(super) async fn update(
                     .map_err(sdk_error("upgrade the EKS cluster"))?;
                 wait_cluster(aws, cluster).await?;
             }
-            (ResourceKind::EksCluster, "endpoint_public_access" | "endpoint_private_access") => {
+            (ResourceKind::EksCluster, "endpoint_public_access" | "endpoint_private_access")
+                if !endpoint_access_sent =>
+            {
+                endpoint_access_sent = true;
                 let cluster = input_str(inputs, "name")?;
                 aws.eks
                     .update_cluster_config()
@@ -384,6 +411,7 @@ pub(super) async fn update(
                     .map_err(sdk_error("upgrade the node group"))?;
                 wait_node_group(aws, cluster, group).await?;
             }
+            (ResourceKind::EksCluster, "endpoint_public_access" | "endpoint_private_access") => {}
             (kind, name) => {
                 return Err(super::not_in_place(kind, name));
             }
@@ -404,29 +432,25 @@ pub(super) async fn sync_tags(
     old: &Inputs,
     new: &Inputs,
 ) -> Result<(), ProviderError> {
-    let old_tags = tag_map(old);
-    let new_tags = tag_map(new);
-    let removed: Vec<String> = old_tags
-        .keys()
-        .filter(|key| !new_tags.contains_key(*key))
-        .cloned()
-        .collect();
-    if !removed.is_empty() {
+    let changes = crate::provider::tag_changes(old, new);
+    if !changes.removed.is_empty() {
         aws.eks
             .untag_resource()
             .resource_arn(arn)
-            .set_tag_keys(Some(removed))
+            .set_tag_keys(Some(changes.removed))
             .send()
             .await
             .map_err(sdk_error("remove tags"))?;
     }
-    aws.eks
-        .tag_resource()
-        .resource_arn(arn)
-        .set_tags(Some(new_tags))
-        .send()
-        .await
-        .map_err(sdk_error("set tags"))?;
+    if !changes.set.is_empty() {
+        aws.eks
+            .tag_resource()
+            .resource_arn(arn)
+            .set_tags(Some(changes.set.into_iter().collect()))
+            .send()
+            .await
+            .map_err(sdk_error("set tags"))?;
+    }
     Ok(())
 }
 

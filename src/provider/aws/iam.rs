@@ -22,7 +22,11 @@ use crate::provider::{
 use crate::state::ResourceState;
 
 fn tags(inputs: &Inputs) -> Vec<Tag> {
-    input_tags(inputs)
+    tag_list(input_tags(inputs))
+}
+
+fn tag_list(pairs: Vec<(String, String)>) -> Vec<Tag> {
+    pairs
         .into_iter()
         .filter_map(|(key, value)| Tag::builder().key(key).value(value).build().ok())
         .collect()
@@ -431,26 +435,23 @@ pub(super) async fn update(
             }
             (ResourceKind::IamRole, "tags") => {
                 let role = input_str(inputs, "name")?;
-                let new: BTreeMap<String, String> = input_tags(inputs).into_iter().collect();
-                let removed: Vec<String> = input_tags(&resource.inputs)
-                    .into_iter()
-                    .map(|(key, _)| key)
-                    .filter(|key| !new.contains_key(key))
-                    .collect();
-                if !removed.is_empty() {
+                let changes = crate::provider::tag_changes(&resource.inputs, inputs);
+                if !changes.removed.is_empty() {
                     iam.untag_role()
                         .role_name(role)
-                        .set_tag_keys(Some(removed))
+                        .set_tag_keys(Some(changes.removed))
                         .send()
                         .await
                         .map_err(sdk_error("remove tags"))?;
                 }
-                iam.tag_role()
-                    .role_name(role)
-                    .set_tags(Some(tags(inputs)))
-                    .send()
-                    .await
-                    .map_err(sdk_error("set tags"))?;
+                if !changes.set.is_empty() {
+                    iam.tag_role()
+                        .role_name(role)
+                        .set_tags(Some(tag_list(changes.set)))
+                        .send()
+                        .await
+                        .map_err(sdk_error("set tags"))?;
+                }
             }
             (ResourceKind::IamRolePolicy, "rds_db_connect") => {
                 put_connect_policy(aws, inputs).await?
@@ -477,13 +478,26 @@ pub(super) async fn update(
                 }
             }
             (ResourceKind::OidcProvider, "tags") => {
+                // Before, tags were only ever added: one removed from the stack stayed on the
+                // provider, and every plan showed it again.
                 let arn = resource.id.as_deref().unwrap_or_default();
-                iam.tag_open_id_connect_provider()
-                    .open_id_connect_provider_arn(arn)
-                    .set_tags(Some(tags(inputs)))
-                    .send()
-                    .await
-                    .map_err(sdk_error("set tags"))?;
+                let changes = crate::provider::tag_changes(&resource.inputs, inputs);
+                if !changes.removed.is_empty() {
+                    iam.untag_open_id_connect_provider()
+                        .open_id_connect_provider_arn(arn)
+                        .set_tag_keys(Some(changes.removed))
+                        .send()
+                        .await
+                        .map_err(sdk_error("remove tags"))?;
+                }
+                if !changes.set.is_empty() {
+                    iam.tag_open_id_connect_provider()
+                        .open_id_connect_provider_arn(arn)
+                        .set_tags(Some(tag_list(changes.set)))
+                        .send()
+                        .await
+                        .map_err(sdk_error("set tags"))?;
+                }
             }
             (kind, name) => {
                 return Err(super::not_in_place(kind, name));

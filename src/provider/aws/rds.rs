@@ -392,28 +392,29 @@ pub(super) async fn update(
     for name in changed {
         match (resource.kind, name.as_str()) {
             (_, "tags") => {
-                let old: BTreeMap<String, String> =
-                    input_tags(&resource.inputs).into_iter().collect();
-                let new: BTreeMap<String, String> = input_tags(inputs).into_iter().collect();
-                let removed: Vec<String> = old
-                    .keys()
-                    .filter(|key| !new.contains_key(*key))
-                    .cloned()
-                    .collect();
-                if !removed.is_empty() {
+                let changes = crate::provider::tag_changes(&resource.inputs, inputs);
+                if !changes.removed.is_empty() {
                     rds.remove_tags_from_resource()
                         .resource_name(&arn)
-                        .set_tag_keys(Some(removed))
+                        .set_tag_keys(Some(changes.removed))
                         .send()
                         .await
                         .map_err(sdk_error("remove tags"))?;
                 }
-                rds.add_tags_to_resource()
-                    .resource_name(&arn)
-                    .set_tags(Some(tags(inputs)))
-                    .send()
-                    .await
-                    .map_err(sdk_error("set tags"))?;
+                if !changes.set.is_empty() {
+                    rds.add_tags_to_resource()
+                        .resource_name(&arn)
+                        .set_tags(Some(
+                            changes
+                                .set
+                                .into_iter()
+                                .map(|(key, value)| Tag::builder().key(key).value(value).build())
+                                .collect(),
+                        ))
+                        .send()
+                        .await
+                        .map_err(sdk_error("set tags"))?;
+                }
             }
             (ResourceKind::DbSubnetGroup, "subnet_ids" | "description") => {
                 rds.modify_db_subnet_group()
