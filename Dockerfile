@@ -3,13 +3,16 @@
 #
 #   docker build -t ghcr.io/example/pwless-demo:0.1.0 .
 #
-# Build stage: the workspace's own lock file, release profile, only the demo binary.
+# Build stage: the workspace's own lock file, release profile, only the demo crate
+# (crates/demo, on crates/iam-auth: no Kubernetes client, no EC2 or EKS SDK to compile). Cargo
+# reads every member's manifest, so the product's sources come along; they are not built.
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 COPY benches ./benches
-RUN cargo build --release --locked --bin pwless-demo
+COPY crates ./crates
+RUN cargo build --release --locked -p pwless-demo
 
 # The RDS CA bundle the app verifies the database certificate with (RDS_CA_CERT points here).
 FROM debian:bookworm-slim AS ca

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use deadpool::managed::Manager;
 use pwless::db::Target;
+use pwless::pool::Manager;
 use pwless::pool::{IamPool, TokenCache, TokenTarget};
 
 const CONNECTIONS: usize = 40;

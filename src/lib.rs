@@ -21,9 +21,11 @@
 //!   [`exec::refresh`] reads what is live. It reports [`exec::Event`]s and prints nothing.
 //! - [`provider`]: one contract ([`provider::Provider`]: create, read, update, delete, adopt)
 //!   carried out for AWS, PostgreSQL and Kubernetes.
-//! - [`token`], [`eks_token`], [`db`], [`pool`], [`secret`]: IAM database tokens, EKS bearer
-//!   tokens, verified-TLS connections, a token-refreshing pool, and a type that keeps secrets
-//!   out of output; [`demo`] is the web app built on them.
+//! - [`token`], [`db`], [`pool`], [`secret`], [`errors`]: IAM database tokens, verified-TLS
+//!   connections, a token-refreshing pool, a type that keeps secrets out of output, and error
+//!   chains, from the `pwless-iam-auth` crate (crates/iam-auth, re-exported); [`db::Settings`]
+//!   is pwless's own connection settings for a stack. The demo web app built on them is the
+//!   `pwless-demo` crate (crates/demo). [`eks_token`]: EKS bearer tokens.
 //! - [`kubernetes`]: the Kubernetes objects of a stack (service accounts, the demo app, the
 //!   relay's objects).
 //! - [`sandbox`]: acting as a service account without a cluster (`pwless sandbox run`: what
@@ -48,21 +50,19 @@ pub mod ca_bundle;
 )]
 pub mod cli;
 pub mod db;
-pub mod demo;
 pub mod eks_token;
-pub mod errors;
 pub mod exec;
 pub mod graph;
 pub mod kubernetes;
 pub mod plan;
-pub mod pool;
 pub mod provider;
 pub mod relay;
 pub mod render;
 pub mod sandbox;
-pub mod secret;
 pub mod spec;
 pub mod state;
 #[doc(hidden)]
 pub mod testing;
-pub mod token;
+
+// The IAM-auth library's modules, under the names pwless has always given them.
+pub use pwless_iam_auth::{errors, pool, secret, token};

@@ -143,3 +143,25 @@ pub fn position_in(log: &str) -> impl Fn(&str) -> usize + '_ {
             .unwrap_or_else(|| panic!("`{text}` not in:\n{log}"))
     }
 }
+
+/// The `pwless-demo` executable of this build (crates/demo). It is another package's binary, so
+/// cargo gives no `CARGO_BIN_EXE_` for it; `cargo test --workspace` builds it beside this test
+/// binary (the demo package has integration tests of its own), as assert_cmd's `cargo_bin`
+/// finds binaries.
+pub fn demo_binary() -> PathBuf {
+    let deps = std::env::current_exe()
+        .expect("the test binary's path")
+        .parent()
+        .expect("target/<profile>/deps")
+        .to_path_buf();
+    let binary = deps
+        .parent()
+        .expect("target/<profile>")
+        .join(format!("pwless-demo{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        binary.exists(),
+        "{} is not built: run the tests with `cargo test --workspace` (scripts/test does)",
+        binary.display()
+    );
+    binary
+}

@@ -291,7 +291,7 @@ fn a_service_account_logs_in_as_its_own_user_and_nothing_else() {
         },
     ));
     rt.block_on(async {
-        use deadpool::managed::Manager;
+        use pwless::pool::Manager;
         let pool = pwless::pool::IamPool::new(tokens, target.clone(), 2, true).unwrap();
         let held = pool.get().await.expect("a pooled connection");
         // The sandbox forgets these credentials, as if they had expired.

@@ -1,5 +1,5 @@
 //! The demo web app (`pwless-demo`): a page that creates a table, adds messages and lists them,
-//! every database call through the token-refreshing pool ([`crate::pool`]) — no password
+//! every database call through the token-refreshing pool ([`pwless_iam_auth::pool`]) — no password
 //! anywhere. Configured from the environment the Deployment sets:
 //!
 //! `DB_ENDPOINT`, `DB_PORT` (5432), `DB_NAME`, `DB_USER`, `AWS_REGION` (required, never
@@ -13,6 +13,8 @@
 //! [`MAX_TEXT`] characters and request bodies at most [`MAX_BODY`] bytes; a database refusal
 //! is a clear error on the page and a 5xx JSON `{"error": ...}` from the API.
 
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 use std::sync::Arc;
 
 use axum::Router;
@@ -23,8 +25,8 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::db::Target;
-use crate::pool::{IamPool, PoolError, TokenCache, TokenTarget};
+use pwless_iam_auth::db::Target;
+use pwless_iam_auth::pool::{IamPool, PoolError, TokenCache, TokenTarget};
 
 pub const MAX_TEXT: usize = 500;
 pub const MAX_BODY: usize = 16 * 1024;
@@ -91,7 +93,7 @@ impl Config {
         let address = self
             .hostaddr
             .as_deref()
-            .map(crate::db::resolve)
+            .map(pwless_iam_auth::db::resolve)
             .transpose()
             .map_err(|error| error.to_string())?;
         Ok(Target {
@@ -150,7 +152,7 @@ impl From<PoolError> for Failure {
         };
         Failure {
             status,
-            message: crate::errors::chain(&error),
+            message: pwless_iam_auth::errors::chain(&error),
         }
     }
 }
@@ -172,7 +174,7 @@ impl From<tokio_postgres::Error> for Failure {
             },
             None => Failure {
                 status: StatusCode::BAD_GATEWAY,
-                message: crate::errors::chain(&error),
+                message: pwless_iam_auth::errors::chain(&error),
             },
         }
     }

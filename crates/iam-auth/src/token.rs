@@ -200,7 +200,11 @@ impl TokenSigner {
 }
 
 /// `20261124T120000Z`: SigV4's timestamp of `now`.
-pub(crate) fn amz_date(now: SystemTime) -> String {
+///
+/// This and [`signing_key`], [`Presign`] and [`presign_query`] are the one SigV4 query presigner
+/// ("Authenticating Requests: Using Query Parameters (AWS Signature Version 4)", Amazon S3 API
+/// Reference) behind RDS auth tokens here and pwless's EKS bearer tokens.
+pub fn amz_date(now: SystemTime) -> String {
     // "2026-11-24T12:00:00Z" -> "20261124T120000Z"
     humantime::format_rfc3339_seconds(now)
         .to_string()
@@ -210,7 +214,7 @@ pub(crate) fn amz_date(now: SystemTime) -> String {
 }
 
 /// The SigV4 signing key of one day, region and service.
-pub(crate) fn signing_key(
+pub fn signing_key(
     credentials: &SigningCredentials,
     date: &str,
     region: &str,
@@ -229,7 +233,7 @@ pub(crate) fn signing_key(
 }
 
 /// What one SigV4 query presign of a `GET /` covers.
-pub(crate) struct Presign<'a> {
+pub struct Presign<'a> {
     pub region: &'a str,
     pub service: &'a str,
     /// `YYYYMMDDTHHMMSSZ`, from [`amz_date`].
@@ -246,7 +250,7 @@ pub(crate) struct Presign<'a> {
 
 /// The query string of a presigned `GET /`, signature last, laid out as botocore's
 /// `SigV4QueryAuth` lays it out.
-pub(crate) fn presign_query(
+pub fn presign_query(
     credentials: &SigningCredentials,
     key: &[u8; 32],
     presign: &Presign<'_>,

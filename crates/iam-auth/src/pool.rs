@@ -21,6 +21,10 @@ use std::time::{Duration, Instant, SystemTime};
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use deadpool::managed::{self, Metrics, RecycleResult};
 
+/// The deadpool types this pool's API hands out (a connection is an [`Object`], [`Manager`]
+/// makes one outside the pool), so users need not depend on deadpool themselves.
+pub use deadpool::managed::{Manager, Object, Status};
+
 use crate::db::{DbError, Target};
 use crate::secret::Secret;
 use crate::token::{AuthToken, SigningCredentials, TokenError, TokenSigner};

@@ -1,9 +1,9 @@
-//! `pwless-demo`: the demo web app the stack's Deployment runs (see `pwless::demo`).
+//! `pwless-demo`: the demo web app the stack's Deployment runs (see the `pwless_demo` library).
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let config = match pwless::demo::Config::from_environment() {
+    let config = match pwless_demo::Config::from_environment() {
         Ok(config) => config,
         Err(message) => {
             eprintln!("error: {message}");
@@ -22,7 +22,7 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async {
         let port = config.listen_port;
-        let app = match pwless::demo::app(config).await {
+        let app = match pwless_demo::app(config).await {
             Ok(app) => app,
             Err(message) => {
                 eprintln!("error: {message}");
