@@ -33,7 +33,6 @@
 //! - [`relay`]: the database relay in the EKS cluster, pwless's path to a private database.
 //! - [`ca_bundle`]: the RDS CA bundle, found or fetched and cached.
 //! - [`cli`]: the commands; `main.rs` only calls [`cli::main`].
-//! - [`errors`]: an error and its causes as one line for people.
 //! - [`testing`]: fixtures for this crate's own tests and benchmarks (hidden).
 
 // Library code reports through return values and `exec::Events`; only `cli`, the command

@@ -111,6 +111,10 @@ fn plan_and_run(
         engine::with_journal(opened, async |journal, existed| {
             let provider =
                 Arc::new(Providers::for_stack(&stack, super::stack_dir(&stack_args.file()?)).await);
+            let settings = crate::db::Settings::for_stack(
+                &stack.database.connection,
+                super::stack_dir(&stack_args.file()?),
+            );
             let (exists, observed) = engine::prepare(
                 &journal,
                 existed,
@@ -119,14 +123,11 @@ fn plan_and_run(
                 common.parallelism,
                 mode,
                 &engine::Progress { json: common.json },
+                &settings,
             )
             .await?;
             let state = journal.snapshot().await;
             let plan = engine::make_plan(&stack, &graph, &state, exists, &observed, mode);
-            let settings = crate::db::Settings::for_stack(
-                &stack.database.connection,
-                super::stack_dir(&stack_args.file()?),
-            );
             refuse_on_problems(
                 super::preflight::check(&plan, &provider.config, Some(&settings)).await,
             )?;
@@ -144,7 +145,7 @@ fn apply_saved(
 ) -> anyhow::Result<u8> {
     let bytes = std::fs::read(plan_file)
         .with_context(|| format!("cannot read plan file {}", plan_file.display()))?;
-    let plan: Plan = serde_json::from_slice(&bytes).map_err(|error| {
+    let plan = Plan::from_saved(&bytes).map_err(|error| {
         UserError(format!(
             "{} is not a pwless plan file: {error}",
             plan_file.display()
@@ -242,12 +243,6 @@ async fn run(
         },
     )
     .await;
-    if let Some(path) = &common.timings {
-        let text = serde_json::to_string_pretty(&report.timings)?;
-        std::fs::write(path, text)
-            .with_context(|| format!("cannot write timings to {}", path.display()))?;
-    }
-
     let summary = report.summary();
     // The final snapshots that were taken: their clusters were destroyed.
     let kept_snapshot: Option<String> = plan
@@ -269,6 +264,12 @@ async fn run(
         if !outputs.is_empty() {
             json_line(&serde_json::json!({"type": "outputs", "outputs": outputs}))?;
         }
+    }
+    // After the summary: a file that cannot be written loses no line of the run.
+    if let Some(path) = &common.timings {
+        let text = serde_json::to_string_pretty(&report.timings)?;
+        std::fs::write(path, text)
+            .with_context(|| format!("cannot write timings to {}", path.display()))?;
     }
     // Said whatever else failed: the cluster is gone, its snapshot is what is left.
     if let Some(snapshot) = &kept_snapshot {
@@ -324,7 +325,7 @@ fn summary_record(
         .failed
         .iter()
         .map(|(address, error)| {
-            serde_json::json!({"address": address, "error": error.to_string(), "code": error.code()})
+            serde_json::json!({"address": address, "error": crate::errors::chain(error), "code": error.code()})
         })
         .collect();
     serde_json::json!({

@@ -141,6 +141,7 @@ pub(crate) async fn prepare(
     parallelism: usize,
     mode: Mode,
     events: &dyn Events,
+    database: &crate::db::Settings,
 ) -> anyhow::Result<(bool, ObservedState)> {
     // Before any call: missing credentials are one message, not one per resource.
     check_credentials(provider).await?;
@@ -148,7 +149,7 @@ pub(crate) async fn prepare(
         eprintln!("An interrupted run left pending operations; settling them first:");
         recover::recover(journal, provider, events, recover::GRACE)
             .await
-            .map_err(|error| UserError(error.to_string()))?;
+            .map_err(|error| UserError(crate::errors::chain(&error)))?;
     }
     let mut observed = ObservedState::new();
     let state = journal.snapshot().await;
@@ -190,6 +191,14 @@ pub(crate) async fn prepare(
             databases
                 .resources
                 .retain(|resource| !unreachable.contains(&resource.address));
+        }
+        // Reading the database needs the RDS CA bundle: fetched now, and said, when the user's
+        // cache lacks it (a failure is the refresh's to report, with the same words).
+        if !databases.resources.is_empty()
+            && let Some(url) = &database.ca_bundle_url
+            && let Ok(Some(fetched)) = crate::ca_bundle::ensure(&database.ca_bundle, url).await
+        {
+            eprintln!("{fetched}");
         }
         observed.extend(
             refresh(&databases, provider, parallelism)

@@ -79,6 +79,8 @@ pub fn run(args: PlanArgs, style: Style) -> anyhow::Result<u8> {
                 ));
             }
             let provider = Providers::for_stack(&stack, super::stack_dir(&file)).await;
+            let settings =
+                crate::db::Settings::for_stack(&stack.database.connection, super::stack_dir(&file));
             let (exists, observed) = engine::prepare(
                 &journal,
                 existed,
@@ -88,13 +90,12 @@ pub fn run(args: PlanArgs, style: Style) -> anyhow::Result<u8> {
                 mode,
                 // The plan's JSON is the one thing on stdout: recovery's lines go to stderr.
                 &engine::Progress { json: false },
+                &settings,
             )
             .await?;
             let state = journal.snapshot().await;
             let plan = engine::make_plan(&stack, &graph, &state, exists, &observed, mode);
             // What apply would refuse, said now (the plan itself is still shown).
-            let settings =
-                crate::db::Settings::for_stack(&stack.database.connection, super::stack_dir(&file));
             let findings = super::preflight::check(&plan, &provider.config, Some(&settings)).await;
             for problem in &findings.problems {
                 eprintln!("warning: apply would refuse: {problem}");

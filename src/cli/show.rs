@@ -23,7 +23,7 @@ pub struct ShowArgs {
 pub fn run(args: ShowArgs, style: Style) -> anyhow::Result<u8> {
     let bytes = std::fs::read(&args.plan_file)
         .with_context(|| format!("cannot read plan file {}", args.plan_file.display()))?;
-    let plan: Plan = serde_json::from_slice(&bytes).map_err(|error| {
+    let plan = Plan::from_saved(&bytes).map_err(|error| {
         super::UserError(format!(
             "{} is not a pwless plan file: {error}",
             args.plan_file.display()

@@ -34,7 +34,8 @@ impl Events for Discard {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// An operation begins; its pending operation is persisted next, then the provider is
-    /// called. `changed` names the inputs an update changes (empty otherwise).
+    /// called. `changed` names the inputs an update changes (empty for a create or delete,
+    /// also the two halves of a replace).
     Started {
         address: String,
         operation: Operation,
@@ -140,8 +141,8 @@ pub enum OpError {
     Provider(#[from] ProviderError),
     /// The state could not be written. The run starts nothing more: without a state write no
     /// further change can be recorded.
-    #[error("cannot save the state: {0}")]
-    State(Arc<StateError>),
+    #[error("cannot save the state")]
+    State(#[source] Arc<StateError>),
     /// A "known after apply" input whose dependency left no such output.
     #[error("input `{input}` is still unknown: a dependency did not produce its output")]
     Unresolved { input: String },

@@ -1,12 +1,14 @@
 //! The executor: carries out a [`Plan`] through a [`Provider`].
 //!
-//! - The plan's changes become operations: a create or update is one `Apply`, a delete one
-//!   `Destroy`, a replace a `Destroy` followed by an `Apply`. Edges mean "must happen after":
-//!   an `Apply` after the `Apply`s of what it depends on; a `Destroy` after the `Destroy`s of
-//!   what depends on it, and after the in-place updates of those (a route table drops its NAT
-//!   route before the NAT gateway goes).
+//! - The plan's changes become operations ([`Operation`]): a create or an update is one, a
+//!   delete one, a replace a delete followed by a create. Edges mean "must happen after": a
+//!   create or update after the creates and updates of what it depends on; a delete after the
+//!   deletes of what depends on it, and after the in-place updates of those (a route table
+//!   drops its NAT route before the NAT gateway goes).
 //! - The walk starts every ready operation at once, up to `parallelism`, skips the dependents
-//!   of a failure and reports every error at the end.
+//!   of a failure and reports every error at the end. A state that cannot be saved halts it:
+//!   nothing more starts, and what is in flight finishes (and fails to save the same way).
+//! - It prints nothing: progress goes to an [`Events`] sink as [`Event`]s.
 //! - Every side effect is journaled ([`journal`]): the pending operation is persisted before
 //!   the call, the resource right after it.
 //! - The first Ctrl-C stops starting new operations; what is in flight finishes and is saved.
@@ -90,7 +92,7 @@ impl Report {
     pub fn failure_messages(&self) -> Vec<(String, String)> {
         self.failed
             .iter()
-            .map(|(address, error)| (address.clone(), error.to_string()))
+            .map(|(address, error)| (address.clone(), crate::errors::chain(error)))
             .collect()
     }
 }
@@ -231,7 +233,7 @@ pub async fn apply<P: Provider + 'static>(
             Err(error) => {
                 halted |= matches!(error, OpError::State(_));
                 // One cause, one message: a failure like an earlier one points at it.
-                let message = error.to_string();
+                let message = crate::errors::chain(&error);
                 let same_as = first_failure.get(&message).cloned();
                 if same_as.is_none() {
                     first_failure.insert(message.clone(), address.clone());
@@ -489,7 +491,14 @@ async fn run<P: Provider>(
             change.depends_on.clone(),
         ),
     };
-    started(operation, &change.changed);
+    // An update names the inputs it changes; a create (also the second half of a replace)
+    // makes the resource whole.
+    let changed: &[String] = if operation == Operation::Update {
+        &change.changed
+    } else {
+        &[]
+    };
+    started(operation, changed);
     journal
         .begin(
             address,

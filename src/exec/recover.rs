@@ -22,11 +22,11 @@ pub const GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecoverError {
-    #[error("cannot save the state: {0}")]
+    #[error("cannot save the state")]
     State(#[from] StateError),
     #[error("{address}: an interrupted create of a {kind} cannot be checked by this pwless")]
     Unsupported { address: String, kind: ResourceKind },
-    #[error("{address}: cannot check an interrupted create: {source}")]
+    #[error("{address}: cannot check an interrupted create")]
     Check {
         address: String,
         source: ProviderError,

@@ -97,7 +97,7 @@ fn change(address: &str, action: Action, depends_on: &[&str]) -> ResourceChange 
         before: (action != Action::Create).then(|| inputs.clone()),
         after: (action != Action::Delete).then_some(inputs),
         after_unknown: BTreeMap::new(),
-        changed: if action == Action::Update {
+        changed: if matches!(action, Action::Update | Action::Replace) {
             vec!["name".into()]
         } else {
             vec![]
@@ -180,9 +180,15 @@ async fn a_replace_destroys_then_creates_and_its_dependents_wait_for_the_new_one
             .with_live("aws_vpc.main", "old-aws_vpc.main")
             .with_live("aws_subnet.a", "old-aws_subnet.a"),
     );
-    let (report, _, state) =
+    let (report, events, state) =
         execute(&plan, &harness, provider.clone(), 8, Default::default()).await;
     assert!(report.succeeded(), "{:?}", report.failure_messages());
+    // Both halves of a replace start as a delete and a create, naming no changed inputs.
+    assert!(events.contains(&Event::Started {
+        address: "aws_vpc.main".into(),
+        operation: Operation::Create,
+        changed: vec![],
+    }));
     let log = provider.log();
     // The subnet goes before the VPC it is in, each old one before its new one, and the new
     // subnet only into the new VPC.
@@ -443,10 +449,8 @@ async fn a_state_that_cannot_be_saved_stops_the_run_once() {
         matches!(error, OpError::State(state) if matches!(**state, crate::state::StateError::Conflict { .. })),
         "{error:?}"
     );
-    assert!(
-        error.to_string().contains("changed since it was read"),
-        "{error}"
-    );
+    let message = crate::errors::chain(error);
+    assert!(message.contains("changed since it was read"), "{message}");
     assert_eq!(
         report.skipped,
         vec!["aws_iam_role.node".to_string(), "aws_eip.nat".into()]

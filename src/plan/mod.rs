@@ -157,6 +157,18 @@ pub enum StalePlan {
     Format(u32),
 }
 
+impl Plan {
+    /// A plan file (`pwless plan -o FILE`) read back. A plan saved before plans carried their
+    /// access summary gets it computed from its changes, as it was then at render time.
+    pub fn from_saved(bytes: &[u8]) -> Result<Plan, serde_json::Error> {
+        let mut plan: Plan = serde_json::from_slice(bytes)?;
+        if plan.access.is_empty() {
+            plan.access = access::summarize(&plan.resource_changes, plan.mode);
+        }
+        Ok(plan)
+    }
+}
+
 impl ResourceChange {
     /// Whether carrying it out calls a provider: not a no-op, and not a delete that only
     /// removes the state entry ([`ResourceChange::forget`]).

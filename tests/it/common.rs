@@ -158,10 +158,42 @@ pub fn demo_binary() -> PathBuf {
         .parent()
         .expect("target/<profile>")
         .join(format!("pwless-demo{}", std::env::consts::EXE_SUFFIX));
+    let built = std::fs::metadata(&binary)
+        .and_then(|metadata| metadata.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} is not built: run the tests with `cargo test --workspace` (scripts/test does)",
+                binary.display()
+            )
+        });
+    // A plain `cargo test` does not rebuild it: refuse one older than its sources.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let newest_source = ["crates/demo/src", "crates/iam-auth/src"]
+        .iter()
+        .flat_map(|crate_dir| files_under(&root.join(crate_dir)))
+        .filter_map(|file| std::fs::metadata(file).and_then(|m| m.modified()).ok())
+        .max();
     assert!(
-        binary.exists(),
-        "{} is not built: run the tests with `cargo test --workspace` (scripts/test does)",
+        newest_source.is_none_or(|newest| newest <= built),
+        "{} is older than its sources: run the tests with `cargo test --workspace` (scripts/test does)",
         binary.display()
     );
     binary
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
 }
