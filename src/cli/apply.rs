@@ -119,11 +119,13 @@ fn plan_and_run(
                 &journal,
                 existed,
                 &provider,
-                common.refresh,
-                common.parallelism,
-                mode,
-                &engine::Progress { json: common.json },
-                &settings,
+                engine::Preparation {
+                    refresh: common.refresh,
+                    parallelism: common.parallelism,
+                    mode,
+                    events: &engine::Progress { json: common.json },
+                    database: &settings,
+                },
             )
             .await?;
             let state = journal.snapshot().await;

@@ -131,18 +131,33 @@ pub(crate) fn needs_cloud(state: &State, refresh: bool) -> bool {
     !state.pending_operations.is_empty() || (refresh && !state.resources.is_empty())
 }
 
+/// How [`prepare`] settles and refreshes.
+pub(crate) struct Preparation<'a> {
+    /// Read the live resources (`--refresh`).
+    pub refresh: bool,
+    pub parallelism: usize,
+    pub mode: Mode,
+    /// Where recovery reports what it settled.
+    pub events: &'a dyn Events,
+    /// The stack's database connection settings (for the RDS CA bundle).
+    pub database: &'a crate::db::Settings,
+}
+
 /// Settles pending operations and refreshes; gives back whether a state exists and what was
 /// observed.
 pub(crate) async fn prepare(
     journal: &Journal,
     existed: bool,
     provider: &Providers,
-    refresh_live: bool,
-    parallelism: usize,
-    mode: Mode,
-    events: &dyn Events,
-    database: &crate::db::Settings,
+    how: Preparation<'_>,
 ) -> anyhow::Result<(bool, ObservedState)> {
+    let Preparation {
+        refresh: refresh_live,
+        parallelism,
+        mode,
+        events,
+        database,
+    } = how;
     // Before any call: missing credentials are one message, not one per resource.
     check_credentials(provider).await?;
     if !journal.snapshot().await.pending_operations.is_empty() {

@@ -85,12 +85,14 @@ pub fn run(args: PlanArgs, style: Style) -> anyhow::Result<u8> {
                 &journal,
                 existed,
                 &provider,
-                args.refresh,
-                args.parallelism,
-                mode,
-                // The plan's JSON is the one thing on stdout: recovery's lines go to stderr.
-                &engine::Progress { json: false },
-                &settings,
+                engine::Preparation {
+                    refresh: args.refresh,
+                    parallelism: args.parallelism,
+                    mode,
+                    // The plan's JSON is the one thing on stdout: recovery's lines go to stderr.
+                    events: &engine::Progress { json: false },
+                    database: &settings,
+                },
             )
             .await?;
             let state = journal.snapshot().await;
