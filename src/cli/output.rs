@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::{StackArgs, UserError};
+use crate::graph::{ResourceKind, address};
 use crate::state::State;
 
 #[derive(Debug, clap::Args)]
@@ -26,12 +27,14 @@ pub fn outputs(state: &State) -> BTreeMap<String, Value> {
             .and_then(|resource| resource.outputs.get(name))
             .cloned()
     };
-    let ids = |prefix: &str| -> Value {
+    let ids = |tier: &str| -> Value {
         Value::Array(
             state
                 .resources
                 .iter()
-                .filter(|resource| resource.address.starts_with(prefix))
+                .filter(|resource| {
+                    address::key_of(&resource.address, ResourceKind::Subnet, tier).is_some()
+                })
                 .filter_map(|resource| resource.id.clone().map(Value::String))
                 .collect(),
         )
@@ -42,43 +45,40 @@ pub fn outputs(state: &State) -> BTreeMap<String, Value> {
             outputs.insert(name.to_string(), value);
         }
     };
-    put("vpcId", output("aws_vpc.main", "id"));
-    put("publicSubnetIds", Some(ids("aws_subnet.public[")));
-    put("privateSubnetIds", Some(ids("aws_subnet.private[")));
-    put("clusterName", output("aws_eks_cluster.main", "name"));
+    put("vpcId", output(&address::vpc(), "id"));
+    put("publicSubnetIds", Some(ids("public")));
+    put("privateSubnetIds", Some(ids("private")));
+    put("clusterName", output(&address::eks_cluster(), "name"));
     put(
         "clusterEndpoint",
-        output("aws_eks_cluster.main", "endpoint"),
+        output(&address::eks_cluster(), "endpoint"),
     );
     put(
         "clusterOidcIssuer",
-        output("aws_eks_cluster.main", "oidc_issuer"),
+        output(&address::eks_cluster(), "oidc_issuer"),
     );
     put(
         "databaseEndpoint",
-        output("aws_rds_cluster.main", "endpoint"),
+        output(&address::rds_cluster(), "endpoint"),
     );
     put(
         "databaseReaderEndpoint",
-        output("aws_rds_cluster.main", "reader_endpoint"),
+        output(&address::rds_cluster(), "reader_endpoint"),
     );
-    put("databasePort", output("aws_rds_cluster.main", "port"));
+    put("databasePort", output(&address::rds_cluster(), "port"));
     put(
         "databaseClusterResourceId",
-        output("aws_rds_cluster.main", "cluster_resource_id"),
+        output(&address::rds_cluster(), "cluster_resource_id"),
     );
     put(
         "databaseMasterSecretArn",
-        output("aws_rds_cluster.main", "master_user_secret_arn"),
+        output(&address::rds_cluster(), "master_user_secret_arn"),
     );
     let roles: serde_json::Map<String, Value> = state
         .resources
         .iter()
         .filter_map(|resource| {
-            let key = resource
-                .address
-                .strip_prefix("aws_iam_role.irsa[")?
-                .strip_suffix(']')?;
+            let key = address::key_of(&resource.address, ResourceKind::IamRole, "irsa")?;
             Some((key.to_string(), resource.outputs.get("arn")?.clone()))
         })
         .collect();
@@ -89,7 +89,7 @@ pub fn outputs(state: &State) -> BTreeMap<String, Value> {
     let app_host = state
         .resources
         .iter()
-        .filter(|resource| resource.kind == crate::graph::ResourceKind::KubernetesService)
+        .filter(|resource| resource.kind == ResourceKind::KubernetesService)
         .find_map(|resource| resource.outputs.get("load_balancer_hostname"))
         .and_then(Value::as_str)
         .map(|host| json!(format!("http://{host}")));

@@ -66,7 +66,7 @@ pub(crate) async fn check(
                 Ok(entries) => admitted.extend(entries.into_iter().filter(|principal| {
                     !plan.resource_changes.iter().any(|change| {
                         change.action == Action::Delete
-                            && change.address == format!("aws_eks_access_entry.admin[{principal}]")
+                            && change.address == crate::graph::address::admin_access_entry(principal)
                     })
                 })),
                 Err(error) => warnings.push(format!(
@@ -127,11 +127,12 @@ fn planned_admins(plan: &Plan) -> Vec<String> {
         .iter()
         .filter(|change| plan.mode == crate::plan::Mode::Destroy || change.action != Action::Delete)
         .filter_map(|change| {
-            change
-                .address
-                .strip_prefix("aws_eks_access_entry.admin[")?
-                .strip_suffix(']')
-                .map(str::to_string)
+            crate::graph::address::key_of(
+                &change.address,
+                crate::graph::ResourceKind::EksAccessEntry,
+                "admin",
+            )
+            .map(str::to_string)
         })
         .collect()
 }

@@ -75,13 +75,14 @@ fn run_as(args: RunArgs) -> anyhow::Result<u8> {
     // Read without the lock: the command may be pwless itself.
     let state = super::engine::block_on(super::engine::read_state(&location, &stack.name))??
         .unwrap_or_else(|| crate::state::State::new(&stack.name));
-    let role_address = crate::graph::irsa_role_address(&entry.namespace, &entry.service_account);
+    use crate::graph::address;
+    let role_address = address::irsa_role(&entry.namespace, &entry.service_account);
     let role_arn = output_of(&state, &role_address, "arn")?;
     let role_name = output_of(&state, &role_address, "name")?;
-    let issuer = output_of(&state, "aws_eks_cluster.main", "oidc_issuer")?;
-    let provider_arn = output_of(&state, "aws_iam_openid_connect_provider.eks", "arn")?;
-    let endpoint = output_of(&state, "aws_rds_cluster.main", "endpoint")?;
-    let port = output_of(&state, "aws_rds_cluster.main", "port")?;
+    let issuer = output_of(&state, &address::eks_cluster(), "oidc_issuer")?;
+    let provider_arn = output_of(&state, &address::oidc_provider(), "arn")?;
+    let endpoint = output_of(&state, &address::rds_cluster(), "endpoint")?;
+    let port = output_of(&state, &address::rds_cluster(), "port")?;
     let subject = format!(
         "system:serviceaccount:{}:{}",
         entry.namespace, entry.service_account

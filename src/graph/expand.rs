@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
-use super::{Expr, Resource, ResourceKind};
+use super::{Expr, Resource, ResourceKind, address};
 use crate::spec::model::{
     AdminAccess, DatabaseSubnets, MasterPassword, NatGateways, Privilege, PrivilegeTarget, Stack,
 };
@@ -20,18 +20,6 @@ pub const CLUSTER_ADMIN_POLICY: &str =
     "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy";
 /// The audience EKS puts in service account tokens for IAM.
 pub const STS_AUDIENCE: &str = "sts.amazonaws.com";
-
-pub fn address(kind: ResourceKind, name: &str) -> String {
-    format!("{}.{name}", kind.name())
-}
-
-/// The address of the IRSA role of one service account.
-pub fn irsa_role_address(namespace: &str, service_account: &str) -> String {
-    address(
-        ResourceKind::IamRole,
-        &format!("irsa[{namespace}/{service_account}]"),
-    )
-}
 
 struct Expander<'s> {
     stack: &'s Stack,
@@ -59,14 +47,6 @@ pub fn uses_relay(stack: &Stack) -> bool {
         && !stack.database.users.is_empty()
 }
 
-/// The address of the relay's Deployment; database users and grants come after it.
-pub fn relay_address() -> String {
-    address(
-        ResourceKind::KubernetesDbRelay,
-        &format!("{}/{}", crate::relay::NAMESPACE, crate::relay::NAME),
-    )
-}
-
 impl Expander<'_> {
     fn push(&mut self, resource: Resource) -> String {
         let address = resource.address.clone();
@@ -90,7 +70,7 @@ impl Expander<'_> {
     }
 
     fn aws(&mut self, kind: ResourceKind, name: &str, display_name: &str) -> Resource {
-        let address = address(kind, name);
+        let address = address::of(kind, name);
         let tags = self.tags(&address, display_name, &[]);
         Resource::new(address, kind).input("tags", tags)
     }
@@ -126,7 +106,7 @@ impl Expander<'_> {
                     &mut private_subnets,
                 ),
             ] {
-                let subnet_address = address(ResourceKind::Subnet, &format!("{tier}[{index}]"));
+                let subnet_address = address::subnet(tier, index);
                 let tags = self.tags(
                     &subnet_address,
                     &format!("{name}-{tier}-{zone}"),
@@ -193,10 +173,7 @@ impl Expander<'_> {
         );
         for (index, subnet) in public_subnets.iter().enumerate() {
             let association = Resource::new(
-                address(
-                    ResourceKind::RouteTableAssociation,
-                    &format!("public[{index}]"),
-                ),
+                address::keyed(ResourceKind::RouteTableAssociation, "public", index),
                 ResourceKind::RouteTableAssociation,
             )
             .input("subnet_id", Expr::output(subnet, "id"))
@@ -228,10 +205,7 @@ impl Expander<'_> {
                     .input("routes", routes),
             );
             let association = Resource::new(
-                address(
-                    ResourceKind::RouteTableAssociation,
-                    &format!("private[{index}]"),
-                ),
+                address::keyed(ResourceKind::RouteTableAssociation, "private", index),
                 ResourceKind::RouteTableAssociation,
             )
             .input("subnet_id", Expr::output(subnet, "id"))
@@ -243,12 +217,7 @@ impl Expander<'_> {
     fn subnet_ids(&self, tier: &str) -> Expr {
         Expr::List(
             (0..self.stack.network.availability_zones.len())
-                .map(|index| {
-                    Expr::output(
-                        &address(ResourceKind::Subnet, &format!("{tier}[{index}]")),
-                        "id",
-                    )
-                })
+                .map(|index| Expr::output(&address::subnet(tier, index), "id"))
                 .collect(),
         )
     }
@@ -281,10 +250,7 @@ impl Expander<'_> {
         let mut attachments = Vec::new();
         for policy in policies {
             let attachment = Resource::new(
-                address(
-                    ResourceKind::IamRolePolicyAttachment,
-                    &format!("{name}[{policy}]"),
-                ),
+                address::keyed(ResourceKind::IamRolePolicyAttachment, name, policy),
                 ResourceKind::IamRolePolicyAttachment,
             )
             .input("role", Expr::output(&role, "name"))
@@ -386,9 +352,10 @@ impl Expander<'_> {
         }
         // Nodes in private subnets pull images through the NAT routes.
         for index in 0..stack.network.availability_zones.len() {
-            node_group = node_group.after(&address(
+            node_group = node_group.after(&address::keyed(
                 ResourceKind::RouteTableAssociation,
-                &format!("private[{index}]"),
+                "private",
+                index,
             ));
         }
         self.push(node_group);
@@ -413,9 +380,9 @@ impl Expander<'_> {
         if !uses_relay(stack) {
             return;
         }
-        let cluster_arn = Expr::output(&address(ResourceKind::EksCluster, "main"), "arn");
-        let rds = address(ResourceKind::RdsCluster, "main");
-        let namespace = address(ResourceKind::KubernetesNamespace, crate::relay::NAMESPACE);
+        let cluster_arn = Expr::output(&address::eks_cluster(), "arn");
+        let rds = address::rds_cluster();
+        let namespace = address::of(ResourceKind::KubernetesNamespace, crate::relay::NAMESPACE);
         let id = format!("{}/{}", crate::relay::NAMESPACE, crate::relay::NAME);
         let labels = json!({
             "app.kubernetes.io/name": crate::relay::APP_LABEL,
@@ -424,7 +391,7 @@ impl Expander<'_> {
         });
         let config_map = self.push(
             Resource::new(
-                address(ResourceKind::KubernetesConfigMap, &id),
+                address::of(ResourceKind::KubernetesConfigMap, &id),
                 ResourceKind::KubernetesConfigMap,
             )
             .input("namespace", crate::relay::NAMESPACE)
@@ -436,7 +403,7 @@ impl Expander<'_> {
         );
         let policy = self.push(
             Resource::new(
-                address(ResourceKind::KubernetesNetworkPolicy, &id),
+                address::of(ResourceKind::KubernetesNetworkPolicy, &id),
                 ResourceKind::KubernetesNetworkPolicy,
             )
             .input("namespace", crate::relay::NAMESPACE)
@@ -457,7 +424,7 @@ impl Expander<'_> {
             crate::relay::HAPROXY_CONFIG.as_bytes(),
         ));
         self.push(
-            Resource::new(relay_address(), ResourceKind::KubernetesDbRelay)
+            Resource::new(address::relay(), ResourceKind::KubernetesDbRelay)
                 .input("namespace", crate::relay::NAMESPACE)
                 .input("name", crate::relay::NAME)
                 .input("labels", labels)
@@ -477,8 +444,8 @@ impl Expander<'_> {
                 .input("cluster_arn", cluster_arn)
                 .after(&config_map)
                 .after(&policy)
-                .after(&address(ResourceKind::EksNodeGroup, "main"))
-                .after(&address(ResourceKind::RdsClusterInstance, "main[0]")),
+                .after(&address::eks_node_group())
+                .after(&address::rds_instance(0)),
         );
     }
 
@@ -486,7 +453,7 @@ impl Expander<'_> {
         let stack = self.stack;
         let name = &stack.name;
         let database = &stack.database;
-        let vpc = address(ResourceKind::Vpc, "main");
+        let vpc = address::vpc();
 
         let security_group = self.aws(
             ResourceKind::SecurityGroup,
@@ -508,9 +475,10 @@ impl Expander<'_> {
         for (index, block) in stack.network.private_subnets.iter().enumerate() {
             self.push(
                 Resource::new(
-                    address(
+                    address::keyed(
                         ResourceKind::SecurityGroupRule,
-                        &format!("database_from_private[{index}]"),
+                        "database_from_private",
+                        index,
                     ),
                     ResourceKind::SecurityGroupRule,
                 )
@@ -581,7 +549,7 @@ impl Expander<'_> {
             );
         }
 
-        let mut first_instance = address(ResourceKind::RdsClusterInstance, "main[0]");
+        let mut first_instance = address::rds_instance(0);
         // Where pwless reaches the cluster to manage users: through the relay in the EKS
         // cluster, else straight (a tunnel may stand in between).
         let mut connection = std::collections::BTreeMap::from([
@@ -602,7 +570,7 @@ impl Expander<'_> {
                     [
                         (
                             "cluster_arn".to_string(),
-                            Expr::output(&address(ResourceKind::EksCluster, "main"), "arn"),
+                            Expr::output(&address::eks_cluster(), "arn"),
                         ),
                         ("namespace".to_string(), Expr::from(crate::relay::NAMESPACE)),
                         ("app".to_string(), Expr::from(crate::relay::APP_LABEL)),
@@ -611,12 +579,12 @@ impl Expander<'_> {
                     .into(),
                 ),
             );
-            first_instance = relay_address();
+            first_instance = address::relay();
         }
         let connection = Expr::Map(connection);
         for user in &database.users {
             let role = Resource::new(
-                address(ResourceKind::PostgresRole, &format!("user[{}]", user.name)),
+                address::db_user_role(&user.name),
                 ResourceKind::PostgresRole,
             )
             .input("name", user.name.as_str())
@@ -640,7 +608,7 @@ impl Expander<'_> {
                 )
             };
             let grant = Resource::new(
-                address(ResourceKind::PostgresGrant, &format!("user[{}]", user.name)),
+                address::db_user_grant(&user.name),
                 ResourceKind::PostgresGrant,
             )
             .input("role", user.name.as_str())
@@ -664,12 +632,12 @@ impl Expander<'_> {
 
     fn access(&mut self) {
         let stack = self.stack;
-        let cluster = address(ResourceKind::EksCluster, "main");
-        let oidc = address(ResourceKind::OidcProvider, "eks");
-        let rds = address(ResourceKind::RdsCluster, "main");
+        let cluster = address::eks_cluster();
+        let oidc = address::oidc_provider();
+        let rds = address::rds_cluster();
         for entry in &stack.access {
             let role_name = irsa_role_name(&stack.name, &entry.namespace, &entry.service_account);
-            let role_address = irsa_role_address(&entry.namespace, &entry.service_account);
+            let role_address = address::irsa_role(&entry.namespace, &entry.service_account);
             let tags = self.tags(&role_address, &role_name, &[]);
             let role = Resource::new(role_address, ResourceKind::IamRole)
                 .input("name", role_name.as_str())
@@ -694,10 +662,7 @@ impl Expander<'_> {
                 .input("tags", tags);
             let role = self.push(role);
             let policy = Resource::new(
-                address(
-                    ResourceKind::IamRolePolicy,
-                    &format!("irsa[{}/{}]", entry.namespace, entry.service_account),
-                ),
+                address::irsa_policy(&entry.namespace, &entry.service_account),
                 ResourceKind::IamRolePolicy,
             )
             .input("role", Expr::output(&role, "name"))
@@ -723,7 +688,7 @@ impl Expander<'_> {
 
     fn kubernetes(&mut self) {
         let stack = self.stack;
-        let cluster = address(ResourceKind::EksCluster, "main");
+        let cluster = address::eks_cluster();
         let cluster_arn = Expr::output(&cluster, "arn");
         let labels = json!({"app.kubernetes.io/managed-by": "pwless", "pwless/stack": stack.name});
 
@@ -736,7 +701,7 @@ impl Expander<'_> {
             .collect();
         for namespace in namespaces {
             let resource = Resource::new(
-                address(ResourceKind::KubernetesNamespace, namespace),
+                address::of(ResourceKind::KubernetesNamespace, namespace),
                 ResourceKind::KubernetesNamespace,
             )
             .input("name", namespace)
@@ -749,16 +714,13 @@ impl Expander<'_> {
                 .admins
                 .iter()
                 .fold(resource, |resource, admin| {
-                    resource.after(&address(
-                        ResourceKind::EksAccessEntry,
-                        &format!("admin[{admin}]"),
-                    ))
+                    resource.after(&address::admin_access_entry(admin))
                 });
             self.push(resource);
         }
         for entry in &stack.access {
             let account = Resource::new(
-                address(
+                address::of(
                     ResourceKind::KubernetesServiceAccount,
                     &format!("{}/{}", entry.namespace, entry.service_account),
                 ),
@@ -769,13 +731,13 @@ impl Expander<'_> {
             .input(
                 "role_arn",
                 Expr::output(
-                    &irsa_role_address(&entry.namespace, &entry.service_account),
+                    &address::irsa_role(&entry.namespace, &entry.service_account),
                     "arn",
                 ),
             )
             .input("labels", labels.clone())
             .input("cluster_arn", cluster_arn.clone())
-            .after(&address(
+            .after(&address::of(
                 ResourceKind::KubernetesNamespace,
                 &entry.namespace,
             ));
@@ -788,14 +750,14 @@ impl Expander<'_> {
         }) else {
             return;
         };
-        let rds = address(ResourceKind::RdsCluster, "main");
+        let rds = address::rds_cluster();
         let app_labels = json!({
             "app.kubernetes.io/name": "pwless-demo",
             "app.kubernetes.io/managed-by": "pwless",
             "pwless/stack": stack.name,
         });
         let deployment = Resource::new(
-            address(
+            address::of(
                 ResourceKind::KubernetesDeployment,
                 &format!("{}/pwless-demo", app.namespace),
             ),
@@ -827,21 +789,21 @@ impl Expander<'_> {
             ),
         )
         .input("cluster_arn", cluster_arn.clone())
-        .after(&address(
+        .after(&address::of(
             ResourceKind::KubernetesServiceAccount,
             &format!("{}/{}", entry.namespace, entry.service_account),
         ))
-        .after(&address(
+        .after(&address::of(
             ResourceKind::PostgresGrant,
             &format!("user[{}]", entry.db_user),
         ))
-        .after(&address(ResourceKind::EksNodeGroup, "main"));
+        .after(&address::eks_node_group());
         self.push(deployment);
 
         // The load balancer's network interfaces sit in the public subnets: deleting the Service
         // before the internet gateway and routes lets destroy release them first.
         let mut service = Resource::new(
-            address(
+            address::of(
                 ResourceKind::KubernetesService,
                 &format!("{}/pwless-demo", app.namespace),
             ),
@@ -855,13 +817,17 @@ impl Expander<'_> {
         .input("selector", json!({"app.kubernetes.io/name": "pwless-demo"}))
         .input("labels", app_labels)
         .input("cluster_arn", cluster_arn)
-        .after(&address(ResourceKind::KubernetesNamespace, &app.namespace))
-        .after(&address(ResourceKind::InternetGateway, "main"))
-        .after(&address(ResourceKind::RouteTable, "public"));
+        .after(&address::of(
+            ResourceKind::KubernetesNamespace,
+            &app.namespace,
+        ))
+        .after(&address::of(ResourceKind::InternetGateway, "main"))
+        .after(&address::of(ResourceKind::RouteTable, "public"));
         for index in 0..stack.network.availability_zones.len() {
-            service = service.after(&address(
+            service = service.after(&address::keyed(
                 ResourceKind::RouteTableAssociation,
-                &format!("public[{index}]"),
+                "public",
+                index,
             ));
         }
         self.push(service);

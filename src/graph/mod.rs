@@ -1,6 +1,7 @@
 //! The resource graph: the stack expanded into the low-level resources pwless manages, as a
 //! petgraph DAG whose edges mean "must happen after" (dependency -> dependent).
 
+pub mod address;
 mod expand;
 pub mod expr;
 pub mod kind;
@@ -11,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use petgraph::Direction;
 use petgraph::graph::{DiGraph, NodeIndex};
 
-pub use expand::{STS_AUDIENCE, expand, irsa_role_address, relay_address, uses_relay};
+pub use expand::{STS_AUDIENCE, expand, uses_relay};
 pub use expr::{Expr, OutputRef};
 pub use kind::{Provider, ResourceKind};
 

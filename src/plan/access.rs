@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Action, Mode, ResourceChange};
-use crate::graph::Expr;
+use crate::graph::{Expr, ResourceKind, address};
 
 /// The access a plan leaves. Empty for a destroy.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -58,11 +58,6 @@ pub struct ClusterAdmin {
     pub revoked: bool,
 }
 
-const IRSA_POLICY: &str = "aws_iam_role_policy.irsa[";
-const IRSA_ROLE: &str = "aws_iam_role.irsa";
-const ADMIN_ENTRY: &str = "aws_eks_access_entry.admin[";
-const CLUSTER: &str = "aws_rds_cluster.main";
-
 /// The access `changes` leave, read from the planned IRSA role policies (their
 /// `rds_db_connect` input), roles and access entries.
 pub fn summarize(changes: &[ResourceChange], mode: Mode) -> AccessSummary {
@@ -70,10 +65,12 @@ pub fn summarize(changes: &[ResourceChange], mode: Mode) -> AccessSummary {
         return AccessSummary::default();
     }
     let change = |address: &str| changes.iter().find(|change| change.address == address);
-    let cluster = change(CLUSTER).and_then(|cluster| known(cluster, "cluster_identifier", None));
+    let cluster = change(&address::rds_cluster())
+        .and_then(|cluster| known(cluster, "cluster_identifier", None));
     let mut summary = AccessSummary::default();
     for policy in changes {
-        let Some(entry) = bracketed(&policy.address, IRSA_POLICY) else {
+        let Some(entry) = address::key_of(&policy.address, ResourceKind::IamRolePolicy, "irsa")
+        else {
             continue;
         };
         if policy.action == Action::Delete {
@@ -93,12 +90,14 @@ pub fn summarize(changes: &[ResourceChange], mode: Mode) -> AccessSummary {
             db_user: known(policy, "rds_db_connect", Some("db_user")),
             cluster: cluster.clone(),
             cluster_resource_id: known(policy, "rds_db_connect", Some("cluster_resource_id")),
-            iam_role: change(&format!("{IRSA_ROLE}[{entry}]"))
+            iam_role: change(&address::keyed(ResourceKind::IamRole, "irsa", entry))
                 .and_then(|role| known(role, "name", None)),
         });
     }
     for entry in changes {
-        if let Some(principal) = bracketed(&entry.address, ADMIN_ENTRY) {
+        if let Some(principal) =
+            address::key_of(&entry.address, ResourceKind::EksAccessEntry, "admin")
+        {
             summary.cluster_admins.push(ClusterAdmin {
                 principal_arn: principal.to_string(),
                 revoked: entry.action == Action::Delete,
@@ -106,11 +105,6 @@ pub fn summarize(changes: &[ResourceChange], mode: Mode) -> AccessSummary {
         }
     }
     summary
-}
-
-/// `address` without `prefix` and the closing `]`: the key of `kind.name[key]`.
-fn bracketed<'a>(address: &'a str, prefix: &str) -> Option<&'a str> {
-    address.strip_prefix(prefix)?.strip_suffix(']')
 }
 
 /// The planned value of `input` (or of its field `key`) as text, when known at plan time.

@@ -1,0 +1,172 @@
+//! Resource addresses, built and taken apart here only (after terraform's `internal/addrs`).
+//!
+//! An address is `<kind>.<name>`, e.g. `aws_vpc.main`; a name may carry a key in brackets,
+//! `<kind>.<name>[<key>]`, e.g. `aws_subnet.private[0]` or `aws_iam_role.irsa[demo/demo-app]`.
+//! The graph ([`super::expand`]) makes every address with these functions, and what looks a
+//! resource up by address (outputs, preflight, refresh, `connect`, the sandbox, the plan's
+//! access summary) names it with them too.
+
+use std::fmt::Display;
+
+use super::ResourceKind;
+
+/// `<kind>.<name>`.
+pub fn of(kind: ResourceKind, name: &str) -> String {
+    format!("{}.{name}", kind.name())
+}
+
+/// `<kind>.<name>[<key>]`.
+pub fn keyed(kind: ResourceKind, name: &str, key: impl Display) -> String {
+    format!("{}.{name}[{key}]", kind.name())
+}
+
+/// The key of `address` when it is `<kind>.<name>[<key>]`, e.g. `demo/demo-app` of
+/// `aws_iam_role.irsa[demo/demo-app]` for (`IamRole`, `irsa`).
+pub fn key_of<'a>(address: &'a str, kind: ResourceKind, name: &str) -> Option<&'a str> {
+    address
+        .strip_prefix(kind.name())?
+        .strip_prefix('.')?
+        .strip_prefix(name)?
+        .strip_prefix('[')?
+        .strip_suffix(']')
+}
+
+/// The stack's VPC.
+pub fn vpc() -> String {
+    of(ResourceKind::Vpc, "main")
+}
+
+/// A subnet of a tier (`public`, `private`), one per availability zone.
+pub fn subnet(tier: &str, index: usize) -> String {
+    keyed(ResourceKind::Subnet, tier, index)
+}
+
+/// The EKS cluster.
+pub fn eks_cluster() -> String {
+    of(ResourceKind::EksCluster, "main")
+}
+
+/// The EKS managed node group.
+pub fn eks_node_group() -> String {
+    of(ResourceKind::EksNodeGroup, "main")
+}
+
+/// The EKS cluster's IAM OIDC provider (IRSA's trust anchor).
+pub fn oidc_provider() -> String {
+    of(ResourceKind::OidcProvider, "eks")
+}
+
+/// The EKS access entry that gives `principal` (an IAM ARN) cluster-admin.
+pub fn admin_access_entry(principal: &str) -> String {
+    keyed(ResourceKind::EksAccessEntry, "admin", principal)
+}
+
+/// The Aurora cluster.
+pub fn rds_cluster() -> String {
+    of(ResourceKind::RdsCluster, "main")
+}
+
+/// Aurora instance `index` (0 is the first, the writer when created).
+pub fn rds_instance(index: usize) -> String {
+    keyed(ResourceKind::RdsClusterInstance, "main", index)
+}
+
+/// The IRSA role of one service account (`namespace/name`).
+pub fn irsa_role(namespace: &str, service_account: &str) -> String {
+    keyed(
+        ResourceKind::IamRole,
+        "irsa",
+        format!("{namespace}/{service_account}"),
+    )
+}
+
+/// The inline policy of an IRSA role: `rds-db:connect` as one database user.
+pub fn irsa_policy(namespace: &str, service_account: &str) -> String {
+    keyed(
+        ResourceKind::IamRolePolicy,
+        "irsa",
+        format!("{namespace}/{service_account}"),
+    )
+}
+
+/// The IAM-only database user `user`.
+pub fn db_user_role(user: &str) -> String {
+    keyed(ResourceKind::PostgresRole, "user", user)
+}
+
+/// The privileges of the database user `user`.
+pub fn db_user_grant(user: &str) -> String {
+    keyed(ResourceKind::PostgresGrant, "user", user)
+}
+
+/// The database relay's Deployment; database users and grants come after it.
+pub fn relay() -> String {
+    of(
+        ResourceKind::KubernetesDbRelay,
+        &format!("{}/{}", crate::relay::NAMESPACE, crate::relay::NAME),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_come_back_out_of_the_addresses_they_went_into() {
+        let role = irsa_role("demo", "demo-app");
+        assert_eq!(role, "aws_iam_role.irsa[demo/demo-app]");
+        assert_eq!(
+            key_of(&role, ResourceKind::IamRole, "irsa"),
+            Some("demo/demo-app")
+        );
+        assert_eq!(key_of(&role, ResourceKind::IamRolePolicy, "irsa"), None);
+        assert_eq!(key_of(&role, ResourceKind::IamRole, "irs"), None);
+        assert_eq!(key_of(&vpc(), ResourceKind::Vpc, "main"), None);
+        let entry = admin_access_entry("arn:aws:iam::123456789012:role/a[b]");
+        assert_eq!(
+            key_of(&entry, ResourceKind::EksAccessEntry, "admin"),
+            Some("arn:aws:iam::123456789012:role/a[b]")
+        );
+        assert_eq!(subnet("private", 1), "aws_subnet.private[1]");
+        assert_eq!(rds_instance(0), "aws_rds_cluster_instance.main[0]");
+        assert_eq!(relay(), "kubernetes_db_relay.pwless/db-relay");
+    }
+
+    #[test]
+    fn the_named_addresses_are_the_graphs() {
+        // What other modules look up by name must be what the graph made.
+        let stack = crate::spec::parse_str(
+            std::path::Path::new("stack.example.yaml"),
+            include_str!("../../stack.example.yaml"),
+        )
+        .unwrap();
+        let graph = crate::graph::ResourceGraph::from_stack(&stack).unwrap();
+        let made: std::collections::BTreeSet<&str> = graph
+            .in_order()
+            .map(|resource| resource.address.as_str())
+            .collect();
+        let admin = stack
+            .cluster
+            .admins
+            .first()
+            .expect("the example names an admin");
+        for named in [
+            vpc(),
+            subnet("public", 0),
+            subnet("private", 1),
+            eks_cluster(),
+            eks_node_group(),
+            oidc_provider(),
+            admin_access_entry(admin),
+            rds_cluster(),
+            rds_instance(0),
+            irsa_role("demo", "demo-app"),
+            irsa_policy("demo", "demo-app"),
+            db_user_role("app_user"),
+            db_user_grant("app_user"),
+            relay(),
+        ] {
+            assert!(made.contains(named.as_str()), "the graph has no {named}");
+        }
+    }
+}
