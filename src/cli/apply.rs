@@ -232,8 +232,11 @@ async fn run(
         return Ok(super::EXIT_ERROR);
     }
 
-    let stop = Arc::new(AtomicBool::new(false));
-    engine::watch_interrupts(stop.clone());
+    let (stop, abort) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    engine::watch_interrupts(stop.clone(), abort.clone());
     let report = exec::apply(
         &plan,
         journal.clone(),
@@ -241,6 +244,7 @@ async fn run(
         &Options {
             parallelism: common.parallelism,
             stop,
+            abort,
             events: Arc::new(engine::Progress { json: common.json }),
         },
     )
@@ -295,6 +299,16 @@ async fn run(
         }
         return Ok(EXIT_OK);
     }
+    if report.aborted {
+        // The lock is let go on the way out (`engine::with_journal`); main exits with 130.
+        return Err(super::Interrupted {
+            summary: format!(
+                "{stopped}: {added} added, {changed} changed, {destroyed} destroyed; stopped by a second Ctrl-C"
+            ),
+            abandoned: report.abandoned.clone(),
+        }
+        .into());
+    }
     let mut message = format!("{stopped}: {added} added, {changed} changed, {destroyed} destroyed");
     if report.interrupted {
         message.push_str("; interrupted");
@@ -340,6 +354,7 @@ fn summary_record(
         "destroy": summary.destroy,
         "failed": failed,
         "not_started": report.skipped,
+        "abandoned": report.abandoned,
         "kept_final_snapshot": kept_snapshot,
     })
 }

@@ -231,12 +231,12 @@ fn unreachable_through_relay(databases: &State, observed: &ObservedState) -> Vec
     let missing =
         |address: &str| matches!(observed.get(address), Some(crate::plan::Observed::Missing));
     if ![
-        crate::graph::relay_address().as_str(),
-        "aws_eks_cluster.main",
-        "aws_eks_node_group.main",
+        crate::graph::address::relay(),
+        crate::graph::address::eks_cluster(),
+        crate::graph::address::eks_node_group(),
     ]
-    .into_iter()
-    .any(missing)
+    .iter()
+    .any(|address| missing(address))
     {
         return Vec::new();
     }
@@ -298,22 +298,28 @@ impl Events for Progress {
     }
 }
 
-/// Ctrl-C handling for apply: the first stops new work, the second exits at once (the state is
-/// saved after every operation, and what was in flight is pending, to be recovered).
-pub(crate) fn watch_interrupts(stop: Arc<AtomicBool>) {
+/// Ctrl-C handling for apply: the first stops new work (`stop`); the second abandons what is
+/// in flight (`abort`): the executor returns, its pending operations stay saved for the next
+/// run to settle, and the caller lets go of the state's lock before exiting with 130. A third
+/// exits at once, should letting go of the lock hang.
+pub(crate) fn watch_interrupts(stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) {
     let presses = Arc::new(AtomicUsize::new(0));
     tokio::spawn(async move {
         while tokio::signal::ctrl_c().await.is_ok() {
-            if presses.fetch_add(1, Ordering::SeqCst) == 0 {
-                stop.store(true, Ordering::SeqCst);
-                eprintln!(
-                    "\nInterrupted: starting nothing new, finishing what is in flight. Press Ctrl-C again to stop at once."
-                );
-            } else {
-                eprintln!(
-                    "\nStopped. The state is saved; operations in flight are pending and the next run settles them."
-                );
-                std::process::exit(130);
+            match presses.fetch_add(1, Ordering::SeqCst) {
+                0 => {
+                    stop.store(true, Ordering::SeqCst);
+                    eprintln!(
+                        "\nInterrupted: starting nothing new, finishing what is in flight. Press Ctrl-C again to stop at once."
+                    );
+                }
+                1 => {
+                    abort.store(true, Ordering::SeqCst);
+                    eprintln!(
+                        "\nStopping: what is in flight stays pending for the next run to settle; letting go of the state's lock. Press Ctrl-C again to exit without letting go."
+                    );
+                }
+                _ => std::process::exit(i32::from(super::EXIT_INTERRUPTED)),
             }
         }
     });

@@ -26,6 +26,8 @@ pub const EXIT_ERROR: u8 = 1;
 pub const EXIT_CHANGES: u8 = 2;
 /// An internal error: a bug in pwless, not in the input.
 pub const EXIT_BUG: u8 = 70;
+/// Stopped by a second Ctrl-C (128 + SIGINT, as shells report it).
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// `pwless --version`: the version, the commit it was built from, the build date (UTC) and the
 /// target triple, as uv and Terraform print them. Set by `build.rs`.
@@ -217,6 +219,17 @@ pub fn stack_dir(stack_file: &Path) -> &Path {
 #[error("{0}")]
 pub struct UserError(pub String);
 
+/// A run stopped by a second Ctrl-C: exit 130. What was in flight stays pending in the state.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{summary}\n  in flight, left pending for the next run to settle: {}\nThe state records everything that was done; run apply again to continue.",
+    if abandoned.is_empty() { "nothing".to_string() } else { abandoned.join(", ") }
+)]
+pub struct Interrupted {
+    pub summary: String,
+    pub abandoned: Vec<String>,
+}
+
 /// An error that means pwless itself is wrong: exit 70 and ask for a report.
 #[derive(Debug, thiserror::Error)]
 #[error("internal error: {0} (this is a bug in pwless; please report it with the stack file)")]
@@ -230,6 +243,10 @@ pub fn main() -> ExitCode {
             if error.downcast_ref::<Bug>().is_some() {
                 eprintln!("error: {error:#}");
                 return ExitCode::from(EXIT_BUG);
+            }
+            if error.downcast_ref::<Interrupted>().is_some() {
+                eprintln!("error: {error:#}");
+                return ExitCode::from(EXIT_INTERRUPTED);
             }
             match error.downcast_ref::<crate::spec::SpecError>() {
                 // Rendered diagnostics carry their own "error:" lines.
@@ -308,7 +325,7 @@ pub(crate) fn database_path(
     let state = engine::block_on(engine::read_state(&location, &stack.name))??;
     let cluster = state
         .as_ref()
-        .and_then(|state| state.resource("aws_rds_cluster.main"))
+        .and_then(|state| state.resource(&crate::graph::address::rds_cluster()))
         .ok_or_else(|| {
             UserError(format!(
                 "no database in {}: apply the stack first",
@@ -329,7 +346,7 @@ pub(crate) fn database_path(
         .unwrap_or(5432);
     let relay = state
         .as_ref()
-        .and_then(|state| state.resource(&format!("postgresql_role.user[{user}]")))
+        .and_then(|state| state.resource(&crate::graph::address::db_user_role(user)))
         .and_then(|role| role.inputs.get("connection"))
         .and_then(|connection| connection.get("relay"))
         .filter(|relay| relay.is_object())

@@ -12,6 +12,8 @@
 //! - Every side effect is journaled ([`journal`]): the pending operation is persisted before
 //!   the call, the resource right after it.
 //! - The first Ctrl-C stops starting new operations; what is in flight finishes and is saved.
+//!   A second abandons what is in flight: its pending operations stay in the state for the
+//!   next run to settle, and the executor returns within a second ([`Options::abort`]).
 
 pub mod event;
 pub mod journal;
@@ -52,6 +54,11 @@ pub struct Report {
     /// interrupted.
     pub skipped: Vec<String>,
     pub interrupted: bool,
+    /// [`Options::abort`] was set: the run stopped without waiting for what was in flight.
+    pub aborted: bool,
+    /// In flight when the run was aborted. Each may or may not have taken effect; its pending
+    /// operation stays in the state, and the next run settles it.
+    pub abandoned: Vec<String>,
     /// Every finished operation's start and end (seconds since the apply began) and the
     /// operations it had to wait for, for `--timings`.
     pub timings: Vec<Timing>,
@@ -101,6 +108,8 @@ pub struct Options {
     pub parallelism: usize,
     /// Set by the first Ctrl-C: start nothing new.
     pub stop: Arc<AtomicBool>,
+    /// Set by a second Ctrl-C: abandon what is in flight and return (looked at every second).
+    pub abort: Arc<AtomicBool>,
     /// Where progress goes.
     pub events: Arc<dyn Events>,
 }
@@ -179,8 +188,11 @@ pub async fn apply<P: Provider + 'static>(
         // Long operations (EKS, Aurora) say they are still at it every HEARTBEAT of their own.
         let finished = loop {
             tokio::select! {
-                finished = running.join_next() => break finished,
+                finished = running.join_next() => break Some(finished),
                 _ = ticker.tick() => {
+                    if options.abort.load(Ordering::SeqCst) {
+                        break None;
+                    }
                     for (op, (since, next)) in in_flight.iter_mut() {
                         let elapsed = since.elapsed();
                         if elapsed >= *next {
@@ -194,6 +206,18 @@ pub async fn apply<P: Provider + 'static>(
                     }
                 }
             }
+        };
+        let Some(finished) = finished else {
+            // Aborted: the tasks in flight are dropped where they wait. Each one's pending
+            // operation was saved before its call, so nothing is lost, only left to settle.
+            report.aborted = true;
+            report.abandoned = in_flight
+                .keys()
+                .map(|op| changes[ops[*op].change].address.clone())
+                .collect();
+            running.abort_all();
+            while running.join_next().await.is_some() {}
+            break;
         };
         let Some(finished) = finished else {
             break;
@@ -291,7 +315,10 @@ pub async fn apply<P: Provider + 'static>(
         .collect();
     for op in ops.iter() {
         let address = &changes[op.change].address;
-        if !finished.contains(address.as_str()) && !report.skipped.contains(address) {
+        if !finished.contains(address.as_str())
+            && !report.skipped.contains(address)
+            && !report.abandoned.contains(address)
+        {
             report.skipped.push(address.clone());
         }
     }

@@ -127,13 +127,20 @@ fn plan_of(changes: Vec<ResourceChange>) -> Plan {
     }
 }
 
+/// The two Ctrl-C flags of [`Options`].
+#[derive(Default)]
+struct Interrupts {
+    stop: Arc<AtomicBool>,
+    abort: Arc<AtomicBool>,
+}
+
 /// Runs `plan` with parallelism `parallelism`; the report, the events and the state after.
 async fn execute(
     plan: &Plan,
     harness: &Harness,
     provider: Arc<FakeProvider>,
     parallelism: usize,
-    stop: Arc<AtomicBool>,
+    interrupts: Interrupts,
 ) -> (Report, Vec<Event>, State) {
     let recorder = Arc::new(Recorder::default());
     let report = apply(
@@ -142,7 +149,8 @@ async fn execute(
         provider,
         &Options {
             parallelism,
-            stop,
+            stop: interrupts.stop,
+            abort: interrupts.abort,
             events: recorder.clone(),
         },
     )
@@ -396,7 +404,11 @@ async fn an_interrupt_starts_nothing_new_and_saves_what_was_in_flight() {
             }
         })),
     );
-    let (report, _, state) = execute(&plan, &harness, provider.clone(), 1, stop).await;
+    let interrupts = Interrupts {
+        stop,
+        ..Default::default()
+    };
+    let (report, _, state) = execute(&plan, &harness, provider.clone(), 1, interrupts).await;
     assert!(report.interrupted);
     assert_eq!(
         outcomes(&report),
@@ -416,6 +428,48 @@ async fn an_interrupt_starts_nothing_new_and_saves_what_was_in_flight() {
     // ...on disk, not only in memory.
     let on_disk: State = serde_json::from_slice(&std::fs::read(&harness.path).unwrap()).unwrap();
     assert!(on_disk.resource("aws_vpc.main").is_some());
+}
+
+#[tokio::test]
+async fn a_second_interrupt_abandons_what_is_in_flight_and_leaves_it_pending() {
+    // Before, a second Ctrl-C exited the process from a task: an S3 lock stayed held until its
+    // lease ran out. Now the executor returns, and the caller lets go of the lock.
+    let interrupts = Interrupts::default();
+    let (stop, abort) = (interrupts.stop.clone(), interrupts.abort.clone());
+    let harness = harness(State::new("test")).await;
+    let plan = plan_of(vec![
+        change("aws_vpc.main", Action::Create, &[]),
+        change("aws_iam_role.cluster", Action::Create, &[]),
+    ]);
+    // Both presses while the VPC's create waits on a cloud that does not answer.
+    let provider = Arc::new(
+        FakeProvider::new()
+            .hanging("aws_vpc.main")
+            .with_hook(Box::new(move |call, address| {
+                if call == Call::Create && address == "aws_vpc.main" {
+                    stop.store(true, Ordering::SeqCst);
+                    abort.store(true, Ordering::SeqCst);
+                }
+            })),
+    );
+    let (report, _, state) = execute(&plan, &harness, provider.clone(), 1, interrupts).await;
+    assert!(report.aborted && report.interrupted);
+    assert_eq!(report.abandoned, vec!["aws_vpc.main".to_string()]);
+    assert_eq!(report.skipped, vec!["aws_iam_role.cluster".to_string()]);
+    assert!(report.done.is_empty() && report.failed.is_empty());
+    // The create may have reached the cloud: it stays pending, for the next run to settle.
+    let pending: Vec<&str> = state
+        .pending_operations
+        .iter()
+        .map(|operation| operation.address.as_str())
+        .collect();
+    assert_eq!(pending, vec!["aws_vpc.main"]);
+    assert!(
+        !provider
+            .log()
+            .iter()
+            .any(|line| line.contains("aws_iam_role"))
+    );
 }
 
 #[tokio::test]

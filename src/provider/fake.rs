@@ -53,6 +53,8 @@ pub struct FakeProvider {
     world: Mutex<World>,
     hook: Option<Hook>,
     unsupported: Vec<ResourceKind>,
+    /// Addresses whose calls never answer (a cloud call in flight when the run is stopped).
+    hanging: Vec<String>,
 }
 
 impl FakeProvider {
@@ -83,6 +85,12 @@ impl FakeProvider {
 
     pub fn with_hook(mut self, hook: Hook) -> Self {
         self.hook = Some(hook);
+        self
+    }
+
+    /// Every call on `address` waits for ever, after its hook ran.
+    pub fn hanging(mut self, address: &str) -> Self {
+        self.hanging.push(address.to_string());
         self
     }
 
@@ -122,6 +130,9 @@ impl FakeProvider {
         self.world().log.push(format!("{word} {address}"));
         if let Some(hook) = &self.hook {
             hook(call, address);
+        }
+        if self.hanging.iter().any(|hanging| hanging == address) {
+            std::future::pending::<()>().await;
         }
         // Operations in flight interleave, as cloud calls do.
         tokio::task::yield_now().await;

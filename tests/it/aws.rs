@@ -968,6 +968,85 @@ fn the_first_ctrl_c_finishes_what_is_in_flight_and_saves() {
 }
 
 #[test]
+fn a_second_ctrl_c_leaves_what_is_in_flight_pending_and_lets_go_of_the_lock() {
+    // Before, the second Ctrl-C exited from a task: no destructor ran, so the lock was never
+    // let go cleanly (an S3 lock stayed held until its lease ran out).
+    let stack = Stack::new("sigint2", "  final_snapshot: false\n");
+    let rt = runtime();
+    let clients = rt.block_on(clients(&stack.moto));
+    let proxy = Proxy::with_latency(&stack.moto, 300);
+    let endpoint = format!("http://127.0.0.1:{}", proxy.port);
+    let mut child = stack
+        .command(&["apply", "--auto-approve"])
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_for_serial(&stack.state_path(), 6, &mut child),
+        "the apply ended before the interrupt"
+    );
+    // Read stderr as it comes: the second press must follow the first one's handling (two
+    // signals before it could merge into one).
+    let (lines, said) = std::sync::mpsc::channel::<String>();
+    let stderr_pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stderr_pipe)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines.send(line);
+        }
+    });
+    let interrupt = || {
+        assert!(
+            Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    interrupt();
+    let mut seen = Vec::new();
+    while !seen
+        .iter()
+        .any(|line: &String| line.contains("Interrupted: starting nothing new"))
+    {
+        seen.push(
+            said.recv_timeout(std::time::Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("no word of the first Ctrl-C: {seen:?}")),
+        );
+    }
+    interrupt();
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    seen.extend(said.try_iter());
+    let message = seen.join("\n");
+    assert_eq!(status.code(), Some(130), "{message}");
+    assert!(message.contains("stopped by a second Ctrl-C"), "{message}");
+    assert!(
+        message.contains("in flight, left pending for the next run to settle"),
+        "{message}"
+    );
+    // The lock was let go on the way out: its file is gone.
+    let lock = stack.state_path().with_extension("json.lock");
+    assert!(!lock.exists(), "{} is still there", lock.display());
+
+    // The next run settles what was left pending and converges, with no duplicates.
+    drop(proxy);
+    let output = stack.run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(rt.block_on(live(&clients, &stack.name)), EXPECTED);
+    assert_eq!(
+        stack.run(&["destroy", "--auto-approve"]).status.code(),
+        Some(0)
+    );
+}
+
+#[test]
 fn on_a_terminal_apply_asks_and_only_yes_applies() {
     let stack = Stack::new("tty", "  final_snapshot: false\n");
     let rt = runtime();
