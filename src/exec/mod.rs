@@ -151,6 +151,8 @@ pub async fn apply<P: Provider + 'static>(
     let mut in_flight: BTreeMap<usize, (Instant, Duration)> = BTreeMap::new();
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // An interval's first tick is at once: take it, so the walk first looks up after a second.
+    ticker.tick().await;
     let mut finished_at: Vec<Option<(f64, f64)>> = vec![None; ops.len()];
     let mut first_failure: HashMap<String, String> = HashMap::new();
     // Set when the state could not be saved: nothing more may start.
@@ -282,6 +284,9 @@ pub async fn apply<P: Provider + 'static>(
         }
     }
     report.interrupted = options.stop.load(Ordering::SeqCst);
+    // A second Ctrl-C that came after the last operation in flight had finished (before the
+    // next tick saw it) abandoned nothing, but it still stopped the run.
+    report.aborted |= options.abort.load(Ordering::SeqCst);
     let mut index_of = vec![None; ops.len()];
     for (op, times) in finished_at.iter().enumerate() {
         if let Some((start, end)) = times {

@@ -473,6 +473,35 @@ async fn a_second_interrupt_abandons_what_is_in_flight_and_leaves_it_pending() {
 }
 
 #[tokio::test]
+async fn a_second_interrupt_after_the_last_operation_finished_still_stops_the_run() {
+    // Before, a second Ctrl-C that came between the last operation's end and the executor's
+    // next look was lost: the run ended as interrupted (exit 1), not stopped (exit 130).
+    let interrupts = Interrupts::default();
+    let (stop, abort) = (interrupts.stop.clone(), interrupts.abort.clone());
+    let harness = harness(State::new("test")).await;
+    let plan = plan_of(vec![
+        change("aws_vpc.main", Action::Create, &[]),
+        change("aws_iam_role.cluster", Action::Create, &[]),
+    ]);
+    let provider = Arc::new(
+        FakeProvider::new().with_hook(Box::new(move |call, address| {
+            if call == Call::Create && address == "aws_vpc.main" {
+                stop.store(true, Ordering::SeqCst);
+                abort.store(true, Ordering::SeqCst);
+            }
+        })),
+    );
+    let (report, _, state) = execute(&plan, &harness, provider, 1, interrupts).await;
+    assert!(report.aborted, "{report:?}");
+    assert!(report.abandoned.is_empty());
+    assert_eq!(
+        outcomes(&report),
+        vec![("aws_vpc.main".into(), Outcome::Created)]
+    );
+    assert!(state.pending_operations.is_empty());
+}
+
+#[tokio::test]
 async fn a_state_that_cannot_be_saved_stops_the_run_once() {
     // Before, a lost lock or a conflicting write became "cannot save the state" for every
     // remaining operation, each of which still called its provider first.

@@ -970,7 +970,8 @@ fn the_first_ctrl_c_finishes_what_is_in_flight_and_saves() {
 #[test]
 fn a_second_ctrl_c_leaves_what_is_in_flight_pending_and_lets_go_of_the_lock() {
     // Before, the second Ctrl-C exited from a task: no destructor ran, so the lock was never
-    // let go cleanly (an S3 lock stayed held until its lease ran out).
+    // let go cleanly (an S3 lock stayed held until its lease ran out). (Also a regression test
+    // for a second press that came after what was in flight had finished: exit 1, not 130.)
     let stack = Stack::new("sigint2", "  final_snapshot: false\n");
     let rt = runtime();
     let clients = rt.block_on(clients(&stack.moto));
