@@ -910,12 +910,9 @@ fn a_refresh_without_credentials_says_so_in_plain_words() {
     );
 }
 
-#[test]
-fn the_first_ctrl_c_finishes_what_is_in_flight_and_saves() {
-    let stack = Stack::new("sigint", "  final_snapshot: false\n");
-    let rt = runtime();
-    let clients = rt.block_on(clients(&stack.moto));
-    // Slow calls make the apply last long enough to interrupt it in the middle.
+/// An apply of `stack` slowed by 300 ms per call (so it can be interrupted in the middle),
+/// waited for until it has saved its sixth state; stderr piped. Keep the proxy alive.
+fn slow_apply_midway(stack: &Stack) -> (Proxy, std::process::Child) {
     let proxy = Proxy::with_latency(&stack.moto, 300);
     let endpoint = format!("http://127.0.0.1:{}", proxy.port);
     let mut child = stack
@@ -929,6 +926,15 @@ fn the_first_ctrl_c_finishes_what_is_in_flight_and_saves() {
         wait_for_serial(&stack.state_path(), 6, &mut child),
         "the apply ended before the interrupt"
     );
+    (proxy, child)
+}
+
+#[test]
+fn the_first_ctrl_c_finishes_what_is_in_flight_and_saves() {
+    let stack = Stack::new("sigint", "  final_snapshot: false\n");
+    let rt = runtime();
+    let clients = rt.block_on(clients(&stack.moto));
+    let (proxy, mut child) = slow_apply_midway(&stack);
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -975,19 +981,7 @@ fn a_second_ctrl_c_leaves_what_is_in_flight_pending_and_lets_go_of_the_lock() {
     let stack = Stack::new("sigint2", "  final_snapshot: false\n");
     let rt = runtime();
     let clients = rt.block_on(clients(&stack.moto));
-    let proxy = Proxy::with_latency(&stack.moto, 300);
-    let endpoint = format!("http://127.0.0.1:{}", proxy.port);
-    let mut child = stack
-        .command(&["apply", "--auto-approve"])
-        .env("AWS_ENDPOINT_URL", &endpoint)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(
-        wait_for_serial(&stack.state_path(), 6, &mut child),
-        "the apply ended before the interrupt"
-    );
+    let (proxy, mut child) = slow_apply_midway(&stack);
     // Read stderr as it comes: the second press must follow the first one's handling (two
     // signals before it could merge into one).
     let (lines, said) = std::sync::mpsc::channel::<String>();
