@@ -934,7 +934,7 @@ fn the_first_ctrl_c_finishes_what_is_in_flight_and_saves() {
     let stack = Stack::new("sigint", "  final_snapshot: false\n");
     let rt = runtime();
     let clients = rt.block_on(clients(&stack.moto));
-    let (proxy, mut child) = slow_apply_midway(&stack);
+    let (proxy, child) = slow_apply_midway(&stack);
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
