@@ -24,7 +24,7 @@ use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
 
 use super::wait::{self, Poll};
-use super::{Applied, ErrorKind, Inputs, ProviderError, input_str};
+use super::{Applied, ErrorKind, Inputs, Provider, ProviderError, input_str};
 use crate::graph::ResourceKind;
 use crate::plan::Observed;
 use crate::secret::Secret;
@@ -413,25 +413,122 @@ impl KubernetesProvider {
         })
     }
 
-    pub async fn create(
+    /// A byte stream to the database through a Ready relay pod of `relay` (the `relay` map of
+    /// a database connection: `cluster_arn`, `namespace`, `app`, `stack`), by the Kubernetes
+    /// API's pod port-forward (WebSocket, subprotocol `v4.channel.k8s.io`) to the relay's
+    /// port. Also gives the port's error channel: what the kubelet says when the relay
+    /// cannot be reached (an error of the forward, not of the database).
+    /// Errors: the cluster or its API cannot be reached, no relay pod is Ready, the API
+    /// refuses the forward.
+    pub async fn open_relay(&self, relay: &Value) -> Result<RelayStream, ProviderError> {
+        use k8s_openapi::api::core::v1::Pod;
+        let field = |name: &str| {
+            relay[name].as_str().ok_or_else(|| {
+                ProviderError::permanent(format!("the database connection's relay has no `{name}`"))
+            })
+        };
+        let client = self.client(field("cluster_arn")?).await?;
+        let namespace = field("namespace")?;
+        let selector = format!(
+            "app.kubernetes.io/name={},pwless/stack={}",
+            field("app")?,
+            field("stack")?
+        );
+        let pods: kube::Api<Pod> = kube::Api::namespaced(client, namespace);
+        // A relay pod being replaced (a node drained, a rollout) is back within a minute or
+        // two: wait that long for a Ready one, then say why none is.
+        let ready = wait::until(
+            &format!("a database relay pod to be Ready in namespace {namespace}"),
+            RELAY_READY_LIMIT,
+            || async {
+                let listed = pods
+                    .list(&kube::api::ListParams::default().labels(&selector))
+                    .await
+                    .map_err(kube_error(&format!(
+                        "find the database relay's pods in namespace {namespace}"
+                    )))?;
+                let ready = listed.items.iter().find(|pod| {
+                    pod.metadata.deletion_timestamp.is_none()
+                        && pod
+                            .status
+                            .as_ref()
+                            .and_then(|status| status.conditions.as_ref())
+                            .is_some_and(|conditions| {
+                                conditions.iter().any(|condition| {
+                                    condition.type_ == "Ready" && condition.status == "True"
+                                })
+                            })
+                });
+                Ok(match ready.and_then(|pod| pod.metadata.name.clone()) {
+                    Some(name) => Poll::Ready(name),
+                    None => Poll::Pending(format!(
+                        "{} pods found with {selector}, none Ready; `kubectl -n {namespace} describe deployment {}` says why",
+                        listed.items.len(),
+                        crate::relay::NAME
+                    )),
+                })
+            },
+        )
+        .await;
+        let name = ready?;
+        let mut forwarder = pods
+            .portforward(&name, &[crate::relay::PORT])
+            .await
+            .map_err(|error| {
+                let what = format!("open a port-forward to the database relay pod {namespace}/{name}");
+                // A refused upgrade is no API error to kube-rs: say what the caller needs.
+                let refused = matches!(
+                    &error,
+                    kube::Error::UpgradeConnection(kube::client::UpgradeConnectionError::ProtocolSwitch(status))
+                        if *status == http::StatusCode::FORBIDDEN || *status == http::StatusCode::UNAUTHORIZED
+                );
+                let mut failure = kube_error(&what)(error);
+                if refused {
+                    failure.message.push_str(&format!(
+                        " (the caller needs `create` on pods/portforward and `list` on pods in namespace {namespace}: cluster.admins have both)"
+                    ));
+                }
+                failure
+            })?;
+        let stream = forwarder.take_stream(crate::relay::PORT).ok_or_else(|| {
+            ProviderError::permanent("the port-forward gave no stream for the relay's port")
+        })?;
+        let error = forwarder.take_error(crate::relay::PORT);
+        Ok(RelayStream {
+            pod: format!("{namespace}/{name}"),
+            stream,
+            error: error.map(|future| Box::pin(future) as _),
+        })
+    }
+}
+
+impl Provider for KubernetesProvider {
+    fn supports(&self, kind: ResourceKind) -> bool {
+        kind.provider() == crate::graph::Provider::Kubernetes
+    }
+
+    async fn create(
         &self,
+        _address: &str,
         kind: ResourceKind,
         inputs: &Inputs,
     ) -> Result<Applied, ProviderError> {
         self.apply(kind, inputs).await
     }
 
-    pub async fn update(
+    /// Server-side apply of the whole object: every declared field is set, whatever changed.
+    async fn update(
         &self,
         resource: &ResourceState,
         inputs: &Inputs,
+        _changed: &[String],
     ) -> Result<Applied, ProviderError> {
         self.apply(resource.kind, inputs).await
     }
 
     /// The object as it is, in the terms of the inputs: only what pwless declares is compared,
     /// so fields the API server or controllers add are never drift.
-    pub async fn read(&self, resource: &ResourceState) -> Result<Observed, ProviderError> {
+    async fn read(&self, resource: &ResourceState) -> Result<Observed, ProviderError> {
         let prior = &resource.inputs;
         let (api, namespace, name) = match self.api(resource.kind, prior).await {
             // The cluster is gone, and every object in it with it.
@@ -530,7 +627,7 @@ impl KubernetesProvider {
 
     /// Deletes the object and waits until it is gone (a Service until its load balancer is
     /// released, a Namespace until everything in it is).
-    pub async fn delete(&self, resource: &ResourceState) -> Result<(), ProviderError> {
+    async fn delete(&self, resource: &ResourceState) -> Result<(), ProviderError> {
         let (api, namespace, name) = match self.api(resource.kind, &resource.inputs).await {
             Err(error) if error.is_not_found() => return Ok(()),
             other => other?,
@@ -556,98 +653,11 @@ impl KubernetesProvider {
         .await
     }
 
-    /// A byte stream to the database through a Ready relay pod of `relay` (the `relay` map of
-    /// a database connection: `cluster_arn`, `namespace`, `app`, `stack`), by the Kubernetes
-    /// API's pod port-forward (WebSocket, subprotocol `v4.channel.k8s.io`) to the relay's
-    /// port. Also gives the port's error channel: what the kubelet says when the relay
-    /// cannot be reached (an error of the forward, not of the database).
-    /// Errors: the cluster or its API cannot be reached, no relay pod is Ready, the API
-    /// refuses the forward.
-    pub async fn open_relay(&self, relay: &Value) -> Result<RelayStream, ProviderError> {
-        use k8s_openapi::api::core::v1::Pod;
-        let field = |name: &str| {
-            relay[name].as_str().ok_or_else(|| {
-                ProviderError::permanent(format!("the database connection's relay has no `{name}`"))
-            })
-        };
-        let client = self.client(field("cluster_arn")?).await?;
-        let namespace = field("namespace")?;
-        let selector = format!(
-            "app.kubernetes.io/name={},pwless/stack={}",
-            field("app")?,
-            field("stack")?
-        );
-        let pods: kube::Api<Pod> = kube::Api::namespaced(client, namespace);
-        // A relay pod being replaced (a node drained, a rollout) is back within a minute or
-        // two: wait that long for a Ready one, then say why none is.
-        let ready = wait::until(
-            &format!("a database relay pod to be Ready in namespace {namespace}"),
-            RELAY_READY_LIMIT,
-            || async {
-                let listed = pods
-                    .list(&kube::api::ListParams::default().labels(&selector))
-                    .await
-                    .map_err(kube_error(&format!(
-                        "find the database relay's pods in namespace {namespace}"
-                    )))?;
-                let ready = listed.items.iter().find(|pod| {
-                    pod.metadata.deletion_timestamp.is_none()
-                        && pod
-                            .status
-                            .as_ref()
-                            .and_then(|status| status.conditions.as_ref())
-                            .is_some_and(|conditions| {
-                                conditions.iter().any(|condition| {
-                                    condition.type_ == "Ready" && condition.status == "True"
-                                })
-                            })
-                });
-                Ok(match ready.and_then(|pod| pod.metadata.name.clone()) {
-                    Some(name) => Poll::Ready(name),
-                    None => Poll::Pending(format!(
-                        "{} pods found with {selector}, none Ready; `kubectl -n {namespace} describe deployment {}` says why",
-                        listed.items.len(),
-                        crate::relay::NAME
-                    )),
-                })
-            },
-        )
-        .await;
-        let name = ready?;
-        let mut forwarder = pods
-            .portforward(&name, &[crate::relay::PORT])
-            .await
-            .map_err(|error| {
-                let what = format!("open a port-forward to the database relay pod {namespace}/{name}");
-                // A refused upgrade is no API error to kube-rs: say what the caller needs.
-                let refused = matches!(
-                    &error,
-                    kube::Error::UpgradeConnection(kube::client::UpgradeConnectionError::ProtocolSwitch(status))
-                        if *status == http::StatusCode::FORBIDDEN || *status == http::StatusCode::UNAUTHORIZED
-                );
-                let mut failure = kube_error(&what)(error);
-                if refused {
-                    failure.message.push_str(&format!(
-                        " (the caller needs `create` on pods/portforward and `list` on pods in namespace {namespace}: cluster.admins have both)"
-                    ));
-                }
-                failure
-            })?;
-        let stream = forwarder.take_stream(crate::relay::PORT).ok_or_else(|| {
-            ProviderError::permanent("the port-forward gave no stream for the relay's port")
-        })?;
-        let error = forwarder.take_error(crate::relay::PORT);
-        Ok(RelayStream {
-            pod: format!("{namespace}/{name}"),
-            stream,
-            error: error.map(|future| Box::pin(future) as _),
-        })
-    }
-
     /// Object names are deterministic: an interrupted create left the object under its name,
     /// labelled with this stack. Applying it again is what finishes the create.
-    pub async fn adopt(
+    async fn adopt(
         &self,
+        _address: &str,
         kind: ResourceKind,
         inputs: &Inputs,
     ) -> Result<Option<Applied>, ProviderError> {

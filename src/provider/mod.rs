@@ -1,8 +1,9 @@
 //! Providers carry out resource changes: create, read (for refresh), update, delete, and adopt
 //! (find a resource a crashed run created but did not record).
 //!
-//! One trait; [`Providers`] sends each kind to its own: [`aws::AwsProvider`],
-//! [`postgres::PostgresProvider`] and [`kubernetes::KubernetesProvider`]. A provider a stack
+//! One trait, implemented by each provider: [`aws::AwsProvider`],
+//! [`postgres::PostgresProvider`] and [`kubernetes::KubernetesProvider`] (and the test
+//! suite's `fake::FakeProvider`); [`Providers`] sends each kind to its own. A provider a stack
 //! cannot use (a saved plan carries no database settings) says no in [`Provider::supports`],
 //! and apply refuses such plans before changing anything.
 
@@ -182,12 +183,35 @@ impl Providers {
     }
 }
 
+/// Sends a call to the provider of `$kind`: the same trait method on each.
+macro_rules! dispatch {
+    ($self:ident, $kind:expr, $provider:ident => $call:expr) => {
+        match $kind.provider() {
+            crate::graph::Provider::Aws => {
+                let $provider = &$self.aws;
+                $call.await
+            }
+            crate::graph::Provider::Postgres => {
+                let $provider = $self.postgres($kind)?;
+                $call.await
+            }
+            crate::graph::Provider::Kubernetes => {
+                let $provider = &*$self.kubernetes;
+                $call.await
+            }
+        }
+    };
+}
+
 impl Provider for Providers {
     fn supports(&self, kind: ResourceKind) -> bool {
         match kind.provider() {
-            crate::graph::Provider::Aws => true,
-            crate::graph::Provider::Postgres => self.postgres.is_some(),
-            crate::graph::Provider::Kubernetes => true,
+            crate::graph::Provider::Aws => self.aws.supports(kind),
+            crate::graph::Provider::Postgres => self
+                .postgres
+                .as_ref()
+                .is_some_and(|postgres| postgres.supports(kind)),
+            crate::graph::Provider::Kubernetes => self.kubernetes.supports(kind),
         }
     }
 
@@ -197,19 +221,11 @@ impl Provider for Providers {
         kind: ResourceKind,
         inputs: &Inputs,
     ) -> Result<Applied, ProviderError> {
-        match kind.provider() {
-            crate::graph::Provider::Postgres => self.postgres(kind)?.create(kind, inputs).await,
-            crate::graph::Provider::Kubernetes => self.kubernetes.create(kind, inputs).await,
-            crate::graph::Provider::Aws => self.aws.create(address, kind, inputs).await,
-        }
+        dispatch!(self, kind, provider => provider.create(address, kind, inputs))
     }
 
     async fn read(&self, resource: &ResourceState) -> Result<Observed, ProviderError> {
-        match resource.kind.provider() {
-            crate::graph::Provider::Postgres => self.postgres(resource.kind)?.read(resource).await,
-            crate::graph::Provider::Kubernetes => self.kubernetes.read(resource).await,
-            crate::graph::Provider::Aws => self.aws.read(resource).await,
-        }
+        dispatch!(self, resource.kind, provider => provider.read(resource))
     }
 
     async fn update(
@@ -218,25 +234,11 @@ impl Provider for Providers {
         inputs: &Inputs,
         changed: &[String],
     ) -> Result<Applied, ProviderError> {
-        match resource.kind.provider() {
-            crate::graph::Provider::Postgres => {
-                self.postgres(resource.kind)?
-                    .update(resource, inputs, changed)
-                    .await
-            }
-            crate::graph::Provider::Kubernetes => self.kubernetes.update(resource, inputs).await,
-            crate::graph::Provider::Aws => self.aws.update(resource, inputs, changed).await,
-        }
+        dispatch!(self, resource.kind, provider => provider.update(resource, inputs, changed))
     }
 
     async fn delete(&self, resource: &ResourceState) -> Result<(), ProviderError> {
-        match resource.kind.provider() {
-            crate::graph::Provider::Postgres => {
-                self.postgres(resource.kind)?.delete(resource).await
-            }
-            crate::graph::Provider::Kubernetes => self.kubernetes.delete(resource).await,
-            crate::graph::Provider::Aws => self.aws.delete(resource).await,
-        }
+        dispatch!(self, resource.kind, provider => provider.delete(resource))
     }
 
     async fn adopt(
@@ -245,11 +247,7 @@ impl Provider for Providers {
         kind: ResourceKind,
         inputs: &Inputs,
     ) -> Result<Option<Applied>, ProviderError> {
-        match kind.provider() {
-            crate::graph::Provider::Postgres => self.postgres(kind)?.adopt(kind, inputs).await,
-            crate::graph::Provider::Kubernetes => self.kubernetes.adopt(kind, inputs).await,
-            crate::graph::Provider::Aws => self.aws.adopt(address, kind, inputs).await,
-        }
+        dispatch!(self, kind, provider => provider.adopt(address, kind, inputs))
     }
 }
 

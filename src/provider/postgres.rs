@@ -17,7 +17,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use super::{Applied, Inputs, ProviderError, input_str, input_strings};
+use super::{Applied, Inputs, Provider, ProviderError, input_str, input_strings};
 use crate::db::{Target, connect, resolve};
 use crate::graph::ResourceKind;
 use crate::plan::Observed;
@@ -366,8 +366,16 @@ impl PostgresProvider {
         ))
     }
 
-    pub async fn create(
+}
+
+impl Provider for PostgresProvider {
+    fn supports(&self, kind: ResourceKind) -> bool {
+        kind.provider() == crate::graph::Provider::Postgres
+    }
+
+    async fn create(
         &self,
+        _address: &str,
         kind: ResourceKind,
         inputs: &Inputs,
     ) -> Result<Applied, ProviderError> {
@@ -406,7 +414,7 @@ impl PostgresProvider {
         }
     }
 
-    pub async fn read(&self, resource: &ResourceState) -> Result<Observed, ProviderError> {
+    async fn read(&self, resource: &ResourceState) -> Result<Observed, ProviderError> {
         let prior = &resource.inputs;
         let client = self.client(prior).await?;
         let present = |inputs: Inputs| Observed::Present {
@@ -502,7 +510,7 @@ impl PostgresProvider {
         }
     }
 
-    pub async fn update(
+    async fn update(
         &self,
         resource: &ResourceState,
         inputs: &Inputs,
@@ -563,7 +571,7 @@ impl PostgresProvider {
         Ok(unchanged)
     }
 
-    pub async fn delete(&self, resource: &ResourceState) -> Result<(), ProviderError> {
+    async fn delete(&self, resource: &ResourceState) -> Result<(), ProviderError> {
         let client = self.client(&resource.inputs).await?;
         match resource.kind {
             ResourceKind::PostgresRole => {
@@ -595,8 +603,9 @@ impl PostgresProvider {
         }
     }
 
-    pub async fn adopt(
+    async fn adopt(
         &self,
+        _address: &str,
         kind: ResourceKind,
         inputs: &Inputs,
     ) -> Result<Option<Applied>, ProviderError> {
