@@ -19,6 +19,9 @@
 //! - [`exec`]: the executor, a DAG walk over the plan's operations with every side effect
 //!   journaled ([`exec::journal`]); [`exec::recover`] settles what a dead run left pending and
 //!   [`exec::refresh`] reads what is live. It reports [`exec::Event`]s and prints nothing.
+//! - [`ops`]: the operations behind the commands (plan, apply, destroy, state push and
+//!   migrate, the stack's outputs, the preflight), as library calls with typed results; the
+//!   CLI parses, calls one, and renders what it returns.
 //! - [`provider`]: one contract ([`provider::Provider`]: create, read, update, delete, adopt)
 //!   carried out for AWS, PostgreSQL and Kubernetes.
 //! - [`token`], [`db`], [`pool`], [`secret`], [`errors`]: IAM database tokens, verified-TLS
@@ -53,6 +56,7 @@ pub mod eks_token;
 pub mod exec;
 pub mod graph;
 pub mod kubernetes;
+pub mod ops;
 pub mod plan;
 pub mod provider;
 pub mod relay;

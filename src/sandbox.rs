@@ -166,6 +166,139 @@ pub fn register_credentials(
     std::fs::rename(&temporary, registry)
 }
 
+/// The temporary credentials of a service account's IRSA role, as STS hands them to a pod
+/// (Debug shows the secrets as `[redacted]`).
+#[derive(Debug)]
+pub struct Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: crate::secret::Secret,
+    pub session_token: crate::secret::Secret,
+}
+
+/// What a service account of the stack is, from its applied state: its IRSA role (ARN and
+/// name) and the cluster's OIDC issuer and provider.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    /// `system:serviceaccount:NAMESPACE:NAME`, the token's `sub`.
+    pub subject: String,
+    pub role_arn: String,
+    pub role_name: String,
+    pub issuer: String,
+    pub oidc_provider_arn: String,
+}
+
+impl Identity {
+    /// The identity of `namespace/service_account` in `outputs`; errors name the output the
+    /// state lacks (the stack not applied yet).
+    pub fn of(
+        outputs: &crate::ops::outputs::StackOutputs,
+        namespace: &str,
+        service_account: &str,
+    ) -> Result<Self, crate::ops::UserError> {
+        let key = format!("{namespace}/{service_account}");
+        let missing = |what: &str| {
+            crate::ops::UserError(format!("the state has no {what}: apply the stack first"))
+        };
+        let role = |roles: &std::collections::BTreeMap<String, String>| {
+            roles.get(&key).cloned().ok_or_else(|| {
+                missing(&format!(
+                    "IRSA role for {key} ({})",
+                    crate::graph::address::irsa_role(namespace, service_account)
+                ))
+            })
+        };
+        Ok(Identity {
+            subject: format!("system:serviceaccount:{namespace}:{service_account}"),
+            role_arn: role(&outputs.access_role_arns)?,
+            role_name: role(&outputs.access_role_names)?,
+            issuer: outputs
+                .cluster_oidc_issuer
+                .clone()
+                .ok_or_else(|| missing("OIDC issuer of the EKS cluster"))?,
+            oidc_provider_arn: outputs
+                .oidc_provider_arn
+                .clone()
+                .ok_or_else(|| missing("IAM OIDC provider"))?,
+        })
+    }
+}
+
+/// What EKS and STS do for a pod of `identity`: reads the role's trust policy from IAM and
+/// checks it as STS would ([`trust_allows`]), makes the service-account token
+/// ([`web_identity_token`]) and trades it with STS `AssumeRoleWithWebIdentity` for the role's
+/// credentials. Errors: the role cannot be read, its trust would refuse the service account,
+/// STS refuses (each with the cause from below).
+pub async fn assume_as(
+    config: &aws_config::SdkConfig,
+    identity: &Identity,
+) -> Result<Credentials, crate::ops::UserError> {
+    use crate::ops::UserError;
+    let Identity {
+        subject,
+        role_arn,
+        role_name,
+        issuer,
+        oidc_provider_arn,
+    } = identity;
+    let iam = aws_sdk_iam::Client::new(config);
+    let role = iam
+        .get_role()
+        .role_name(role_name)
+        .send()
+        .await
+        .map_err(|error| {
+            UserError(format!(
+                "cannot read IAM role {role_name}: {}",
+                crate::errors::chain(&error)
+            ))
+        })?;
+    let document = role
+        .role()
+        .and_then(|role| role.assume_role_policy_document())
+        .map(crate::provider::aws::url_decode)
+        .unwrap_or_default();
+    let document: Value = serde_json::from_str(&document).unwrap_or_default();
+    trust_allows(
+        &document,
+        oidc_provider_arn,
+        issuer,
+        subject,
+        crate::graph::STS_AUDIENCE,
+    )
+    .map_err(|why| {
+        UserError(format!(
+            "STS would refuse {subject} the role {role_name}: {why}"
+        ))
+    })?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or_default();
+    let token = web_identity_token(issuer, subject, crate::graph::STS_AUDIENCE, now);
+    let service_account = subject.rsplit(':').next().unwrap_or(subject);
+    let assumed = aws_sdk_sts::Client::new(config)
+        .assume_role_with_web_identity()
+        .role_arn(role_arn)
+        .role_session_name(format!("pwless-sandbox-{service_account}"))
+        .web_identity_token(token)
+        .send()
+        .await
+        .map_err(|error| {
+            UserError(format!(
+                "the sandbox STS refused {subject} the role {role_name}: {}",
+                crate::errors::chain(&error)
+            ))
+        })?;
+    let credentials = assumed
+        .credentials
+        .ok_or_else(|| UserError("STS answered without credentials".into()))?;
+    Ok(Credentials {
+        access_key_id: credentials.access_key_id().to_string(),
+        secret_access_key: crate::secret::Secret::new(credentials.secret_access_key().to_string()),
+        session_token: crate::secret::Secret::new(credentials.session_token().to_string()),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,8 +11,6 @@ use super::engine::{self, DEFAULT_PARALLELISM};
 use super::{EXIT_OK, StackArgs, UserError};
 use crate::exec::{self, Options};
 use crate::plan::{Mode, Plan};
-use crate::provider::Provider;
-use crate::provider::Providers;
 use crate::render::Style;
 
 #[derive(Debug, clap::Args)]
@@ -105,38 +103,25 @@ fn plan_and_run(
         "apply"
     };
     let location = stack_args.location(&stack)?;
-    let runtime = engine::runtime()?;
-    runtime.block_on(async {
-        let opened = engine::open_state(&location, &stack.name, operation).await?;
-        engine::with_journal(opened, async |journal, existed| {
-            let provider =
-                Arc::new(Providers::for_stack(&stack, super::stack_dir(&stack_args.file()?)).await);
-            let settings = crate::db::Settings::for_stack(
-                &stack.database.connection,
-                super::stack_dir(&stack_args.file()?),
-            );
-            let (exists, observed) = engine::prepare(
-                &journal,
-                existed,
-                &provider,
-                engine::Preparation {
-                    refresh: common.refresh,
-                    parallelism: common.parallelism,
-                    mode,
-                    events: &engine::Progress { json: common.json },
-                    database: &settings,
-                },
-            )
-            .await?;
-            let state = journal.snapshot().await;
-            let plan = engine::make_plan(&stack, &graph, &state, exists, &observed, mode);
-            refuse_on_problems(
-                super::preflight::check(&plan, &provider.config, Some(&settings)).await,
-            )?;
-            run(plan, journal, provider, common, style).await
-        })
-        .await
-    })
+    let file = stack_args.file()?;
+    let progress = engine::Progress { json: common.json };
+    engine::runtime()?.block_on(crate::ops::run::plan_then(
+        crate::ops::run::PlanRequest {
+            stack: &stack,
+            graph: &graph,
+            stack_dir: super::stack_dir(&file),
+            location: &location,
+            mode,
+            refresh: common.refresh,
+            parallelism: common.parallelism,
+            events: &progress,
+        },
+        operation,
+        async |planned, live| {
+            refuse_on_problems(planned.findings)?;
+            run(planned.plan, live, common, style).await
+        },
+    ))
 }
 
 fn apply_saved(
@@ -154,28 +139,17 @@ fn apply_saved(
         ))
     })?;
     let location = super::plan_location(&plan, plan_file, state.as_deref())?;
-    let runtime = engine::runtime()?;
-    runtime.block_on(async {
-        let opened = engine::open_state(&location, &plan.stack, "apply").await?;
-        engine::with_journal(opened, async |journal, existed| {
-            let current = journal.snapshot().await;
-            plan.check_current(existed.then_some(&current))
-                .map_err(|stale| UserError(format!("the saved plan cannot be applied: {stale}")))?;
-            if !current.pending_operations.is_empty() {
-                return Err(UserError(
-                    "an interrupted run left pending operations; make a new plan (it settles them first)"
-                        .into(),
-                )
-                .into());
-            }
-            let provider = Arc::new(Providers::aws_only(&plan.stack, &plan.region).await);
-            engine::check_credentials(&provider).await?;
-            refuse_on_problems(super::preflight::check(&plan, &provider.config, None).await)?;
+    let progress = engine::Progress { json: common.json };
+    engine::runtime()?.block_on(crate::ops::run::saved_then(
+        plan,
+        &location,
+        &progress,
+        async |planned, live| {
+            refuse_on_problems(planned.findings)?;
             // A saved plan was reviewed already: it is applied as it is, with no new refresh.
             run(
-                plan,
-                journal,
-                provider,
+                planned.plan,
+                live,
                 &RunArgs {
                     auto_approve: true,
                     parallelism: common.parallelism,
@@ -186,15 +160,13 @@ fn apply_saved(
                 style,
             )
             .await
-        })
-        .await
-    })
+        },
+    ))
 }
 
 async fn run(
     plan: Plan,
-    journal: Arc<exec::Journal>,
-    provider: Arc<Providers>,
+    live: crate::ops::run::Live,
     common: &RunArgs,
     style: Style,
 ) -> anyhow::Result<u8> {
@@ -209,14 +181,7 @@ async fn run(
         }
         return Ok(EXIT_OK);
     }
-    let unsupported: Vec<String> = plan
-        .resource_changes
-        .iter()
-        // A forgotten delete makes no call: it needs no provider.
-        .filter(|change| change.makes_call() && !provider.supports(change.kind))
-        .map(|change| change.address.clone())
-        .collect();
-    if !unsupported.is_empty() {
+    if let Err(unsupported) = crate::ops::run::unsupported(&plan, &live.provider) {
         return Err(UserError(format!(
             "a saved plan cannot manage database users ({} of its resources: {}); nothing was changed. \
              Plan and apply with -f STACK, which reads the database settings from the stack",
@@ -237,10 +202,13 @@ async fn run(
         Arc::new(AtomicBool::new(false)),
     );
     engine::watch_interrupts(stop.clone(), abort.clone());
-    let report = exec::apply(
+    let crate::ops::run::Executed {
+        report,
+        kept_snapshot,
+        outputs,
+    } = crate::ops::run::execute(
         &plan,
-        journal.clone(),
-        provider,
+        &live,
         &Options {
             parallelism: common.parallelism,
             stop,
@@ -250,21 +218,6 @@ async fn run(
     )
     .await;
     let summary = report.summary();
-    // The final snapshots that were taken: their clusters were destroyed.
-    let kept_snapshot: Option<String> = plan
-        .resource_changes
-        .iter()
-        .filter(|change| {
-            report.done.iter().any(|(address, outcome, _)| {
-                *address == change.address && *outcome == exec::Outcome::Destroyed
-            })
-        })
-        .find_map(|change| change.final_snapshot.clone());
-    let outputs = if report.succeeded() && plan.mode == Mode::Normal {
-        super::output::outputs(&journal.snapshot().await)
-    } else {
-        Default::default()
-    };
     if common.json {
         json_line(&summary_record(&plan, &report, kept_snapshot.as_deref()))?;
         if !outputs.is_empty() {
@@ -295,12 +248,15 @@ async fn run(
         eprintln!("\n{done}. Resources: {added} added, {changed} changed, {destroyed} destroyed.");
         // As `terraform apply` ends: what the stack now offers, as `pwless output` prints it.
         if !common.json && !outputs.is_empty() {
-            super::print(&format!("\nOutputs:\n\n{}", super::output::text(&outputs)))?;
+            super::print(&format!(
+                "\nOutputs:\n\n{}",
+                crate::ops::outputs::text(&outputs)
+            ))?;
         }
         return Ok(EXIT_OK);
     }
     if report.aborted {
-        // The lock is let go on the way out (`engine::with_journal`); main exits with 130.
+        // The lock is let go on the way out (`ops::run::with_journal`); main exits with 130.
         return Err(super::Interrupted {
             summary: format!(
                 "{stopped}: {added} added, {changed} changed, {destroyed} destroyed; stopped by a second Ctrl-C"
@@ -359,9 +315,12 @@ fn summary_record(
     })
 }
 
-/// Says the preflight's warnings; refuses the run, changing nothing, when it found problems:
+/// Says what the preflight did and its warnings; refuses the run, changing nothing, when it found problems:
 /// all of them at once.
-fn refuse_on_problems(findings: super::preflight::Findings) -> anyhow::Result<()> {
+fn refuse_on_problems(findings: crate::ops::preflight::Findings) -> anyhow::Result<()> {
+    for note in &findings.notes {
+        eprintln!("{note}");
+    }
     for warning in &findings.warnings {
         eprintln!("warning: {warning}");
     }

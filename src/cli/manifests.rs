@@ -12,7 +12,7 @@ pub struct ManifestsArgs {
 pub fn run(args: ManifestsArgs) -> anyhow::Result<u8> {
     let (stack, graph) = super::load_graph(&args.stack.file()?)?;
     let location = args.stack.location(&stack)?;
-    let state = super::engine::block_on(super::engine::read_state(&location, &stack.name))??;
+    let state = super::engine::block_on(crate::ops::run::read_state(&location, &stack.name))??;
     let documents = crate::kubernetes::manifests(&graph, state.as_ref());
     super::print(&crate::kubernetes::to_yaml(&documents))?;
     Ok(super::EXIT_OK)

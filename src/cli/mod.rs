@@ -6,9 +6,8 @@ mod connect;
 pub mod engine;
 mod graph;
 mod manifests;
-pub mod output;
+mod output;
 mod plan;
-mod preflight;
 mod sandbox;
 mod show;
 mod state;
@@ -214,26 +213,7 @@ pub fn stack_dir(stack_file: &Path) -> &Path {
         .unwrap_or(Path::new("."))
 }
 
-/// An error in what the user gave us (input, files, environment): exit 1.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UserError(pub String);
-
-/// A run stopped by a second Ctrl-C: exit 130. What was in flight stays pending in the state.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "{summary}\n  in flight, left pending for the next run to settle: {}\nThe state records everything that was done; run apply again to continue.",
-    if abandoned.is_empty() { "nothing".to_string() } else { abandoned.join(", ") }
-)]
-pub struct Interrupted {
-    pub summary: String,
-    pub abandoned: Vec<String>,
-}
-
-/// An error that means pwless itself is wrong: exit 70 and ask for a report.
-#[derive(Debug, thiserror::Error)]
-#[error("internal error: {0} (this is a bug in pwless; please report it with the stack file)")]
-pub struct Bug(pub String);
+pub use crate::ops::{Bug, Interrupted, UserError};
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -322,36 +302,19 @@ pub(crate) fn database_path(
         .into());
     }
     let location = stack_args.location(stack)?;
-    let state = engine::block_on(engine::read_state(&location, &stack.name))??;
-    let cluster = state
+    let state = engine::block_on(crate::ops::run::read_state(&location, &stack.name))??;
+    let mut outputs = state
         .as_ref()
-        .and_then(|state| state.resource(&crate::graph::address::rds_cluster()))
-        .ok_or_else(|| {
-            UserError(format!(
-                "no database in {}: apply the stack first",
-                location.describe()
-            ))
-        })?;
-    let endpoint = cluster
-        .outputs
-        .get("endpoint")
-        .and_then(|value| value.as_str())
-        .unwrap_or_default()
-        .to_string();
-    let port = cluster
-        .outputs
-        .get("port")
-        .and_then(|value| value.as_u64())
-        .and_then(|port| u16::try_from(port).ok())
-        .unwrap_or(5432);
-    let relay = state
-        .as_ref()
-        .and_then(|state| state.resource(&crate::graph::address::db_user_role(user)))
-        .and_then(|role| role.inputs.get("connection"))
-        .and_then(|connection| connection.get("relay"))
-        .filter(|relay| relay.is_object())
-        .cloned();
-    Ok((endpoint, port, relay))
+        .map(crate::ops::outputs::StackOutputs::from_state)
+        .unwrap_or_default();
+    let (endpoint, port) = outputs.database().ok_or_else(|| {
+        UserError(format!(
+            "no database in {}: apply the stack first",
+            location.describe()
+        ))
+    })?;
+    let endpoint = endpoint.to_string();
+    Ok((endpoint, port, outputs.relays.remove(user)))
 }
 
 /// Writes `text` to stdout; a closed pipe (`pwless plan | head`) is not an error.

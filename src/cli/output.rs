@@ -1,12 +1,9 @@
 //! `pwless output [NAME]`: what the applied stack offers its users, from the state.
 
-use std::collections::BTreeMap;
-
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{StackArgs, UserError};
-use crate::graph::{ResourceKind, address};
-use crate::state::State;
+use crate::ops::outputs::{StackOutputs, text};
 
 #[derive(Debug, clap::Args)]
 pub struct OutputArgs {
@@ -19,103 +16,11 @@ pub struct OutputArgs {
     pub json: bool,
 }
 
-/// The outputs of a state, by name.
-pub fn outputs(state: &State) -> BTreeMap<String, Value> {
-    let output = |address: &str, name: &str| {
-        state
-            .resource(address)
-            .and_then(|resource| resource.outputs.get(name))
-            .cloned()
-    };
-    let ids = |tier: &str| -> Value {
-        Value::Array(
-            state
-                .resources
-                .iter()
-                .filter(|resource| {
-                    address::key_of(&resource.address, ResourceKind::Subnet, tier).is_some()
-                })
-                .filter_map(|resource| resource.id.clone().map(Value::String))
-                .collect(),
-        )
-    };
-    let mut outputs = BTreeMap::new();
-    let mut put = |name: &str, value: Option<Value>| {
-        if let Some(value) = value.filter(|value| !value.is_null()) {
-            outputs.insert(name.to_string(), value);
-        }
-    };
-    put("vpcId", output(&address::vpc(), "id"));
-    put("publicSubnetIds", Some(ids("public")));
-    put("privateSubnetIds", Some(ids("private")));
-    put("clusterName", output(&address::eks_cluster(), "name"));
-    put(
-        "clusterEndpoint",
-        output(&address::eks_cluster(), "endpoint"),
-    );
-    put(
-        "clusterOidcIssuer",
-        output(&address::eks_cluster(), "oidc_issuer"),
-    );
-    put(
-        "databaseEndpoint",
-        output(&address::rds_cluster(), "endpoint"),
-    );
-    put(
-        "databaseReaderEndpoint",
-        output(&address::rds_cluster(), "reader_endpoint"),
-    );
-    put("databasePort", output(&address::rds_cluster(), "port"));
-    put(
-        "databaseClusterResourceId",
-        output(&address::rds_cluster(), "cluster_resource_id"),
-    );
-    put(
-        "databaseMasterSecretArn",
-        output(&address::rds_cluster(), "master_user_secret_arn"),
-    );
-    let roles: serde_json::Map<String, Value> = state
-        .resources
-        .iter()
-        .filter_map(|resource| {
-            let key = address::key_of(&resource.address, ResourceKind::IamRole, "irsa")?;
-            Some((key.to_string(), resource.outputs.get("arn")?.clone()))
-        })
-        .collect();
-    if !roles.is_empty() {
-        put("accessRoleArns", Some(json!(roles)));
-    }
-    // The demo app's Service listens on port 80 of its load balancer.
-    let app_host = state
-        .resources
-        .iter()
-        .filter(|resource| resource.kind == ResourceKind::KubernetesService)
-        .find_map(|resource| resource.outputs.get("load_balancer_hostname"))
-        .and_then(Value::as_str)
-        .map(|host| json!(format!("http://{host}")));
-    put("appUrl", app_host);
-    outputs
-}
-
-/// The outputs as `name = value` lines (values as JSON), names aligned: what `pwless output`
-/// prints and what apply prints at its end.
-pub fn text(outputs: &BTreeMap<String, Value>) -> String {
-    let width = outputs.keys().map(String::len).max().unwrap_or(0);
-    outputs
-        .iter()
-        .map(|(name, value)| {
-            format!(
-                "{name:<width$} = {}\n",
-                serde_json::to_string(value).unwrap_or_default()
-            )
-        })
-        .collect()
-}
-
 pub fn run(args: OutputArgs) -> anyhow::Result<u8> {
     let stack = crate::spec::load(&args.stack.file()?)?;
     let location = args.stack.location(&stack)?;
-    let Some(state) = super::engine::block_on(super::engine::read_state(&location, &stack.name))??
+    let Some(state) =
+        super::engine::block_on(crate::ops::run::read_state(&location, &stack.name))??
     else {
         return Err(UserError(format!(
             "no state in {}: apply the stack first",
@@ -123,7 +28,7 @@ pub fn run(args: OutputArgs) -> anyhow::Result<u8> {
         ))
         .into());
     };
-    let all = outputs(&state);
+    let all = StackOutputs::from_state(&state).to_map();
     let text = match &args.name {
         Some(name) => {
             let value = all.get(name).ok_or_else(|| {

@@ -6,8 +6,7 @@ use anyhow::Context;
 
 use super::engine;
 use super::{EXIT_CHANGES, EXIT_OK, StackArgs};
-use crate::plan::{Mode, ObservedState};
-use crate::provider::Providers;
+use crate::plan::Mode;
 use crate::render::Style;
 
 #[derive(Debug, clap::Args)]
@@ -44,71 +43,28 @@ pub fn run(args: PlanArgs, style: Style) -> anyhow::Result<u8> {
         Mode::Normal
     };
 
-    let plan = engine::runtime()?.block_on(async {
-        // With no local state there is nothing to lock, settle or read: plan offline and leave
-        // nothing behind (no state directory, no lock file), as `terraform plan` does, unless
-        // a first apply holds the lock (its state is being written). A state that appears
-        // meanwhile makes a saved plan of this one stale (`Plan::check_current`).
-        if let crate::state::Location::Local(path) = &location
-            && engine::read_state(&location, &stack.name).await?.is_none()
-        {
-            crate::state::local::LocalStore::refuse_if_locked(path)?;
-            return anyhow::Ok(engine::make_plan(
-                &stack,
-                &graph,
-                &crate::state::State::new(&stack.name),
-                false,
-                &ObservedState::new(),
-                mode,
-            ));
-        }
-        let opened = engine::open_state(&location, &stack.name, "plan").await?;
-        // Without recorded resources or pending operations there is nothing to read: the
-        // plan is made offline, with no credentials needed.
-        let needs_cloud = engine::needs_cloud(&opened.state, args.refresh);
-        engine::with_journal(opened, async |journal, existed| {
-            if !needs_cloud {
-                let state = journal.snapshot().await;
-                return Ok(engine::make_plan(
-                    &stack,
-                    &graph,
-                    &state,
-                    existed,
-                    &ObservedState::new(),
-                    mode,
-                ));
-            }
-            let provider = Providers::for_stack(&stack, super::stack_dir(&file)).await;
-            let settings =
-                crate::db::Settings::for_stack(&stack.database.connection, super::stack_dir(&file));
-            let (exists, observed) = engine::prepare(
-                &journal,
-                existed,
-                &provider,
-                engine::Preparation {
-                    refresh: args.refresh,
-                    parallelism: args.parallelism,
-                    mode,
-                    // The plan's JSON is the one thing on stdout: recovery's lines go to stderr.
-                    events: &engine::Progress { json: false },
-                    database: &settings,
-                },
-            )
-            .await?;
-            let state = journal.snapshot().await;
-            let plan = engine::make_plan(&stack, &graph, &state, exists, &observed, mode);
-            // What apply would refuse, said now (the plan itself is still shown).
-            let findings = super::preflight::check(&plan, &provider.config, Some(&settings)).await;
-            for problem in &findings.problems {
-                eprintln!("warning: apply would refuse: {problem}");
-            }
-            for warning in &findings.warnings {
-                eprintln!("warning: {warning}");
-            }
-            Ok(plan)
-        })
-        .await
-    })?;
+    let crate::ops::run::Planned { plan, findings } =
+        engine::runtime()?.block_on(crate::ops::run::plan(crate::ops::run::PlanRequest {
+            stack: &stack,
+            graph: &graph,
+            stack_dir: super::stack_dir(&file),
+            location: &location,
+            mode,
+            refresh: args.refresh,
+            parallelism: args.parallelism,
+            // The plan's JSON is the one thing on stdout: recovery's lines go to stderr.
+            events: &engine::Progress { json: false },
+        }))?;
+    for note in &findings.notes {
+        eprintln!("{note}");
+    }
+    // What apply would refuse, said now (the plan itself is still shown).
+    for problem in &findings.problems {
+        eprintln!("warning: apply would refuse: {problem}");
+    }
+    for warning in &findings.warnings {
+        eprintln!("warning: {warning}");
+    }
 
     if let Some(out) = &args.out {
         let bytes = crate::render::plan::json(&plan);

@@ -33,22 +33,6 @@ pub fn run(command: SandboxCommand) -> anyhow::Result<u8> {
     }
 }
 
-fn output_of(state: &crate::state::State, address: &str, name: &str) -> Result<String, UserError> {
-    state
-        .resource(address)
-        .and_then(|resource| resource.outputs.get(name))
-        .and_then(|value| match value {
-            serde_json::Value::String(text) => Some(text.clone()),
-            serde_json::Value::Number(number) => Some(number.to_string()),
-            _ => None,
-        })
-        .ok_or_else(|| {
-            UserError(format!(
-                "the state has no {address} ({name}): apply the stack first"
-            ))
-        })
-}
-
 fn run_as(args: RunArgs) -> anyhow::Result<u8> {
     let stack = crate::spec::load(&args.stack.file()?)?;
     let Some(entry) = stack.access.iter().find(|entry| {
@@ -73,84 +57,31 @@ fn run_as(args: RunArgs) -> anyhow::Result<u8> {
     };
     let location = args.stack.location(&stack)?;
     // Read without the lock: the command may be pwless itself.
-    let state = super::engine::block_on(super::engine::read_state(&location, &stack.name))??
+    let state = super::engine::block_on(crate::ops::run::read_state(&location, &stack.name))??
         .unwrap_or_else(|| crate::state::State::new(&stack.name));
-    use crate::graph::address;
-    let role_address = address::irsa_role(&entry.namespace, &entry.service_account);
-    let role_arn = output_of(&state, &role_address, "arn")?;
-    let role_name = output_of(&state, &role_address, "name")?;
-    let issuer = output_of(&state, &address::eks_cluster(), "oidc_issuer")?;
-    let provider_arn = output_of(&state, &address::oidc_provider(), "arn")?;
-    let endpoint = output_of(&state, &address::rds_cluster(), "endpoint")?;
-    let port = output_of(&state, &address::rds_cluster(), "port")?;
-    let subject = format!(
-        "system:serviceaccount:{}:{}",
-        entry.namespace, entry.service_account
-    );
-
+    let outputs = crate::ops::outputs::StackOutputs::from_state(&state);
+    let identity =
+        crate::sandbox::Identity::of(&outputs, &entry.namespace, &entry.service_account)?;
+    let (endpoint, port) = outputs.database().ok_or_else(|| {
+        UserError(format!(
+            "the state has no database endpoint ({}): apply the stack first",
+            crate::graph::address::rds_cluster()
+        ))
+    })?;
     let credentials = super::engine::runtime()?.block_on(async {
         let config = crate::provider::aws::load_config(&stack.region).await;
-        let iam = aws_sdk_iam::Client::new(&config);
-        let role = iam
-            .get_role()
-            .role_name(&role_name)
-            .send()
-            .await
-            .map_err(|error| {
-                UserError(format!(
-                    "cannot read IAM role {role_name}: {}",
-                    crate::errors::chain(&error)
-                ))
-            })?;
-        let document = role
-            .role()
-            .and_then(|role| role.assume_role_policy_document())
-            .map(crate::provider::aws::url_decode)
-            .unwrap_or_default();
-        let document: serde_json::Value = serde_json::from_str(&document).unwrap_or_default();
-        crate::sandbox::trust_allows(
-            &document,
-            &provider_arn,
-            &issuer,
-            &subject,
-            crate::graph::STS_AUDIENCE,
-        )
-        .map_err(|why| {
-            UserError(format!(
-                "STS would refuse {subject} the role {role_name}: {why}"
-            ))
-        })?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|elapsed| elapsed.as_secs())
-            .unwrap_or_default();
-        let token =
-            crate::sandbox::web_identity_token(&issuer, &subject, crate::graph::STS_AUDIENCE, now);
-        let sts = aws_sdk_sts::Client::new(&config);
-        let assumed = sts
-            .assume_role_with_web_identity()
-            .role_arn(&role_arn)
-            .role_session_name(format!("pwless-sandbox-{}", entry.service_account))
-            .web_identity_token(token)
-            .send()
-            .await
-            .map_err(|error| {
-                UserError(format!(
-                    "the sandbox STS refused {subject} the role {role_name}: {}",
-                    crate::errors::chain(&error)
-                ))
-            })?;
-        assumed
-            .credentials
-            .ok_or_else(|| UserError("STS answered without credentials".into()))
+        crate::sandbox::assume_as(&config, &identity).await
     })?;
+    let crate::sandbox::Identity {
+        subject, role_name, ..
+    } = &identity;
 
     match std::env::var_os("PWLESS_SANDBOX_IAM_CREDENTIALS") {
         Some(registry) => crate::sandbox::register_credentials(
             std::path::Path::new(&registry),
-            credentials.access_key_id(),
-            credentials.secret_access_key(),
-            Some(credentials.session_token()),
+            &credentials.access_key_id,
+            credentials.secret_access_key.expose(),
+            Some(credentials.session_token.expose()),
         )
         .map_err(|error| {
             UserError(format!(
@@ -177,13 +108,16 @@ fn run_as(args: RunArgs) -> anyhow::Result<u8> {
     let mut child = Command::new(&args.command[0]);
     child
         .args(&args.command[1..])
-        .env("AWS_ACCESS_KEY_ID", credentials.access_key_id())
-        .env("AWS_SECRET_ACCESS_KEY", credentials.secret_access_key())
-        .env("AWS_SESSION_TOKEN", credentials.session_token())
+        .env("AWS_ACCESS_KEY_ID", &credentials.access_key_id)
+        .env(
+            "AWS_SECRET_ACCESS_KEY",
+            credentials.secret_access_key.expose(),
+        )
+        .env("AWS_SESSION_TOKEN", credentials.session_token.expose())
         .env_remove("AWS_PROFILE")
         .env("AWS_REGION", &stack.region)
-        .env("DB_ENDPOINT", &endpoint)
-        .env("DB_PORT", &port)
+        .env("DB_ENDPOINT", endpoint)
+        .env("DB_PORT", port.to_string())
         .env("DB_NAME", &stack.database.name)
         .env("DB_USER", &entry.db_user)
         .env("RDS_CA_CERT", &settings.ca_bundle);

@@ -35,7 +35,7 @@ pub fn run(args: ShowArgs, style: Style) -> anyhow::Result<u8> {
         super::print(&crate::render::plan::human(&plan, style))?;
     }
     let location = super::plan_location(&plan, &args.plan_file, args.state.as_deref())?;
-    let state = super::engine::block_on(super::engine::read_state(&location, &plan.stack))??;
+    let state = super::engine::block_on(crate::ops::run::read_state(&location, &plan.stack))??;
     match plan.check_current(state.as_ref()) {
         Ok(()) => {
             eprintln!(

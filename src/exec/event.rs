@@ -27,8 +27,9 @@ impl Events for Discard {
     fn emit(&self, _event: Event) {}
 }
 
-/// One thing that happened during an apply or a recovery. Serialized with a `type` field
-/// (`started`, `still_running`, `done`, `failed`, `settled`): the `pwless apply --json` lines
+/// One thing that happened while a run prepared (recovery, refresh) or applied. Serialized with
+/// a `type` field (`started`, `still_running`, `done`, `failed`, `settled`, `recovering`,
+/// `refreshing`, `not_refreshed`, `notice`): the `pwless apply --json` lines
 /// (docs/plan-json.md).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -73,6 +74,18 @@ pub enum Event {
         address: String,
         settlement: Settlement,
     },
+    /// A run that died left `pending` operations; they are settled (each a `Settled`) before
+    /// anything is planned.
+    Recovering { pending: usize },
+    /// The live resources are being read before planning (`resources` of them).
+    Refreshing { resources: usize },
+    /// Database resources that cannot be read: they are reached through the database relay,
+    /// and the refresh saw the relay, its EKS cluster or its nodes missing. The plan takes them
+    /// as recorded, and makes the relay again.
+    NotRefreshed { addresses: Vec<String> },
+    /// Something done on the way that the user should know of, in words (the state store took
+    /// over an expired lock, the RDS CA bundle was fetched into the user's cache).
+    Notice { message: String },
 }
 
 /// What a finished operation did.

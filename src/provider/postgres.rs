@@ -365,7 +365,6 @@ impl PostgresProvider {
             )?
         ))
     }
-
 }
 
 impl Provider for PostgresProvider {

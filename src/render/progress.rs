@@ -57,6 +57,17 @@ pub fn line(event: &Event) -> String {
             address,
             settlement,
         } => format!("  {address}: {}", settlement.words()),
+        Event::Recovering { pending } => format!(
+            "An interrupted run left {pending} pending operation{}; settling {} first:",
+            if *pending == 1 { "" } else { "s" },
+            if *pending == 1 { "it" } else { "them" }
+        ),
+        Event::Refreshing { resources } => format!("Refreshing {resources} resources..."),
+        Event::NotRefreshed { addresses } => format!(
+            "Not refreshed: {} (the database relay, its EKS cluster or its nodes are gone, so the database cannot be read; the plan takes them as recorded, and makes the relay again)",
+            addresses.join(", ")
+        ),
+        Event::Notice { message } => message.clone(),
     }
 }
 

@@ -14,26 +14,30 @@
 //!   those it creates. When the entries cannot be listed, a warning says so and the run goes on.
 //!
 //! AWS credentials are checked before this, when the run first needs the cloud
-//! ([`super::engine::check_credentials`]).
+//! ([`super::run::check_credentials`]).
 
 use crate::graph::Provider;
 use crate::plan::{Action, Plan};
 
-/// What the preflight found: problems refuse the run, warnings are said and let it go on.
+/// What the preflight found: problems refuse the run, warnings are said and let it go on,
+/// notes say what it did on the way (the RDS CA bundle fetched into the user's cache).
 #[derive(Debug, Default)]
-pub(crate) struct Findings {
+pub struct Findings {
     pub problems: Vec<String>,
     pub warnings: Vec<String>,
+    pub notes: Vec<String>,
 }
 
-/// The problems and warnings found, one line each.
-pub(crate) async fn check(
+/// The problems and warnings found, one line each. `database`: the stack's connection
+/// settings (none for a saved plan, which carries none).
+pub async fn check(
     plan: &Plan,
     config: &aws_config::SdkConfig,
     database: Option<&crate::db::Settings>,
 ) -> Findings {
     let mut problems = environment_problems();
     let mut warnings = Vec::new();
+    let mut notes = Vec::new();
     let changes = |provider: Provider| {
         plan.resource_changes
             .iter()
@@ -48,7 +52,7 @@ pub(crate) async fn check(
             None => Ok(None),
         };
         if let Ok(Some(fetched)) = &fetched {
-            eprintln!("{fetched}");
+            notes.push(fetched.to_string());
         }
         match fetched.and_then(|_| {
             crate::db::tls_config(&settings.ca_bundle).map_err(|error| error.to_string())
@@ -91,7 +95,11 @@ pub(crate) async fn check(
             )),
         }
     }
-    Findings { problems, warnings }
+    Findings {
+        problems,
+        warnings,
+        notes,
+    }
 }
 
 /// The `PWLESS_*` overrides that do not parse, one line each with the fix.

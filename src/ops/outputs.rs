@@ -1,0 +1,222 @@
+//! What an applied stack offers its users, read from the state: one [`StackOutputs`] for
+//! `pwless output`, apply's closing summary, `token`, `connect` and `sandbox run`.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::graph::{ResourceKind, address};
+use crate::state::State;
+
+/// The outputs of a state. Serialized (camelCase) it is what `pwless output --json` prints;
+/// a value not yet known (the resource not applied) is absent. The fields marked "not printed"
+/// are for pwless's own commands.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StackOutputs {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vpc_id: Option<String>,
+    /// Subnet ids of the public tier, in address order.
+    pub public_subnet_ids: Vec<String>,
+    /// Subnet ids of the private tier, in address order.
+    pub private_subnet_ids: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_endpoint: Option<String>,
+    /// The EKS cluster's OIDC issuer URL (`https://oidc.eks.REGION.amazonaws.com/id/…`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_oidc_issuer: Option<String>,
+    /// The ARN of the IAM OIDC provider for that issuer (not printed).
+    #[serde(skip)]
+    pub oidc_provider_arn: Option<String>,
+    /// The Aurora cluster's writer endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_reader_endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_port: Option<u16>,
+    /// The cluster resource id (`cluster-…`) that dbuser ARNs name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_cluster_resource_id: Option<String>,
+    /// The Secrets Manager secret RDS manages for the master password.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_master_secret_arn: Option<String>,
+    /// The IRSA role ARN of each access entry, by `namespace/service_account`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub access_role_arns: BTreeMap<String, String>,
+    /// The IRSA role's name of each access entry, by `namespace/service_account` (not
+    /// printed).
+    #[serde(skip)]
+    pub access_role_names: BTreeMap<String, String>,
+    /// The database relay each database user's role was managed through (its recorded
+    /// `connection.relay`: `cluster_arn`, `namespace`, `app`, `stack`), by user (not printed).
+    #[serde(skip)]
+    pub relays: BTreeMap<String, Value>,
+    /// The demo app's address: port 80 of its Service's load balancer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_url: Option<String>,
+}
+
+impl StackOutputs {
+    /// Reads the outputs of `state`'s resources, found by their addresses
+    /// ([`crate::graph::address`]).
+    pub fn from_state(state: &State) -> Self {
+        let output = |address: &str, name: &str| -> Option<Value> {
+            state
+                .resource(address)
+                .and_then(|resource| resource.outputs.get(name))
+                .filter(|value| !value.is_null())
+                .cloned()
+        };
+        let text = |address: &str, name: &str| -> Option<String> {
+            output(address, name).and_then(|value| value.as_str().map(str::to_string))
+        };
+        let ids = |tier: &str| -> Vec<String> {
+            state
+                .resources
+                .iter()
+                .filter(|resource| {
+                    address::key_of(&resource.address, ResourceKind::Subnet, tier).is_some()
+                })
+                .filter_map(|resource| resource.id.clone())
+                .collect()
+        };
+        let roles = |name: &str| -> BTreeMap<String, String> {
+            state
+                .resources
+                .iter()
+                .filter_map(|resource| {
+                    let key = address::key_of(&resource.address, ResourceKind::IamRole, "irsa")?;
+                    let value = resource.outputs.get(name)?.as_str()?;
+                    Some((key.to_string(), value.to_string()))
+                })
+                .collect()
+        };
+        let relays = state
+            .resources
+            .iter()
+            .filter_map(|resource| {
+                let user = address::key_of(&resource.address, ResourceKind::PostgresRole, "user")?;
+                let relay = resource.inputs.get("connection")?.get("relay")?;
+                relay.is_object().then(|| (user.to_string(), relay.clone()))
+            })
+            .collect();
+        let cluster = address::rds_cluster();
+        let eks = address::eks_cluster();
+        StackOutputs {
+            vpc_id: text(&address::vpc(), "id"),
+            public_subnet_ids: ids("public"),
+            private_subnet_ids: ids("private"),
+            cluster_name: text(&eks, "name"),
+            cluster_endpoint: text(&eks, "endpoint"),
+            cluster_oidc_issuer: text(&eks, "oidc_issuer"),
+            oidc_provider_arn: text(&address::oidc_provider(), "arn"),
+            database_endpoint: text(&cluster, "endpoint"),
+            database_reader_endpoint: text(&cluster, "reader_endpoint"),
+            database_port: output(&cluster, "port")
+                .and_then(|port| port.as_u64())
+                .and_then(|port| u16::try_from(port).ok()),
+            database_cluster_resource_id: text(&cluster, "cluster_resource_id"),
+            database_master_secret_arn: text(&cluster, "master_user_secret_arn"),
+            access_role_arns: roles("arn"),
+            access_role_names: roles("name"),
+            relays,
+            app_url: state
+                .resources
+                .iter()
+                .filter(|resource| resource.kind == ResourceKind::KubernetesService)
+                .find_map(|resource| resource.outputs.get("load_balancer_hostname"))
+                .and_then(Value::as_str)
+                .map(|host| format!("http://{host}")),
+        }
+    }
+
+    /// The printed outputs by name, as `pwless output --json` prints them.
+    pub fn to_map(&self) -> BTreeMap<String, Value> {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(map)) => map.into_iter().collect(),
+            // Plain strings, numbers and maps always serialize to an object.
+            _ => BTreeMap::new(),
+        }
+    }
+
+    /// The database's writer endpoint and port, or why there is none yet.
+    pub fn database(&self) -> Option<(&str, u16)> {
+        Some((
+            self.database_endpoint.as_deref()?,
+            self.database_port.unwrap_or(5432),
+        ))
+    }
+}
+
+/// The outputs as `name = value` lines (values as JSON), names aligned: what `pwless output`
+/// prints and what apply prints at its end.
+pub fn text(outputs: &BTreeMap<String, Value>) -> String {
+    let width = outputs.keys().map(String::len).max().unwrap_or(0);
+    outputs
+        .iter()
+        .map(|(name, value)| {
+            format!(
+                "{name:<width$} = {}\n",
+                serde_json::to_string(value).unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::ResourceState;
+    use serde_json::json;
+
+    fn resource(address: &str, kind: ResourceKind, outputs: Value) -> ResourceState {
+        ResourceState {
+            address: address.to_string(),
+            kind,
+            id: None,
+            inputs: BTreeMap::new(),
+            outputs: serde_json::from_value(outputs).unwrap(),
+            dependencies: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn outputs_are_read_by_address_and_printed_in_camel_case_without_unknown_values() {
+        let mut state = State::new("demo");
+        state.resources = vec![
+            resource(
+                &address::rds_cluster(),
+                ResourceKind::RdsCluster,
+                json!({"endpoint": "db.cluster-x.us-west-2.rds.amazonaws.com", "port": 5432, "cluster_resource_id": "cluster-ABC"}),
+            ),
+            resource(
+                &address::irsa_role("team", "api"),
+                ResourceKind::IamRole,
+                json!({"arn": "arn:aws:iam::123456789012:role/r", "name": "r"}),
+            ),
+        ];
+        // A state keeps its resources sorted by address.
+        state.resources.sort_by(|a, b| a.address.cmp(&b.address));
+        let outputs = StackOutputs::from_state(&state);
+        assert_eq!(
+            outputs.database(),
+            Some(("db.cluster-x.us-west-2.rds.amazonaws.com", 5432))
+        );
+        assert_eq!(outputs.access_role_names["team/api"], "r");
+        assert_eq!(
+            Value::Object(outputs.to_map().into_iter().collect()),
+            json!({
+                "publicSubnetIds": [],
+                "privateSubnetIds": [],
+                "databaseEndpoint": "db.cluster-x.us-west-2.rds.amazonaws.com",
+                "databasePort": 5432,
+                "databaseClusterResourceId": "cluster-ABC",
+                "accessRoleArns": {"team/api": "arn:aws:iam::123456789012:role/r"},
+            })
+        );
+    }
+}

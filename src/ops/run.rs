@@ -1,0 +1,500 @@
+//! Plan, apply and destroy as library calls: lock and read the state, settle what a dead run
+//! left pending, refresh, plan, check what apply needs, carry the plan out; the lock is let go
+//! whatever happened. The caller renders the [`Planned`] plan, asks for approval, and reports
+//! what [`execute`] returns.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::UserError;
+use super::outputs::StackOutputs;
+use super::preflight::{self, Findings};
+use crate::exec::{self, Events, Journal, Options, Report, recover, refresh::refresh};
+use crate::graph::ResourceGraph;
+use crate::plan::{Mode, ObservedState, Plan};
+use crate::provider::{Provider, Providers};
+use crate::spec::Stack;
+use crate::state::{Location, State, StateError, StateStore};
+
+/// Default number of operations in flight (Terraform's is 10).
+pub const DEFAULT_PARALLELISM: usize = 32;
+
+/// An open state: the lock held, the state read, and whether one existed.
+pub struct Opened {
+    pub store: StateStore,
+    pub state: State,
+    pub existed: bool,
+}
+
+/// Refuses a state of another stack, or one that `pwless state migrate` moved away.
+fn check_state(location: &Location, state: &State, stack: &str) -> anyhow::Result<()> {
+    if let Some(to) = &state.moved_to {
+        return Err(StateError::Moved {
+            location: location.describe(),
+            to: to.clone(),
+        }
+        .into());
+    }
+    if state.stack != stack {
+        return Err(UserError(format!(
+            "{} belongs to stack `{}`, not `{stack}`; {}",
+            location.describe(),
+            state.stack,
+            match location {
+                Location::Local(_) => "pass another --state path",
+                _ => "point the stack's `state:` section elsewhere",
+            }
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// Takes the lock and reads the state. On any refusal after the lock was taken, the lock is
+/// let go before returning. `operation` names the run in the lock (`apply`, `state push`).
+pub async fn open_state(
+    location: &Location,
+    stack: &str,
+    operation: &str,
+    events: &dyn Events,
+) -> anyhow::Result<Opened> {
+    let mut store = open_store(location, operation, events).await?;
+    let existing = match store.read().await {
+        Ok(existing) => existing,
+        Err(error) => {
+            store.release().await;
+            return Err(error.into());
+        }
+    };
+    if let Some(state) = &existing
+        && let Err(error) = check_state(location, state, stack)
+    {
+        store.release().await;
+        return Err(error);
+    }
+    let existed = existing.is_some();
+    Ok(Opened {
+        store,
+        state: existing.unwrap_or_else(|| State::new(stack)),
+        existed,
+    })
+}
+
+/// Takes the lock ([`StateStore::open`]); the store's notices (an expired lock taken over,
+/// versioning off) go to `events`.
+pub async fn open_store(
+    location: &Location,
+    operation: &str,
+    events: &dyn Events,
+) -> Result<StateStore, StateError> {
+    let store = StateStore::open(location, operation).await?;
+    for notice in store.notices() {
+        events.emit(exec::Event::Notice {
+            message: notice.to_string(),
+        });
+    }
+    Ok(store)
+}
+
+/// Reads the state without the lock, for commands that only read it; `None` when there is
+/// none yet. Refuses a state of another stack, or one moved away.
+pub async fn read_state(location: &Location, stack: &str) -> anyhow::Result<Option<State>> {
+    let state = crate::state::store::read_unlocked(location).await?;
+    if let Some(state) = &state {
+        check_state(location, state, stack)?;
+    }
+    Ok(state)
+}
+
+/// Runs `work` with the opened state in a journal, then lets go of the lock whatever
+/// `work` returned.
+pub async fn with_journal<T>(
+    opened: Opened,
+    work: impl AsyncFnOnce(Arc<Journal>, bool) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let journal = Arc::new(Journal::new(opened.store, opened.state));
+    let result = work(journal.clone(), opened.existed).await;
+    if let Some(journal) = Arc::into_inner(journal) {
+        journal.release().await;
+    }
+    result
+}
+
+/// Does this state need the cloud before it can be planned against?
+pub fn needs_cloud(state: &State, refresh: bool) -> bool {
+    !state.pending_operations.is_empty() || (refresh && !state.resources.is_empty())
+}
+
+/// How [`prepare`] settles and refreshes.
+pub struct Preparation<'a> {
+    /// Read the live resources (`--refresh`).
+    pub refresh: bool,
+    pub parallelism: usize,
+    pub mode: Mode,
+    /// Where recovery and the refresh report what they do.
+    pub events: &'a dyn Events,
+    /// The stack's database connection settings (for the RDS CA bundle).
+    pub database: &'a crate::db::Settings,
+}
+
+/// Settles pending operations and refreshes; gives back whether a state exists and what was
+/// observed. Errors: credentials that do not resolve, a recovery that cannot finish, reads
+/// that fail (all of them, grouped by message).
+pub async fn prepare(
+    journal: &Journal,
+    existed: bool,
+    provider: &Providers,
+    how: Preparation<'_>,
+) -> anyhow::Result<(bool, ObservedState)> {
+    let Preparation {
+        refresh: refresh_live,
+        parallelism,
+        mode,
+        events,
+        database,
+    } = how;
+    // Before any call: missing credentials are one message, not one per resource.
+    check_credentials(provider).await?;
+    let pending = journal.snapshot().await.pending_operations.len();
+    if pending > 0 {
+        events.emit(exec::Event::Recovering { pending });
+        recover::recover(journal, provider, events, recover::GRACE)
+            .await
+            .map_err(|error| UserError(crate::errors::chain(&error)))?;
+    }
+    let mut observed = ObservedState::new();
+    let state = journal.snapshot().await;
+    // A destroy removes the database users and grants with their cluster, from the state
+    // alone (`Plan::forget`): there is nothing to read in a database that is going.
+    let mut to_read = state.clone();
+    if mode == Mode::Destroy {
+        to_read
+            .resources
+            .retain(|resource| resource.kind.provider() != crate::graph::Provider::Postgres);
+    }
+    if refresh_live && !to_read.resources.is_empty() {
+        events.emit(exec::Event::Refreshing {
+            resources: to_read.resources.len(),
+        });
+        // The database is read after the rest: through the relay in the cluster, which must
+        // be seen to be there first.
+        let mut databases = to_read.clone();
+        databases
+            .resources
+            .retain(|resource| resource.kind.provider() == crate::graph::Provider::Postgres);
+        to_read
+            .resources
+            .retain(|resource| resource.kind.provider() != crate::graph::Provider::Postgres);
+        let failed = |errors: Vec<(String, String)>| {
+            UserError(format!(
+                "cannot refresh {} resources:\n{}",
+                errors.len(),
+                crate::render::grouped_errors(&errors)
+            ))
+        };
+        observed = refresh(&to_read, provider, parallelism)
+            .await
+            .map_err(failed)?;
+        let unreachable = unreachable_through_relay(&databases, &observed);
+        if !unreachable.is_empty() {
+            databases
+                .resources
+                .retain(|resource| !unreachable.contains(&resource.address));
+            events.emit(exec::Event::NotRefreshed {
+                addresses: unreachable,
+            });
+        }
+        // Reading the database needs the RDS CA bundle: fetched now, and said, when the user's
+        // cache lacks it (a failure is the refresh's to report, with the same words).
+        if !databases.resources.is_empty()
+            && let Some(url) = &database.ca_bundle_url
+            && let Ok(Some(fetched)) = crate::ca_bundle::ensure(&database.ca_bundle, url).await
+        {
+            events.emit(exec::Event::Notice {
+                message: fetched.to_string(),
+            });
+        }
+        observed.extend(
+            refresh(&databases, provider, parallelism)
+                .await
+                .map_err(failed)?,
+        );
+    }
+    Ok((existed || !state.resources.is_empty(), observed))
+}
+
+/// The database resources of `databases` recorded as reached through the relay
+/// (`connection.relay`) when the refresh saw the relay's Deployment, the EKS cluster or its node
+/// group missing: nothing can reach the database that way until apply makes them again.
+fn unreachable_through_relay(databases: &State, observed: &ObservedState) -> Vec<String> {
+    let missing =
+        |address: &str| matches!(observed.get(address), Some(crate::plan::Observed::Missing));
+    if ![
+        crate::graph::address::relay(),
+        crate::graph::address::eks_cluster(),
+        crate::graph::address::eks_node_group(),
+    ]
+    .iter()
+    .any(|address| missing(address))
+    {
+        return Vec::new();
+    }
+    databases
+        .resources
+        .iter()
+        .filter(|resource| {
+            resource
+                .inputs
+                .get("connection")
+                .and_then(|connection| connection.get("relay"))
+                .is_some_and(serde_json::Value::is_object)
+        })
+        .map(|resource| resource.address.clone())
+        .collect()
+}
+
+/// Refuses at once, in one plain line, when the AWS credentials do not resolve.
+pub async fn check_credentials(provider: &Providers) -> anyhow::Result<()> {
+    crate::provider::aws::check_credentials(&provider.config)
+        .await
+        .map_err(|message| UserError(message).into())
+}
+
+/// The plan of `stack` against `state` (`exists`: whether a state was there) and what was
+/// observed.
+pub fn make_plan(
+    stack: &Stack,
+    graph: &ResourceGraph,
+    state: &State,
+    exists: bool,
+    observed: &ObservedState,
+    mode: Mode,
+) -> Plan {
+    crate::plan::plan(stack, graph, exists.then_some(state), observed, mode)
+}
+
+/// What to plan, and how.
+pub struct PlanRequest<'a> {
+    pub stack: &'a Stack,
+    pub graph: &'a ResourceGraph,
+    /// The stack file's directory: relative paths in the stack (the CA bundle) start there.
+    pub stack_dir: &'a Path,
+    /// Where the state is.
+    pub location: &'a Location,
+    pub mode: Mode,
+    /// Read the live resources first (`--refresh`).
+    pub refresh: bool,
+    /// How many resources may be read at once.
+    pub parallelism: usize,
+    /// Where recovery and the refresh report what they do.
+    pub events: &'a dyn Events,
+}
+
+/// A plan, and what the preflight found about applying it.
+pub struct Planned {
+    pub plan: Plan,
+    /// Problems make apply refuse the plan; `pwless plan` says them as warnings.
+    pub findings: Findings,
+}
+
+/// What a run holds while it applies: the journal (the state's lock with it) and the
+/// providers.
+pub struct Live {
+    pub journal: Arc<Journal>,
+    pub provider: Arc<Providers>,
+}
+
+/// `pwless plan`: the plan of the stack against its state, and the preflight's findings; the
+/// lock is let go before returning. Offline (no lock, no credentials, nothing left behind)
+/// when there is no local state yet, or nothing recorded to read, as `terraform plan` does;
+/// a first apply that holds the lock of a local state is waited for by refusing.
+pub async fn plan(request: PlanRequest<'_>) -> anyhow::Result<Planned> {
+    let PlanRequest {
+        stack,
+        graph,
+        location,
+        mode,
+        refresh,
+        ..
+    } = request;
+    let offline = |state: &State, exists: bool| Planned {
+        plan: make_plan(stack, graph, state, exists, &ObservedState::new(), mode),
+        findings: Findings::default(),
+    };
+    // A state that appears meanwhile makes a saved plan of this one stale
+    // (`Plan::check_current`).
+    if let Location::Local(path) = location
+        && read_state(location, &stack.name).await?.is_none()
+    {
+        crate::state::local::LocalStore::refuse_if_locked(path)?;
+        return Ok(offline(&State::new(&stack.name), false));
+    }
+    let opened = open_state(location, &stack.name, "plan", request.events).await?;
+    // Without recorded resources or pending operations there is nothing to read: the plan is
+    // made offline, with no credentials needed.
+    let needs_cloud = needs_cloud(&opened.state, refresh);
+    with_journal(opened, async |journal, existed| {
+        if !needs_cloud {
+            return Ok(offline(&journal.snapshot().await, existed));
+        }
+        let (planned, _provider) = plan_live(&request, &journal, existed).await?;
+        Ok(planned)
+    })
+    .await
+}
+
+/// Settles, refreshes, plans and checks, with the lock held.
+async fn plan_live(
+    request: &PlanRequest<'_>,
+    journal: &Journal,
+    existed: bool,
+) -> anyhow::Result<(Planned, Providers)> {
+    let provider = Providers::for_stack(request.stack, request.stack_dir).await;
+    let settings =
+        crate::db::Settings::for_stack(&request.stack.database.connection, request.stack_dir);
+    let (exists, observed) = prepare(
+        journal,
+        existed,
+        &provider,
+        Preparation {
+            refresh: request.refresh,
+            parallelism: request.parallelism,
+            mode: request.mode,
+            events: request.events,
+            database: &settings,
+        },
+    )
+    .await?;
+    let state = journal.snapshot().await;
+    let plan = make_plan(
+        request.stack,
+        request.graph,
+        &state,
+        exists,
+        &observed,
+        request.mode,
+    );
+    let findings = preflight::check(&plan, &provider.config, Some(&settings)).await;
+    Ok((Planned { plan, findings }, provider))
+}
+
+/// `pwless apply` and `pwless destroy`: takes the lock, settles, refreshes, plans and checks,
+/// then hands the plan and the live run to `then` (which asks for approval and calls
+/// [`execute`]); the lock is let go whatever `then` returns. `operation` names the run in the
+/// lock (`apply`, `destroy`).
+pub async fn plan_then<T>(
+    request: PlanRequest<'_>,
+    operation: &str,
+    then: impl AsyncFnOnce(Planned, Live) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let opened = open_state(
+        request.location,
+        &request.stack.name,
+        operation,
+        request.events,
+    )
+    .await?;
+    with_journal(opened, async |journal, existed| {
+        let (planned, provider) = plan_live(&request, &journal, existed).await?;
+        then(
+            planned,
+            Live {
+                journal,
+                provider: Arc::new(provider),
+            },
+        )
+        .await
+    })
+    .await
+}
+
+/// `pwless apply PLANFILE`: takes the lock, refuses a plan the state moved away from (or with
+/// operations pending since), checks credentials and the preflight, then hands the plan to
+/// `then` as [`plan_then`] does. No refresh: a saved plan was reviewed already, and is applied
+/// as it is.
+pub async fn saved_then<T>(
+    plan: Plan,
+    location: &Location,
+    events: &dyn Events,
+    then: impl AsyncFnOnce(Planned, Live) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let opened = open_state(location, &plan.stack, "apply", events).await?;
+    with_journal(opened, async |journal, existed| {
+        let current = journal.snapshot().await;
+        plan.check_current(existed.then_some(&current))
+            .map_err(|stale| UserError(format!("the saved plan cannot be applied: {stale}")))?;
+        if !current.pending_operations.is_empty() {
+            return Err(UserError(
+                "an interrupted run left pending operations; make a new plan (it settles them first)"
+                    .into(),
+            )
+            .into());
+        }
+        let provider = Providers::aws_only(&plan.stack, &plan.region).await;
+        check_credentials(&provider).await?;
+        let findings = preflight::check(&plan, &provider.config, None).await;
+        then(
+            Planned { plan, findings },
+            Live {
+                journal,
+                provider: Arc::new(provider),
+            },
+        )
+        .await
+    })
+    .await
+}
+
+/// Refuses a plan some of whose changes no provider of this run can make (a saved plan
+/// carries no database settings), before anything changes: the addresses, or `Ok`.
+pub fn unsupported(plan: &Plan, provider: &Providers) -> Result<(), Vec<String>> {
+    let unsupported: Vec<String> = plan
+        .resource_changes
+        .iter()
+        // A forgotten delete makes no call: it needs no provider.
+        .filter(|change| change.makes_call() && !provider.supports(change.kind))
+        .map(|change| change.address.clone())
+        .collect();
+    if unsupported.is_empty() {
+        Ok(())
+    } else {
+        Err(unsupported)
+    }
+}
+
+/// What an apply or destroy did.
+pub struct Executed {
+    pub report: Report,
+    /// The final snapshot taken of an Aurora cluster that was destroyed, if any.
+    pub kept_snapshot: Option<String>,
+    /// What the stack offers once an apply succeeded (empty for a destroy or a failure).
+    pub outputs: BTreeMap<String, Value>,
+}
+
+/// Carries out an approved plan ([`exec::apply`]) and gathers what the caller reports.
+pub async fn execute(plan: &Plan, live: &Live, options: &Options) -> Executed {
+    let report = exec::apply(plan, live.journal.clone(), live.provider.clone(), options).await;
+    // The final snapshots that were taken: their clusters were destroyed.
+    let kept_snapshot = plan
+        .resource_changes
+        .iter()
+        .filter(|change| {
+            report.done.iter().any(|(address, outcome, _)| {
+                *address == change.address && *outcome == exec::Outcome::Destroyed
+            })
+        })
+        .find_map(|change| change.final_snapshot.clone());
+    let outputs = if report.succeeded() && plan.mode == Mode::Normal {
+        StackOutputs::from_state(&live.journal.snapshot().await).to_map()
+    } else {
+        BTreeMap::new()
+    };
+    Executed {
+        report,
+        kept_snapshot,
+        outputs,
+    }
+}
