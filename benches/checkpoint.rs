@@ -9,7 +9,6 @@
 //! is measured. `cargo test` runs it once in its quick mode: five checkpoints per backend.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pwless::state::{Location, State, StateStore};
@@ -18,7 +17,7 @@ const ROUNDS: usize = 200;
 
 /// Checkpoints per backend: [`ROUNDS`] under `cargo bench`, 5 in the quick mode of `cargo test`.
 fn rounds() -> usize {
-    if pwless::testing::quick_bench() {
+    if pwless_testing::quick_bench() {
         5
     } else {
         ROUNDS
@@ -71,79 +70,26 @@ async fn measure(location: &Location, state: &State) -> (Vec<Duration>, usize) {
     (samples, size)
 }
 
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The sandboxes the remote backends are measured against, started before any thread.
 struct Sandboxes {
-    _moto: Child,
-    pg_dir: std::path::PathBuf,
-}
-
-impl Drop for Sandboxes {
-    fn drop(&mut self) {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let _ = Command::new(root.join("scripts/pg-sandbox"))
-            .args(["stop", self.pg_dir.to_str().unwrap()])
-            .status();
-    }
+    _moto: pwless_testing::Moto,
+    _pg: pwless_testing::PgSandbox,
 }
 
 /// Starts moto and the sandbox PostgreSQL and points this process's environment at them.
 /// Called first thing in `main`, while this is the only thread.
-fn start_sandboxes(moto_server: &str, dir: &Path) -> Sandboxes {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let port = free_port();
-    let moto = Child(
-        Command::new(Path::new(moto_server).with_file_name("python"))
-            .arg(root.join("scripts/moto-server.py"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto"),
-    );
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let pg_dir = dir.join("pg");
-    let output = Command::new(root.join("scripts/pg-sandbox"))
-        .args(["start", pg_dir.to_str().unwrap()])
-        .env_remove("AWS_ENDPOINT_URL")
-        .output()
-        .expect("pg-sandbox");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let env: std::collections::HashMap<String, String> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| line.strip_prefix("export ")?.split_once('='))
-        .map(|(key, value)| (key.to_string(), value.to_string()))
-        .collect();
-    let pg_port = env["PWLESS_DB_ADMIN_ENDPOINT"]
+fn start_sandboxes() -> Sandboxes {
+    let moto = pwless_testing::Moto::start();
+    let pg = pwless_testing::PgSandbox::start("bench-checkpoint", None);
+    let pg_port = pg
+        .var("PWLESS_DB_ADMIN_ENDPOINT")
         .rsplit(':')
         .next()
         .unwrap()
         .to_string();
     // SAFETY: no other thread exists yet (the runtime is built after this).
     unsafe {
-        std::env::set_var("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"));
+        std::env::set_var("AWS_ENDPOINT_URL", &moto.endpoint);
         std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
         std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
         std::env::remove_var("AWS_SESSION_TOKEN");
@@ -152,22 +98,20 @@ fn start_sandboxes(moto_server: &str, dir: &Path) -> Sandboxes {
             "PWLESS_BENCH_STATE_DB",
             format!(
                 "postgresql://admin:{PG_PASSWORD}@localhost:{pg_port}/appdb?sslmode=verify-full&sslrootcert={}",
-                env["PWLESS_DB_CA_BUNDLE"]
+                pg.var("PWLESS_DB_CA_BUNDLE")
             ),
         );
     }
     Sandboxes {
         _moto: moto,
-        pg_dir,
+        _pg: pg,
     }
 }
 
 fn main() {
     let dir = std::env::temp_dir().join(format!("pwless-bench-checkpoint-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let sandboxes = std::env::var("PWLESS_MOTO_SERVER")
-        .ok()
-        .map(|server| start_sandboxes(&server, &dir));
+    let sandboxes = std::env::var_os("PWLESS_MOTO_SERVER").map(|_| start_sandboxes());
 
     let stack = pwless::spec::parse_str(
         Path::new("stack.example.yaml"),
@@ -175,7 +119,7 @@ fn main() {
     )
     .expect("example");
     let graph = pwless::graph::ResourceGraph::from_stack(&stack).expect("graph");
-    let state = pwless::testing::applied_state(&stack.name, &graph);
+    let state = pwless_testing::applied_state(&stack.name, &graph);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     println!(
         "pwless checkpoint benchmark: one conditional state write, {} resources, {} rounds",

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use pwless::graph::ResourceGraph;
 use pwless::plan::{Mode, ObservedState, plan};
-use pwless::testing::{applied_state, generated_stack};
+use pwless_testing::{applied_state, generated_stack};
 
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
@@ -58,7 +58,7 @@ fn full_plan(text: &str, with_state: bool, quick: bool) -> (usize, Duration) {
 
 fn main() {
     // `cargo bench` passes `--bench`; anything else is a filter we do not use.
-    let quick = pwless::testing::quick_bench();
+    let quick = pwless_testing::quick_bench();
     let example = include_str!("../stack.example.yaml");
     println!("pwless plan benchmark (median wall-clock; parse + validate + expand + plan)");
     let (count, time) = full_plan(example, false, quick);

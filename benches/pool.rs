@@ -83,7 +83,7 @@ async fn token_costs(rounds: u32) -> (f64, f64) {
 }
 
 fn main() {
-    let rounds = if pwless::testing::quick_bench() {
+    let rounds = if pwless_testing::quick_bench() {
         100
     } else {
         10_000

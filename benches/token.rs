@@ -18,7 +18,7 @@ fn per_token(total: Duration, rounds: u32) -> f64 {
 }
 
 fn main() {
-    let quick = pwless::testing::quick_bench();
+    let quick = pwless_testing::quick_bench();
     let rounds = if quick { 100 } else { ROUNDS };
     let session = "FQoGZXIvYXdzEJr//////////wEaDOn+tok/en=".repeat(25);
     let signer = TokenSigner::new(

@@ -36,7 +36,9 @@
 //! - [`relay`]: the database relay in the EKS cluster, pwless's path to a private database.
 //! - [`ca_bundle`]: the RDS CA bundle, found or fetched and cached.
 //! - [`cli`]: the commands; `main.rs` only calls [`cli::main`].
-//! - [`testing`]: fixtures for this crate's own tests and benchmarks (hidden).
+//!
+//! Test support (the sandboxes as fixtures, fabricated states and stacks) is the
+//! `pwless-testing` crate (crates/testing), a dev-dependency only.
 
 // Library code reports through return values and `exec::Events`; only `cli`, the command
 // line's edge, writes to stdout and stderr (`clippy.toml` also disallows `std::io::stdout`
@@ -64,8 +66,6 @@ pub mod render;
 pub mod sandbox;
 pub mod spec;
 pub mod state;
-#[doc(hidden)]
-pub mod testing;
 
 // The IAM-auth library's modules, under the names pwless has always given them.
 pub use pwless_iam_auth::{errors, pool, secret, token};

@@ -707,8 +707,8 @@ async fn harness_with_unsupported() -> Harness {
     harness(prior).await
 }
 
-#[test]
-fn forgotten_users_leave_the_state_only_after_their_cluster_is_deleted() {
+#[tokio::test]
+async fn forgotten_users_leave_the_state_only_after_their_cluster_is_deleted() {
     // Before, a user's state entry went first (dependents first), so a failed cluster
     // delete left roles that still existed but were no longer recorded.
     let stack = crate::spec::parse_str(
@@ -717,7 +717,24 @@ fn forgotten_users_leave_the_state_only_after_their_cluster_is_deleted() {
     )
     .unwrap();
     let graph = crate::graph::ResourceGraph::from_stack(&stack).unwrap();
-    let state = crate::testing::applied_state(&stack.name, &graph);
+    // The example stack as the executor records it, applied over the fake provider.
+    let created = crate::plan::plan(
+        &stack,
+        &graph,
+        None,
+        &crate::plan::ObservedState::new(),
+        crate::plan::Mode::Normal,
+    );
+    let harness = harness(State::new(&stack.name)).await;
+    let (report, _, state) = execute(
+        &created,
+        &harness,
+        Arc::new(FakeProvider::new()),
+        8,
+        Interrupts::default(),
+    )
+    .await;
+    assert!(report.succeeded(), "{:?}", report.failure_messages());
     let plan = crate::plan::plan(
         &stack,
         &graph,

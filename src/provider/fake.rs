@@ -5,7 +5,9 @@
 //!
 //! It is no stand-in for AWS, PostgreSQL or Kubernetes (their providers are tested against moto,
 //! a real PostgreSQL and the Kubernetes API stand-in): it checks no input and waits for nothing.
-//! Test-only (`cfg(test)`); it moves to the test-support crate with the workspace split.
+//! Test-only (`cfg(test)`). It stays in this crate, not in the test-support crate
+//! (crates/testing): the executor's table tests are unit tests, and a crate that depends on
+//! pwless cannot reach them (its `pwless` is another copy of the crate than the one under test).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;

@@ -8,49 +8,16 @@ use std::process::{Command, Stdio};
 
 use crate::common::{TempDir, stderr, stdout};
 
-/// A moto server of this test's own, on a free loopback port, stopped when dropped.
-pub struct Moto {
-    child: std::process::Child,
-    pub endpoint: String,
+pub use pwless_testing::Moto;
+
+/// `pwless` against a [`Moto`].
+pub trait PwlessCommand {
+    /// The environment pwless gets: this moto, test credentials, nothing from the developer's.
+    fn command(&self, dir: &Path) -> Command;
 }
 
-impl Moto {
-    pub fn start() -> Self {
-        let server = std::env::var("PWLESS_MOTO_SERVER")
-            .expect("PWLESS_MOTO_SERVER is not set: run the tests with scripts/test, which installs the pinned moto");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        // moto, plus the EKS access-entry API it lacks (scripts/moto-server.py).
-        let python = Path::new(&server).with_file_name("python");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/moto-server.py");
-        let child = Command::new(python)
-            .arg(script)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto_server");
-        let moto = Moto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "moto did not start on port {port}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        moto
-    }
-
-    /// The environment pwless gets: this moto, test credentials, nothing from the developer's.
-    pub fn command(&self, dir: &Path) -> Command {
+impl PwlessCommand for Moto {
+    fn command(&self, dir: &Path) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_pwless"));
         command
             .current_dir(dir)
@@ -132,13 +99,6 @@ impl Drop for Proxy {
 fn is_mutating(action: &str) -> bool {
     let reads = ["Describe", "Get", "List", "GET "];
     !reads.iter().any(|prefix| action.starts_with(prefix))
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The AWS part of the example stack (no users, access or app), named `name`.
@@ -1385,7 +1345,7 @@ fn removing_the_last_user_drops_it_and_destroy_needs_no_database() {
     let pg = crate::postgres::LocalPostgres::start("lastuser");
     let run = |args: &[&str], extra: &[(&str, &str)]| {
         let mut command = stack.command(args);
-        for (key, value) in &pg.env {
+        for (key, value) in pg.env() {
             command.env(key, value);
         }
         for (key, value) in extra {
@@ -1458,7 +1418,7 @@ fn a_database_change_that_never_reached_the_database_is_not_left_pending() {
     let pg = crate::postgres::LocalPostgres::start("localerror");
     let run = |args: &[&str], endpoint: &str| {
         let mut command = stack.command(args);
-        for (key, value) in &pg.env {
+        for (key, value) in pg.env() {
             command.env(key, value);
         }
         command

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use pwless::state::{Location, State, StateError, StateStore};
 
-use crate::aws::{EXPECTED, Moto, Proxy, aws_stack, clients, live, nothing, runtime};
+use crate::aws::{
+    EXPECTED, Moto, Proxy, PwlessCommand, aws_stack, clients, live, nothing, runtime,
+};
 use crate::common::{TempDir, stderr, stdout};
 use crate::postgres::LocalPostgres;
 

@@ -98,6 +98,7 @@ fn the_rds_ca_bundle_is_fetched_once_into_the_cache_when_none_is_configured() {
 
 #[test]
 fn offline_with_no_cached_ca_bundle_apply_refuses_before_any_change_and_gives_the_fetch_command() {
+    use crate::aws::PwlessCommand as _;
     let moto = crate::aws::Moto::start();
     let dir = TempDir::new("cabundle-offline");
     let text = std::fs::read_to_string(

@@ -192,7 +192,7 @@ fn token_signs_for_the_stack_endpoint_and_never_guesses_a_region() {
     let stack = dir.write("stack.yaml", EXAMPLE);
     let parsed = pwless::spec::parse_str(std::path::Path::new("stack.yaml"), EXAMPLE).unwrap();
     let graph = pwless::graph::ResourceGraph::from_stack(&parsed).unwrap();
-    let mut state = pwless::testing::applied_state(&parsed.name, &graph);
+    let mut state = pwless_testing::applied_state(&parsed.name, &graph);
     let mut cluster = state.resource("aws_rds_cluster.main").unwrap().clone();
     cluster.outputs.insert(
         "endpoint".into(),
@@ -225,7 +225,7 @@ fn state_push_refuses_other_histories_and_older_serials() {
 
     // A first push adopts the pushed state's lineage.
     let parsed = pwless::spec::parse_str(std::path::Path::new("stack.yaml"), EXAMPLE).unwrap();
-    let mut state = pwless::testing::applied_state(
+    let mut state = pwless_testing::applied_state(
         &parsed.name,
         &pwless::graph::ResourceGraph::from_stack(&parsed).unwrap(),
     );

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use kube::api::{ApiResource, DynamicObject};
 use serde_json::{Value, json};
 
-use crate::aws::Moto;
+use crate::aws::{Moto, PwlessCommand};
 use crate::common::{EXAMPLE, TempDir, stderr, stdout};
 use crate::postgres::LocalPostgres;
 
@@ -129,7 +129,7 @@ impl KubeStandin {
     /// database is reached through the relay, its certificate checked against the cluster
     /// endpoint's name, as on AWS.
     pub fn cluster_path(&self, pg: &LocalPostgres, command: &mut Command) {
-        for (key, value) in &pg.env {
+        for (key, value) in pg.env() {
             if key != "PWLESS_DB_ADMIN_ENDPOINT" && key != "PWLESS_DB_TLS_SERVER_NAME" {
                 command.env(key, value);
             }

@@ -45,7 +45,7 @@ fn manifests_validate_against_the_kubernetes_schemas_before_and_after_apply() {
 
     // After an apply: the real role ARN and endpoint from the state.
     let stack = stack_from(EXAMPLE);
-    let mut state = pwless::testing::applied_state(&stack.name, &graph_of(&stack));
+    let mut state = pwless_testing::applied_state(&stack.name, &graph_of(&stack));
     let mut role = state
         .resource("aws_iam_role.irsa[demo/demo-app]")
         .unwrap()

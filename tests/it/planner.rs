@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use pwless::plan::{Action, Mode, Observed, ObservedState, Plan, StalePlan, plan};
 use pwless::state::State;
-use pwless::testing::applied_state;
+use pwless_testing::applied_state;
 
 use crate::common::{EXAMPLE, example_with, graph_of, stack_from};
 

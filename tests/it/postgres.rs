@@ -2,16 +2,16 @@
 //! `rds_iam` as on RDS, the master role with moto's managed-secret credentials).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use pwless::db::{DbError, Target, connect};
 use pwless::secret::Secret;
 
 /// A PostgreSQL of this test's own, stopped and removed when dropped.
+/// The sandbox PostgreSQL ([`pwless_testing::PgSandbox`]), with the connection targets these
+/// tests use.
 pub struct LocalPostgres {
-    dir: PathBuf,
-    pub env: HashMap<String, String>,
+    sandbox: pwless_testing::PgSandbox,
 }
 
 impl LocalPostgres {
@@ -26,38 +26,18 @@ impl LocalPostgres {
     }
 
     fn start_with(name: &str, moto: Option<&str>) -> Self {
-        let dir = std::env::temp_dir().join(format!("pwless-pg-{name}-{}", std::process::id()));
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-sandbox");
-        let _ = Command::new(&script)
-            .args(["stop", dir.to_str().unwrap()])
-            .status();
-        let mut command = Command::new(&script);
-        command
-            .args(["start", dir.to_str().unwrap()])
-            .env_remove("AWS_ENDPOINT_URL")
-            .env_remove("AWS_SESSION_TOKEN");
-        if let Some(endpoint) = moto {
-            command
-                .env("AWS_ENDPOINT_URL", endpoint)
-                .env("AWS_ACCESS_KEY_ID", "testing")
-                .env("AWS_SECRET_ACCESS_KEY", "testing");
+        LocalPostgres {
+            sandbox: pwless_testing::PgSandbox::start(name, moto),
         }
-        let output = command.output().expect("run scripts/pg-sandbox");
-        assert!(
-            output.status.success(),
-            "pg-sandbox failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let env = String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|line| line.strip_prefix("export ")?.split_once('='))
-            .map(|(key, value)| (key.to_string(), value.to_string()))
-            .collect();
-        LocalPostgres { dir, env }
+    }
+
+    /// What `pg-sandbox start` exported.
+    pub fn env(&self) -> &HashMap<String, String> {
+        &self.sandbox.env
     }
 
     pub fn var(&self, name: &str) -> &str {
-        &self.env[name]
+        self.sandbox.var(name)
     }
 
     /// The tunnel-style target: connect to 127.0.0.1:port, verify the certificate for `name`.
@@ -69,15 +49,6 @@ impl LocalPostgres {
             database: "appdb".into(),
             ca_bundle: PathBuf::from(ca),
         }
-    }
-}
-
-impl Drop for LocalPostgres {
-    fn drop(&mut self) {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-sandbox");
-        let _ = Command::new(script)
-            .args(["stop", self.dir.to_str().unwrap()])
-            .status();
     }
 }
 

@@ -2,7 +2,7 @@
 
 use pwless::plan::{Mode, ObservedState, plan};
 use pwless::render::{Style, plan::human, plan::json};
-use pwless::testing::applied_state;
+use pwless_testing::applied_state;
 
 use crate::common::{EXAMPLE, example_with, graph_of, stack_from};
 
