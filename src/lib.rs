@@ -31,7 +31,8 @@
 //!   `pwless-demo` crate (crates/demo). [`eks_token`]: EKS bearer tokens.
 //! - [`kubernetes`]: the Kubernetes objects of a stack (service accounts, the demo app, the
 //!   relay's objects).
-//! - [`sandbox`]: acting as a service account without a cluster (`pwless sandbox run`: what
+//! - [`sandbox`] (the `pwless-sandbox` crate, crates/sandbox): acting as a service account
+//!   without a cluster (`pwless sandbox run`: what
 //!   EKS's pod identity webhook and STS would do for a pod).
 //! - [`relay`]: the database relay in the EKS cluster, pwless's path to a private database.
 //! - [`ca_bundle`]: the RDS CA bundle, found or fetched and cached.
@@ -63,9 +64,10 @@ pub mod plan;
 pub mod provider;
 pub mod relay;
 pub mod render;
-pub mod sandbox;
 pub mod spec;
 pub mod state;
 
 // The IAM-auth library's modules, under the names pwless has always given them.
 pub use pwless_iam_auth::{errors, pool, secret, token};
+// The sandbox's tools (crates/sandbox), for `pwless sandbox run`.
+pub use pwless_sandbox as sandbox;

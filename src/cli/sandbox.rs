@@ -60,8 +60,7 @@ fn run_as(args: RunArgs) -> anyhow::Result<u8> {
     let state = super::engine::block_on(crate::ops::run::read_state(&location, &stack.name))??
         .unwrap_or_else(|| crate::state::State::new(&stack.name));
     let outputs = crate::ops::outputs::StackOutputs::from_state(&state);
-    let identity =
-        crate::sandbox::Identity::of(&outputs, &entry.namespace, &entry.service_account)?;
+    let identity = outputs.irsa_identity(&entry.namespace, &entry.service_account)?;
     let (endpoint, port) = outputs.database().ok_or_else(|| {
         UserError(format!(
             "the state has no database endpoint ({}): apply the stack first",
@@ -70,7 +69,9 @@ fn run_as(args: RunArgs) -> anyhow::Result<u8> {
     })?;
     let credentials = super::engine::runtime()?.block_on(async {
         let config = crate::provider::aws::load_config(&stack.region).await;
-        crate::sandbox::assume_as(&config, &identity).await
+        crate::sandbox::assume_as(&config, &identity)
+            .await
+            .map_err(|error| UserError(error.to_string()))
     })?;
     let crate::sandbox::Identity {
         subject, role_name, ..

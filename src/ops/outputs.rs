@@ -150,6 +150,41 @@ impl StackOutputs {
             self.database_port.unwrap_or(5432),
         ))
     }
+
+    /// The IRSA identity of `namespace/service_account` (what `pwless sandbox run --as` acts
+    /// as); errors name the output the state lacks (the stack not applied yet).
+    pub fn irsa_identity(
+        &self,
+        namespace: &str,
+        service_account: &str,
+    ) -> Result<pwless_sandbox::Identity, super::UserError> {
+        let key = format!("{namespace}/{service_account}");
+        let missing = |what: &str| {
+            super::UserError(format!("the state has no {what}: apply the stack first"))
+        };
+        let role = |roles: &BTreeMap<String, String>| {
+            roles.get(&key).cloned().ok_or_else(|| {
+                missing(&format!(
+                    "IRSA role for {key} ({})",
+                    address::irsa_role(namespace, service_account)
+                ))
+            })
+        };
+        Ok(pwless_sandbox::Identity {
+            subject: format!("system:serviceaccount:{namespace}:{service_account}"),
+            audience: crate::graph::STS_AUDIENCE.to_string(),
+            role_arn: role(&self.access_role_arns)?,
+            role_name: role(&self.access_role_names)?,
+            issuer: self
+                .cluster_oidc_issuer
+                .clone()
+                .ok_or_else(|| missing("OIDC issuer of the EKS cluster"))?,
+            oidc_provider_arn: self
+                .oidc_provider_arn
+                .clone()
+                .ok_or_else(|| missing("IAM OIDC provider"))?,
+        })
+    }
 }
 
 /// The outputs as `name = value` lines (values as JSON), names aligned: what `pwless output`

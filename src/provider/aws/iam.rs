@@ -171,29 +171,12 @@ fn connect_of(document: &Value, account: &str) -> Value {
     parsed.unwrap_or_else(|| json!({"unrecognized_policy": document}))
 }
 
-/// IAM answers policy documents percent-encoded (RFC 3986: `+` is a plus, not a space).
+/// IAM answers policy documents percent-encoded (RFC 3986: `+` is a plus, not a space); an
+/// invalid escape is kept as it is.
 pub(crate) fn url_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        let decoded = (bytes[index] == b'%')
-            .then(|| bytes.get(index + 1..index + 3))
-            .flatten()
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match decoded {
-            Some(byte) => {
-                out.push(byte);
-                index += 3;
-            }
-            None => {
-                out.push(bytes[index]);
-                index += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 fn parse_document(text: &str) -> Value {

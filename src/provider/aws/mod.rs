@@ -6,7 +6,6 @@ mod ec2;
 mod eks;
 mod eks_access;
 mod iam;
-pub(crate) use iam::url_decode;
 mod rds;
 
 use std::time::Duration;

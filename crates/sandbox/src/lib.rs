@@ -9,6 +9,11 @@
 //! issuer's `sub`/`aud` keys must hold (`StringEquals`, `StringLike`); a statement with another
 //! condition is not honoured. The credentials are then registered with the sandbox's token
 //! verifier (scripts/iam-verifier.py), which cannot learn secrets from moto.
+//!
+//! The sandbox's tools, in a crate of their own (issue 15): `pwless sandbox run` uses them; the
+//! rest of the product does not.
+
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 use std::path::Path;
 
@@ -171,57 +176,29 @@ pub fn register_credentials(
 #[derive(Debug)]
 pub struct Credentials {
     pub access_key_id: String,
-    pub secret_access_key: crate::secret::Secret,
-    pub session_token: crate::secret::Secret,
+    pub secret_access_key: pwless_iam_auth::secret::Secret,
+    pub session_token: pwless_iam_auth::secret::Secret,
 }
 
-/// What a service account of the stack is, from its applied state: its IRSA role (ARN and
-/// name) and the cluster's OIDC issuer and provider.
+/// A service account as IRSA sees it: its role (ARN and name), the cluster's OIDC issuer and
+/// provider, and the token's audience.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Identity {
     /// `system:serviceaccount:NAMESPACE:NAME`, the token's `sub`.
     pub subject: String,
+    /// The token's `aud` (`sts.amazonaws.com` for IRSA).
+    pub audience: String,
     pub role_arn: String,
     pub role_name: String,
     pub issuer: String,
     pub oidc_provider_arn: String,
 }
 
-impl Identity {
-    /// The identity of `namespace/service_account` in `outputs`; errors name the output the
-    /// state lacks (the stack not applied yet).
-    pub fn of(
-        outputs: &crate::ops::outputs::StackOutputs,
-        namespace: &str,
-        service_account: &str,
-    ) -> Result<Self, crate::ops::UserError> {
-        let key = format!("{namespace}/{service_account}");
-        let missing = |what: &str| {
-            crate::ops::UserError(format!("the state has no {what}: apply the stack first"))
-        };
-        let role = |roles: &std::collections::BTreeMap<String, String>| {
-            roles.get(&key).cloned().ok_or_else(|| {
-                missing(&format!(
-                    "IRSA role for {key} ({})",
-                    crate::graph::address::irsa_role(namespace, service_account)
-                ))
-            })
-        };
-        Ok(Identity {
-            subject: format!("system:serviceaccount:{namespace}:{service_account}"),
-            role_arn: role(&outputs.access_role_arns)?,
-            role_name: role(&outputs.access_role_names)?,
-            issuer: outputs
-                .cluster_oidc_issuer
-                .clone()
-                .ok_or_else(|| missing("OIDC issuer of the EKS cluster"))?,
-            oidc_provider_arn: outputs
-                .oidc_provider_arn
-                .clone()
-                .ok_or_else(|| missing("IAM OIDC provider"))?,
-        })
-    }
-}
+/// Why [`assume_as`] could not get a service account's credentials; each says what a pod on
+/// EKS would meet, with the cause from below.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct AssumeError(String);
 
 /// What EKS and STS do for a pod of `identity`: reads the role's trust policy from IAM and
 /// checks it as STS would ([`trust_allows`]), makes the service-account token
@@ -231,10 +208,11 @@ impl Identity {
 pub async fn assume_as(
     config: &aws_config::SdkConfig,
     identity: &Identity,
-) -> Result<Credentials, crate::ops::UserError> {
-    use crate::ops::UserError;
+) -> Result<Credentials, AssumeError> {
+    use AssumeError as UserError;
     let Identity {
         subject,
+        audience,
         role_arn,
         role_name,
         issuer,
@@ -249,23 +227,17 @@ pub async fn assume_as(
         .map_err(|error| {
             UserError(format!(
                 "cannot read IAM role {role_name}: {}",
-                crate::errors::chain(&error)
+                pwless_iam_auth::errors::chain(&error)
             ))
         })?;
     let document = role
         .role()
         .and_then(|role| role.assume_role_policy_document())
-        .map(crate::provider::aws::url_decode)
+        // IAM answers policy documents percent-encoded (RFC 3986).
+        .map(|document| percent_encoding::percent_decode_str(document).decode_utf8_lossy())
         .unwrap_or_default();
     let document: Value = serde_json::from_str(&document).unwrap_or_default();
-    trust_allows(
-        &document,
-        oidc_provider_arn,
-        issuer,
-        subject,
-        crate::graph::STS_AUDIENCE,
-    )
-    .map_err(|why| {
+    trust_allows(&document, oidc_provider_arn, issuer, subject, audience).map_err(|why| {
         UserError(format!(
             "STS would refuse {subject} the role {role_name}: {why}"
         ))
@@ -274,7 +246,7 @@ pub async fn assume_as(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_secs())
         .unwrap_or_default();
-    let token = web_identity_token(issuer, subject, crate::graph::STS_AUDIENCE, now);
+    let token = web_identity_token(issuer, subject, audience, now);
     let service_account = subject.rsplit(':').next().unwrap_or(subject);
     let assumed = aws_sdk_sts::Client::new(config)
         .assume_role_with_web_identity()
@@ -286,7 +258,7 @@ pub async fn assume_as(
         .map_err(|error| {
             UserError(format!(
                 "the sandbox STS refused {subject} the role {role_name}: {}",
-                crate::errors::chain(&error)
+                pwless_iam_auth::errors::chain(&error)
             ))
         })?;
     let credentials = assumed
@@ -294,8 +266,12 @@ pub async fn assume_as(
         .ok_or_else(|| UserError("STS answered without credentials".into()))?;
     Ok(Credentials {
         access_key_id: credentials.access_key_id().to_string(),
-        secret_access_key: crate::secret::Secret::new(credentials.secret_access_key().to_string()),
-        session_token: crate::secret::Secret::new(credentials.session_token().to_string()),
+        secret_access_key: pwless_iam_auth::secret::Secret::new(
+            credentials.secret_access_key().to_string(),
+        ),
+        session_token: pwless_iam_auth::secret::Secret::new(
+            credentials.session_token().to_string(),
+        ),
     })
 }
 
