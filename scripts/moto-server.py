@@ -25,6 +25,19 @@ refused, and the authentication mode kept (from CreateCluster too) and moved one
 TagResource, UntagResource and ListTagsForResource take a managed node group's ARN too, as
 on EKS (moto 5.2.5 answered not found).
 Not emulated: update ids and DescribeUpdate, publicAccessCidrs, logging.
+
+DeleteNatGateway behaves as on EC2 (see delete_nat_gateway below): the gateway is `deleting`
+for a while (MOTO_NAT_DELETE_SECONDS, default 1), still holding its Elastic IP, then `deleted`,
+its Elastic IP disassociated and its network interface gone. moto 5.2.5 marked it `deleted` at
+once and never let go of the address, so a new NAT gateway for the same Elastic IP failed with
+Resource.AlreadyAssociated forever. Not emulated: the hour a deleted gateway stays listed.
+
+CreateDBCluster and CreateDBSubnetGroup refuse a name in use, as RDS does
+(DBClusterAlreadyExistsFault, DBSubnetGroupAlreadyExists); moto 5.2.5 replaced the existing one
+in silence, so a create sent twice (its first answer lost) looked like success. DeleteDBCluster
+deletes the cluster's automated snapshots, as RDS does unless asked to retain them (moto kept
+them, so a cluster made again under the same identifier within the minute failed with
+DBClusterSnapshotAlreadyExistsFault on moto's per-minute automated snapshot name).
 """
 
 import datetime
@@ -336,6 +349,86 @@ def _cluster_init(self, *args, **kwargs):
 
 
 DBCluster.__init__ = _cluster_init
+
+from moto.ec2.models.nat_gateways import NatGatewayBackend  # noqa: E402
+
+NAT_DELETE_SECONDS = float(__import__("os").environ.get("MOTO_NAT_DELETE_SECONDS", "1"))
+
+
+def delete_nat_gateway(self, nat_gateway_id):
+    """As EC2 does: `deleting` now; `deleted` after a while, when the Elastic IP is
+    disassociated and the gateway's network interface deleted (the address itself stays
+    allocated, as on EC2: "Deleting a NAT gateway disassociates its Elastic IP address, but
+    does not release the address", Amazon VPC User Guide, "Delete a NAT gateway")."""
+    gateway = self.nat_gateways.get(nat_gateway_id)
+    if gateway is None or gateway.state in ("deleting", "deleted"):
+        return gateway
+    gateway.state = "deleting"
+
+    def finish():
+        with LOCK:
+            for address in list(self.addresses):
+                if address.eni is not None and address.eni.id == gateway._eni.id:
+                    self.disassociate_address(address=address.public_ip)
+            try:
+                self.delete_network_interface(gateway._eni.id)
+            except Exception:  # noqa: BLE001 - already gone is fine
+                pass
+            gateway.state = "deleted"
+
+    timer = threading.Timer(NAT_DELETE_SECONDS, finish)
+    timer.daemon = True
+    timer.start()
+    return gateway
+
+
+NatGatewayBackend.delete_nat_gateway = delete_nat_gateway
+
+from moto.rds.exceptions import RDSClientError  # noqa: E402
+from moto.rds.models import RDSBackend  # noqa: E402
+
+_moto_create_db_cluster = RDSBackend.create_db_cluster
+_moto_create_subnet_group = RDSBackend.create_subnet_group
+
+
+def create_db_cluster(self, kwargs):
+    """RDS API reference, CreateDBCluster: DBClusterAlreadyExistsFault (400), "The user
+    already has a DB cluster with the given identifier"."""
+    if kwargs["db_cluster_identifier"] in self.clusters:
+        raise RDSClientError(
+            "DBClusterAlreadyExistsFault", "DB Cluster already exists"
+        )
+    return _moto_create_db_cluster(self, kwargs)
+
+
+def create_subnet_group(self, subnet_name, *args, **kwargs):
+    """RDS API reference, CreateDBSubnetGroup: DBSubnetGroupAlreadyExists (400),
+    "DBSubnetGroupName is already used by an existing DB subnet group"."""
+    if subnet_name in self.subnet_groups:
+        raise RDSClientError(
+            "DBSubnetGroupAlreadyExists",
+            f"The DB subnet group '{subnet_name}' already exists.",
+        )
+    return _moto_create_subnet_group(self, subnet_name, *args, **kwargs)
+
+
+_moto_delete_db_cluster = RDSBackend.delete_db_cluster
+
+
+def delete_db_cluster(self, cluster_identifier, *args, **kwargs):
+    """RDS API reference, DeleteDBCluster: automated backups are deleted with the cluster
+    unless `DeleteAutomatedBackups` is false (pwless never asks to keep them)."""
+    cluster = _moto_delete_db_cluster(self, cluster_identifier, *args, **kwargs)
+    for name, snapshot in list(self.cluster_snapshots.items()):
+        if snapshot.snapshot_type == "automated" and \
+                snapshot.cluster.db_cluster_identifier == cluster_identifier:
+            del self.cluster_snapshots[name]
+    return cluster
+
+
+RDSBackend.create_db_cluster = create_db_cluster
+RDSBackend.create_subnet_group = create_subnet_group
+RDSBackend.delete_db_cluster = delete_db_cluster
 
 if __name__ == "__main__":
     sys.argv[0] = "moto_server"

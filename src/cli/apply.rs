@@ -3,7 +3,6 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 
@@ -26,6 +25,11 @@ pub struct ApplyArgs {
     /// state/STACK.json beside the stack or plan file].
     #[arg(long, value_name = "PATH")]
     pub state: Option<PathBuf>,
+    /// Consent to the data loss the plan shows at ADDRESS (the Aurora cluster or an instance
+    /// deleted or replaced, the EKS cluster replaced); without it such a plan changes nothing.
+    /// Repeatable.
+    #[arg(long = "allow-destroy", value_name = "ADDRESS")]
+    pub allow_destroy: Vec<String>,
     #[command(flatten)]
     pub common: RunArgs,
 }
@@ -63,20 +67,33 @@ pub fn apply(args: ApplyArgs, style: Style) -> anyhow::Result<u8> {
         refuse_json_without_approval(&args.common)?;
     }
     match &args.plan_file {
-        Some(plan_file) => apply_saved(plan_file, args.state.clone(), &args.common, style),
+        Some(plan_file) => apply_saved(
+            plan_file,
+            args.state.clone(),
+            &args.common,
+            &args.allow_destroy,
+            style,
+        ),
         None => {
             let stack = StackArgs {
                 file: args.file.clone(),
                 state: args.state.clone(),
             };
-            plan_and_run(&stack, &args.common, Mode::Normal, style)
+            plan_and_run(
+                &stack,
+                &args.common,
+                &args.allow_destroy,
+                Mode::Normal,
+                style,
+            )
         }
     }
 }
 
 pub fn destroy(args: DestroyArgs, style: Style) -> anyhow::Result<u8> {
     refuse_json_without_approval(&args.common)?;
-    plan_and_run(&args.stack, &args.common, Mode::Destroy, style)
+    // A destroy is consent in itself.
+    plan_and_run(&args.stack, &args.common, &[], Mode::Destroy, style)
 }
 
 /// `--json` leaves no place for the question: it needs `--auto-approve` (a saved plan was
@@ -93,6 +110,7 @@ fn refuse_json_without_approval(common: &RunArgs) -> Result<(), UserError> {
 fn plan_and_run(
     stack_args: &StackArgs,
     common: &RunArgs,
+    allow_destroy: &[String],
     mode: Mode,
     style: Style,
 ) -> anyhow::Result<u8> {
@@ -105,29 +123,41 @@ fn plan_and_run(
     let location = stack_args.location(&stack)?;
     let file = stack_args.file()?;
     let progress = engine::Progress { json: common.json };
-    engine::runtime()?.block_on(crate::ops::run::plan_then(
-        crate::ops::run::PlanRequest {
-            stack: &stack,
-            graph: &graph,
-            stack_dir: super::stack_dir(&file),
-            location: &location,
-            mode,
-            refresh: common.refresh,
-            parallelism: common.parallelism,
-            events: &progress,
-        },
-        operation,
-        async |planned, live| {
-            refuse_on_problems(planned.findings)?;
-            run(planned.plan, live, common, style).await
-        },
-    ))
+    engine::runtime()?.block_on(async {
+        let interrupts = engine::Interrupts::watch();
+        crate::ops::run::plan_then(
+            crate::ops::run::PlanRequest {
+                stack: &stack,
+                graph: &graph,
+                stack_dir: super::stack_dir(&file),
+                location: &location,
+                mode,
+                refresh: common.refresh,
+                parallelism: common.parallelism,
+                events: &progress,
+                interrupt: Some(&interrupts.pressed),
+            },
+            operation,
+            async |planned, live| {
+                refuse_on_problems(planned.findings)?;
+                let how = How {
+                    common,
+                    allow_destroy,
+                    interrupts: &interrupts,
+                    style,
+                };
+                run(planned.plan, live, &how).await
+            },
+        )
+        .await
+    })
 }
 
 fn apply_saved(
     plan_file: &PathBuf,
     state: Option<PathBuf>,
     common: &RunArgs,
+    allow_destroy: &[String],
     style: Style,
 ) -> anyhow::Result<u8> {
     let bytes = std::fs::read(plan_file)
@@ -140,36 +170,53 @@ fn apply_saved(
     })?;
     let location = super::plan_location(&plan, plan_file, state.as_deref())?;
     let progress = engine::Progress { json: common.json };
-    engine::runtime()?.block_on(crate::ops::run::saved_then(
-        plan,
-        &location,
-        &progress,
-        async |planned, live| {
-            refuse_on_problems(planned.findings)?;
-            // A saved plan was reviewed already: it is applied as it is, with no new refresh.
-            run(
-                planned.plan,
-                live,
-                &RunArgs {
-                    auto_approve: true,
-                    parallelism: common.parallelism,
-                    refresh: common.refresh,
-                    timings: common.timings.clone(),
-                    json: common.json,
-                },
-                style,
-            )
-            .await
-        },
-    ))
+    // A saved plan was reviewed already: it is applied as it is, with no new refresh and no
+    // question.
+    let common = RunArgs {
+        auto_approve: true,
+        parallelism: common.parallelism,
+        refresh: common.refresh,
+        timings: common.timings.clone(),
+        json: common.json,
+    };
+    engine::runtime()?.block_on(async {
+        let interrupts = engine::Interrupts::watch();
+        crate::ops::run::saved_then(
+            plan,
+            &location,
+            &progress,
+            Some(&interrupts.pressed),
+            async |planned, live| {
+                refuse_on_problems(planned.findings)?;
+                let how = How {
+                    common: &common,
+                    allow_destroy,
+                    interrupts: &interrupts,
+                    style,
+                };
+                run(planned.plan, live, &how).await
+            },
+        )
+        .await
+    })
 }
 
-async fn run(
-    plan: Plan,
-    live: crate::ops::run::Live,
-    common: &RunArgs,
+/// How [`run`] carries out a plan.
+struct How<'a> {
+    common: &'a RunArgs,
+    /// `--allow-destroy`: consent given now to the plan's data loss at these addresses.
+    allow_destroy: &'a [String],
+    interrupts: &'a engine::Interrupts,
     style: Style,
-) -> anyhow::Result<u8> {
+}
+
+async fn run(plan: Plan, live: crate::ops::run::Live, how: &How<'_>) -> anyhow::Result<u8> {
+    let How {
+        common,
+        allow_destroy,
+        interrupts,
+        style,
+    } = *how;
     if common.json {
         json_line(&serde_json::json!({"type": "plan", "plan": &plan}))?;
     } else {
@@ -181,6 +228,10 @@ async fn run(
         }
         return Ok(EXIT_OK);
     }
+    // Consent before the question: a plan that destroys data without it changes nothing.
+    for unused in plan.check_consent(allow_destroy)? {
+        eprintln!("warning: --allow-destroy {unused}: this plan destroys no data there");
+    }
     if let Err(unsupported) = crate::ops::run::unsupported(&plan, &live.provider) {
         return Err(UserError(format!(
             "a saved plan cannot manage database users ({} of its resources: {}); nothing was changed. \
@@ -190,18 +241,11 @@ async fn run(
         ))
         .into());
     }
-    // The question may wait a while: off the runtime's workers, so an S3 lock keeps being
-    // renewed meanwhile.
-    if !common.auto_approve && !tokio::task::block_in_place(|| confirm(plan.mode))? {
+    if !common.auto_approve && !confirm(plan.mode, &interrupts.pressed).await? {
         eprintln!("Nothing was changed.");
         return Ok(super::EXIT_ERROR);
     }
-
-    let (stop, abort) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicBool::new(false)),
-    );
-    engine::watch_interrupts(stop.clone(), abort.clone());
+    interrupts.executing();
     let crate::ops::run::Executed {
         report,
         kept_snapshot,
@@ -209,14 +253,15 @@ async fn run(
     } = crate::ops::run::execute(
         &plan,
         &live,
+        allow_destroy,
         &Options {
             parallelism: common.parallelism,
-            stop,
-            abort,
+            stop: interrupts.stop.clone(),
+            abort: interrupts.abort.clone(),
             events: Arc::new(engine::Progress { json: common.json }),
         },
     )
-    .await;
+    .await?;
     let summary = report.summary();
     if common.json {
         json_line(&summary_record(&plan, &report, kept_snapshot.as_deref()))?;
@@ -336,22 +381,37 @@ fn refuse_on_problems(findings: crate::ops::preflight::Findings) -> anyhow::Resu
     }
 }
 
-/// Asks for `yes` on a terminal; refuses without one.
-fn confirm(mode: Mode) -> anyhow::Result<bool> {
-    let stdin = std::io::stdin();
-    if !stdin.is_terminal() {
+/// Asks for `yes` on a terminal; refuses without one. Ctrl-C while it waits is
+/// [`crate::ops::Cancelled`]. The answer is read on a thread of its own, so the runtime goes on
+/// (an S3 lock keeps being renewed) and the question can be given up.
+async fn confirm(mode: Mode, interrupted: &tokio::sync::Notify) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
         return Err(UserError(
             "not applying without confirmation: run in a terminal to answer `yes`, or pass --auto-approve; nothing was changed".into(),
         )
         .into());
     }
-    let question = match mode {
-        Mode::Normal => "Apply these changes? Only `yes` is accepted: ",
-        Mode::Destroy => "Destroy all these resources? Only `yes` is accepted: ",
+    let (question, what) = match mode {
+        Mode::Normal => ("Apply these changes? Only `yes` is accepted: ", "apply"),
+        Mode::Destroy => (
+            "Destroy all these resources? Only `yes` is accepted: ",
+            "destroy",
+        ),
     };
     eprint!("\n{question}");
     std::io::stderr().flush()?;
-    let mut answer = String::new();
-    stdin.lock().read_line(&mut answer)?;
-    Ok(answer.trim() == "yes")
+    let (answered, answer) = tokio::sync::oneshot::channel();
+    // Left blocked on stdin if the question is given up: the process exits soon after.
+    std::thread::spawn(move || {
+        let mut answer = String::new();
+        let read = std::io::stdin()
+            .lock()
+            .read_line(&mut answer)
+            .map(|_| answer);
+        let _ = answered.send(read);
+    });
+    tokio::select! {
+        answer = answer => Ok(answer?.map_err(anyhow::Error::from)?.trim() == "yes"),
+        () = interrupted.notified() => Err(crate::ops::Cancelled(what).into()),
+    }
 }

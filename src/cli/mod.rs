@@ -213,7 +213,7 @@ pub fn stack_dir(stack_file: &Path) -> &Path {
         .unwrap_or(Path::new("."))
 }
 
-pub use crate::ops::{Bug, Interrupted, UserError};
+pub use crate::ops::{Bug, Cancelled, Interrupted, UserError};
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -224,7 +224,9 @@ pub fn main() -> ExitCode {
                 eprintln!("error: {error:#}");
                 return ExitCode::from(EXIT_BUG);
             }
-            if error.downcast_ref::<Interrupted>().is_some() {
+            if error.downcast_ref::<Interrupted>().is_some()
+                || error.downcast_ref::<Cancelled>().is_some()
+            {
                 eprintln!("error: {error:#}");
                 return ExitCode::from(EXIT_INTERRUPTED);
             }

@@ -28,6 +28,10 @@ pub struct PlanArgs {
     /// Read the live resources first (`--refresh=false` plans against the state alone).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub refresh: bool,
+    /// Consent to the data loss the plan shows at ADDRESS, recorded in the saved plan (`-o`),
+    /// so `pwless apply FILE` carries it out. Repeatable.
+    #[arg(long = "allow-destroy", value_name = "ADDRESS")]
+    pub allow_destroy: Vec<String>,
     /// How many resources may be read at once.
     #[arg(long, default_value_t = engine::DEFAULT_PARALLELISM, value_name = "N")]
     pub parallelism: usize,
@@ -43,8 +47,9 @@ pub fn run(args: PlanArgs, style: Style) -> anyhow::Result<u8> {
         Mode::Normal
     };
 
-    let crate::ops::run::Planned { plan, findings } =
-        engine::runtime()?.block_on(crate::ops::run::plan(crate::ops::run::PlanRequest {
+    let crate::ops::run::Planned { plan, findings } = engine::runtime()?.block_on(async {
+        let interrupts = engine::Interrupts::watch();
+        crate::ops::run::plan(crate::ops::run::PlanRequest {
             stack: &stack,
             graph: &graph,
             stack_dir: super::stack_dir(&file),
@@ -54,7 +59,19 @@ pub fn run(args: PlanArgs, style: Style) -> anyhow::Result<u8> {
             parallelism: args.parallelism,
             // The plan's JSON is the one thing on stdout: recovery's lines go to stderr.
             events: &engine::Progress { json: false },
-        }))?;
+            interrupt: Some(&interrupts.pressed),
+        })
+        .await
+    })?;
+    let mut plan = plan;
+    // The consent is recorded where the plan destroys data; the rest is said, not kept.
+    for address in &args.allow_destroy {
+        if plan.data_losses().any(|change| change.address == *address) {
+            plan.allowed_destroy.push(address.clone());
+        } else {
+            eprintln!("warning: --allow-destroy {address}: this plan destroys no data there");
+        }
+    }
     for note in &findings.notes {
         eprintln!("{note}");
     }

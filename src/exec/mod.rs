@@ -490,7 +490,7 @@ async fn run<P: Provider>(
             )
             .await?;
         if let Err(error) = provider.delete(&resource).await {
-            settle_failed(journal, address, &error, false).await?;
+            settle_failed(journal, address, &error, false).await;
             return Err(error.into());
         }
         journal.deleted(address).await?;
@@ -556,7 +556,7 @@ async fn run<P: Provider>(
     let applied = match result {
         Ok(applied) => applied,
         Err(error) => {
-            settle_failed(journal, address, &error, repeatable).await?;
+            settle_failed(journal, address, &error, repeatable).await;
             return Err(error.into());
         }
     };
@@ -575,18 +575,26 @@ async fn run<P: Provider>(
 
 /// After a failed call: an operation that may have taken effect stays pending, for the next
 /// run to settle (adopt a create, refresh the rest); one that surely did not (the error is
-/// [`crate::provider::ErrorKind::Local`]: nothing reached the service) or that is safe to
-/// repeat (`repeatable`) is cleared, and the next plan simply plans it again.
+/// [`crate::provider::ErrorKind::Local`]: nothing reached the service, or
+/// [`crate::provider::ErrorKind::Taken`]: the name belongs to another's resource) or that is
+/// safe to repeat (`repeatable`) is cleared, and the next plan simply plans it again.
+/// The provider's error is what the operation reports either way: a state that cannot be
+/// saved now only leaves the pending entry in place, which the next run settles (and the next
+/// write of this run meets the same state error, and halts the run).
 async fn settle_failed(
     journal: &Journal,
     address: &str,
     error: &crate::provider::ProviderError,
     repeatable: bool,
-) -> Result<(), crate::state::StateError> {
-    if repeatable || error.kind == crate::provider::ErrorKind::Local {
-        journal.forget_pending(address).await?;
+) {
+    if repeatable
+        || matches!(
+            error.kind,
+            crate::provider::ErrorKind::Local | crate::provider::ErrorKind::Taken
+        )
+    {
+        let _ = journal.forget_pending(address).await;
     }
-    Ok(())
 }
 
 /// The change's inputs with every "known after apply" value looked up in the state as it is

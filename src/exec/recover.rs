@@ -71,7 +71,13 @@ pub async fn recover<P: Provider>(
                             .await?;
                         Settlement::Adopted
                     }
+                    // Not there, or its name is held by another's resource: ours was never
+                    // made. (Never adopt the other: the next apply refuses it by name.)
                     Ok(None) => {
+                        journal.forget_pending(address).await?;
+                        Settlement::NotCreated
+                    }
+                    Err(taken) if taken.kind == crate::provider::ErrorKind::Taken => {
                         journal.forget_pending(address).await?;
                         Settlement::NotCreated
                     }

@@ -106,6 +106,7 @@ fn change(address: &str, action: Action, depends_on: &[&str]) -> ResourceChange 
         depends_on: depends_on.iter().map(|d| d.to_string()).collect(),
         final_snapshot: None,
         forget: false,
+        data_loss: None,
     }
 }
 
@@ -123,6 +124,7 @@ fn plan_of(changes: Vec<ResourceChange>) -> Plan {
         },
         summary: crate::plan::summarize(&changes),
         access: Default::default(),
+        allowed_destroy: Vec::new(),
         resource_changes: changes,
     }
 }

@@ -294,6 +294,8 @@ impl Expander<'_> {
             .input("version", cluster_spec.version.as_str())
             .input("role_arn", Expr::output(&cluster_role, "arn"))
             .input("subnet_ids", Expr::List(subnet_ids))
+            // A cluster cannot move to another VPC (its subnets can change within one).
+            .input("vpc_id", Expr::output(&address::vpc(), "id"))
             .input(
                 "endpoint_public_access",
                 cluster_spec.endpoint_public_access,
@@ -500,7 +502,9 @@ impl Expander<'_> {
             subnet_group
                 .input("name", name.as_str())
                 .input("description", format!("pwless {name}: {tier} subnets"))
-                .input("subnet_ids", self.subnet_ids(tier)),
+                .input("subnet_ids", self.subnet_ids(tier))
+                // A subnet group cannot move to another VPC (its subnets can change within one).
+                .input("vpc_id", Expr::output(&address::vpc(), "id")),
         );
 
         let master_password = match &database.master_password {

@@ -72,11 +72,11 @@ kinds! {
     IamRole => "aws_iam_role", Aws, force_new: ["name"], update: ["tags", "assume_role_policy", "web_identity"], outputs: ["arn", "name"];
     IamRolePolicyAttachment => "aws_iam_role_policy_attachment", Aws, force_new: ["role", "policy_arn"], update: [], outputs: [];
     IamRolePolicy => "aws_iam_role_policy", Aws, force_new: ["role", "name"], update: ["rds_db_connect"], outputs: [];
-    EksCluster => "aws_eks_cluster", Aws, force_new: ["name", "role_arn", "subnet_ids", "service_ipv4_cidr"], update: ["tags", "version", "endpoint_public_access", "endpoint_private_access", "authentication_mode"], outputs: ["name", "arn", "endpoint", "certificate_authority", "oidc_issuer"];
+    EksCluster => "aws_eks_cluster", Aws, force_new: ["name", "role_arn", "service_ipv4_cidr", "vpc_id"], update: ["tags", "version", "endpoint_public_access", "endpoint_private_access", "authentication_mode", "subnet_ids"], outputs: ["name", "arn", "endpoint", "certificate_authority", "oidc_issuer"];
     EksAccessEntry => "aws_eks_access_entry", Aws, force_new: ["cluster_name", "principal_arn"], update: ["tags", "policy_arn"], outputs: ["arn"];
     EksNodeGroup => "aws_eks_node_group", Aws, force_new: ["cluster_name", "node_group_name", "node_role_arn", "subnet_ids", "instance_types"], update: ["tags", "scaling", "version"], outputs: ["arn"];
     OidcProvider => "aws_iam_openid_connect_provider", Aws, force_new: ["url"], update: ["tags", "client_ids"], outputs: ["arn"];
-    DbSubnetGroup => "aws_db_subnet_group", Aws, force_new: ["name"], update: ["tags", "description", "subnet_ids"], outputs: ["name", "arn"];
+    DbSubnetGroup => "aws_db_subnet_group", Aws, force_new: ["name", "vpc_id"], update: ["tags", "description", "subnet_ids"], outputs: ["name", "arn"];
     RdsCluster => "aws_rds_cluster", Aws, force_new: ["cluster_identifier", "engine", "database_name", "master_username", "db_subnet_group_name", "storage_encrypted"], update: ["tags", "engine_version", "iam_database_authentication_enabled", "port", "vpc_security_group_ids", "master_password", "final_snapshot"], outputs: ["cluster_identifier", "arn", "endpoint", "reader_endpoint", "port", "cluster_resource_id", "master_user_secret_arn"];
     RdsClusterInstance => "aws_rds_cluster_instance", Aws, force_new: ["identifier", "cluster_identifier", "engine"], update: ["tags", "instance_class", "publicly_accessible"], outputs: ["arn", "endpoint"];
     PostgresRole => "postgresql_role", Postgres, force_new: ["name", "cluster_resource_id"], update: ["login", "password", "member_of", "connection"], outputs: [];
@@ -91,6 +91,44 @@ kinds! {
 }
 
 impl ResourceKind {
+    /// The outputs that are one of its own inputs, unchanged (a deterministic name, a port
+    /// asked for): known at plan time whenever that input is, even while the resource is
+    /// created or replaced, so what references them is planned exactly (no spurious "known
+    /// after apply", and so no spurious replacement). Each is named as the input it echoes.
+    pub fn echoed_outputs(self) -> &'static [&'static str] {
+        match self {
+            ResourceKind::IamRole | ResourceKind::EksCluster | ResourceKind::DbSubnetGroup => {
+                &["name"]
+            }
+            ResourceKind::RdsCluster => &["cluster_identifier", "port"],
+            _ => &[],
+        }
+    }
+
+    /// The inputs that name the resource this one lives in: when that one is replaced or made
+    /// again (deleted outside pwless), this one is gone with it and is made again too, even
+    /// when the reference reads the same (an echoed name). An instance lives in its Aurora
+    /// cluster, a node group and an access entry in their EKS cluster, an inline policy and an
+    /// attachment in their role, database users and grants in their cluster, Kubernetes
+    /// objects in their EKS cluster.
+    pub fn parent_inputs(self) -> &'static [&'static str] {
+        use ResourceKind::*;
+        match self {
+            RdsClusterInstance => &["cluster_identifier"],
+            EksNodeGroup | EksAccessEntry => &["cluster_name"],
+            IamRolePolicy | IamRolePolicyAttachment => &["role"],
+            PostgresRole | PostgresGrant => &["cluster_resource_id"],
+            KubernetesNamespace
+            | KubernetesServiceAccount
+            | KubernetesDeployment
+            | KubernetesService
+            | KubernetesConfigMap
+            | KubernetesNetworkPolicy
+            | KubernetesDbRelay => &["cluster_arn"],
+            _ => &[],
+        }
+    }
+
     /// Whether creating it again is harmless: a Kubernetes object is a server-side apply under
     /// its deterministic name, so a second create is the same apply. A failed or interrupted
     /// create of such a kind needs no adoption: the next plan simply creates it again.
@@ -182,6 +220,18 @@ mod tests {
                 assert!(
                     inputs.contains(*listed),
                     "{kind} lists `{listed}`, which the graph never emits"
+                );
+            }
+            for parent in kind.parent_inputs() {
+                assert!(
+                    kind.force_new().contains(parent),
+                    "{kind}: the input `{parent}` naming what it lives in must force a replacement"
+                );
+            }
+            for echoed in kind.echoed_outputs() {
+                assert!(
+                    kind.outputs().contains(echoed) && inputs.contains(*echoed),
+                    "{kind} echoes `{echoed}`, which must be both an output and an input"
                 );
             }
         }

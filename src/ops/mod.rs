@@ -13,7 +13,7 @@
 //!
 //! None of them prints: progress goes to an [`crate::exec::Events`] sink, the rest is in what
 //! they return. Their errors are one of [`UserError`] (exit 1), [`Bug`] (exit 70),
-//! [`Interrupted`] (exit 130), or an error from below with its cause (exit 1).
+//! [`Interrupted`] and [`Cancelled`] (exit 130), or an error from below with its cause (exit 1).
 
 pub mod outputs;
 pub mod preflight;
@@ -36,6 +36,12 @@ pub struct Interrupted {
     pub summary: String,
     pub abandoned: Vec<String>,
 }
+
+/// A command stopped by Ctrl-C before it changed anything in the cloud (while planning, or at
+/// the question): exit 130. The lock was let go.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} stopped by Ctrl-C; nothing in the cloud was changed")]
+pub struct Cancelled(pub &'static str);
 
 /// An error that means pwless itself is wrong: exit 70 and ask for a report.
 #[derive(Debug, thiserror::Error)]

@@ -291,6 +291,26 @@ pub struct PlanRequest<'a> {
     pub parallelism: usize,
     /// Where recovery and the refresh report what they do.
     pub events: &'a dyn Events,
+    /// Notified on Ctrl-C: planning stops, the lock is let go, and the call returns
+    /// [`super::Cancelled`].
+    pub interrupt: Option<&'a tokio::sync::Notify>,
+}
+
+/// `work`, unless `interrupt` is notified first: then [`super::Cancelled`] (`what` names the
+/// command). Dropping `work` midway is safe for what it may be doing here (reading, or settling
+/// pending operations, whose state writes are each whole or not at all).
+pub async fn cancellable<T>(
+    interrupt: Option<&tokio::sync::Notify>,
+    what: &'static str,
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    match interrupt {
+        None => work.await,
+        Some(interrupt) => tokio::select! {
+            result = work => result,
+            () = interrupt.notified() => Err(super::Cancelled(what).into()),
+        },
+    }
 }
 
 /// A plan, and what the preflight found about applying it.
@@ -340,7 +360,12 @@ pub async fn plan(request: PlanRequest<'_>) -> anyhow::Result<Planned> {
         if !needs_cloud {
             return Ok(offline(&journal.snapshot().await, existed));
         }
-        let (planned, _provider) = plan_live(&request, &journal, existed).await?;
+        let (planned, _provider) = cancellable(
+            request.interrupt,
+            "plan",
+            plan_live(&request, &journal, existed),
+        )
+        .await?;
         Ok(planned)
     })
     .await
@@ -398,7 +423,12 @@ pub async fn plan_then<T>(
     )
     .await?;
     with_journal(opened, async |journal, existed| {
-        let (planned, provider) = plan_live(&request, &journal, existed).await?;
+        let (planned, provider) = cancellable(
+            request.interrupt,
+            what(request.mode),
+            plan_live(&request, &journal, existed),
+        )
+        .await?;
         then(
             planned,
             Live {
@@ -411,6 +441,14 @@ pub async fn plan_then<T>(
     .await
 }
 
+/// The command a run of `mode` is, for messages.
+fn what(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Normal => "apply",
+        Mode::Destroy => "destroy",
+    }
+}
+
 /// `pwless apply PLANFILE`: takes the lock, refuses a plan the state moved away from (or with
 /// operations pending since), checks credentials and the preflight, then hands the plan to
 /// `then` as [`plan_then`] does. No refresh: a saved plan was reviewed already, and is applied
@@ -419,23 +457,13 @@ pub async fn saved_then<T>(
     plan: Plan,
     location: &Location,
     events: &dyn Events,
+    interrupt: Option<&tokio::sync::Notify>,
     then: impl AsyncFnOnce(Planned, Live) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     let opened = open_state(location, &plan.stack, "apply", events).await?;
     with_journal(opened, async |journal, existed| {
-        let current = journal.snapshot().await;
-        plan.check_current(existed.then_some(&current))
-            .map_err(|stale| UserError(format!("the saved plan cannot be applied: {stale}")))?;
-        if !current.pending_operations.is_empty() {
-            return Err(UserError(
-                "an interrupted run left pending operations; make a new plan (it settles them first)"
-                    .into(),
-            )
-            .into());
-        }
-        let provider = Providers::aws_only(&plan.stack, &plan.region).await;
-        check_credentials(&provider).await?;
-        let findings = preflight::check(&plan, &provider.config, None).await;
+        let (plan, provider, findings) =
+            cancellable(interrupt, "apply", check_saved(plan, &journal, existed)).await?;
         then(
             Planned { plan, findings },
             Live {
@@ -446,6 +474,28 @@ pub async fn saved_then<T>(
         .await
     })
     .await
+}
+
+/// What [`saved_then`] checks before it hands the plan on.
+async fn check_saved(
+    plan: Plan,
+    journal: &Journal,
+    existed: bool,
+) -> anyhow::Result<(Plan, Providers, Findings)> {
+    let current = journal.snapshot().await;
+    plan.check_current(existed.then_some(&current))
+        .map_err(|stale| UserError(format!("the saved plan cannot be applied: {stale}")))?;
+    if !current.pending_operations.is_empty() {
+        return Err(UserError(
+            "an interrupted run left pending operations; make a new plan (it settles them first)"
+                .into(),
+        )
+        .into());
+    }
+    let provider = Providers::aws_only(&plan.stack, &plan.region).await;
+    check_credentials(&provider).await?;
+    let findings = preflight::check(&plan, &provider.config, None).await;
+    Ok((plan, provider, findings))
 }
 
 /// Refuses a plan some of whose changes no provider of this run can make (a saved plan
@@ -475,7 +525,16 @@ pub struct Executed {
 }
 
 /// Carries out an approved plan ([`exec::apply`]) and gathers what the caller reports.
-pub async fn execute(plan: &Plan, live: &Live, options: &Options) -> Executed {
+/// `allowed`: the addresses whose data loss the user consented to now (`--allow-destroy`),
+/// beside those the plan records. Errors: the plan destroys data without consent
+/// ([`crate::plan::NoConsent`]); nothing was changed.
+pub async fn execute(
+    plan: &Plan,
+    live: &Live,
+    allowed: &[String],
+    options: &Options,
+) -> Result<Executed, crate::plan::NoConsent> {
+    plan.check_consent(allowed)?;
     let report = exec::apply(plan, live.journal.clone(), live.provider.clone(), options).await;
     // The final snapshots that were taken: their clusters were destroyed.
     let kept_snapshot = plan
@@ -492,9 +551,9 @@ pub async fn execute(plan: &Plan, live: &Live, options: &Options) -> Executed {
     } else {
         BTreeMap::new()
     };
-    Executed {
+    Ok(Executed {
         report,
         kept_snapshot,
         outputs,
-    }
+    })
 }

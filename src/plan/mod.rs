@@ -20,7 +20,9 @@ pub use planner::{Observed, ObservedState, plan};
 /// The plan file format this build writes and reads.
 /// 2: changes carry `final_snapshot` and `forget`, which an older pwless would ignore (and so
 /// do what the reviewed plan did not show).
-pub const PLAN_FORMAT_VERSION: u32 = 2;
+/// 3: changes carry `data_loss` and plans `allowed_destroy`: an older pwless would apply a
+/// plan that destroys data without the consent this one asks for.
+pub const PLAN_FORMAT_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -93,6 +95,11 @@ pub struct ResourceChange {
     /// destroy never needs to reach a database that is going anyway.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub forget: bool,
+    /// For a delete or replace of a resource that holds data (the Aurora cluster and its
+    /// instances, the EKS cluster) and still exists: what is lost, in words. Apply refuses the
+    /// plan unless the address is named with `--allow-destroy` (a destroy is consent itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_loss: Option<String>,
 }
 
 /// The state a plan was computed against.
@@ -129,6 +136,23 @@ pub struct Plan {
     /// by an older pwless: they read as empty.
     #[serde(default, skip_serializing_if = "access::AccessSummary::is_empty")]
     pub access: access::AccessSummary,
+    /// The addresses whose data loss was consented to when the plan was made
+    /// (`pwless plan --allow-destroy ADDRESS -o FILE`): a saved plan carries the consent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_destroy: Vec<String>,
+}
+
+/// A plan that destroys data nobody consented to: apply changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "this plan destroys data, and apply changes nothing without consent for each:\n{}\nIf that is intended, run again with {}; else change the stack so the plan keeps {}",
+    .unconsented.iter().map(|(address, lost)| format!("  {address}: {lost}")).collect::<Vec<_>>().join("\n"),
+    .unconsented.iter().map(|(address, _)| format!("--allow-destroy {address}")).collect::<Vec<_>>().join(" "),
+    if .unconsented.len() == 1 { "it" } else { "them" }
+)]
+pub struct NoConsent {
+    /// (address, what is lost) of each change without consent.
+    pub unconsented: Vec<(String, String)>,
 }
 
 fn is_default_state(backend: &crate::spec::model::StateBackend) -> bool {
@@ -182,6 +206,46 @@ impl Plan {
         self.resource_changes
             .iter()
             .any(|change| change.action != Action::NoOp)
+    }
+
+    /// The changes that destroy data and so need consent before apply: none for a destroy
+    /// (`pwless destroy` is consent in itself).
+    pub fn data_losses(&self) -> impl Iterator<Item = &ResourceChange> {
+        self.resource_changes
+            .iter()
+            .filter(move |change| self.mode == Mode::Normal && change.data_loss.is_some())
+    }
+
+    /// Refuses a plan that destroys data at an address neither `allowed` (the `--allow-destroy`
+    /// given now) nor the plan's own [`Plan::allowed_destroy`] names. Gives back the allowed
+    /// addresses at which this plan destroys no data (a typo, or a plan that changed): for a
+    /// warning, not a refusal.
+    pub fn check_consent(&self, allowed: &[String]) -> Result<Vec<String>, NoConsent> {
+        let consented = |address: &str| {
+            allowed
+                .iter()
+                .chain(&self.allowed_destroy)
+                .any(|a| a == address)
+        };
+        let unconsented: Vec<(String, String)> = self
+            .data_losses()
+            .filter(|change| !consented(&change.address))
+            .map(|change| {
+                (
+                    change.address.clone(),
+                    change.data_loss.clone().unwrap_or_default(),
+                )
+            })
+            .collect();
+        if !unconsented.is_empty() {
+            return Err(NoConsent { unconsented });
+        }
+        Ok(allowed
+            .iter()
+            .chain(&self.allowed_destroy)
+            .filter(|address| !self.data_losses().any(|change| change.address == **address))
+            .cloned()
+            .collect())
     }
 
     pub fn change(&self, address: &str) -> Option<&ResourceChange> {

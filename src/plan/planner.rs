@@ -53,6 +53,7 @@ pub fn plan(
         name_final_snapshots(&mut changes, prior, observed);
     }
     forget_with_the_cluster(&mut changes);
+    mark_data_loss(&mut changes, observed);
     let summary = summarize(&changes);
     Plan {
         format_version: PLAN_FORMAT_VERSION,
@@ -68,6 +69,7 @@ pub fn plan(
         access: super::access::summarize(&changes, mode),
         resource_changes: changes,
         summary,
+        allowed_destroy: Vec::new(),
     }
 }
 
@@ -76,8 +78,14 @@ fn plan_normal(
     state: &State,
     observed: &ObservedState,
 ) -> Vec<ResourceChange> {
-    // Resources whose outputs apply will produce anew (created or replaced).
+    // Resources whose outputs apply will produce anew (created or replaced), and of those the
+    // outputs known already: the ones that echo a known input (`ResourceKind::echoed_outputs`).
     let mut outputs_unknown: HashSet<&str> = HashSet::new();
+    let mut echoed: HashMap<&str, BTreeMap<String, Value>> = HashMap::new();
+    // Resources replaced, or made again after they were deleted outside pwless: what lives in
+    // them (`ResourceKind::parent_inputs`) went with them, even when the reference reads the
+    // same (an echoed name), so such an input counts as changed.
+    let mut remade: HashSet<&str> = HashSet::new();
     let mut changes = Vec::with_capacity(graph.len());
 
     for resource in graph.in_order() {
@@ -115,7 +123,10 @@ fn plan_normal(
         for (name, expr) in &resource.inputs {
             let mut lookup = |reference: &crate::graph::OutputRef| -> Option<Value> {
                 if outputs_unknown.contains(reference.address.as_str()) {
-                    return None;
+                    return echoed
+                        .get(reference.address.as_str())
+                        .and_then(|known| known.get(&reference.output))
+                        .cloned();
                 }
                 let outputs = match observed.get(&reference.address) {
                     Some(Observed::Present { outputs, .. }) => Some(outputs),
@@ -149,14 +160,24 @@ fn plan_normal(
                 let changed: Vec<String> = names
                     .into_iter()
                     .filter(|name| {
-                        after_unknown.contains_key(*name) || before.get(*name) != after.get(*name)
+                        after_unknown.contains_key(*name)
+                            || before.get(*name) != after.get(*name)
+                            || (resource.kind.parent_inputs().contains(&name.as_str())
+                                && resource.inputs.get(*name).is_some_and(|expr| {
+                                    expr.references().iter().any(|reference| {
+                                        remade.contains(reference.address.as_str())
+                                    })
+                                }))
                     })
                     .cloned()
                     .collect();
                 let force_new = resource.kind.force_new();
+                // An input the recorded resource never had (a newer pwless added it to the
+                // kind, e.g. the EKS cluster's `vpc_id`) is recorded by an update, never the
+                // cause of a replacement.
                 let replace_paths: Vec<String> = changed
                     .iter()
-                    .filter(|name| force_new.contains(&name.as_str()))
+                    .filter(|name| force_new.contains(&name.as_str()) && before.contains_key(*name))
                     .cloned()
                     .collect();
                 let action = if kind_changed {
@@ -175,13 +196,38 @@ fn plan_normal(
             reason = None;
         }
         if action == Action::Replace && reason.is_none() {
-            reason = Some(format!(
-                "{} cannot change in place",
-                replace_paths.join(", ")
-            ));
+            // Replaced only because what it lives in is made anew: say that, not that a name
+            // which reads the same "cannot change".
+            let parent = resource
+                .kind
+                .parent_inputs()
+                .iter()
+                .filter_map(|name| resource.inputs.get(*name))
+                .flat_map(|expr| expr.references())
+                .find(|reference| remade.contains(reference.address.as_str()));
+            let only_parent = replace_paths.iter().all(|name| {
+                resource.kind.parent_inputs().contains(&name.as_str())
+                    && before.is_some_and(|before| before.get(name) == after.get(name))
+            });
+            reason = Some(match parent {
+                Some(parent) if only_parent => {
+                    format!("it lives in {}, which is made anew", parent.address)
+                }
+                _ => format!("{} cannot change in place", replace_paths.join(", ")),
+            });
+        }
+        if action == Action::Replace || (action == Action::Create && prior.is_some()) {
+            remade.insert(address);
         }
         if matches!(action, Action::Create | Action::Replace) {
             outputs_unknown.insert(address);
+            let known: BTreeMap<String, Value> = resource
+                .kind
+                .echoed_outputs()
+                .iter()
+                .filter_map(|name| Some((name.to_string(), after.get(*name)?.clone())))
+                .collect();
+            echoed.insert(address, known);
         }
         changes.push(ResourceChange {
             address: resource.address.clone(),
@@ -200,6 +246,7 @@ fn plan_normal(
                 .collect(),
             final_snapshot: None,
             forget: false,
+            data_loss: None,
         });
     }
     changes
@@ -237,6 +284,33 @@ fn name_final_snapshots(changes: &mut [ResourceChange], prior: &State, observed:
                 .collect();
             change.final_snapshot = Some(format!("{identifier}-final-{lineage}-{}", prior.serial));
         }
+    }
+}
+
+/// Marks each delete or replace of a resource that holds data, and still exists, with what is
+/// lost ([`ResourceChange::data_loss`]): the Aurora cluster (its databases; whether a final
+/// snapshot is kept is [`ResourceChange::final_snapshot`]), its instances, the EKS cluster
+/// (everything running in it, pwless's or not).
+fn mark_data_loss(changes: &mut [ResourceChange], observed: &ObservedState) {
+    use crate::graph::ResourceKind;
+    for change in changes.iter_mut() {
+        if !matches!(change.action, Action::Delete | Action::Replace)
+            || matches!(observed.get(&change.address), Some(Observed::Missing))
+        {
+            continue;
+        }
+        change.data_loss = match change.kind {
+            ResourceKind::RdsCluster => {
+                Some("every database, table and row in the Aurora cluster".to_string())
+            }
+            ResourceKind::RdsClusterInstance => Some(
+                "an Aurora instance: its sessions are cut, and with no instance left the cluster serves nothing (the data is in the cluster's storage)".to_string(),
+            ),
+            ResourceKind::EksCluster => Some(
+                "the EKS cluster and everything running in it: workloads, their volumes' attachments, every Kubernetes object, pwless's or not".to_string(),
+            ),
+            _ => None,
+        };
     }
 }
 
@@ -352,6 +426,7 @@ fn plan_deletes(
                 depends_on,
                 final_snapshot: None,
                 forget: false,
+                data_loss: None,
             }
         })
         .collect()

@@ -165,10 +165,17 @@ impl Provider for FakeProvider {
             .iter()
             .map(|output| {
                 let value = match *output {
-                    "id" => id.clone(),
-                    other => format!("{address}.{other}"),
+                    "id" => Value::String(id.clone()),
+                    // An output that echoes its input (a deterministic name) is that input.
+                    echoed
+                        if kind.echoed_outputs().contains(&echoed)
+                            && inputs.contains_key(echoed) =>
+                    {
+                        inputs[echoed].clone()
+                    }
+                    other => Value::String(format!("{address}.{other}")),
                 };
-                (output.to_string(), Value::String(value))
+                (output.to_string(), value)
             })
             .collect();
         world.live.insert(

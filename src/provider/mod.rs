@@ -41,6 +41,10 @@ pub enum ErrorKind {
     /// Nothing reached the resource's service (no connection was made, no statement sent):
     /// nothing changed, so the operation is not left pending. Not retried.
     Local,
+    /// The resource's unique name is taken by one that is not this stack's (another stack's,
+    /// or made outside pwless): nothing was created, the other resource is left alone, and
+    /// the operation is not left pending. Not retried.
+    Taken,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -95,6 +95,17 @@ pub fn human(plan: &Plan, style: Style) -> String {
         if let Some(note) = data_note(change) {
             out.push_str(&format!("        # {note}\n"));
         }
+        if let Some(lost) = &change.data_loss {
+            let line = match plan.mode {
+                Mode::Normal => format!(
+                    "        # ! destroys {lost}; apply needs --allow-destroy {}",
+                    change.address
+                ),
+                Mode::Destroy => format!("        # destroys {lost}"),
+            };
+            out.push_str(&style.paint(Color::Red, &line));
+            out.push('\n');
+        }
         let lines = attribute_lines(change);
         let width = lines
             .iter()
@@ -125,6 +136,36 @@ pub fn human(plan: &Plan, style: Style) -> String {
         summary.destroy
     ));
     out.push_str(&access);
+    out.push_str(&consent_summary(plan, style));
+    out
+}
+
+/// The plan's data loss, once more at its end: what apply refuses without `--allow-destroy`,
+/// and the consent a saved plan already carries.
+fn consent_summary(plan: &Plan, style: Style) -> String {
+    let losses: Vec<&ResourceChange> = plan.data_losses().collect();
+    if losses.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "\n{}\n",
+        style.paint(
+            Color::Red,
+            "Data loss: apply changes nothing unless each of these is named with --allow-destroy:"
+        )
+    );
+    for change in losses {
+        let consented = if plan.allowed_destroy.contains(&change.address) {
+            " (allowed in this plan)"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "  {}: {}{consented}\n",
+            change.address,
+            change.data_loss.as_deref().unwrap_or_default()
+        ));
+    }
     out
 }
 

@@ -67,6 +67,15 @@ impl Proxy {
 
     /// The recorded calls' actions (`CreateVpc`, `GET /clusters/x`, ...).
     fn actions(&self) -> Vec<String> {
+        self.calls()
+            .iter()
+            .map(|call| call["action"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// The recorded calls: `service`, `action`, `method`, `at`, and `lost: true` for an answer
+    /// the proxy lost on purpose (`--lose`).
+    fn calls(&self) -> Vec<serde_json::Value> {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         write!(
@@ -80,11 +89,7 @@ impl Proxy {
             .split_once("\r\n\r\n")
             .map(|(_, body)| body)
             .unwrap_or_default();
-        let calls: Vec<serde_json::Value> = serde_json::from_str(body).unwrap();
-        calls
-            .iter()
-            .map(|call| call["action"].as_str().unwrap_or_default().to_string())
-            .collect()
+        serde_json::from_str(body).unwrap()
     }
 }
 
@@ -762,6 +767,191 @@ fn an_apply_killed_at_any_point_converges_without_duplicates_or_orphans() {
 }
 
 #[test]
+fn answers_lost_after_creates_took_effect_neither_duplicate_nor_orphan() {
+    // Lost answers (the call takes effect, the caller hears nothing) on creates: one run left
+    // two orphaned Elastic IPs (the SDK sent AllocateAddress again), another never converged
+    // (DBInstanceAlreadyExists for an instance pwless itself had made).
+    let stack = Stack::new("lost", "  final_snapshot: false\n");
+    let rt = runtime();
+    let clients = rt.block_on(clients(&stack.moto));
+    let proxy = Proxy::with_options(
+        &stack.moto,
+        &[
+            "--lose",
+            "AllocateAddress=1",
+            "--lose",
+            "CreateVpc=1",
+            "--lose",
+            "CreateSubnet=2",
+            "--lose",
+            "CreateRouteTable=1",
+            "--lose",
+            "CreateDBInstance=1",
+            "--lose",
+            "CreateRole=1",
+            "--lose",
+            "CreateDBSubnetGroup=1",
+        ],
+    );
+    let output = stack
+        .command(&["apply", "--auto-approve"])
+        .env("AWS_ENDPOINT_URL", proxy.endpoint())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    // One run: each lost answer is followed by a look for what the call made.
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let lost: Vec<String> = proxy
+        .calls()
+        .iter()
+        .filter(|call| call["lost"] == true)
+        .map(|call| call["action"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(lost.len(), 8, "every planned loss happened: {lost:?}");
+    assert_eq!(
+        rt.block_on(live(&clients, &stack.name)),
+        EXPECTED,
+        "duplicates or gaps after lost answers"
+    );
+    drop(proxy);
+    let output = stack.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    assert_eq!(
+        stack.run(&["destroy", "--auto-approve"]).status.code(),
+        Some(0)
+    );
+    let left = rt.block_on(live(&clients, &stack.name));
+    assert!(nothing(&left), "orphans: {left:?}");
+}
+
+#[test]
+fn runs_through_throttling_errors_and_lost_answers_converge_without_duplicates_or_orphans() {
+    // AWS on a bad day, seeded: 15 % of calls throttled, 5 % answered 500 without effect, 15 %
+    // of changing calls carried out with their answer lost. (Measured 2026-11-29 through such
+    // a proxy: 2 runs of 4 were clean; one left two orphaned Elastic IPs, one never converged.)
+    // benches/faults.rs runs more seeds.
+    for seed in ["1", "2"] {
+        let stack = Stack::new(&format!("faults{seed}"), "  final_snapshot: false\n");
+        let rt = runtime();
+        let clients = rt.block_on(clients(&stack.moto));
+        let proxy = Proxy::with_options(
+            &stack.moto,
+            &[
+                "--seed",
+                seed,
+                "--throttle-rate",
+                "0.15",
+                "--error-rate",
+                "0.05",
+                "--lose-rate",
+                "0.15",
+            ],
+        );
+        let through_faults = |args: &[&str]| {
+            stack
+                .command(args)
+                .env("AWS_ENDPOINT_URL", proxy.endpoint())
+                .stdin(Stdio::null())
+                .output()
+                .unwrap()
+        };
+        let converges = |args: &[&str]| {
+            let mut errors = String::new();
+            for _ in 0..2 {
+                let output = through_faults(args);
+                if output.status.code() == Some(0) {
+                    return;
+                }
+                errors.push_str(&stderr(&output));
+            }
+            panic!("seed {seed}: {args:?} did not converge in two runs:\n{errors}");
+        };
+        converges(&["apply", "--auto-approve"]);
+        assert_eq!(
+            rt.block_on(live(&clients, &stack.name)),
+            EXPECTED,
+            "seed {seed}: duplicates or gaps"
+        );
+        let output = stack.run(&["plan", "--detailed-exitcode"]);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "seed {seed}: {}",
+            stdout(&output)
+        );
+        converges(&["destroy", "--auto-approve"]);
+        let left = rt.block_on(live(&clients, &stack.name));
+        assert!(nothing(&left), "seed {seed}: orphans: {left:?}");
+        let faults = proxy
+            .calls()
+            .iter()
+            .filter(|call| call.get("fault").is_some())
+            .count();
+        assert!(
+            faults > 10,
+            "seed {seed}: only {faults} faults were injected"
+        );
+    }
+}
+
+#[test]
+fn a_resource_of_the_same_name_made_outside_the_stack_is_never_adopted() {
+    // Crash recovery and "already exists" answers look resources up by their deterministic
+    // names: a role someone else made under the name pwless would use must be refused, not
+    // taken over (its trust would be rewritten).
+    let stack = Stack::new("owner", "  final_snapshot: false\n");
+    let rt = runtime();
+    let clients = rt.block_on(clients(&stack.moto));
+    let name = format!("{}-eks-cluster", stack.name);
+    rt.block_on(
+        clients
+            .iam
+            .create_role()
+            .role_name(&name)
+            .assume_role_policy_document(
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
+            )
+            .send(),
+    )
+    .unwrap();
+    let output = stack.run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(&format!(
+            "IAM role {name} already exists and was not made by pwless"
+        )),
+        "{}",
+        stderr(&output)
+    );
+    let trust = rt.block_on(async {
+        clients
+            .iam
+            .get_role()
+            .role_name(&name)
+            .send()
+            .await
+            .unwrap()
+            .role()
+            .unwrap()
+            .assume_role_policy_document()
+            .unwrap()
+            .to_string()
+    });
+    assert!(
+        trust.contains("ec2.amazonaws.com"),
+        "its trust was left alone: {trust}"
+    );
+    assert!(!trust.contains("eks.amazonaws.com"), "{trust}");
+    let output = stack.run(&["destroy", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    // Destroy left the other role alone too: it is still there, for its owner to remove.
+    rt.block_on(clients.iam.delete_role().role_name(&name).send())
+        .expect("the role made outside the stack is still there");
+    let left = rt.block_on(live(&clients, &stack.name));
+    assert!(nothing(&left), "orphans: {left:?}");
+}
+
+#[test]
 fn a_master_password_from_the_environment_reaches_neither_state_nor_output() {
     const PASSWORD: &str = "Sup3r-Secret-Value-42";
     let stack = Stack::new(
@@ -1331,6 +1521,213 @@ fn destroy_names_the_final_snapshot_it_keeps() {
             .len()
     });
     assert_eq!(kept, 1, "RDS has no snapshot {snapshot}");
+}
+
+#[test]
+fn a_database_rename_replaces_the_aurora_cluster_only_with_consent() {
+    // Data lost without consent: changing `database.name` planned `-/+ aws_rds_cluster.main`
+    // with no warning and applied it on --auto-approve.
+    let stack = Stack::new("consent", "");
+    let rt = runtime();
+    let clients = rt.block_on(clients(&stack.moto));
+    let output = stack.run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    std::fs::write(
+        &stack.file,
+        aws_stack(&stack.name, "").replace("  name: appdb\n", "  name: otherdb\n"),
+    )
+    .unwrap();
+
+    let output = stack.run(&["plan", "--json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let plan: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let losses: Vec<String> = plan["resource_changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|change| change.get("data_loss").is_some())
+        .map(|change| change["address"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        losses.contains(&"aws_rds_cluster.main".to_string()),
+        "{losses:?}"
+    );
+
+    // Refused, changing nothing: not the state, not the cluster.
+    let state_before = std::fs::read(stack.state_path()).unwrap();
+    let output = stack.run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("this plan destroys data")
+            && stderr(&output).contains("--allow-destroy aws_rds_cluster.main"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(std::fs::read(stack.state_path()).unwrap(), state_before);
+    let databases = |clients: &Clients| {
+        rt.block_on(async {
+            clients
+                .rds
+                .describe_db_clusters()
+                .send()
+                .await
+                .unwrap()
+                .db_clusters()
+                .iter()
+                .filter_map(|cluster| cluster.database_name().map(str::to_string))
+                .collect::<Vec<_>>()
+        })
+    };
+    assert_eq!(databases(&clients), vec!["appdb"]);
+
+    // Consent recorded in a saved plan: applied as it is, the final snapshot taken.
+    let saved = stack.dir.path().join("rename.plan");
+    let mut args = vec!["plan", "-o", saved.to_str().unwrap()];
+    for address in &losses {
+        args.extend(["--allow-destroy", address.as_str()]);
+    }
+    let output = stack.run(&args);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("(allowed in this plan)"),
+        "{}",
+        stdout(&output)
+    );
+    let output = stack
+        .moto
+        .command(stack.dir.path())
+        .args(["apply", saved.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("Kept the final snapshot"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(databases(&clients), vec!["otherdb"]);
+    let output = stack.run(&["destroy", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
+
+#[test]
+fn replacing_a_nat_gateway_waits_until_its_elastic_ip_is_let_go() {
+    // Replacing a NAT gateway failed: the new one was created while the old one's Elastic IP
+    // was still associated (Resource.AlreadyAssociated); its delete had reported success
+    // before EC2 let go of the address. (The sandbox's moto now lets go a second after the
+    // delete, as EC2 does after a while: scripts/moto-server.py.)
+    let network = |first: &str| {
+        format!(
+            "network: {{cidr: 10.0.0.0/16, availability_zones: 2, nat_gateways: single, public_subnets: [{first}, 10.0.16.0/20], private_subnets: [10.0.128.0/18, 10.0.192.0/18]}}"
+        )
+    };
+    let text = |name: &str, first: &str| {
+        aws_stack(name, "  final_snapshot: false\n").replace(
+            "network: {cidr: 10.0.0.0/16, availability_zones: 2, nat_gateways: single}",
+            &network(first),
+        )
+    };
+    let stack = Stack::with_text("natreplace", |name| text(name, "10.0.0.0/20"));
+    let output = stack.run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    std::fs::write(&stack.file, text(&stack.name, "10.0.32.0/20")).unwrap();
+
+    let output = stack.run(&["plan", "--json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let changes = plan["resource_changes"].as_array().unwrap();
+    let action = |address: &str| {
+        changes
+            .iter()
+            .find(|change| change["address"] == address)
+            .map(|change| change["action"].as_str().unwrap().to_string())
+    };
+    assert_eq!(
+        action("aws_nat_gateway.main[0]").as_deref(),
+        Some("replace")
+    );
+    assert_eq!(action("aws_eip.nat[0]").as_deref(), Some("no-op"));
+    let mut args = vec!["apply", "--auto-approve"];
+    for change in changes
+        .iter()
+        .filter(|change| change.get("data_loss").is_some())
+    {
+        args.extend(["--allow-destroy", change["address"].as_str().unwrap()]);
+    }
+    let output = stack.run(&args);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("aws_nat_gateway.main[0]: created"),
+        "{}",
+        stderr(&output)
+    );
+    let output = stack.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    let output = stack.run(&["destroy", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
+
+#[test]
+fn a_ctrl_c_during_a_plans_refresh_stops_it_with_130_and_no_verdict() {
+    // A Ctrl-C during a plan's refresh printed "No changes" and exited 0: run as scripts run
+    // it, with SIGINT ignored by the parent (inherited through exec), pwless never heard it.
+    let stack = Stack::new("planint", "  final_snapshot: false\n");
+    let output = stack.run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let proxy = Proxy::with_options(&stack.moto, &["--delay", "DescribeVpcs=20"]);
+    let mut plan = stack.command(&["plan"]);
+    plan.env("AWS_ENDPOINT_URL", proxy.endpoint());
+    let mut shell = Command::new("sh");
+    shell
+        .args(["-c", "trap '' INT; exec \"$0\" \"$@\""])
+        .arg(plan.get_program())
+        .args(plan.get_args())
+        .current_dir(stack.dir.path());
+    for (key, value) in plan.get_envs() {
+        match value {
+            Some(value) => shell.env(key, value),
+            None => shell.env_remove(key),
+        };
+    }
+    let mut child = shell
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut progress = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("Refreshing") {
+        let mut line = String::new();
+        use std::io::BufRead as _;
+        assert_ne!(progress.read_line(&mut line).unwrap(), 0, "{seen}");
+        seen.push_str(&line);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = std::time::Instant::now();
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut progress, &mut rest).unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    assert_eq!(status.code(), Some(130), "{seen}{rest}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "it waited for the slow read"
+    );
+    assert!(!out.contains("No changes"), "{out}");
+    assert!(rest.contains("plan stopped by Ctrl-C"), "{rest}");
+    // The lock was let go: the next plan runs (through moto directly) and sees no changes.
+    drop(proxy);
+    let output = stack.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let output = stack.run(&["destroy", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }
 
 #[test]

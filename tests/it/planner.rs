@@ -209,7 +209,8 @@ fn a_new_vpc_block_replaces_the_network_and_what_stands_on_it() {
     // IAM does not live in the VPC.
     assert!(!found.contains_key("aws_iam_role.eks_node"));
     let eks = plan.change("aws_eks_cluster.main").unwrap();
-    assert_eq!(eks.replace_paths, ["subnet_ids"]);
+    // A cluster cannot move to another VPC; within one, its subnets change in place.
+    assert_eq!(eks.replace_paths, ["vpc_id"]);
 }
 
 #[test]
@@ -453,6 +454,26 @@ fn replacing_a_cluster_replaces_what_lives_inside_it() {
         &ObservedState::new(),
         Mode::Normal,
     );
+    // Other public subnets in the same VPC: EKS changes the cluster's subnets in place, and
+    // the node group (in the private subnets, in a cluster that stays) is left as it is.
+    assert_eq!(
+        plan.change("aws_eks_cluster.main").unwrap().action,
+        Action::Update
+    );
+    assert_eq!(
+        plan.change("aws_eks_node_group.main").unwrap().action,
+        Action::NoOp
+    );
+    // A cluster replaced (another service CIDR) takes its node group with it.
+    let plan = plan_for(
+        &example_with(
+            "version: \"1.31\"",
+            "version: \"1.31\"\n  service_cidr: 172.20.0.0/16",
+        ),
+        Some(&state),
+        &ObservedState::new(),
+        Mode::Normal,
+    );
     assert_eq!(
         plan.change("aws_eks_cluster.main").unwrap().action,
         Action::Replace
@@ -461,4 +482,139 @@ fn replacing_a_cluster_replaces_what_lives_inside_it() {
         plan.change("aws_eks_node_group.main").unwrap().action,
         Action::Replace
     );
+    assert_eq!(
+        plan.change("aws_eks_node_group.main")
+            .unwrap()
+            .replace_paths,
+        ["cluster_name"]
+    );
+}
+
+#[test]
+fn a_plan_that_destroys_data_needs_consent_for_each_address() {
+    // Data lost without consent: changing `database.name` planned `-/+ aws_rds_cluster.main`
+    // with no warning, and apply carried it out on --auto-approve.
+    let prior = example_state();
+    let renamed = example_with("name: appdb", "name: otherdb");
+    let plan = plan_for(&renamed, Some(&prior), &ObservedState::new(), Mode::Normal);
+    let cluster = plan.change("aws_rds_cluster.main").unwrap();
+    assert_eq!(cluster.action, Action::Replace);
+    assert_eq!(
+        cluster.data_loss.as_deref(),
+        Some("every database, table and row in the Aurora cluster")
+    );
+    let losses: Vec<String> = plan
+        .data_losses()
+        .map(|change| change.address.clone())
+        .collect();
+    assert!(
+        losses.contains(&"aws_rds_cluster.main".to_string()),
+        "{losses:?}"
+    );
+    // Only data-holding kinds are marked.
+    assert!(
+        plan.resource_changes
+            .iter()
+            .filter(|change| change.data_loss.is_some())
+            .all(|change| change.address.starts_with("aws_rds_")),
+        "{losses:?}"
+    );
+
+    // Without consent for every one of them: refused, each named with its flag.
+    let refused = plan.check_consent(&[]).unwrap_err();
+    assert_eq!(refused.unconsented.len(), losses.len());
+    assert!(
+        refused
+            .to_string()
+            .contains("--allow-destroy aws_rds_cluster.main"),
+        "{refused}"
+    );
+    let all_but_one = &losses[1..];
+    assert!(plan.check_consent(all_but_one).is_err());
+    // With it: allowed; an address where nothing is lost is given back for a warning.
+    let mut allowed = losses.clone();
+    assert_eq!(plan.check_consent(&allowed).unwrap(), Vec::<String>::new());
+    allowed.push("aws_vpc.main".into());
+    assert_eq!(plan.check_consent(&allowed).unwrap(), vec!["aws_vpc.main"]);
+    // A saved plan carries the consent it was made with.
+    let mut saved = plan.clone();
+    saved.allowed_destroy = losses.clone();
+    assert!(saved.check_consent(&[]).is_ok());
+    let json = pwless::render::plan::json(&saved);
+    assert!(json.contains("\"data_loss\""), "{json}");
+    assert!(json.contains("\"allowed_destroy\""), "{json}");
+    assert_eq!(Plan::from_saved(json.as_bytes()).unwrap(), saved);
+
+    // The human plan says it at the change and once more at the end.
+    let human = pwless::render::plan::human(&plan, pwless::render::Style::plain());
+    assert!(
+        human.contains(
+            "        # ! destroys every database, table and row in the Aurora cluster; apply needs --allow-destroy aws_rds_cluster.main\n"
+        ),
+        "{human}"
+    );
+    assert!(
+        human.contains(
+            "Data loss: apply changes nothing unless each of these is named with --allow-destroy:"
+        ),
+        "{human}"
+    );
+
+    // A cluster already gone loses nothing more; a destroy is consent in itself.
+    let mut observed = ObservedState::new();
+    observed.insert("aws_rds_cluster.main".into(), Observed::Missing);
+    let gone = plan_for(&renamed, Some(&prior), &observed, Mode::Normal);
+    assert_eq!(gone.change("aws_rds_cluster.main").unwrap().data_loss, None);
+    let destroy = plan_for(EXAMPLE, Some(&prior), &ObservedState::new(), Mode::Destroy);
+    assert!(
+        destroy
+            .change("aws_eks_cluster.main")
+            .unwrap()
+            .data_loss
+            .is_some()
+    );
+    assert_eq!(destroy.data_losses().count(), 0);
+    assert!(destroy.check_consent(&[]).is_ok());
+}
+
+#[test]
+fn a_subnet_or_subnet_group_deleted_outside_pwless_replaces_neither_cluster() {
+    // A subnet deleted out of band planned a replacement of the whole EKS cluster, and a DB
+    // subnet group deleted out of band one of the Aurora cluster: EKS changes a cluster's
+    // subnets in place, and the group's name is known at plan time (it echoes its input).
+    let prior = example_state();
+    let mut observed = ObservedState::new();
+    observed.insert("aws_subnet.private[0]".into(), Observed::Missing);
+    observed.insert("aws_db_subnet_group.main".into(), Observed::Missing);
+    let plan = plan_for(EXAMPLE, Some(&prior), &observed, Mode::Normal);
+    let actions = actions(&plan);
+    assert_eq!(actions["aws_subnet.private[0]"], Action::Create);
+    assert_eq!(actions["aws_db_subnet_group.main"], Action::Create);
+    assert_eq!(actions.get("aws_eks_cluster.main"), Some(&Action::Update));
+    assert_eq!(
+        plan.change("aws_eks_cluster.main").unwrap().changed,
+        vec!["subnet_ids"]
+    );
+    assert_eq!(actions.get("aws_rds_cluster.main"), None, "{actions:?}");
+    assert_eq!(plan.data_losses().count(), 0);
+}
+
+#[test]
+fn an_input_a_newer_pwless_records_is_updated_not_replaced() {
+    // A state written before the EKS cluster and the DB subnet group recorded their VPC: the
+    // new `vpc_id` input (which forces a replacement when it changes) must not replace them.
+    let mut prior = example_state();
+    for address in ["aws_eks_cluster.main", "aws_db_subnet_group.main"] {
+        let resource = prior
+            .resources
+            .iter_mut()
+            .find(|resource| resource.address == address)
+            .unwrap();
+        resource.inputs.remove("vpc_id");
+    }
+    let plan = plan_for(EXAMPLE, Some(&prior), &ObservedState::new(), Mode::Normal);
+    let found = actions(&plan);
+    assert_eq!(found["aws_eks_cluster.main"], Action::Update);
+    assert_eq!(found["aws_db_subnet_group.main"], Action::Update);
+    assert_eq!(found.len(), 2, "{found:?}");
 }

@@ -172,7 +172,8 @@ impl Drop for PgSandbox {
 }
 
 /// The state a perfect apply of `graph` would leave: every input resolved, every output set to
-/// a recognisable fake value (`"<address>.<output>"`).
+/// a recognisable fake value (`"<address>.<output>"`), except those that echo an input
+/// (`ResourceKind::echoed_outputs`), which are that input.
 pub fn applied_state(stack: &str, graph: &ResourceGraph) -> State {
     let mut state = State::new(stack);
     state.serial = 1;
@@ -194,10 +195,12 @@ pub fn applied_state(stack: &str, graph: &ResourceGraph) -> State {
             .outputs()
             .iter()
             .map(|output| {
-                (
-                    (*output).to_string(),
-                    json!(format!("{}.{output}", resource.address)),
-                )
+                let value = match inputs.get(*output) {
+                    // An output that echoes its input (a deterministic name) is that input.
+                    Some(input) if resource.kind.echoed_outputs().contains(output) => input.clone(),
+                    _ => json!(format!("{}.{output}", resource.address)),
+                };
+                ((*output).to_string(), value)
             })
             .collect();
         state.upsert(ResourceState {

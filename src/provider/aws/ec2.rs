@@ -15,8 +15,8 @@ use crate::graph::ResourceKind;
 use crate::plan::Observed;
 use crate::provider::wait::{self, Poll};
 use crate::provider::{
-    Applied, Inputs, ProviderError, input_bool, input_i64, input_str, input_tags, overlay,
-    tags_value,
+    Applied, ErrorKind, Inputs, ProviderError, input_bool, input_i64, input_str, input_tags,
+    overlay, tags_value,
 };
 use crate::state::ResourceState;
 
@@ -75,6 +75,49 @@ fn is_at(tags: &[Tag], stack: &str, address: &str) -> bool {
     tag("pwless:stack") == Some(stack) && tag("pwless:address") == Some(address)
 }
 
+/// Sends `call`, an EC2 create that is not idempotent (no client token, no unique name), made
+/// with [`AwsProvider::ec2_once`]: the SDK does not send it again by itself, since a call whose
+/// answer was lost after it took effect would make a second resource. When the answer is lost
+/// or refused for a passing reason (a transport failure, a 5xx, throttling), the resource is
+/// looked for by its `pwless:stack` and `pwless:address` tags ([`adopt`]) for a few seconds
+/// (EC2's reads lag its writes) before the call is tried again, at most [`ATTEMPTS`] times.
+/// Gives back the new (or found) resource's id.
+async fn create_once<T, Fut>(
+    aws: &AwsProvider,
+    address: &str,
+    kind: ResourceKind,
+    inputs: &Inputs,
+    mut call: impl FnMut() -> Fut,
+    id_of: impl Fn(&T) -> Option<String>,
+) -> Result<String, ProviderError>
+where
+    Fut: std::future::Future<Output = Result<T, ProviderError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Ok(out) => {
+                return id_of(&out).ok_or_else(|| missing_field(&format!("the {kind} id")));
+            }
+            Err(error) if error.kind == ErrorKind::Retryable && attempt < ATTEMPTS => {}
+            Err(error) => return Err(error),
+        }
+        for pause in [0, 1, 2, 4] {
+            tokio::time::sleep(std::time::Duration::from_secs(pause)).await;
+            if let Some(found) = adopt(aws, address, kind, inputs).await? {
+                return found
+                    .id
+                    .ok_or_else(|| missing_field(&format!("the {kind} id")));
+            }
+        }
+        // Not there: the call did not take effect; send it again.
+        attempt += 1;
+    }
+}
+
+/// How many times [`create_once`] sends a create whose answers keep being lost.
+const ATTEMPTS: u32 = 3;
+
 pub(super) async fn create(
     aws: &AwsProvider,
     address: &str,
@@ -82,35 +125,49 @@ pub(super) async fn create(
     inputs: &Inputs,
 ) -> Result<Applied, ProviderError> {
     let ec2 = &aws.ec2;
+    let once = &aws.ec2_once;
     match kind {
         ResourceKind::Vpc => {
-            let out = ec2
-                .create_vpc()
-                .cidr_block(input_str(inputs, "cidr_block")?)
-                .tag_specifications(tag_spec(ResourceType::Vpc, inputs))
-                .send()
-                .await
-                .map_err(sdk_error("create the VPC"))?;
-            let id = out
-                .vpc()
-                .and_then(|vpc| vpc.vpc_id())
-                .ok_or_else(|| missing_field("the VPC id"))?
-                .to_string();
+            let cidr = input_str(inputs, "cidr_block")?;
+            let id = create_once(
+                aws,
+                address,
+                kind,
+                inputs,
+                || async {
+                    once.create_vpc()
+                        .cidr_block(cidr)
+                        .tag_specifications(tag_spec(ResourceType::Vpc, inputs))
+                        .send()
+                        .await
+                        .map_err(sdk_error("create the VPC"))
+                },
+                |out| out.vpc().and_then(|vpc| vpc.vpc_id()).map(str::to_string),
+            )
+            .await?;
             set_vpc_dns(aws, &id, inputs).await?;
             Ok(applied(&id))
         }
         ResourceKind::InternetGateway => {
-            let out = ec2
-                .create_internet_gateway()
-                .tag_specifications(tag_spec(ResourceType::InternetGateway, inputs))
-                .send()
-                .await
-                .map_err(sdk_error("create the internet gateway"))?;
-            let id = out
-                .internet_gateway()
-                .and_then(|gateway| gateway.internet_gateway_id())
-                .ok_or_else(|| missing_field("the internet gateway id"))?
-                .to_string();
+            let id = create_once(
+                aws,
+                address,
+                kind,
+                inputs,
+                || async {
+                    once.create_internet_gateway()
+                        .tag_specifications(tag_spec(ResourceType::InternetGateway, inputs))
+                        .send()
+                        .await
+                        .map_err(sdk_error("create the internet gateway"))
+                },
+                |out| {
+                    out.internet_gateway()
+                        .and_then(|gateway| gateway.internet_gateway_id())
+                        .map(str::to_string)
+                },
+            )
+            .await?;
             ec2.attach_internet_gateway()
                 .internet_gateway_id(&id)
                 .vpc_id(input_str(inputs, "vpc_id")?)
@@ -120,72 +177,129 @@ pub(super) async fn create(
             Ok(applied(&id))
         }
         ResourceKind::Subnet => {
-            let out = ec2
-                .create_subnet()
-                .vpc_id(input_str(inputs, "vpc_id")?)
-                .cidr_block(input_str(inputs, "cidr_block")?)
-                .availability_zone(input_str(inputs, "availability_zone")?)
-                .tag_specifications(tag_spec(ResourceType::Subnet, inputs))
-                .send()
-                .await
-                .map_err(sdk_error("create the subnet"))?;
-            let id = out
-                .subnet()
-                .and_then(|subnet| subnet.subnet_id())
-                .ok_or_else(|| missing_field("the subnet id"))?
-                .to_string();
+            let (vpc, cidr, zone) = (
+                input_str(inputs, "vpc_id")?,
+                input_str(inputs, "cidr_block")?,
+                input_str(inputs, "availability_zone")?,
+            );
+            let id = create_once(
+                aws,
+                address,
+                kind,
+                inputs,
+                || async {
+                    once.create_subnet()
+                        .vpc_id(vpc)
+                        .cidr_block(cidr)
+                        .availability_zone(zone)
+                        .tag_specifications(tag_spec(ResourceType::Subnet, inputs))
+                        .send()
+                        .await
+                        .map_err(sdk_error("create the subnet"))
+                },
+                |out| {
+                    out.subnet()
+                        .and_then(|subnet| subnet.subnet_id())
+                        .map(str::to_string)
+                },
+            )
+            .await?;
             if input_bool(inputs, "map_public_ip_on_launch")? {
                 set_map_public_ip(aws, &id, true).await?;
             }
             Ok(applied(&id))
         }
         ResourceKind::ElasticIp => {
-            let out = ec2
-                .allocate_address()
-                .domain(DomainType::Vpc)
-                .tag_specifications(tag_spec(ResourceType::ElasticIp, inputs))
-                .send()
-                .await
-                .map_err(sdk_error("allocate the elastic IP"))?;
-            let id = out
-                .allocation_id()
-                .ok_or_else(|| missing_field("the allocation id"))?;
-            let mut result = applied(id);
-            result
-                .outputs
-                .insert("public_ip".into(), json!(out.public_ip()));
+            let public_ip = std::sync::Mutex::new(None);
+            let id = create_once(
+                aws,
+                address,
+                kind,
+                inputs,
+                || async {
+                    once.allocate_address()
+                        .domain(DomainType::Vpc)
+                        .tag_specifications(tag_spec(ResourceType::ElasticIp, inputs))
+                        .send()
+                        .await
+                        .map_err(sdk_error("allocate the elastic IP"))
+                },
+                |out| {
+                    *public_ip.lock().unwrap_or_else(|e| e.into_inner()) =
+                        out.public_ip().map(str::to_string);
+                    out.allocation_id().map(str::to_string)
+                },
+            )
+            .await?;
+            let public_ip = match public_ip.into_inner().unwrap_or_else(|e| e.into_inner()) {
+                Some(ip) => Some(ip),
+                // Found after a lost answer: its address is read back.
+                None => ec2
+                    .describe_addresses()
+                    .allocation_ids(&id)
+                    .send()
+                    .await
+                    .map_err(sdk_error("describe the elastic IP"))?
+                    .addresses()
+                    .first()
+                    .and_then(|address| address.public_ip())
+                    .map(str::to_string),
+            };
+            let mut result = applied(&id);
+            result.outputs.insert("public_ip".into(), json!(public_ip));
             Ok(result)
         }
         ResourceKind::NatGateway => {
-            let out = ec2
-                .create_nat_gateway()
-                .subnet_id(input_str(inputs, "subnet_id")?)
-                .allocation_id(input_str(inputs, "allocation_id")?)
-                .tag_specifications(tag_spec(ResourceType::Natgateway, inputs))
-                .send()
-                .await
-                .map_err(sdk_error("create the NAT gateway"))?;
-            let id = out
-                .nat_gateway()
-                .and_then(|gateway| gateway.nat_gateway_id())
-                .ok_or_else(|| missing_field("the NAT gateway id"))?
-                .to_string();
+            let (subnet, allocation) = (
+                input_str(inputs, "subnet_id")?,
+                input_str(inputs, "allocation_id")?,
+            );
+            let id = create_once(
+                aws,
+                address,
+                kind,
+                inputs,
+                || async {
+                    once.create_nat_gateway()
+                        .subnet_id(subnet)
+                        .allocation_id(allocation)
+                        .tag_specifications(tag_spec(ResourceType::Natgateway, inputs))
+                        .send()
+                        .await
+                        .map_err(sdk_error("create the NAT gateway"))
+                },
+                |out| {
+                    out.nat_gateway()
+                        .and_then(|gateway| gateway.nat_gateway_id())
+                        .map(str::to_string)
+                },
+            )
+            .await?;
             wait_nat(aws, &id, "available").await?;
             Ok(applied(&id))
         }
         ResourceKind::RouteTable => {
-            let out = ec2
-                .create_route_table()
-                .vpc_id(input_str(inputs, "vpc_id")?)
-                .tag_specifications(tag_spec(ResourceType::RouteTable, inputs))
-                .send()
-                .await
-                .map_err(sdk_error("create the route table"))?;
-            let id = out
-                .route_table()
-                .and_then(|table| table.route_table_id())
-                .ok_or_else(|| missing_field("the route table id"))?
-                .to_string();
+            let vpc = input_str(inputs, "vpc_id")?;
+            let id = create_once(
+                aws,
+                address,
+                kind,
+                inputs,
+                || async {
+                    once.create_route_table()
+                        .vpc_id(vpc)
+                        .tag_specifications(tag_spec(ResourceType::RouteTable, inputs))
+                        .send()
+                        .await
+                        .map_err(sdk_error("create the route table"))
+                },
+                |out| {
+                    out.route_table()
+                        .and_then(|table| table.route_table_id())
+                        .map(str::to_string)
+                },
+            )
+            .await?;
             for route in routes(inputs) {
                 add_route(aws, &id, &route).await?;
             }
@@ -321,6 +435,62 @@ async fn wait_nat(aws: &AwsProvider, id: &str, state: &str) -> Result<(), Provid
         },
     )
     .await
+}
+
+/// Waits until the Elastic IPs of the deleted NAT gateway `id` are no longer associated with
+/// its network interface. EC2 disassociates them as the gateway goes ("Deleting a NAT gateway
+/// disassociates its Elastic IP address, but does not release the address", Amazon VPC User
+/// Guide, "Delete a NAT gateway"); a replacement gateway for the same address made before that
+/// fails with `Resource.AlreadyAssociated`.
+async fn wait_addresses_let_go(aws: &AwsProvider, id: &str) -> Result<(), ProviderError> {
+    let out = aws
+        .ec2
+        .describe_nat_gateways()
+        .nat_gateway_ids(id)
+        .send()
+        .await
+        .map_err(sdk_error("describe the NAT gateway"));
+    let Some(out) = found(out)? else {
+        return Ok(());
+    };
+    let held: Vec<(String, String)> = out
+        .nat_gateways()
+        .iter()
+        .flat_map(|gateway| gateway.nat_gateway_addresses())
+        .filter_map(|address| {
+            Some((
+                address.allocation_id()?.to_string(),
+                address.network_interface_id()?.to_string(),
+            ))
+        })
+        .collect();
+    for (allocation, interface) in held {
+        wait::until(
+            &format!("Elastic IP {allocation} to be let go by NAT gateway {id}"),
+            READY_LIMIT,
+            || async {
+                let out = aws
+                    .ec2
+                    .describe_addresses()
+                    .allocation_ids(&allocation)
+                    .send()
+                    .await
+                    .map_err(sdk_error("describe the elastic IP"));
+                let still = found(out)?.is_some_and(|out| {
+                    out.addresses()
+                        .iter()
+                        .any(|address| address.network_interface_id() == Some(interface.as_str()))
+                });
+                Ok(if still {
+                    Poll::Pending(format!("still associated with {interface}"))
+                } else {
+                    Poll::Ready(())
+                })
+            },
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// A route as the `routes` input holds it: destination and exactly one target.
@@ -824,7 +994,10 @@ pub(super) async fn delete(
                 .await
                 .map_err(sdk_error("delete the NAT gateway"))
             {
-                Ok(_) => wait_nat(aws, id, "deleted").await,
+                Ok(_) => match wait_nat(aws, id, "deleted").await {
+                    Ok(()) => wait_addresses_let_go(aws, id).await,
+                    Err(error) => Err(error),
+                },
                 Err(error) => Err(error),
             }
         }

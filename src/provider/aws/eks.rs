@@ -237,6 +237,14 @@ pub(super) async fn read(
             let vpc = cluster.resources_vpc_config();
             let mut observed = vec![
                 ("version", json!(cluster.version())),
+                // (An answer without it, as moto's, keeps the recorded one.)
+                (
+                    "vpc_id",
+                    vpc.and_then(|vpc| vpc.vpc_id()).map_or_else(
+                        || prior.get("vpc_id").cloned().unwrap_or_default(),
+                        |id| json!(id),
+                    ),
+                ),
                 ("role_arn", json!(cluster.role_arn())),
                 (
                     "subnet_ids",
@@ -381,6 +389,25 @@ pub(super) async fn update(
                     .map_err(sdk_error("change the EKS endpoint access"))?;
                 wait_cluster(aws, cluster).await?;
             }
+            (ResourceKind::EksCluster, "subnet_ids") => {
+                // EKS changes a cluster's subnets in place (UpdateClusterConfig,
+                // resourcesVpcConfig.subnetIds; "View Amazon EKS networking requirements for
+                // VPC and subnets", Amazon EKS User Guide): a subnet made again needs no new
+                // cluster. The new subnets must be in the zones the cluster was made with.
+                let cluster = input_str(inputs, "name")?;
+                aws.eks
+                    .update_cluster_config()
+                    .name(cluster)
+                    .resources_vpc_config(
+                        VpcConfigRequest::builder()
+                            .set_subnet_ids(Some(input_strings(inputs, "subnet_ids")?))
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .map_err(sdk_error("change the EKS cluster's subnets"))?;
+                wait_cluster(aws, cluster).await?;
+            }
             (ResourceKind::EksNodeGroup, "scaling") => {
                 let (cluster, group) = (
                     input_str(inputs, "cluster_name")?,
@@ -412,6 +439,9 @@ pub(super) async fn update(
                 wait_node_group(aws, cluster, group).await?;
             }
             (ResourceKind::EksCluster, "endpoint_public_access" | "endpoint_private_access") => {}
+            // Recorded only: a state from before pwless recorded the cluster's VPC (a change of
+            // VPC is planned as a replacement).
+            (ResourceKind::EksCluster, "vpc_id") if !resource.inputs.contains_key("vpc_id") => {}
             (kind, name) => {
                 return Err(super::not_in_place(kind, name));
             }
@@ -540,6 +570,7 @@ pub(super) async fn delete(
 
 pub(super) async fn adopt(
     aws: &AwsProvider,
+    address: &str,
     kind: ResourceKind,
     inputs: &Inputs,
 ) -> Result<Option<Applied>, ProviderError> {
@@ -555,7 +586,15 @@ pub(super) async fn adopt(
                 .map_err(sdk_error("look up the EKS cluster"));
             match found(out)? {
                 None => Ok(None),
-                Some(_) => wait_cluster(aws, name).await.map(Some),
+                Some(out) => {
+                    super::check_owner(
+                        &format!("EKS cluster {name}"),
+                        &tags_of(out.cluster().and_then(|cluster| cluster.tags())),
+                        &aws.stack,
+                        address,
+                    )?;
+                    wait_cluster(aws, name).await.map(Some)
+                }
             }
         }
         ResourceKind::EksNodeGroup => {
@@ -572,7 +611,15 @@ pub(super) async fn adopt(
                 .await;
             match found(out.map_err(sdk_error("look up the node group")))? {
                 None => Ok(None),
-                Some(_) => wait_node_group(aws, cluster, group).await.map(Some),
+                Some(out) => {
+                    super::check_owner(
+                        &format!("EKS node group {group} of cluster {cluster}"),
+                        &tags_of(out.nodegroup().and_then(|group| group.tags())),
+                        &aws.stack,
+                        address,
+                    )?;
+                    wait_node_group(aws, cluster, group).await.map(Some)
+                }
             }
         }
         other => Err(ProviderError::permanent(format!(

@@ -546,19 +546,30 @@ pub(super) async fn delete(
 
 pub(super) async fn adopt(
     aws: &AwsProvider,
+    address: &str,
     kind: ResourceKind,
     inputs: &Inputs,
 ) -> Result<Option<Applied>, ProviderError> {
     let iam = &aws.iam;
     match kind {
         ResourceKind::IamRole => {
+            let name = input_str(inputs, "name")?;
             let out = iam
                 .get_role()
-                .role_name(input_str(inputs, "name")?)
+                .role_name(name)
                 .send()
                 .await
                 .map_err(sdk_error("look up the IAM role"));
-            Ok(found(out)?.and_then(|out| out.role().map(role_applied)))
+            let Some(role) = found(out)?.and_then(|out| out.role().cloned()) else {
+                return Ok(None);
+            };
+            super::check_owner(
+                &format!("IAM role {name}"),
+                &tags_of(role.tags()),
+                &aws.stack,
+                address,
+            )?;
+            Ok(Some(role_applied(&role)))
         }
         ResourceKind::IamRolePolicyAttachment => {
             let out = iam

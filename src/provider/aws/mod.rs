@@ -27,6 +27,10 @@ pub(crate) const RETRY_LIMIT: Duration = Duration::from_secs(5 * 60);
 
 pub struct AwsProvider {
     pub(crate) ec2: aws_sdk_ec2::Client,
+    /// EC2 without the SDK's own retries, for the creates that are not idempotent (no client
+    /// token, no unique name): a retried call whose first answer was lost would make a second
+    /// resource. `ec2::create_once` looks for the resource before it sends such a call again.
+    pub(crate) ec2_once: aws_sdk_ec2::Client,
     pub(crate) iam: aws_sdk_iam::Client,
     pub(crate) eks: aws_sdk_eks::Client,
     pub(crate) rds: aws_sdk_rds::Client,
@@ -42,8 +46,13 @@ impl AwsProvider {
     }
 
     pub fn from_config(stack: &str, config: &aws_config::SdkConfig) -> Self {
+        let once = config
+            .to_builder()
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .build();
         AwsProvider {
             ec2: aws_sdk_ec2::Client::new(config),
+            ec2_once: aws_sdk_ec2::Client::new(&once),
             iam: aws_sdk_iam::Client::new(config),
             eks: aws_sdk_eks::Client::new(config),
             rds: aws_sdk_rds::Client::new(config),
@@ -73,10 +82,18 @@ impl AwsProvider {
     }
 }
 
-/// The standard AWS configuration chain, in `region` (never a default one).
+/// How many times the SDK sends a call that failed for a passing reason (throttling, a 5xx,
+/// a dropped connection), backing off with jitter: the SDK's default of 3 fails a run of a
+/// few hundred calls on a bad day (Terraform's AWS provider retries up to 25 times). The
+/// creates that must not be sent twice blind bypass this (`AwsProvider::ec2_once`).
+pub(crate) const MAX_ATTEMPTS: u32 = 10;
+
+/// The standard AWS configuration chain, in `region` (never a default one), with
+/// [`MAX_ATTEMPTS`] standard-mode retries.
 pub async fn load_config(region: &str) -> aws_config::SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .region(aws_config::Region::new(region.to_string()))
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
         .load()
         .await
 }
@@ -134,12 +151,9 @@ fn service(kind: ResourceKind) -> Result<Service, ProviderError> {
     }
 }
 
-impl Provider for AwsProvider {
-    fn supports(&self, kind: ResourceKind) -> bool {
-        kind.provider() == Owner::Aws
-    }
-
-    async fn create(
+impl AwsProvider {
+    /// The create of `kind`, by its service.
+    async fn create_by_service(
         &self,
         address: &str,
         kind: ResourceKind,
@@ -151,6 +165,32 @@ impl Provider for AwsProvider {
             Service::Eks => eks::create(self, kind, inputs).await,
             Service::EksAccess => eks_access::create(self, inputs).await,
             Service::Rds => rds::create(self, kind, inputs).await,
+        }
+    }
+}
+
+impl Provider for AwsProvider {
+    fn supports(&self, kind: ResourceKind) -> bool {
+        kind.provider() == Owner::Aws
+    }
+
+    /// Creates it; an "already exists" answer for a resource that is this stack's own (a
+    /// create whose answer was lost and that the SDK sent again, or that a dead run made) is
+    /// adopted, and one that is not is refused: `adopt` checks the owner ([`check_owner`]) of
+    /// what it finds by name, and finds by tags what has no unique name.
+    async fn create(
+        &self,
+        address: &str,
+        kind: ResourceKind,
+        inputs: &Inputs,
+    ) -> Result<Applied, ProviderError> {
+        match self.create_by_service(address, kind, inputs).await {
+            Err(error) if error.is_already_exists() => {
+                // Not found after all (gone meanwhile, or the code meant something else
+                // here): the service's own answer stands.
+                Ok(self.adopt(address, kind, inputs).await?.ok_or(error)?)
+            }
+            other => other,
         }
     }
 
@@ -197,10 +237,10 @@ impl Provider for AwsProvider {
     ) -> Result<Option<Applied>, ProviderError> {
         match service(kind)? {
             Service::Ec2 => ec2::adopt(self, address, kind, inputs).await,
-            Service::Iam => iam::adopt(self, kind, inputs).await,
-            Service::Eks => eks::adopt(self, kind, inputs).await,
+            Service::Iam => iam::adopt(self, address, kind, inputs).await,
+            Service::Eks => eks::adopt(self, address, kind, inputs).await,
             Service::EksAccess => eks_access::adopt(self, kind, inputs).await,
-            Service::Rds => rds::adopt(self, kind, inputs).await,
+            Service::Rds => rds::adopt(self, address, kind, inputs).await,
         }
     }
 }
@@ -229,10 +269,11 @@ const RETRYABLE_CODES: &[&str] = &[
 ];
 
 /// Maps an SDK error to a [`ProviderError`], keeping the service's code.
-pub(crate) fn sdk_error<E, R>(action: &'static str) -> impl FnOnce(SdkError<E, R>) -> ProviderError
+pub(crate) fn sdk_error<E>(
+    action: &'static str,
+) -> impl FnOnce(SdkError<E, aws_sdk_ec2::config::http::HttpResponse>) -> ProviderError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
 {
     move |error| {
         if let Some(message) = credentials_problem(&error) {
@@ -242,10 +283,15 @@ where
             ));
         }
         let code = error.code().map(str::to_string);
+        // No answer, an answer cut short, or the service's own trouble (5xx): the call may or
+        // may not have taken effect, and may be tried again (after looking, for a create that
+        // is not idempotent).
         let transport = matches!(
             error,
-            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_)
-        );
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_)
+        ) || error
+            .raw_response()
+            .is_some_and(|response| response.status().is_server_error());
         let retryable = transport
             || code
                 .as_deref()
@@ -292,7 +338,53 @@ fn credentials_problem(error: &(dyn std::error::Error + 'static)) -> Option<Stri
     None
 }
 
+/// The codes by which AWS says a create's unique name is taken (IAM, RDS, EKS, EC2 security
+/// groups).
+const ALREADY_EXISTS_CODES: &[&str] = &[
+    "EntityAlreadyExists",
+    "DBClusterAlreadyExistsFault",
+    "DBInstanceAlreadyExists",
+    "DBSubnetGroupAlreadyExists",
+    "DBSubnetGroupAlreadyExistsFault",
+    "ResourceInUseException",
+    "InvalidGroup.Duplicate",
+];
+
+/// Refuses to adopt `what`, found by its unique name, unless its tags (a JSON object, as the
+/// services' `tags_of` give them) mark it as this stack's resource at `address`: pwless never
+/// takes over a resource another stack, or someone outside pwless, made under the same name.
+pub(crate) fn check_owner(
+    what: &str,
+    tags: &serde_json::Value,
+    stack: &str,
+    address: &str,
+) -> Result<(), ProviderError> {
+    let tag = |key: &str| tags.get(key).and_then(serde_json::Value::as_str);
+    let message = match (tag("pwless:stack"), tag("pwless:address")) {
+        (Some(owner), Some(at)) if owner == stack && at == address => return Ok(()),
+        (Some(owner), at) => format!(
+            "{what} already exists and is not this stack's: its tags say pwless:stack `{owner}`, pwless:address `{}`. pwless leaves it alone: give the stack another name for it",
+            at.unwrap_or("(none)")
+        ),
+        (None, _) => format!(
+            "{what} already exists and was not made by pwless (it has no pwless:stack tag): pwless leaves it alone; give the stack another name for it, or delete it if it is a leftover"
+        ),
+    };
+    Err(ProviderError {
+        kind: ErrorKind::Taken,
+        code: None,
+        message,
+    })
+}
+
 impl ProviderError {
+    /// Whether the service said a create's unique name is taken.
+    pub(crate) fn is_already_exists(&self) -> bool {
+        self.code
+            .as_deref()
+            .is_some_and(|code| ALREADY_EXISTS_CODES.contains(&code))
+    }
+
     /// Whether the service said the thing does not exist.
     pub(crate) fn is_not_found(&self) -> bool {
         self.code.as_deref().is_some_and(|code| {

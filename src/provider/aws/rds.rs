@@ -271,7 +271,17 @@ pub(super) async fn read(
             if same_set {
                 subnets = Vec::new();
             }
-            let mut observed = vec![("description", json!(group.db_subnet_group_description()))];
+            let mut observed = vec![
+                ("description", json!(group.db_subnet_group_description())),
+                // (An answer without it keeps the recorded one.)
+                (
+                    "vpc_id",
+                    group.vpc_id().map_or_else(
+                        || prior.get("vpc_id").cloned().unwrap_or_default(),
+                        |id| json!(id),
+                    ),
+                ),
+            ];
             if !same_set {
                 observed.push(("subnet_ids", json!(subnets)));
             }
@@ -416,6 +426,9 @@ pub(super) async fn update(
                         .map_err(sdk_error("set tags"))?;
                 }
             }
+            // Recorded only: a state from before pwless recorded the group's VPC (a change of
+            // VPC is planned as a replacement).
+            (ResourceKind::DbSubnetGroup, "vpc_id") if !resource.inputs.contains_key("vpc_id") => {}
             (ResourceKind::DbSubnetGroup, "subnet_ids" | "description") => {
                 rds.modify_db_subnet_group()
                     .db_subnet_group_name(input_str(inputs, "name")?)
@@ -614,6 +627,7 @@ pub(super) async fn delete(
 
 pub(super) async fn adopt(
     aws: &AwsProvider,
+    address: &str,
     kind: ResourceKind,
     inputs: &Inputs,
 ) -> Result<Option<Applied>, ProviderError> {
@@ -626,18 +640,25 @@ pub(super) async fn adopt(
                 .db_subnet_group_name(name)
                 .send()
                 .await;
-            Ok(
-                found(out.map_err(sdk_error("look up the DB subnet group")))?.and_then(|out| {
-                    let group = out.db_subnet_groups().first()?;
-                    Some(Applied {
-                        id: Some(name.to_string()),
-                        outputs: BTreeMap::from([
-                            ("name".to_string(), json!(name)),
-                            ("arn".to_string(), json!(group.db_subnet_group_arn())),
-                        ]),
-                    })
-                }),
-            )
+            let Some(out) = found(out.map_err(sdk_error("look up the DB subnet group")))? else {
+                return Ok(None);
+            };
+            let Some(group) = out.db_subnet_groups().first() else {
+                return Ok(None);
+            };
+            super::check_owner(
+                &format!("DB subnet group {name}"),
+                &list_tags(aws, group.db_subnet_group_arn()).await?,
+                &aws.stack,
+                address,
+            )?;
+            Ok(Some(Applied {
+                id: Some(name.to_string()),
+                outputs: BTreeMap::from([
+                    ("name".to_string(), json!(name)),
+                    ("arn".to_string(), json!(group.db_subnet_group_arn())),
+                ]),
+            }))
         }
         ResourceKind::RdsCluster => {
             let identifier = input_str(inputs, "cluster_identifier")?;
@@ -648,7 +669,20 @@ pub(super) async fn adopt(
                 .await;
             match found(out.map_err(sdk_error("look up the Aurora cluster")))? {
                 None => Ok(None),
-                Some(_) => wait_cluster(aws, identifier).await.map(Some),
+                Some(out) => {
+                    super::check_owner(
+                        &format!("Aurora cluster {identifier}"),
+                        &tags_of(
+                            out.db_clusters()
+                                .first()
+                                .map(|cluster| cluster.tag_list())
+                                .unwrap_or_default(),
+                        ),
+                        &aws.stack,
+                        address,
+                    )?;
+                    wait_cluster(aws, identifier).await.map(Some)
+                }
             }
         }
         ResourceKind::RdsClusterInstance => {
@@ -660,7 +694,20 @@ pub(super) async fn adopt(
                 .await;
             match found(out.map_err(sdk_error("look up the Aurora instance")))? {
                 None => Ok(None),
-                Some(_) => wait_instance(aws, identifier).await.map(Some),
+                Some(out) => {
+                    super::check_owner(
+                        &format!("Aurora instance {identifier}"),
+                        &tags_of(
+                            out.db_instances()
+                                .first()
+                                .map(|instance| instance.tag_list())
+                                .unwrap_or_default(),
+                        ),
+                        &aws.stack,
+                        address,
+                    )?;
+                    wait_instance(aws, identifier).await.map(Some)
+                }
             }
         }
         other => Err(ProviderError::permanent(format!(
