@@ -102,7 +102,8 @@ def check_token(token, user, credentials):
         raise Refused(f"access key {access_key} is not one the sandbox issued")
     if params.get("X-Amz-Security-Token") != registered.get("session_token"):
         raise Refused(f"the session token does not belong to access key {access_key}")
-    signed_host = host if port == "443" else f"{host}:{port}"
+    # Host names are case-insensitive: RDS, as botocore signs, checks the host in lower case.
+    signed_host = host.lower() if port == "443" else f"{host.lower()}:{port}"
     expected = presigned_signature(registered["secret_access_key"], region, "rds-db", stamp,
                                    [(k, v) for k, v in pairs if k != "X-Amz-Signature"],
                                    {"host": signed_host})

@@ -49,6 +49,22 @@ fn cases() -> Vec<Case> {
             user: "svc-reader",
             session_token: Some(long_token),
         },
+        // Token host case: a host written in capitals (as consoles and copy-paste give it)
+        // was signed as written; botocore signs it in lower case.
+        Case {
+            region: "us-west-2",
+            host: "MyDB.Cluster-ABC123.us-west-2.rds.amazonaws.com",
+            port: 5432,
+            user: "app_user",
+            session_token: None,
+        },
+        Case {
+            region: "us-west-2",
+            host: "MyDB.Cluster-ABC123.us-west-2.rds.amazonaws.com",
+            port: 3306,
+            user: "App_User",
+            session_token: Some("FQoGZXIvYXdzEJr//////////wEaDOn+tok/en=".into()),
+        },
         Case {
             region: "ap-southeast-2",
             host: "proxy.example.internal",

@@ -136,7 +136,9 @@ impl TokenSigner {
         &self.region
     }
 
-    /// A token for `user` at `host:port`, signed as of `now`.
+    /// A token for `user` at `host:port`, signed as of `now`. The host is signed in lower case
+    /// and kept as written in the token's URL, byte for byte as botocore's
+    /// `generate_db_auth_token` makes it (tests/it/token.rs compares the two).
     pub fn token(
         &self,
         host: &str,
@@ -155,10 +157,13 @@ impl TokenSigner {
         let mut params = String::with_capacity(64);
         params.push_str("Action=connect&DBUser=");
         encode_into(&mut params, user);
+        // Host names are case-insensitive (RFC 4343): the signed host header is the host in
+        // lower case, as botocore signs it (`urlsplit(url).hostname`), whatever case the user
+        // wrote; the URL keeps it as written, as botocore's does.
         let host_header = if port == 443 {
-            host.to_string()
+            host.to_ascii_lowercase()
         } else {
-            format!("{host}:{port}")
+            format!("{}:{port}", host.to_ascii_lowercase())
         };
         let query = presign_query(
             &self.credentials,
