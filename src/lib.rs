@@ -45,6 +45,9 @@
 // line's edge, writes to stdout and stderr (`clippy.toml` also disallows `std::io::stdout`
 // and `std::io::stderr`, which `writeln!` would otherwise reach unnoticed).
 #![deny(clippy::print_stdout, clippy::print_stderr)]
+// The futures of a run nest deeply (ops -> executor -> providers -> the SDKs' orchestrators):
+// computing their layout needs more than the default 128 levels.
+#![recursion_limit = "256"]
 
 pub mod ca_bundle;
 #[allow(

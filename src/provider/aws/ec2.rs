@@ -116,7 +116,7 @@ where
 }
 
 /// How many times [`create_once`] sends a create whose answers keep being lost.
-const ATTEMPTS: u32 = 3;
+const ATTEMPTS: u32 = 6;
 
 pub(super) async fn create(
     aws: &AwsProvider,
@@ -168,12 +168,33 @@ pub(super) async fn create(
                 },
             )
             .await?;
-            ec2.attach_internet_gateway()
+            let vpc = input_str(inputs, "vpc_id")?;
+            match ec2
+                .attach_internet_gateway()
                 .internet_gateway_id(&id)
-                .vpc_id(input_str(inputs, "vpc_id")?)
+                .vpc_id(vpc)
                 .send()
                 .await
-                .map_err(sdk_error("attach the internet gateway"))?;
+                .map_err(sdk_error("attach the internet gateway"))
+            {
+                // Attached by an earlier attempt whose answer was lost: success if to this VPC.
+                Err(error) if error.code.as_deref() == Some("Resource.AlreadyAssociated") => {
+                    let attached = ec2
+                        .describe_internet_gateways()
+                        .internet_gateway_ids(&id)
+                        .send()
+                        .await
+                        .map_err(sdk_error("describe the internet gateway"))?
+                        .internet_gateways()
+                        .iter()
+                        .flat_map(|gateway| gateway.attachments())
+                        .any(|attachment| attachment.vpc_id() == Some(vpc));
+                    if !attached {
+                        return Err(error);
+                    }
+                }
+                other => other.map(drop)?,
+            }
             Ok(applied(&id))
         }
         ResourceKind::Subnet => {
@@ -544,8 +565,24 @@ async fn add_route(aws: &AwsProvider, table: &str, route: &Route) -> Result<(), 
         "nat_gateway_id" => call.nat_gateway_id(&route.target),
         _ => call.gateway_id(&route.target),
     };
-    call.send().await.map_err(sdk_error("create the route"))?;
-    Ok(())
+    match call.send().await.map_err(sdk_error("create the route")) {
+        // A route made by an earlier attempt whose answer was lost (the SDK sent the call
+        // again): set it to this target, which is idempotent, rather than fail.
+        Err(error) if error.code.as_deref() == Some("RouteAlreadyExists") => {
+            let call = aws
+                .ec2
+                .replace_route()
+                .route_table_id(table)
+                .destination_cidr_block(&route.destination);
+            let call = match route.target_kind {
+                "nat_gateway_id" => call.nat_gateway_id(&route.target),
+                _ => call.gateway_id(&route.target),
+            };
+            call.send().await.map_err(sdk_error("replace the route"))?;
+            Ok(())
+        }
+        other => other.map(drop),
+    }
 }
 
 pub(super) async fn read(

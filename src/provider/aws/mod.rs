@@ -338,8 +338,9 @@ fn credentials_problem(error: &(dyn std::error::Error + 'static)) -> Option<Stri
     None
 }
 
-/// The codes by which AWS says a create's unique name is taken (IAM, RDS, EKS, EC2 security
-/// groups).
+/// The codes by which AWS says what a create would make is there already: a unique name taken
+/// (IAM, RDS, EKS, EC2 security groups), a subnet's route table association, a security group
+/// rule. After a lost answer that the SDK sent again, it is this stack's own.
 const ALREADY_EXISTS_CODES: &[&str] = &[
     "EntityAlreadyExists",
     "DBClusterAlreadyExistsFault",
@@ -348,6 +349,8 @@ const ALREADY_EXISTS_CODES: &[&str] = &[
     "DBSubnetGroupAlreadyExistsFault",
     "ResourceInUseException",
     "InvalidGroup.Duplicate",
+    "Resource.AlreadyAssociated",
+    "InvalidPermission.Duplicate",
 ];
 
 /// Refuses to adopt `what`, found by its unique name, unless its tags (a JSON object, as the
