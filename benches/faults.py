@@ -24,13 +24,14 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from apply_sandbox import free_port, wait_port  # noqa: E402  (the same helpers, not a copy)
 FAULTS = ["--throttle-rate", "0.15", "--error-rate", "0.05", "--lose-rate", "0.15"]
 COUNT = """
 import boto3, json, sys
@@ -56,23 +57,6 @@ counts = {
 }
 print(json.dumps(counts))
 """
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_port(port):
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listens on {port}")
 
 
 class Sandbox:
