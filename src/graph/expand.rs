@@ -12,6 +12,7 @@ use super::{Expr, Resource, ResourceKind, address};
 use crate::spec::model::{
     AdminAccess, DatabaseSubnets, MasterPassword, NatGateways, Privilege, PrivilegeTarget, Stack,
 };
+use crate::spec::names;
 
 /// Where the demo image keeps the RDS CA bundle it verifies the database certificate with.
 pub const APP_CA_BUNDLE_PATH: &str = "/etc/pwless/rds-ca-bundle.pem";
@@ -267,13 +268,13 @@ impl Expander<'_> {
 
         let (cluster_role, cluster_attachments) = self.service_role(
             "eks_cluster",
-            &format!("{name}-eks-cluster"),
+            &names::cluster_role(name),
             "eks.amazonaws.com",
             &["AmazonEKSClusterPolicy"],
         );
         let (node_role, node_attachments) = self.service_role(
             "eks_node",
-            &format!("{name}-eks-node"),
+            &names::node_role(name),
             "ec2.amazonaws.com",
             &[
                 "AmazonEKSWorkerNodePolicy",
@@ -640,7 +641,7 @@ impl Expander<'_> {
         let oidc = address::oidc_provider();
         let rds = address::rds_cluster();
         for entry in &stack.access {
-            let role_name = irsa_role_name(&stack.name, &entry.namespace, &entry.service_account);
+            let role_name = names::irsa_role(&stack.name, &entry.namespace, &entry.service_account);
             let role_address = address::irsa_role(&entry.namespace, &entry.service_account);
             let tags = self.tags(&role_address, &role_name, &[]);
             let role = Resource::new(role_address, ResourceKind::IamRole)
@@ -835,42 +836,5 @@ impl Expander<'_> {
             ));
         }
         self.push(service);
-    }
-}
-
-/// `<stack>-<namespace>-<service account>`, cut to IAM's 64 characters with a hash suffix
-/// that keeps distinct service accounts distinct.
-pub fn irsa_role_name(stack: &str, namespace: &str, service_account: &str) -> String {
-    let full = format!("{stack}-{namespace}-{service_account}");
-    if full.len() <= 64 {
-        return full;
-    }
-    let hash = fnv1a(format!("{namespace}/{service_account}").as_bytes());
-    let suffix = format!("-{:08x}", hash as u32);
-    let keep = 64 - suffix.len();
-    let mut cut = full[..keep].to_string();
-    while cut.ends_with('-') || cut.ends_with('.') {
-        cut.pop();
-    }
-    format!("{cut}{suffix}")
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn long_irsa_role_names_are_cut_and_stay_distinct() {
-        let a = irsa_role_name("iam-postgres", &"n".repeat(40), "service-account-one");
-        let b = irsa_role_name("iam-postgres", &"n".repeat(40), "service-account-two");
-        assert!(a.len() <= 64 && b.len() <= 64);
-        assert_ne!(a, b);
-        assert_eq!(irsa_role_name("s", "demo", "demo-app"), "s-demo-demo-app");
     }
 }

@@ -7,6 +7,7 @@ pub mod cidr;
 pub mod diagnostic;
 pub mod known;
 pub mod model;
+pub mod names;
 mod validate;
 pub mod yaml;
 

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use super::cidr::{CidrError, Ipv4Cidr};
 use super::diagnostic::{Diagnostic, did_you_mean};
 use super::model::*;
+use super::names;
 use super::yaml::{Node, NodeKind, SourceSpan};
 
 const TOP_KEYS: &[&str] = &[
@@ -482,7 +483,7 @@ impl Checker {
             None => Some(StateBackend::default()),
         };
 
-        Some(Stack {
+        let stack = Stack {
             name: name?,
             region: region?,
             tags: tags?,
@@ -492,7 +493,56 @@ impl Checker {
             access: access?,
             app: app?,
             state: state?,
-        })
+        };
+        self.generated_names(&stack, fields.value("access"), root.span)
+            .then_some(stack)
+    }
+
+    /// Refuses a stack in which two generated IAM role names are the same
+    /// ([`names::iam_role_collisions`]): apply would fail on the second, and recovery, which
+    /// looks roles up by name, could mistake one for the other. Names both entries.
+    fn generated_names(
+        &mut self,
+        stack: &Stack,
+        access: Option<&Node>,
+        fallback: SourceSpan,
+    ) -> bool {
+        let collisions = names::iam_role_collisions(stack);
+        let entry = |index: usize| {
+            let entry = &stack.access[index];
+            format!(
+                "access[{index}] ({}/{})",
+                entry.namespace, entry.service_account
+            )
+        };
+        for (first, later, name) in &collisions {
+            let names::RoleOwner::Access(index) = later else {
+                continue;
+            };
+            let span = match access.map(|node| &node.kind) {
+                Some(NodeKind::Sequence(items)) if *index < items.len() => items[*index].span,
+                _ => fallback,
+            };
+            let (message, help) = match first {
+                names::RoleOwner::Access(first) => (
+                    format!(
+                        "{} and {} both get the IAM role name `{name}`",
+                        entry(*first),
+                        entry(*index)
+                    ),
+                    "an IRSA role is named `<stack>-<namespace>-<service account>`, and IAM role names are unique per account: rename the namespace or the service account of one entry".to_string(),
+                ),
+                owner => (
+                    format!(
+                        "{} gets the IAM role name `{name}`, which is {owner}",
+                        entry(*index)
+                    ),
+                    "an IRSA role is named `<stack>-<namespace>-<service account>`: use another namespace or service account".to_string(),
+                ),
+            };
+            self.error(&format!("access[{index}]"), span, message, Some(help));
+        }
+        collisions.is_empty()
     }
 
     fn stack_name(&mut self, name: &str, span: SourceSpan) -> bool {
@@ -1365,7 +1415,7 @@ impl Checker {
             };
             let namespace = self
                 .required(&fields, "namespace", "demo")
-                .and_then(|node| self.dns_label(node, &fields.path("namespace")));
+                .and_then(|node| self.namespace(node, &fields.path("namespace")));
             let service_account = self
                 .required(&fields, "service_account", "demo-app")
                 .and_then(|node| self.dns_subdomain(node, &fields.path("service_account")));
@@ -1434,6 +1484,22 @@ impl Checker {
         }
     }
 
+    /// A namespace pwless creates, and deletes on destroy: never `default` or one of the
+    /// `kube-` prefix, which Kubernetes reserves for itself (and whose deletion it refuses).
+    fn namespace(&mut self, node: &Node, path: &str) -> Option<String> {
+        let name = self.dns_label(node, path)?;
+        if name == "default" || name.starts_with("kube-") {
+            self.error(
+                path,
+                node.span,
+                format!("namespace `{name}` belongs to Kubernetes; pwless creates its namespaces and deletes them on destroy"),
+                Some("use a namespace of your own, e.g. the application's name".into()),
+            );
+            return None;
+        }
+        Some(name)
+    }
+
     fn dns_subdomain(&mut self, node: &Node, path: &str) -> Option<String> {
         let name = self.string(node, path)?;
         if name.len() <= 253 && name.split('.').all(is_dns_label) {
@@ -1448,7 +1514,7 @@ impl Checker {
         let fields = self.mapping(node, "app", APP_KEYS)?;
         let namespace = self
             .required(&fields, "namespace", "demo")
-            .and_then(|node| self.dns_label(node, "app.namespace"));
+            .and_then(|node| self.namespace(node, "app.namespace"));
         let service_account_node = self.required(&fields, "service_account", "demo-app");
         let service_account =
             service_account_node.and_then(|node| self.dns_subdomain(node, "app.service_account"));

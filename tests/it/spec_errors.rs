@@ -407,6 +407,48 @@ const CASES: &[Case] = &[
         line: 29,
         help: None,
     },
+    // Generated names (issue 17, item 2): two entries that would get one IAM role name, and an
+    // entry that would get the name of pwless's own roles, are refused with both named.
+    Case {
+        name: "irsa role names collide across the namespace/service account boundary",
+        from: "  - {namespace: demo, service_account: demo-app, db_user: app_user}\n",
+        to: "  - {namespace: demo, service_account: demo-app, db_user: app_user}\n  - {namespace: demo-demo, service_account: app, db_user: app_user}\n",
+        message: "access[0] (demo/demo-app) and access[1] (demo-demo/app) both get the IAM role name `iam-postgres-demo-demo-app`",
+        line: 29,
+        help: Some("rename the namespace or the service account of one entry"),
+    },
+    Case {
+        name: "irsa role name is pwless's eks cluster role",
+        from: "  - {namespace: demo, service_account: demo-app, db_user: app_user}\n",
+        to: "  - {namespace: demo, service_account: demo-app, db_user: app_user}\n  - {namespace: eks, service_account: cluster, db_user: app_user}\n",
+        message: "access[1] (eks/cluster) gets the IAM role name `iam-postgres-eks-cluster`, which is pwless's EKS cluster role",
+        line: 29,
+        help: None,
+    },
+    Case {
+        name: "irsa role name is pwless's eks node role",
+        from: "  - {namespace: demo, service_account: demo-app, db_user: app_user}\n",
+        to: "  - {namespace: demo, service_account: demo-app, db_user: app_user}\n  - {namespace: eks, service_account: node, db_user: app_user}\n",
+        message: "which is pwless's EKS node role",
+        line: 29,
+        help: None,
+    },
+    Case {
+        name: "access in a namespace kubernetes owns",
+        from: "{namespace: demo,",
+        to: "{namespace: kube-system,",
+        message: "namespace `kube-system` belongs to Kubernetes",
+        line: 28,
+        help: Some("use a namespace of your own"),
+    },
+    Case {
+        name: "app in the default namespace",
+        from: "  namespace: demo\n",
+        to: "  namespace: default\n",
+        message: "namespace `default` belongs to Kubernetes",
+        line: 30,
+        help: None,
+    },
     Case {
         name: "app without access",
         from: "  service_account: demo-app\n  image",
