@@ -5,9 +5,10 @@
 //! 1. `PWLESS_DB_CA_BUNDLE`, else the stack's `database.ca_bundle` (a path of the user's);
 //! 2. `global-bundle.pem` beside the stack file, when there is one;
 //! 3. the user's cache, `$XDG_CACHE_HOME/pwless/rds-global-bundle.pem` (else
-//!    `$HOME/.cache/pwless/…`), fetched over HTTPS from the address AWS publishes
-//!    ([`DEFAULT_URL`], "Using SSL/TLS to encrypt a connection to a DB cluster", Amazon Aurora
-//!    User Guide) the first time it is needed, and said so on stderr. `PWLESS_RDS_CA_BUNDLE_URL`
+//!    `$HOME/.cache/pwless/…`; another file per partition, [`cache_file`]), fetched over HTTPS
+//!    from the address AWS publishes for the stack's partition
+//!    ([`crate::partition::Partition::rds_ca_bundle_url`]: [`DEFAULT_URL`] in the commercial
+//!    partition) the first time it is needed, and said so on stderr. `PWLESS_RDS_CA_BUNDLE_URL`
 //!    overrides the address (a mirror, or a test server); the server's certificate is checked
 //!    against the system's roots (`SSL_CERT_FILE` and `SSL_CERT_DIR` are honoured).
 //!
@@ -17,33 +18,45 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Where AWS publishes the bundle of every region's RDS certificate authorities.
+use crate::partition::Partition;
+
+/// Where AWS publishes the bundle of every commercial region's RDS certificate authorities.
 pub const DEFAULT_URL: &str = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem";
-/// The variable that overrides [`DEFAULT_URL`].
+/// The variable that overrides the partition's address.
 pub const URL_VARIABLE: &str = "PWLESS_RDS_CA_BUNDLE_URL";
-/// The cached bundle's file name.
-pub const CACHE_FILE: &str = "rds-global-bundle.pem";
 /// A bundle larger than this is not the RDS bundle (it is about 160 KB).
 const MAX_BYTES: usize = 4 * 1024 * 1024;
 /// How long the whole fetch may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The address to fetch from: `PWLESS_RDS_CA_BUNDLE_URL`, else [`DEFAULT_URL`].
-pub fn url() -> String {
+/// The address to fetch from for a stack in `region`: `PWLESS_RDS_CA_BUNDLE_URL`, else the
+/// address AWS publishes for the region's partition.
+pub fn url(region: &str) -> String {
     std::env::var(URL_VARIABLE)
         .ok()
         .filter(|value| !value.is_empty())
-        .unwrap_or_else(|| DEFAULT_URL.to_string())
+        .unwrap_or_else(|| Partition::of_region(region).rds_ca_bundle_url(region))
 }
 
-/// The cached bundle's path: `$XDG_CACHE_HOME/pwless/rds-global-bundle.pem`, else
-/// `$HOME/.cache/pwless/rds-global-bundle.pem`; `None` when neither variable is set.
-pub fn cache_path() -> Option<PathBuf> {
+/// The cached bundle's file name for a stack in `region`: `rds-global-bundle.pem` in the
+/// commercial partition, `rds-aws-us-gov-global-bundle.pem` in GovCloud, the region's own
+/// (`rds-cn-north-1-bundle.pem`) in China, as the bundles differ.
+pub fn cache_file(region: &str) -> String {
+    match Partition::of_region(region) {
+        Partition::Aws => "rds-global-bundle.pem".to_string(),
+        Partition::AwsUsGov => "rds-aws-us-gov-global-bundle.pem".to_string(),
+        Partition::AwsCn => format!("rds-{region}-bundle.pem"),
+    }
+}
+
+/// The cached bundle's path: `$XDG_CACHE_HOME/pwless/<cache_file>`, else
+/// `$HOME/.cache/pwless/<cache_file>`; `None` when neither variable is set.
+pub fn cache_path(region: &str) -> Option<PathBuf> {
     let var = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
     let base = var("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| var("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
-    Some(base.join("pwless").join(CACHE_FILE))
+    Some(base.join("pwless").join(cache_file(region)))
 }
 
 /// The one command that fetches the bundle to `path` by hand.
@@ -150,7 +163,8 @@ async fn fetch(url: &str) -> Result<Vec<u8>, String> {
 fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let temporary = dir.join(format!(".{CACHE_FILE}.{}.tmp", std::process::id()));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let temporary = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     std::fs::write(&temporary, bytes)?;
     std::fs::rename(&temporary, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&temporary);
@@ -171,5 +185,32 @@ mod tests {
             command,
             "mkdir -p '/home/a/.cache/pwless' && curl -fsSL 'https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem' -o '/home/a/.cache/pwless/rds-global-bundle.pem'"
         );
+    }
+
+    /// Each partition's bundle is cached under its own name, so a laptop with stacks in two
+    /// partitions never verifies one's database against the other's authorities.
+    #[test]
+    fn each_partition_caches_its_own_bundle() {
+        let files: std::collections::BTreeSet<String> = [
+            "us-west-2",
+            "eu-central-1",
+            "cn-north-1",
+            "cn-northwest-1",
+            "us-gov-west-1",
+            "us-gov-east-1",
+        ]
+        .into_iter()
+        .map(cache_file)
+        .collect();
+        assert_eq!(
+            files.into_iter().collect::<Vec<_>>(),
+            [
+                "rds-aws-us-gov-global-bundle.pem",
+                "rds-cn-north-1-bundle.pem",
+                "rds-cn-northwest-1-bundle.pem",
+                "rds-global-bundle.pem"
+            ]
+        );
+        assert_eq!(Partition::Aws.rds_ca_bundle_url("us-west-2"), DEFAULT_URL);
     }
 }

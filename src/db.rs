@@ -21,7 +21,8 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn for_stack(connection: &crate::spec::model::DbConnection, stack_dir: &Path) -> Self {
+    pub fn for_stack(stack: &crate::spec::Stack, stack_dir: &Path) -> Self {
+        let connection = &stack.database.connection;
         let setting = |variable: &str, from_stack: &Option<String>| {
             std::env::var(variable)
                 .ok()
@@ -35,8 +36,8 @@ impl Settings {
         {
             Some(path) => (stack_dir.join(path), None),
             None if beside.exists() => (beside, None),
-            None => match crate::ca_bundle::cache_path() {
-                Some(cached) => (cached, Some(crate::ca_bundle::url())),
+            None => match crate::ca_bundle::cache_path(&stack.region) {
+                Some(cached) => (cached, Some(crate::ca_bundle::url(&stack.region))),
                 None => (beside, None),
             },
         };

@@ -22,13 +22,10 @@ const PRESIGN_SECONDS: u32 = 60;
 /// How long EKS accepts a token: callers make a new one well before this.
 pub const TOKEN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
-/// The regional STS host a token is signed for (`sts.us-west-2.amazonaws.com`).
+/// The regional STS host a token is signed for (`sts.us-west-2.amazonaws.com`), in the
+/// region's partition ([`crate::partition::Partition::sts_host`]).
 pub fn sts_host(region: &str) -> String {
-    if region.starts_with("cn-") {
-        format!("sts.{region}.amazonaws.com.cn")
-    } else {
-        format!("sts.{region}.amazonaws.com")
-    }
+    crate::partition::Partition::of_region(region).sts_host(region)
 }
 
 /// A bearer token for the cluster named `cluster_name`, signed as of `now`.

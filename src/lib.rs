@@ -63,6 +63,7 @@ pub mod exec;
 pub mod graph;
 pub mod kubernetes;
 pub mod ops;
+pub mod partition;
 pub mod plan;
 pub mod provider;
 pub mod relay;

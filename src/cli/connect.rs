@@ -41,10 +41,7 @@ pub fn run(args: ConnectArgs) -> anyhow::Result<u8> {
     let stack = crate::spec::load(&args.stack.file()?)?;
     let (endpoint, port, relay) = super::database_path(&args.stack, &stack, &args.user)?;
     // The same connection settings pwless uses for itself: tunnel, name to verify, CA bundle.
-    let settings = crate::db::Settings::for_stack(
-        &stack.database.connection,
-        super::stack_dir(&args.stack.file()?),
-    );
+    let settings = crate::db::Settings::for_stack(&stack, super::stack_dir(&args.stack.file()?));
     let ca_bundle = settings.ca_bundle;
     let server_name = settings.tls_server_name.unwrap_or_else(|| endpoint.clone());
     let mut info = vec![

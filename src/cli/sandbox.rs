@@ -95,10 +95,7 @@ fn run_as(args: RunArgs) -> anyhow::Result<u8> {
     }
 
     // The app's environment, as the Deployment sets it, plus the tunnel the sandbox needs.
-    let settings = crate::db::Settings::for_stack(
-        &stack.database.connection,
-        super::stack_dir(&args.stack.file()?),
-    );
+    let settings = crate::db::Settings::for_stack(&stack, super::stack_dir(&args.stack.file()?));
     if let Some(url) = &settings.ca_bundle_url
         && let Some(fetched) =
             super::engine::block_on(crate::ca_bundle::ensure(&settings.ca_bundle, url))?

@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 
 use super::{Expr, Resource, ResourceKind, address};
+use crate::partition::IRSA_AUDIENCE;
 use crate::spec::model::{
     AdminAccess, DatabaseSubnets, MasterPassword, NatGateways, Privilege, PrivilegeTarget, Stack,
 };
@@ -16,11 +17,9 @@ use crate::spec::names;
 
 /// Where the demo image keeps the RDS CA bundle it verifies the database certificate with.
 pub const APP_CA_BUNDLE_PATH: &str = "/etc/pwless/rds-ca-bundle.pem";
-/// The EKS access policy `cluster.admins` get, cluster-wide.
-pub const CLUSTER_ADMIN_POLICY: &str =
-    "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy";
-/// The audience EKS puts in service account tokens for IAM.
-pub const STS_AUDIENCE: &str = "sts.amazonaws.com";
+/// The EKS access policy `cluster.admins` get, cluster-wide (its ARN is the partition's:
+/// [`crate::partition::Partition::cluster_access_policy`]).
+pub const CLUSTER_ADMIN_POLICY: &str = "AmazonEKSClusterAdminPolicy";
 
 struct Expander<'s> {
     stack: &'s Stack,
@@ -224,7 +223,7 @@ impl Expander<'_> {
     }
 
     fn managed_policy(&self, name: &str) -> String {
-        format!("arn:{}:iam::aws:policy/{name}", self.stack.partition())
+        self.stack.partition().managed_policy(name)
     }
 
     /// An IAM role a service principal assumes, with managed policies attached.
@@ -269,13 +268,13 @@ impl Expander<'_> {
         let (cluster_role, cluster_attachments) = self.service_role(
             "eks_cluster",
             &names::cluster_role(name),
-            "eks.amazonaws.com",
+            stack.partition().eks_principal(),
             &["AmazonEKSClusterPolicy"],
         );
         let (node_role, node_attachments) = self.service_role(
             "eks_node",
             &names::node_role(name),
-            "ec2.amazonaws.com",
+            stack.partition().ec2_principal(),
             &[
                 "AmazonEKSWorkerNodePolicy",
                 "AmazonEKS_CNI_Policy",
@@ -324,7 +323,12 @@ impl Expander<'_> {
                 )
                 .input("cluster_name", Expr::output(&cluster, "name"))
                 .input("principal_arn", principal.as_str())
-                .input("policy_arn", CLUSTER_ADMIN_POLICY);
+                .input(
+                    "policy_arn",
+                    stack
+                        .partition()
+                        .cluster_access_policy(CLUSTER_ADMIN_POLICY),
+                );
             self.push(entry);
         }
 
@@ -370,7 +374,7 @@ impl Expander<'_> {
         );
         self.push(
             oidc.input("url", Expr::output(&cluster, "oidc_issuer"))
-                .input("client_ids", json!([STS_AUDIENCE])),
+                .input("client_ids", json!([IRSA_AUDIENCE])),
         );
     }
 
@@ -659,7 +663,7 @@ impl Expander<'_> {
                                     entry.namespace, entry.service_account
                                 )),
                             ),
-                            ("audience".to_string(), Expr::from(STS_AUDIENCE)),
+                            ("audience".to_string(), Expr::from(IRSA_AUDIENCE)),
                         ]
                         .into(),
                     ),
@@ -676,7 +680,7 @@ impl Expander<'_> {
                 "rds_db_connect",
                 Expr::Map(
                     [
-                        ("partition".to_string(), Expr::from(stack.partition())),
+                        ("partition".to_string(), Expr::from(stack.partition().id())),
                         ("region".to_string(), Expr::from(stack.region.as_str())),
                         (
                             "cluster_resource_id".to_string(),

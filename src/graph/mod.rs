@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use petgraph::Direction;
 use petgraph::graph::{DiGraph, NodeIndex};
 
-pub use expand::{STS_AUDIENCE, expand, uses_relay};
+pub use expand::{expand, uses_relay};
 pub use expr::{Expr, OutputRef};
 pub use kind::{Provider, ResourceKind};
 

@@ -172,7 +172,7 @@ impl StackOutputs {
         };
         Ok(pwless_sandbox::Identity {
             subject: format!("system:serviceaccount:{namespace}:{service_account}"),
-            audience: crate::graph::STS_AUDIENCE.to_string(),
+            audience: crate::partition::IRSA_AUDIENCE.to_string(),
             role_arn: role(&self.access_role_arns)?,
             role_name: role(&self.access_role_names)?,
             issuer: self

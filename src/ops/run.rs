@@ -378,8 +378,7 @@ async fn plan_live(
     existed: bool,
 ) -> anyhow::Result<(Planned, Providers)> {
     let provider = Providers::for_stack(request.stack, request.stack_dir).await;
-    let settings =
-        crate::db::Settings::for_stack(&request.stack.database.connection, request.stack_dir);
+    let settings = crate::db::Settings::for_stack(request.stack, request.stack_dir);
     let (exists, observed) = prepare(
         journal,
         existed,

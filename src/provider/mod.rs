@@ -134,7 +134,7 @@ impl Providers {
     /// (`PWLESS_DB_CA_BUNDLE`, `PWLESS_DB_ADMIN_ENDPOINT`, `PWLESS_DB_TLS_SERVER_NAME`).
     pub async fn for_stack(stack: &crate::spec::Stack, stack_dir: &std::path::Path) -> Self {
         let config = aws::load_config(&stack.region).await;
-        let settings = crate::db::Settings::for_stack(&stack.database.connection, stack_dir);
+        let settings = crate::db::Settings::for_stack(stack, stack_dir);
         let kubernetes = std::sync::Arc::new(kubernetes::KubernetesProvider::new(
             &stack.region,
             &config,

@@ -21,19 +21,10 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// `aws`, `aws-cn` or `aws-us-gov`, from the region.
-    pub fn partition(&self) -> &'static str {
-        partition_of(&self.region)
-    }
-}
-
-pub fn partition_of(region: &str) -> &'static str {
-    if region.starts_with("cn-") {
-        "aws-cn"
-    } else if region.starts_with("us-gov-") {
-        "aws-us-gov"
-    } else {
-        "aws"
+    /// The region's partition (`aws`, `aws-cn` or `aws-us-gov`): every ARN, service
+    /// principal and address of the stack follows it.
+    pub fn partition(&self) -> crate::partition::Partition {
+        crate::partition::Partition::of_region(&self.region)
     }
 }
 

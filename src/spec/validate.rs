@@ -10,6 +10,7 @@ use super::diagnostic::{Diagnostic, did_you_mean};
 use super::model::*;
 use super::names;
 use super::yaml::{Node, NodeKind, SourceSpan};
+use crate::partition::Partition;
 
 const TOP_KEYS: &[&str] = &[
     "stack", "region", "tags", "network", "cluster", "database", "access", "app", "state",
@@ -450,7 +451,10 @@ impl Checker {
             .and_then(|node| self.network(node, region.as_deref()));
         let cluster = self
             .required(&fields, "cluster", "{version: \"1.31\", node_group: {...}}")
-            .and_then(|node| self.cluster(node, network.as_ref()));
+            .and_then(|node| {
+                let partition = region.as_deref().map(Partition::of_region);
+                self.cluster(node, network.as_ref(), partition)
+            });
         let database = self
             .required(&fields, "database", "{engine_version: \"17.4\", ...}")
             .and_then(|node| self.database(node));
@@ -474,7 +478,7 @@ impl Checker {
                 "cluster.admins",
                 node.span,
                 "`cluster.admins` is required when the stack has Kubernetes objects (`access` or `app`)",
-                Some("list the IAM role or user pwless runs as (and your team's), e.g. `admins: [arn:aws:iam::123456789012:role/platform-deployer]`; each gets an EKS access entry with cluster-admin".into()),
+                Some(format!("list the IAM role or user pwless runs as (and your team's), e.g. `admins: [{}]`; each gets an EKS access entry with cluster-admin", region.as_deref().map_or(Partition::Aws, Partition::of_region).role_arn("123456789012", "platform-deployer"))),
             );
         }
 
@@ -787,7 +791,12 @@ impl Checker {
         ok.then_some(blocks)
     }
 
-    fn cluster(&mut self, node: &Node, network: Option<&Network>) -> Option<Cluster> {
+    fn cluster(
+        &mut self,
+        node: &Node,
+        network: Option<&Network>,
+        partition: Option<Partition>,
+    ) -> Option<Cluster> {
         let fields = self.mapping(node, "cluster", CLUSTER_KEYS)?;
         let version = self
             .required(&fields, "version", "\"1.31\"")
@@ -849,7 +858,7 @@ impl Checker {
             None => Some(true),
         };
         let admins = match fields.value("admins") {
-            Some(node) => self.admins(node),
+            Some(node) => self.admins(node, partition),
             None => Some(Vec::new()),
         };
         Some(Cluster {
@@ -862,7 +871,9 @@ impl Checker {
     }
 
     /// IAM principal ARNs (roles or users) given cluster-admin through EKS access entries.
-    fn admins(&mut self, node: &Node) -> Option<Vec<String>> {
+    /// `cluster.admins`: IAM role or user ARNs of the stack's partition (`partition`, when the
+    /// region is valid), each once; a role session is refused with its role's ARN as the fix.
+    fn admins(&mut self, node: &Node, partition: Option<Partition>) -> Option<Vec<String>> {
         let items = self.list(node, "cluster.admins")?;
         let mut admins: Vec<String> = Vec::new();
         let mut valid = true;
@@ -877,14 +888,36 @@ impl Checker {
             {
                 let (account, rest) = role;
                 let name = rest.split('/').next().unwrap_or(rest);
+                let fix = partition
+                    .or_else(|| Partition::of_arn(arn))
+                    .unwrap_or(Partition::Aws)
+                    .role_arn(account, name);
                 Some((
                     format!("`{arn}` is a role session, not a principal"),
-                    format!("name the role: arn:aws:iam::{account}:role/{name}"),
+                    format!("name the role: {fix}"),
                 ))
             } else if !is_principal_arn(arn) {
+                let id = partition.unwrap_or(Partition::Aws).id();
                 Some((
                     format!("`{arn}` is not an IAM role or user ARN"),
-                    "write arn:aws:iam::<account>:role/<name> or arn:aws:iam::<account>:user/<name> (`aws sts get-caller-identity` tells who you are)".to_string(),
+                    format!(
+                        "write arn:{id}:iam::<account>:role/<name> or arn:{id}:iam::<account>:user/<name> (`aws sts get-caller-identity` tells who you are)"
+                    ),
+                ))
+            } else if let Some(stack_partition) = partition
+                && Partition::of_arn(arn) != Some(stack_partition)
+            {
+                let given = Partition::of_arn(arn).map_or("?", Partition::id);
+                let fix = arn.replacen(
+                    &format!("arn:{given}:"),
+                    &format!("arn:{stack_partition}:"),
+                    1,
+                );
+                Some((
+                    format!(
+                        "`{arn}` is a principal of partition `{given}`, but the stack's region is in partition `{stack_partition}`"
+                    ),
+                    format!("EKS admits only principals of its own partition: write {fix}"),
                 ))
             } else if admins.iter().any(|admin| admin == arn) {
                 Some((

@@ -618,3 +618,66 @@ fn an_input_a_newer_pwless_records_is_updated_not_replaced() {
     assert_eq!(found["aws_db_subnet_group.main"], Action::Update);
     assert_eq!(found.len(), 2, "{found:?}");
 }
+
+/// Issue 17, item 1: in each partition, every ARN the plan holds names the region's partition,
+/// every service principal is that partition's, and no value names another partition's DNS
+/// suffix (in China, `eks.amazonaws.com` and the IRSA audience `sts.amazonaws.com` are the same
+/// as everywhere: see `pwless::partition`).
+#[test]
+fn every_arn_and_service_principal_follows_the_regions_partition() {
+    fn walk<'v>(value: &'v serde_json::Value, key: &str, out: &mut Vec<(String, &'v str)>) {
+        match value {
+            serde_json::Value::String(text) => out.push((key.to_string(), text)),
+            serde_json::Value::Array(items) => items.iter().for_each(|item| walk(item, key, out)),
+            serde_json::Value::Object(map) => {
+                map.iter().for_each(|(key, value)| walk(value, key, out))
+            }
+            _ => {}
+        }
+    }
+    for (region, partition, ec2) in [
+        ("us-west-2", "aws", "ec2.amazonaws.com"),
+        ("cn-north-1", "aws-cn", "ec2.amazonaws.com.cn"),
+        ("cn-northwest-1", "aws-cn", "ec2.amazonaws.com.cn"),
+        ("us-gov-west-1", "aws-us-gov", "ec2.amazonaws.com"),
+        ("us-gov-east-1", "aws-us-gov", "ec2.amazonaws.com"),
+    ] {
+        let text = EXAMPLE
+            .replacen("region: us-west-2", &format!("region: {region}"), 1)
+            .replacen("arn:aws:iam::", &format!("arn:{partition}:iam::"), 1);
+        let plan = plan_for(&text, None, &ObservedState::new(), Mode::Normal);
+        let mut strings = Vec::new();
+        for change in &plan.resource_changes {
+            for (key, value) in change.after.iter().flatten() {
+                walk(value, key, &mut strings);
+            }
+        }
+        let arns: Vec<&str> = strings
+            .iter()
+            .filter(|(_, text)| text.starts_with("arn:"))
+            .map(|(_, text)| *text)
+            .collect();
+        assert!(arns.len() >= 6, "{region}: {arns:?}");
+        for arn in &arns {
+            assert!(
+                arn.starts_with(&format!("arn:{partition}:")),
+                "{region}: {arn} is not of partition {partition}"
+            );
+        }
+        let services: Vec<&str> = strings
+            .iter()
+            .filter(|(key, _)| key == "Service")
+            .map(|(_, text)| *text)
+            .collect();
+        assert_eq!(services, ["eks.amazonaws.com", ec2], "{region}");
+        if partition == "aws-cn" {
+            let universal = ["eks.amazonaws.com", "sts.amazonaws.com"];
+            for (key, text) in &strings {
+                assert!(
+                    !text.ends_with(".amazonaws.com") || universal.contains(text),
+                    "{region}: {key} = {text} names the commercial DNS suffix"
+                );
+            }
+        }
+    }
+}

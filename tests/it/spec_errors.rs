@@ -860,3 +860,90 @@ fn a_relay_image_by_tag_is_a_warning_and_by_digest_is_used_as_is() {
         pwless::graph::Expr::from("mirror.example/haproxy@sha256:0123")
     );
 }
+
+/// Issue 17, item 1: an admin of another partition than the stack's region is refused on its
+/// line, and every suggested ARN names the stack's partition.
+#[test]
+fn principals_of_another_partition_are_refused_and_fixes_name_the_stacks_partition() {
+    struct Row {
+        region: &'static str,
+        admin: &'static str,
+        message: Option<&'static str>,
+        help: Option<&'static str>,
+    }
+    let rows = [
+        Row {
+            region: "cn-northwest-1",
+            admin: "arn:aws:iam::123456789012:user/moto",
+            message: Some(
+                "is a principal of partition `aws`, but the stack's region is in partition `aws-cn`",
+            ),
+            help: Some("write arn:aws-cn:iam::123456789012:user/moto"),
+        },
+        Row {
+            region: "us-gov-west-1",
+            admin: "arn:aws-cn:iam::123456789012:role/deployer",
+            message: Some(
+                "partition `aws-cn`, but the stack's region is in partition `aws-us-gov`",
+            ),
+            help: Some("write arn:aws-us-gov:iam::123456789012:role/deployer"),
+        },
+        Row {
+            region: "us-west-2",
+            admin: "arn:aws-us-gov:iam::123456789012:role/deployer",
+            message: Some("partition `aws-us-gov`, but the stack's region is in partition `aws`"),
+            help: Some("write arn:aws:iam::123456789012:role/deployer"),
+        },
+        Row {
+            region: "cn-north-1",
+            admin: "arn:aws-cn:sts::123456789012:assumed-role/deployer/session",
+            message: Some("is a role session, not a principal"),
+            help: Some("name the role: arn:aws-cn:iam::123456789012:role/deployer"),
+        },
+        Row {
+            region: "cn-north-1",
+            admin: "arn:aws:sts::123456789012:assumed-role/deployer/session",
+            message: Some("is a role session, not a principal"),
+            help: Some("name the role: arn:aws-cn:iam::123456789012:role/deployer"),
+        },
+        Row {
+            region: "us-gov-east-1",
+            admin: "deployer",
+            message: Some("is not an IAM role or user ARN"),
+            help: Some("write arn:aws-us-gov:iam::<account>:role/<name>"),
+        },
+        Row {
+            region: "cn-north-1",
+            admin: "arn:aws-cn:iam::123456789012:role/deployer",
+            message: None,
+            help: None,
+        },
+    ];
+    for row in rows {
+        let text = EXAMPLE
+            .replacen("region: us-west-2", &format!("region: {}", row.region), 1)
+            .replacen("arn:aws:iam::123456789012:user/moto", row.admin, 1);
+        let result = pwless::spec::parse_str(Path::new("stack.yaml"), &text);
+        match (row.message, result) {
+            (None, Ok(stack)) => assert_eq!(stack.cluster.admins, [row.admin]),
+            (None, Err(errors)) => panic!("{}: refused:\n{}", row.admin, errors.render()),
+            (Some(_), Ok(_)) => panic!("{} in {}: accepted", row.admin, row.region),
+            (Some(message), Err(errors)) => {
+                let found = errors
+                    .diagnostics
+                    .iter()
+                    .find(|d| d.message.contains(message))
+                    .unwrap_or_else(|| {
+                        panic!("{}: no {message:?} in\n{}", row.admin, errors.render())
+                    });
+                assert_eq!(found.span.start.line, 15, "{}", row.admin);
+                let help = found.help.as_deref().unwrap_or("");
+                assert!(
+                    help.contains(row.help.unwrap()),
+                    "{}: help {help:?}",
+                    row.admin
+                );
+            }
+        }
+    }
+}

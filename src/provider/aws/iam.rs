@@ -631,14 +631,15 @@ pub(super) async fn adopt(
     }
 }
 
-/// The partition for an ARN, from the issuer URL's region (`oidc.eks.<region>.amazonaws.com`).
+/// The partition for an ARN, from the issuer URL's region (`oidc.eks.<region>.amazonaws.com`,
+/// `.com.cn` in China).
 fn partition_of_arn(inputs: &Inputs) -> &'static str {
     let region = inputs
         .get("url")
         .and_then(Value::as_str)
         .and_then(|url| issuer_host(url).split('.').nth(2))
         .unwrap_or("");
-    crate::spec::model::partition_of(region)
+    crate::partition::Partition::of_region(region).id()
 }
 
 #[cfg(test)]
