@@ -616,6 +616,12 @@ impl Expander<'_> {
                         .collect::<Vec<_>>()
                 )
             };
+            let others: Vec<&str> = database
+                .users
+                .iter()
+                .map(|other| other.name.as_str())
+                .filter(|other| *other != user.name)
+                .collect();
             let grant = Resource::new(
                 address::db_user_grant(&user.name),
                 ResourceKind::PostgresGrant,
@@ -630,11 +636,17 @@ impl Expander<'_> {
             )
             .input("schema_privileges", privileges_on(PrivilegeTarget::Schema))
             .input("table_privileges", privileges_on(PrivilegeTarget::Tables))
+            // The other users whose tables the privileges cover too (issue 17, item 4; the
+            // master's are always covered): tables an application creates later included.
+            .input("table_owners", json!(others))
             .input(
                 "cluster_resource_id",
                 Expr::output(&rds, "cluster_resource_id"),
             )
             .after(&role);
+            let grant = others.iter().fold(grant, |grant, other| {
+                grant.after(&address::db_user_role(other))
+            });
             self.push(grant);
         }
     }

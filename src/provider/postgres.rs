@@ -67,6 +67,21 @@ fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
+/// The other users whose tables a grant covers (`table_owners`; none in states written before
+/// it was recorded).
+fn table_owners(inputs: &Inputs) -> Vec<String> {
+    input_strings(inputs, "table_owners").unwrap_or_default()
+}
+
+/// Table owners as they stand in the catalog ([`PostgresProvider::owners`]).
+#[derive(Debug, Default)]
+struct Owners {
+    /// The owners that exist.
+    existing: Vec<String>,
+    /// Those of them the master acts for only while a change runs.
+    borrowed: Vec<String>,
+}
+
 /// `action` (`GRANT SELECT ON {table} TO "r"` with a `{table}` slot) for every table of
 /// `schema` whose owner the current user acts for. `ON ALL TABLES IN SCHEMA` would fail on a
 /// table the application owns: on RDS the master user is no superuser.
@@ -317,11 +332,58 @@ impl PostgresProvider {
         Ok(row.is_some())
     }
 
-    fn grant_sql(inputs: &Inputs) -> Result<String, ProviderError> {
+    /// The other users whose tables `inputs` covers (`table_owners`), as they stand: those
+    /// that exist, and those of them the master is not a member of already. Owners that are
+    /// gone (a user removed in the same run) are left out.
+    async fn owners(
+        client: &tokio_postgres::Client,
+        inputs: &Inputs,
+    ) -> Result<Owners, ProviderError> {
+        let wanted = table_owners(inputs);
+        if wanted.is_empty() {
+            return Ok(Owners::default());
+        }
+        let rows = client
+            .query(
+                "select rolname::text, pg_has_role(current_user, oid, 'MEMBER') from pg_roles where rolname = any($1) order by 1",
+                &[&wanted],
+            )
+            .await
+            .map_err(db_error("look up the table owners"))?;
+        let mut owners = Owners::default();
+        for row in rows {
+            let name: String = row.get(0);
+            if !row.get::<_, bool>(1) {
+                owners.borrowed.push(name.clone());
+            }
+            owners.existing.push(name);
+        }
+        Ok(owners)
+    }
+
+    /// `sql`, run while the master acts for `owners`: it takes their membership for this
+    /// transaction only. A lasting membership would make the master an indirect member of
+    /// `rds_iam`, and RDS would then refuse its password ("If the rds_iam role is added to the
+    /// master user, IAM authentication takes precedence", Database authentication with Amazon
+    /// RDS). On RDS the master may grant itself a role it created (PostgreSQL 16: its creator
+    /// holds ADMIN OPTION; 15: CREATEROLE).
+    fn acting_for(owners: &Owners, sql: String) -> String {
+        let mut wrapped = String::new();
+        for owner in &owners.borrowed {
+            wrapped.push_str(&format!("GRANT {} TO CURRENT_USER;\n", ident(owner)));
+        }
+        wrapped.push_str(&sql);
+        for owner in &owners.borrowed {
+            wrapped.push_str(&format!("REVOKE {} FROM CURRENT_USER;\n", ident(owner)));
+        }
+        wrapped
+    }
+
+    fn grant_sql(inputs: &Inputs, owners: &Owners) -> Result<String, ProviderError> {
         let role = ident(input_str(inputs, "role")?);
         let database = ident(input_str(inputs, "database")?);
         let schema = ident(input_str(inputs, "schema")?);
-        let mut sql = Self::revoke_sql(inputs)?;
+        let mut sql = Self::revoke_sql(inputs, owners)?;
         let on_database = privileges(inputs, "database_privileges", PrivilegeTarget::Database)?;
         let on_schema = privileges(inputs, "schema_privileges", PrivilegeTarget::Schema)?;
         let on_tables = privileges(inputs, "table_privileges", PrivilegeTarget::Tables)?;
@@ -346,15 +408,23 @@ impl PostgresProvider {
             sql.push_str(&format!(
                 "ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT {list} ON TABLES TO {role};\n"
             ));
+            for owner in &owners.existing {
+                sql.push_str(&format!(
+                    "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {schema} GRANT {list} ON TABLES TO {role};\n",
+                    ident(owner)
+                ));
+            }
         }
         Ok(sql)
     }
 
-    fn revoke_sql(inputs: &Inputs) -> Result<String, ProviderError> {
+    /// What [`Self::grant_sql`] granted, revoked: on the database, the schema, the tables of
+    /// the master and of `owners`, and their default privileges.
+    fn revoke_sql(inputs: &Inputs, owners: &Owners) -> Result<String, ProviderError> {
         let role = ident(input_str(inputs, "role")?);
         let database = ident(input_str(inputs, "database")?);
         let schema = ident(input_str(inputs, "schema")?);
-        Ok(format!(
+        let mut sql = format!(
             "REVOKE ALL ON DATABASE {database} FROM {role};\n\
              REVOKE ALL ON SCHEMA {schema} FROM {role};\n\
              {}\
@@ -363,7 +433,14 @@ impl PostgresProvider {
                 input_str(inputs, "schema")?,
                 &format!("REVOKE ALL ON {{table}} FROM {role}")
             )?
-        ))
+        );
+        for owner in &owners.existing {
+            sql.push_str(&format!(
+                "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {schema} REVOKE ALL ON TABLES FROM {role};\n",
+                ident(owner)
+            ));
+        }
+        Ok(sql)
     }
 }
 
@@ -396,8 +473,12 @@ impl Provider for PostgresProvider {
                 })
             }
             ResourceKind::PostgresGrant => {
+                let owners = Self::owners(&client, inputs).await?;
                 client
-                    .batch_execute(&Self::grant_sql(inputs)?)
+                    .batch_execute(&Self::acting_for(
+                        &owners,
+                        Self::grant_sql(inputs, &owners)?,
+                    ))
                     .await
                     .map_err(db_error("grant the privileges"))?;
                 Ok(Applied {
@@ -464,25 +545,47 @@ impl Provider for PostgresProvider {
                     role,
                 )
                 .await?;
-                let future = acl_words(
-                    &client,
-                    "select coalesce(array_agg(distinct a.privilege_type::text), '{}') from pg_default_acl d join pg_namespace n on n.oid = d.defaclnamespace, \
-                     aclexplode(d.defaclacl) a where n.nspname = $1 and d.defaclobjtype = 'r' and a.grantee = (select oid from pg_roles where rolname = $2)",
-                    schema,
-                    role,
-                )
-                .await?;
-                // Existing tables: only what the role holds on every one of them counts.
+                // Tables made later: what the default privileges of the master and of every
+                // other owner (`table_owners`) give the role; only what all of them give counts.
+                let owners = Self::owners(&client, prior).await?;
+                let future_rows = client
+                    .query(
+                        "select o.rolname::text, coalesce(array(select distinct a.privilege_type::text from pg_default_acl d \
+                         join pg_namespace n on n.oid = d.defaclnamespace, aclexplode(d.defaclacl) a \
+                         where n.nspname = $1 and d.defaclobjtype = 'r' and d.defaclrole = o.oid \
+                         and a.grantee = (select oid from pg_roles where rolname = $2)), '{}') \
+                         from pg_roles o where o.rolname = current_user or o.rolname = any($3)",
+                        &[&schema, &role, &owners.existing],
+                    )
+                    .await
+                    .map_err(db_error("read the default privileges"))?;
+                let mut on_tables: Option<Vec<String>> = None;
+                for row in future_rows {
+                    let held: Vec<String> = row.get(1);
+                    on_tables = Some(match on_tables {
+                        None => held,
+                        Some(mut words) => {
+                            words.retain(|word| held.contains(word));
+                            words
+                        }
+                    });
+                }
+                let mut on_tables = on_tables.unwrap_or_default();
+                // Existing tables of the master (and the roles it acts for) and of the other
+                // owners: only what the role holds on every one of them counts. Its own tables
+                // it holds everything on; the tables of roles pwless does not manage are no
+                // part of the stack.
                 let rows = client
                     .query(
                         "select c.oid, coalesce(array(select a.privilege_type::text from aclexplode(c.relacl) a \
                          where a.grantee = (select oid from pg_roles where rolname = $2)), '{}') \
-                         from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = $1 and c.relkind in ('r', 'p', 'v', 'm', 'f')",
-                        &[&schema, &role],
+                         from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = $1 and c.relkind in ('r', 'p', 'v', 'm', 'f') \
+                         and c.relowner <> (select oid from pg_roles where rolname = $2) \
+                         and (pg_has_role(c.relowner, 'USAGE') or c.relowner in (select oid from pg_roles where rolname = any($3)))",
+                        &[&schema, &role, &owners.existing],
                     )
                     .await
                     .map_err(db_error("read the table privileges"))?;
-                let mut on_tables: Vec<String> = future;
                 for row in rows {
                     let held: Vec<String> = row.get(1);
                     on_tables.retain(|word| held.contains(word));
@@ -556,10 +659,18 @@ impl Provider for PostgresProvider {
                 // Revoke everything and grant what the stack says, as one transaction. A new
                 // schema: what was granted on the old one (recorded) is revoked there first.
                 let mut sql = String::new();
+                let owners = Self::owners(&client, inputs).await?;
                 if changed.iter().any(|name| name == "schema") {
-                    sql.push_str(&Self::revoke_sql(&resource.inputs)?);
+                    let before = Self::owners(&client, &resource.inputs).await?;
+                    sql.push_str(&Self::acting_for(
+                        &before,
+                        Self::revoke_sql(&resource.inputs, &before)?,
+                    ));
                 }
-                sql.push_str(&Self::grant_sql(inputs)?);
+                sql.push_str(&Self::acting_for(
+                    &owners,
+                    Self::grant_sql(inputs, &owners)?,
+                ));
                 client
                     .batch_execute(&sql)
                     .await
@@ -593,8 +704,12 @@ impl Provider for PostgresProvider {
                 if !Self::role_oid_exists(&client, input_str(&resource.inputs, "role")?).await? {
                     return Ok(());
                 }
+                let owners = Self::owners(&client, &resource.inputs).await?;
                 client
-                    .batch_execute(&Self::revoke_sql(&resource.inputs)?)
+                    .batch_execute(&Self::acting_for(
+                        &owners,
+                        Self::revoke_sql(&resource.inputs, &owners)?,
+                    ))
                     .await
                     .map_err(db_error("revoke the privileges"))
             }
@@ -646,7 +761,7 @@ mod tests {
             "database_privileges": ["connect"], "schema_privileges": ["usage"], "table_privileges": ["select", "insert"],
         }))
         .unwrap();
-        let sql = PostgresProvider::grant_sql(&inputs).unwrap();
+        let sql = PostgresProvider::grant_sql(&inputs, &Owners::default()).unwrap();
         assert!(sql.contains("GRANT CONNECT ON DATABASE \"appdb\" TO \"app_user\";"));
         assert!(
             sql.contains("EXECUTE 'GRANT SELECT, INSERT ON ' || t::text || ' TO \"app_user\"';"),
@@ -660,7 +775,7 @@ mod tests {
         }))
         .unwrap();
         assert!(
-            PostgresProvider::grant_sql(&bad).is_err(),
+            PostgresProvider::grant_sql(&bad, &Owners::default()).is_err(),
             "a table privilege on a database is refused"
         );
     }

@@ -1433,6 +1433,110 @@ fn database_users_are_iam_only_with_exactly_their_privileges() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }
 
+/// Issue 17, item 4: a user's table privileges hold on every table of its schema that the
+/// master or another of the stack's users owns, tables created later included. Before, a table
+/// `app_user` created was planned as `~ table_privileges = [] -> ["select"]` on every plan,
+/// apply never cleared it, and `reader` never got SELECT on it.
+#[test]
+fn tables_an_application_creates_get_every_users_declared_privileges_and_plans_converge() {
+    let users = "  final_snapshot: false\n  users:\n    - {name: app_user, privileges: [connect, usage, create, select, insert]}\n    - {name: reader, privileges: [connect, usage, select]}\n";
+    let stack = Stack::with_text("apptables", |name| admin_stack(name, users));
+    let sandboxes = ThroughCluster::start(&stack, false);
+    let pg = &sandboxes.pg;
+    let run = |args: &[&str]| {
+        let mut command = stack.command(args);
+        sandboxes.apply_to(&mut command);
+        command.stdin(Stdio::null()).output().unwrap()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let output = run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let check = |query: &'static str| {
+        rt.block_on(async {
+            superuser(pg)
+                .await
+                .query_one(query, &[])
+                .await
+                .unwrap()
+                .get::<_, bool>(0)
+        })
+    };
+    let as_role = |sql: &'static str| {
+        rt.block_on(async { superuser(pg).await.batch_execute(sql).await.unwrap() })
+    };
+
+    // The application creates its table, as a migration would.
+    as_role("SET ROLE app_user; CREATE TABLE public.orders (id int); RESET ROLE;");
+    let output = run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    assert!(check(
+        "select has_table_privilege('reader', 'public.orders', 'SELECT')"
+    ));
+    assert!(
+        !check("select has_table_privilege('reader', 'public.orders', 'INSERT')"),
+        "only the listed privileges"
+    );
+    // The master acted for app_user only while the grant ran: a lasting membership would make
+    // it an indirect member of rds_iam, and RDS would refuse its password.
+    assert!(!check("select pg_has_role('admin', 'app_user', 'MEMBER')"));
+    assert!(!check("select pg_has_role('admin', 'rds_iam', 'MEMBER')"));
+
+    // The owner takes the privilege back out of band: the plan repairs it, and converges.
+    as_role("SET ROLE app_user; REVOKE SELECT ON public.orders FROM reader; RESET ROLE;");
+    crate::common::assert_plans_one_drift_repair(
+        &run(&["plan", "--detailed-exitcode"]),
+        "postgresql_grant.user[reader]",
+    );
+    let output = run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(check(
+        "select has_table_privilege('reader', 'public.orders', 'SELECT')"
+    ));
+    assert_eq!(run(&["plan", "--detailed-exitcode"]).status.code(), Some(0));
+    assert!(!check("select pg_has_role('admin', 'app_user', 'MEMBER')"));
+
+    // A table of a role pwless does not manage is no part of the stack: no drift, no grant.
+    as_role(
+        "CREATE ROLE outsider NOLOGIN; GRANT USAGE, CREATE ON SCHEMA public TO outsider; SET ROLE outsider; CREATE TABLE public.theirs (id int); RESET ROLE;",
+    );
+    assert_eq!(run(&["plan", "--detailed-exitcode"]).status.code(), Some(0));
+    assert!(!check(
+        "select has_table_privilege('reader', 'public.theirs', 'SELECT')"
+    ));
+
+    // reader leaves the stack while app_user stays: its grant and role go, app_user's grant
+    // no longer names it.
+    std::fs::write(
+        &stack.file,
+        admin_stack(
+            &stack.name,
+            &users.replace(
+                "    - {name: reader, privileges: [connect, usage, select]}\n",
+                "",
+            ),
+        ),
+    )
+    .unwrap();
+    let output = run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(check(
+        "select not exists (select 1 from pg_roles where rolname = 'reader')"
+    ));
+    assert_eq!(run(&["plan", "--detailed-exitcode"]).status.code(), Some(0));
+    let output = run(&["destroy", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
+
 #[test]
 fn a_long_wait_says_it_is_still_at_it_every_ten_seconds() {
     // Terraform's heartbeat: an operation in flight for 10 s says so, with its own elapsed
