@@ -599,6 +599,12 @@ impl Expander<'_> {
             .input("name", user.name.as_str())
             .input("login", true)
             .input("password", Value::Null)
+            // Every attribute that could let the user do more than its grants say, off (issue
+            // 17, item 6): drift on any of them is read and planned back.
+            .input(
+                "attributes",
+                json!(crate::provider::postgres::role_attributes_off()),
+            )
             .input("member_of", json!(["rds_iam"]))
             .input("connection", connection.clone())
             .input(

@@ -67,6 +67,33 @@ fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
+/// A role attribute pwless keeps off, by its `pg_roles` column and its `ALTER ROLE` words.
+/// Each lets a role do more than its grants say (CREATE ROLE, PostgreSQL documentation).
+const ROLE_ATTRIBUTES: [(&str, &str, &str, &str); 5] = [
+    ("superuser", "rolsuper", "SUPERUSER", "NOSUPERUSER"),
+    ("create_role", "rolcreaterole", "CREATEROLE", "NOCREATEROLE"),
+    ("create_db", "rolcreatedb", "CREATEDB", "NOCREATEDB"),
+    ("bypass_rls", "rolbypassrls", "BYPASSRLS", "NOBYPASSRLS"),
+    (
+        "replication",
+        "rolreplication",
+        "REPLICATION",
+        "NOREPLICATION",
+    ),
+];
+
+/// What a database user's `attributes` input says: every attribute of [`ROLE_ATTRIBUTES`]
+/// off.
+pub fn role_attributes_off() -> BTreeMap<&'static str, bool> {
+    ROLE_ATTRIBUTES
+        .iter()
+        .map(|(name, ..)| (*name, false))
+        .collect()
+}
+
+/// What the plan shows for a password set outside pwless: never the password, nor its hash.
+pub const PASSWORD_SET: &str = "(set outside pwless)";
+
 /// The other users whose tables a grant covers (`table_owners`; none in states written before
 /// it was recorded).
 fn table_owners(inputs: &Inputs) -> Vec<String> {
@@ -321,6 +348,35 @@ impl PostgresProvider {
         Ok(client)
     }
 
+    /// Whether the role has a password: `Some` where the catalog says (`pg_authid`, which only
+    /// a superuser may read), `None` where it is hidden, as from the master user on RDS and in
+    /// the sandbox, which is no superuser either. Only `rolpassword is not null` is selected:
+    /// the password and its hash never leave the server. Where it is hidden, a password set by
+    /// hand is inert while the user is in `rds_iam` ("IAM authentication takes precedence over
+    /// password authentication", Database authentication with Amazon RDS), and every change
+    /// pwless makes to the role clears it.
+    async fn password_set(
+        client: &tokio_postgres::Client,
+        role: &str,
+    ) -> Result<Option<bool>, ProviderError> {
+        match client
+            .query_opt(
+                "select rolpassword is not null from pg_authid where rolname = $1",
+                &[&role],
+            )
+            .await
+        {
+            Ok(row) => Ok(row.map(|row| row.get(0))),
+            Err(error)
+                if error.code()
+                    == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) =>
+            {
+                Ok(None)
+            }
+            Err(error) => Err(db_error("read whether the role has a password")(error)),
+        }
+    }
+
     async fn role_oid_exists(
         client: &tokio_postgres::Client,
         role: &str,
@@ -504,10 +560,17 @@ impl Provider for PostgresProvider {
         match resource.kind {
             ResourceKind::PostgresRole => {
                 let name = input_str(prior, "name")?;
+                let columns: Vec<&str> = ROLE_ATTRIBUTES
+                    .iter()
+                    .map(|(_, column, ..)| *column)
+                    .collect();
                 let row = client
                     .query_opt(
-                        "select r.rolcanlogin, coalesce(array(select g.rolname::text from pg_auth_members m join pg_roles g on g.oid = m.roleid \
-                         where m.member = r.oid order by 1), '{}') from pg_roles r where r.rolname = $1",
+                        &format!(
+                            "select r.rolcanlogin, coalesce(array(select g.rolname::text from pg_auth_members m join pg_roles g on g.oid = m.roleid \
+                             where m.member = r.oid order by 1), '{{}}'), {} from pg_roles r where r.rolname = $1",
+                            columns.iter().map(|c| format!("r.{c}")).collect::<Vec<_>>().join(", ")
+                        ),
                         &[&name],
                     )
                     .await
@@ -517,10 +580,27 @@ impl Provider for PostgresProvider {
                 };
                 let login: bool = row.get(0);
                 let groups: Vec<String> = row.get(1);
-                Ok(present(super::overlay(
-                    prior,
-                    [("login", json!(login)), ("member_of", json!(groups))],
-                )))
+                let attributes: BTreeMap<&str, bool> = ROLE_ATTRIBUTES
+                    .iter()
+                    .enumerate()
+                    .map(|(index, (attribute, ..))| (*attribute, row.get::<_, bool>(2 + index)))
+                    .collect();
+                let mut observed = vec![
+                    ("login", json!(login)),
+                    ("member_of", json!(groups)),
+                    ("attributes", json!(attributes)),
+                ];
+                if let Some(set) = Self::password_set(&client, name).await? {
+                    observed.push((
+                        "password",
+                        if set {
+                            json!(PASSWORD_SET)
+                        } else {
+                            Value::Null
+                        },
+                    ));
+                }
+                Ok(present(super::overlay(prior, observed)))
             }
             ResourceKind::PostgresGrant => {
                 let role = input_str(prior, "role")?;
@@ -631,12 +711,30 @@ impl Provider for PostgresProvider {
         match resource.kind {
             ResourceKind::PostgresRole => {
                 let name = ident(input_str(inputs, "name")?);
-                let mut sql = String::new();
+                // Whatever changed, the password is cleared: where the catalog hides it, this
+                // is how one set by hand goes.
+                let mut sql = format!("ALTER ROLE {name} PASSWORD NULL;\n");
                 if changed.iter().any(|c| c == "login") {
                     sql.push_str(&format!("ALTER ROLE {name} LOGIN;\n"));
                 }
-                if changed.iter().any(|c| c == "password") {
-                    sql.push_str(&format!("ALTER ROLE {name} PASSWORD NULL;\n"));
+                if changed.iter().any(|c| c == "attributes") {
+                    // Only the attributes that differ: ALTER ROLE ... NOSUPERUSER is refused
+                    // to a non-superuser even when it changes nothing.
+                    let had = resource.inputs.get("attributes");
+                    let wanted = inputs.get("attributes");
+                    for (attribute, _, on, off) in ROLE_ATTRIBUTES {
+                        let value = |map: Option<&Value>| {
+                            map.and_then(|m| m.get(attribute)).and_then(Value::as_bool)
+                        };
+                        let want = value(wanted).unwrap_or(false);
+                        // Unknown before (never read): left alone rather than guessed.
+                        if value(had).is_some_and(|had| had != want) {
+                            sql.push_str(&format!(
+                                "ALTER ROLE {name} {};\n",
+                                if want { on } else { off }
+                            ));
+                        }
+                    }
                 }
                 if changed.iter().any(|c| c == "member_of") {
                     let wanted = input_strings(inputs, "member_of")?;
@@ -648,12 +746,10 @@ impl Provider for PostgresProvider {
                         sql.push_str(&format!("GRANT {} TO {name};\n", ident(group)));
                     }
                 }
-                if !sql.is_empty() {
-                    client
-                        .batch_execute(&sql)
-                        .await
-                        .map_err(db_error("update the role"))?;
-                }
+                client
+                    .batch_execute(&sql)
+                    .await
+                    .map_err(db_error("update the role"))?;
             }
             ResourceKind::PostgresGrant => {
                 // Revoke everything and grant what the stack says, as one transaction. A new

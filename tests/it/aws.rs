@@ -1537,6 +1537,112 @@ fn tables_an_application_creates_get_every_users_declared_privileges_and_plans_c
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }
 
+/// Issue 17, item 6: login attributes and memberships set on a user outside pwless are read
+/// and planned back, and a password set by hand goes with the next change, never printed.
+/// (The master cannot read `pg_authid` here, as on RDS: the password itself is not seen.)
+#[test]
+fn login_attributes_and_memberships_set_outside_pwless_are_planned_back() {
+    let users = "  final_snapshot: false\n  users:\n    - {name: app_user, privileges: [connect, usage, select]}\n";
+    let stack = Stack::with_text("loginattrs", |name| admin_stack(name, users));
+    let sandboxes = ThroughCluster::start(&stack, false);
+    let pg = &sandboxes.pg;
+    let run = |args: &[&str]| {
+        let mut command = stack.command(args);
+        sandboxes.apply_to(&mut command);
+        command.stdin(Stdio::null()).output().unwrap()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let output = run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let flags = || {
+        rt.block_on(async {
+            let row = superuser(pg)
+                .await
+                .query_one(
+                    "select rolcanlogin, rolpassword is null, rolcreatedb, rolcreaterole, rolbypassrls, \
+                     pg_has_role(oid, 'rds_superuser', 'MEMBER'), pg_has_role(oid, 'rds_iam', 'MEMBER') \
+                     from pg_authid where rolname = 'app_user'",
+                    &[],
+                )
+                .await
+                .unwrap();
+            (0..7).map(|index| row.get::<_, bool>(index)).collect::<Vec<_>>()
+        })
+    };
+    let wanted = vec![true, true, false, false, false, false, true];
+    assert_eq!(flags(), wanted);
+
+    rt.block_on(async {
+        superuser(pg)
+            .await
+            .batch_execute(
+                "ALTER ROLE app_user NOLOGIN CREATEDB CREATEROLE PASSWORD 'hunter2'; GRANT rds_superuser TO app_user;",
+            )
+            .await
+            .unwrap()
+    });
+    let output = run(&["plan", "--detailed-exitcode"]);
+    let plan = stdout(&output);
+    crate::common::assert_plans_one_drift_repair(&output, "postgresql_role.user[app_user]");
+    for shown in ["create_db", "create_role", "rds_superuser", "login"] {
+        assert!(plan.contains(shown), "{shown}: {plan}");
+    }
+    assert!(!plan.contains("hunter2") && !stderr(&output).contains("hunter2"));
+
+    let output = run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        flags(),
+        wanted,
+        "login, no password, no attribute, only rds_iam"
+    );
+    assert_eq!(run(&["plan", "--detailed-exitcode"]).status.code(), Some(0));
+
+    // SUPERUSER (and BYPASSRLS, REPLICATION) only a superuser may take away (the RDS master
+    // never can): apply says so
+    // with PostgreSQL's code and message, and nothing else of the change is left half done.
+    rt.block_on(async {
+        superuser(pg)
+            .await
+            .batch_execute("ALTER ROLE app_user SUPERUSER CREATEDB;")
+            .await
+            .unwrap()
+    });
+    let output = run(&["apply", "--auto-approve"]);
+    assert_ne!(output.status.code(), Some(0));
+    let message = stderr(&output);
+    assert!(message.contains("SQLSTATE 42501"), "{message}");
+    assert!(message.contains("superuser"), "{message}");
+    let createdb: bool = rt.block_on(async {
+        superuser(pg)
+            .await
+            .query_one(
+                "select rolcreatedb from pg_roles where rolname = 'app_user'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    });
+    assert!(
+        createdb,
+        "one transaction: the NOCREATEDB beside the refused NOSUPERUSER did not stay"
+    );
+    rt.block_on(async {
+        superuser(pg)
+            .await
+            .batch_execute("ALTER ROLE app_user NOSUPERUSER;")
+            .await
+            .unwrap()
+    });
+    let output = run(&["destroy", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
+
 #[test]
 fn a_long_wait_says_it_is_still_at_it_every_ten_seconds() {
     // Terraform's heartbeat: an operation in flight for 10 s says so, with its own elapsed
