@@ -107,6 +107,7 @@ fn change(address: &str, action: Action, depends_on: &[&str]) -> ResourceChange 
         final_snapshot: None,
         forget: false,
         data_loss: None,
+        holdings: Vec::new(),
     }
 }
 

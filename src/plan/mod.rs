@@ -100,6 +100,22 @@ pub struct ResourceChange {
     /// plan unless the address is named with `--allow-destroy` (a destroy is consent itself).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_loss: Option<String>,
+    /// For a delete of a database user that still exists: what it owns or holds, per database
+    /// of the cluster, as the refresh read it (`pg_shdepend`). Apply reassigns what it owns to
+    /// the master user (kept) and revokes what it holds, in every database.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holdings: Vec<Holding>,
+}
+
+/// What a database user owns or holds in one database ([`ResourceChange::holdings`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holding {
+    /// The database; `None` for objects the whole cluster shares (databases, tablespaces).
+    pub database: Option<String>,
+    /// Objects it owns there (tables, sequences, schemas, default privileges ...).
+    pub owns: u64,
+    /// Objects it holds privileges on there.
+    pub privileges: u64,
 }
 
 /// The state a plan was computed against.

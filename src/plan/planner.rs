@@ -54,6 +54,7 @@ pub fn plan(
     }
     forget_with_the_cluster(&mut changes);
     mark_data_loss(&mut changes, observed);
+    list_holdings(&mut changes, observed);
     let summary = summarize(&changes);
     Plan {
         format_version: PLAN_FORMAT_VERSION,
@@ -247,6 +248,7 @@ fn plan_normal(
             final_snapshot: None,
             forget: false,
             data_loss: None,
+            holdings: Vec::new(),
         });
     }
     changes
@@ -311,6 +313,25 @@ fn mark_data_loss(changes: &mut [ResourceChange], observed: &ObservedState) {
             ),
             _ => None,
         };
+    }
+}
+
+/// Gives each delete or replace of a database user that still exists (and is not forgotten
+/// with its cluster) what it owns or holds, from the refresh (the PostgreSQL provider's
+/// `holdings` output of the role: [`super::Holding`]).
+fn list_holdings(changes: &mut [ResourceChange], observed: &ObservedState) {
+    for change in changes.iter_mut() {
+        if change.kind != crate::graph::ResourceKind::PostgresRole
+            || change.forget
+            || !matches!(change.action, Action::Delete | Action::Replace)
+        {
+            continue;
+        }
+        if let Some(Observed::Present { outputs, .. }) = observed.get(&change.address)
+            && let Some(holdings) = outputs.get("holdings")
+        {
+            change.holdings = serde_json::from_value(holdings.clone()).unwrap_or_default();
+        }
     }
 }
 
@@ -427,6 +448,7 @@ fn plan_deletes(
                 final_snapshot: None,
                 forget: false,
                 data_loss: None,
+                holdings: Vec::new(),
             }
         })
         .collect()

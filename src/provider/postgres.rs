@@ -43,8 +43,10 @@ pub struct PostgresProvider {
     secrets: aws_sdk_secretsmanager::Client,
     /// The way to the database relay, for connections that name one (`connection.relay`).
     kubernetes: Arc<super::kubernetes::KubernetesProvider>,
-    /// One connection per cluster endpoint, shared by all operations (queries pipeline).
-    client: Mutex<Option<(String, Arc<tokio_postgres::Client>)>>,
+    /// One connection per cluster endpoint and database, shared by all operations (queries
+    /// pipeline). Other databases than the stack's are reached only to drop a user that
+    /// holds something there.
+    clients: Mutex<BTreeMap<String, Arc<tokio_postgres::Client>>>,
 }
 
 fn error(message: impl Into<String>) -> ProviderError {
@@ -201,7 +203,7 @@ impl PostgresProvider {
             settings,
             secrets: aws_sdk_secretsmanager::Client::new(config),
             kubernetes,
-            client: Mutex::new(None),
+            clients: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -246,10 +248,18 @@ impl PostgresProvider {
     /// A connection to the cluster the inputs name, made once and shared. Its errors are
     /// [`super::ErrorKind::Local`]: no statement was sent, so nothing changed.
     async fn client(&self, inputs: &Inputs) -> Result<Arc<tokio_postgres::Client>, ProviderError> {
-        self.connect(inputs).await.map_err(ProviderError::local)
+        self.connect(inputs, None)
+            .await
+            .map_err(ProviderError::local)
     }
 
-    async fn connect(&self, inputs: &Inputs) -> Result<Arc<tokio_postgres::Client>, ProviderError> {
+    /// A connection to the cluster the inputs name, to `database` instead of the recorded one
+    /// when given.
+    async fn connect(
+        &self,
+        inputs: &Inputs,
+        database: Option<&str>,
+    ) -> Result<Arc<tokio_postgres::Client>, ProviderError> {
         let connection = inputs
             .get("connection")
             .ok_or_else(|| error("input `connection` is missing"))?;
@@ -264,14 +274,15 @@ impl PostgresProvider {
             .unwrap_or(5432);
         // The database the resource records (states written before it was recorded: the
         // stack's).
-        let database = connection
-            .get("database")
-            .and_then(Value::as_str)
-            .unwrap_or(&self.settings.database);
+        let database = database.unwrap_or_else(|| {
+            connection
+                .get("database")
+                .and_then(Value::as_str)
+                .unwrap_or(&self.settings.database)
+        });
         let key = format!("{endpoint}/{database}");
-        let mut cached = self.client.lock().await;
-        if let Some((cached_key, client)) = cached.as_ref()
-            && *cached_key == key
+        let mut cached = self.clients.lock().await;
+        if let Some(client) = cached.get(&key)
             && !client.is_closed()
         {
             return Ok(client.clone());
@@ -344,7 +355,7 @@ impl PostgresProvider {
             }
         };
         let client = Arc::new(client);
-        *cached = Some((key, client.clone()));
+        cached.insert(key, client.clone());
         Ok(client)
     }
 
@@ -375,6 +386,105 @@ impl PostgresProvider {
             }
             Err(error) => Err(db_error("read whether the role has a password")(error)),
         }
+    }
+
+    /// What `role` owns or holds in each database of the cluster, from `pg_shdepend`, the
+    /// catalog of dependencies on roles that every database shares (readable by everyone):
+    /// `o` entries are objects it owns, the others (`a` ACL, `i` initial ACL, `r` policy)
+    /// objects it holds privileges on. Databases in name order, cluster-wide objects last.
+    async fn holdings(
+        client: &tokio_postgres::Client,
+        role: &str,
+    ) -> Result<Vec<crate::plan::Holding>, ProviderError> {
+        let rows = client
+            .query(
+                "select d.datname::text, count(*) filter (where s.deptype = 'o'), count(*) filter (where s.deptype <> 'o') \
+                 from pg_shdepend s left join pg_database d on d.oid = s.dbid \
+                 where s.refclassid = 'pg_authid'::regclass and s.refobjid = (select oid from pg_roles where rolname = $1) \
+                 group by d.datname order by d.datname nulls last",
+                &[&role],
+            )
+            .await
+            .map_err(db_error("read what the role owns and holds"))?;
+        Ok(rows
+            .into_iter()
+            .map(|row| crate::plan::Holding {
+                database: row.get(0),
+                owns: row.get::<_, i64>(1).max(0) as u64,
+                privileges: row.get::<_, i64>(2).max(0) as u64,
+            })
+            .collect())
+    }
+
+    /// Before `role` is dropped from the stack's database: in every other database where it
+    /// owns or holds something, what it owns goes to the master user and its privileges are
+    /// revoked, one transaction per database (REASSIGN OWNED and DROP OWNED act on the current
+    /// database only, so DROP ROLE fails while anything is left elsewhere: "role cannot be
+    /// dropped because some objects depend on it", DETAIL "1 object in database postgres").
+    /// Errors name the database and keep PostgreSQL's SQLSTATE, DETAIL and HINT.
+    async fn release_elsewhere(
+        &self,
+        client: &tokio_postgres::Client,
+        inputs: &Inputs,
+        role: &str,
+    ) -> Result<(), ProviderError> {
+        let current: String = client
+            .query_one("select current_database()::text", &[])
+            .await
+            .map_err(db_error("read the current database"))?
+            .get(0);
+        for holding in Self::holdings(client, role).await? {
+            let Some(database) = holding.database.filter(|database| *database != current) else {
+                continue;
+            };
+            let elsewhere = self.connect(inputs, Some(&database)).await.map_err(|failure| {
+                error(format!(
+                    "user {role} owns {} and holds privileges on {} objects in database {database}, which pwless cannot reach to release them: {}",
+                    holding.owns, holding.privileges, failure.message
+                ))
+            })?;
+            let member: bool = elsewhere
+                .query_one("select pg_has_role(current_user, $1, 'MEMBER')", &[&role])
+                .await
+                .map_err(db_error("look up the role"))?
+                .get(0);
+            let owners = Owners {
+                existing: vec![role.to_string()],
+                borrowed: if member {
+                    Vec::new()
+                } else {
+                    vec![role.to_string()]
+                },
+            };
+            let quoted = ident(role);
+            elsewhere
+                .batch_execute(&Self::acting_for(
+                    &owners,
+                    format!(
+                        "REASSIGN OWNED BY {quoted} TO CURRENT_USER;\nDROP OWNED BY {quoted};\n"
+                    ),
+                ))
+                .await
+                .map_err(|source| {
+                    error(format!(
+                        "cannot release what user {role} owns and holds in database {database}: {}",
+                        crate::db::describe(&source)
+                    ))
+                })?;
+            // DROP OWNED revokes only what the master may revoke: a privilege another role
+            // granted on its own object (a superuser's, say) stays, with a warning only.
+            let left = Self::holdings(&elsewhere, role)
+                .await?
+                .into_iter()
+                .find(|left| left.database.as_deref() == Some(database.as_str()));
+            if let Some(left) = left {
+                return Err(error(format!(
+                    "user {role} still holds privileges on {} objects in database {database} that the master user cannot revoke (another role granted them on its own objects); revoke them as that role (`REVOKE ALL ON <object> FROM {quoted}` in database {database}), then apply again",
+                    left.privileges + left.owns
+                )));
+            }
+        }
+        Ok(())
     }
 
     async fn role_oid_exists(
@@ -600,7 +710,17 @@ impl Provider for PostgresProvider {
                         },
                     ));
                 }
-                Ok(present(super::overlay(prior, observed)))
+                // What it owns and holds, for a plan that drops it to list (never an input:
+                // it is no part of what the stack declares).
+                let mut outputs = resource.outputs.clone();
+                outputs.insert(
+                    "holdings".into(),
+                    json!(Self::holdings(&client, name).await?),
+                );
+                Ok(Observed::Present {
+                    inputs: super::overlay(prior, observed),
+                    outputs,
+                })
             }
             ResourceKind::PostgresGrant => {
                 let role = input_str(prior, "role")?;
@@ -785,6 +905,8 @@ impl Provider for PostgresProvider {
                 if !Self::role_oid_exists(&client, name).await? {
                     return Ok(());
                 }
+                self.release_elsewhere(&client, &resource.inputs, name)
+                    .await?;
                 let role = ident(name);
                 // Acting for the role (CREATEROLE allows taking its membership) lets the master
                 // take over what it owns; the membership dies with the role, in this transaction.

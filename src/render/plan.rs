@@ -95,6 +95,31 @@ pub fn human(plan: &Plan, style: Style) -> String {
         if let Some(note) = data_note(change) {
             out.push_str(&format!("        # {note}\n"));
         }
+        for holding in &change.holdings {
+            let place = match &holding.database {
+                Some(database) => format!("in database {database}"),
+                None => "cluster-wide (databases, tablespaces)".to_string(),
+            };
+            let objects = |count: u64| {
+                if count == 1 {
+                    "1 object".to_string()
+                } else {
+                    format!("{count} objects")
+                }
+            };
+            if holding.owns > 0 {
+                out.push_str(&format!(
+                    "        # owns {} {place}: reassigned to the master user, kept\n",
+                    objects(holding.owns)
+                ));
+            }
+            if holding.privileges > 0 {
+                out.push_str(&format!(
+                    "        # holds privileges on {} {place}: revoked\n",
+                    objects(holding.privileges)
+                ));
+            }
+        }
         if let Some(lost) = &change.data_loss {
             let line = match plan.mode {
                 Mode::Normal => format!(

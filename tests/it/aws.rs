@@ -1242,6 +1242,14 @@ fn on_a_terminal_apply_asks_and_only_yes_applies() {
 
 /// A superuser session over the sandbox's Unix socket, for looking at the catalogs.
 pub(crate) async fn superuser(pg: &crate::postgres::LocalPostgres) -> tokio_postgres::Client {
+    superuser_in(pg, "appdb").await
+}
+
+/// [`superuser`], in another database of the sandbox's cluster.
+pub(crate) async fn superuser_in(
+    pg: &crate::postgres::LocalPostgres,
+    database: &str,
+) -> tokio_postgres::Client {
     let port = pg
         .var("PWLESS_SANDBOX_DB_ADDRESS")
         .rsplit_once(':')
@@ -1249,7 +1257,7 @@ pub(crate) async fn superuser(pg: &crate::postgres::LocalPostgres) -> tokio_post
         .1
         .to_string();
     let dsn = format!(
-        "host={} port={port} user=postgres dbname=appdb",
+        "host={} port={port} user=postgres dbname={database}",
         pg.var("PWLESS_SANDBOX_PG_SOCKET_DIR")
     );
     let (client, connection) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
@@ -1639,6 +1647,127 @@ fn login_attributes_and_memberships_set_outside_pwless_are_planned_back() {
             .await
             .unwrap()
     });
+    let output = run(&["destroy", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
+
+/// Issue 17, item 5: a user that owns a table and holds a privilege in another database of
+/// the cluster. Before, dropping it failed with `role "reader" cannot be dropped because some
+/// objects depend on it` (DETAIL: `1 object in database postgres`), and the plan gave no hint.
+/// Now the plan lists what it owns and holds in each database and what apply does about each,
+/// and apply releases them in every database before the drop.
+#[test]
+fn a_user_holding_objects_in_another_database_is_listed_by_the_plan_and_dropped() {
+    let users = "  final_snapshot: false\n  users:\n    - {name: app_user, privileges: [connect, usage, select]}\n    - {name: reader, privileges: [connect, usage, create, select]}\n";
+    let stack = Stack::with_text("holdings", |name| admin_stack(name, users));
+    let sandboxes = ThroughCluster::start(&stack, false);
+    let pg = &sandboxes.pg;
+    let run = |args: &[&str]| {
+        let mut command = stack.command(args);
+        sandboxes.apply_to(&mut command);
+        command.stdin(Stdio::null()).output().unwrap()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let output = run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    rt.block_on(async {
+        // In another database: a table of the master's that reader may read, a table reader
+        // owns, and a privilege a superuser granted on its own table (which the master, no
+        // superuser, cannot revoke).
+        superuser_in(pg, "postgres")
+            .await
+            .batch_execute("GRANT ALL ON SCHEMA public TO admin; SET ROLE admin; CREATE TABLE elsewhere (id int); GRANT SELECT ON elsewhere TO reader; CREATE TABLE theirs (id int); RESET ROLE; ALTER TABLE theirs OWNER TO reader; CREATE TABLE superusers (id int); GRANT SELECT ON superusers TO reader;")
+            .await
+            .unwrap();
+        superuser(pg)
+            .await
+            .batch_execute("SET ROLE reader; CREATE TABLE public.reader_made (id int); RESET ROLE;")
+            .await
+            .unwrap();
+    });
+
+    std::fs::write(
+        &stack.file,
+        admin_stack(
+            &stack.name,
+            &users.replace(
+                "    - {name: reader, privileges: [connect, usage, create, select]}\n",
+                "",
+            ),
+        ),
+    )
+    .unwrap();
+    let output = run(&["plan"]);
+    let plan = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{plan}{}", stderr(&output));
+    for line in [
+        "# owns 1 object in database postgres: reassigned to the master user, kept",
+        "# holds privileges on 2 objects in database postgres: revoked",
+        "in database appdb: reassigned to the master user, kept",
+        "in database appdb: revoked",
+    ] {
+        assert!(plan.contains(line), "{line}: {plan}");
+    }
+    let json = run(&["plan", "--json"]);
+    let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let change = parsed["resource_changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|change| change["address"] == "postgresql_role.user[reader]")
+        .unwrap();
+    assert!(
+        change["holdings"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!({"database": "postgres", "owns": 1, "privileges": 2})),
+        "{change}"
+    );
+
+    // What the master cannot revoke stops the drop with what to do, and where.
+    let output = run(&["apply", "--auto-approve"]);
+    assert_ne!(output.status.code(), Some(0));
+    let message = stderr(&output);
+    assert!(
+        message.contains("user reader still holds privileges on 1 objects in database postgres that the master user cannot revoke"),
+        "{message}"
+    );
+    rt.block_on(async {
+        superuser_in(pg, "postgres")
+            .await
+            .batch_execute("REVOKE ALL ON superusers FROM reader;")
+            .await
+            .unwrap()
+    });
+    let output = run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    rt.block_on(async {
+        let elsewhere = superuser_in(pg, "postgres").await;
+        let owner: String = elsewhere
+            .query_one("select tableowner::text from pg_tables where tablename = 'theirs'", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(owner, "admin", "what it owned elsewhere is kept, the master's now");
+        let gone: bool = superuser(pg)
+            .await
+            .query_one("select not exists (select 1 from pg_roles where rolname = 'reader')", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(gone);
+        let memberships: Vec<String> = elsewhere
+            .query_one("select array(select g.rolname::text from pg_auth_members m join pg_roles g on g.oid = m.roleid join pg_roles r on r.oid = m.member where r.rolname = 'admin' order by 1)", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(memberships, ["rds_superuser"], "the master holds no membership it took to act");
+    });
+    assert_eq!(run(&["plan", "--detailed-exitcode"]).status.code(), Some(0));
     let output = run(&["destroy", "--auto-approve"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }
