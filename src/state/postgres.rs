@@ -173,9 +173,8 @@ fn unreachable(target: &Target, server: &str, error: impl std::fmt::Display) -> 
 }
 
 fn query_failed(target: &Target, what: &str, error: &tokio_postgres::Error) -> StateError {
-    let detail = error
-        .as_db_error()
-        .map_or_else(|| error.to_string(), |db| db.message().to_string());
+    // PostgreSQL's SQLSTATE, message, DETAIL and HINT, or the transport's whole cause chain.
+    let detail = crate::db::describe(error);
     let hint = match error.code() {
         Some(code) if *code == tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE => format!(
             " (the state database's user needs CREATE on the schema once, then SELECT, INSERT, UPDATE, DELETE on {t} and {t}_locks)",
@@ -560,7 +559,7 @@ pub async fn force_unlock(target: &Target, id: &str) -> Result<String, StateErro
         .map_err(|error| {
             StateError::Backend(format!(
                 "cannot end database session {pid} holding the lock: {}; a superuser, a member of pg_signal_backend or the holder's own role can",
-                error.as_db_error().map_or_else(|| error.to_string(), |db| db.message().to_string())
+                crate::db::describe(&error)
             ))
         })?
         .get(0);

@@ -847,6 +847,7 @@ fn backend_problems_are_one_line_that_says_what_to_do_and_change_nothing() {
         &[("PWLESS_IT_STATE_DB", &weak)],
         &[
             "permission denied",
+            "(SQLSTATE 42501)",
             "needs CREATE on the schema",
             "nothing was changed",
         ],

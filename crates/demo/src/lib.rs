@@ -168,9 +168,12 @@ impl From<tokio_postgres::Error> for Failure {
                     message: "the messages table does not exist yet: create it first".into(),
                 }
             }
-            Some(database) => Failure {
+            Some(_) => Failure {
                 status: StatusCode::BAD_GATEWAY,
-                message: format!("the database said: {}", database.message()),
+                message: format!(
+                    "the database said: {}",
+                    pwless_iam_auth::db::describe(&error)
+                ),
             },
             None => Failure {
                 status: StatusCode::BAD_GATEWAY,

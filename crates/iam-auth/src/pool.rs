@@ -25,7 +25,7 @@ use deadpool::managed::{self, Metrics, RecycleResult};
 /// makes one outside the pool), so users need not depend on deadpool themselves.
 pub use deadpool::managed::{Manager, Object, Status};
 
-use crate::db::{DbError, Target};
+use crate::db::{DbError, Target, describe};
 use crate::secret::Secret;
 use crate::token::{AuthToken, SigningCredentials, TokenError, TokenSigner};
 
@@ -200,7 +200,7 @@ fn refused(user: &str, error: &DbError) -> Option<PoolError> {
         || *code == tokio_postgres::error::SqlState::INVALID_AUTHORIZATION_SPECIFICATION)
         .then(|| PoolError::Refused {
             user: user.to_string(),
-            message: database.message().to_string(),
+            message: describe(error),
         })
 }
 
