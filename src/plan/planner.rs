@@ -53,8 +53,8 @@ pub fn plan(
         name_final_snapshots(&mut changes, prior, observed);
     }
     forget_with_the_cluster(&mut changes);
-    mark_data_loss(&mut changes, observed);
     list_holdings(&mut changes, observed);
+    mark_data_loss(&mut changes, observed);
     let summary = summarize(&changes);
     Plan {
         format_version: PLAN_FORMAT_VERSION,
@@ -292,7 +292,8 @@ fn name_final_snapshots(changes: &mut [ResourceChange], prior: &State, observed:
 /// Marks each delete or replace of a resource that holds data, and still exists, with what is
 /// lost ([`ResourceChange::data_loss`]): the Aurora cluster (its databases; whether a final
 /// snapshot is kept is [`ResourceChange::final_snapshot`]), its instances, the EKS cluster
-/// (everything running in it, pwless's or not).
+/// (everything running in it, pwless's or not), a database user that owns objects (its
+/// application's tables: [`super::Holding`]).
 fn mark_data_loss(changes: &mut [ResourceChange], observed: &ObservedState) {
     use crate::graph::ResourceKind;
     for change in changes.iter_mut() {
@@ -311,6 +312,21 @@ fn mark_data_loss(changes: &mut [ResourceChange], observed: &ObservedState) {
             ResourceKind::EksCluster => Some(
                 "the EKS cluster and everything running in it: workloads, their volumes' attachments, every Kubernetes object, pwless's or not".to_string(),
             ),
+            // A user that owns tables (its application's): they are kept, the master's from
+            // then on, but the application loses them with its login.
+            ResourceKind::PostgresRole if change.holdings.iter().any(|h| h.owns > 0) => {
+                let owned: u64 = change.holdings.iter().map(|h| h.owns).sum();
+                let databases: Vec<&str> = change
+                    .holdings
+                    .iter()
+                    .filter(|h| h.owns > 0)
+                    .map(|h| h.database.as_deref().unwrap_or("the cluster"))
+                    .collect();
+                Some(format!(
+                    "the database user that owns {owned} object(s) in {} (kept, reassigned to the master user, but its application loses them with its login)",
+                    databases.join(", ")
+                ))
+            }
             _ => None,
         };
     }

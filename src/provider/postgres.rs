@@ -391,14 +391,16 @@ impl PostgresProvider {
     /// What `role` owns or holds in each database of the cluster, from `pg_shdepend`, the
     /// catalog of dependencies on roles that every database shares (readable by everyone):
     /// `o` entries are objects it owns, the others (`a` ACL, `i` initial ACL, `r` policy)
-    /// objects it holds privileges on. Databases in name order, cluster-wide objects last.
+    /// objects it holds privileges on; its default privileges (`pg_default_acl`, which it owns)
+    /// count as privileges, as they hold no data. Databases in name order, cluster-wide objects last.
     async fn holdings(
         client: &tokio_postgres::Client,
         role: &str,
     ) -> Result<Vec<crate::plan::Holding>, ProviderError> {
         let rows = client
             .query(
-                "select d.datname::text, count(*) filter (where s.deptype = 'o'), count(*) filter (where s.deptype <> 'o') \
+                "select d.datname::text, count(*) filter (where s.deptype = 'o' and s.classid <> 'pg_default_acl'::regclass), \
+                 count(*) filter (where s.deptype <> 'o' or s.classid = 'pg_default_acl'::regclass) \
                  from pg_shdepend s left join pg_database d on d.oid = s.dbid \
                  where s.refclassid = 'pg_authid'::regclass and s.refobjid = (select oid from pg_roles where rolname = $1) \
                  group by d.datname order by d.datname nulls last",

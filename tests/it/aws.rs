@@ -1401,7 +1401,13 @@ fn database_users_are_iam_only_with_exactly_their_privileges() {
         admin_stack(&stack.name, "  final_snapshot: false\n"),
     )
     .unwrap();
-    let output = run(&["apply", "--auto-approve"]);
+    // app_user owns a table: its removal needs consent (reader, owning none, does not).
+    let output = run(&[
+        "apply",
+        "--auto-approve",
+        "--allow-destroy",
+        "postgresql_role.user[app_user]",
+    ]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     // The users were dropped through the relay, which went after them.
     let log = stderr(&output);
@@ -1728,8 +1734,40 @@ fn a_user_holding_objects_in_another_database_is_listed_by_the_plan_and_dropped(
         "{change}"
     );
 
-    // What the master cannot revoke stops the drop with what to do, and where.
+    // A user that owns tables is data-holding (issue 16, item 1): the plan says so, and apply
+    // refuses without consent, changing nothing.
+    assert!(
+        plan.contains("# ! destroys the database user that owns 2 object(s) in appdb, postgres"),
+        "{plan}"
+    );
     let output = run(&["apply", "--auto-approve"]);
+    assert_ne!(output.status.code(), Some(0));
+    assert!(
+        stderr(&output).contains("--allow-destroy postgresql_role.user[reader]"),
+        "{}",
+        stderr(&output)
+    );
+    rt.block_on(async {
+        let exists: bool = superuser(pg)
+            .await
+            .query_one(
+                "select exists (select 1 from pg_roles where rolname = 'reader')",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(exists, "refused before any change");
+    });
+    let consent = [
+        "apply",
+        "--auto-approve",
+        "--allow-destroy",
+        "postgresql_role.user[reader]",
+    ];
+
+    // What the master cannot revoke stops the drop with what to do, and where.
+    let output = run(&consent);
     assert_ne!(output.status.code(), Some(0));
     let message = stderr(&output);
     assert!(
@@ -1743,7 +1781,7 @@ fn a_user_holding_objects_in_another_database_is_listed_by_the_plan_and_dropped(
             .await
             .unwrap()
     });
-    let output = run(&["apply", "--auto-approve"]);
+    let output = run(&consent);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     rt.block_on(async {
         let elsewhere = superuser_in(pg, "postgres").await;
