@@ -165,8 +165,30 @@ async fn get_object(
     }))
 }
 
-/// `If-Match: etag`, or `If-None-Match: *` when `expected` is `None`.
+/// `If-Match: etag`, or `If-None-Match: *` when `expected` is `None`; the new ETag.
+///
+/// A lost answer: the SDK sends the write again when the first one's answer is lost (a 5xx, a
+/// dropped connection), and the first may have landed, so S3 refuses the second with 412 (the
+/// object is no longer at `expected`). Then the object is read back: when it holds exactly
+/// these bytes, the write is ours, not another writer's, and its ETag is returned. (Every
+/// write pwless makes is unique: a state carries its serial, a lock record its id and time.)
 async fn put_object(
+    client: &aws_sdk_s3::Client,
+    target: &Target,
+    key: &str,
+    bytes: Vec<u8>,
+    expected: Option<&str>,
+) -> Result<String, crate::provider::ProviderError> {
+    match put_once(client, target, key, bytes.clone(), expected).await {
+        Err(error) if is_precondition(&error) => match get_object(client, target, key).await {
+            Ok(Some(object)) if object.bytes == bytes => Ok(object.etag),
+            _ => Err(error),
+        },
+        other => other,
+    }
+}
+
+async fn put_once(
     client: &aws_sdk_s3::Client,
     target: &Target,
     key: &str,

@@ -75,7 +75,7 @@ impl Proxy {
 
     /// The recorded calls: `service`, `action`, `method`, `at`, and `lost: true` for an answer
     /// the proxy lost on purpose (`--lose`).
-    fn calls(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn calls(&self) -> Vec<serde_json::Value> {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         write!(

@@ -961,3 +961,26 @@ fn settles_pending(stderr: &str) -> bool {
         .lines()
         .any(|line| line.starts_with("An interrupted run left ") && line.ends_with(" first:"))
 }
+
+/// Issue 16: a state or lock write on S3 whose answer is lost. The SDK sends it again, S3
+/// refuses the second with 412 (the first landed: the object is no longer at the expected
+/// ETag), and apply stopped with "the state changed under this run" although nobody else
+/// wrote. Now the object is read back: holding exactly what was written, the write was ours.
+#[test]
+fn a_lost_answer_to_an_s3_state_or_lock_write_is_its_own_write_not_a_conflict() {
+    let state = format!("PUT /{BUCKET}/{KEY}=2");
+    let lock = format!("PUT /{BUCKET}/{KEY}.lock=1");
+    let remote = Remote::with_proxy("s3-lost", Kind::S3, &["--lose", &state, "--lose", &lock]);
+    let output = remote.run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let calls = remote.proxy.as_ref().unwrap().calls();
+    let lost = calls.iter().filter(|call| call["lost"] == true).count();
+    assert_eq!(lost, 3, "three answers were lost: {calls:?}");
+    let state = remote.pull().unwrap();
+    assert_eq!(state.resources.len(), 30);
+    assert!(state.pending_operations.is_empty());
+    let plan = remote.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", stderr(&plan));
+    let destroy = remote.run(&["destroy", "--auto-approve"]);
+    assert_eq!(destroy.status.code(), Some(0), "{}", stderr(&destroy));
+}
