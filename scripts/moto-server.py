@@ -62,7 +62,13 @@ from moto.server import main
 
 ENTRIES = {}  # (account, region, cluster) -> {principal: entry}
 LOCK = threading.Lock()
-POLICY_PREFIX = "arn:aws:eks::aws:cluster-access-policy/"
+
+
+def _policy_prefix(region):
+    """EKS accepts only its own partition's access policies ("Associate access policies with
+    access entries", Amazon EKS User Guide, and its China edition: arn:aws-cn:eks::aws:...)."""
+    partition = "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
+    return f"arn:{partition}:eks::aws:cluster-access-policy/"
 
 
 def _now():
@@ -109,7 +115,7 @@ def create_access_entry(self):
             "clusterName": cluster,
             "principalArn": principal,
             "kubernetesGroups": self._get_param("kubernetesGroups") or [],
-            "accessEntryArn": f"arn:aws:eks:{self.region}:{self.current_account}:access-entry/{cluster}/{uuid.uuid4()}",
+            "accessEntryArn": f"{_policy_prefix(self.region).split(':eks:')[0]}:eks:{self.region}:{self.current_account}:access-entry/{cluster}/{uuid.uuid4()}",
             "createdAt": _now(),
             "modifiedAt": _now(),
             "tags": self._get_param("tags") or {},
@@ -149,7 +155,7 @@ def associate_access_policy(self):
         entry = _entry(self, cluster, _principal(self))
         policy = self._get_param("policyArn") or ""
         scope = self._get_param("accessScope") or {}
-        if not policy.startswith(POLICY_PREFIX) or scope.get("type") not in ("cluster", "namespace"):
+        if not policy.startswith(_policy_prefix(self.region)) or scope.get("type") not in ("cluster", "namespace"):
             raise InvalidParameterException(clusterName=cluster, message="policyArn and accessScope (cluster or namespace) are required")
         association = {"policyArn": policy, "accessScope": {"type": scope["type"], "namespaces": scope.get("namespaces") or []},
                        "associatedAt": _now(), "modifiedAt": _now()}

@@ -529,6 +529,10 @@ impl Expander<'_> {
                 .input("final_snapshot", database.final_snapshot)
                 .input("port", 5432u32)
                 .input("db_subnet_group_name", Expr::output(&subnet_group, "name"))
+                // An Aurora cluster cannot move to another VPC (ModifyDBCluster takes no subnet
+                // group): a new VPC replaces it, with consent, instead of an update that fails
+                // halfway.
+                .input("vpc_id", Expr::output(&address::vpc(), "id"))
                 .input(
                     "vpc_security_group_ids",
                     Expr::List(vec![Expr::output(&security_group, "id")]),

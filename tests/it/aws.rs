@@ -1810,6 +1810,69 @@ fn a_user_holding_objects_in_another_database_is_listed_by_the_plan_and_dropped(
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }
 
+/// An access entry grants exactly what the stack says: a policy associated with it by hand is
+/// drift, and apply takes it away (before, the read saw only that the declared policy was
+/// there, and a changed `policy_arn` left the old one associated).
+#[test]
+fn an_access_policy_associated_by_hand_is_drift_and_taken_away() {
+    let stack = Stack::with_text("accesspolicy", |name| {
+        admin_stack(name, "  final_snapshot: false\n")
+    });
+    let output = stack.run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let rt = runtime();
+    let aws = rt.block_on(clients(&stack.moto));
+    let principal = "arn:aws:iam::123456789012:user/moto";
+    let policies = || {
+        rt.block_on(async {
+            let mut arns: Vec<String> = aws
+                .eks
+                .list_associated_access_policies()
+                .cluster_name(&stack.name)
+                .principal_arn(principal)
+                .send()
+                .await
+                .unwrap()
+                .associated_access_policies()
+                .iter()
+                .filter_map(|policy| policy.policy_arn().map(str::to_string))
+                .collect();
+            arns.sort();
+            arns
+        })
+    };
+    let admin = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy";
+    assert_eq!(policies(), [admin]);
+    rt.block_on(async {
+        aws.eks
+            .associate_access_policy()
+            .cluster_name(&stack.name)
+            .principal_arn(principal)
+            .policy_arn("arn:aws:eks::aws:cluster-access-policy/AmazonEKSViewPolicy")
+            .access_scope(
+                aws_sdk_eks::types::AccessScope::builder()
+                    .r#type(aws_sdk_eks::types::AccessScopeType::Cluster)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+    crate::common::assert_plans_one_drift_repair(
+        &stack.run(&["plan", "--detailed-exitcode"]),
+        &format!("aws_eks_access_entry.admin[{principal}]"),
+    );
+    let output = stack.run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(policies(), [admin]);
+    assert_eq!(
+        stack.run(&["plan", "--detailed-exitcode"]).status.code(),
+        Some(0)
+    );
+    let output = stack.run(&["destroy", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
+
 #[test]
 fn a_long_wait_says_it_is_still_at_it_every_ten_seconds() {
     // Terraform's heartbeat: an operation in flight for 10 s says so, with its own elapsed

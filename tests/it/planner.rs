@@ -211,6 +211,18 @@ fn a_new_vpc_block_replaces_the_network_and_what_stands_on_it() {
     let eks = plan.change("aws_eks_cluster.main").unwrap();
     // A cluster cannot move to another VPC; within one, its subnets change in place.
     assert_eq!(eks.replace_paths, ["vpc_id"]);
+    // Nor can an Aurora cluster (ModifyDBCluster takes no subnet group): before, it was
+    // planned as an update that would fail halfway, with the EKS cluster already replaced.
+    // Its replacement destroys its data: consent is needed.
+    let rds = plan.change("aws_rds_cluster.main").unwrap();
+    assert_eq!(rds.action, Action::Replace);
+    assert!(
+        rds.replace_paths.contains(&"vpc_id".to_string()),
+        "{:?}",
+        rds.replace_paths
+    );
+    assert!(rds.data_loss.is_some());
+    assert_eq!(found["aws_db_subnet_group.main"], Action::Replace);
 }
 
 #[test]

@@ -58,6 +58,35 @@ async fn associate(aws: &AwsProvider, inputs: &Inputs) -> Result<(), ProviderErr
     .await
 }
 
+/// Takes away every policy associated with the entry other than the declared one
+/// (DisassociateAccessPolicy): an access entry grants exactly what the stack says.
+async fn disassociate_others(aws: &AwsProvider, inputs: &Inputs) -> Result<(), ProviderError> {
+    let (cluster, principal) = key(inputs)?;
+    let declared = input_str(inputs, "policy_arn")?;
+    let policies = aws
+        .eks
+        .list_associated_access_policies()
+        .cluster_name(cluster)
+        .principal_arn(principal)
+        .send()
+        .await
+        .map_err(sdk_error("list the access policies"))?;
+    for policy in policies.associated_access_policies() {
+        let Some(arn) = policy.policy_arn().filter(|arn| *arn != declared) else {
+            continue;
+        };
+        aws.eks
+            .disassociate_access_policy()
+            .cluster_name(cluster)
+            .principal_arn(principal)
+            .policy_arn(arn)
+            .send()
+            .await
+            .map_err(sdk_error("disassociate the access policy"))?;
+    }
+    Ok(())
+}
+
 /// The entry of the inputs' (cluster, principal), or `None` when there is none.
 async fn describe(
     aws: &AwsProvider,
@@ -120,15 +149,20 @@ pub(super) async fn read(
         .send()
         .await
         .map_err(sdk_error("list the access policies"))?;
-    // The declared policy counts only with cluster-wide scope; anything else is drift.
+    // The declared policy counts only with cluster-wide scope, and alone: another policy
+    // associated with the entry (by hand, or the one a changed `policy_arn` replaced) is
+    // drift, which the update takes away.
     let declared = input_str(prior, "policy_arn")?;
-    let cluster_wide = policies.associated_access_policies().iter().any(|policy| {
+    let associated = policies.associated_access_policies();
+    let cluster_wide = associated.iter().any(|policy| {
         policy.policy_arn() == Some(declared)
             && policy
                 .access_scope()
                 .and_then(|scope| scope.r#type())
                 .is_some_and(|scope| *scope == AccessScopeType::Cluster)
-    });
+    }) && associated
+        .iter()
+        .all(|policy| policy.policy_arn() == Some(declared));
     let tags: BTreeMap<String, String> = entry
         .tags()
         .map(|tags| tags.clone().into_iter().collect())
@@ -165,7 +199,10 @@ pub(super) async fn update(
         .unwrap_or_default();
     for name in changed {
         match name.as_str() {
-            "policy_arn" => associate(aws, inputs).await?,
+            "policy_arn" => {
+                associate(aws, inputs).await?;
+                disassociate_others(aws, inputs).await?;
+            }
             "tags" => super::eks::sync_tags(aws, arn, &resource.inputs, inputs).await?,
             other => return Err(super::not_in_place(resource.kind, other)),
         }

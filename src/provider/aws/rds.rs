@@ -399,6 +399,11 @@ pub(super) async fn update(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
+    // Each resource's changes go out in one modify call, as terraform's does: a second
+    // ModifyDBCluster while the first is still applying is refused (InvalidDBClusterStateFault).
+    let mut cluster_fields: Vec<&str> = Vec::new();
+    let mut modify_instance = false;
+    let mut modify_subnet_group = false;
     for name in changed {
         match (resource.kind, name.as_str()) {
             (_, "tags") => {
@@ -428,15 +433,10 @@ pub(super) async fn update(
             }
             // Recorded only: a state from before pwless recorded the group's VPC (a change of
             // VPC is planned as a replacement).
-            (ResourceKind::DbSubnetGroup, "vpc_id") if !resource.inputs.contains_key("vpc_id") => {}
+            (ResourceKind::DbSubnetGroup | ResourceKind::RdsCluster, "vpc_id")
+                if !resource.inputs.contains_key("vpc_id") => {}
             (ResourceKind::DbSubnetGroup, "subnet_ids" | "description") => {
-                rds.modify_db_subnet_group()
-                    .db_subnet_group_name(input_str(inputs, "name")?)
-                    .db_subnet_group_description(input_str(inputs, "description")?)
-                    .set_subnet_ids(Some(input_strings(inputs, "subnet_ids")?))
-                    .send()
-                    .await
-                    .map_err(sdk_error("modify the DB subnet group"))?;
+                modify_subnet_group = true;
             }
             (
                 ResourceKind::RdsCluster,
@@ -445,49 +445,73 @@ pub(super) async fn update(
                 | "port"
                 | "vpc_security_group_ids"
                 | "master_password"),
-            ) => {
-                let mut call = rds
-                    .modify_db_cluster()
-                    .db_cluster_identifier(input_str(inputs, "cluster_identifier")?)
-                    .apply_immediately(true);
-                call = match field {
-                    "engine_version" => call
-                        .engine_version(input_str(inputs, "engine_version")?)
-                        .allow_major_version_upgrade(true),
-                    "iam_database_authentication_enabled" => {
-                        call.enable_iam_database_authentication(input_bool(inputs, field)?)
-                    }
-                    "port" => call.port(input_i64(inputs, "port")? as i32),
-                    "vpc_security_group_ids" => {
-                        call.set_vpc_security_group_ids(Some(input_strings(inputs, field)?))
-                    }
-                    _ => match master_password(inputs)? {
-                        None => call.manage_master_user_password(true),
-                        Some(secret) => call
-                            .manage_master_user_password(false)
-                            .master_user_password(secret.expose()),
-                    },
-                };
-                call.send()
-                    .await
-                    .map_err(sdk_error("modify the Aurora cluster"))?;
-            }
+            ) => cluster_fields.push(field),
             // Read at delete time; nothing to tell AWS now.
             (ResourceKind::RdsCluster, "final_snapshot") => {}
             (ResourceKind::RdsClusterInstance, "instance_class" | "publicly_accessible") => {
-                rds.modify_db_instance()
-                    .db_instance_identifier(input_str(inputs, "identifier")?)
-                    .db_instance_class(input_str(inputs, "instance_class")?)
-                    .publicly_accessible(input_bool(inputs, "publicly_accessible")?)
-                    .apply_immediately(true)
-                    .send()
-                    .await
-                    .map_err(sdk_error("modify the Aurora instance"))?;
+                modify_instance = true;
             }
             (kind, name) => {
                 return Err(super::not_in_place(kind, name));
             }
         }
+    }
+    if modify_subnet_group {
+        rds.modify_db_subnet_group()
+            .db_subnet_group_name(input_str(inputs, "name")?)
+            .db_subnet_group_description(input_str(inputs, "description")?)
+            .set_subnet_ids(Some(input_strings(inputs, "subnet_ids")?))
+            .send()
+            .await
+            .map_err(sdk_error("modify the DB subnet group"))?;
+    }
+    if !cluster_fields.is_empty() {
+        let mut call = rds
+            .modify_db_cluster()
+            .db_cluster_identifier(input_str(inputs, "cluster_identifier")?)
+            .apply_immediately(true);
+        for field in &cluster_fields {
+            call = match *field {
+                "engine_version" => call
+                    .engine_version(input_str(inputs, "engine_version")?)
+                    .allow_major_version_upgrade(true),
+                "iam_database_authentication_enabled" => {
+                    call.enable_iam_database_authentication(input_bool(inputs, field)?)
+                }
+                "port" => call.port(input_i64(inputs, "port")? as i32),
+                "vpc_security_group_ids" => {
+                    call.set_vpc_security_group_ids(Some(input_strings(inputs, field)?))
+                }
+                _ => match master_password(inputs)? {
+                    None => call.manage_master_user_password(true),
+                    Some(secret) => call
+                        .manage_master_user_password(false)
+                        .master_user_password(secret.expose()),
+                },
+            };
+        }
+        // A cluster still busy with an earlier change (a backup, a modification) refuses
+        // with InvalidDBClusterStateFault: tried again, as terraform does.
+        wait::retrying(RETRY_LIMIT, || async {
+            call.clone().send().await.map(drop).map_err(|e| {
+                sdk_error("modify the Aurora cluster")(e).retry_on(&["InvalidDBClusterStateFault"])
+            })
+        })
+        .await?;
+    }
+    if modify_instance {
+        let call = rds
+            .modify_db_instance()
+            .db_instance_identifier(input_str(inputs, "identifier")?)
+            .db_instance_class(input_str(inputs, "instance_class")?)
+            .publicly_accessible(input_bool(inputs, "publicly_accessible")?)
+            .apply_immediately(true);
+        wait::retrying(RETRY_LIMIT, || async {
+            call.clone().send().await.map(drop).map_err(|e| {
+                sdk_error("modify the Aurora instance")(e).retry_on(&["InvalidDBInstanceState"])
+            })
+        })
+        .await?;
     }
     match resource.kind {
         ResourceKind::RdsCluster => {
