@@ -167,11 +167,12 @@ async fn get_object(
 
 /// `If-Match: etag`, or `If-None-Match: *` when `expected` is `None`; the new ETag.
 ///
-/// A lost answer: the SDK sends the write again when the first one's answer is lost (a 5xx, a
-/// dropped connection), and the first may have landed, so S3 refuses the second with 412 (the
-/// object is no longer at `expected`). Then the object is read back: when it holds exactly
-/// these bytes, the write is ours, not another writer's, and its ETag is returned. (Every
-/// write pwless makes is unique: a state carries its serial, a lock record its id and time.)
+/// A lost answer: when a write's answer is lost (a 5xx, a dropped connection) the write may
+/// have landed, so sending it again gets 412 (the object is no longer at `expected`). The
+/// write is therefore sent without the SDK's retries, and tried again here: a 412 to a second
+/// or later try means the object is read back, and when it holds exactly these bytes the
+/// earlier try landed and its ETag is returned. A 412 to the first try is always a conflict
+/// (another writer), even with the same bytes.
 async fn put_object(
     client: &aws_sdk_s3::Client,
     target: &Target,
@@ -179,14 +180,32 @@ async fn put_object(
     bytes: Vec<u8>,
     expected: Option<&str>,
 ) -> Result<String, crate::provider::ProviderError> {
-    match put_once(client, target, key, bytes.clone(), expected).await {
-        Err(error) if is_precondition(&error) => match get_object(client, target, key).await {
-            Ok(Some(object)) if object.bytes == bytes => Ok(object.etag),
-            _ => Err(error),
-        },
-        other => other,
+    let started = tokio::time::Instant::now();
+    let mut delays = crate::provider::wait::delays();
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match put_once(client, target, key, bytes.clone(), expected).await {
+            Err(error) if is_precondition(&error) && tries > 1 => {
+                return match get_object(client, target, key).await {
+                    Ok(Some(object)) if object.bytes == bytes => Ok(object.etag),
+                    _ => Err(error),
+                };
+            }
+            Err(error) if error.kind == crate::provider::ErrorKind::Retryable => {
+                let delay = delays.next().unwrap_or(Duration::from_secs(15));
+                if started.elapsed() + delay > WRITE_LIMIT {
+                    return Err(error);
+                }
+                tokio::time::sleep(delay).await;
+            }
+            other => return other,
+        }
     }
 }
+
+/// How long a state or lock write is tried again after throttling or a lost answer.
+const WRITE_LIMIT: Duration = Duration::from_secs(60);
 
 async fn put_once(
     client: &aws_sdk_s3::Client,
@@ -211,7 +230,17 @@ async fn put_once(
         Some(etag) => request.if_match(etag),
         None => request.if_none_match("*"),
     };
-    let output = request.send().await.map_err(sdk_error("write"))?;
+    // Tried again by put_object, which tells a lost answer from a conflict; the SDK's own
+    // retries would not.
+    let output = request
+        .customize()
+        .config_override(
+            aws_sdk_s3::config::Builder::default()
+                .retry_config(aws_config::retry::RetryConfig::disabled()),
+        )
+        .send()
+        .await
+        .map_err(sdk_error("write"))?;
     Ok(output.e_tag().unwrap_or_default().to_string())
 }
 
