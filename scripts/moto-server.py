@@ -24,13 +24,26 @@ configuration (moto replaced it whole, losing the subnets), a request that chang
 refused, and the authentication mode kept (from CreateCluster too) and moved one way only.
 TagResource, UntagResource and ListTagsForResource take a managed node group's ARN too, as
 on EKS (moto 5.2.5 answered not found).
-Not emulated: update ids and DescribeUpdate, publicAccessCidrs, logging.
+Every cluster and node group update (UpdateClusterConfig, UpdateClusterVersion,
+UpdateNodegroupConfig, UpdateNodegroupVersion) answers with an update, as EKS does (moto answered
+UpdateClusterConfig with the cluster, and had no version updates), `InProgress` for
+MOTO_EKS_UPDATE_SECONDS (default 1), then `Successful`, as DescribeUpdate tells; while one is in
+progress its cluster is UPDATING. An update whose type is named in MOTO_EKS_FAILED_UPDATES
+(e.g. `VersionUpdate`) ends `Failed` with an error, its cluster back to ACTIVE and unchanged: EKS
+says a failed update returns to ACTIVE too, so only DescribeUpdate tells failure from success.
+Not emulated: publicAccessCidrs, logging, addon updates.
 
 DeleteNatGateway behaves as on EC2 (see delete_nat_gateway below): the gateway is `deleting`
 for a while (MOTO_NAT_DELETE_SECONDS, default 1), still holding its Elastic IP, then `deleted`,
 its Elastic IP disassociated and its network interface gone. moto 5.2.5 marked it `deleted` at
 once and never let go of the address, so a new NAT gateway for the same Elastic IP failed with
 Resource.AlreadyAssociated forever. Not emulated: the hour a deleted gateway stays listed.
+
+Provisioning takes time when MOTO_PROVISION_SECONDS says so (the apply benchmark's realistic
+mode; unset, everything is ready at once as moto makes it): e.g.
+`eks_cluster=20,eks_nodegroup=6,rds_cluster=10,rds_instance=16,nat_gateway=3` keeps an EKS
+cluster CREATING for 20 s after CreateCluster, a node group CREATING, an Aurora cluster and
+instance `creating`, a NAT gateway `pending`, then what moto set (see _provisioning below).
 
 CreateDBCluster and CreateDBSubnetGroup refuse a name in use, as RDS does
 (DBClusterAlreadyExistsFault, DBSubnetGroupAlreadyExists); moto 5.2.5 replaced the existing one
@@ -41,6 +54,7 @@ DBClusterSnapshotAlreadyExistsFault on moto's per-minute automated snapshot name
 """
 
 import datetime
+import os
 import re
 import sys
 import threading
@@ -239,6 +253,171 @@ def update_cluster_config(self):
 
 _moto_update_cluster_config = EKSResponse.update_cluster_config
 
+UPDATES = {}  # (account, region, cluster, node group or "") -> {update id: update}
+
+
+def _provision_seconds(kind):
+    for item in os.environ.get("MOTO_PROVISION_SECONDS", "").split(","):
+        name, _, seconds = item.partition("=")
+        if name.strip() == kind:
+            return float(seconds)
+    return 0.0
+
+
+def _provisioning(cls, attribute, ready, pending, kind):
+    """`cls.attribute` reads `pending` for MOTO_PROVISION_SECONDS[kind] after the object is made
+    while moto has set it to `ready`; any other value (deleting, updating) reads as set."""
+    original_init = cls.__init__
+    existing = getattr(cls, attribute, None)
+    if isinstance(existing, property):  # moto's own (RDS keeps `_status` behind one)
+        read, write = existing.fget, existing.fset
+    else:
+        def read(self):
+            return self.__dict__.get("_pwless_" + attribute)
+
+        def write(self, value):
+            self.__dict__["_pwless_" + attribute] = value
+
+    def init(self, *args, **kwargs):
+        self.__dict__["_pwless_ready_at"] = datetime.datetime.now().timestamp() + _provision_seconds(kind)
+        original_init(self, *args, **kwargs)
+
+    def get(self):
+        value = read(self)
+        if value == ready and datetime.datetime.now().timestamp() < self.__dict__.get("_pwless_ready_at", 0):
+            return pending
+        return value
+
+    def set(self, value):
+        write(self, value)
+
+    cls.__init__ = init
+    setattr(cls, attribute, property(get, set))
+
+
+def _update_seconds():
+    return float(os.environ.get("MOTO_EKS_UPDATE_SECONDS", "1"))
+
+
+def _start_update(self, cluster, kind, params, nodegroup="", undo=None):
+    """Records an update of `kind` (EKS's UpdateType) and returns it, InProgress. `undo` puts
+    the change back when the update is to fail (MOTO_EKS_FAILED_UPDATES)."""
+    failed = kind in os.environ.get("MOTO_EKS_FAILED_UPDATES", "").split(",")
+    update = {"id": str(uuid.uuid4()), "status": "InProgress", "type": kind,
+              "params": [{"type": key, "value": str(value)} for key, value in params.items()],
+              "createdAt": _now(), "errors": [],
+              "_done_at": datetime.datetime.now().timestamp() + _update_seconds(),
+              "_fails": failed, "_undo": undo}
+    with LOCK:
+        UPDATES.setdefault((self.current_account, self.region, cluster, nodegroup), {})[update["id"]] = update
+    return _public(update)
+
+
+def _public(update):
+    return {key: value for key, value in update.items() if not key.startswith("_")}
+
+
+def _settle(update):
+    """An update's status now: done once its time is up, failed if it was to fail."""
+    if update["status"] == "InProgress" and datetime.datetime.now().timestamp() >= update["_done_at"]:
+        if update["_fails"]:
+            update["status"] = "Failed"
+            update["errors"] = [{"errorCode": "Unknown", "errorMessage": f"{update['type']} failed (MOTO_EKS_FAILED_UPDATES)",
+                                 "resourceIds": []}]
+            if update["_undo"]:
+                update["_undo"]()
+        else:
+            update["status"] = "Successful"
+    return update
+
+
+def _in_progress(self, cluster):
+    with LOCK:
+        return any(_settle(update)["status"] == "InProgress"
+                   for (account, region, name, _), updates in UPDATES.items()
+                   if (account, region, name) == (self.current_account, self.region, cluster)
+                   for update in updates.values())
+
+
+def update_cluster_config_with_update(self):
+    """UpdateClusterConfig answers with an update, as EKS does."""
+    name = self._get_param("name")
+    cluster = self.eks_backend.describe_cluster(name=name)
+    if _in_progress(self, name):
+        raise ResourceInUseException(clusterName=name, nodegroupName=None, addonName=None,
+                                     message="Cluster has an update in progress")
+    before_vpc = dict(cluster.resources_vpc_config or {})
+    before_access = dict(getattr(cluster, "access_config", None) or {})
+    kind = "AccessConfigUpdate" if self._get_param("accessConfig") else \
+        "EndpointAccessUpdate" if any(key.startswith("endpoint") for key in (self._get_param("resourcesVpcConfig") or {})) else \
+        "VpcConfigUpdate"
+    update_cluster_config(self)
+
+    def undo():
+        cluster.resources_vpc_config = before_vpc
+        cluster.access_config = before_access
+    params = self._get_param("resourcesVpcConfig") or self._get_param("accessConfig") or {}
+    return ActionResult({"update": _start_update(self, name, kind, params, undo=undo)})
+
+
+def update_cluster_version(self):
+    name = self._get_param("name")
+    cluster = self.eks_backend.describe_cluster(name=name)
+    if _in_progress(self, name):
+        raise ResourceInUseException(clusterName=name, nodegroupName=None, addonName=None,
+                                     message="Cluster has an update in progress")
+    before = cluster.version
+    cluster.version = self._get_param("version")
+
+    def undo():
+        cluster.version = before
+    return ActionResult({"update": _start_update(self, name, "VersionUpdate", {"Version": cluster.version}, undo=undo)})
+
+
+_moto_update_nodegroup_config = EKSResponse.update_nodegroup_config
+
+
+def update_nodegroup_config(self):
+    _moto_update_nodegroup_config(self)
+    params = self._get_param("scalingConfig") or {}
+    return ActionResult({"update": _start_update(self, self._get_param("name"), "ConfigUpdate", params,
+                                                 nodegroup=self._get_param("nodegroupName"))})
+
+
+def update_nodegroup_version(self):
+    cluster, group = self._get_param("name"), self._get_param("nodegroupName")
+    nodegroup = self.eks_backend.describe_nodegroup(cluster_name=cluster, nodegroup_name=group)
+    if self._get_param("version"):
+        nodegroup.version = self._get_param("version")
+    return ActionResult({"update": _start_update(self, cluster, "VersionUpdate",
+                                                 {"Version": nodegroup.version}, nodegroup=group)})
+
+
+def describe_update(self):
+    cluster = self._get_param("name")
+    nodegroup = self._get_param("nodegroupName") or ""
+    update_id = self._get_param("updateId")
+    with LOCK:
+        update = UPDATES.get((self.current_account, self.region, cluster, nodegroup), {}).get(update_id)
+        if update is None:
+            raise ResourceNotFoundException(clusterName=cluster, nodegroupName=nodegroup or None,
+                                            fargateProfileName=None, addonName=None,
+                                            message=f"No update found for ID: {update_id}")
+        return ActionResult({"update": _public(_settle(update))})
+
+
+_moto_describe_cluster = EKSResponse.describe_cluster
+
+
+def describe_cluster(self):
+    """UPDATING while an update is in progress, as on EKS."""
+    cluster = self.eks_backend.describe_cluster(name=self._get_param("name"))
+    if _in_progress(self, cluster.name):
+        cluster.status = "UPDATING"
+    elif cluster.status == "UPDATING":
+        cluster.status = "ACTIVE"
+    return _moto_describe_cluster(self)
+
 
 def _taggable(self, resource_arn, operation):
     """The cluster or managed node group with this ARN: EKS tags both; moto 5.2.5 only
@@ -275,16 +454,31 @@ EKSBackend.tag_resource = _tag_resource
 EKSBackend.untag_resource = _untag_resource
 EKSBackend.list_tags_for_resource = _list_tags_for_resource
 
+from moto.eks.models import Cluster as _EksCluster, Nodegroup as _EksNodegroup  # noqa: E402
+from moto.rds.models import DBCluster as _DBCluster, DBInstance as _DBInstance  # noqa: E402
+from moto.ec2.models.nat_gateways import NatGateway as _NatGateway  # noqa: E402
+
+_provisioning(_EksCluster, "status", "ACTIVE", "CREATING", "eks_cluster")
+_provisioning(_EksNodegroup, "status", "ACTIVE", "CREATING", "eks_nodegroup")
+_provisioning(_DBCluster, "status", "available", "creating", "rds_cluster")
+_provisioning(_DBInstance, "status", "available", "creating", "rds_instance")
+_provisioning(_NatGateway, "state", "available", "pending", "nat_gateway")
+
 for function in (create_access_entry, describe_access_entry, list_access_entries, delete_access_entry,
                  associate_access_policy, list_associated_access_policies, disassociate_access_policy,
-                 create_cluster, update_cluster_config):
+                 create_cluster, update_cluster_version, update_nodegroup_config, update_nodegroup_version,
+                 describe_update, describe_cluster):
     setattr(EKSResponse, function.__name__, function)
+EKSResponse.update_cluster_config = update_cluster_config_with_update
 
 # The principal ARN is one path segment, URL-encoded; the server decodes `%2F` before routing,
 # so the rest of the path is matched whole here and split by moto's model-based router.
 urls.url_paths.update({
     "{0}/clusters/(?P<name>[^/]+)/access-entries$": urls.response.dispatch,
     "{0}/clusters/(?P<name>[^/]+)/access-entries/(?P<rest>.+)$": urls.response.dispatch,
+    "{0}/clusters/(?P<name>[^/]+)/updates$": urls.response.dispatch,
+    "{0}/clusters/(?P<name>[^/]+)/updates/(?P<updateId>[^/]+)$": urls.response.dispatch,
+    "{0}/clusters/(?P<name>[^/]+)/node-groups/(?P<nodegroupName>[^/]+)/update-version$": urls.response.dispatch,
 })
 
 # S3 checks a conditional write (If-Match, If-None-Match: *) and makes it as one atomic step;

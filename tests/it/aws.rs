@@ -1873,6 +1873,69 @@ fn an_access_policy_associated_by_hand_is_drift_and_taken_away() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }
 
+/// Issue 16, item 4: an EKS update is done when EKS says so by its id (DescribeUpdate), not
+/// when the cluster is ACTIVE again: a failed update ends ACTIVE too, and was reported as a
+/// success. The stand-in fails every version update here (MOTO_EKS_FAILED_UPDATES) and lets
+/// node group scaling succeed, each InProgress for a second first.
+#[test]
+fn a_failed_eks_update_is_reported_as_failed_not_as_done_when_the_cluster_is_active_again() {
+    let mut stack = Stack::new("eksupdate", "  final_snapshot: false\n");
+    stack.moto = Moto::start_with(&[("MOTO_EKS_FAILED_UPDATES", "VersionUpdate")]);
+    let output = stack.run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = std::fs::read_to_string(&stack.file).unwrap();
+    assert!(text.contains("version: \"1.31\""), "{text}");
+    std::fs::write(
+        &stack.file,
+        text.replace("version: \"1.31\"", "version: \"1.32\""),
+    )
+    .unwrap();
+    let output = stack.run(&["apply", "--auto-approve"]);
+    assert_ne!(output.status.code(), Some(0));
+    let message = stderr(&output);
+    assert!(message.contains("the EKS upgrade: EKS update"), "{message}");
+    assert!(
+        message.contains("failed: Unknown: VersionUpdate failed"),
+        "{message}"
+    );
+    let rt = runtime();
+    let aws = rt.block_on(clients(&stack.moto));
+    let version = || {
+        rt.block_on(async {
+            aws.eks
+                .describe_cluster()
+                .name(&stack.name)
+                .send()
+                .await
+                .unwrap()
+                .cluster()
+                .and_then(|cluster| cluster.version().map(str::to_string))
+                .unwrap()
+        })
+    };
+    assert_eq!(version(), "1.31", "the failed upgrade changed nothing");
+    assert_eq!(
+        stack.run(&["plan", "--detailed-exitcode"]).status.code(),
+        Some(2),
+        "the upgrade is still to do"
+    );
+
+    // A successful update (the node group's scaling) is waited for and recorded.
+    std::fs::write(
+        &stack.file,
+        text.replace("desired_size: 2", "desired_size: 3"),
+    )
+    .unwrap();
+    let output = stack.run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        stack.run(&["plan", "--detailed-exitcode"]).status.code(),
+        Some(0)
+    );
+    let output = stack.run(&["destroy", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
+
 #[test]
 fn a_long_wait_says_it_is_still_at_it_every_ten_seconds() {
     // Terraform's heartbeat: an operation in flight for 10 s says so, with its own elapsed
@@ -2433,7 +2496,9 @@ fn both_endpoint_flags_changed_are_one_eks_update() {
     let stack = Stack::new("endpoints", "");
     let applied = stack.run(&["apply", "--auto-approve"]);
     assert!(applied.status.success(), "{}", stderr(&applied));
-    // Private access turned off outside pwless, while the stack turns public access off.
+    // Private access turned off outside pwless, while the stack turns public access off. The
+    // update made by hand is still in progress (a second, in the stand-in) when apply starts:
+    // EKS refuses another update meanwhile (ResourceInUseException), and apply waits its turn.
     let rt = runtime();
     rt.block_on(async {
         clients(&stack.moto)

@@ -76,6 +76,12 @@ impl Moto {
     /// Starts it and waits (up to 60 s) until it listens. Panics when `PWLESS_MOTO_SERVER` is
     /// not set, naming the fix.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// [`Moto::start`], with these variables in the server's environment (the stand-in's
+    /// knobs: `MOTO_EKS_FAILED_UPDATES`, `MOTO_EKS_UPDATE_SECONDS`, `MOTO_NAT_DELETE_SECONDS`).
+    pub fn start_with(env: &[(&str, &str)]) -> Self {
         let server = std::env::var("PWLESS_MOTO_SERVER")
             .expect("PWLESS_MOTO_SERVER is not set: run the tests with scripts/test, which installs the pinned moto");
         let port = free_port();
@@ -84,6 +90,7 @@ impl Moto {
             .arg(repo_root().join("scripts/moto-server.py"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

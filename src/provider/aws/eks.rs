@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_eks::types::{
     AuthenticationMode, ClusterStatus, CreateAccessConfigRequest, KubernetesNetworkConfigRequest,
-    NodegroupScalingConfig, NodegroupStatus, UpdateAccessConfigRequest, VpcConfigRequest,
+    NodegroupScalingConfig, NodegroupStatus, UpdateAccessConfigRequest, UpdateStatus,
+    VpcConfigRequest,
 };
 use serde_json::{Value, json};
 
@@ -167,6 +168,91 @@ async fn wait_cluster(aws: &AwsProvider, name: &str) -> Result<Applied, Provider
             }
         },
     )
+    .await
+}
+
+/// Waits for an update EKS accepted (UpdateClusterConfig, UpdateClusterVersion,
+/// UpdateNodegroupConfig, UpdateNodegroupVersion) to end, by its id (DescribeUpdate): a failed
+/// update also ends with the cluster ACTIVE ("If the update fails, the status is Failed, and an
+/// error detail explains the reason for the failure", UpdateClusterVersion, Amazon EKS API
+/// Reference), so the cluster's status cannot tell failure from success. Errors: the update
+/// `Failed` or was `Cancelled`, with EKS's error codes and messages.
+async fn wait_update(
+    aws: &AwsProvider,
+    cluster: &str,
+    node_group: Option<&str>,
+    update: Option<&aws_sdk_eks::types::Update>,
+    what: &str,
+) -> Result<(), ProviderError> {
+    let Some(id) = update.and_then(|update| update.id()) else {
+        return Err(missing_field("the update's id"));
+    };
+    wait::until(
+        &format!("{what} (EKS update {id}) to finish"),
+        READY_LIMIT,
+        || async {
+            let out = aws
+                .eks
+                .describe_update()
+                .name(cluster)
+                .update_id(id)
+                .set_nodegroup_name(node_group.map(str::to_string))
+                .send()
+                .await
+                .map_err(sdk_error("describe the EKS update"))?;
+            let update = out.update().ok_or_else(|| missing_field("the update"))?;
+            match update.status() {
+                Some(UpdateStatus::Successful) => Ok(Poll::Ready(())),
+                Some(status @ (UpdateStatus::Failed | UpdateStatus::Cancelled)) => {
+                    let errors: Vec<String> = update
+                        .errors()
+                        .iter()
+                        .map(|error| {
+                            format!(
+                                "{}: {}",
+                                error.error_code().map_or("?", |code| code.as_str()),
+                                error.error_message().unwrap_or_default()
+                            )
+                        })
+                        .collect();
+                    Err(ProviderError::permanent(format!(
+                        "{what}: EKS update {id} {}: {}",
+                        status.as_str().to_lowercase(),
+                        if errors.is_empty() {
+                            "no reason given".to_string()
+                        } else {
+                            errors.join("; ")
+                        }
+                    )))
+                }
+                other => Ok(Poll::Pending(format!("{other:?}"))),
+            }
+        },
+    )
+    .await
+}
+
+/// Sends an EKS update, tried again while the cluster is busy with another
+/// (ResourceInUseException: "Cluster has an update in progress"; EKS runs one update at a
+/// time, and one made outside pwless may still be running).
+async fn while_busy<T, E, F, Fut>(mut send: F, action: &'static str) -> Result<T, ProviderError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<
+            Output = Result<
+                T,
+                aws_sdk_eks::error::SdkError<E, aws_sdk_eks::config::http::HttpResponse>,
+            >,
+        >,
+    E: aws_sdk_eks::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    wait::retrying(READY_LIMIT, || {
+        let sent = send();
+        async move {
+            sent.await
+                .map_err(|error| sdk_error(action)(error).retry_on(&["ResourceInUseException"]))
+        }
+    })
     .await
 }
 
@@ -343,31 +429,29 @@ pub(super) async fn update(
                 // "Change authentication mode to use access entries", Amazon EKS User Guide);
                 // pwless makes clusters with API, the last, so this only ever moves forward.
                 let cluster = input_str(inputs, "name")?;
-                aws.eks
-                    .update_cluster_config()
-                    .name(cluster)
-                    .access_config(
-                        UpdateAccessConfigRequest::builder()
-                            .authentication_mode(AuthenticationMode::from(input_str(
-                                inputs,
-                                "authentication_mode",
-                            )?))
-                            .build(),
-                    )
-                    .send()
-                    .await
-                    .map_err(sdk_error("change the EKS authentication mode"))?;
+                let call = aws.eks.update_cluster_config().name(cluster).access_config(
+                    UpdateAccessConfigRequest::builder()
+                        .authentication_mode(AuthenticationMode::from(input_str(
+                            inputs,
+                            "authentication_mode",
+                        )?))
+                        .build(),
+                );
+                let out = while_busy(|| call.clone().send(), "change the EKS authentication mode")
+                    .await?;
+                let what = "the EKS authentication mode change";
+                wait_update(aws, cluster, None, out.update(), what).await?;
                 wait_cluster(aws, cluster).await?;
             }
             (ResourceKind::EksCluster, "version") => {
                 let cluster = input_str(inputs, "name")?;
-                aws.eks
+                let call = aws
+                    .eks
                     .update_cluster_version()
                     .name(cluster)
-                    .version(input_str(inputs, "version")?)
-                    .send()
-                    .await
-                    .map_err(sdk_error("upgrade the EKS cluster"))?;
+                    .version(input_str(inputs, "version")?);
+                let out = while_busy(|| call.clone().send(), "upgrade the EKS cluster").await?;
+                wait_update(aws, cluster, None, out.update(), "the EKS upgrade").await?;
                 wait_cluster(aws, cluster).await?;
             }
             (ResourceKind::EksCluster, "endpoint_public_access" | "endpoint_private_access")
@@ -375,7 +459,8 @@ pub(super) async fn update(
             {
                 endpoint_access_sent = true;
                 let cluster = input_str(inputs, "name")?;
-                aws.eks
+                let call = aws
+                    .eks
                     .update_cluster_config()
                     .name(cluster)
                     .resources_vpc_config(
@@ -383,10 +468,11 @@ pub(super) async fn update(
                             .endpoint_public_access(input_bool(inputs, "endpoint_public_access")?)
                             .endpoint_private_access(input_bool(inputs, "endpoint_private_access")?)
                             .build(),
-                    )
-                    .send()
-                    .await
-                    .map_err(sdk_error("change the EKS endpoint access"))?;
+                    );
+                let out =
+                    while_busy(|| call.clone().send(), "change the EKS endpoint access").await?;
+                let what = "the EKS endpoint access change";
+                wait_update(aws, cluster, None, out.update(), what).await?;
                 wait_cluster(aws, cluster).await?;
             }
             (ResourceKind::EksCluster, "subnet_ids") => {
@@ -395,17 +481,19 @@ pub(super) async fn update(
                 // VPC and subnets", Amazon EKS User Guide): a subnet made again needs no new
                 // cluster. The new subnets must be in the zones the cluster was made with.
                 let cluster = input_str(inputs, "name")?;
-                aws.eks
+                let call = aws
+                    .eks
                     .update_cluster_config()
                     .name(cluster)
                     .resources_vpc_config(
                         VpcConfigRequest::builder()
                             .set_subnet_ids(Some(input_strings(inputs, "subnet_ids")?))
                             .build(),
-                    )
-                    .send()
-                    .await
-                    .map_err(sdk_error("change the EKS cluster's subnets"))?;
+                    );
+                let out =
+                    while_busy(|| call.clone().send(), "change the EKS cluster's subnets").await?;
+                let what = "the EKS subnet change";
+                wait_update(aws, cluster, None, out.update(), what).await?;
                 wait_cluster(aws, cluster).await?;
             }
             (ResourceKind::EksNodeGroup, "scaling") => {
@@ -413,14 +501,15 @@ pub(super) async fn update(
                     input_str(inputs, "cluster_name")?,
                     input_str(inputs, "node_group_name")?,
                 );
-                aws.eks
+                let call = aws
+                    .eks
                     .update_nodegroup_config()
                     .cluster_name(cluster)
                     .nodegroup_name(group)
-                    .scaling_config(scaling(inputs)?)
-                    .send()
-                    .await
-                    .map_err(sdk_error("scale the node group"))?;
+                    .scaling_config(scaling(inputs)?);
+                let out = while_busy(|| call.clone().send(), "scale the node group").await?;
+                let what = "the node group's scaling";
+                wait_update(aws, cluster, Some(group), out.update(), what).await?;
                 wait_node_group(aws, cluster, group).await?;
             }
             (ResourceKind::EksNodeGroup, "version") => {
@@ -428,14 +517,15 @@ pub(super) async fn update(
                     input_str(inputs, "cluster_name")?,
                     input_str(inputs, "node_group_name")?,
                 );
-                aws.eks
+                let call = aws
+                    .eks
                     .update_nodegroup_version()
                     .cluster_name(cluster)
                     .nodegroup_name(group)
-                    .version(input_str(inputs, "version")?)
-                    .send()
-                    .await
-                    .map_err(sdk_error("upgrade the node group"))?;
+                    .version(input_str(inputs, "version")?);
+                let out = while_busy(|| call.clone().send(), "upgrade the node group").await?;
+                let what = "the node group's upgrade";
+                wait_update(aws, cluster, Some(group), out.update(), what).await?;
                 wait_node_group(aws, cluster, group).await?;
             }
             (ResourceKind::EksCluster, "endpoint_public_access" | "endpoint_private_access") => {}
