@@ -16,8 +16,11 @@ effect, 15 % of changing calls carried out with their answer lost. A round survi
 
 With --kills it then applies with no faults, kills the run (SIGKILL) at each state checkpoint
 in turn (its 1st, 2nd, ... write: each is one write, a pending operation or a result), lets the
-next apply finish, checks the same, and destroys, until a run finishes before its kill point. Prints rounds run / survived. The test suite
-runs two seeds (tests/it/aws.rs, `runs_through_throttling_errors_and_lost_answers_...`).
+next apply finish, checks the same, and destroys, until a run finishes before its kill point.
+Prints rounds run / survived; with --strict, exits 1 unless every round survived. The test suite
+runs two fault seeds (tests/it/aws.rs, `runs_through_throttling_errors_and_lost_answers_...`),
+and scripts/test runs the kills at every checkpoint (`--seeds 0 --kills --strict`, the debug
+binary).
 """
 
 import argparse
@@ -89,6 +92,8 @@ def main():
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--pwless", default=os.path.join(ROOT, "target", "release", "pwless"))
     parser.add_argument("--kills", action="store_true", help="also kill a run at every checkpoint")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit 1 unless every round survived (scripts/test runs the kills so)")
     parser.add_argument("--verbose", action="store_true", help="say why a run that needed a second one failed")
     args = parser.parse_args()
     if not os.path.exists(args.pwless):
@@ -203,8 +208,14 @@ def main():
         finally:
             sandbox.close()
         print(f"kills: {kills_run} rounds run (one per checkpoint), {kills_survived} survived")
+    if args.kills and kills_run != kills_survived:
+        failures.append(f"{kills_run - kills_survived} kill round(s)")
+    if args.kills and kills_run == 0:
+        failures.append("no kill round ran")
     if failures:
         print("failed: " + ", ".join(failures))
+        if args.strict:
+            sys.exit(1)
 
 
 if __name__ == "__main__":
