@@ -45,6 +45,9 @@ mode; unset, everything is ready at once as moto makes it): e.g.
 cluster CREATING for 20 s after CreateCluster, a node group CREATING, an Aurora cluster and
 instance `creating`, a NAT gateway `pending`, then what moto set (see _provisioning below).
 
+ModifyDBCluster turns IAM database authentication on and off (moto stored the flag where
+DescribeDBClusters does not read it).
+
 CreateDBCluster and CreateDBSubnetGroup refuse a name in use, as RDS does
 (DBClusterAlreadyExistsFault, DBSubnetGroupAlreadyExists); moto 5.2.5 replaced the existing one
 in silence, so a create sent twice (its first answer lost) looked like success. DeleteDBCluster
@@ -626,9 +629,24 @@ def delete_db_cluster(self, cluster_identifier, *args, **kwargs):
     return cluster
 
 
+_moto_modify_db_cluster = RDSBackend.modify_db_cluster
+
+
+def modify_db_cluster(self, kwargs):
+    """ModifyDBCluster's EnableIAMDatabaseAuthentication turns IAM database authentication on
+    or off (moto 5.2.5 stored it under another name than the one DescribeDBClusters reads, so
+    the change was never seen)."""
+    enable = kwargs.get("enable_iam_database_authentication")
+    cluster = _moto_modify_db_cluster(self, kwargs)
+    if enable is not None:
+        self.clusters[cluster.db_cluster_identifier].iam_auth = bool(enable)
+    return cluster
+
+
 RDSBackend.create_db_cluster = create_db_cluster
 RDSBackend.create_subnet_group = create_subnet_group
 RDSBackend.delete_db_cluster = delete_db_cluster
+RDSBackend.modify_db_cluster = modify_db_cluster
 
 if __name__ == "__main__":
     sys.argv[0] = "moto_server"

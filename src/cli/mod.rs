@@ -3,6 +3,7 @@
 
 mod apply;
 mod connect;
+mod doctor;
 pub mod engine;
 mod graph;
 mod manifests;
@@ -84,6 +85,13 @@ pub enum Command {
   pwless output databaseEndpoint                one value alone, for scripts
   pwless output --json                          all of them as JSON")]
     Output(output::OutputArgs),
+    /// Walk each access link's chain (database user, IAM auth, connect policy, trust, service
+    /// account, security group) and name the first broken link and its fix; exit 1 if any.
+    #[command(after_help = "Examples:
+  pwless doctor                                 every access entry's chain
+  pwless doctor --as demo/demo-app              one service account's
+  pwless doctor --json                          for machines")]
+    Doctor(doctor::DoctorArgs),
     /// Print a 15-minute IAM auth token for a database user (use it as the password).
     #[command(after_help = "Examples:
   PGPASSWORD=\"$(pwless token --user app_user)\" psql \"host=... sslmode=verify-full ...\"
@@ -247,6 +255,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Apply(args) => apply::apply(args, style),
         Command::Destroy(args) => apply::destroy(args, style),
         Command::Output(args) => output::run(args),
+        Command::Doctor(args) => doctor::run(args),
         Command::Token(args) => token::run(args),
         Command::Connect(args) => connect::run(args),
         Command::Manifests(args) => manifests::run(args),

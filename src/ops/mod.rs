@@ -15,6 +15,7 @@
 //! they return. Their errors are one of [`UserError`] (exit 1), [`Bug`] (exit 70),
 //! [`Interrupted`] and [`Cancelled`] (exit 130), or an error from below with its cause (exit 1).
 
+pub mod doctor;
 pub mod outputs;
 pub mod preflight;
 pub mod run;

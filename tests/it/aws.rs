@@ -223,7 +223,7 @@ pub(crate) struct Clients {
     pub ec2: aws_sdk_ec2::Client,
     pub iam: aws_sdk_iam::Client,
     pub eks: aws_sdk_eks::Client,
-    rds: aws_sdk_rds::Client,
+    pub rds: aws_sdk_rds::Client,
     /// Path-style, as moto serves no bucket subdomains.
     pub s3: aws_sdk_s3::Client,
 }

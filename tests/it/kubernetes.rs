@@ -881,3 +881,280 @@ fn a_stack_of_another_shape_manages_its_users_through_the_relay_from_apply_to_de
     let left = rt.block_on(crate::aws::live(&clients, &stack.name));
     assert!(crate::aws::nothing(&left), "{left:?}");
 }
+
+/// Issue 20: `pwless doctor` names exactly the broken link, one broken at a time, and holds
+/// the healthy stack (exit 0). Each link is broken as users break it by hand, then put back.
+#[test]
+fn doctor_names_exactly_the_broken_link_each_time() {
+    let stack = FullStack::with("doctor", |text| {
+        text[..text.find("app:").unwrap()].to_string()
+    });
+    let rt = runtime();
+    let _inside = rt.enter();
+    let output = stack.run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let doctor = || {
+        let output = stack.run(&["doctor"]);
+        (output.status.code(), stdout(&output), stderr(&output))
+    };
+    let (code, report, errors) = doctor();
+    assert_eq!(code, Some(0), "{report}{errors}");
+    assert!(
+        report.contains("Every link of 1 chain(s) holds."),
+        "{report}"
+    );
+
+    let aws = rt.block_on(crate::aws::clients(&stack.moto));
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(stack.state_path()).unwrap()).unwrap();
+    let resources = state["resources"].as_array().unwrap();
+    let of = |address: &str| {
+        resources
+            .iter()
+            .find(|r| r["address"] == address)
+            .unwrap()
+            .clone()
+    };
+    let role = of("aws_iam_role.irsa[demo/demo-app]");
+    let role_name = role["outputs"]["name"].as_str().unwrap().to_string();
+    let policy = resources
+        .iter()
+        .find(|r| r["kind"] == "aws_iam_role_policy")
+        .unwrap()["inputs"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cluster = of("aws_rds_cluster.main")["inputs"]["cluster_identifier"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let group = of("aws_security_group.database")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let trust = rt.block_on(async {
+        let document = aws
+            .iam
+            .get_role()
+            .role_name(&role_name)
+            .send()
+            .await
+            .unwrap()
+            .role()
+            .unwrap()
+            .assume_role_policy_document()
+            .unwrap()
+            .to_string();
+        percent_encoding::percent_decode_str(&document)
+            .decode_utf8_lossy()
+            .into_owned()
+    });
+
+    type Step<'a> = Box<dyn Fn() + 'a>;
+    let by_hand = |sql: &'static str| {
+        let pg = &stack.pg;
+        Box::new(move || {
+            runtime().block_on(async {
+                crate::aws::superuser(pg)
+                    .await
+                    .batch_execute(sql)
+                    .await
+                    .unwrap()
+            })
+        }) as Step
+    };
+    let apply: Step = Box::new(|| {
+        let output = stack.run(&["apply", "--auto-approve"]);
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    });
+    let cases: Vec<(&str, Step, Step)> = vec![
+        (
+            "database user",
+            by_hand("REVOKE rds_iam FROM app_user;"),
+            by_hand("GRANT rds_iam TO app_user;"),
+        ),
+        (
+            "iam database authentication",
+            Box::new(|| {
+                rt.block_on(
+                    aws.rds
+                        .modify_db_cluster()
+                        .db_cluster_identifier(&cluster)
+                        .enable_iam_database_authentication(false)
+                        .apply_immediately(true)
+                        .send(),
+                )
+                .unwrap();
+            }),
+            Box::new(|| {
+                rt.block_on(
+                    aws.rds
+                        .modify_db_cluster()
+                        .db_cluster_identifier(&cluster)
+                        .enable_iam_database_authentication(true)
+                        .apply_immediately(true)
+                        .send(),
+                )
+                .unwrap();
+            }),
+        ),
+        (
+            "connect policy",
+            Box::new(|| {
+                let wrong = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "rds-db:connect",
+                    "Resource": "arn:aws:rds-db:us-west-2:123456789012:dbuser:cluster-SOMEOTHERCLUSTER/app_user"}]});
+                rt.block_on(
+                    aws.iam
+                        .put_role_policy()
+                        .role_name(&role_name)
+                        .policy_name(&policy)
+                        .policy_document(wrong.to_string())
+                        .send(),
+                )
+                .unwrap();
+            }),
+            Box::new(|| {
+                rt.block_on(
+                    aws.iam
+                        .delete_role_policy()
+                        .role_name(&role_name)
+                        .policy_name(&policy)
+                        .send(),
+                )
+                .unwrap();
+                let output = stack.run(&["apply", "--auto-approve"]);
+                assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+            }),
+        ),
+        (
+            "connect policy",
+            Box::new(|| {
+                let deny = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "rds-db:*", "Resource": "*"}]});
+                rt.block_on(
+                    aws.iam
+                        .put_role_policy()
+                        .role_name(&role_name)
+                        .policy_name("deny-all-databases")
+                        .policy_document(deny.to_string())
+                        .send(),
+                )
+                .unwrap();
+            }),
+            Box::new(|| {
+                rt.block_on(
+                    aws.iam
+                        .delete_role_policy()
+                        .role_name(&role_name)
+                        .policy_name("deny-all-databases")
+                        .send(),
+                )
+                .unwrap();
+            }),
+        ),
+        (
+            "connect policy",
+            Box::new(|| {
+                rt.block_on(
+                    aws.iam
+                        .delete_role_policy()
+                        .role_name(&role_name)
+                        .policy_name(&policy)
+                        .send(),
+                )
+                .unwrap();
+            }),
+            Box::new(|| {
+                let output = stack.run(&["apply", "--auto-approve"]);
+                assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+            }),
+        ),
+        (
+            "trust",
+            Box::new(|| {
+                let other = trust.replace(
+                    "system:serviceaccount:demo:demo-app",
+                    "system:serviceaccount:demo:someone-else",
+                );
+                assert_ne!(other, trust);
+                rt.block_on(
+                    aws.iam
+                        .update_assume_role_policy()
+                        .role_name(&role_name)
+                        .policy_document(other)
+                        .send(),
+                )
+                .unwrap();
+            }),
+            Box::new(|| {
+                rt.block_on(
+                    aws.iam
+                        .update_assume_role_policy()
+                        .role_name(&role_name)
+                        .policy_document(&trust)
+                        .send(),
+                )
+                .unwrap();
+            }),
+        ),
+        (
+            "service account",
+            Box::new(|| {
+                let client = stack.kube.client();
+                rt.block_on(in_namespace(&client, "v1", "ServiceAccount", "serviceaccounts").patch(
+                    "demo-app",
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(json!({"metadata": {"annotations": {"eks.amazonaws.com/role-arn": null}}})),
+                )).unwrap();
+            }),
+            apply,
+        ),
+        (
+            "security group",
+            Box::new(|| {
+                rt.block_on(
+                    aws.ec2
+                        .revoke_security_group_ingress()
+                        .group_id(&group)
+                        .ip_protocol("tcp")
+                        .from_port(5432)
+                        .to_port(5432)
+                        .cidr_ip("10.0.128.0/18")
+                        .send(),
+                )
+                .unwrap();
+            }),
+            Box::new(|| {
+                rt.block_on(
+                    aws.ec2
+                        .authorize_security_group_ingress()
+                        .group_id(&group)
+                        .ip_protocol("tcp")
+                        .from_port(5432)
+                        .to_port(5432)
+                        .cidr_ip("10.0.128.0/18")
+                        .send(),
+                )
+                .unwrap();
+            }),
+        ),
+    ];
+    for (link, break_it, repair) in &cases {
+        break_it();
+        let (code, report, errors) = doctor();
+        assert_eq!(code, Some(1), "{link}: {report}{errors}");
+        let first = report
+            .lines()
+            .find(|line| line.contains("BROKEN"))
+            .unwrap_or_default();
+        assert!(
+            first.trim_start().starts_with(&format!("BROKEN {link}:")),
+            "{link}: the first broken link is another:\n{report}"
+        );
+        assert!(report.contains("fix: "), "{link}: {report}");
+        repair();
+        let (code, report, errors) = doctor();
+        assert_eq!(code, Some(0), "{link} repaired: {report}{errors}");
+    }
+    let output = stack.run(&["destroy", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}

@@ -5,7 +5,7 @@
 mod ec2;
 mod eks;
 mod eks_access;
-mod iam;
+pub(crate) mod iam;
 mod rds;
 
 use std::time::Duration;

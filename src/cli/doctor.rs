@@ -1,0 +1,85 @@
+//! `pwless doctor`: which link of the passwordless chain is broken, and the fix
+//! ([`crate::ops::doctor`]).
+
+use super::{StackArgs, UserError};
+use crate::ops::doctor::{Chain, Status};
+
+#[derive(Debug, clap::Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub stack: StackArgs,
+    /// Only this access entry's chain (`NAMESPACE/SERVICE_ACCOUNT`).
+    #[arg(long = "as", value_name = "NAMESPACE/SERVICE_ACCOUNT")]
+    pub service_account: Option<String>,
+    /// Only the chains that log in as this database user.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Print the chains as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Exit 0 when every link of every chain holds, 1 when one is broken.
+pub fn run(args: DoctorArgs) -> anyhow::Result<u8> {
+    let file = args.stack.file()?;
+    let stack = crate::spec::load(&file)?;
+    let location = args.stack.location(&stack)?;
+    let chains = super::engine::block_on(async {
+        let Some(state) = crate::ops::run::read_state(&location, &stack.name).await? else {
+            return Err(UserError(format!(
+                "no state in {}: apply the stack first",
+                location.describe()
+            ))
+            .into());
+        };
+        let providers =
+            crate::provider::Providers::for_stack(&stack, super::stack_dir(&file)).await;
+        crate::ops::doctor::check(
+            &stack,
+            &state,
+            &providers,
+            args.service_account.as_deref(),
+            args.user.as_deref(),
+        )
+        .await
+        .map_err(|message| anyhow::Error::from(UserError(message)))
+    })??;
+    let text = if args.json {
+        format!("{}\n", serde_json::to_string_pretty(&chains)?)
+    } else {
+        render(&chains)
+    };
+    super::print(&text)?;
+    Ok(if chains.iter().all(Chain::healthy) {
+        super::EXIT_OK
+    } else {
+        1
+    })
+}
+
+fn render(chains: &[Chain]) -> String {
+    let mut out = String::new();
+    for chain in chains {
+        out.push_str(&format!(
+            "{} -> database user {}\n",
+            chain.service_account, chain.db_user
+        ));
+        for link in &chain.links {
+            let mark = match link.status {
+                Status::Ok => "ok    ",
+                Status::Broken => "BROKEN",
+                Status::NotChecked => "-     ",
+            };
+            out.push_str(&format!("  {mark} {}: {}\n", link.name, link.detail));
+            if let Some(fix) = &link.fix {
+                out.push_str(&format!("         fix: {fix}\n"));
+            }
+        }
+    }
+    let broken = chains.iter().filter(|chain| !chain.healthy()).count();
+    out.push_str(&match broken {
+        0 => format!("Every link of {} chain(s) holds.\n", chains.len()),
+        n => format!("{n} of {} chain(s) broken.\n", chains.len()),
+    });
+    out
+}

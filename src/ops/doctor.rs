@@ -1,0 +1,931 @@
+//! `pwless doctor`: walks the passwordless chain of each access link, in order, and stops at
+//! the first broken link with what is wrong and the fix (issue 20). RDS answers every broken
+//! link with the same "PAM authentication failed"; pwless knows each link and looks at it.
+//!
+//! The links of an access entry (service account -> IAM role -> database user), in order:
+//! 1. `database user`: the user exists, may log in, is in `rds_iam`, has no attribute beyond
+//!    its grants (read as the plan reads it, through the PostgreSQL provider);
+//! 2. `iam database authentication`: the Aurora cluster has it on (DescribeDBClusters);
+//! 3. `connect policy`: the role's inline and attached policies allow `rds-db:connect` on
+//!    exactly `arn:<partition>:rds-db:<region>:<account>:dbuser:<cluster resource id>/<user>`
+//!    (the cluster's resource id as RDS reports it now), and no Deny takes it away ("Policy
+//!    evaluation logic", IAM User Guide: an explicit Deny wins over any Allow);
+//! 4. `trust`: the role's trust policy admits this service account's web identity from the
+//!    cluster's OIDC provider (`sub` and `aud`), and that provider exists;
+//! 5. `service account`: it exists, annotated with the role's ARN (read through the
+//!    Kubernetes provider);
+//! 6. `security group`: the database's security group admits the private subnets (where the
+//!    pods run) on the database port.
+//!
+//! Not checked yet (issue 20 stays open): TLS against the CA bundle, Pod Identity
+//! associations, the `iam-db-auth-error` log events, `pwless verify`. Conditions in policies
+//! are not evaluated: a statement with a `Condition` is reported as such.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::graph::address;
+use crate::plan::Observed;
+use crate::provider::{Provider, Providers};
+use crate::spec::Stack;
+use crate::state::State;
+
+/// One link of the chain and what doctor found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Link {
+    /// `database user`, `iam database authentication`, `connect policy`, `trust`,
+    /// `service account`, `security group`.
+    pub name: &'static str,
+    pub status: Status,
+    /// What was found, in words.
+    pub detail: String,
+    /// What to do, when it is broken.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    Broken,
+    /// Not looked at: an earlier link is broken, or the state does not record it.
+    NotChecked,
+}
+
+/// One access entry's chain.
+#[derive(Debug, Clone, Serialize)]
+pub struct Chain {
+    /// `namespace/service_account`.
+    pub service_account: String,
+    pub db_user: String,
+    pub links: Vec<Link>,
+}
+
+impl Chain {
+    pub fn healthy(&self) -> bool {
+        self.links.iter().all(|link| link.status == Status::Ok)
+    }
+}
+
+/// The chains of the stack's access entries (those for `only`, a `namespace/service_account`,
+/// when given; `user` narrows to a database user). Errors: nothing matches the filter, or the
+/// state does not record the entry (apply first).
+pub async fn check(
+    stack: &Stack,
+    state: &State,
+    providers: &Providers,
+    only: Option<&str>,
+    user: Option<&str>,
+) -> Result<Vec<Chain>, String> {
+    let entries: Vec<_> = stack
+        .access
+        .iter()
+        .filter(|entry| {
+            only.is_none_or(|only| only == format!("{}/{}", entry.namespace, entry.service_account))
+        })
+        .filter(|entry| user.is_none_or(|user| user == entry.db_user))
+        .collect();
+    if entries.is_empty() {
+        return Err(match (only, user) {
+            (None, None) => "the stack has no `access` entries: there is no chain to check".into(),
+            _ => format!(
+                "no access entry matches; the stack's are: {}",
+                stack
+                    .access
+                    .iter()
+                    .map(|entry| format!(
+                        "{}/{} as {}",
+                        entry.namespace, entry.service_account, entry.db_user
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    let mut chains = Vec::new();
+    for entry in entries {
+        let mut links = Vec::new();
+        let steps: [Step; 6] = [
+            Step::User,
+            Step::IamAuth,
+            Step::Policy,
+            Step::Trust,
+            Step::ServiceAccount,
+            Step::SecurityGroup,
+        ];
+        let mut broken = false;
+        for step in steps {
+            if broken {
+                links.push(Link {
+                    name: step.name(),
+                    status: Status::NotChecked,
+                    detail: "an earlier link is broken".into(),
+                    fix: None,
+                });
+                continue;
+            }
+            let link = step
+                .check(
+                    stack,
+                    state,
+                    providers,
+                    &entry.namespace,
+                    &entry.service_account,
+                    &entry.db_user,
+                )
+                .await;
+            broken = link.status == Status::Broken;
+            links.push(link);
+        }
+        chains.push(Chain {
+            service_account: format!("{}/{}", entry.namespace, entry.service_account),
+            db_user: entry.db_user.clone(),
+            links,
+        });
+    }
+    Ok(chains)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    User,
+    IamAuth,
+    Policy,
+    Trust,
+    ServiceAccount,
+    SecurityGroup,
+}
+
+fn ok(name: &'static str, detail: impl Into<String>) -> Link {
+    Link {
+        name,
+        status: Status::Ok,
+        detail: detail.into(),
+        fix: None,
+    }
+}
+
+fn broken(name: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Link {
+    Link {
+        name,
+        status: Status::Broken,
+        detail: detail.into(),
+        fix: Some(fix.into()),
+    }
+}
+
+const APPLY: &str = "run `pwless apply`: it puts this link back as the stack says";
+
+impl Step {
+    fn name(self) -> &'static str {
+        match self {
+            Step::User => "database user",
+            Step::IamAuth => "iam database authentication",
+            Step::Policy => "connect policy",
+            Step::Trust => "trust",
+            Step::ServiceAccount => "service account",
+            Step::SecurityGroup => "security group",
+        }
+    }
+
+    async fn check(
+        self,
+        stack: &Stack,
+        state: &State,
+        providers: &Providers,
+        namespace: &str,
+        service_account: &str,
+        user: &str,
+    ) -> Link {
+        let name = self.name();
+        let recorded = |address: &str| state.resource(address);
+        match self {
+            Step::User => {
+                let Some(role) = recorded(&address::db_user_role(user)) else {
+                    return broken(
+                        name,
+                        format!("the state records no database user {user}"),
+                        "run `pwless apply` to create it",
+                    );
+                };
+                match providers.read(role).await {
+                    Err(error) => broken(
+                        name,
+                        format!("cannot read database user {user}: {}", error.message),
+                        "make the database reachable as `pwless plan` does (the relay in the cluster, or PWLESS_DB_ADMIN_ENDPOINT), then run doctor again",
+                    ),
+                    Ok(Observed::Missing) => {
+                        broken(name, format!("database user {user} does not exist"), APPLY)
+                    }
+                    Ok(Observed::Present { inputs, .. }) => user_problems(user, &inputs)
+                        .map_or_else(
+                            || {
+                                ok(
+                                    name,
+                                    format!(
+                                        "{user} exists, may log in, is in rds_iam and nothing more"
+                                    ),
+                                )
+                            },
+                            |problem| broken(name, problem, APPLY),
+                        ),
+                }
+            }
+            Step::IamAuth => {
+                let Some(cluster) = recorded(&address::rds_cluster()) else {
+                    return broken(
+                        name,
+                        "the state records no Aurora cluster",
+                        "run `pwless apply`",
+                    );
+                };
+                let identifier = cluster
+                    .inputs
+                    .get("cluster_identifier")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                match describe_cluster(providers, identifier).await {
+                    Err(error) => broken(
+                        name,
+                        error,
+                        "check the AWS credentials and region, then run doctor again",
+                    ),
+                    Ok(None) => broken(
+                        name,
+                        format!("Aurora cluster {identifier} does not exist"),
+                        APPLY,
+                    ),
+                    Ok(Some(found))
+                        if !found.iam_database_authentication_enabled().unwrap_or(false) =>
+                    {
+                        broken(
+                            name,
+                            format!(
+                                "Aurora cluster {identifier} has IAM database authentication off: RDS refuses every token"
+                            ),
+                            APPLY,
+                        )
+                    }
+                    Ok(Some(_)) => ok(name, format!("on for Aurora cluster {identifier}")),
+                }
+            }
+            Step::Policy => {
+                let Some(role) = recorded(&address::irsa_role(namespace, service_account)) else {
+                    return broken(
+                        name,
+                        "the state records no IAM role for this service account",
+                        "run `pwless apply`",
+                    );
+                };
+                let role_name = role
+                    .outputs
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                let role_arn = role
+                    .outputs
+                    .get("arn")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                let identifier = recorded(&address::rds_cluster())
+                    .and_then(|cluster| cluster.inputs.get("cluster_identifier"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                let resource_id = match describe_cluster(providers, &identifier).await {
+                    Ok(Some(found)) => found
+                        .db_cluster_resource_id()
+                        .unwrap_or_default()
+                        .to_string(),
+                    Ok(None) => {
+                        return broken(
+                            name,
+                            format!("Aurora cluster {identifier} does not exist"),
+                            APPLY,
+                        );
+                    }
+                    Err(error) => {
+                        return broken(
+                            name,
+                            error,
+                            "check the AWS credentials, then run doctor again",
+                        );
+                    }
+                };
+                let account = role_arn.split(':').nth(4).unwrap_or_default();
+                let wanted = format!(
+                    "arn:{}:rds-db:{}:{account}:dbuser:{resource_id}/{user}",
+                    stack.partition(),
+                    stack.region
+                );
+                match role_statements(providers, &role_name).await {
+                    Err(error) => broken(
+                        name,
+                        error,
+                        "check the AWS credentials (iam:GetRolePolicy, iam:GetPolicyVersion), then run doctor again",
+                    ),
+                    Ok(statements) => match evaluate(&statements, "rds-db:connect", &wanted) {
+                        Decision::Allowed(by) => ok(
+                            name,
+                            format!("role {role_name} may rds-db:connect as {wanted} ({by})"),
+                        ),
+                        Decision::Denied(by) => broken(
+                            name,
+                            format!(
+                                "role {role_name} is denied rds-db:connect on {wanted} by {by} (an explicit Deny wins over any Allow)"
+                            ),
+                            format!("remove the Deny from {by}"),
+                        ),
+                        Decision::NotAllowed(near) => broken(
+                            name,
+                            match near.as_slice() {
+                                [] => format!(
+                                    "no policy of role {role_name} allows rds-db:connect on {wanted}"
+                                ),
+                                near => format!(
+                                    "role {role_name} may rds-db:connect only on {}, not on {wanted} (the ARN names the cluster's resource id {resource_id}, the region, the account and the user exactly)",
+                                    near.join(", ")
+                                ),
+                            },
+                            APPLY,
+                        ),
+                    },
+                }
+            }
+            Step::Trust => {
+                let Some(role) = recorded(&address::irsa_role(namespace, service_account)) else {
+                    return broken(
+                        name,
+                        "the state records no IAM role for this service account",
+                        "run `pwless apply`",
+                    );
+                };
+                let role_name = role
+                    .outputs
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let provider_arn = role
+                    .inputs
+                    .get("web_identity")
+                    .and_then(|w| w.get("provider_arn"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let issuer = role
+                    .inputs
+                    .get("web_identity")
+                    .and_then(|w| w.get("issuer"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let subject = format!("system:serviceaccount:{namespace}:{service_account}");
+                if let Err(error) = providers
+                    .aws
+                    .iam
+                    .get_open_id_connect_provider()
+                    .open_id_connect_provider_arn(provider_arn)
+                    .send()
+                    .await
+                {
+                    let error = crate::provider::aws::sdk_error("read the OIDC provider")(error);
+                    return broken(
+                        name,
+                        format!(
+                            "the cluster's OIDC provider {provider_arn}: {}",
+                            error.message
+                        ),
+                        APPLY,
+                    );
+                }
+                match providers
+                    .aws
+                    .iam
+                    .get_role()
+                    .role_name(role_name)
+                    .send()
+                    .await
+                {
+                    Err(error) => broken(
+                        name,
+                        crate::provider::aws::sdk_error("read the role")(error).message,
+                        APPLY,
+                    ),
+                    Ok(out) => {
+                        let document = out
+                            .role()
+                            .and_then(|role| role.assume_role_policy_document())
+                            .map(parse_document)
+                            .unwrap_or(Value::Null);
+                        match pwless_sandbox::trust_allows(
+                            &document,
+                            provider_arn,
+                            issuer,
+                            &subject,
+                            crate::partition::IRSA_AUDIENCE,
+                        ) {
+                            Ok(()) => ok(
+                                name,
+                                format!("role {role_name} trusts {subject} through {provider_arn}"),
+                            ),
+                            Err(why) => broken(
+                                name,
+                                format!("role {role_name} does not admit {subject}: {why}"),
+                                APPLY,
+                            ),
+                        }
+                    }
+                }
+            }
+            Step::ServiceAccount => {
+                let address = address::of(
+                    crate::graph::ResourceKind::KubernetesServiceAccount,
+                    &format!("{namespace}/{service_account}"),
+                );
+                let Some(account) = recorded(&address) else {
+                    return broken(
+                        name,
+                        format!(
+                            "the state records no service account {namespace}/{service_account}"
+                        ),
+                        "run `pwless apply`",
+                    );
+                };
+                let wanted = account
+                    .inputs
+                    .get("role_arn")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                match providers.read(account).await {
+                    Err(error) => broken(
+                        name,
+                        format!(
+                            "cannot read service account {namespace}/{service_account}: {}",
+                            error.message
+                        ),
+                        "make the cluster's Kubernetes API reachable (an access entry for who you are), then run doctor again",
+                    ),
+                    Ok(Observed::Missing) => broken(
+                        name,
+                        format!("service account {namespace}/{service_account} does not exist"),
+                        APPLY,
+                    ),
+                    Ok(Observed::Present { inputs, .. }) => {
+                        let found = inputs
+                            .get("role_arn")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default();
+                        if found == wanted {
+                            ok(
+                                name,
+                                format!("{namespace}/{service_account} is annotated with {wanted}"),
+                            )
+                        } else {
+                            broken(
+                                name,
+                                format!(
+                                    "{namespace}/{service_account} is annotated with {} instead of {wanted}",
+                                    if found.is_empty() { "no role" } else { found }
+                                ),
+                                APPLY,
+                            )
+                        }
+                    }
+                }
+            }
+            Step::SecurityGroup => {
+                let Some(group) = recorded(&address::of(
+                    crate::graph::ResourceKind::SecurityGroup,
+                    "database",
+                )) else {
+                    return broken(
+                        name,
+                        "the state records no database security group",
+                        "run `pwless apply`",
+                    );
+                };
+                let id = group.id.clone().unwrap_or_default();
+                let out = match providers
+                    .aws
+                    .ec2
+                    .describe_security_groups()
+                    .group_ids(&id)
+                    .send()
+                    .await
+                {
+                    Ok(out) => out,
+                    Err(error) => {
+                        return broken(
+                            name,
+                            crate::provider::aws::sdk_error("read the security group")(error)
+                                .message,
+                            APPLY,
+                        );
+                    }
+                };
+                let Some(found) = out.security_groups().first() else {
+                    return broken(name, format!("security group {id} does not exist"), APPLY);
+                };
+                let admitted: Vec<String> = found
+                    .ip_permissions()
+                    .iter()
+                    .filter(|rule| {
+                        rule.ip_protocol() == Some("-1")
+                            || (rule.ip_protocol() == Some("tcp")
+                                && rule.from_port().unwrap_or(0) <= 5432
+                                && rule.to_port().unwrap_or(0) >= 5432)
+                    })
+                    .flat_map(|rule| {
+                        rule.ip_ranges()
+                            .iter()
+                            .filter_map(|range| range.cidr_ip().map(str::to_string))
+                    })
+                    .collect();
+                let missing: Vec<String> = stack
+                    .network
+                    .private_subnets
+                    .iter()
+                    .filter(|subnet| {
+                        !admitted.iter().any(|cidr| {
+                            cidr.parse::<crate::spec::cidr::Ipv4Cidr>()
+                                .is_ok_and(|block| block.contains(subnet))
+                        })
+                    })
+                    .map(ToString::to_string)
+                    .collect();
+                if missing.is_empty() {
+                    ok(
+                        name,
+                        format!("{id} admits the private subnets on port 5432"),
+                    )
+                } else {
+                    broken(
+                        name,
+                        format!(
+                            "{id} does not admit {} on port 5432: pods there cannot reach the database",
+                            missing.join(", ")
+                        ),
+                        APPLY,
+                    )
+                }
+            }
+        }
+    }
+}
+
+/// What is wrong with a user as the PostgreSQL provider read it, if anything.
+fn user_problems(user: &str, inputs: &std::collections::BTreeMap<String, Value>) -> Option<String> {
+    if inputs.get("login") != Some(&Value::Bool(true)) {
+        return Some(format!("{user} may not log in (NOLOGIN)"));
+    }
+    let groups: Vec<&str> = inputs
+        .get("member_of")
+        .and_then(Value::as_array)
+        .map(|items| items.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if !groups.contains(&"rds_iam") {
+        return Some(format!(
+            "{user} is not in rds_iam, so RDS checks a password instead of the IAM token"
+        ));
+    }
+    if let Some(other) = groups.iter().find(|group| **group != "rds_iam") {
+        return Some(format!(
+            "{user} is also in {other}, which the stack does not give it"
+        ));
+    }
+    let attributes = inputs.get("attributes").and_then(Value::as_object);
+    if let Some((attribute, _)) = attributes
+        .into_iter()
+        .flatten()
+        .find(|(_, on)| on.as_bool() == Some(true))
+    {
+        return Some(format!(
+            "{user} has {attribute}, which the stack does not give it"
+        ));
+    }
+    if inputs
+        .get("password")
+        .is_some_and(|password| !password.is_null())
+    {
+        return Some(format!("{user} has a password set outside pwless"));
+    }
+    None
+}
+
+async fn describe_cluster(
+    providers: &Providers,
+    identifier: &str,
+) -> Result<Option<aws_sdk_rds::types::DbCluster>, String> {
+    match providers
+        .aws
+        .rds
+        .describe_db_clusters()
+        .db_cluster_identifier(identifier)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out.db_clusters().first().cloned()),
+        Err(error) => {
+            let error = crate::provider::aws::sdk_error("describe the Aurora cluster")(error);
+            if error.code.as_deref() == Some("DBClusterNotFoundFault") {
+                Ok(None)
+            } else {
+                Err(error.message)
+            }
+        }
+    }
+}
+
+/// A policy statement and where it came from (`inline policy NAME`, `managed policy ARN`).
+#[derive(Debug, Clone)]
+pub struct Statement {
+    pub source: String,
+    pub body: Value,
+}
+
+/// Every statement of the role's inline and attached managed policies (their default
+/// versions).
+async fn role_statements(providers: &Providers, role: &str) -> Result<Vec<Statement>, String> {
+    let iam = &providers.aws.iam;
+    let mut statements = Vec::new();
+    let mut push = |source: String, document: Value| match document.get("Statement") {
+        Some(Value::Array(items)) => statements.extend(items.iter().map(|body| Statement {
+            source: source.clone(),
+            body: body.clone(),
+        })),
+        Some(single) => statements.push(Statement {
+            source,
+            body: single.clone(),
+        }),
+        None => {}
+    };
+    let inline = iam
+        .list_role_policies()
+        .role_name(role)
+        .send()
+        .await
+        .map_err(|error| {
+            crate::provider::aws::sdk_error("list the role's inline policies")(error).message
+        })?;
+    for name in inline.policy_names() {
+        let out = iam
+            .get_role_policy()
+            .role_name(role)
+            .policy_name(name)
+            .send()
+            .await
+            .map_err(|error| {
+                crate::provider::aws::sdk_error("read an inline policy")(error).message
+            })?;
+        push(
+            format!("inline policy {name}"),
+            parse_document(out.policy_document()),
+        );
+    }
+    let attached = iam
+        .list_attached_role_policies()
+        .role_name(role)
+        .send()
+        .await
+        .map_err(|error| {
+            crate::provider::aws::sdk_error("list the role's attached policies")(error).message
+        })?;
+    for policy in attached.attached_policies() {
+        let Some(arn) = policy.policy_arn() else {
+            continue;
+        };
+        let out = iam
+            .get_policy()
+            .policy_arn(arn)
+            .send()
+            .await
+            .map_err(|error| {
+                crate::provider::aws::sdk_error("read an attached policy")(error).message
+            })?;
+        let Some(version) = out.policy().and_then(|policy| policy.default_version_id()) else {
+            continue;
+        };
+        let out = iam
+            .get_policy_version()
+            .policy_arn(arn)
+            .version_id(version)
+            .send()
+            .await
+            .map_err(|error| {
+                crate::provider::aws::sdk_error("read an attached policy's version")(error).message
+            })?;
+        let Some(document) = out.policy_version().and_then(|version| version.document()) else {
+            continue;
+        };
+        push(format!("managed policy {arn}"), parse_document(document));
+    }
+    Ok(statements)
+}
+
+fn parse_document(text: &str) -> Value {
+    let decoded = if text.trim_start().starts_with('{') {
+        text.to_string()
+    } else {
+        crate::provider::aws::iam::url_decode(text)
+    };
+    serde_json::from_str(&decoded).unwrap_or(Value::Null)
+}
+
+/// What a set of identity-policy statements decides for one action on one resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Allowed, by this source.
+    Allowed(String),
+    /// An explicit Deny, from this source.
+    Denied(String),
+    /// No Allow matches; the resources allowed for the action elsewhere, for the message.
+    NotAllowed(Vec<String>),
+}
+
+/// IAM's evaluation for identity policies ("Policy evaluation logic", IAM User Guide): an
+/// explicit Deny that matches wins; else an Allow that matches allows; else it is implicitly
+/// denied. `Action`/`NotAction` match case-insensitively with `*` and `?` wildcards,
+/// `Resource`/`NotResource` case-sensitively. A statement with a `Condition` is taken as
+/// matching (doctor does not know the request's context), which errs toward reporting a Deny.
+pub fn evaluate(statements: &[Statement], action: &str, resource: &str) -> Decision {
+    let list = |value: Option<&Value>| -> Option<Vec<String>> {
+        match value? {
+            Value::String(text) => Some(vec![text.clone()]),
+            Value::Array(items) => Some(
+                items
+                    .iter()
+                    .filter_map(|item| item.as_str().map(str::to_string))
+                    .collect(),
+            ),
+            _ => Some(Vec::new()),
+        }
+    };
+    let matches_action =
+        |body: &Value| match (list(body.get("Action")), list(body.get("NotAction"))) {
+            (Some(actions), _) => actions
+                .iter()
+                .any(|pattern| wildcard(&pattern.to_lowercase(), &action.to_lowercase())),
+            (None, Some(not)) => !not
+                .iter()
+                .any(|pattern| wildcard(&pattern.to_lowercase(), &action.to_lowercase())),
+            (None, None) => false,
+        };
+    let matches_resource =
+        |body: &Value| match (list(body.get("Resource")), list(body.get("NotResource"))) {
+            (Some(resources), _) => resources.iter().any(|pattern| wildcard(pattern, resource)),
+            (None, Some(not)) => !not.iter().any(|pattern| wildcard(pattern, resource)),
+            (None, None) => false,
+        };
+    let effect = |body: &Value| {
+        body.get("Effect")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    if let Some(deny) = statements
+        .iter()
+        .find(|s| effect(&s.body) == "Deny" && matches_action(&s.body) && matches_resource(&s.body))
+    {
+        return Decision::Denied(deny.source.clone());
+    }
+    if let Some(allow) = statements.iter().find(|s| {
+        effect(&s.body) == "Allow" && matches_action(&s.body) && matches_resource(&s.body)
+    }) {
+        return Decision::Allowed(allow.source.clone());
+    }
+    Decision::NotAllowed(
+        statements
+            .iter()
+            .filter(|s| effect(&s.body) == "Allow" && matches_action(&s.body))
+            .flat_map(|s| list(s.body.get("Resource")).unwrap_or_default())
+            .collect(),
+    )
+}
+
+/// IAM's wildcard match: `*` any run of characters, `?` any one character.
+fn wildcard(pattern: &str, text: &str) -> bool {
+    let (pattern, text): (Vec<char>, Vec<char>) =
+        (pattern.chars().collect(), text.chars().collect());
+    let (mut p, mut t, mut star, mut mark) = (0, 0, None, 0);
+    while t < text.len() {
+        if p < pattern.len() && (pattern[p] == '?' || pattern[p] == text[t]) {
+            p += 1;
+            t += 1;
+        } else if p < pattern.len() && pattern[p] == '*' {
+            star = Some(p);
+            mark = t;
+            p += 1;
+        } else if let Some(position) = star {
+            p = position + 1;
+            mark += 1;
+            t = mark;
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|c| *c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn statements(items: &[(&str, Value)]) -> Vec<Statement> {
+        items
+            .iter()
+            .map(|(source, body)| Statement {
+                source: source.to_string(),
+                body: body.clone(),
+            })
+            .collect()
+    }
+
+    const ARN: &str = "arn:aws:rds-db:us-west-2:123456789012:dbuser:cluster-ABC/app_user";
+
+    #[test]
+    fn policy_evaluation_follows_iams_rules() {
+        let allow = json!({"Effect": "Allow", "Action": "rds-db:connect", "Resource": ARN});
+        let cases: Vec<(&str, Vec<Statement>, Decision)> = vec![
+            (
+                "exact allow",
+                statements(&[("p", allow.clone())]),
+                Decision::Allowed("p".into()),
+            ),
+            (
+                "wildcards in action and resource",
+                statements(&[(
+                    "w",
+                    json!({"Effect": "Allow", "Action": ["RDS-DB:*"], "Resource": "arn:aws:rds-db:*:123456789012:dbuser:cluster-ABC/*"}),
+                )]),
+                Decision::Allowed("w".into()),
+            ),
+            (
+                "another cluster's resource id",
+                statements(&[(
+                    "p",
+                    json!({"Effect": "Allow", "Action": "rds-db:connect", "Resource": "arn:aws:rds-db:us-west-2:123456789012:dbuser:cluster-OTHER/app_user"}),
+                )]),
+                Decision::NotAllowed(vec![
+                    "arn:aws:rds-db:us-west-2:123456789012:dbuser:cluster-OTHER/app_user".into(),
+                ]),
+            ),
+            (
+                "resource ids are case-sensitive",
+                statements(&[(
+                    "p",
+                    json!({"Effect": "Allow", "Action": "rds-db:connect", "Resource": ARN.to_lowercase()}),
+                )]),
+                Decision::NotAllowed(vec![ARN.to_lowercase()]),
+            ),
+            (
+                "a deny wins",
+                statements(&[
+                    ("p", allow.clone()),
+                    (
+                        "d",
+                        json!({"Effect": "Deny", "Action": "rds-db:*", "Resource": "*"}),
+                    ),
+                ]),
+                Decision::Denied("d".into()),
+            ),
+            (
+                "a deny of other actions does not",
+                statements(&[
+                    ("p", allow.clone()),
+                    (
+                        "d",
+                        json!({"Effect": "Deny", "NotAction": "rds-db:connect", "Resource": "*"}),
+                    ),
+                ]),
+                Decision::Allowed("p".into()),
+            ),
+            ("nothing", Vec::new(), Decision::NotAllowed(Vec::new())),
+        ];
+        for (name, statements, expected) in cases {
+            assert_eq!(
+                evaluate(&statements, "rds-db:connect", ARN),
+                expected,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn wildcards_match_as_iam_does() {
+        for (pattern, text, expected) in [
+            ("*", "anything", true),
+            ("a*c", "abbbc", true),
+            ("a?c", "abc", true),
+            ("a?c", "abbc", false),
+            ("cluster-*/app_user", "cluster-ABC/app_user", true),
+            ("cluster-*/app_user", "cluster-ABC/reader", false),
+            ("", "", true),
+            ("abc", "ab", false),
+        ] {
+            assert_eq!(wildcard(pattern, text), expected, "{pattern} vs {text}");
+        }
+    }
+}
