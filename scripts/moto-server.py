@@ -31,6 +31,7 @@ MOTO_EKS_UPDATE_SECONDS (default 1), then `Successful`, as DescribeUpdate tells;
 progress its cluster is UPDATING. An update whose type is named in MOTO_EKS_FAILED_UPDATES
 (e.g. `VersionUpdate`) ends `Failed` with an error, its cluster back to ACTIVE and unchanged: EKS
 says a failed update returns to ACTIVE too, so only DescribeUpdate tells failure from success.
+An update sent again with the same client request token is the same update.
 Not emulated: publicAccessCidrs, logging, addon updates.
 
 DeleteNatGateway behaves as on EC2 (see delete_nat_gateway below): the gateway is `deleting`
@@ -342,6 +343,31 @@ def _in_progress(self, cluster):
                    for update in updates.values())
 
 
+TOKENS = {}  # client request token -> the update it made
+
+
+def _idempotent(function):
+    """An update sent again with the same client request token is the same update, as on EKS
+    (its answer is the first one's): a send again after a lost answer makes no second update."""
+    def wrapped(self):
+        token = self._get_param("clientRequestToken")
+        with LOCK:
+            earlier = TOKENS.get(token) if token else None
+        if earlier is not None:
+            return ActionResult({"update": _public(earlier)})
+        result = function(self)
+        if token:
+            update = result.result.get("update") if isinstance(result.result, dict) else None
+            if update is not None:
+                with LOCK:
+                    for updates in UPDATES.values():
+                        if update["id"] in updates:
+                            TOKENS[token] = updates[update["id"]]
+        return result
+    wrapped.__name__ = function.__name__
+    return wrapped
+
+
 def update_cluster_config_with_update(self):
     """UpdateClusterConfig answers with an update, as EKS does."""
     name = self._get_param("name")
@@ -370,6 +396,8 @@ def update_cluster_version(self):
         raise ResourceInUseException(clusterName=name, nodegroupName=None, addonName=None,
                                      message="Cluster has an update in progress")
     before = cluster.version
+    if self._get_param("version") == before:
+        raise InvalidParameterException(message=f"Unsupported Kubernetes minor version update from {before} to {before}")
     cluster.version = self._get_param("version")
 
     def undo():
@@ -469,10 +497,10 @@ _provisioning(_NatGateway, "state", "available", "pending", "nat_gateway")
 
 for function in (create_access_entry, describe_access_entry, list_access_entries, delete_access_entry,
                  associate_access_policy, list_associated_access_policies, disassociate_access_policy,
-                 create_cluster, update_cluster_version, update_nodegroup_config, update_nodegroup_version,
-                 describe_update, describe_cluster):
+                 create_cluster, _idempotent(update_cluster_version), _idempotent(update_nodegroup_config),
+                 _idempotent(update_nodegroup_version), describe_update, describe_cluster):
     setattr(EKSResponse, function.__name__, function)
-EKSResponse.update_cluster_config = update_cluster_config_with_update
+EKSResponse.update_cluster_config = _idempotent(update_cluster_config_with_update)
 
 # The principal ARN is one path segment, URL-encoded; the server decodes `%2F` before routing,
 # so the rest of the path is matched whole here and split by moto's model-based router.

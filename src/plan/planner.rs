@@ -314,6 +314,18 @@ fn mark_data_loss(changes: &mut [ResourceChange], observed: &ObservedState) {
             ),
             // A user that owns tables (its application's): they are kept, the master's from
             // then on, but the application loses them with its login.
+            // Not read this run (no refresh, the database out of reach) or its holdings not
+            // understood: what it owns is not known, so it counts as owning something.
+            ResourceKind::PostgresRole
+                if !change.forget
+                    && !matches!(
+                        observed.get(&change.address),
+                        Some(Observed::Present { outputs, .. })
+                            if outputs.get("holdings").is_some_and(|h| serde_json::from_value::<Vec<super::Holding>>(h.clone()).is_ok())
+                    ) =>
+            {
+                Some("a database user that was not read from the database this run, so what it owns is not known (plan again with the database reachable to see)".to_string())
+            }
             ResourceKind::PostgresRole if change.holdings.iter().any(|h| h.owns > 0) => {
                 let owned: u64 = change.holdings.iter().map(|h| h.owns).sum();
                 let databases: Vec<&str> = change

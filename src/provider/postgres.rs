@@ -6,7 +6,8 @@
 //! - Each resource change is one multi-statement simple query, which PostgreSQL runs as one
 //!   transaction: no half-applied SQL. Identifiers are always quoted; privileges come from a
 //!   closed list. Nothing from the stack is interpolated unquoted.
-//! - A role is `LOGIN`, `PASSWORD NULL`, member of `rds_iam`; the master user never is.
+//! - A role is `LOGIN`, `PASSWORD NULL`, member of `rds_iam`; the master user never inherits it
+//!   (it borrows a user's privileges only within one transaction, see `acting_for`).
 //! - Dropping a role first reassigns what it owns to the master user, then drops its
 //!   privileges, so objects the application created survive and nothing else is touched.
 
@@ -446,7 +447,7 @@ impl PostgresProvider {
                 ))
             })?;
             let member: bool = elsewhere
-                .query_one("select pg_has_role(current_user, $1, 'MEMBER')", &[&role])
+                .query_one("select pg_has_role(current_user, $1, 'USAGE')", &[&role])
                 .await
                 .map_err(db_error("look up the role"))?
                 .get(0);
@@ -489,6 +490,25 @@ impl PostgresProvider {
         Ok(())
     }
 
+    /// Who granted `member` its membership in `group`: one grantor before PostgreSQL 16 (where
+    /// REVOKE takes any of them), possibly several since.
+    async fn grantors(
+        client: &tokio_postgres::Client,
+        member: &str,
+        group: &str,
+    ) -> Result<Vec<String>, ProviderError> {
+        let rows = client
+            .query(
+                "select distinct gr.rolname::text from pg_auth_members m join pg_roles g on g.oid = m.roleid \
+                 join pg_roles r on r.oid = m.member join pg_roles gr on gr.oid = m.grantor \
+                 where r.rolname = $1 and g.rolname = $2 order by 1",
+                &[&member, &group],
+            )
+            .await
+            .map_err(db_error("read who granted the membership"))?;
+        Ok(rows.into_iter().map(|row| row.get(0)).collect())
+    }
+
     async fn role_oid_exists(
         client: &tokio_postgres::Client,
         role: &str,
@@ -501,7 +521,10 @@ impl PostgresProvider {
     }
 
     /// The other users whose tables `inputs` covers (`table_owners`), as they stand: those
-    /// that exist, and those of them the master is not a member of already. Owners that are
+    /// that exist, and those of them whose privileges the master does not have already
+    /// (`USAGE`, not `MEMBER`: since PostgreSQL 16 the creator of a role is a member of it, with
+    /// ADMIN OPTION but neither INHERIT nor SET, which ALTER DEFAULT PRIVILEGES FOR ROLE,
+    /// REASSIGN OWNED and the table loop's `pg_has_role(owner, 'USAGE')` do not accept). Owners that are
     /// gone (a user removed in the same run) are left out.
     async fn owners(
         client: &tokio_postgres::Client,
@@ -513,7 +536,7 @@ impl PostgresProvider {
         }
         let rows = client
             .query(
-                "select rolname::text, pg_has_role(current_user, oid, 'MEMBER') from pg_roles where rolname = any($1) order by 1",
+                "select rolname::text, pg_has_role(current_user, oid, 'USAGE') from pg_roles where rolname = any($1) order by 1",
                 &[&wanted],
             )
             .await
@@ -529,9 +552,10 @@ impl PostgresProvider {
         Ok(owners)
     }
 
-    /// `sql`, run while the master acts for `owners`: it takes their membership for this
-    /// transaction only. A lasting membership would make the master an indirect member of
-    /// `rds_iam`, and RDS would then refuse its password ("If the rds_iam role is added to the
+    /// `sql`, run while the master acts for `owners`: it takes their membership, inheriting,
+    /// for this transaction only (the REVOKE removes the row this GRANT made; on PostgreSQL 16+
+    /// the master's ADMIN-only membership as the roles' creator stays). A lasting inheriting
+    /// membership would make the master an indirect member of `rds_iam`, and RDS would then refuse its password ("If the rds_iam role is added to the
     /// master user, IAM authentication takes precedence", Database authentication with Amazon
     /// RDS). On RDS the master may grant itself a role it created (PostgreSQL 16: its creator
     /// holds ADMIN OPTION; 15: CREATEROLE).
@@ -679,7 +703,7 @@ impl Provider for PostgresProvider {
                 let row = client
                     .query_opt(
                         &format!(
-                            "select r.rolcanlogin, coalesce(array(select g.rolname::text from pg_auth_members m join pg_roles g on g.oid = m.roleid \
+                            "select r.rolcanlogin, coalesce(array(select distinct g.rolname::text from pg_auth_members m join pg_roles g on g.oid = m.roleid \
                              where m.member = r.oid order by 1), '{{}}'), {} from pg_roles r where r.rolname = $1",
                             columns.iter().map(|c| format!("r.{c}")).collect::<Vec<_>>().join(", ")
                         ),
@@ -861,8 +885,18 @@ impl Provider for PostgresProvider {
                 if changed.iter().any(|c| c == "member_of") {
                     let wanted = input_strings(inputs, "member_of")?;
                     let had = input_strings(&resource.inputs, "member_of").unwrap_or_default();
+                    let plain = input_str(inputs, "name")?;
                     for group in had.iter().filter(|group| !wanted.contains(group)) {
-                        sql.push_str(&format!("REVOKE {} FROM {name};\n", ident(group)));
+                        // Since PostgreSQL 16 a membership may be granted more than once, by
+                        // different grantors, and a plain REVOKE removes only the current user's
+                        // grant (with a warning for the others): each grantor's is revoked.
+                        for grantor in Self::grantors(&client, plain, group).await? {
+                            sql.push_str(&format!(
+                                "REVOKE {} FROM {name} GRANTED BY {};\n",
+                                ident(group),
+                                ident(&grantor)
+                            ));
+                        }
                     }
                     for group in wanted.iter().filter(|group| !had.contains(group)) {
                         sql.push_str(&format!("GRANT {} TO {name};\n", ident(group)));

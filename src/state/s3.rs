@@ -90,6 +90,7 @@ impl std::fmt::Debug for S3Store {
 fn explain(target: &Target, action: &str, error: crate::provider::ProviderError) -> StateError {
     let code = error.code.as_deref().unwrap_or_default();
     StateError::Backend(match code {
+        "LostAnswer" => error.message,
         "NoSuchBucket" => format!(
             "S3 bucket `{}` does not exist (in {}): create it, with versioning on so earlier states are kept, or fix `state.bucket` in the stack file; nothing was changed",
             target.bucket, target.region
@@ -186,10 +187,27 @@ async fn put_object(
     loop {
         tries += 1;
         match put_once(client, target, key, bytes.clone(), expected).await {
+            // 409: another conditional write to the key is in flight (ours, maybe): S3 says
+            // to try again.
+            Err(error) if error.code.as_deref() == Some("ConditionalRequestConflict") => {
+                let delay = delays.next().unwrap_or(Duration::from_secs(15));
+                if started.elapsed() + delay > WRITE_LIMIT {
+                    return Err(error);
+                }
+                tokio::time::sleep(delay).await;
+            }
             Err(error) if is_precondition(&error) && tries > 1 => {
                 return match get_object(client, target, key).await {
                     Ok(Some(object)) if object.bytes == bytes => Ok(object.etag),
-                    _ => Err(error),
+                    Ok(_) => Err(error),
+                    // The read back failed: say that, not a conflict that may not be one.
+                    Err(read) => Err(crate::provider::ProviderError {
+                        code: Some("LostAnswer".into()),
+                        ..crate::provider::ProviderError::permanent(format!(
+                            "the answer to writing {} was lost, and reading it back failed ({read}): the write may have landed; run `pwless state pull` to see",
+                            target.location()
+                        ))
+                    }),
                 };
             }
             Err(error) if error.kind == crate::provider::ErrorKind::Retryable => {

@@ -233,6 +233,36 @@ fn removed_users_and_access_are_deleted_dependents_first() {
         cluster: {version: \"1.31\", node_group: {instance_types: [t3.medium], min_size: 1, desired_size: 2, max_size: 3}, admins: [\"arn:aws:iam::123456789012:user/moto\"]}\n\
         database: {engine_version: \"17.4\", instance_class: db.t4g.medium, instances: 1, name: appdb, master_username: postgres}\n";
     let plan = plan_for(text, Some(&state), &ObservedState::new(), Mode::Normal);
+    // The user was not read (nothing observed): what it owns is not known, so dropping it
+    // needs consent as if it owned something. Read, owning nothing, it needs none.
+    let user = plan.change("postgresql_role.user[app_user]").unwrap();
+    assert!(
+        user.data_loss
+            .as_deref()
+            .unwrap_or_default()
+            .contains("not read"),
+        "{user:?}"
+    );
+    let mut observed = ObservedState::new();
+    observed.insert(
+        "postgresql_role.user[app_user]".to_string(),
+        Observed::Present {
+            inputs: state
+                .resource("postgresql_role.user[app_user]")
+                .unwrap()
+                .inputs
+                .clone(),
+            outputs: [(
+                "holdings".to_string(),
+                serde_json::json!([{"database": "appdb", "owns": 0, "privileges": 3}]),
+            )]
+            .into(),
+        },
+    );
+    let read = plan_for(text, Some(&state), &observed, Mode::Normal);
+    let user = read.change("postgresql_role.user[app_user]").unwrap();
+    assert_eq!(user.data_loss, None);
+    assert_eq!(user.holdings.len(), 1);
     let found = actions(&plan);
     let gone = [
         "postgresql_role.user[app_user]",

@@ -168,11 +168,14 @@ impl From<tokio_postgres::Error> for Failure {
                     message: "the messages table does not exist yet: create it first".into(),
                 }
             }
-            Some(_) => Failure {
+            // The message and SQLSTATE only: a DETAIL can hold row data ("Key (email)=(...)
+            // already exists"), which a web page must not show to whoever asks.
+            Some(database) => Failure {
                 status: StatusCode::BAD_GATEWAY,
                 message: format!(
-                    "the database said: {}",
-                    pwless_iam_auth::db::describe(&error)
+                    "the database said: {} (SQLSTATE {})",
+                    database.message(),
+                    database.code().code()
                 ),
             },
             None => Failure {

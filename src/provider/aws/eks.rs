@@ -429,14 +429,20 @@ pub(super) async fn update(
                 // "Change authentication mode to use access entries", Amazon EKS User Guide);
                 // pwless makes clusters with API, the last, so this only ever moves forward.
                 let cluster = input_str(inputs, "name")?;
-                let call = aws.eks.update_cluster_config().name(cluster).access_config(
-                    UpdateAccessConfigRequest::builder()
-                        .authentication_mode(AuthenticationMode::from(input_str(
-                            inputs,
-                            "authentication_mode",
-                        )?))
-                        .build(),
-                );
+                let call = aws
+                    .eks
+                    .update_cluster_config()
+                    // One token for every send (see below).
+                    .client_request_token(uuid::Uuid::new_v4().to_string())
+                    .name(cluster)
+                    .access_config(
+                        UpdateAccessConfigRequest::builder()
+                            .authentication_mode(AuthenticationMode::from(input_str(
+                                inputs,
+                                "authentication_mode",
+                            )?))
+                            .build(),
+                    );
                 let out = while_busy(|| call.clone().send(), "change the EKS authentication mode")
                     .await?;
                 let what = "the EKS authentication mode change";
@@ -448,6 +454,9 @@ pub(super) async fn update(
                 let call = aws
                     .eks
                     .update_cluster_version()
+                    // One token for every send: a send again after a lost answer is the same
+                    // update to EKS, not a second one.
+                    .client_request_token(uuid::Uuid::new_v4().to_string())
                     .name(cluster)
                     .version(input_str(inputs, "version")?);
                 let out = while_busy(|| call.clone().send(), "upgrade the EKS cluster").await?;
@@ -462,6 +471,9 @@ pub(super) async fn update(
                 let call = aws
                     .eks
                     .update_cluster_config()
+                    // One token for every send: a send again after a lost answer is the same
+                    // update to EKS, not a second one.
+                    .client_request_token(uuid::Uuid::new_v4().to_string())
                     .name(cluster)
                     .resources_vpc_config(
                         VpcConfigRequest::builder()
@@ -484,6 +496,9 @@ pub(super) async fn update(
                 let call = aws
                     .eks
                     .update_cluster_config()
+                    // One token for every send: a send again after a lost answer is the same
+                    // update to EKS, not a second one.
+                    .client_request_token(uuid::Uuid::new_v4().to_string())
                     .name(cluster)
                     .resources_vpc_config(
                         VpcConfigRequest::builder()
@@ -504,6 +519,9 @@ pub(super) async fn update(
                 let call = aws
                     .eks
                     .update_nodegroup_config()
+                    // One token for every send: a send again after a lost answer is the same
+                    // update to EKS, not a second one.
+                    .client_request_token(uuid::Uuid::new_v4().to_string())
                     .cluster_name(cluster)
                     .nodegroup_name(group)
                     .scaling_config(scaling(inputs)?);
@@ -520,6 +538,9 @@ pub(super) async fn update(
                 let call = aws
                     .eks
                     .update_nodegroup_version()
+                    // One token for every send: a send again after a lost answer is the same
+                    // update to EKS, not a second one.
+                    .client_request_token(uuid::Uuid::new_v4().to_string())
                     .cluster_name(cluster)
                     .nodegroup_name(group)
                     .version(input_str(inputs, "version")?);
