@@ -26,9 +26,11 @@ use serde_json::Value;
 
 use crate::graph::address;
 use crate::plan::Observed;
+use crate::provider::aws::iam::parse_document;
 use crate::provider::{Provider, Providers};
 use crate::spec::Stack;
 use crate::state::State;
+use pwless_sandbox::wildcard;
 
 /// One link of the chain and what doctor found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -724,15 +726,6 @@ async fn role_statements(providers: &Providers, role: &str) -> Result<Vec<Statem
     Ok(statements)
 }
 
-fn parse_document(text: &str) -> Value {
-    let decoded = if text.trim_start().starts_with('{') {
-        text.to_string()
-    } else {
-        crate::provider::aws::iam::url_decode(text)
-    };
-    serde_json::from_str(&decoded).unwrap_or(Value::Null)
-}
-
 /// What a set of identity-policy statements decides for one action on one resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -802,30 +795,6 @@ pub fn evaluate(statements: &[Statement], action: &str, resource: &str) -> Decis
             .flat_map(|s| list(s.body.get("Resource")).unwrap_or_default())
             .collect(),
     )
-}
-
-/// IAM's wildcard match: `*` any run of characters, `?` any one character.
-fn wildcard(pattern: &str, text: &str) -> bool {
-    let (pattern, text): (Vec<char>, Vec<char>) =
-        (pattern.chars().collect(), text.chars().collect());
-    let (mut p, mut t, mut star, mut mark) = (0, 0, None, 0);
-    while t < text.len() {
-        if p < pattern.len() && (pattern[p] == '?' || pattern[p] == text[t]) {
-            p += 1;
-            t += 1;
-        } else if p < pattern.len() && pattern[p] == '*' {
-            star = Some(p);
-            mark = t;
-            p += 1;
-        } else if let Some(position) = star {
-            p = position + 1;
-            mark += 1;
-            t = mark;
-        } else {
-            return false;
-        }
-    }
-    pattern[p..].iter().all(|c| *c == '*')
 }
 
 #[cfg(test)]

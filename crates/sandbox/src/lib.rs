@@ -113,8 +113,9 @@ pub fn trust_allows(
     }
 }
 
-/// IAM's `*` and `?` wildcards.
-fn wildcard(pattern: &str, text: &str) -> bool {
+/// IAM's `*` and `?` wildcards: `*` any run of characters, `?` any one character (also
+/// `pwless doctor`'s policy evaluation).
+pub fn wildcard(pattern: &str, text: &str) -> bool {
     let (pattern, text): (Vec<char>, Vec<char>) =
         (pattern.chars().collect(), text.chars().collect());
     // Iterative glob match with backtracking to the last star.

@@ -58,20 +58,30 @@ async fn associate(aws: &AwsProvider, inputs: &Inputs) -> Result<(), ProviderErr
     .await
 }
 
-/// Takes away every policy associated with the entry other than the declared one
-/// (DisassociateAccessPolicy): an access entry grants exactly what the stack says.
-async fn disassociate_others(aws: &AwsProvider, inputs: &Inputs) -> Result<(), ProviderError> {
-    let (cluster, principal) = key(inputs)?;
-    let declared = input_str(inputs, "policy_arn")?;
-    let policies = aws
+/// The policies associated with the entry of (cluster, principal).
+async fn associated(
+    aws: &AwsProvider,
+    cluster: &str,
+    principal: &str,
+) -> Result<Vec<aws_sdk_eks::types::AssociatedAccessPolicy>, ProviderError> {
+    Ok(aws
         .eks
         .list_associated_access_policies()
         .cluster_name(cluster)
         .principal_arn(principal)
         .send()
         .await
-        .map_err(sdk_error("list the access policies"))?;
-    for policy in policies.associated_access_policies() {
+        .map_err(sdk_error("list the access policies"))?
+        .associated_access_policies()
+        .to_vec())
+}
+
+/// Takes away every policy associated with the entry other than the declared one
+/// (DisassociateAccessPolicy): an access entry grants exactly what the stack says.
+async fn disassociate_others(aws: &AwsProvider, inputs: &Inputs) -> Result<(), ProviderError> {
+    let (cluster, principal) = key(inputs)?;
+    let declared = input_str(inputs, "policy_arn")?;
+    for policy in &associated(aws, cluster, principal).await? {
         let Some(arn) = policy.policy_arn().filter(|arn| *arn != declared) else {
             continue;
         };
@@ -141,19 +151,11 @@ pub(super) async fn read(
         return Ok(Observed::Missing);
     };
     let entry = &entry;
-    let policies = aws
-        .eks
-        .list_associated_access_policies()
-        .cluster_name(cluster)
-        .principal_arn(principal)
-        .send()
-        .await
-        .map_err(sdk_error("list the access policies"))?;
+    let associated = associated(aws, cluster, principal).await?;
     // The declared policy counts only with cluster-wide scope, and alone: another policy
     // associated with the entry (by hand, or the one a changed `policy_arn` replaced) is
     // drift, which the update takes away.
     let declared = input_str(prior, "policy_arn")?;
-    let associated = policies.associated_access_policies();
     let cluster_wide = associated.iter().any(|policy| {
         policy.policy_arn() == Some(declared)
             && policy

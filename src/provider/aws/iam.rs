@@ -179,7 +179,9 @@ pub(crate) fn url_decode(text: &str) -> String {
         .into_owned()
 }
 
-fn parse_document(text: &str) -> Value {
+/// A policy document as IAM answers it (percent-encoded, or plain JSON) parsed; a document
+/// that is not JSON becomes a JSON string.
+pub(crate) fn parse_document(text: &str) -> Value {
     let decoded = if text.trim_start().starts_with('{') {
         text.to_string()
     } else {
