@@ -34,6 +34,9 @@ says a failed update returns to ACTIVE too, so only DescribeUpdate tells failure
 An update sent again with the same client request token is the same update.
 Not emulated: publicAccessCidrs, logging, addon updates.
 
+EKS Pod Identity (associations, the agent add-on and EKS Auth's AssumeRoleForPodIdentity) lives
+in scripts/moto_pod_identity.py, installed from here.
+
 DeleteNatGateway behaves as on EC2 (see delete_nat_gateway below): the gateway is `deleting`
 for a while (MOTO_NAT_DELETE_SECONDS, default 1), still holding its Elastic IP, then `deleted`,
 its Elastic IP disassociated and its network interface gone. moto 5.2.5 marked it `deleted` at
@@ -565,6 +568,9 @@ from moto.rds.models import DBCluster  # noqa: E402
 
 sys.path.insert(0, __import__("os").path.dirname(__import__("os").path.abspath(__file__)))
 from sandbox_aws import rds_url_identifier  # noqa: E402
+import moto_pod_identity  # noqa: E402
+
+moto_pod_identity.install(_provision_seconds)
 
 _moto_cluster_init = DBCluster.__init__
 
