@@ -44,6 +44,20 @@ fn input(resource: &Resource, name: &str, state: Option<&State>) -> Value {
         .map_or(Value::Null, |expr| resolve(expr, state))
 }
 
+/// A pod template's metadata: its labels, and for a Pod Identity service account the
+/// `pwless/identity` annotation (its change rolls the pods over to the new mechanism).
+fn template_metadata(labels: Value, identity: Value) -> Value {
+    if identity.is_null() {
+        json!({"labels": labels})
+    } else {
+        json!({"labels": labels, "annotations": {IDENTITY_ANNOTATION: identity}})
+    }
+}
+
+/// The pod template annotation that names a Deployment's identity mechanism when it is not
+/// IRSA.
+pub const IDENTITY_ANNOTATION: &str = "pwless/identity";
+
 /// The object for one Kubernetes resource of the graph; `None` for other kinds.
 pub fn object(resource: &Resource, state: Option<&State>) -> Option<Value> {
     object_of(resource.kind, |name| input(resource, name, state))
@@ -58,16 +72,25 @@ pub fn object_of(kind: ResourceKind, get: impl Fn(&str) -> Value) -> Option<Valu
             "kind": "Namespace",
             "metadata": {"name": get("name"), "labels": get("labels")},
         }),
-        ResourceKind::KubernetesServiceAccount => json!({
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": {
-                "name": get("name"),
-                "namespace": get("namespace"),
-                "labels": get("labels"),
-                "annotations": {"eks.amazonaws.com/role-arn": get("role_arn")},
-            },
-        }),
+        ResourceKind::KubernetesServiceAccount => {
+            let mut account = json!({
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {
+                    "name": get("name"),
+                    "namespace": get("namespace"),
+                    "labels": get("labels"),
+                },
+            });
+            // IRSA's annotation; a Pod Identity service account has none (server-side apply
+            // then removes the one pwless set before).
+            let role_arn = get("role_arn");
+            if !role_arn.is_null() {
+                account["metadata"]["annotations"] =
+                    json!({"eks.amazonaws.com/role-arn": role_arn});
+            }
+            account
+        }
         ResourceKind::KubernetesDeployment => {
             let labels = get("labels");
             let selector = json!({"app.kubernetes.io/name": labels.get("app.kubernetes.io/name").cloned().unwrap_or(Value::Null)});
@@ -90,7 +113,7 @@ pub fn object_of(kind: ResourceKind, get: impl Fn(&str) -> Value) -> Option<Valu
                     "replicas": get("replicas"),
                     "selector": {"matchLabels": selector},
                     "template": {
-                        "metadata": {"labels": labels},
+                        "metadata": template_metadata(labels, get("identity")),
                         "spec": {
                             "serviceAccountName": get("service_account"),
                             "automountServiceAccountToken": true,

@@ -30,6 +30,12 @@ pub enum Partition {
     AwsUsGov,
 }
 
+/// The service principal EKS Pod Identity assumes roles as, and the audience of the service
+/// account token the Pod Identity Agent presents: `pods.eks.amazonaws.com` in every partition
+/// (the China edition of "Create IAM role with trust policy required by EKS Pod Identity",
+/// docs.amazonaws.cn/en_us/eks/latest/userguide/pod-id-role.html, writes the same).
+pub const POD_IDENTITY_PRINCIPAL: &str = "pods.eks.amazonaws.com";
+
 /// The audience of a service account token that STS accepts for IRSA, and the client id of
 /// the cluster's OIDC provider: the same in every partition (eksctl#1910: "audience is a token
 /// rather than endpoint").

@@ -4,7 +4,10 @@
 //! [`crate::sandbox`]) and the app's database environment — so a laptop can prove the whole
 //! chain against moto and the sandbox PostgreSQL.
 
+use std::path::PathBuf;
 use std::process::Command;
+
+use crate::spec::model::Identity;
 
 use super::{StackArgs, UserError};
 
@@ -60,39 +63,98 @@ fn run_as(args: RunArgs) -> anyhow::Result<u8> {
     let state = super::engine::block_on(crate::ops::run::read_state(&location, &stack.name))??
         .unwrap_or_else(|| crate::state::State::new(&stack.name));
     let outputs = crate::ops::outputs::StackOutputs::from_state(&state);
-    let identity = outputs.irsa_identity(&entry.namespace, &entry.service_account)?;
     let (endpoint, port) = outputs.database().ok_or_else(|| {
         UserError(format!(
             "the state has no database endpoint ({}): apply the stack first",
             crate::graph::address::rds_cluster()
         ))
     })?;
-    let credentials = super::engine::runtime()?.block_on(async {
-        let config = crate::provider::aws::load_config(&stack.region).await;
-        crate::sandbox::assume_as(&config, &identity)
-            .await
-            .map_err(|error| UserError(error.to_string()))
-    })?;
-    let crate::sandbox::Identity {
-        subject, role_name, ..
-    } = &identity;
-
-    match std::env::var_os("PWLESS_SANDBOX_IAM_CREDENTIALS") {
-        Some(registry) => crate::sandbox::register_credentials(
-            std::path::Path::new(&registry),
-            &credentials.access_key_id,
-            credentials.secret_access_key.expose(),
-            Some(credentials.session_token.expose()),
-        )
-        .map_err(|error| {
-            UserError(format!(
-                "cannot register the credentials with the sandbox's token verifier: {error}"
-            ))
-        })?,
-        None => eprintln!(
+    let registry = std::env::var_os("PWLESS_SANDBOX_IAM_CREDENTIALS").map(PathBuf::from);
+    if registry.is_none() {
+        eprintln!(
             "warning: PWLESS_SANDBOX_IAM_CREDENTIALS is not set (see scripts/pg-sandbox): the sandbox PostgreSQL will not know these credentials"
-        ),
+        );
     }
+    let mut child = Command::new(&args.command[0]);
+    child.args(&args.command[1..]).env_remove("AWS_PROFILE");
+    // Credentials: IRSA's straight in the environment, as the SDK would get them from STS;
+    // Pod Identity's from an agent this process runs while the command does.
+    let mut agent = None;
+    let who = match entry.identity {
+        Identity::Irsa => {
+            let identity = outputs.irsa_identity(&entry.namespace, &entry.service_account)?;
+            let credentials = super::engine::runtime()?.block_on(async {
+                let config = crate::provider::aws::load_config(&stack.region).await;
+                crate::sandbox::assume_as(&config, &identity)
+                    .await
+                    .map_err(|error| UserError(error.to_string()))
+            })?;
+            if let Some(registry) = &registry {
+                crate::sandbox::register_credentials(
+                    registry,
+                    &credentials.access_key_id,
+                    credentials.secret_access_key.expose(),
+                    Some(credentials.session_token.expose()),
+                )
+                .map_err(|error| {
+                    UserError(format!(
+                        "cannot register the credentials with the sandbox's token verifier: {error}"
+                    ))
+                })?;
+            }
+            child
+                .env("AWS_ACCESS_KEY_ID", &credentials.access_key_id)
+                .env(
+                    "AWS_SECRET_ACCESS_KEY",
+                    credentials.secret_access_key.expose(),
+                )
+                .env("AWS_SESSION_TOKEN", credentials.session_token.expose());
+            format!(
+                "{} (IAM role {}, IRSA)",
+                identity.subject, identity.role_name
+            )
+        }
+        Identity::PodIdentity => {
+            let identity = outputs.pod_identity(&entry.namespace, &entry.service_account)?;
+            let directory = PrivateDir::new()?;
+            let runtime = super::engine::runtime()?;
+            let started = runtime.block_on(async {
+                let config = crate::provider::aws::load_config(&stack.region).await;
+                crate::sandbox::pod_identity::start_agent(
+                    &config,
+                    &identity,
+                    registry.clone(),
+                    &directory.0,
+                )
+                .await
+                .map_err(|error| UserError(error.to_string()))
+            })?;
+            // Ctrl-C reaches the command (the terminal's foreground group); this process
+            // stays, serving credentials until the command ends.
+            runtime.spawn(async { while tokio::signal::ctrl_c().await.is_ok() {} });
+            for variable in [
+                "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY",
+                "AWS_SESSION_TOKEN",
+                "AWS_WEB_IDENTITY_TOKEN_FILE",
+                "AWS_ROLE_ARN",
+            ] {
+                child.env_remove(variable);
+            }
+            child
+                .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", &started.url)
+                .env(
+                    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                    &started.token_file,
+                );
+            let who = format!(
+                "system:serviceaccount:{}:{} ({}, Pod Identity)",
+                entry.namespace, entry.service_account, started.session_arn
+            );
+            agent = Some((runtime, directory));
+            who
+        }
+    };
 
     // The app's environment, as the Deployment sets it, plus the tunnel the sandbox needs.
     let settings = crate::db::Settings::for_stack(&stack, super::stack_dir(&args.stack.file()?));
@@ -103,16 +165,7 @@ fn run_as(args: RunArgs) -> anyhow::Result<u8> {
     {
         eprintln!("{fetched}");
     }
-    let mut child = Command::new(&args.command[0]);
     child
-        .args(&args.command[1..])
-        .env("AWS_ACCESS_KEY_ID", &credentials.access_key_id)
-        .env(
-            "AWS_SECRET_ACCESS_KEY",
-            credentials.secret_access_key.expose(),
-        )
-        .env("AWS_SESSION_TOKEN", credentials.session_token.expose())
-        .env_remove("AWS_PROFILE")
         .env("AWS_REGION", &stack.region)
         .env("DB_ENDPOINT", endpoint)
         .env("DB_PORT", port.to_string())
@@ -134,13 +187,39 @@ fn run_as(args: RunArgs) -> anyhow::Result<u8> {
     if let Some(name) = &settings.tls_server_name {
         child.env("DB_TLS_SERVER_NAME", name);
     }
-    eprintln!(
-        "sandbox: running as {subject} (IAM role {role_name}), database user {}",
-        entry.db_user
-    );
+    eprintln!("sandbox: running as {who}, database user {}", entry.db_user);
+    if let Some((runtime, directory)) = agent {
+        let status = child
+            .status()
+            .map_err(|error| UserError(format!("cannot run {}: {error}", args.command[0])));
+        drop(runtime);
+        drop(directory);
+        return Ok(u8::try_from(status?.code().unwrap_or(1)).unwrap_or(1));
+    }
     // The command takes this process's place, as a container's entrypoint would: signals
     // reach it, and nothing of pwless is left running beside it.
     use std::os::unix::process::CommandExt;
     let error = child.exec();
     Err(UserError(format!("cannot run {}: {error}", args.command[0])).into())
+}
+
+/// A directory only this user may read (the Pod Identity token), removed when dropped.
+struct PrivateDir(PathBuf);
+
+impl PrivateDir {
+    fn new() -> Result<Self, UserError> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        let path = std::env::temp_dir().join(format!("pwless-pod-identity-{}", std::process::id()));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(|error| UserError(format!("cannot make {}: {error}", path.display())))?;
+        Ok(PrivateDir(path))
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

@@ -9,6 +9,7 @@
 use std::fmt::Display;
 
 use super::ResourceKind;
+use crate::spec::model::Identity;
 
 /// `<kind>.<name>`.
 pub fn of(kind: ResourceKind, name: &str) -> String {
@@ -73,20 +74,45 @@ pub fn rds_instance(index: usize) -> String {
 
 /// The IRSA role of one service account (`namespace/name`).
 pub fn irsa_role(namespace: &str, service_account: &str) -> String {
-    keyed(
-        ResourceKind::IamRole,
-        "irsa",
-        format!("{namespace}/{service_account}"),
-    )
+    access_role(namespace, service_account, Identity::Irsa)
 }
 
 /// The inline policy of an IRSA role: `rds-db:connect` as one database user.
 pub fn irsa_policy(namespace: &str, service_account: &str) -> String {
+    access_policy(namespace, service_account, Identity::Irsa)
+}
+
+/// The role of one access entry: its IRSA role, or its EKS Pod Identity role
+/// (`aws_iam_role.pod_identity["namespace/name"]`), by `identity`.
+pub fn access_role(namespace: &str, service_account: &str, identity: Identity) -> String {
     keyed(
-        ResourceKind::IamRolePolicy,
-        "irsa",
+        ResourceKind::IamRole,
+        identity.name(),
         format!("{namespace}/{service_account}"),
     )
+}
+
+/// The inline `rds-db:connect` policy of [`access_role`].
+pub fn access_policy(namespace: &str, service_account: &str, identity: Identity) -> String {
+    keyed(
+        ResourceKind::IamRolePolicy,
+        identity.name(),
+        format!("{namespace}/{service_account}"),
+    )
+}
+
+/// The EKS Pod Identity association of one service account.
+pub fn pod_identity_association(namespace: &str, service_account: &str) -> String {
+    keyed(
+        ResourceKind::EksPodIdentityAssociation,
+        "main",
+        format!("{namespace}/{service_account}"),
+    )
+}
+
+/// The EKS Pod Identity Agent add-on.
+pub fn pod_identity_agent() -> String {
+    of(ResourceKind::EksAddon, "pod_identity_agent")
 }
 
 /// The IAM-only database user `user`.

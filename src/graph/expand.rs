@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use super::{Expr, Resource, ResourceKind, address};
 use crate::partition::IRSA_AUDIENCE;
 use crate::spec::model::{
-    AdminAccess, DatabaseSubnets, MasterPassword, NatGateways, Privilege, PrivilegeTarget, Stack,
+    AdminAccess, DatabaseSubnets, Identity, MasterPassword, NatGateways, Privilege,
+    PrivilegeTarget, Stack,
 };
 use crate::spec::names;
 
@@ -20,6 +21,9 @@ pub const APP_CA_BUNDLE_PATH: &str = "/etc/pwless/rds-ca-bundle.pem";
 /// The EKS access policy `cluster.admins` get, cluster-wide (its ARN is the partition's:
 /// [`crate::partition::Partition::cluster_access_policy`]).
 pub const CLUSTER_ADMIN_POLICY: &str = "AmazonEKSClusterAdminPolicy";
+
+/// The EKS add-on that runs the Pod Identity Agent on every node.
+pub const POD_IDENTITY_AGENT_ADDON: &str = "eks-pod-identity-agent";
 
 struct Expander<'s> {
     stack: &'s Stack,
@@ -666,13 +670,34 @@ impl Expander<'_> {
         let cluster = address::eks_cluster();
         let oidc = address::oidc_provider();
         let rds = address::rds_cluster();
+        if stack
+            .access
+            .iter()
+            .any(|entry| entry.identity == Identity::PodIdentity)
+        {
+            // The agent runs on the nodes (a DaemonSet) and hands pods their credentials
+            // (<https://docs.aws.amazon.com/eks/latest/userguide/pod-id-agent-setup.html>).
+            let agent = self
+                .aws(
+                    ResourceKind::EksAddon,
+                    "pod_identity_agent",
+                    POD_IDENTITY_AGENT_ADDON,
+                )
+                .input("cluster_name", Expr::output(&cluster, "name"))
+                .input("addon_name", POD_IDENTITY_AGENT_ADDON)
+                .after(&address::eks_node_group());
+            self.push(agent);
+        }
         for entry in &stack.access {
-            let role_name = names::irsa_role(&stack.name, &entry.namespace, &entry.service_account);
-            let role_address = address::irsa_role(&entry.namespace, &entry.service_account);
+            let (namespace, service_account) = (&entry.namespace, &entry.service_account);
+            let role_name = names::access_role(&stack.name, entry);
+            let role_address = address::access_role(namespace, service_account, entry.identity);
             let tags = self.tags(&role_address, &role_name, &[]);
             let role = Resource::new(role_address, ResourceKind::IamRole)
                 .input("name", role_name.as_str())
-                .input(
+                .input("tags", tags);
+            let role = match entry.identity {
+                Identity::Irsa => role.input(
                     "web_identity",
                     Expr::Map(
                         [
@@ -681,19 +706,32 @@ impl Expander<'_> {
                             (
                                 "subject".to_string(),
                                 Expr::from(format!(
-                                    "system:serviceaccount:{}:{}",
-                                    entry.namespace, entry.service_account
+                                    "system:serviceaccount:{namespace}:{service_account}"
                                 )),
                             ),
                             ("audience".to_string(), Expr::from(IRSA_AUDIENCE)),
                         ]
                         .into(),
                     ),
-                )
-                .input("tags", tags);
+                ),
+                Identity::PodIdentity => role.input(
+                    "pod_identity",
+                    Expr::Map(
+                        [
+                            ("cluster_arn".to_string(), Expr::output(&cluster, "arn")),
+                            ("namespace".to_string(), Expr::from(namespace.as_str())),
+                            (
+                                "service_account".to_string(),
+                                Expr::from(service_account.as_str()),
+                            ),
+                        ]
+                        .into(),
+                    ),
+                ),
+            };
             let role = self.push(role);
             let policy = Resource::new(
-                address::irsa_policy(&entry.namespace, &entry.service_account),
+                address::access_policy(namespace, service_account, entry.identity),
                 ResourceKind::IamRolePolicy,
             )
             .input("role", Expr::output(&role, "name"))
@@ -713,7 +751,22 @@ impl Expander<'_> {
                     .into(),
                 ),
             );
-            self.push(policy);
+            let policy = self.push(policy);
+            if entry.identity == Identity::PodIdentity {
+                let address = address::pod_identity_association(namespace, service_account);
+                let tags = self.tags(&address, &format!("{namespace}/{service_account}"), &[]);
+                // Ready only with the agent running and the role allowed to connect: the
+                // service account then stops naming an IRSA role (kubernetes()).
+                let association = Resource::new(address, ResourceKind::EksPodIdentityAssociation)
+                    .input("cluster_name", Expr::output(&cluster, "name"))
+                    .input("namespace", namespace.as_str())
+                    .input("service_account", service_account.as_str())
+                    .input("role_arn", Expr::output(&role, "arn"))
+                    .input("tags", tags)
+                    .after(&policy)
+                    .after(&address::pod_identity_agent());
+                self.push(association);
+            }
         }
     }
 
@@ -759,19 +812,27 @@ impl Expander<'_> {
             )
             .input("namespace", entry.namespace.as_str())
             .input("name", entry.service_account.as_str())
-            .input(
-                "role_arn",
-                Expr::output(
-                    &address::irsa_role(&entry.namespace, &entry.service_account),
-                    "arn",
-                ),
-            )
             .input("labels", labels.clone())
             .input("cluster_arn", cluster_arn.clone())
             .after(&address::of(
                 ResourceKind::KubernetesNamespace,
                 &entry.namespace,
             ));
+            // IRSA: the annotation names the role. Pod Identity: no annotation (the SDKs take a
+            // web identity before the agent's credentials), and only once the association is
+            // there, so that pods started meanwhile still get credentials.
+            let account = match entry.identity {
+                Identity::Irsa => account.input(
+                    "role_arn",
+                    Expr::output(
+                        &address::irsa_role(&entry.namespace, &entry.service_account),
+                        "arn",
+                    ),
+                ),
+                Identity::PodIdentity => account.input("role_arn", Value::Null).after(
+                    &address::pod_identity_association(&entry.namespace, &entry.service_account),
+                ),
+            };
             self.push(account);
         }
 
@@ -824,11 +885,24 @@ impl Expander<'_> {
             ResourceKind::KubernetesServiceAccount,
             &format!("{}/{}", entry.namespace, entry.service_account),
         ))
+        // A migration between IRSA and Pod Identity deletes the old role only after the pods
+        // rolled over to the new mechanism (a pure delete waits for its dependents' updates).
+        .after(&address::access_role(
+            &entry.namespace,
+            &entry.service_account,
+            entry.identity,
+        ))
         .after(&address::of(
             ResourceKind::PostgresGrant,
             &format!("user[{}]", entry.db_user),
         ))
         .after(&address::eks_node_group());
+        // Pod Identity is a pod template annotation: switching to it or back rolls the pods
+        // over, so that they pick the mechanism up (an IRSA stack's Deployment is unchanged).
+        let deployment = match entry.identity {
+            Identity::Irsa => deployment,
+            Identity::PodIdentity => deployment.input("identity", entry.identity.name()),
+        };
         self.push(deployment);
 
         // The load balancer's network interfaces sit in the public subnets: deleting the Service

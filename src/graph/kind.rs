@@ -69,11 +69,13 @@ kinds! {
     RouteTableAssociation => "aws_route_table_association", Aws, force_new: ["subnet_id", "route_table_id"], update: [], outputs: ["id"];
     SecurityGroup => "aws_security_group", Aws, force_new: ["vpc_id", "name", "description"], update: ["tags"], outputs: ["id"];
     SecurityGroupRule => "aws_security_group_rule", Aws, force_new: ["security_group_id", "type", "protocol", "from_port", "to_port", "cidr_ipv4"], update: [], outputs: ["id"];
-    IamRole => "aws_iam_role", Aws, force_new: ["name"], update: ["tags", "assume_role_policy", "web_identity"], outputs: ["arn", "name"];
+    IamRole => "aws_iam_role", Aws, force_new: ["name"], update: ["tags", "assume_role_policy", "web_identity", "pod_identity"], outputs: ["arn", "name"];
     IamRolePolicyAttachment => "aws_iam_role_policy_attachment", Aws, force_new: ["role", "policy_arn"], update: [], outputs: [];
     IamRolePolicy => "aws_iam_role_policy", Aws, force_new: ["role", "name"], update: ["rds_db_connect"], outputs: [];
     EksCluster => "aws_eks_cluster", Aws, force_new: ["name", "role_arn", "service_ipv4_cidr", "vpc_id"], update: ["tags", "version", "endpoint_public_access", "endpoint_private_access", "authentication_mode", "subnet_ids"], outputs: ["name", "arn", "endpoint", "certificate_authority", "oidc_issuer"];
     EksAccessEntry => "aws_eks_access_entry", Aws, force_new: ["cluster_name", "principal_arn"], update: ["tags", "policy_arn"], outputs: ["arn"];
+    EksAddon => "aws_eks_addon", Aws, force_new: ["cluster_name", "addon_name"], update: ["tags"], outputs: ["arn"];
+    EksPodIdentityAssociation => "aws_eks_pod_identity_association", Aws, force_new: ["cluster_name", "namespace", "service_account"], update: ["tags", "role_arn"], outputs: ["association_id", "association_arn"];
     EksNodeGroup => "aws_eks_node_group", Aws, force_new: ["cluster_name", "node_group_name", "node_role_arn", "subnet_ids", "instance_types"], update: ["tags", "scaling", "version"], outputs: ["arn"];
     OidcProvider => "aws_iam_openid_connect_provider", Aws, force_new: ["url"], update: ["tags", "client_ids"], outputs: ["arn"];
     DbSubnetGroup => "aws_db_subnet_group", Aws, force_new: ["name", "vpc_id"], update: ["tags", "description", "subnet_ids"], outputs: ["name", "arn"];
@@ -83,7 +85,7 @@ kinds! {
     PostgresGrant => "postgresql_grant", Postgres, force_new: ["role", "database", "cluster_resource_id"], update: ["schema", "connection", "database_privileges", "schema_privileges", "table_privileges", "table_owners"], outputs: [];
     KubernetesNamespace => "kubernetes_namespace", Kubernetes, force_new: ["name", "cluster_arn"], update: ["labels"], outputs: [];
     KubernetesServiceAccount => "kubernetes_service_account", Kubernetes, force_new: ["namespace", "name", "cluster_arn"], update: ["role_arn", "labels"], outputs: [];
-    KubernetesDeployment => "kubernetes_deployment", Kubernetes, force_new: ["namespace", "name", "cluster_arn"], update: ["service_account", "image", "replicas", "port", "labels", "env"], outputs: [];
+    KubernetesDeployment => "kubernetes_deployment", Kubernetes, force_new: ["namespace", "name", "cluster_arn"], update: ["service_account", "image", "replicas", "port", "labels", "env", "identity"], outputs: [];
     KubernetesService => "kubernetes_service", Kubernetes, force_new: ["namespace", "name", "cluster_arn"], update: ["type", "port", "target_port", "selector", "labels"], outputs: ["load_balancer_hostname"];
     KubernetesConfigMap => "kubernetes_config_map", Kubernetes, force_new: ["namespace", "name", "cluster_arn"], update: ["labels", "data"], outputs: [];
     KubernetesNetworkPolicy => "kubernetes_network_policy", Kubernetes, force_new: ["namespace", "name", "cluster_arn"], update: ["labels", "pod_selector", "egress_cidr", "egress_port"], outputs: [];
@@ -115,7 +117,9 @@ impl ResourceKind {
         use ResourceKind::*;
         match self {
             RdsClusterInstance => &["cluster_identifier"],
-            EksNodeGroup | EksAccessEntry => &["cluster_name"],
+            EksNodeGroup | EksAccessEntry | EksAddon | EksPodIdentityAssociation => {
+                &["cluster_name"]
+            }
             IamRolePolicy | IamRolePolicyAttachment => &["role"],
             PostgresRole | PostgresGrant => &["cluster_resource_id"],
             KubernetesNamespace
@@ -193,6 +197,10 @@ mod tests {
             (
                 "examples/with-users.yaml",
                 include_str!("../../examples/with-users.yaml"),
+            ),
+            (
+                "examples/pod-identity.yaml",
+                include_str!("../../examples/pod-identity.yaml"),
             ),
         ] {
             let stack = crate::spec::parse_str(std::path::Path::new(file), text).unwrap();

@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::graph::{ResourceKind, address};
+use crate::spec::model::Identity;
 use crate::state::State;
 
 /// The outputs of a state. Serialized (camelCase) it is what `pwless output --json` prints;
@@ -44,10 +45,11 @@ pub struct StackOutputs {
     /// The Secrets Manager secret RDS manages for the master password.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_master_secret_arn: Option<String>,
-    /// The IRSA role ARN of each access entry, by `namespace/service_account`.
+    /// The role ARN (IRSA or Pod Identity) of each access entry, by
+    /// `namespace/service_account`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub access_role_arns: BTreeMap<String, String>,
-    /// The IRSA role's name of each access entry, by `namespace/service_account` (not
+    /// The role's name of each access entry, by `namespace/service_account` (not
     /// printed).
     #[serde(skip)]
     pub access_role_names: BTreeMap<String, String>,
@@ -89,10 +91,24 @@ impl StackOutputs {
                 .resources
                 .iter()
                 .filter_map(|resource| {
-                    let key = address::key_of(&resource.address, ResourceKind::IamRole, "irsa")?;
+                    // IRSA roles first: in a migration the Pod Identity role is the new one.
+                    let (order, key) = [Identity::Irsa, Identity::PodIdentity]
+                        .into_iter()
+                        .enumerate()
+                        .find_map(|(order, identity)| {
+                            address::key_of(
+                                &resource.address,
+                                ResourceKind::IamRole,
+                                identity.name(),
+                            )
+                            .map(|key| (order, key))
+                        })?;
                     let value = resource.outputs.get(name)?.as_str()?;
-                    Some((key.to_string(), value.to_string()))
+                    Some((order, key.to_string(), value.to_string()))
                 })
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .map(|(_, key, value)| (key, value))
                 .collect()
         };
         let relays = state
@@ -183,6 +199,34 @@ impl StackOutputs {
                 .oidc_provider_arn
                 .clone()
                 .ok_or_else(|| missing("IAM OIDC provider"))?,
+        })
+    }
+
+    /// The EKS Pod Identity view of `namespace/service_account` (what `pwless sandbox run
+    /// --as` acts as for a `pod_identity` entry): the cluster and its token issuer; errors
+    /// name the output the state lacks.
+    pub fn pod_identity(
+        &self,
+        namespace: &str,
+        service_account: &str,
+    ) -> Result<pwless_sandbox::pod_identity::PodIdentity, super::UserError> {
+        let missing = |what: &str| {
+            super::UserError(format!(
+                "the state has no {what} ({}): apply the stack first",
+                address::eks_cluster()
+            ))
+        };
+        Ok(pwless_sandbox::pod_identity::PodIdentity {
+            cluster_name: self
+                .cluster_name
+                .clone()
+                .ok_or_else(|| missing("EKS cluster name"))?,
+            issuer: self
+                .cluster_oidc_issuer
+                .clone()
+                .ok_or_else(|| missing("OIDC issuer of the EKS cluster"))?,
+            namespace: namespace.to_string(),
+            service_account: service_account.to_string(),
         })
     }
 }

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::{Action, Mode, ResourceChange};
 use crate::graph::{Expr, ResourceKind, address};
+use crate::spec::model::Identity;
 
 /// The access a plan leaves. Empty for a destroy.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -26,7 +27,8 @@ impl AccessSummary {
     }
 }
 
-/// One `access` entry: a Kubernetes service account whose IRSA role may log in as one
+/// One `access` entry: a Kubernetes service account whose role (IRSA or Pod Identity) may log
+/// in as one
 /// IAM-only database user. A value known only after apply is `None`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DatabaseAccess {
@@ -44,9 +46,12 @@ pub struct DatabaseAccess {
     /// The cluster resource id the dbuser ARN names (`cluster-ABC…`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_resource_id: Option<String>,
-    /// The IRSA role's name.
+    /// The role's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iam_role: Option<String>,
+    /// How pods get the role's credentials: `irsa` or `pod_identity` (a migration shows the
+    /// entry twice: the old mechanism revoked, the new one granted).
+    pub identity: String,
 }
 
 /// A principal with cluster-admin through an EKS access entry.
@@ -69,7 +74,16 @@ pub fn summarize(changes: &[ResourceChange], mode: Mode) -> AccessSummary {
         .and_then(|cluster| known(cluster, "cluster_identifier", None));
     let mut summary = AccessSummary::default();
     for policy in changes {
-        let Some(entry) = address::key_of(&policy.address, ResourceKind::IamRolePolicy, "irsa")
+        let Some((entry, identity)) = [Identity::Irsa, Identity::PodIdentity]
+            .into_iter()
+            .find_map(|identity| {
+                address::key_of(
+                    &policy.address,
+                    ResourceKind::IamRolePolicy,
+                    identity.name(),
+                )
+                .map(|entry| (entry, identity))
+            })
         else {
             continue;
         };
@@ -81,6 +95,7 @@ pub fn summarize(changes: &[ResourceChange], mode: Mode) -> AccessSummary {
                 cluster: None,
                 cluster_resource_id: None,
                 iam_role: None,
+                identity: identity.name().to_string(),
             });
             continue;
         }
@@ -90,8 +105,13 @@ pub fn summarize(changes: &[ResourceChange], mode: Mode) -> AccessSummary {
             db_user: known(policy, "rds_db_connect", Some("db_user")),
             cluster: cluster.clone(),
             cluster_resource_id: known(policy, "rds_db_connect", Some("cluster_resource_id")),
-            iam_role: change(&address::keyed(ResourceKind::IamRole, "irsa", entry))
-                .and_then(|role| known(role, "name", None)),
+            iam_role: change(&address::keyed(
+                ResourceKind::IamRole,
+                identity.name(),
+                entry,
+            ))
+            .and_then(|role| known(role, "name", None)),
+            identity: identity.name().to_string(),
         });
     }
     for entry in changes {

@@ -570,6 +570,11 @@ impl Provider for KubernetesProvider {
                 observed.push(("image", container["image"].clone()));
                 observed.push(("port", container["ports"][0]["containerPort"].clone()));
                 observed.push(("env", observed_env(prior.get("env"), &container["env"])));
+                if prior.contains_key("identity") {
+                    let annotation = &data["spec"]["template"]["metadata"]["annotations"]
+                        [crate::kubernetes::IDENTITY_ANNOTATION];
+                    observed.push(("identity", annotation.clone()));
+                }
             }
             ResourceKind::KubernetesConfigMap => {
                 observed.push(("data", data["data"].clone()));

@@ -204,11 +204,15 @@ fn access_summary(plan: &Plan) -> String {
         .iter()
         .map(|access| {
             let entry = &access.service_account;
+            let mechanism = match access.identity.as_str() {
+                "pod_identity" => "EKS Pod Identity",
+                _ => "IRSA",
+            };
             if access.revoked {
-                return format!("  - {entry}: loses its database access");
+                return format!("  - {entry}: loses its database access ({mechanism})");
             }
             format!(
-                "  {entry} -> database user {}\n      on cluster {} (resource id {})\n      through IAM role {}",
+                "  {entry} -> database user {}\n      on cluster {} (resource id {})\n      through IAM role {} ({mechanism})",
                 or_unknown(&access.db_user),
                 or_unknown(&access.cluster),
                 or_unknown(&access.cluster_resource_id),

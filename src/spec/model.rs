@@ -213,6 +213,36 @@ pub struct Access {
     pub namespace: String,
     pub service_account: String,
     pub db_user: String,
+    pub identity: Identity,
+}
+
+/// How a service account's pods get their IAM role's credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Identity {
+    /// IAM roles for service accounts: the service account's annotation names the role, the
+    /// pod trades its projected token with STS `AssumeRoleWithWebIdentity` through the
+    /// cluster's OIDC provider
+    /// (<https://docs.aws.amazon.com/eks/latest/userguide/iam-roles-for-service-accounts.html>).
+    #[default]
+    Irsa,
+    /// EKS Pod Identity: an association (cluster, namespace, service account, role) and the Pod
+    /// Identity Agent add-on; the role trusts `pods.eks.amazonaws.com`
+    /// (<https://docs.aws.amazon.com/eks/latest/userguide/pod-identities.html>).
+    PodIdentity,
+}
+
+impl Identity {
+    pub const NAMES: [(&'static str, Identity); 2] = [
+        ("irsa", Identity::Irsa),
+        ("pod_identity", Identity::PodIdentity),
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Identity::Irsa => "irsa",
+            Identity::PodIdentity => "pod_identity",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -32,7 +32,35 @@ pub fn node_role(stack: &str) -> String {
 /// service accounts can still get the same name (`team-a`/`api` and `team`/`a-api`):
 /// [`iam_role_collisions`] finds them, and validation refuses the stack.
 pub fn irsa_role(stack: &str, namespace: &str, service_account: &str) -> String {
-    let full = format!("{stack}-{namespace}-{service_account}");
+    cut_role_name(
+        format!("{stack}-{namespace}-{service_account}"),
+        namespace,
+        service_account,
+    )
+}
+
+/// The EKS Pod Identity role of one service account: `<stack>-pi-<namespace>-<service
+/// account>`, cut as [`irsa_role`] is. A name of its own, so that a migration between IRSA and
+/// Pod Identity holds both roles at once (the new one is ready before the old one goes).
+pub fn pod_identity_role(stack: &str, namespace: &str, service_account: &str) -> String {
+    cut_role_name(
+        format!("{stack}-pi-{namespace}-{service_account}"),
+        namespace,
+        service_account,
+    )
+}
+
+/// The role of one access entry, by its identity mechanism.
+pub fn access_role(stack: &str, entry: &super::model::Access) -> String {
+    match entry.identity {
+        super::model::Identity::Irsa => irsa_role(stack, &entry.namespace, &entry.service_account),
+        super::model::Identity::PodIdentity => {
+            pod_identity_role(stack, &entry.namespace, &entry.service_account)
+        }
+    }
+}
+
+fn cut_role_name(full: String, namespace: &str, service_account: &str) -> String {
     if full.len() <= IAM_ROLE_NAME_MAX {
         return full;
     }
@@ -59,7 +87,7 @@ pub enum RoleOwner {
     Cluster,
     /// pwless's EKS node role.
     Node,
-    /// The IRSA role of `access[index]`.
+    /// The role (IRSA or Pod Identity) of `access[index]`.
     Access(usize),
 }
 
@@ -79,12 +107,13 @@ pub fn iam_roles(stack: &Stack) -> Vec<(String, RoleOwner)> {
         (cluster_role(&stack.name), RoleOwner::Cluster),
         (node_role(&stack.name), RoleOwner::Node),
     ];
-    roles.extend(stack.access.iter().enumerate().map(|(index, entry)| {
-        (
-            irsa_role(&stack.name, &entry.namespace, &entry.service_account),
-            RoleOwner::Access(index),
-        )
-    }));
+    roles.extend(
+        stack
+            .access
+            .iter()
+            .enumerate()
+            .map(|(index, entry)| (access_role(&stack.name, entry), RoleOwner::Access(index))),
+    );
     roles
 }
 
@@ -141,6 +170,7 @@ mod tests {
         ] {
             for name in [
                 irsa_role(&stack, namespace, account),
+                pod_identity_role(&stack, namespace, account),
                 cluster_role(&stack),
                 node_role(&stack),
             ] {

@@ -47,7 +47,7 @@ const DATABASE_KEYS: &[&str] = &[
     "tls_server_name",
 ];
 const USER_KEYS: &[&str] = &["name", "privileges", "schema"];
-const ACCESS_KEYS: &[&str] = &["namespace", "service_account", "db_user"];
+const ACCESS_KEYS: &[&str] = &["namespace", "service_account", "db_user", "identity"];
 const APP_KEYS: &[&str] = &["namespace", "service_account", "image", "replicas", "port"];
 const STATE_LOCAL_KEYS: &[&str] = &["backend", "path"];
 const STATE_S3_KEYS: &[&str] = &[
@@ -1481,8 +1481,12 @@ impl Checker {
                     }
                     Some(user.to_string())
                 });
-            let (Some(namespace), Some(service_account), Some(db_user)) =
-                (namespace, service_account, db_user)
+            let identity = match fields.value("identity") {
+                Some(node) => self.choice(node, &fields.path("identity"), &Identity::NAMES),
+                None => Some(Identity::Irsa),
+            };
+            let (Some(namespace), Some(service_account), Some(db_user), Some(identity)) =
+                (namespace, service_account, db_user, identity)
             else {
                 ok = false;
                 continue;
@@ -1502,6 +1506,7 @@ impl Checker {
                 namespace,
                 service_account,
                 db_user,
+                identity,
             });
         }
         ok.then_some(entries)

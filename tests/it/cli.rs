@@ -17,7 +17,7 @@ fn plan_prints_to_stdout_and_documents_its_exit_codes() {
     );
     // The plan ends with who may log in as whom, and who administers the cluster.
     assert!(
-        plan.contains("  demo/demo-app -> database user app_user\n      on cluster iam-postgres (resource id (known after apply))\n      through IAM role iam-postgres-demo-demo-app\n"),
+        plan.contains("  demo/demo-app -> database user app_user\n      on cluster iam-postgres (resource id (known after apply))\n      through IAM role iam-postgres-demo-demo-app (IRSA)\n"),
         "{plan}"
     );
     assert!(

@@ -319,3 +319,169 @@ fn a_service_account_logs_in_as_its_own_user_and_nothing_else() {
     let output = stack.run(&["destroy", "--auto-approve"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }
+
+/// The example stack with a second service account; `demo/demo-app` on EKS Pod Identity when
+/// `pod_identity`, `demo/reporter` on IRSA.
+fn mixed_identities(pod_identity: bool) -> impl FnOnce(String) -> String {
+    move |text| {
+        let text = two_service_accounts(text);
+        if pod_identity {
+            text.replacen(
+                "service_account: demo-app, db_user: app_user}",
+                "service_account: demo-app, db_user: app_user, identity: pod_identity}",
+                1,
+            )
+        } else {
+            text
+        }
+    }
+}
+
+/// A stack mixing EKS Pod Identity and IRSA (issue 19): each service account logs in as its
+/// own user through its own mechanism (Pod Identity's credentials from the agent `sandbox run`
+/// runs, after EKS Auth checked the association and the role's trust) and is refused as the
+/// other's; the Pod Identity role trusts exactly this cluster, namespace and service account,
+/// and its service account carries no IRSA annotation. Then the IRSA entry migrates to Pod
+/// Identity in one apply, and destroy leaves no association.
+#[test]
+fn pod_identity_and_irsa_side_by_side_each_log_in_as_their_own_user_only() {
+    let stack = FullStack::with("podid", mixed_identities(true));
+    let output = stack.run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+
+    for (account, user, mechanism) in [
+        ("demo/demo-app", "app_user", "Pod Identity"),
+        ("demo/reporter", "reporting", "IRSA"),
+    ] {
+        let output = stack.login(Some(account), user);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{account}: {}",
+            stderr(&output)
+        );
+        assert_eq!(stdout(&output).trim(), user);
+        assert!(stderr(&output).contains(mechanism), "{}", stderr(&output));
+    }
+    for (account, other) in [
+        ("demo/demo-app", "reporting"),
+        ("demo/reporter", "app_user"),
+    ] {
+        let output = stack.login(Some(account), other);
+        assert!(
+            refused(&output, other),
+            "{account} as {other}: {}",
+            stderr(&output)
+        );
+    }
+    // The Pod Identity command got no keys in its environment: only the agent's address.
+    let output = stack.as_service_account("demo/demo-app", &["env"]);
+    let env = stdout(&output);
+    assert!(
+        env.contains("AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:"),
+        "{env}"
+    );
+    assert!(!env.contains("AWS_ACCESS_KEY_ID="), "{env}");
+
+    // Through the AWS API: the association, the agent, the trust pinned to this service account.
+    let rt = crate::aws::runtime();
+    let clients = rt.block_on(crate::aws::clients(&stack.moto));
+    let associations = rt
+        .block_on(
+            clients
+                .eks
+                .list_pod_identity_associations()
+                .cluster_name(&stack.name)
+                .send(),
+        )
+        .unwrap();
+    let listed: Vec<(&str, &str)> = associations
+        .associations()
+        .iter()
+        .map(|a| (a.namespace().unwrap(), a.service_account().unwrap()))
+        .collect();
+    assert_eq!(listed, [("demo", "demo-app")]);
+    let agent = rt
+        .block_on(
+            clients
+                .eks
+                .describe_addon()
+                .cluster_name(&stack.name)
+                .addon_name("eks-pod-identity-agent")
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(agent.addon().unwrap().status().unwrap().as_str(), "ACTIVE");
+    let role_name = format!("{}-pi-demo-demo-app", stack.name);
+    let role = rt
+        .block_on(clients.iam.get_role().role_name(&role_name).send())
+        .unwrap();
+    let trust: serde_json::Value = serde_json::from_str(
+        &percent_encoding::percent_decode_str(
+            role.role().unwrap().assume_role_policy_document().unwrap(),
+        )
+        .decode_utf8_lossy(),
+    )
+    .unwrap();
+    let equals = &trust["Statement"][0]["Condition"]["StringEquals"];
+    assert_eq!(equals["aws:RequestTag/kubernetes-namespace"], "demo");
+    assert_eq!(
+        equals["aws:RequestTag/kubernetes-service-account"],
+        "demo-app"
+    );
+    assert!(
+        equals["aws:RequestTag/eks-cluster-arn"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!(":cluster/{}", stack.name))
+    );
+    // A second plan is clean (the trust and the association read back as declared).
+    let output = stack.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+
+    // The reporter migrates from IRSA to Pod Identity in one apply: the old role goes, the
+    // service account loses its annotation, and it logs in as before.
+    std::fs::write(
+        &stack.file,
+        std::fs::read_to_string(&stack.file).unwrap().replacen(
+            "service_account: reporter, db_user: reporting}",
+            "service_account: reporter, db_user: reporting, identity: pod_identity}",
+            1,
+        ),
+    )
+    .unwrap();
+    let output = stack.run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let output = stack.login(Some("demo/reporter"), "reporting");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("Pod Identity"),
+        "{}",
+        stderr(&output)
+    );
+    let gone = rt.block_on(
+        clients
+            .iam
+            .get_role()
+            .role_name(format!("{}-demo-reporter", stack.name))
+            .send(),
+    );
+    assert!(gone.is_err(), "the IRSA role is still there");
+
+    let output = stack.run(&["destroy", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let roles = rt.block_on(clients.iam.list_roles().send()).unwrap();
+    assert!(
+        roles
+            .roles()
+            .iter()
+            .all(|role| !role.role_name().starts_with(&stack.name)),
+        "roles left behind"
+    );
+}

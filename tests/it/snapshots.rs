@@ -117,7 +117,7 @@ fn access_summary_names_the_resource_id_and_removals() {
         Mode::Normal,
     );
     let text = human(&planned, Style::plain());
-    assert!(text.contains("  demo/demo-app -> database user app_user\n      on cluster iam-postgres (resource id cluster-ABCDEF)\n      through IAM role iam-postgres-demo-demo-app\n"), "{text}");
+    assert!(text.contains("  demo/demo-app -> database user app_user\n      on cluster iam-postgres (resource id cluster-ABCDEF)\n      through IAM role iam-postgres-demo-demo-app (IRSA)\n"), "{text}");
     // The JSON plan holds the same summary: the planner computes it, both renderers show it.
     let json: serde_json::Value =
         serde_json::from_str(&pwless::render::plan::json(&planned)).unwrap();
@@ -129,6 +129,7 @@ fn access_summary_names_the_resource_id_and_removals() {
             "cluster": "iam-postgres",
             "cluster_resource_id": "cluster-ABCDEF",
             "iam_role": "iam-postgres-demo-demo-app",
+            "identity": "irsa",
         }])
     );
 
@@ -142,7 +143,7 @@ fn access_summary_names_the_resource_id_and_removals() {
     );
     let text = human(&planned, Style::plain());
     assert!(
-        text.contains("  - demo/demo-app: loses its database access"),
+        text.contains("  - demo/demo-app: loses its database access (IRSA)"),
         "{text}"
     );
     assert_eq!(
@@ -154,6 +155,7 @@ fn access_summary_names_the_resource_id_and_removals() {
             cluster: None,
             cluster_resource_id: None,
             iam_role: None,
+            identity: "irsa".into(),
         }]
     );
     // A destroy leaves no access to show.

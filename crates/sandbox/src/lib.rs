@@ -15,6 +15,8 @@
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod pod_identity;
+
 use std::path::Path;
 
 use base64::Engine as _;
@@ -199,7 +201,7 @@ pub struct Identity {
 /// EKS would meet, with the cause from below.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct AssumeError(String);
+pub struct AssumeError(pub(crate) String);
 
 /// What EKS and STS do for a pod of `identity`: reads the role's trust policy from IAM and
 /// checks it as STS would ([`trust_allows`]), makes the service-account token

@@ -40,11 +40,14 @@ fn tags_of(tags: &[Tag]) -> Value {
     tags_value(sorted)
 }
 
-/// The trust policy of a role: given literally (`assume_role_policy`) or, for an IRSA role,
-/// built from `web_identity`.
+/// The trust policy of a role: given literally (`assume_role_policy`), for an IRSA role built
+/// from `web_identity`, for an EKS Pod Identity role from `pod_identity`.
 pub(crate) fn trust_document(inputs: &Inputs) -> Result<Value, ProviderError> {
     if let Some(document) = inputs.get("assume_role_policy") {
         return Ok(document.clone());
+    }
+    if let Some(identity) = inputs.get("pod_identity") {
+        return pod_identity_trust(identity);
     }
     let identity = inputs
         .get("web_identity")
@@ -70,6 +73,59 @@ pub(crate) fn trust_document(inputs: &Inputs) -> Result<Value, ProviderError> {
             }},
         }],
     }))
+}
+
+/// The trust of an EKS Pod Identity role (`pod_identity`: `{cluster_arn, namespace,
+/// service_account}`): `pods.eks.amazonaws.com` may `sts:AssumeRole` and `sts:TagSession`,
+/// only for the session tags EKS sets for that cluster, namespace and service account. Without
+/// the conditions any association in the account could use the role ("Create IAM role with
+/// trust policy required by EKS Pod Identity" and "Enable or disable session tags", Amazon EKS
+/// User Guide: EKS tags each session with `eks-cluster-arn`, `kubernetes-namespace` and
+/// `kubernetes-service-account`, among others).
+fn pod_identity_trust(identity: &Value) -> Result<Value, ProviderError> {
+    let field = |name: &str| {
+        identity.get(name).and_then(Value::as_str).ok_or_else(|| {
+            ProviderError::permanent(format!("input `pod_identity.{name}` is missing"))
+        })
+    };
+    Ok(json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Service": crate::partition::POD_IDENTITY_PRINCIPAL},
+            "Action": ["sts:AssumeRole", "sts:TagSession"],
+            "Condition": {"StringEquals": {
+                "aws:RequestTag/eks-cluster-arn": field("cluster_arn")?,
+                "aws:RequestTag/kubernetes-namespace": field("namespace")?,
+                "aws:RequestTag/kubernetes-service-account": field("service_account")?,
+            }},
+        }],
+    }))
+}
+
+/// The inverse of [`pod_identity_trust`]: the `pod_identity` a document grants, or the document
+/// itself (which then differs from any planned value) if it is anything else.
+fn pod_identity_of(document: &Value) -> Value {
+    let parsed = (|| {
+        let [statement] = document.get("Statement")?.as_array()?.as_slice() else {
+            return None;
+        };
+        let expected = pod_identity_trust(&json!({
+            "cluster_arn": statement.pointer("/Condition/StringEquals/aws:RequestTag~1eks-cluster-arn")?,
+            "namespace": statement.pointer("/Condition/StringEquals/aws:RequestTag~1kubernetes-namespace")?,
+            "service_account": statement.pointer("/Condition/StringEquals/aws:RequestTag~1kubernetes-service-account")?,
+        }))
+        .ok()?;
+        (expected.get("Statement")?.get(0)? == statement).then(|| {
+            let equals = &statement["Condition"]["StringEquals"];
+            json!({
+                "cluster_arn": equals["aws:RequestTag/eks-cluster-arn"],
+                "namespace": equals["aws:RequestTag/kubernetes-namespace"],
+                "service_account": equals["aws:RequestTag/kubernetes-service-account"],
+            })
+        })
+    })();
+    parsed.unwrap_or_else(|| json!({"unrecognized_trust_policy": document}))
 }
 
 /// `https://oidc.eks.../id/X` -> `oidc.eks.../id/X`, as IAM condition keys and ARNs write it.
@@ -320,6 +376,8 @@ pub(super) async fn read(
             let document = parse_document(role.assume_role_policy_document().unwrap_or_default());
             let trust = if prior.contains_key("web_identity") {
                 ("web_identity", web_identity_of(&document))
+            } else if prior.contains_key("pod_identity") {
+                ("pod_identity", pod_identity_of(&document))
             } else {
                 ("assume_role_policy", document)
             };
@@ -410,7 +468,7 @@ pub(super) async fn update(
     let iam = &aws.iam;
     for name in changed {
         match (resource.kind, name.as_str()) {
-            (ResourceKind::IamRole, "assume_role_policy" | "web_identity") => {
+            (ResourceKind::IamRole, "assume_role_policy" | "web_identity" | "pod_identity") => {
                 iam.update_assume_role_policy()
                     .role_name(input_str(inputs, "name")?)
                     .policy_document(trust_document(inputs)?.to_string())
@@ -686,6 +744,32 @@ mod tests {
             .unwrap()
             .retain(|key, _| key.ends_with(":sub"));
         assert_ne!(web_identity_of(&loose), irsa_inputs()["web_identity"]);
+    }
+
+    #[test]
+    fn pod_identity_trust_pins_cluster_namespace_and_service_account_and_reads_back() {
+        let identity = json!({"cluster_arn": "arn:aws:eks:us-west-2:123456789012:cluster/s",
+            "namespace": "demo", "service_account": "demo-app"});
+        let document = pod_identity_trust(&identity).unwrap();
+        assert_eq!(
+            document["Statement"][0]["Principal"]["Service"],
+            "pods.eks.amazonaws.com"
+        );
+        assert_eq!(
+            document["Statement"][0]["Action"],
+            json!(["sts:AssumeRole", "sts:TagSession"])
+        );
+        assert_eq!(pod_identity_of(&document), identity);
+        // A loosened trust (the service account condition dropped) is drift, not equal.
+        let mut loose = document.clone();
+        loose["Statement"][0]["Condition"]["StringEquals"]
+            .as_object_mut()
+            .unwrap()
+            .remove("aws:RequestTag/kubernetes-service-account");
+        assert_ne!(pod_identity_of(&loose), identity);
+        let mut widened = document;
+        widened["Statement"][0]["Principal"] = json!({"Service": "ec2.amazonaws.com"});
+        assert_ne!(pod_identity_of(&widened), identity);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod ec2;
 mod eks;
 mod eks_access;
+mod eks_pod_identity;
 pub(crate) mod iam;
 mod rds;
 
@@ -128,6 +129,7 @@ enum Service {
     Iam,
     Eks,
     EksAccess,
+    EksPodIdentity,
     Rds,
 }
 
@@ -146,6 +148,7 @@ fn service(kind: ResourceKind) -> Result<Service, ProviderError> {
         IamRole | IamRolePolicyAttachment | IamRolePolicy | OidcProvider => Ok(Service::Iam),
         EksCluster | EksNodeGroup => Ok(Service::Eks),
         EksAccessEntry => Ok(Service::EksAccess),
+        EksAddon | EksPodIdentityAssociation => Ok(Service::EksPodIdentity),
         DbSubnetGroup | RdsCluster | RdsClusterInstance => Ok(Service::Rds),
         other => Err(unsupported(other)),
     }
@@ -164,6 +167,7 @@ impl AwsProvider {
             Service::Iam => iam::create(self, kind, inputs).await,
             Service::Eks => eks::create(self, kind, inputs).await,
             Service::EksAccess => eks_access::create(self, inputs).await,
+            Service::EksPodIdentity => eks_pod_identity::create(self, kind, inputs).await,
             Service::Rds => rds::create(self, kind, inputs).await,
         }
     }
@@ -200,6 +204,7 @@ impl Provider for AwsProvider {
             Service::Iam => iam::read(self, resource).await,
             Service::Eks => eks::read(self, resource).await,
             Service::EksAccess => eks_access::read(self, resource).await,
+            Service::EksPodIdentity => eks_pod_identity::read(self, resource).await,
             Service::Rds => rds::read(self, resource).await,
         }
     }
@@ -215,6 +220,9 @@ impl Provider for AwsProvider {
             Service::Iam => iam::update(self, resource, inputs, changed).await,
             Service::Eks => eks::update(self, resource, inputs, changed).await,
             Service::EksAccess => eks_access::update(self, resource, inputs, changed).await,
+            Service::EksPodIdentity => {
+                eks_pod_identity::update(self, resource, inputs, changed).await
+            }
             Service::Rds => rds::update(self, resource, inputs, changed).await,
         }
     }
@@ -225,6 +233,7 @@ impl Provider for AwsProvider {
             Service::Iam => iam::delete(self, resource).await,
             Service::Eks => eks::delete(self, resource).await,
             Service::EksAccess => eks_access::delete(self, resource).await,
+            Service::EksPodIdentity => eks_pod_identity::delete(self, resource).await,
             Service::Rds => rds::delete(self, resource).await,
         }
     }
@@ -240,6 +249,7 @@ impl Provider for AwsProvider {
             Service::Iam => iam::adopt(self, address, kind, inputs).await,
             Service::Eks => eks::adopt(self, address, kind, inputs).await,
             Service::EksAccess => eks_access::adopt(self, kind, inputs).await,
+            Service::EksPodIdentity => eks_pod_identity::adopt(self, address, kind, inputs).await,
             Service::Rds => rds::adopt(self, address, kind, inputs).await,
         }
     }

@@ -1,0 +1,203 @@
+//! The EKS Pod Identity Agent, in the sandbox: what a node's agent does for a pod of a service
+//! account that has a Pod Identity association, done by `pwless sandbox run` for the command it
+//! runs.
+//!
+//! On EKS the agent listens on a link-local address; the pod's environment names it in
+//! `AWS_CONTAINER_CREDENTIALS_FULL_URI` and names the service-account token (audience
+//! `pods.eks.amazonaws.com`) in `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`. The SDK's container
+//! credentials provider sends the token as the `Authorization` header; the agent trades it with
+//! EKS Auth's `AssumeRoleForPodIdentity` (which checks the token, the association and the
+//! role's trust) and answers the credentials as JSON
+//! (<https://docs.aws.amazon.com/eks/latest/userguide/pod-id-how-it-works.html>).
+//! Here the agent listens on loopback (the SDKs accept `http://127.0.0.1` there), and EKS Auth
+//! is the sandbox's moto (scripts/moto_pod_identity.py). Each credential it hands out is also
+//! registered with the sandbox's token verifier, which cannot learn secrets from moto.
+
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Request, Response, StatusCode};
+use serde_json::json;
+
+use crate::{AssumeError, register_credentials, web_identity_token};
+
+/// The audience of the token the agent presents, and the service principal roles trust.
+pub const AUDIENCE: &str = "pods.eks.amazonaws.com";
+
+/// A service account as EKS Pod Identity sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodIdentity {
+    pub cluster_name: String,
+    /// The cluster's OIDC issuer: the issuer of its service-account tokens.
+    pub issuer: String,
+    pub namespace: String,
+    pub service_account: String,
+}
+
+/// A running agent: the URL and token file a pod's environment names.
+#[derive(Debug)]
+pub struct Agent {
+    /// `http://127.0.0.1:PORT/v1/credentials`: `AWS_CONTAINER_CREDENTIALS_FULL_URI`.
+    pub url: String,
+    /// The service-account token: `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`.
+    pub token_file: PathBuf,
+    /// The role session EKS Auth made for the first request (`arn:...:assumed-role/...`).
+    pub session_arn: String,
+}
+
+struct Shared {
+    client: aws_sdk_eksauth::Client,
+    cluster_name: String,
+    registry: Option<PathBuf>,
+}
+
+impl Shared {
+    /// One `AssumeRoleForPodIdentity` for `token`: the agent's JSON answer and the session's
+    /// ARN, or EKS Auth's refusal with its code and message.
+    async fn credentials(&self, token: &str) -> Result<(serde_json::Value, String), AssumeError> {
+        let out = self
+            .client
+            .assume_role_for_pod_identity()
+            .cluster_name(&self.cluster_name)
+            .token(token)
+            .send()
+            .await
+            .map_err(|error| {
+                AssumeError(format!(
+                    "EKS Auth refused the Pod Identity credentials: {}",
+                    pwless_iam_auth::errors::chain(&error)
+                ))
+            })?;
+        let session = out
+            .assumed_role_user()
+            .map(|user| user.arn().to_string())
+            .unwrap_or_default();
+        let credentials = out
+            .credentials()
+            .ok_or_else(|| AssumeError("EKS Auth answered without credentials".into()))?;
+        if let Some(registry) = &self.registry {
+            register_credentials(
+                registry,
+                credentials.access_key_id(),
+                credentials.secret_access_key(),
+                Some(credentials.session_token()),
+            )
+            .map_err(|error| {
+                AssumeError(format!(
+                    "cannot register the credentials with the sandbox's token verifier: {error}"
+                ))
+            })?;
+        }
+        let expiration = std::time::UNIX_EPOCH
+            + std::time::Duration::from_secs(
+                u64::try_from(credentials.expiration().secs()).unwrap_or_default(),
+            );
+        Ok((
+            json!({
+                "AccessKeyId": credentials.access_key_id(),
+                "SecretAccessKey": credentials.secret_access_key(),
+                "Token": credentials.session_token(),
+                "Expiration": humantime::format_rfc3339_seconds(expiration).to_string(),
+            }),
+            session,
+        ))
+    }
+
+    async fn answer(&self, request: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+        let respond = |status: StatusCode, body: serde_json::Value| {
+            let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+            *response.status_mut() = status;
+            response
+        };
+        if request.uri().path() != "/v1/credentials" {
+            return respond(StatusCode::NOT_FOUND, json!({"message": "not found"}));
+        }
+        let Some(token) = request
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+        else {
+            return respond(
+                StatusCode::BAD_REQUEST,
+                json!({"message": "no service-account token in the Authorization header"}),
+            );
+        };
+        match self.credentials(token).await {
+            Ok((body, _)) => respond(StatusCode::OK, body),
+            Err(error) => respond(StatusCode::FORBIDDEN, json!({"message": error.to_string()})),
+        }
+    }
+}
+
+/// Starts the agent for `identity` on a loopback port, its token in `directory` (mode 0600).
+/// It first gets the credentials once, so that a service account EKS would refuse (no
+/// association, a role whose trust refuses it) is said before any command runs. The agent
+/// serves until the runtime stops. Errors: EKS Auth's refusal (with its code), the token file
+/// or the port cannot be made, the verifier's registry cannot be written.
+pub async fn start_agent(
+    config: &aws_config::SdkConfig,
+    identity: &PodIdentity,
+    registry: Option<PathBuf>,
+    directory: &Path,
+) -> Result<Agent, AssumeError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or_default();
+    let subject = format!(
+        "system:serviceaccount:{}:{}",
+        identity.namespace, identity.service_account
+    );
+    let token = web_identity_token(&identity.issuer, &subject, AUDIENCE, now);
+    let token_file = directory.join("eks-pod-identity-token");
+    write_private(&token_file, &token)
+        .map_err(|error| AssumeError(format!("cannot write {}: {error}", token_file.display())))?;
+    let shared = Arc::new(Shared {
+        client: aws_sdk_eksauth::Client::new(config),
+        cluster_name: identity.cluster_name.clone(),
+        registry,
+    });
+    let (_, session_arn) = shared.credentials(&token).await?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .map_err(|error| AssumeError(format!("cannot listen on loopback: {error}")))?;
+    let port = listener
+        .local_addr()
+        .map_err(|error| AssumeError(format!("cannot listen on loopback: {error}")))?
+        .port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request| {
+                    let shared = shared.clone();
+                    async move { Ok::<_, Infallible>(shared.answer(request).await) }
+                });
+                // A client that hangs up mid-request is its own business.
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(Agent {
+        url: format!("http://127.0.0.1:{port}/v1/credentials"),
+        token_file,
+        session_arn,
+    })
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(contents.as_bytes())
+}
