@@ -80,7 +80,7 @@ fn run_as(args: RunArgs) -> anyhow::Result<u8> {
     // Credentials: IRSA's straight in the environment, as the SDK would get them from STS;
     // Pod Identity's from an agent this process runs while the command does.
     let mut agent = None;
-    let who = match entry.identity {
+    let who = match super::engine::block_on(mechanism(&stack, &state, entry))? {
         Identity::Irsa => {
             let identity = outputs.irsa_identity(&entry.namespace, &entry.service_account)?;
             let credentials = super::engine::runtime()?.block_on(async {
@@ -201,6 +201,52 @@ fn run_as(args: RunArgs) -> anyhow::Result<u8> {
     use std::os::unix::process::CommandExt;
     let error = child.exec();
     Err(UserError(format!("cannot run {}: {error}", args.command[0])).into())
+}
+
+/// How a pod of `entry`'s service account started now gets its credentials, as EKS's webhook
+/// decides it when the pod is made: from the live service account (read through the cluster's
+/// Kubernetes API; the state's record when the cluster cannot be reached): its IRSA annotation
+/// when it has one (the SDKs take IRSA's web identity first), else its Pod Identity
+/// association when the state records one; before anything is applied, what the stack says.
+/// So in the middle of a migration between the two, a command runs the way a pod started at
+/// that moment would.
+async fn mechanism(
+    stack: &crate::spec::Stack,
+    state: &crate::state::State,
+    entry: &crate::spec::model::Access,
+) -> Identity {
+    use crate::graph::{ResourceKind, address};
+    use crate::provider::Provider as _;
+    let key = format!("{}/{}", entry.namespace, entry.service_account);
+    let recorded = state.resource(&address::of(ResourceKind::KubernetesServiceAccount, &key));
+    let annotated = |inputs: &crate::provider::Inputs| {
+        inputs
+            .get("role_arn")
+            .is_some_and(serde_json::Value::is_string)
+    };
+    let mut is_annotated = recorded.map(|account| annotated(&account.inputs));
+    if let Some(account) = recorded {
+        let config = crate::provider::aws::load_config(&stack.region).await;
+        let kubernetes = crate::provider::kubernetes::KubernetesProvider::new(
+            &stack.region,
+            &config,
+            crate::provider::kubernetes::KubernetesSettings::from_environment(),
+        );
+        if let Ok(crate::plan::Observed::Present { inputs, .. }) = kubernetes.read(account).await {
+            is_annotated = Some(annotated(&inputs));
+        }
+    }
+    let associated = state
+        .resource(&address::pod_identity_association(
+            &entry.namespace,
+            &entry.service_account,
+        ))
+        .is_some();
+    match (is_annotated, associated) {
+        (Some(true), _) => Identity::Irsa,
+        (Some(false), true) => Identity::PodIdentity,
+        _ => entry.identity,
+    }
 }
 
 /// A directory only this user may read (the Pod Identity token), removed when dropped.

@@ -411,6 +411,29 @@ fn operations(changes: &[ResourceChange], prior: &[ResourceState]) -> (Vec<Op>, 
                 }
             }
             Operation::Delete => {
+                // A pure delete also waits for the in-place updates of what used a resource it
+                // goes with (one it depends on that goes too): an inline policy goes with its
+                // role, and the role's users let go of both before either goes. A state written
+                // before a newer graph made the users depend on the policy itself still orders
+                // an identity migration safely this way.
+                if change.action == Action::Delete {
+                    for dependency in dependencies_of.get(address).copied().unwrap_or_default() {
+                        if action_of.get(dependency.as_str()) != Some(&Action::Delete) {
+                            continue;
+                        }
+                        for user in state_dependents
+                            .get(dependency.as_str())
+                            .into_iter()
+                            .flatten()
+                        {
+                            if action_of.get(user) == Some(&Action::Update)
+                                && let Some(&apply) = apply_of.get(user)
+                            {
+                                after[index].push(apply);
+                            }
+                        }
+                    }
+                }
                 for dependent in state_dependents.get(address).into_iter().flatten() {
                     // A forgotten dependent goes after this one (above), not before.
                     if forgotten.contains(dependent) {

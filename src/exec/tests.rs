@@ -271,6 +271,45 @@ async fn a_delete_waits_for_its_dependents_in_place_updates() {
     );
 }
 
+/// An identity migration on a state recorded before the service account depended on the
+/// connect policy: the policy, which nothing depended on, went first, and the service account
+/// lost its login before it moved to the new role. A pure delete now also waits for the updates
+/// of what used the resource it goes with.
+#[tokio::test]
+async fn a_delete_waits_for_the_updates_of_what_used_the_resource_it_goes_with() {
+    let harness = harness(state_of(vec![
+        recorded("aws_iam_role.irsa[demo/app]", &[]),
+        recorded(
+            "aws_iam_role_policy.irsa[demo/app]",
+            &["aws_iam_role.irsa[demo/app]"],
+        ),
+        recorded(
+            "kubernetes_service_account.demo/app",
+            &["aws_iam_role.irsa[demo/app]"],
+        ),
+    ]))
+    .await;
+    let plan = plan_of(vec![
+        change("kubernetes_service_account.demo/app", Action::Update, &[]),
+        change("aws_iam_role_policy.irsa[demo/app]", Action::Delete, &[]),
+        change("aws_iam_role.irsa[demo/app]", Action::Delete, &[]),
+    ]);
+    let provider = Arc::new(
+        FakeProvider::new()
+            .with_live("aws_iam_role.irsa[demo/app]", "r")
+            .with_live("aws_iam_role_policy.irsa[demo/app]", "p")
+            .with_live("kubernetes_service_account.demo/app", "sa"),
+    );
+    let (report, _, _) = execute(&plan, &harness, provider.clone(), 8, Default::default()).await;
+    assert!(report.succeeded(), "{:?}", report.failure_messages());
+    let log = provider.log();
+    assert!(
+        position(&log, "updated kubernetes_service_account.demo/app")
+            < position(&log, "deleting aws_iam_role_policy.irsa[demo/app]"),
+        "{log:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_failure_skips_its_dependents_and_every_error_is_reported_with_its_code() {
     let denied = ProviderError {

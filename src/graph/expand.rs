@@ -818,6 +818,13 @@ impl Expander<'_> {
                 ResourceKind::KubernetesNamespace,
                 &entry.namespace,
             ));
+            // After the role may connect; and so, in a migration, the old role's permission
+            // stays until the service account has moved to the new mechanism.
+            let account = account.after(&address::access_policy(
+                &entry.namespace,
+                &entry.service_account,
+                entry.identity,
+            ));
             // IRSA: the annotation names the role. Pod Identity: no annotation (the SDKs take a
             // web identity before the agent's credentials), and only once the association is
             // there, so that pods started meanwhile still get credentials.
@@ -885,9 +892,10 @@ impl Expander<'_> {
             ResourceKind::KubernetesServiceAccount,
             &format!("{}/{}", entry.namespace, entry.service_account),
         ))
-        // A migration between IRSA and Pod Identity deletes the old role only after the pods
-        // rolled over to the new mechanism (a pure delete waits for its dependents' updates).
-        .after(&address::access_role(
+        // A migration between IRSA and Pod Identity takes the old role's permission away only
+        // after the pods rolled over to the new mechanism (a pure delete waits for its
+        // dependents' updates; the role goes after its policy).
+        .after(&address::access_policy(
             &entry.namespace,
             &entry.service_account,
             entry.identity,

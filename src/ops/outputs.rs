@@ -53,6 +53,12 @@ pub struct StackOutputs {
     /// printed).
     #[serde(skip)]
     pub access_role_names: BTreeMap<String, String>,
+    /// The IRSA roles' ARNs alone, by `namespace/service_account` (not printed).
+    #[serde(skip)]
+    pub irsa_role_arns: BTreeMap<String, String>,
+    /// The IRSA roles' names alone (not printed).
+    #[serde(skip)]
+    pub irsa_role_names: BTreeMap<String, String>,
     /// The database relay each database user's role was managed through (its recorded
     /// `connection.relay`: `cluster_arn`, `namespace`, `app`, `stack`), by user (not printed).
     #[serde(skip)]
@@ -86,30 +92,23 @@ impl StackOutputs {
                 .filter_map(|resource| resource.id.clone())
                 .collect()
         };
-        let roles = |name: &str| -> BTreeMap<String, String> {
+        let roles = |identity: Identity, name: &str| -> BTreeMap<String, String> {
             state
                 .resources
                 .iter()
                 .filter_map(|resource| {
-                    // IRSA roles first: in a migration the Pod Identity role is the new one.
-                    let (order, key) = [Identity::Irsa, Identity::PodIdentity]
-                        .into_iter()
-                        .enumerate()
-                        .find_map(|(order, identity)| {
-                            address::key_of(
-                                &resource.address,
-                                ResourceKind::IamRole,
-                                identity.name(),
-                            )
-                            .map(|key| (order, key))
-                        })?;
+                    let key =
+                        address::key_of(&resource.address, ResourceKind::IamRole, identity.name())?;
                     let value = resource.outputs.get(name)?.as_str()?;
-                    Some((order, key.to_string(), value.to_string()))
+                    Some((key.to_string(), value.to_string()))
                 })
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
-                .map(|(_, key, value)| (key, value))
                 .collect()
+        };
+        // In a migration both roles exist: the Pod Identity role is the new one.
+        let access_roles = |name: &str| {
+            let mut all = roles(Identity::Irsa, name);
+            all.extend(roles(Identity::PodIdentity, name));
+            all
         };
         let relays = state
             .resources
@@ -137,8 +136,10 @@ impl StackOutputs {
                 .and_then(|port| u16::try_from(port).ok()),
             database_cluster_resource_id: text(&cluster, "cluster_resource_id"),
             database_master_secret_arn: text(&cluster, "master_user_secret_arn"),
-            access_role_arns: roles("arn"),
-            access_role_names: roles("name"),
+            access_role_arns: access_roles("arn"),
+            access_role_names: access_roles("name"),
+            irsa_role_arns: roles(Identity::Irsa, "arn"),
+            irsa_role_names: roles(Identity::Irsa, "name"),
             relays,
             app_url: state
                 .resources
@@ -189,8 +190,8 @@ impl StackOutputs {
         Ok(pwless_sandbox::Identity {
             subject: format!("system:serviceaccount:{namespace}:{service_account}"),
             audience: crate::partition::IRSA_AUDIENCE.to_string(),
-            role_arn: role(&self.access_role_arns)?,
-            role_name: role(&self.access_role_names)?,
+            role_arn: role(&self.irsa_role_arns)?,
+            role_name: role(&self.irsa_role_names)?,
             issuer: self
                 .cluster_oidc_issuer
                 .clone()

@@ -341,8 +341,7 @@ fn mixed_identities(pod_identity: bool) -> impl FnOnce(String) -> String {
 /// own user through its own mechanism (Pod Identity's credentials from the agent `sandbox run`
 /// runs, after EKS Auth checked the association and the role's trust) and is refused as the
 /// other's; the Pod Identity role trusts exactly this cluster, namespace and service account,
-/// and its service account carries no IRSA annotation. Then the IRSA entry migrates to Pod
-/// Identity in one apply, and destroy leaves no association.
+/// and its service account carries no IRSA annotation; destroy leaves no role behind.
 #[test]
 fn pod_identity_and_irsa_side_by_side_each_log_in_as_their_own_user_only() {
     let stack = FullStack::with("podid", mixed_identities(true));
@@ -445,35 +444,6 @@ fn pod_identity_and_irsa_side_by_side_each_log_in_as_their_own_user_only() {
         stderr(&output)
     );
 
-    // The reporter migrates from IRSA to Pod Identity in one apply: the old role goes, the
-    // service account loses its annotation, and it logs in as before.
-    std::fs::write(
-        &stack.file,
-        std::fs::read_to_string(&stack.file).unwrap().replacen(
-            "service_account: reporter, db_user: reporting}",
-            "service_account: reporter, db_user: reporting, identity: pod_identity}",
-            1,
-        ),
-    )
-    .unwrap();
-    let output = stack.run(&["apply", "--auto-approve"]);
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    let output = stack.login(Some("demo/reporter"), "reporting");
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("Pod Identity"),
-        "{}",
-        stderr(&output)
-    );
-    let gone = rt.block_on(
-        clients
-            .iam
-            .get_role()
-            .role_name(format!("{}-demo-reporter", stack.name))
-            .send(),
-    );
-    assert!(gone.is_err(), "the IRSA role is still there");
-
     let output = stack.run(&["destroy", "--auto-approve"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let roles = rt.block_on(clients.iam.list_roles().send()).unwrap();
@@ -484,4 +454,102 @@ fn pod_identity_and_irsa_side_by_side_each_log_in_as_their_own_user_only() {
             .all(|role| !role.role_name().starts_with(&stack.name)),
         "roles left behind"
     );
+}
+
+/// A migration from IRSA to EKS Pod Identity in one apply (issue 19) never leaves the service
+/// account without a login: the apply is killed at each of its checkpoints in turn, and at
+/// every one a command run as the service account logs in. Regression: the old role's
+/// `rds-db:connect` policy had no dependent, so its delete ran first and took the login away
+/// before the association existed.
+#[test]
+fn a_migration_from_irsa_to_pod_identity_never_leaves_the_service_account_without_a_login() {
+    let stack = FullStack::with("migrate", mixed_identities(false));
+    let output = stack.run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let output = stack.login(Some("demo/reporter"), "reporting");
+    assert!(stderr(&output).contains("IRSA"), "{}", stderr(&output));
+
+    // The reporter migrates from IRSA to Pod Identity in one apply, killed (SIGKILL) at its
+    // k-th state checkpoint in round k and run again from what it left: at every checkpoint
+    // the service account logs in, the way a pod started at that moment would (its mechanism
+    // as the applied state says: the annotation while there is one, then the association).
+    std::fs::write(
+        &stack.file,
+        std::fs::read_to_string(&stack.file).unwrap().replacen(
+            "service_account: reporter, db_user: reporting}",
+            "service_account: reporter, db_user: reporting, identity: pod_identity}",
+            1,
+        ),
+    )
+    .unwrap();
+    let serial = || -> u64 {
+        std::fs::read_to_string(stack.state_path())
+            .ok()
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .and_then(|state| state["serial"].as_u64())
+            .unwrap_or(0)
+    };
+    let mut mechanisms = std::collections::BTreeSet::new();
+    let mut rounds = 0;
+    for point in 1.. {
+        assert!(point < 40, "the migration did not finish");
+        let start = serial();
+        let mut apply = stack
+            .command(&["apply", "--auto-approve"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut killed = false;
+        while apply.try_wait().unwrap().is_none() {
+            if serial() >= start + point {
+                apply.kill().unwrap();
+                killed = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let status = apply.wait().unwrap();
+        let output = stack.login(Some("demo/reporter"), "reporting");
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "killed at checkpoint {point} of a run: {}",
+            stderr(&output)
+        );
+        mechanisms.insert(stderr(&output).contains("Pod Identity"));
+        if !killed {
+            assert!(status.success(), "the last run failed");
+            break;
+        }
+        rounds += 1;
+    }
+    assert!(rounds >= 3, "only {rounds} checkpoints were interrupted");
+    // Both mechanisms were seen during the migration, and Pod Identity at its end.
+    assert_eq!(mechanisms.len(), 2, "{mechanisms:?}");
+    let output = stack.login(Some("demo/reporter"), "reporting");
+    assert!(
+        stderr(&output).contains("Pod Identity"),
+        "{}",
+        stderr(&output)
+    );
+    let output = stack.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+
+    let rt = crate::aws::runtime();
+    let clients = rt.block_on(crate::aws::clients(&stack.moto));
+    let gone = rt.block_on(
+        clients
+            .iam
+            .get_role()
+            .role_name(format!("{}-demo-reporter", stack.name))
+            .send(),
+    );
+    assert!(gone.is_err(), "the IRSA role is still there");
 }
