@@ -17,8 +17,18 @@
 //! 6. `security group`: the database's security group admits the private subnets (where the
 //!    pods run) on the database port.
 //!
-//! Not checked yet (issue 20 stays open): TLS against the CA bundle, Pod Identity
-//! associations, the `iam-db-auth-error` log events, `pwless verify`. Conditions in policies
+//! A Pod Identity entry (`identity: pod_identity`) has one more link after `trust`, and its
+//! trust and service account are checked as Pod Identity needs them:
+//! 4. `trust`: the role's trust admits `pods.eks.amazonaws.com` for `sts:AssumeRole` and
+//!    `sts:TagSession` under the session tags EKS sets for this cluster, namespace and service
+//!    account;
+//! 5. `pod identity association`: the service account's association names the role, and the
+//!    `eks-pod-identity-agent` add-on is ACTIVE;
+//! 6. `service account`: it exists and carries no IRSA annotation (which the SDKs would take
+//!    first).
+//!
+//! Not checked yet (issue 20 stays open): TLS against the CA bundle, the `iam-db-auth-error`
+//! log events, `pwless verify`. Conditions in policies
 //! are not evaluated: a statement with a `Condition` is reported as such.
 
 use serde::Serialize;
@@ -29,6 +39,7 @@ use crate::plan::Observed;
 use crate::provider::aws::iam::parse_document;
 use crate::provider::{Provider, Providers};
 use crate::spec::Stack;
+use crate::spec::model::{Access, Identity};
 use crate::state::State;
 use pwless_sandbox::wildcard;
 
@@ -108,16 +119,27 @@ pub async fn check(
     let mut chains = Vec::new();
     for entry in entries {
         let mut links = Vec::new();
-        let steps: [Step; 6] = [
-            Step::User,
-            Step::IamAuth,
-            Step::Policy,
-            Step::Trust,
-            Step::ServiceAccount,
-            Step::SecurityGroup,
-        ];
+        let steps: &[Step] = match entry.identity {
+            Identity::Irsa => &[
+                Step::User,
+                Step::IamAuth,
+                Step::Policy,
+                Step::Trust,
+                Step::ServiceAccount,
+                Step::SecurityGroup,
+            ],
+            Identity::PodIdentity => &[
+                Step::User,
+                Step::IamAuth,
+                Step::Policy,
+                Step::Trust,
+                Step::Association,
+                Step::ServiceAccount,
+                Step::SecurityGroup,
+            ],
+        };
         let mut broken = false;
-        for step in steps {
+        for &step in steps {
             if broken {
                 links.push(Link {
                     name: step.name(),
@@ -127,16 +149,7 @@ pub async fn check(
                 });
                 continue;
             }
-            let link = step
-                .check(
-                    stack,
-                    state,
-                    providers,
-                    &entry.namespace,
-                    &entry.service_account,
-                    &entry.db_user,
-                )
-                .await;
+            let link = step.check(stack, state, providers, entry).await;
             broken = link.status == Status::Broken;
             links.push(link);
         }
@@ -155,6 +168,7 @@ enum Step {
     IamAuth,
     Policy,
     Trust,
+    Association,
     ServiceAccount,
     SecurityGroup,
 }
@@ -186,6 +200,7 @@ impl Step {
             Step::IamAuth => "iam database authentication",
             Step::Policy => "connect policy",
             Step::Trust => "trust",
+            Step::Association => "pod identity association",
             Step::ServiceAccount => "service account",
             Step::SecurityGroup => "security group",
         }
@@ -196,12 +211,16 @@ impl Step {
         stack: &Stack,
         state: &State,
         providers: &Providers,
-        namespace: &str,
-        service_account: &str,
-        user: &str,
+        entry: &Access,
     ) -> Link {
+        let (namespace, service_account, user) = (
+            entry.namespace.as_str(),
+            entry.service_account.as_str(),
+            entry.db_user.as_str(),
+        );
         let name = self.name();
         let recorded = |address: &str| state.resource(address);
+        let role_address = address::access_role(namespace, service_account, entry.identity);
         match self {
             Step::User => {
                 let Some(role) = recorded(&address::db_user_role(user)) else {
@@ -273,7 +292,7 @@ impl Step {
                 }
             }
             Step::Policy => {
-                let Some(role) = recorded(&address::irsa_role(namespace, service_account)) else {
+                let Some(role) = recorded(&role_address) else {
                     return broken(
                         name,
                         "the state records no IAM role for this service account",
@@ -357,8 +376,22 @@ impl Step {
                     },
                 }
             }
+            Step::Trust if entry.identity == Identity::PodIdentity => {
+                pod_identity_trust(state, providers, &role_address, namespace, service_account)
+                    .await
+            }
+            Step::Association => {
+                pod_identity_association(
+                    state,
+                    providers,
+                    &role_address,
+                    namespace,
+                    service_account,
+                )
+                .await
+            }
             Step::Trust => {
-                let Some(role) = recorded(&address::irsa_role(namespace, service_account)) else {
+                let Some(role) = recorded(&role_address) else {
                     return broken(
                         name,
                         "the state records no IAM role for this service account",
@@ -479,10 +512,25 @@ impl Step {
                             .get("role_arn")
                             .and_then(Value::as_str)
                             .unwrap_or_default();
-                        if found == wanted {
+                        if found == wanted && wanted.is_empty() {
+                            ok(
+                                name,
+                                format!(
+                                    "{namespace}/{service_account} has no IRSA annotation: its pods take the Pod Identity Agent's credentials"
+                                ),
+                            )
+                        } else if found == wanted {
                             ok(
                                 name,
                                 format!("{namespace}/{service_account} is annotated with {wanted}"),
+                            )
+                        } else if wanted.is_empty() {
+                            broken(
+                                name,
+                                format!(
+                                    "{namespace}/{service_account} is annotated with IRSA role {found}: the SDKs take IRSA's web identity before the Pod Identity Agent's credentials"
+                                ),
+                                APPLY,
                             )
                         } else {
                             broken(
@@ -575,6 +623,205 @@ impl Step {
             }
         }
     }
+}
+
+/// The `trust` link of a Pod Identity entry: the role's trust admits EKS Pod Identity for the
+/// session tags EKS sets for this cluster, namespace and service account
+/// ([`pwless_sandbox::pod_identity::trust_allows`]).
+async fn pod_identity_trust(
+    state: &State,
+    providers: &Providers,
+    role_address: &str,
+    namespace: &str,
+    service_account: &str,
+) -> Link {
+    let name = Step::Trust.name();
+    let Some(role_name) = state
+        .resource(role_address)
+        .and_then(|role| role.outputs.get("name"))
+        .and_then(Value::as_str)
+    else {
+        return broken(
+            name,
+            "the state records no IAM role for this service account",
+            "run `pwless apply`",
+        );
+    };
+    let cluster = address::eks_cluster();
+    let output = |name: &str| {
+        state
+            .resource(&cluster)
+            .and_then(|cluster| cluster.outputs.get(name))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    let tags = [
+        ("eks-cluster-arn", output("arn")),
+        ("eks-cluster-name", output("name")),
+        ("kubernetes-namespace", namespace),
+        ("kubernetes-service-account", service_account),
+    ];
+    match providers
+        .aws
+        .iam
+        .get_role()
+        .role_name(role_name)
+        .send()
+        .await
+    {
+        Err(error) => broken(
+            name,
+            crate::provider::aws::sdk_error("read the role")(error).message,
+            APPLY,
+        ),
+        Ok(out) => {
+            let document = out
+                .role()
+                .and_then(|role| role.assume_role_policy_document())
+                .map(parse_document)
+                .unwrap_or(Value::Null);
+            match pwless_sandbox::pod_identity::trust_allows(&document, &tags) {
+                Ok(()) => ok(
+                    name,
+                    format!(
+                        "role {role_name} trusts EKS Pod Identity for {namespace}/{service_account} on {}",
+                        output("name")
+                    ),
+                ),
+                Err(why) => broken(
+                    name,
+                    format!(
+                        "role {role_name} does not admit EKS Pod Identity for {namespace}/{service_account}: {why}"
+                    ),
+                    APPLY,
+                ),
+            }
+        }
+    }
+}
+
+/// The `pod identity association` link: the service account's association names the role, and
+/// the Pod Identity Agent add-on that hands pods their credentials is ACTIVE.
+async fn pod_identity_association(
+    state: &State,
+    providers: &Providers,
+    role_address: &str,
+    namespace: &str,
+    service_account: &str,
+) -> Link {
+    let name = Step::Association.name();
+    let role_arn = state
+        .resource(role_address)
+        .and_then(|role| role.outputs.get("arn"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let Some(cluster) = state
+        .resource(&address::eks_cluster())
+        .and_then(|cluster| cluster.outputs.get("name"))
+        .and_then(Value::as_str)
+    else {
+        return broken(
+            name,
+            "the state records no EKS cluster",
+            "run `pwless apply`",
+        );
+    };
+    let eks = &providers.aws.eks;
+    let listed = match eks
+        .list_pod_identity_associations()
+        .cluster_name(cluster)
+        .namespace(namespace)
+        .service_account(service_account)
+        .send()
+        .await
+    {
+        Ok(listed) => listed,
+        Err(error) => {
+            return broken(
+                name,
+                crate::provider::aws::sdk_error("list the Pod Identity associations")(error)
+                    .message,
+                "check the AWS credentials (eks:ListPodIdentityAssociations), then run doctor again",
+            );
+        }
+    };
+    let Some(id) = listed
+        .associations()
+        .iter()
+        .find_map(|summary| summary.association_id())
+    else {
+        return broken(
+            name,
+            format!(
+                "{namespace}/{service_account} has no Pod Identity association on {cluster}: its pods get no credentials"
+            ),
+            APPLY,
+        );
+    };
+    let associated = match eks
+        .describe_pod_identity_association()
+        .cluster_name(cluster)
+        .association_id(id)
+        .send()
+        .await
+    {
+        Ok(out) => out
+            .association()
+            .and_then(|association| association.role_arn())
+            .unwrap_or_default()
+            .to_string(),
+        Err(error) => {
+            return broken(
+                name,
+                crate::provider::aws::sdk_error("describe the Pod Identity association")(error)
+                    .message,
+                APPLY,
+            );
+        }
+    };
+    if associated != role_arn {
+        return broken(
+            name,
+            format!(
+                "association {id} gives {namespace}/{service_account} role {associated}, not {role_arn}"
+            ),
+            APPLY,
+        );
+    }
+    let agent = crate::graph::POD_IDENTITY_AGENT_ADDON;
+    let status = match eks
+        .describe_addon()
+        .cluster_name(cluster)
+        .addon_name(agent)
+        .send()
+        .await
+    {
+        Ok(out) => out
+            .addon()
+            .and_then(|addon| addon.status())
+            .map(|status| status.as_str().to_string())
+            .unwrap_or_default(),
+        Err(error) => {
+            let error = crate::provider::aws::sdk_error("describe the add-on")(error);
+            if !error.is_not_found() {
+                return broken(name, error.message, APPLY);
+            }
+            "missing".to_string()
+        }
+    };
+    if status != "ACTIVE" {
+        return broken(
+            name,
+            format!("the {agent} add-on is {status}: no agent hands pods their credentials"),
+            APPLY,
+        );
+    }
+    ok(
+        name,
+        format!(
+            "association {id} gives {namespace}/{service_account} role {role_arn}; {agent} is ACTIVE"
+        ),
+    )
 }
 
 /// What is wrong with a user as the PostgreSQL provider read it, if anything.

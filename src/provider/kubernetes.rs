@@ -374,6 +374,24 @@ impl KubernetesProvider {
         .await?;
         let mut outputs = std::collections::BTreeMap::new();
         match kind {
+            // A Pod Identity service account must carry no IRSA annotation (the SDKs would
+            // take IRSA's web identity first). Server-side apply removes only what pwless set
+            // before; one someone else set (kubectl annotate) goes with a merge patch.
+            ResourceKind::KubernetesServiceAccount
+                if inputs.get("role_arn").is_none_or(Value::is_null)
+                    && applied
+                        .metadata
+                        .annotations
+                        .as_ref()
+                        .is_some_and(|annotations| {
+                            annotations.contains_key(ROLE_ARN_ANNOTATION)
+                        }) =>
+            {
+                let remove = json!({"metadata": {"annotations": {ROLE_ARN_ANNOTATION: null}}});
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(&remove))
+                    .await
+                    .map_err(kube_error(&format!("remove the IRSA annotation of {id}")))?;
+            }
             ResourceKind::KubernetesDeployment | ResourceKind::KubernetesDbRelay => {
                 let generation = applied.metadata.generation.unwrap_or(0);
                 wait::until(

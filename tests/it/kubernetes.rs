@@ -1158,3 +1158,149 @@ fn doctor_names_exactly_the_broken_link_each_time() {
     let output = stack.run(&["destroy", "--auto-approve"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }
+
+/// `pwless doctor` on a Pod Identity entry (issues 19 and 20): each link broken by hand the
+/// way users break it is named as the first broken link, and holds again once repaired.
+#[test]
+fn doctor_names_the_broken_pod_identity_link() {
+    let stack = FullStack::with("doctorpi", |text| {
+        text[..text.find("app:").unwrap()].replacen(
+            "db_user: app_user}",
+            "db_user: app_user, identity: pod_identity}",
+            1,
+        )
+    });
+    let rt = runtime();
+    let _inside = rt.enter();
+    let output = stack.run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let doctor = || {
+        let output = stack.run(&["doctor"]);
+        (output.status.code(), stdout(&output), stderr(&output))
+    };
+    let (code, report, errors) = doctor();
+    assert_eq!(code, Some(0), "{report}{errors}");
+    assert!(report.contains("pod identity association"), "{report}");
+
+    let aws = rt.block_on(crate::aws::clients(&stack.moto));
+    let role_name = format!("{}-pi-demo-demo-app", stack.name);
+    let role_arn = format!("arn:aws:iam::123456789012:role/{role_name}");
+    let trust = rt.block_on(async {
+        let document = aws
+            .iam
+            .get_role()
+            .role_name(&role_name)
+            .send()
+            .await
+            .unwrap()
+            .role()
+            .unwrap()
+            .assume_role_policy_document()
+            .unwrap()
+            .to_string();
+        percent_encoding::percent_decode_str(&document)
+            .decode_utf8_lossy()
+            .into_owned()
+    });
+    let association = || {
+        rt.block_on(
+            aws.eks
+                .list_pod_identity_associations()
+                .cluster_name(&stack.name)
+                .send(),
+        )
+        .unwrap()
+        .associations()[0]
+            .association_id()
+            .unwrap()
+            .to_string()
+    };
+    type Step<'a> = Box<dyn Fn() + 'a>;
+    let apply: Step = Box::new(|| {
+        let output = stack.run(&["apply", "--auto-approve"]);
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    });
+    let set_trust = |document: String| -> Step {
+        let (aws, role_name) = (&aws, &role_name);
+        let rt = &rt;
+        Box::new(move || {
+            rt.block_on(
+                aws.iam
+                    .update_assume_role_policy()
+                    .role_name(role_name)
+                    .policy_document(&document)
+                    .send(),
+            )
+            .unwrap();
+        })
+    };
+    let other = trust.replace("\"demo-app\"", "\"someone-else\"");
+    assert_ne!(other, trust);
+    let cases: Vec<(&str, Step, Step)> = vec![
+        ("trust", set_trust(other), set_trust(trust.clone())),
+        (
+            "pod identity association",
+            Box::new(|| {
+                rt.block_on(
+                    aws.eks
+                        .delete_pod_identity_association()
+                        .cluster_name(&stack.name)
+                        .association_id(association())
+                        .send(),
+                )
+                .unwrap();
+            }),
+            Box::new(|| {
+                let output = stack.run(&["apply", "--auto-approve"]);
+                assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+            }),
+        ),
+        (
+            "pod identity association",
+            Box::new(|| {
+                rt.block_on(
+                    aws.eks
+                        .delete_addon()
+                        .cluster_name(&stack.name)
+                        .addon_name("eks-pod-identity-agent")
+                        .send(),
+                )
+                .unwrap();
+            }),
+            Box::new(|| {
+                let output = stack.run(&["apply", "--auto-approve"]);
+                assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+            }),
+        ),
+        (
+            "service account",
+            Box::new(|| {
+                let client = stack.kube.client();
+                rt.block_on(in_namespace(&client, "v1", "ServiceAccount", "serviceaccounts").patch(
+                    "demo-app",
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(json!({"metadata": {"annotations": {"eks.amazonaws.com/role-arn": role_arn}}})),
+                )).unwrap();
+            }),
+            apply,
+        ),
+    ];
+    for (link, break_it, repair) in &cases {
+        break_it();
+        let (code, report, errors) = doctor();
+        assert_eq!(code, Some(1), "{link}: {report}{errors}");
+        let first = report
+            .lines()
+            .find(|line| line.contains("BROKEN"))
+            .unwrap_or_default();
+        assert!(
+            first.trim_start().starts_with(&format!("BROKEN {link}:")),
+            "{link}: the first broken link is another:\n{report}"
+        );
+        repair();
+        let (code, report, errors) = doctor();
+        assert_eq!(code, Some(0), "{link} repaired: {report}{errors}");
+    }
+    let output = stack.run(&["destroy", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}

@@ -201,3 +201,136 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
         .open(path)?
         .write_all(contents.as_bytes())
 }
+
+/// Whether a role's trust policy lets EKS Pod Identity assume it for a session with these
+/// session tags (`eks-cluster-arn`, `kubernetes-namespace`, ...): `Ok`, or why not. EKS calls
+/// STS `AssumeRole` with tags, so both `sts:AssumeRole` and `sts:TagSession` must be allowed to
+/// `pods.eks.amazonaws.com`, and an explicit Deny of either wins ("Create IAM role with trust
+/// policy required by EKS Pod Identity", Amazon EKS User Guide). Conditions: `StringEquals` and
+/// `StringLike` on `aws:RequestTag/<tag>`; a statement with any other condition is not honoured
+/// (the same rules as the sandbox's EKS Auth, scripts/moto_pod_identity.py).
+pub fn trust_allows(document: &serde_json::Value, tags: &[(&str, &str)]) -> Result<(), String> {
+    use serde_json::Value;
+    let list = |value: Option<&Value>| -> Vec<String> {
+        match value {
+            Some(Value::String(text)) => vec![text.clone()],
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|item| item.as_str().map(str::to_string))
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let matches = |statement: &Value, action: &str| -> bool {
+        let principal = statement.get("Principal");
+        let trusted = principal.and_then(Value::as_str) == Some("*")
+            || list(principal.and_then(|p| p.get("Service")))
+                .iter()
+                .any(|service| service == AUDIENCE);
+        let acts = list(statement.get("Action"))
+            .iter()
+            .any(|pattern| crate::wildcard(&pattern.to_lowercase(), &action.to_lowercase()));
+        let conditions_hold = match statement.get("Condition") {
+            None => true,
+            Some(Value::Object(operators)) => operators.iter().all(|(operator, keys)| {
+                keys.as_object().is_some_and(|keys| {
+                    keys.iter().all(|(key, expected)| {
+                        let Some(tag) = key.strip_prefix("aws:RequestTag/") else {
+                            return false;
+                        };
+                        let Some((_, value)) = tags.iter().find(|(name, _)| *name == tag) else {
+                            return false;
+                        };
+                        let expected = list(Some(expected));
+                        match operator.as_str() {
+                            "StringEquals" => expected.iter().any(|e| e == value),
+                            "StringLike" => expected.iter().any(|e| crate::wildcard(e, value)),
+                            _ => false,
+                        }
+                    })
+                })
+            }),
+            Some(_) => false,
+        };
+        trusted && acts && conditions_hold
+    };
+    let statements = match document.get("Statement") {
+        Some(Value::Array(items)) => items.clone(),
+        Some(single) => vec![single.clone()],
+        None => Vec::new(),
+    };
+    let effect = |statement: &Value, wanted: &str| {
+        statement.get("Effect").and_then(Value::as_str) == Some(wanted)
+    };
+    for action in ["sts:AssumeRole", "sts:TagSession"] {
+        if statements
+            .iter()
+            .any(|statement| effect(statement, "Deny") && matches(statement, action))
+        {
+            return Err(format!("an explicit Deny of {action} in the trust policy"));
+        }
+        if !statements
+            .iter()
+            .any(|statement| effect(statement, "Allow") && matches(statement, action))
+        {
+            return Err(format!(
+                "no statement allows {AUDIENCE} {action} for this cluster, namespace and service account"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trust(condition: serde_json::Value, actions: serde_json::Value) -> serde_json::Value {
+        json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Principal": {"Service": "pods.eks.amazonaws.com"}, "Action": actions,
+            "Condition": condition}]})
+    }
+
+    const TAGS: &[(&str, &str)] = &[
+        (
+            "eks-cluster-arn",
+            "arn:aws:eks:us-west-2:123456789012:cluster/c",
+        ),
+        ("kubernetes-namespace", "demo"),
+        ("kubernetes-service-account", "demo-app"),
+    ];
+
+    #[test]
+    fn the_trust_pwless_writes_admits_its_service_account_only() {
+        let document = trust(
+            json!({"StringEquals": {"aws:RequestTag/kubernetes-namespace": "demo",
+                "aws:RequestTag/kubernetes-service-account": "demo-app"}}),
+            json!(["sts:AssumeRole", "sts:TagSession"]),
+        );
+        assert_eq!(trust_allows(&document, TAGS), Ok(()));
+        let other = [TAGS[0], TAGS[1], ("kubernetes-service-account", "other")];
+        assert!(trust_allows(&document, &other).is_err());
+        // Without sts:TagSession EKS cannot tag the session.
+        let untagged = trust(
+            json!({"StringEquals": {"aws:RequestTag/kubernetes-namespace": "demo"}}),
+            json!("sts:AssumeRole"),
+        );
+        assert!(
+            trust_allows(&untagged, TAGS)
+                .unwrap_err()
+                .contains("TagSession")
+        );
+        // Another condition key is not emulated, so the statement does not allow.
+        let unknown = trust(
+            json!({"StringEquals": {"aws:SourceAccount": "123456789012"}}),
+            json!("sts:*"),
+        );
+        assert!(trust_allows(&unknown, TAGS).is_err());
+        let mut denied = document.clone();
+        denied["Statement"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"Effect": "Deny", "Principal": "*", "Action": "sts:TagSession"}));
+        assert!(trust_allows(&denied, TAGS).unwrap_err().contains("Deny"));
+    }
+}
