@@ -136,6 +136,14 @@ const CASES: &[Case] = &[
         help: Some("did you mean `single`?"),
     },
     Case {
+        name: "bad identity mechanism",
+        from: "service_account: demo-app, db_user: app_user}",
+        to: "service_account: demo-app, db_user: app_user, identity: pod-identity}",
+        message: "`pod-identity` is not a valid value for `access[0].identity`",
+        line: 28,
+        help: Some("did you mean `pod_identity`?"),
+    },
+    Case {
         name: "unknown admin access path",
         from: "  subnets: private",
         to: "  subnets: private\n  admin_access: tunnel",
