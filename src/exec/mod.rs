@@ -411,29 +411,6 @@ fn operations(changes: &[ResourceChange], prior: &[ResourceState]) -> (Vec<Op>, 
                 }
             }
             Operation::Delete => {
-                // A pure delete also waits for the in-place updates of what used a resource it
-                // goes with (one it depends on that goes too): an inline policy goes with its
-                // role, and the role's users let go of both before either goes. A state written
-                // before a newer graph made the users depend on the policy itself still orders
-                // an identity migration safely this way.
-                if change.action == Action::Delete {
-                    for dependency in dependencies_of.get(address).copied().unwrap_or_default() {
-                        if action_of.get(dependency.as_str()) != Some(&Action::Delete) {
-                            continue;
-                        }
-                        for user in state_dependents
-                            .get(dependency.as_str())
-                            .into_iter()
-                            .flatten()
-                        {
-                            if action_of.get(user) == Some(&Action::Update)
-                                && let Some(&apply) = apply_of.get(user)
-                            {
-                                after[index].push(apply);
-                            }
-                        }
-                    }
-                }
                 for dependent in state_dependents.get(address).into_iter().flatten() {
                     // A forgotten dependent goes after this one (above), not before.
                     if forgotten.contains(dependent) {
@@ -453,7 +430,62 @@ fn operations(changes: &[ResourceChange], prior: &[ResourceState]) -> (Vec<Op>, 
             }
         }
     }
+    // A pure delete also waits for the in-place updates of what used a resource it goes with
+    // (one it depends on that goes too), and of what depended on those users in turn: an inline
+    // policy goes with its role, and the role's service account and the Deployment running as
+    // it move to their new role before either goes (a state recorded before a newer graph made
+    // them depend on the policy itself). These waits are added last, and only where they close
+    // no loop: one that would (the new role's users waiting, through a replaced node group, for
+    // this very delete) is left out, as the order without it is the one a plan gave before.
+    for (index, op) in ops.iter().enumerate() {
+        let change = &changes[op.change];
+        if op.operation != Operation::Delete || change.action != Action::Delete || change.forget {
+            continue;
+        }
+        let address = change.address.as_str();
+        let mut users: Vec<&str> = dependencies_of
+            .get(address)
+            .copied()
+            .unwrap_or_default()
+            .iter()
+            .filter(|dependency| action_of.get(dependency.as_str()) == Some(&Action::Delete))
+            .flat_map(|dependency| {
+                state_dependents
+                    .get(dependency.as_str())
+                    .into_iter()
+                    .flatten()
+                    .copied()
+            })
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        while let Some(user) = users.pop() {
+            if !seen.insert(user) || action_of.get(user) != Some(&Action::Update) {
+                continue;
+            }
+            users.extend(state_dependents.get(user).into_iter().flatten().copied());
+            if let Some(&apply) = apply_of.get(user)
+                && !waits_for(&after, apply, index)
+            {
+                after[index].push(apply);
+            }
+        }
+    }
     (ops, after)
+}
+
+/// Whether operation `from` already waits, directly or through others, for operation `to`.
+fn waits_for(after: &[Vec<usize>], from: usize, to: usize) -> bool {
+    let mut stack = vec![from];
+    let mut seen = vec![false; after.len()];
+    while let Some(op) = stack.pop() {
+        if op == to {
+            return true;
+        }
+        if !std::mem::replace(&mut seen[op], true) {
+            stack.extend(after[op].iter().copied());
+        }
+    }
+    false
 }
 
 /// What a finished operation did, and the resource's id when it has one.

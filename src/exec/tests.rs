@@ -81,8 +81,10 @@ fn recorded(address: &str, dependencies: &[&str]) -> ResourceState {
     }
 }
 
-fn state_of(resources: Vec<ResourceState>) -> State {
+fn state_of(mut resources: Vec<ResourceState>) -> State {
     let mut state = State::new("test");
+    // A state keeps its resources sorted by address (lookups rely on it).
+    resources.sort_by(|a, b| a.address.cmp(&b.address));
     state.resources = resources;
     state
 }
@@ -305,6 +307,134 @@ async fn a_delete_waits_for_the_updates_of_what_used_the_resource_it_goes_with()
     let log = provider.log();
     assert!(
         position(&log, "updated kubernetes_service_account.demo/app")
+            < position(&log, "deleting aws_iam_role_policy.irsa[demo/app]"),
+        "{log:?}"
+    );
+}
+
+/// The wait above must not close a loop: a Pod Identity -> IRSA migration of the last Pod
+/// Identity entry together with a node group replacement (the add-on goes before the old node
+/// group, the association before the add-on, and the Deployment's update waits for the new
+/// node group) would have stalled every one of these operations.
+#[tokio::test]
+async fn the_wait_for_users_of_what_goes_along_closes_no_loop() {
+    let harness = harness(state_of(vec![
+        recorded("aws_eks_node_group.main", &[]),
+        recorded(
+            "aws_eks_addon.pod_identity_agent",
+            &["aws_eks_node_group.main"],
+        ),
+        recorded("aws_iam_role.pod_identity[demo/app]", &[]),
+        recorded(
+            "aws_iam_role_policy.pod_identity[demo/app]",
+            &["aws_iam_role.pod_identity[demo/app]"],
+        ),
+        recorded(
+            "aws_eks_pod_identity_association.main[demo/app]",
+            &[
+                "aws_eks_addon.pod_identity_agent",
+                "aws_iam_role_policy.pod_identity[demo/app]",
+                "aws_iam_role.pod_identity[demo/app]",
+            ],
+        ),
+        recorded(
+            "kubernetes_deployment.demo/pwless-demo",
+            &[
+                "aws_iam_role_policy.pod_identity[demo/app]",
+                "aws_eks_node_group.main",
+            ],
+        ),
+    ]))
+    .await;
+    let plan = plan_of(vec![
+        change("aws_eks_node_group.main", Action::Replace, &[]),
+        change(
+            "kubernetes_deployment.demo/pwless-demo",
+            Action::Update,
+            &["aws_eks_node_group.main"],
+        ),
+        change("aws_eks_addon.pod_identity_agent", Action::Delete, &[]),
+        change(
+            "aws_eks_pod_identity_association.main[demo/app]",
+            Action::Delete,
+            &[],
+        ),
+        change(
+            "aws_iam_role_policy.pod_identity[demo/app]",
+            Action::Delete,
+            &[],
+        ),
+        change("aws_iam_role.pod_identity[demo/app]", Action::Delete, &[]),
+    ]);
+    let mut provider = FakeProvider::new();
+    for address in [
+        "aws_eks_node_group.main",
+        "aws_eks_addon.pod_identity_agent",
+        "aws_iam_role.pod_identity[demo/app]",
+        "aws_iam_role_policy.pod_identity[demo/app]",
+        "aws_eks_pod_identity_association.main[demo/app]",
+        "kubernetes_deployment.demo/pwless-demo",
+    ] {
+        provider = provider.with_live(address, "live");
+    }
+    let provider = Arc::new(provider);
+    let (report, _, _) = execute(&plan, &harness, provider.clone(), 8, Default::default()).await;
+    assert!(report.succeeded(), "{:?}", report.failure_messages());
+    assert!(report.skipped.is_empty(), "stalled: {:?}", report.skipped);
+    let log = provider.log();
+    // The policy itself still waits for the Deployment that used it.
+    assert!(
+        position(&log, "updated kubernetes_deployment.demo/pwless-demo")
+            < position(&log, "deleting aws_iam_role_policy.pod_identity[demo/app]"),
+        "{log:?}"
+    );
+}
+
+/// Two steps through the users: a state recorded before the Deployment depended on the policy
+/// still rolls the Deployment over before the policy goes.
+#[tokio::test]
+async fn a_delete_also_waits_for_what_depended_on_the_users() {
+    let harness = harness(state_of(vec![
+        recorded("aws_iam_role.irsa[demo/app]", &[]),
+        recorded(
+            "aws_iam_role_policy.irsa[demo/app]",
+            &["aws_iam_role.irsa[demo/app]"],
+        ),
+        recorded(
+            "kubernetes_service_account.demo/app",
+            &["aws_iam_role.irsa[demo/app]"],
+        ),
+        recorded(
+            "kubernetes_deployment.demo/pwless-demo",
+            &["kubernetes_service_account.demo/app"],
+        ),
+    ]))
+    .await;
+    let plan = plan_of(vec![
+        change("kubernetes_service_account.demo/app", Action::Update, &[]),
+        change(
+            "kubernetes_deployment.demo/pwless-demo",
+            Action::Update,
+            &["kubernetes_service_account.demo/app"],
+        ),
+        change("aws_iam_role_policy.irsa[demo/app]", Action::Delete, &[]),
+        change("aws_iam_role.irsa[demo/app]", Action::Delete, &[]),
+    ]);
+    let mut provider = FakeProvider::new();
+    for address in [
+        "aws_iam_role.irsa[demo/app]",
+        "aws_iam_role_policy.irsa[demo/app]",
+        "kubernetes_service_account.demo/app",
+        "kubernetes_deployment.demo/pwless-demo",
+    ] {
+        provider = provider.with_live(address, "live");
+    }
+    let provider = Arc::new(provider);
+    let (report, _, _) = execute(&plan, &harness, provider.clone(), 8, Default::default()).await;
+    assert!(report.succeeded(), "{:?}", report.failure_messages());
+    let log = provider.log();
+    assert!(
+        position(&log, "updated kubernetes_deployment.demo/pwless-demo")
             < position(&log, "deleting aws_iam_role_policy.irsa[demo/app]"),
         "{log:?}"
     );
