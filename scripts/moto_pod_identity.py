@@ -6,6 +6,9 @@ does not emulate at all.
   DeletePodIdentityAssociation. One association per (cluster, namespace, service account):
   a second is ResourceInUseException, unless it carries the first one's client request token
   (then it is the same association, as EKS answers a repeat). Associations go with their cluster.
+  A new association takes effect for EKS Auth only after MOTO_POD_IDENTITY_SETTLE_SECONDS
+  (default 3): "EKS Pod Identity associations are eventually consistent, and may take several
+  seconds to be effective" (CreatePodIdentityAssociation, Amazon EKS API Reference).
 - The add-on calls for what pwless uses: CreateAddon, DescribeAddon, ListAddons, DeleteAddon
   (ACTIVE at once, or after MOTO_PROVISION_SECONDS' `eks_addon`; DeleteAddon takes the add-on
   away at once). Not emulated: versions, configuration values, health issues, UpdateAddon.
@@ -28,6 +31,7 @@ import base64
 import datetime
 import fnmatch
 import json
+import os
 import threading
 import time
 import uuid
@@ -109,6 +113,7 @@ def create_pod_identity_association(self):
             "createdAt": _now(),
             "modifiedAt": _now(),
             "disableSessionTags": bool(self._get_param("disableSessionTags")),
+            "_effective_at": time.monotonic() + float(os.environ.get("MOTO_POD_IDENTITY_SETTLE_SECONDS", "3")),
         }
         if token:
             TOKENS[token] = association_id
@@ -303,7 +308,8 @@ def assume_role_for_pod_identity(request, full_url, headers):
     namespace, service_account = subject[2], subject[3]
     with LOCK:
         found = [a for a in ASSOCIATIONS.get((account, region, cluster_name), {}).values()
-                 if a["namespace"] == namespace and a["serviceAccount"] == service_account]
+                 if a["namespace"] == namespace and a["serviceAccount"] == service_account
+                 and a["_effective_at"] <= time.monotonic()]
     if not found:
         return _error(404, "ResourceNotFoundException",
                       f"No Pod Identity association for service account {namespace}/{service_account} in cluster {cluster_name}")

@@ -24,6 +24,14 @@ use crate::state::ResourceState;
 /// How long an add-on may take to become ACTIVE or to go: EKS installs it on every node.
 const ADDON_WAIT: Duration = Duration::from_secs(20 * 60);
 
+/// How long a created or changed association is given to take effect before what depends on
+/// it (the service account losing its IRSA annotation, the pods rolled over) goes ahead:
+/// "EKS Pod Identity associations are eventually consistent, and may take several seconds to
+/// be effective after the initial API call returns successfully" (CreatePodIdentityAssociation,
+/// Amazon EKS API Reference); eksctl's maintainers advise 15 seconds (eksctl#7709). The API
+/// offers no way to see when it is effective.
+const ASSOCIATION_SETTLE: Duration = Duration::from_secs(15);
+
 fn tags_of(tags: Option<&HashMap<String, String>>) -> Value {
     tags_value(
         tags.map(|tags| tags.clone().into_iter().collect::<BTreeMap<_, _>>())
@@ -35,7 +43,9 @@ fn association_applied(association: &PodIdentityAssociation) -> Result<Applied, 
     let id = association
         .association_id()
         .ok_or_else(|| missing_field("the association id"))?;
-    let arn = association.association_arn().unwrap_or_default();
+    let arn = association
+        .association_arn()
+        .ok_or_else(|| missing_field("the association ARN"))?;
     Ok(Applied {
         id: Some(id.to_string()),
         outputs: BTreeMap::from([
@@ -83,10 +93,12 @@ pub(super) async fn create(
                 })
             })
             .await?;
-            association_applied(
+            let applied = association_applied(
                 out.association()
                     .ok_or_else(|| missing_field("the association"))?,
-            )
+            )?;
+            tokio::time::sleep(ASSOCIATION_SETTLE).await;
+            Ok(applied)
         }
         ResourceKind::EksAddon => {
             let name = input_str(inputs, "addon_name")?;
@@ -238,11 +250,18 @@ pub(super) async fn update(
         ResourceKind::EksPodIdentityAssociation => "association_arn",
         _ => "arn",
     };
-    let arn = resource
-        .outputs
-        .get(arn_output)
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let arn = || {
+        resource
+            .outputs
+            .get(arn_output)
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                ProviderError::permanent(format!(
+                    "the state records no {arn_output} for {}",
+                    resource.address
+                ))
+            })
+    };
     for name in changed {
         match (resource.kind, name.as_str()) {
             (ResourceKind::EksPodIdentityAssociation, "role_arn") => {
@@ -260,8 +279,9 @@ pub(super) async fn update(
                     .send()
                     .await
                     .map_err(sdk_error("update the EKS Pod Identity association"))?;
+                tokio::time::sleep(ASSOCIATION_SETTLE).await;
             }
-            (_, "tags") => super::eks::sync_tags(aws, arn, &resource.inputs, inputs).await?,
+            (_, "tags") => super::eks::sync_tags(aws, arn()?, &resource.inputs, inputs).await?,
             (kind, other) => return Err(super::not_in_place(kind, other)),
         }
     }
@@ -324,6 +344,33 @@ pub(super) async fn delete(
     }
 }
 
+/// The association of `namespace/service_account` on `cluster`, if it has one (EKS allows one):
+/// ListPodIdentityAssociations, then DescribePodIdentityAssociation for its role and tags.
+pub(crate) async fn association_of(
+    aws: &AwsProvider,
+    cluster: &str,
+    namespace: &str,
+    service_account: &str,
+) -> Result<Option<PodIdentityAssociation>, ProviderError> {
+    let listed = aws
+        .eks
+        .list_pod_identity_associations()
+        .cluster_name(cluster)
+        .namespace(namespace)
+        .service_account(service_account)
+        .send()
+        .await
+        .map_err(sdk_error("list the EKS Pod Identity associations"))?;
+    match listed
+        .associations()
+        .iter()
+        .find_map(|summary| summary.association_id())
+    {
+        Some(id) => describe_association(aws, cluster, id).await,
+        None => Ok(None),
+    }
+}
+
 /// The association or add-on an interrupted create made, when its tags say it is this stack's
 /// (else `ErrorKind::Taken`, from [`check_owner`]).
 pub(super) async fn adopt(
@@ -344,23 +391,9 @@ pub(super) async fn adopt(
                 input_str(inputs, "namespace")?,
                 input_str(inputs, "service_account")?,
             );
-            let listed = aws
-                .eks
-                .list_pod_identity_associations()
-                .cluster_name(cluster)
-                .namespace(namespace)
-                .service_account(service_account)
-                .send()
-                .await
-                .map_err(sdk_error("list the EKS Pod Identity associations"))?;
-            let Some(id) = listed
-                .associations()
-                .iter()
-                .find_map(|summary| summary.association_id())
+            let Some(association) =
+                association_of(aws, cluster, namespace, service_account).await?
             else {
-                return Ok(None);
-            };
-            let Some(association) = describe_association(aws, cluster, id).await? else {
                 return Ok(None);
             };
             check_owner(
