@@ -132,16 +132,26 @@ fn run_as(args: RunArgs) -> anyhow::Result<u8> {
             // Ctrl-C reaches the command (the terminal's foreground group); this process
             // stays, serving credentials until the command ends.
             runtime.spawn(async { while tokio::signal::ctrl_c().await.is_ok() {} });
+            // Nothing the SDKs' chain would take before the agent: no keys, no web identity,
+            // no relative URI or literal token, and no shared config or credentials file (a
+            // developer's `[default]` profile comes before container credentials).
             for variable in [
                 "AWS_ACCESS_KEY_ID",
                 "AWS_SECRET_ACCESS_KEY",
                 "AWS_SESSION_TOKEN",
                 "AWS_WEB_IDENTITY_TOKEN_FILE",
                 "AWS_ROLE_ARN",
+                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN",
             ] {
                 child.env_remove(variable);
             }
+            let empty = directory.0.join("empty");
+            std::fs::write(&empty, "")
+                .map_err(|error| UserError(format!("cannot write {}: {error}", empty.display())))?;
             child
+                .env("AWS_CONFIG_FILE", &empty)
+                .env("AWS_SHARED_CREDENTIALS_FILE", &empty)
                 .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", &started.url)
                 .env(
                     "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
@@ -194,7 +204,14 @@ fn run_as(args: RunArgs) -> anyhow::Result<u8> {
             .map_err(|error| UserError(format!("cannot run {}: {error}", args.command[0])));
         drop(runtime);
         drop(directory);
-        return Ok(u8::try_from(status?.code().unwrap_or(1)).unwrap_or(1));
+        // A command ended by a signal exits as a shell reports it: 128 + the signal.
+        use std::os::unix::process::ExitStatusExt as _;
+        let status = status?;
+        let code = status
+            .code()
+            .or_else(|| status.signal().map(|signal| 128 + signal))
+            .unwrap_or(1);
+        return Ok(u8::try_from(code).unwrap_or(1));
     }
     // The command takes this process's place, as a container's entrypoint would: signals
     // reach it, and nothing of pwless is left running beside it.
@@ -232,8 +249,15 @@ async fn mechanism(
             &config,
             crate::provider::kubernetes::KubernetesSettings::from_environment(),
         );
-        if let Ok(crate::plan::Observed::Present { inputs, .. }) = kubernetes.read(account).await {
-            is_annotated = Some(annotated(&inputs));
+        match kubernetes.read(account).await {
+            Ok(crate::plan::Observed::Present { inputs, .. }) => {
+                is_annotated = Some(annotated(&inputs));
+            }
+            Ok(crate::plan::Observed::Missing) => {}
+            Err(error) => eprintln!(
+                "note: cannot read service account {key} through the cluster ({}); going by the state",
+                error.message
+            ),
         }
     }
     let associated = state
@@ -255,7 +279,12 @@ struct PrivateDir(PathBuf);
 impl PrivateDir {
     fn new() -> Result<Self, UserError> {
         use std::os::unix::fs::DirBuilderExt as _;
-        let path = std::env::temp_dir().join(format!("pwless-pod-identity-{}", std::process::id()));
+        // A name no earlier run can have left behind (a crashed one's pid can come again).
+        let path = std::env::temp_dir().join(format!(
+            "pwless-pod-identity-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&path)

@@ -153,15 +153,29 @@ pub fn web_identity_token(issuer: &str, subject: &str, audience: &str, now: u64)
 }
 
 /// Adds credentials to the verifier's registry (a JSON map from access key id), written
-/// atomically so a login in between reads the old or the new file, never half of one.
+/// atomically so a login in between reads the old or the new file, never half of one. Writers
+/// take turns (an exclusive lock on `<registry>.lock`, across processes and the Pod Identity
+/// agent's concurrent requests), so none loses another's entry. A registry that is not JSON is
+/// an error, never silently emptied.
 pub fn register_credentials(
     registry: &Path,
     access_key_id: &str,
     secret_access_key: &str,
     session_token: Option<&str>,
 ) -> std::io::Result<()> {
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(registry.with_extension("lock"))?;
+    lock.lock()?;
     let mut entries: serde_json::Map<String, Value> = match std::fs::read(registry) {
-        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|error| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{} is not the registry's JSON: {error}", registry.display()),
+            )
+        })?,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Default::default(),
         Err(error) => return Err(error),
     };
@@ -172,6 +186,7 @@ pub fn register_credentials(
     let temporary = registry.with_extension(format!("tmp-{}", std::process::id()));
     std::fs::write(&temporary, Value::Object(entries).to_string())?;
     std::fs::rename(&temporary, registry)
+    // The lock goes with `lock`.
 }
 
 /// The temporary credentials of a service account's IRSA role, as STS hands them to a pod
