@@ -54,6 +54,9 @@ fn template_metadata(labels: Value, identity: Value) -> Value {
     }
 }
 
+/// The service account annotation that names its IRSA role (the EKS Pod Identity Webhook's).
+pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
+
 /// The pod template annotation that names a Deployment's identity mechanism when it is not
 /// IRSA.
 pub const IDENTITY_ANNOTATION: &str = "pwless/identity";
@@ -86,8 +89,7 @@ pub fn object_of(kind: ResourceKind, get: impl Fn(&str) -> Value) -> Option<Valu
             // then removes the one pwless set before).
             let role_arn = get("role_arn");
             if !role_arn.is_null() {
-                account["metadata"]["annotations"] =
-                    json!({"eks.amazonaws.com/role-arn": role_arn});
+                account["metadata"]["annotations"] = json!({ROLE_ARN_ANNOTATION: role_arn});
             }
             account
         }

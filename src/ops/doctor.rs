@@ -434,25 +434,9 @@ impl Step {
                         APPLY,
                     );
                 }
-                match providers
-                    .aws
-                    .iam
-                    .get_role()
-                    .role_name(role_name)
-                    .send()
-                    .await
-                {
-                    Err(error) => broken(
-                        name,
-                        crate::provider::aws::sdk_error("read the role")(error).message,
-                        APPLY,
-                    ),
-                    Ok(out) => {
-                        let document = out
-                            .role()
-                            .and_then(|role| role.assume_role_policy_document())
-                            .map(parse_document)
-                            .unwrap_or(Value::Null);
+                match role_trust(providers, role_name).await {
+                    Err(error) => broken(name, error, APPLY),
+                    Ok(document) => {
                         match pwless_sandbox::trust_allows(
                             &document,
                             provider_arn,
@@ -487,12 +471,16 @@ impl Step {
                         "run `pwless apply`",
                     );
                 };
-                let wanted = account
-                    .inputs
-                    .get("role_arn")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
+                // Pod Identity wants no annotation at all; IRSA the role's ARN.
+                let wanted = match entry.identity {
+                    Identity::PodIdentity => String::new(),
+                    Identity::Irsa => account
+                        .inputs
+                        .get("role_arn")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                };
                 match providers.read(account).await {
                     Err(error) => broken(
                         name,
@@ -625,6 +613,23 @@ impl Step {
     }
 }
 
+/// A role's trust policy as IAM has it now; the error is IAM's, with its code.
+async fn role_trust(providers: &Providers, role_name: &str) -> Result<Value, String> {
+    let out = providers
+        .aws
+        .iam
+        .get_role()
+        .role_name(role_name)
+        .send()
+        .await
+        .map_err(|error| crate::provider::aws::sdk_error("read the role")(error).message)?;
+    Ok(out
+        .role()
+        .and_then(|role| role.assume_role_policy_document())
+        .map(parse_document)
+        .unwrap_or(Value::Null))
+}
+
 /// The `trust` link of a Pod Identity entry: the role's trust admits EKS Pod Identity for the
 /// session tags EKS sets for this cluster, namespace and service account
 /// ([`pwless_sandbox::pod_identity::trust_allows`]).
@@ -661,42 +666,24 @@ async fn pod_identity_trust(
         ("kubernetes-namespace", namespace),
         ("kubernetes-service-account", service_account),
     ];
-    match providers
-        .aws
-        .iam
-        .get_role()
-        .role_name(role_name)
-        .send()
-        .await
-    {
-        Err(error) => broken(
-            name,
-            crate::provider::aws::sdk_error("read the role")(error).message,
-            APPLY,
-        ),
-        Ok(out) => {
-            let document = out
-                .role()
-                .and_then(|role| role.assume_role_policy_document())
-                .map(parse_document)
-                .unwrap_or(Value::Null);
-            match pwless_sandbox::pod_identity::trust_allows(&document, &tags) {
-                Ok(()) => ok(
-                    name,
-                    format!(
-                        "role {role_name} trusts EKS Pod Identity for {namespace}/{service_account} on {}",
-                        output("name")
-                    ),
+    match role_trust(providers, role_name).await {
+        Err(error) => broken(name, error, APPLY),
+        Ok(document) => match pwless_sandbox::pod_identity::trust_allows(&document, &tags, true) {
+            Ok(()) => ok(
+                name,
+                format!(
+                    "role {role_name} trusts EKS Pod Identity for {namespace}/{service_account} on {}",
+                    output("name")
                 ),
-                Err(why) => broken(
-                    name,
-                    format!(
-                        "role {role_name} does not admit EKS Pod Identity for {namespace}/{service_account}: {why}"
-                    ),
-                    APPLY,
+            ),
+            Err(why) => broken(
+                name,
+                format!(
+                    "role {role_name} does not admit EKS Pod Identity for {namespace}/{service_account}: {why}"
                 ),
-            }
-        }
+                APPLY,
+            ),
+        },
     }
 }
 
@@ -727,29 +714,24 @@ async fn pod_identity_association(
         );
     };
     let eks = &providers.aws.eks;
-    let listed = match eks
-        .list_pod_identity_associations()
-        .cluster_name(cluster)
-        .namespace(namespace)
-        .service_account(service_account)
-        .send()
-        .await
+    let association = match crate::provider::aws::eks_pod_identity::association_of(
+        &providers.aws,
+        cluster,
+        namespace,
+        service_account,
+    )
+    .await
     {
-        Ok(listed) => listed,
+        Ok(association) => association,
         Err(error) => {
             return broken(
                 name,
-                crate::provider::aws::sdk_error("list the Pod Identity associations")(error)
-                    .message,
-                "check the AWS credentials (eks:ListPodIdentityAssociations), then run doctor again",
+                error.message,
+                "check the AWS credentials (eks:ListPodIdentityAssociations, eks:DescribePodIdentityAssociation), then run doctor again",
             );
         }
     };
-    let Some(id) = listed
-        .associations()
-        .iter()
-        .find_map(|summary| summary.association_id())
-    else {
+    let Some(association) = association else {
         return broken(
             name,
             format!(
@@ -758,27 +740,8 @@ async fn pod_identity_association(
             APPLY,
         );
     };
-    let associated = match eks
-        .describe_pod_identity_association()
-        .cluster_name(cluster)
-        .association_id(id)
-        .send()
-        .await
-    {
-        Ok(out) => out
-            .association()
-            .and_then(|association| association.role_arn())
-            .unwrap_or_default()
-            .to_string(),
-        Err(error) => {
-            return broken(
-                name,
-                crate::provider::aws::sdk_error("describe the Pod Identity association")(error)
-                    .message,
-                APPLY,
-            );
-        }
-    };
+    let id = association.association_id().unwrap_or_default();
+    let associated = association.role_arn().unwrap_or_default();
     if associated != role_arn {
         return broken(
             name,

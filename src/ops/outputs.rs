@@ -49,10 +49,6 @@ pub struct StackOutputs {
     /// `namespace/service_account`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub access_role_arns: BTreeMap<String, String>,
-    /// The role's name of each access entry, by `namespace/service_account` (not
-    /// printed).
-    #[serde(skip)]
-    pub access_role_names: BTreeMap<String, String>,
     /// The IRSA roles' ARNs alone, by `namespace/service_account` (not printed).
     #[serde(skip)]
     pub irsa_role_arns: BTreeMap<String, String>,
@@ -104,10 +100,21 @@ impl StackOutputs {
                 })
                 .collect()
         };
-        // In a migration both roles exist: the Pod Identity role is the new one.
+        // In a migration both roles exist: the one the service account uses now counts (its
+        // IRSA annotation while it has one, else the Pod Identity role).
+        let annotated = |key: &str| {
+            state
+                .resource(&address::of(ResourceKind::KubernetesServiceAccount, key))
+                .and_then(|account| account.inputs.get("role_arn"))
+                .is_some_and(Value::is_string)
+        };
         let access_roles = |name: &str| {
-            let mut all = roles(Identity::Irsa, name);
-            all.extend(roles(Identity::PodIdentity, name));
+            let mut all = roles(Identity::PodIdentity, name);
+            for (key, value) in roles(Identity::Irsa, name) {
+                if annotated(&key) || !all.contains_key(&key) {
+                    all.insert(key, value);
+                }
+            }
             all
         };
         let relays = state
@@ -137,7 +144,6 @@ impl StackOutputs {
             database_cluster_resource_id: text(&cluster, "cluster_resource_id"),
             database_master_secret_arn: text(&cluster, "master_user_secret_arn"),
             access_role_arns: access_roles("arn"),
-            access_role_names: access_roles("name"),
             irsa_role_arns: roles(Identity::Irsa, "arn"),
             irsa_role_names: roles(Identity::Irsa, "name"),
             relays,
@@ -286,7 +292,7 @@ mod tests {
             outputs.database(),
             Some(("db.cluster-x.us-west-2.rds.amazonaws.com", 5432))
         );
-        assert_eq!(outputs.access_role_names["team/api"], "r");
+        assert_eq!(outputs.irsa_role_names["team/api"], "r");
         assert_eq!(
             Value::Object(outputs.to_map().into_iter().collect()),
             json!({

@@ -50,8 +50,10 @@ pub struct DatabaseAccess {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iam_role: Option<String>,
     /// How pods get the role's credentials: `irsa` or `pod_identity` (a migration shows the
-    /// entry twice: the old mechanism revoked, the new one granted).
-    pub identity: String,
+    /// entry twice: the old mechanism revoked, the new one granted); `irsa` in plans saved
+    /// before Pod Identity existed.
+    #[serde(default)]
+    pub identity: Identity,
 }
 
 /// A principal with cluster-admin through an EKS access entry.
@@ -95,7 +97,7 @@ pub fn summarize(changes: &[ResourceChange], mode: Mode) -> AccessSummary {
                 cluster: None,
                 cluster_resource_id: None,
                 iam_role: None,
-                identity: identity.name().to_string(),
+                identity,
             });
             continue;
         }
@@ -111,7 +113,7 @@ pub fn summarize(changes: &[ResourceChange], mode: Mode) -> AccessSummary {
                 entry,
             ))
             .and_then(|role| known(role, "name", None)),
-            identity: identity.name().to_string(),
+            identity,
         });
     }
     for entry in changes {

@@ -32,8 +32,7 @@ use crate::state::ResourceState;
 use crate::token::SigningCredentials;
 
 pub const FIELD_MANAGER: &str = "pwless";
-/// The annotation EKS's pod identity webhook reads to hand a pod its role's credentials.
-pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
+pub use crate::kubernetes::ROLE_ARN_ANNOTATION;
 /// A client (and its token) is made again after this; EKS accepts a token for 15 minutes.
 const CLIENT_LIFETIME: Duration = Duration::from_secs(10 * 60);
 /// How long apply waits for a Deployment to be available or a load balancer to appear, and

@@ -204,9 +204,9 @@ fn access_summary(plan: &Plan) -> String {
         .iter()
         .map(|access| {
             let entry = &access.service_account;
-            let mechanism = match access.identity.as_str() {
-                "pod_identity" => "EKS Pod Identity",
-                _ => "IRSA",
+            let mechanism = match access.identity {
+                crate::spec::model::Identity::PodIdentity => "EKS Pod Identity",
+                crate::spec::model::Identity::Irsa => "IRSA",
             };
             if access.revoked {
                 return format!("  - {entry}: loses its database access ({mechanism})");

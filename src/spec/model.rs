@@ -216,8 +216,10 @@ pub struct Access {
     pub identity: Identity,
 }
 
-/// How a service account's pods get their IAM role's credentials.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How a service account's pods get their IAM role's credentials (`irsa` or `pod_identity`
+/// in the stack file and in the JSON plan).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Identity {
     /// IAM roles for service accounts: the service account's annotation names the role, the
     /// pod trades its projected token with STS `AssumeRoleWithWebIdentity` through the

@@ -446,6 +446,17 @@ fn pod_identity_and_irsa_side_by_side_each_log_in_as_their_own_user_only() {
 
     let output = stack.run(&["destroy", "--auto-approve"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    // The association and the agent are taken away themselves, before their cluster.
+    for address in [
+        "aws_eks_pod_identity_association.main[demo/demo-app]",
+        "aws_eks_addon.pod_identity_agent",
+    ] {
+        assert!(
+            stderr(&output).contains(&format!("{address}: destroyed after")),
+            "{}",
+            stderr(&output)
+        );
+    }
     let roles = rt.block_on(clients.iam.list_roles().send()).unwrap();
     assert!(
         roles
@@ -552,4 +563,89 @@ fn a_migration_from_irsa_to_pod_identity_never_leaves_the_service_account_withou
             .send(),
     );
     assert!(gone.is_err(), "the IRSA role is still there");
+
+    // And back to IRSA in one apply: the association and the Pod Identity role go, the
+    // service account is annotated again and logs in through IRSA.
+    std::fs::write(
+        &stack.file,
+        std::fs::read_to_string(&stack.file).unwrap().replacen(
+            "service_account: reporter, db_user: reporting, identity: pod_identity}",
+            "service_account: reporter, db_user: reporting}",
+            1,
+        ),
+    )
+    .unwrap();
+    let output = stack.run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let output = stack.login(Some("demo/reporter"), "reporting");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stderr(&output).contains("IRSA"), "{}", stderr(&output));
+    let listed = rt
+        .block_on(
+            clients
+                .eks
+                .list_pod_identity_associations()
+                .cluster_name(&stack.name)
+                .send(),
+        )
+        .unwrap();
+    assert!(listed.associations().is_empty(), "{listed:?}");
+    let output = stack.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+}
+
+/// Lost answers (the call takes effect, pwless hears nothing) on the Pod Identity creates: the
+/// association and the agent add-on are made once each in one run, with a clean plan after.
+#[test]
+fn lost_answers_to_pod_identity_creates_neither_duplicate_nor_fail() {
+    let stack = FullStack::with("lostpi", mixed_identities(true));
+    let associations = format!("POST /clusters/{}/pod-identity-associations=1", stack.name);
+    let addons = format!("POST /clusters/{}/addons=1", stack.name);
+    let proxy =
+        crate::aws::Proxy::with_options(&stack.moto, &["--lose", &associations, "--lose", &addons]);
+    let output = stack
+        .command(&["apply", "--auto-approve"])
+        .env("AWS_ENDPOINT_URL", proxy.endpoint())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let lost = proxy
+        .calls()
+        .iter()
+        .filter(|call| call["lost"] == true)
+        .count();
+    assert_eq!(lost, 2, "every planned loss happened");
+    drop(proxy);
+    let rt = crate::aws::runtime();
+    let clients = rt.block_on(crate::aws::clients(&stack.moto));
+    let listed = rt
+        .block_on(
+            clients
+                .eks
+                .list_pod_identity_associations()
+                .cluster_name(&stack.name)
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(listed.associations().len(), 1);
+    let addons = rt
+        .block_on(clients.eks.list_addons().cluster_name(&stack.name).send())
+        .unwrap();
+    assert_eq!(addons.addons(), ["eks-pod-identity-agent"]);
+    let output = stack.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    let output = stack.login(Some("demo/demo-app"), "app_user");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }

@@ -932,23 +932,7 @@ fn doctor_names_exactly_the_broken_link_each_time() {
         .as_str()
         .unwrap()
         .to_string();
-    let trust = rt.block_on(async {
-        let document = aws
-            .iam
-            .get_role()
-            .role_name(&role_name)
-            .send()
-            .await
-            .unwrap()
-            .role()
-            .unwrap()
-            .assume_role_policy_document()
-            .unwrap()
-            .to_string();
-        percent_encoding::percent_decode_str(&document)
-            .decode_utf8_lossy()
-            .into_owned()
-    });
+    let trust = rt.block_on(trust_of(&aws, &role_name));
 
     type Step<'a> = Box<dyn Fn() + 'a>;
     let by_hand = |sql: &'static str| {
@@ -1159,6 +1143,25 @@ fn doctor_names_exactly_the_broken_link_each_time() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }
 
+/// A role's trust policy as IAM answers it, percent-decoded.
+async fn trust_of(aws: &crate::aws::Clients, role_name: &str) -> String {
+    let document = aws
+        .iam
+        .get_role()
+        .role_name(role_name)
+        .send()
+        .await
+        .unwrap()
+        .role()
+        .unwrap()
+        .assume_role_policy_document()
+        .unwrap()
+        .to_string();
+    percent_encoding::percent_decode_str(&document)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
 /// `pwless doctor` on a Pod Identity entry (issues 19 and 20): each link broken by hand the
 /// way users break it is named as the first broken link, and holds again once repaired.
 #[test]
@@ -1185,23 +1188,7 @@ fn doctor_names_the_broken_pod_identity_link() {
     let aws = rt.block_on(crate::aws::clients(&stack.moto));
     let role_name = format!("{}-pi-demo-demo-app", stack.name);
     let role_arn = format!("arn:aws:iam::123456789012:role/{role_name}");
-    let trust = rt.block_on(async {
-        let document = aws
-            .iam
-            .get_role()
-            .role_name(&role_name)
-            .send()
-            .await
-            .unwrap()
-            .role()
-            .unwrap()
-            .assume_role_policy_document()
-            .unwrap()
-            .to_string();
-        percent_encoding::percent_decode_str(&document)
-            .decode_utf8_lossy()
-            .into_owned()
-    });
+    let trust = rt.block_on(trust_of(&aws, &role_name));
     let association = || {
         rt.block_on(
             aws.eks

@@ -155,7 +155,7 @@ fn access_summary_names_the_resource_id_and_removals() {
             cluster: None,
             cluster_resource_id: None,
             iam_role: None,
-            identity: "irsa".into(),
+            identity: pwless::spec::model::Identity::Irsa,
         }]
     );
     // A destroy leaves no access to show.

@@ -207,9 +207,16 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 /// STS `AssumeRole` with tags, so both `sts:AssumeRole` and `sts:TagSession` must be allowed to
 /// `pods.eks.amazonaws.com`, and an explicit Deny of either wins ("Create IAM role with trust
 /// policy required by EKS Pod Identity", Amazon EKS User Guide). Conditions: `StringEquals` and
-/// `StringLike` on `aws:RequestTag/<tag>`; a statement with any other condition is not honoured
-/// (the same rules as the sandbox's EKS Auth, scripts/moto_pod_identity.py).
-pub fn trust_allows(document: &serde_json::Value, tags: &[(&str, &str)]) -> Result<(), String> {
+/// `StringLike` on `aws:RequestTag/<tag>`. Any other condition key or operator cannot be told
+/// here: with `unknown_holds` false such a statement does not apply (the sandbox's EKS Auth,
+/// scripts/moto_pod_identity.py, honours only what it emulates); with it true the condition is
+/// taken as holding (`pwless doctor` on AWS, where `aws:SourceAccount` and the like are common
+/// and an unknown Deny must not be overlooked).
+pub fn trust_allows(
+    document: &serde_json::Value,
+    tags: &[(&str, &str)],
+    unknown_holds: bool,
+) -> Result<(), String> {
     use serde_json::Value;
     let list = |value: Option<&Value>| -> Vec<String> {
         match value {
@@ -235,17 +242,22 @@ pub fn trust_allows(document: &serde_json::Value, tags: &[(&str, &str)]) -> Resu
             Some(Value::Object(operators)) => operators.iter().all(|(operator, keys)| {
                 keys.as_object().is_some_and(|keys| {
                     keys.iter().all(|(key, expected)| {
-                        let Some(tag) = key.strip_prefix("aws:RequestTag/") else {
-                            return false;
+                        let known_operator =
+                            matches!(operator.as_str(), "StringEquals" | "StringLike");
+                        let Some(tag) = key
+                            .strip_prefix("aws:RequestTag/")
+                            .filter(|_| known_operator)
+                        else {
+                            return unknown_holds;
                         };
                         let Some((_, value)) = tags.iter().find(|(name, _)| *name == tag) else {
                             return false;
                         };
                         let expected = list(Some(expected));
-                        match operator.as_str() {
-                            "StringEquals" => expected.iter().any(|e| e == value),
-                            "StringLike" => expected.iter().any(|e| crate::wildcard(e, value)),
-                            _ => false,
+                        if operator == "StringEquals" {
+                            expected.iter().any(|e| e == value)
+                        } else {
+                            expected.iter().any(|e| crate::wildcard(e, value))
                         }
                     })
                 })
@@ -303,34 +315,42 @@ mod tests {
     #[test]
     fn the_trust_pwless_writes_admits_its_service_account_only() {
         let document = trust(
-            json!({"StringEquals": {"aws:RequestTag/kubernetes-namespace": "demo",
+            json!({"StringEquals": {
+                "aws:RequestTag/eks-cluster-arn": "arn:aws:eks:us-west-2:123456789012:cluster/c",
+                "aws:RequestTag/kubernetes-namespace": "demo",
                 "aws:RequestTag/kubernetes-service-account": "demo-app"}}),
             json!(["sts:AssumeRole", "sts:TagSession"]),
         );
-        assert_eq!(trust_allows(&document, TAGS), Ok(()));
+        assert_eq!(trust_allows(&document, TAGS, false), Ok(()));
         let other = [TAGS[0], TAGS[1], ("kubernetes-service-account", "other")];
-        assert!(trust_allows(&document, &other).is_err());
+        assert!(trust_allows(&document, &other, false).is_err());
         // Without sts:TagSession EKS cannot tag the session.
         let untagged = trust(
             json!({"StringEquals": {"aws:RequestTag/kubernetes-namespace": "demo"}}),
             json!("sts:AssumeRole"),
         );
         assert!(
-            trust_allows(&untagged, TAGS)
+            trust_allows(&untagged, TAGS, false)
                 .unwrap_err()
                 .contains("TagSession")
         );
-        // Another condition key is not emulated, so the statement does not allow.
+        // Another condition key is not emulated: the sandbox does not honour the statement,
+        // doctor takes it as holding.
         let unknown = trust(
             json!({"StringEquals": {"aws:SourceAccount": "123456789012"}}),
             json!("sts:*"),
         );
-        assert!(trust_allows(&unknown, TAGS).is_err());
+        assert!(trust_allows(&unknown, TAGS, false).is_err());
+        assert_eq!(trust_allows(&unknown, TAGS, true), Ok(()));
         let mut denied = document.clone();
         denied["Statement"]
             .as_array_mut()
             .unwrap()
             .push(json!({"Effect": "Deny", "Principal": "*", "Action": "sts:TagSession"}));
-        assert!(trust_allows(&denied, TAGS).unwrap_err().contains("Deny"));
+        assert!(
+            trust_allows(&denied, TAGS, false)
+                .unwrap_err()
+                .contains("Deny")
+        );
     }
 }

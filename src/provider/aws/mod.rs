@@ -5,7 +5,7 @@
 mod ec2;
 mod eks;
 mod eks_access;
-mod eks_pod_identity;
+pub(crate) mod eks_pod_identity;
 pub(crate) mod iam;
 mod rds;
 
