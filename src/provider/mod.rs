@@ -32,6 +32,16 @@ pub struct Applied {
     pub outputs: BTreeMap<String, Value>,
 }
 
+impl Applied {
+    /// What an in-place update that changes no id or output gives back: the recorded ones.
+    pub fn unchanged(resource: &ResourceState) -> Self {
+        Applied {
+            id: resource.id.clone(),
+            outputs: resource.outputs.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     /// Retrying later may succeed (throttling, eventual consistency, a dependency draining).

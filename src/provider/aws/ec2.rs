@@ -893,10 +893,7 @@ pub(super) async fn update(
             }
         }
     }
-    Ok(Applied {
-        id: resource.id.clone(),
-        outputs: resource.outputs.clone(),
-    })
+    Ok(Applied::unchanged(resource))
 }
 
 async fn sync_tags(

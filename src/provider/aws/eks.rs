@@ -560,10 +560,7 @@ pub(super) async fn update(
     }
     match resource.kind {
         ResourceKind::EksCluster => wait_cluster(aws, input_str(inputs, "name")?).await,
-        _ => Ok(Applied {
-            id: resource.id.clone(),
-            outputs: resource.outputs.clone(),
-        }),
+        _ => Ok(Applied::unchanged(resource)),
     }
 }
 

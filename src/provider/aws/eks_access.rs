@@ -209,10 +209,7 @@ pub(super) async fn update(
             other => return Err(super::not_in_place(resource.kind, other)),
         }
     }
-    Ok(Applied {
-        id: resource.id.clone(),
-        outputs: resource.outputs.clone(),
-    })
+    Ok(Applied::unchanged(resource))
 }
 
 pub(super) async fn delete(

@@ -285,10 +285,7 @@ pub(super) async fn update(
             (kind, other) => return Err(super::not_in_place(kind, other)),
         }
     }
-    Ok(Applied {
-        id: resource.id.clone(),
-        outputs: resource.outputs.clone(),
-    })
+    Ok(Applied::unchanged(resource))
 }
 
 pub(super) async fn delete(

@@ -547,10 +547,7 @@ pub(super) async fn update(
             }
         }
     }
-    Ok(Applied {
-        id: resource.id.clone(),
-        outputs: resource.outputs.clone(),
-    })
+    Ok(Applied::unchanged(resource))
 }
 
 pub(super) async fn delete(

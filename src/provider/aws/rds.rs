@@ -520,10 +520,7 @@ pub(super) async fn update(
         ResourceKind::RdsClusterInstance => {
             wait_instance(aws, input_str(inputs, "identifier")?).await
         }
-        _ => Ok(Applied {
-            id: resource.id.clone(),
-            outputs: resource.outputs.clone(),
-        }),
+        _ => Ok(Applied::unchanged(resource)),
     }
 }
 
