@@ -28,8 +28,10 @@
 //!    first).
 //!
 //! Not checked yet (issue 20 stays open): TLS against the CA bundle, the `iam-db-auth-error`
-//! log events, `pwless verify`. Conditions in policies
-//! are not evaluated: a statement with a `Condition` is reported as such.
+//! log events, `pwless verify`. Conditions in identity policies are not evaluated: a statement
+//! with a `Condition` is reported as such. In trust policies, conditions doctor cannot tell
+//! (other than IRSA's `sub`/`aud`, or the session tags EKS Pod Identity sets) are taken as
+//! holding, so a common `aws:SourceAccount` does not read as broken.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -443,6 +445,7 @@ impl Step {
                             issuer,
                             &subject,
                             crate::partition::IRSA_AUDIENCE,
+                            true,
                         ) {
                             Ok(()) => ok(
                                 name,

@@ -23,13 +23,17 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 /// Whether a role's trust policy lets a web identity with these claims assume it: `Ok`, or
-/// why not.
+/// why not. A condition other than `StringEquals`/`StringLike` on the issuer's `sub` and `aud`
+/// cannot be told here: with `unknown_holds` false the statement then does not apply (the
+/// sandbox, which honours only what it emulates); with it true the condition is taken as
+/// holding (`pwless doctor` on AWS, where `aws:SourceAccount` and the like are common).
 pub fn trust_allows(
     document: &Value,
     provider_arn: &str,
     issuer: &str,
     subject: &str,
     audience: &str,
+    unknown_holds: bool,
 ) -> Result<(), String> {
     let host = issuer.trim_start_matches("https://").trim_end_matches('/');
     let claims = [
@@ -72,18 +76,23 @@ pub fn trust_allows(
                     return Err(format!("condition `{operator}` is not a map"));
                 };
                 keys.iter().try_for_each(|(key, expected)| {
-                    let claim = claims
+                    let known = matches!(operator.as_str(), "StringEquals" | "StringLike");
+                    let Some(claim) = claims
                         .iter()
-                        .find(|(name, _)| name == key)
+                        .find(|(name, _)| name == key && known)
                         .map(|(_, value)| *value)
-                        .ok_or_else(|| format!("condition key `{key}` is not emulated"))?;
+                    else {
+                        return if unknown_holds {
+                            Ok(())
+                        } else {
+                            Err(format!("condition `{operator}` on `{key}` is not emulated"))
+                        };
+                    };
                     let expected = list(Some(expected));
-                    let holds = match operator.as_str() {
-                        "StringEquals" => expected.iter().any(|value| value == claim),
-                        "StringLike" => expected.iter().any(|value| wildcard(value, claim)),
-                        other => {
-                            return Err(format!("condition operator `{other}` is not emulated"));
-                        }
+                    let holds = if operator == "StringEquals" {
+                        expected.iter().any(|value| value == claim)
+                    } else {
+                        expected.iter().any(|value| wildcard(value, claim))
                     };
                     if holds {
                         Ok(())
@@ -255,7 +264,15 @@ pub async fn assume_as(
         .map(|document| percent_encoding::percent_decode_str(document).decode_utf8_lossy())
         .unwrap_or_default();
     let document: Value = serde_json::from_str(&document).unwrap_or_default();
-    trust_allows(&document, oidc_provider_arn, issuer, subject, audience).map_err(|why| {
+    trust_allows(
+        &document,
+        oidc_provider_arn,
+        issuer,
+        subject,
+        audience,
+        false,
+    )
+    .map_err(|why| {
         UserError(format!(
             "STS would refuse {subject} the role {role_name}: {why}"
         ))
@@ -313,7 +330,7 @@ mod tests {
             "oidc.eks.us-west-2.amazonaws.com/id/X:sub": "system:serviceaccount:demo:demo-app",
             "oidc.eks.us-west-2.amazonaws.com/id/X:aud": "sts.amazonaws.com"}}));
         let check = |subject: &str, audience: &str| {
-            trust_allows(&document, PROVIDER, ISSUER, subject, audience)
+            trust_allows(&document, PROVIDER, ISSUER, subject, audience, false)
         };
         assert!(check("system:serviceaccount:demo:demo-app", "sts.amazonaws.com").is_ok());
         assert!(check("system:serviceaccount:demo:other", "sts.amazonaws.com").is_err());
@@ -325,7 +342,8 @@ mod tests {
                 other_provider,
                 ISSUER,
                 "system:serviceaccount:demo:demo-app",
-                "sts.amazonaws.com"
+                "sts.amazonaws.com",
+                false
             )
             .is_err()
         );
@@ -342,7 +360,8 @@ mod tests {
                 PROVIDER,
                 ISSUER,
                 "system:serviceaccount:demo:any",
-                "x"
+                "x",
+                false
             )
             .is_ok()
         );
@@ -352,12 +371,15 @@ mod tests {
                 PROVIDER,
                 ISSUER,
                 "system:serviceaccount:prod:any",
-                "x"
+                "x",
+                false
             )
             .is_err()
         );
         let unknown = trust(json!({"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}));
-        assert!(trust_allows(&unknown, PROVIDER, ISSUER, "s", "a").is_err());
+        assert!(trust_allows(&unknown, PROVIDER, ISSUER, "s", "a", false).is_err());
+        // `pwless doctor` cannot tell such a condition, and takes it as holding.
+        assert!(trust_allows(&unknown, PROVIDER, ISSUER, "s", "a", true).is_ok());
     }
 
     #[test]
