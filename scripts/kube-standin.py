@@ -35,6 +35,14 @@ client path (kube-rs, TLS, the EKS bearer token, server-side apply) runs for rea
   deletion takes --lb-seconds too; a deleted Namespace is Terminating until what is in it
   is gone; 404 after a delete; 403 for new objects in a terminating namespace.
 
+- Jobs (batch/v1): POST, GET, DELETE; the Job's pod listed with the controller's `job-name`
+  label and its log at pods/NAME/log. No image can be pulled here: the container's command
+  runs as --job-binary under --job-runner (`pwless sandbox run -f STACK --as NS/SA --`, so
+  with the credentials EKS would give the service account's pods, checked as STS would), its
+  output the pod's log, its exit the Job's Complete or Failed condition (backoffLimit 0).
+  activeDeadlineSeconds and ttlSecondsAfterFinished are stored, not counted; a Job whose
+  service account is missing stays active.
+
 Not covered: lists (but pods) and watches, other kinds, strategic merge, field sets inside
 lists (lists are atomic here), admission, RBAC and access policies other than cluster-admin,
 image pulls (every image "runs"), NetworkPolicy enforcement (policies are stored, not
@@ -75,6 +83,7 @@ KINDS = {
     "deployments": ("apps/v1", "Deployment", True),
     "configmaps": ("v1", "ConfigMap", True),
     "networkpolicies": ("networking.k8s.io/v1", "NetworkPolicy", True),
+    "jobs": ("batch/v1", "Job", True),
 }
 # The subprotocol the API server speaks for a WebSocket port-forward (k8s.io/apiserver
 # pkg/util/wsstream: "v4.channel.k8s.io", binary frames, first byte the channel).
@@ -268,6 +277,7 @@ class Store:
         self.timers = {}    # key -> {"ready_at": t, "gone_at": t}
         self.version = 0
         self.requests = []
+        self.job_runs = {}  # key -> {"process": Popen or None, "log": str, "ended": bool, "phase": str}
 
     def next_version(self):
         self.version += 1
@@ -354,13 +364,91 @@ class Store:
                 })
         return out
 
+    def job_pods(self, namespace, selector):
+        """The pod of each Job of `namespace` (one: backoffLimit 0 is all pwless makes),
+        named <job>-<n>, labelled as the Job controller labels it."""
+        out = []
+        for key, obj in sorted(self.objects.items()):
+            if key[0] != "jobs" or key[1] != namespace or key not in self.job_runs:
+                continue
+            template = get_path(obj, ("spec", "template")) or {}
+            labels = {**(get_path(template, ("metadata", "labels")) or {}),
+                      "job-name": key[2], "batch.kubernetes.io/job-name": key[2],
+                      "controller-uid": obj["metadata"]["uid"]}
+            if any(labels.get(k) != v for k, v in selector.items()):
+                continue
+            run = self.job_runs[key]
+            out.append({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": f"{key[2]}-{obj['metadata']['uid'][:5]}", "namespace": namespace,
+                             "labels": labels,
+                             "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job",
+                                                  "name": key[2], "uid": obj["metadata"]["uid"]}]},
+                "spec": copy.deepcopy(template.get("spec", {})),
+                "status": {"phase": run["phase"],
+                           "conditions": [{"type": "Ready", "status": "True" if run["phase"] == "Running" else "False"}]},
+            })
+        return out
+
+    def start_job(self, key, obj):
+        """Runs the Job's one container the way a kubelet would, as far as this machine can:
+        images cannot be pulled here, so the container's command runs as --job-binary, under
+        --job-runner (`pwless sandbox run -f STACK`: the service account's credentials, as
+        EKS gives its pods) with `--as NAMESPACE/SERVICE_ACCOUNT`, and the container's env.
+        Its stdout and stderr are the pod's log; exit 0 completes the Job, anything else
+        fails it (backoffLimit 0). Without --job-runner the Job fails at once, saying so."""
+        spec = get_path(obj, ("spec", "template", "spec")) or {}
+        container = (spec.get("containers") or [{}])[0]
+        account = spec.get("serviceAccountName") or "default"
+        run = {"process": None, "log": "", "ended": False, "phase": "Pending"}
+        self.job_runs[key] = run
+        if not self.args.job_runner or not self.args.job_binary:
+            run.update(ended=True, phase="Failed",
+                       log="kube-standin: this stand-in runs Job pods only with --job-runner and --job-binary\n")
+            self.end_job(key, False, "StandinCannotRun", "no --job-runner was given")
+            return
+        if account != "default" and ("serviceaccounts", key[1], account) not in self.objects:
+            # The Job controller cannot make the pod; the Job stays active (then hits its
+            # activeDeadlineSeconds, which this stand-in does not count).
+            run["phase"] = "Pending"
+            return
+        command = (json.loads(self.args.job_runner) + ["--as", f"{key[1]}/{account}", "--", self.args.job_binary]
+                   + [str(a) for a in container.get("args") or []])
+        # The kubelet tells every pod where the API server is (KUBERNETES_SERVICE_HOST); the
+        # runner, a pwless, reads it from these.
+        env = {**os.environ, **{e["name"]: e.get("value", "") for e in container.get("env") or []},
+               "PWLESS_KUBE_API_URL": self.url, "PWLESS_KUBE_CA_FILE": os.path.join(self.args.dir, "ca.pem")}
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL)
+        run.update(process=process, phase="Running")
+
+        def wait():
+            output = process.stdout.read().decode(errors="replace")
+            code = process.wait()
+            with self.lock:
+                run.update(log=output, ended=True, phase="Succeeded" if code == 0 else "Failed")
+                if key in self.objects:
+                    self.end_job(key, code == 0, "BackoffLimitExceeded",
+                                 f"Job has reached the specified backoff limit (the container exited {code})")
+        threading.Thread(target=wait, daemon=True).start()
+
+    def end_job(self, key, succeeded, reason, message):
+        obj = self.objects[key]
+        condition = ({"type": "Complete", "status": "True"} if succeeded else
+                     {"type": "Failed", "status": "True", "reason": reason, "message": message})
+        obj["status"] = {"succeeded" if succeeded else "failed": 1, "conditions": [condition]}
+        obj["metadata"]["resourceVersion"] = self.next_version()
+
     def pod(self, namespace, name):
-        for pod in self.pods(namespace, {}):
+        for pod in self.pods(namespace, {}) + self.job_pods(namespace, {}):
             if pod["metadata"]["name"] == name:
                 return pod
         raise not_found("pods", name)
 
     def forget(self, key):
+        run = self.job_runs.pop(key, None)
+        if run and run["process"] is not None and run["process"].poll() is None:
+            run["process"].kill()
         self.objects.pop(key, None)
         self.owners.pop(key, None)
         self.timers.pop(key, None)
@@ -382,6 +470,23 @@ class Store:
             obj.setdefault("status", {})["phase"] = "Terminating"
         self.timers.setdefault(key, {})["gone_at"] = time.monotonic() + delay
         return obj
+
+    def create_job(self, namespace, config):
+        """POST of a Job: 409 if one of that name exists, else stored and its pod started."""
+        name = get_path(config, ("metadata", "name")) or ""
+        self.validate("jobs", namespace, name, config)
+        key = self.key("jobs", namespace, name)
+        if key in self.objects:
+            raise ApiError(409, "AlreadyExists", f'jobs.batch "{name}" already exists',
+                           {"name": name, "group": "batch", "kind": "jobs"})
+        self.check_namespace(namespace, True)
+        obj = copy.deepcopy(config)
+        obj["metadata"].update(namespace=namespace, uid=str(uuid.uuid4()), creationTimestamp=now_rfc3339(),
+                               generation=1, resourceVersion=self.next_version())
+        obj["status"] = {"active": 1}
+        self.objects[key] = obj
+        self.start_job(key, obj)
+        return 201, self.render(key)
 
     def key(self, plural, namespace, name):
         return (plural, namespace or "", name)
@@ -422,6 +527,12 @@ class Store:
                 for entry in container.get("env") or []:
                     if "value" in entry and not isinstance(entry["value"], str):
                         problems.append(f"spec.template.spec.containers.env[{entry.get('name')}].value: Invalid value: must be a string")
+        if plural == "jobs":
+            containers = get_path(config, ("spec", "template", "spec", "containers")) or []
+            if not containers or not all(c.get("image") for c in containers):
+                problems.append("spec.template.spec.containers[0].image: Required value")
+            if get_path(config, ("spec", "template", "spec", "restartPolicy")) not in ("Never", "OnFailure"):
+                problems.append('spec.template.spec.restartPolicy: Required value: valid values: "OnFailure", "Never"')
         if plural == "services":
             for port in get_path(config, ("spec", "ports")) or []:
                 if not isinstance(port.get("port"), int) or not 0 < port["port"] < 65536:
@@ -534,6 +645,8 @@ class Handler(BaseHTTPRequestHandler):
         namespace = None
         if len(rest) == 4 and rest[0] == "namespaces":
             namespace, plural, name = rest[1], rest[2], rest[3]
+        elif len(rest) == 3 and rest[0] == "namespaces":
+            namespace, plural, name = rest[1], rest[2], None
         elif len(rest) == 2:
             plural, name = rest
         else:
@@ -569,17 +682,29 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json(200, store.requests)
         try:
             self.authenticate()
-            pods = re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods(?:/([^/]+)(?:/(portforward))?)?",
+            pods = re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods(?:/([^/]+)(?:/(portforward|log))?)?",
                                 urllib.parse.urlsplit(self.path).path)
             if pods and method == "GET":
                 return self.serve_pods(*pods.groups())
             plural, namespace, name, query = self.route()
+            if name is None and method == "POST":
+                try:
+                    name = get_path(json.loads(raw or b"{}"), ("metadata", "name")) or ""
+                    creating = True
+                except ValueError:
+                    raise ApiError(400, "BadRequest", "the body is not JSON")
+            else:
+                creating = False
             content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip()
             with store.lock:
                 store.requests.append({"method": method, "plural": plural, "namespace": namespace, "name": name,
                                        "content_type": content_type, "field_manager": query.get("fieldManager"),
                                        "force": query.get("force")})
                 store.tick()
+                if creating or name is None:
+                    if not creating or plural != "jobs":
+                        raise ApiError(405, "MethodNotAllowed", "this stand-in creates only Jobs by POST, and lists no collection but pods")
+                    return self.send_json(*store.create_job(namespace, json.loads(raw)))
                 key = store.key(plural, namespace, name)
                 if method == "GET":
                     if key not in store.objects:
@@ -630,13 +755,24 @@ class Handler(BaseHTTPRequestHandler):
                         selector[key.rstrip("=")] = value.lstrip("=")
                 store.requests.append({"method": "GET", "plural": "pods", "namespace": namespace, "name": "",
                                        "label_selector": selector})
-                items = store.pods(namespace, selector)
+                items = store.pods(namespace, selector) + store.job_pods(namespace, selector)
                 return self.send_json(200, {"apiVersion": "v1", "kind": "PodList",
                                             "metadata": {"resourceVersion": str(store.version)}, "items": items})
             pod = store.pod(namespace, name)
             if subresource is None:
                 store.requests.append({"method": "GET", "plural": "pods", "namespace": namespace, "name": name})
                 return self.send_json(200, pod)
+            if subresource == "log":
+                store.requests.append({"method": "GET", "plural": "pods", "namespace": namespace, "name": name,
+                                       "subresource": "log"})
+                job = store.job_runs.get(store.key("jobs", namespace, pod["metadata"]["labels"].get("job-name", "")))
+                data = (job["log"] if job else "").encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return
         ports = [int(p) for value in query.get("ports", []) for p in value.split(",") if p.strip().isdigit()]
         if not ports:
             raise ApiError(400, "BadRequest", "query parameter \"port\" is required")
@@ -812,6 +948,11 @@ def main():
                                        "with AmazonEKSClusterAdminPolicy there (as on EKS)")
     parser.add_argument("--db-target", help="HOST:PORT a database relay pod's connection reaches "
                                             "(the sandbox PostgreSQL); port-forwards to its port 5432 go there")
+    parser.add_argument("--job-runner", help="a JSON list: the command a Job's pod runs under, given "
+                                             "`--as NAMESPACE/SERVICE_ACCOUNT -- BINARY ARGS...` "
+                                             "(`pwless sandbox run -f STACK`)")
+    parser.add_argument("--job-binary", help="what a Job's container runs, as no image can be pulled here "
+                                             "(the pwless-demo executable)")
     parser.add_argument("--deploy-seconds", type=float, default=0.5)
     parser.add_argument("--lb-seconds", type=float, default=0.5)
     args = parser.parse_args()
@@ -820,6 +961,7 @@ def main():
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
     server.store = Store(args)
+    server.store.url = f"https://127.0.0.1:{server.server_address[1]}"
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(os.path.join(args.dir, "server.pem"), os.path.join(args.dir, "server.key"))
     server.socket = context.wrap_socket(server.socket, server_side=True)

@@ -14,6 +14,7 @@ mod show;
 mod state;
 mod token;
 mod validate;
+mod verify;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -92,6 +93,14 @@ pub enum Command {
   pwless doctor --as demo/demo-app              one service account's
   pwless doctor --json                          for machines")]
     Doctor(doctor::DoctorArgs),
+    /// Prove each login on the cluster: a Job under every access entry's service account logs
+    /// in as its own database user (must succeed) and as every other (must be refused); prints
+    /// the matrix, exit 1 on any unexpected result.
+    #[command(after_help = "Examples:
+  pwless verify --image 123456789012.dkr.ecr.us-west-2.amazonaws.com/pwless-demo@sha256:<digest>
+  pwless verify                                 with app.image pinned by digest
+  pwless verify --json                          for machines")]
+    Verify(verify::VerifyArgs),
     /// Print a 15-minute IAM auth token for a database user (use it as the password).
     #[command(after_help = "Examples:
   PGPASSWORD=\"$(pwless token --user app_user)\" psql \"host=... sslmode=verify-full ...\"
@@ -256,6 +265,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Destroy(args) => apply::destroy(args, style),
         Command::Output(args) => output::run(args),
         Command::Doctor(args) => doctor::run(args),
+        Command::Verify(args) => verify::run(args),
         Command::Token(args) => token::run(args),
         Command::Connect(args) => connect::run(args),
         Command::Manifests(args) => manifests::run(args),

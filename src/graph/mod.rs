@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use petgraph::Direction;
 use petgraph::graph::{DiGraph, NodeIndex};
 
-pub use expand::{POD_IDENTITY_AGENT_ADDON, expand, uses_relay};
+pub use expand::{APP_CA_BUNDLE_PATH, POD_IDENTITY_AGENT_ADDON, expand, uses_relay};
 pub use expr::{Expr, OutputRef};
 pub use kind::{Provider, ResourceKind};
 

@@ -3,6 +3,9 @@
 //! link with the same "PAM authentication failed"; pwless knows each link and looks at it.
 //!
 //! The links of an access entry (service account -> IAM role -> database user), in order:
+//! 0. `tls`: the database's certificate verifies against the CA bundle pwless uses, for the
+//!    cluster endpoint's name (a TLS handshake alone, over the route pwless's connections take:
+//!    the relay, a tunnel, or straight); first, as every other database check goes through it;
 //! 1. `database user`: the user exists, may log in, is in `rds_iam`, has no attribute beyond
 //!    its grants (read as the plan reads it, through the PostgreSQL provider);
 //! 2. `iam database authentication`: the Aurora cluster has it on (DescribeDBClusters);
@@ -27,8 +30,8 @@
 //! 6. `service account`: it exists and carries no IRSA annotation (which the SDKs would take
 //!    first).
 //!
-//! Not checked yet (issue 20 stays open): TLS against the CA bundle, the `iam-db-auth-error`
-//! log events, `pwless verify`. Conditions in identity policies are not evaluated: a statement
+//! Not checked yet (issue 20 stays open): the `iam-db-auth-error` log events. The bundle
+//! checked is pwless's own; an app's (the demo image's) is the same file only if built so. Conditions in identity policies are not evaluated: a statement
 //! with a `Condition` is reported as such. In trust policies, conditions doctor cannot tell
 //! (other than IRSA's `sub`/`aud`, or the session tags EKS Pod Identity sets) are taken as
 //! holding, so a common `aws:SourceAccount` does not read as broken.
@@ -123,6 +126,7 @@ pub async fn check(
         let mut links = Vec::new();
         let steps: &[Step] = match entry.identity {
             Identity::Irsa => &[
+                Step::Tls,
                 Step::User,
                 Step::IamAuth,
                 Step::Policy,
@@ -131,6 +135,7 @@ pub async fn check(
                 Step::SecurityGroup,
             ],
             Identity::PodIdentity => &[
+                Step::Tls,
                 Step::User,
                 Step::IamAuth,
                 Step::Policy,
@@ -166,6 +171,7 @@ pub async fn check(
 
 #[derive(Debug, Clone, Copy)]
 enum Step {
+    Tls,
     User,
     IamAuth,
     Policy,
@@ -198,6 +204,7 @@ const APPLY: &str = "run `pwless apply`: it puts this link back as the stack say
 impl Step {
     fn name(self) -> &'static str {
         match self {
+            Step::Tls => "tls",
             Step::User => "database user",
             Step::IamAuth => "iam database authentication",
             Step::Policy => "connect policy",
@@ -224,6 +231,49 @@ impl Step {
         let recorded = |address: &str| state.resource(address);
         let role_address = address::access_role(namespace, service_account, entry.identity);
         match self {
+            Step::Tls => {
+                let Some(role) = recorded(&address::db_user_role(user)) else {
+                    return broken(
+                        name,
+                        format!("the state records no database user {user}"),
+                        "run `pwless apply` to create it",
+                    );
+                };
+                let Some(postgres) = providers.postgres.as_ref() else {
+                    return broken(
+                        name,
+                        "the stack has no database users to reach the database for",
+                        APPLY,
+                    );
+                };
+                match postgres.tls_check(&role.inputs).await {
+                    Ok(facts) => ok(
+                        name,
+                        format!(
+                            "{} ({}) verified for {} by {}",
+                            facts.certificate, facts.version, facts.server_name, facts.ca
+                        ),
+                    ),
+                    Err(error) => {
+                        let fix = if error.message.contains("UnknownIssuer")
+                            || error.message.contains("BadSignature")
+                        {
+                            format!(
+                                "the CA bundle pwless uses ({}) does not hold the CA that issued the cluster's certificate: point database.ca_bundle or PWLESS_DB_CA_BUNDLE at the RDS bundle for {} ({}), or name none and pwless fetches it; apps need the same bundle (the demo image carries it at {})",
+                                postgres.ca_bundle().display(),
+                                stack.region,
+                                crate::ca_bundle::url(&stack.region),
+                                crate::graph::APP_CA_BUNDLE_PATH
+                            )
+                        } else if error.message.contains("NotValidForName") {
+                            "connect by the cluster endpoint's name (through a tunnel, set PWLESS_DB_TLS_SERVER_NAME to that name, not to the tunnel's)".to_string()
+                        } else {
+                            "make the database reachable as `pwless plan` does (the relay in the cluster, or PWLESS_DB_ADMIN_ENDPOINT), then run doctor again".to_string()
+                        };
+                        broken(name, error.message, fix)
+                    }
+                }
+            }
             Step::User => {
                 let Some(role) = recorded(&address::db_user_role(user)) else {
                     return broken(

@@ -20,6 +20,7 @@ pub mod outputs;
 pub mod preflight;
 pub mod run;
 pub mod state;
+pub mod verify;
 
 /// An error in what the user gave us (input, files, environment, the state's history): exit 1.
 /// The message names what is wrong and the fix.

@@ -713,6 +713,105 @@ impl Provider for KubernetesProvider {
     }
 }
 
+/// How a Job run by [`KubernetesProvider::run_job`] ended, and what its pod printed.
+#[derive(Debug, Clone)]
+pub struct JobRun {
+    /// `namespace/name` of the Job.
+    pub job: String,
+    /// The Job's `Complete` (true) or `Failed` (false) condition.
+    pub succeeded: bool,
+    /// Why it failed, when it did: the condition's reason and message.
+    pub failure: Option<String>,
+    /// The log of its pod (stdout and stderr, as `kubectl logs` gives them); empty when no pod
+    /// was made.
+    pub log: String,
+}
+
+impl KubernetesProvider {
+    /// Creates `job` (a `batch/v1` Job with `backoffLimit: 0`) in the cluster `cluster_arn`
+    /// names, waits up to `limit` for it to complete or fail, reads its pod's log and deletes
+    /// the Job and its pods (foreground propagation), whatever happened before: nothing of a
+    /// run is left behind unless the delete itself fails (then the Job's
+    /// `ttlSecondsAfterFinished` still removes it).
+    /// Errors: the API refuses the create, or the Job neither completes nor fails in time.
+    pub async fn run_job(
+        &self,
+        cluster_arn: &str,
+        job: &k8s_openapi::api::batch::v1::Job,
+        limit: Duration,
+    ) -> Result<JobRun, ProviderError> {
+        use k8s_openapi::api::batch::v1::Job;
+        use k8s_openapi::api::core::v1::Pod;
+        let client = self.client(cluster_arn).await?;
+        let namespace = job.metadata.namespace.clone().unwrap_or_default();
+        let name = job.metadata.name.clone().unwrap_or_default();
+        let jobs: kube::Api<Job> = kube::Api::namespaced(client.clone(), &namespace);
+        let pods: kube::Api<Pod> = kube::Api::namespaced(client, &namespace);
+        let label = format!("Job {namespace}/{name}");
+        jobs.create(&kube::api::PostParams::default(), job)
+            .await
+            .map_err(kube_error(&format!("create {label}")))?;
+        let ended = wait::until(&format!("{label} to complete"), limit, || async {
+            let found = jobs
+                .get(&name)
+                .await
+                .map_err(kube_error(&format!("read {label}")))?;
+            let conditions = found
+                .status
+                .and_then(|status| status.conditions)
+                .unwrap_or_default();
+            let ended = conditions.iter().find(|condition| {
+                (condition.type_ == "Complete" || condition.type_ == "Failed")
+                    && condition.status == "True"
+            });
+            Ok(match ended {
+                Some(condition) => Poll::Ready((
+                    condition.type_ == "Complete",
+                    condition.reason.clone().unwrap_or_default(),
+                    condition.message.clone().unwrap_or_default(),
+                )),
+                None => Poll::Pending(format!(
+                    "not ended; `kubectl -n {namespace} describe job {name}` says why"
+                )),
+            })
+        })
+        .await;
+        let log = match &ended {
+            Ok(_) => {
+                let listed = pods
+                    .list(&kube::api::ListParams::default().labels(&format!("job-name={name}")))
+                    .await
+                    .map_err(kube_error(&format!("find the pod of {label}")));
+                match listed.map(|listed| listed.items.into_iter().next()) {
+                    Ok(Some(pod)) => pods
+                        .logs(
+                            pod.metadata.name.as_deref().unwrap_or_default(),
+                            &kube::api::LogParams::default(),
+                        )
+                        .await
+                        .map_err(kube_error(&format!("read the log of {label}'s pod"))),
+                    Ok(None) => Ok(String::new()),
+                    Err(error) => Err(error),
+                }
+            }
+            Err(_) => Ok(String::new()),
+        };
+        let deleted = jobs
+            .delete(&name, &kube::api::DeleteParams::foreground())
+            .await
+            .map_err(kube_error(&format!("delete {label}")));
+        let (succeeded, reason, message) = ended?;
+        let log = log?;
+        deleted?;
+        Ok(JobRun {
+            job: format!("{namespace}/{name}"),
+            succeeded,
+            failure: (!succeeded).then(|| format!("{reason}: {message}")),
+            log,
+        })
+    }
+}
+
 /// A port-forwarded stream to the database relay ([`KubernetesProvider::open_relay`]).
 pub struct RelayStream {
     /// `namespace/name` of the pod the stream goes through.

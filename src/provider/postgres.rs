@@ -254,13 +254,20 @@ impl PostgresProvider {
             .map_err(ProviderError::local)
     }
 
-    /// A connection to the cluster the inputs name, to `database` instead of the recorded one
-    /// when given.
-    async fn connect(
+    /// The CA bundle connections trust.
+    pub fn ca_bundle(&self) -> &std::path::Path {
+        &self.settings.ca_bundle
+    }
+
+    /// Where a connection to the cluster the inputs name goes (to `database` instead of the
+    /// recorded one when given): the target (name checked in the certificate, tunnel address,
+    /// CA bundle, fetched if it is the cache's and missing), and the relay's map when the
+    /// connection goes through the relay in the cluster.
+    async fn route<'a>(
         &self,
-        inputs: &Inputs,
+        inputs: &'a Inputs,
         database: Option<&str>,
-    ) -> Result<Arc<tokio_postgres::Client>, ProviderError> {
+    ) -> Result<(Target, Option<&'a Value>), ProviderError> {
         let connection = inputs
             .get("connection")
             .ok_or_else(|| error("input `connection` is missing"))?;
@@ -281,13 +288,6 @@ impl PostgresProvider {
                 .and_then(Value::as_str)
                 .unwrap_or(&self.settings.database)
         });
-        let key = format!("{endpoint}/{database}");
-        let mut cached = self.clients.lock().await;
-        if let Some(client) = cached.get(&key)
-            && !client.is_closed()
-        {
-            return Ok(client.clone());
-        }
         let address = match &self.settings.admin_endpoint {
             Some(tunnel) => Some(resolve(tunnel).map_err(|e| error(e.to_string()))?),
             None => None,
@@ -312,6 +312,67 @@ impl PostgresProvider {
             crate::ca_bundle::ensure(&self.settings.ca_bundle, url)
                 .await
                 .map_err(error)?;
+        }
+        Ok((target, relay))
+    }
+
+    /// The TLS handshake alone ([`pwless_iam_auth::db::tls_check`]) over the route a
+    /// connection for `inputs` takes (the relay, a tunnel, or straight): what `pwless doctor`
+    /// checks before it logs in. Errors: the route cannot be opened, or the handshake fails
+    /// (rustls's reason: an unknown issuer, a name the certificate does not carry).
+    pub async fn tls_check(
+        &self,
+        inputs: &Inputs,
+    ) -> Result<pwless_iam_auth::db::TlsFacts, ProviderError> {
+        let (target, relay) = self.route(inputs, None).await?;
+        let timeout = crate::db::connect_timeout().unwrap_or(crate::db::DEFAULT_CONNECT_TIMEOUT);
+        let checked = async {
+            match relay {
+                Some(relay) => {
+                    let opened = self.kubernetes.open_relay(relay).await?;
+                    pwless_iam_auth::db::tls_check(opened.stream, &target)
+                        .await
+                        .map_err(|e| error(e.to_string()))
+                }
+                None => {
+                    let address = match target.address {
+                        Some(address) => address,
+                        None => resolve(&format!("{}:{}", target.server_name, target.port))
+                            .map_err(|e| error(e.to_string()))?,
+                    };
+                    let stream = tokio::net::TcpStream::connect(address)
+                        .await
+                        .map_err(|e| error(format!("cannot connect to {address}: {e}")))?;
+                    pwless_iam_auth::db::tls_check(stream, &target)
+                        .await
+                        .map_err(|e| error(e.to_string()))
+                }
+            }
+        };
+        tokio::time::timeout(timeout, checked).await.map_err(|_| {
+            error(format!(
+                "timed out after {} s: no TLS handshake with {}",
+                timeout.as_secs(),
+                target.server_name
+            ))
+        })?
+    }
+
+    /// A connection to the cluster the inputs name, to `database` instead of the recorded one
+    /// when given.
+    async fn connect(
+        &self,
+        inputs: &Inputs,
+        database: Option<&str>,
+    ) -> Result<Arc<tokio_postgres::Client>, ProviderError> {
+        let (target, relay) = self.route(inputs, database).await?;
+        let connection = &inputs["connection"];
+        let key = format!("{}/{}", target.server_name, target.database);
+        let mut cached = self.clients.lock().await;
+        if let Some(client) = cached.get(&key)
+            && !client.is_closed()
+        {
+            return Ok(client.clone());
         }
         let (user, password) = self
             .master(connection.get("master_secret_arn").and_then(Value::as_str))

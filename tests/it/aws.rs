@@ -155,6 +155,7 @@ impl ThroughCluster {
             "testing",
             "testing",
             pg.var("PWLESS_SANDBOX_DB_ADDRESS"),
+            None,
         );
         ThroughCluster { pg, kube }
     }

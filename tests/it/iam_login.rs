@@ -342,11 +342,128 @@ fn mixed_identities(pod_identity: bool) -> impl FnOnce(String) -> String {
 /// runs, after EKS Auth checked the association and the role's trust) and is refused as the
 /// other's; the Pod Identity role trusts exactly this cluster, namespace and service account,
 /// and its service account carries no IRSA annotation; destroy leaves no role behind.
+///
+/// `pwless verify` (issue 20) proves the same from Jobs under three service accounts (a third,
+/// `ops/auditor`, logs in as `auditor` with IRSA): the matrix is right, and a policy added by
+/// hand that lets the auditor in as `app_user` is caught.
 #[test]
 fn pod_identity_and_irsa_side_by_side_each_log_in_as_their_own_user_only() {
-    let stack = FullStack::with("podid", mixed_identities(true));
+    let stack = FullStack::with("podid", |text| {
+        mixed_identities(true)(text)
+            .replacen(
+                "    - name: reporting\n",
+                "    - name: auditor\n      privileges: [connect]\n    - name: reporting\n",
+                1,
+            )
+            .replacen(
+                "  - {namespace: demo, service_account: reporter, db_user: reporting}\n",
+                "  - {namespace: demo, service_account: reporter, db_user: reporting}\n  - {namespace: ops, service_account: auditor, db_user: auditor}\n",
+                1,
+            )
+    });
+    // The demo image in the example is a tag: verify refuses to run it before anything else.
+    let output = stack.run(&["verify"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("is not pinned by digest"),
+        "{}",
+        stderr(&output)
+    );
     let output = stack.run(&["apply", "--auto-approve"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+
+    let image = format!("example.com/pwless-demo@sha256:{}", "ab".repeat(32));
+    let output = stack.run(&["verify", "--image", &image]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    let matrix = stdout(&output);
+    let rows: Vec<Vec<&str>> = matrix
+        .lines()
+        .filter(|line| line.contains("(IRSA)") || line.contains("(Pod Identity)"))
+        .map(|line| {
+            line.split("  ")
+                .map(str::trim)
+                .filter(|cell| !cell.is_empty())
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            [
+                "demo/demo-app (Pod Identity)",
+                "login",
+                "refused",
+                "refused"
+            ],
+            ["demo/reporter (IRSA)", "refused", "refused", "login"],
+            ["ops/auditor (IRSA)", "refused", "login", "refused"],
+        ],
+        "{matrix}"
+    );
+    assert!(
+        matrix.contains("app_user") && matrix.contains("auditor"),
+        "{matrix}"
+    );
+    // The Jobs are gone.
+    let rt = crate::aws::runtime();
+    let requests = rt.block_on(stack.kube.requests());
+    assert_eq!(
+        requests
+            .iter()
+            .filter(|r| r.starts_with("DELETE jobs/"))
+            .count(),
+        3,
+        "{requests:?}"
+    );
+    // A policy added by hand that lets the auditor in as app_user: verify catches it.
+    let clients = rt.block_on(crate::aws::clients(&stack.moto));
+    let resource_id = stack.output("databaseClusterResourceId");
+    let document = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "rds-db:connect",
+            "Resource": format!("arn:aws:rds-db:us-west-2:123456789012:dbuser:{resource_id}/app_user")}]
+    });
+    rt.block_on(
+        clients
+            .iam
+            .put_role_policy()
+            .role_name(pwless::spec::names::irsa_role(
+                &stack.name,
+                "ops",
+                "auditor",
+            ))
+            .policy_name("by-hand")
+            .policy_document(document.to_string())
+            .send(),
+    )
+    .unwrap();
+    let output = stack.run(&["verify", "--image", &image]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert!(
+        stdout(&output)
+            .contains("! ops/auditor as app_user should be refused, but logged in: app_user"),
+        "{}",
+        stdout(&output)
+    );
+    rt.block_on(
+        clients
+            .iam
+            .delete_role_policy()
+            .role_name(pwless::spec::names::irsa_role(
+                &stack.name,
+                "ops",
+                "auditor",
+            ))
+            .policy_name("by-hand")
+            .send(),
+    )
+    .unwrap();
 
     for (account, user, mechanism) in [
         ("demo/demo-app", "app_user", "Pod Identity"),
@@ -383,8 +500,6 @@ fn pod_identity_and_irsa_side_by_side_each_log_in_as_their_own_user_only() {
     assert!(!env.contains("AWS_ACCESS_KEY_ID="), "{env}");
 
     // Through the AWS API: the association, the agent, the trust pinned to this service account.
-    let rt = crate::aws::runtime();
-    let clients = rt.block_on(crate::aws::clients(&stack.moto));
     let associations = rt
         .block_on(
             clients

@@ -28,7 +28,10 @@ pub struct KubeStandin {
 impl KubeStandin {
     /// Admits EKS tokens for `cluster` signed with `access_key`/`secret`, from callers with an
     /// access entry in `moto`.
-    /// A port-forward to a relay pod's port 5432 reaches `db_target` (`HOST:PORT`).
+    /// A port-forward to a relay pod's port 5432 reaches `db_target` (`HOST:PORT`). With
+    /// `jobs`, a Job's pod runs the demo executable under that command (its program and
+    /// arguments, then `--as NAMESPACE/SERVICE_ACCOUNT -- pwless-demo ARGS`; its environment
+    /// is the stand-in's, so the pod's too).
     pub fn start(
         name: &str,
         cluster: &str,
@@ -36,6 +39,7 @@ impl KubeStandin {
         access_key: &str,
         secret: &str,
         db_target: &str,
+        jobs: Option<Command>,
     ) -> Self {
         let dir = TempDir::new(&format!("kube-{name}"));
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kube-standin.py");
@@ -48,6 +52,26 @@ impl KubeStandin {
             .args(["--moto", &moto.endpoint, "--db-target", db_target])
             .args(["--deploy-seconds", "0.3", "--lb-seconds", "0.5"])
             .env("KUBE_STANDIN_STATIC_TOKEN", &static_token);
+        if let Some(runner) = jobs {
+            let mut argv = vec![runner.get_program().to_string_lossy().into_owned()];
+            argv.extend(
+                runner
+                    .get_args()
+                    .map(|arg| arg.to_string_lossy().into_owned()),
+            );
+            command
+                .args(["--job-runner", &serde_json::to_string(&argv).unwrap()])
+                .args([
+                    "--job-binary",
+                    crate::common::demo_binary().to_str().unwrap(),
+                ]);
+            for (key, value) in runner.get_envs() {
+                match value {
+                    Some(value) => command.env(key, value),
+                    None => command.env_remove(key),
+                };
+            }
+        }
         let (child, port) = crate::common::spawn_listening(command, "scripts/kube-standin.py");
         KubeStandin {
             child,
@@ -329,6 +353,18 @@ impl FullStack {
         let file = dir.write("stack.yaml", &edit(text));
         let moto = Moto::start();
         let pg = LocalPostgres::checking_tokens(test, &moto);
+        // A Job's pod runs as `pwless sandbox run` would run it: pwless's own environment on
+        // the cluster path (the stand-in adds where its API is).
+        let mut runner = moto.command(dir.path());
+        runner.args(["sandbox", "run", "-f", file.to_str().unwrap()]);
+        for (key, value) in pg.env() {
+            if key != "PWLESS_DB_ADMIN_ENDPOINT" && key != "PWLESS_DB_TLS_SERVER_NAME" {
+                runner.env(key, value);
+            }
+        }
+        runner
+            .env_remove("PWLESS_DB_ADMIN_ENDPOINT")
+            .env_remove("PWLESS_DB_TLS_SERVER_NAME");
         FullStack {
             kube: KubeStandin::start(
                 test,
@@ -337,6 +373,7 @@ impl FullStack {
                 "testing",
                 "testing",
                 pg.var("PWLESS_SANDBOX_DB_ADDRESS"),
+                Some(runner),
             ),
             pg,
             moto,
@@ -883,7 +920,8 @@ fn a_stack_of_another_shape_manages_its_users_through_the_relay_from_apply_to_de
 }
 
 /// Issue 20: `pwless doctor` names exactly the broken link, one broken at a time, and holds
-/// the healthy stack (exit 0). Each link is broken as users break it by hand, then put back.
+/// the healthy stack (exit 0). Each link is broken as users break it by hand, then put back;
+/// the wrong CA bundle too.
 #[test]
 fn doctor_names_exactly_the_broken_link_each_time() {
     let stack = FullStack::with("doctor", |text| {
@@ -901,6 +939,12 @@ fn doctor_names_exactly_the_broken_link_each_time() {
     assert_eq!(code, Some(0), "{report}{errors}");
     assert!(
         report.contains("Every link of 1 chain(s) holds."),
+        "{report}"
+    );
+    // The handshake's facts: the version and the bundle's CA that verified the endpoint's name.
+    let tls = report.lines().find(|line| line.contains("tls: ")).unwrap();
+    assert!(
+        tls.contains("TLSv1_") && tls.contains("verified for ") && tls.contains(" by "),
         "{report}"
     );
 
@@ -951,7 +995,16 @@ fn doctor_names_exactly_the_broken_link_each_time() {
         let output = stack.run(&["apply", "--auto-approve"]);
         assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     });
+    // The CA bundle pwless trusts, replaced by an unrelated CA's (an outdated bundle, another
+    // environment's): every database check goes through TLS, so doctor names TLS first.
+    let bundle = std::path::PathBuf::from(stack.pg.var("PWLESS_DB_CA_BUNDLE"));
+    let original = std::fs::read(&bundle).unwrap();
     let cases: Vec<(&str, Step, Step)> = vec![
+        (
+            "tls",
+            Box::new(|| std::fs::write(&bundle, std::fs::read(&stack.kube.ca).unwrap()).unwrap()),
+            Box::new(|| std::fs::write(&bundle, &original).unwrap()),
+        ),
         (
             "database user",
             by_hand("REVOKE rds_iam FROM app_user;"),

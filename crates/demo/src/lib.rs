@@ -109,6 +109,34 @@ impl Config {
     }
 }
 
+/// One report line per user ([`pwless_iam_auth::probe`]): a login as each with a token signed
+/// with this process's credentials (the standard chain: IRSA's web identity, Pod Identity's
+/// agent), to the configured database over verified TLS. No credentials is a `failed` line
+/// for every user.
+pub async fn check_logins(config: &Config, users: &[String]) -> Vec<String> {
+    use pwless_iam_auth::probe::{Outcome, login};
+    let prepared = match config.target() {
+        Ok(target) => pwless_iam_auth::token::TokenSigner::from_environment(&config.region)
+            .await
+            .map(|signer| (target, signer))
+            .map_err(|error| pwless_iam_auth::errors::chain(&error)),
+        Err(message) => Err(message),
+    };
+    let mut lines = Vec::with_capacity(users.len());
+    for user in users {
+        let outcome = match &prepared {
+            Ok((target, signer)) => {
+                login(signer, &config.endpoint, config.port, target, user).await
+            }
+            Err(message) => Outcome::Failed {
+                message: message.clone(),
+            },
+        };
+        lines.push(outcome.line(user));
+    }
+    lines
+}
+
 pub struct App {
     config: Config,
     pool: IamPool,

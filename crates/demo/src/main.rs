@@ -1,8 +1,13 @@
 //! `pwless-demo`: the demo web app the stack's Deployment runs (see the `pwless_demo` library).
+//!
+//! `pwless-demo check-login USER...` instead logs in once as each USER with a token signed with
+//! the pod's credentials and prints one report line each
+//! ([`pwless_iam_auth::probe::Outcome::line`]): what `pwless verify`'s Jobs run.
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    let arguments: Vec<String> = std::env::args().skip(1).collect();
     let config = match pwless_demo::Config::from_environment() {
         Ok(config) => config,
         Err(message) => {
@@ -20,6 +25,17 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if arguments.first().map(String::as_str) == Some("check-login") {
+        let users = &arguments[1..];
+        if users.is_empty() {
+            eprintln!("error: usage: pwless-demo check-login USER...");
+            return ExitCode::from(2);
+        }
+        for line in runtime.block_on(pwless_demo::check_logins(&config, users)) {
+            println!("{line}");
+        }
+        return ExitCode::SUCCESS;
+    }
     runtime.block_on(async {
         let port = config.listen_port;
         let app = match pwless_demo::app(config).await {

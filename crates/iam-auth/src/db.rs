@@ -257,3 +257,85 @@ where
     });
     Ok(client)
 }
+
+/// What a TLS handshake with the database showed ([`tls_check`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFacts {
+    /// `TLSv1_3` or `TLSv1_2`, as rustls names the version.
+    pub version: String,
+    /// The name the certificate was verified for.
+    pub server_name: String,
+    /// The server certificate's subject (RFC 4514).
+    pub certificate: String,
+    /// The subject of the certificate in the bundle that issued the server's chain.
+    pub ca: String,
+}
+
+/// The PostgreSQL `SSLRequest` message: length 8, code 80877103 (PostgreSQL documentation,
+/// "Message Formats" and "SSL Session Encryption").
+const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+
+/// Asks the server on `stream` for TLS as libpq does (`SSLRequest`, answered `S`), then does
+/// the handshake with the certificates of `target.ca_bundle` alone, checked for
+/// `target.server_name`, and hangs up: no login. Errors: [`DbError::Tls`] with rustls's
+/// reason (an unknown issuer, a name the certificate does not carry, an expired certificate),
+/// or the server that does not offer TLS; the bundle's own errors as for [`connect`].
+pub async fn tls_check<S>(mut stream: S, target: &Target) -> Result<TlsFacts, DbError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use x509_cert::der::Decode as _;
+    let failed = |what: String| DbError::Tls(format!("{}: {what}", target.server_name));
+    let config = tls_config(&target.ca_bundle)?;
+    stream
+        .write_all(&SSL_REQUEST)
+        .await
+        .map_err(|error| failed(format!("cannot ask for TLS: {error}")))?;
+    let mut answer = [0u8; 1];
+    stream
+        .read_exact(&mut answer)
+        .await
+        .map_err(|error| failed(format!("no answer to the TLS request: {error}")))?;
+    if answer[0] != b'S' {
+        return Err(failed("the server does not offer TLS".into()));
+    }
+    let name = rustls::pki_types::ServerName::try_from(target.server_name.clone())
+        .map_err(|error| failed(error.to_string()))?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, stream)
+        .await
+        .map_err(|error| failed(error.to_string()))?;
+    let (_, session) = tls.get_ref();
+    let subject = |der: &[u8]| {
+        x509_cert::Certificate::from_der(der)
+            .map(|certificate| certificate.tbs_certificate)
+            .map_err(|error| failed(format!("cannot read a certificate: {error}")))
+    };
+    let chain = session.peer_certificates().unwrap_or_default();
+    let (Some(leaf), Some(top)) = (chain.first(), chain.last()) else {
+        return Err(failed("the server sent no certificate".into()));
+    };
+    let issuer = subject(top)?.issuer;
+    let bundle = std::fs::read(&target.ca_bundle).map_err(|source| DbError::CaBundle {
+        path: target.ca_bundle.clone(),
+        source,
+    })?;
+    let ca = certificates(&bundle)
+        .map_err(failed)?
+        .iter()
+        .filter_map(|certificate| subject(certificate).ok())
+        .find(|certificate| certificate.subject == issuer)
+        .map_or_else(
+            || issuer.to_string(),
+            |certificate| certificate.subject.to_string(),
+        );
+    Ok(TlsFacts {
+        version: session
+            .protocol_version()
+            .map_or_else(|| "unknown".to_string(), |version| format!("{version:?}")),
+        server_name: target.server_name.clone(),
+        certificate: subject(leaf)?.subject.to_string(),
+        ca,
+    })
+}

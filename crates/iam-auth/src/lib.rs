@@ -6,6 +6,7 @@
 //!   name checked in the certificate while the TCP connection may go elsewhere (a tunnel).
 //! - [`pool`]: a deadpool pool whose new connections take a cached token that one task
 //!   refreshes.
+//! - [`probe`]: one login with a token and its one-line report (`pwless verify`'s Jobs).
 //! - [`secret`]: a value whose `Debug` and `Display` never show it.
 //! - [`errors`]: an error and its causes as one line for people.
 //!
@@ -17,5 +18,6 @@
 pub mod db;
 pub mod errors;
 pub mod pool;
+pub mod probe;
 pub mod secret;
 pub mod token;

@@ -25,7 +25,7 @@ use deadpool::managed::{self, Metrics, RecycleResult};
 /// makes one outside the pool), so users need not depend on deadpool themselves.
 pub use deadpool::managed::{Manager, Object, Status};
 
-use crate::db::{DbError, Target, describe};
+use crate::db::{DbError, Target};
 use crate::secret::Secret;
 use crate::token::{AuthToken, SigningCredentials, TokenError, TokenSigner};
 
@@ -191,17 +191,13 @@ pub struct IamManager {
 }
 
 fn refused(user: &str, error: &DbError) -> Option<PoolError> {
-    let DbError::Connect { error, .. } = error else {
-        return None;
-    };
-    let database = error.as_db_error()?;
-    let code = database.code();
-    (*code == tokio_postgres::error::SqlState::INVALID_PASSWORD
-        || *code == tokio_postgres::error::SqlState::INVALID_AUTHORIZATION_SPECIFICATION)
-        .then(|| PoolError::Refused {
+    match crate::probe::refused_or_failed(error) {
+        crate::probe::Outcome::Refused { message } => Some(PoolError::Refused {
             user: user.to_string(),
-            message: describe(error),
-        })
+            message,
+        }),
+        _ => None,
+    }
 }
 
 impl managed::Manager for IamManager {

@@ -1,0 +1,356 @@
+//! `pwless verify`: the live proof after apply (issue 20). For each access entry, a short
+//! Kubernetes Job runs under the entry's service account (so with the credentials EKS gives
+//! its pods: IRSA's web identity or Pod Identity's agent) and logs in as every database user
+//! of the stack with a token signed by those credentials, over verified TLS
+//! (`pwless-demo check-login`, [`pwless_iam_auth::probe`]). The entry's own user must log in
+//! (and the database must say it is that user); every other user must be refused. The Jobs
+//! run at once, one per service account, and are deleted when they end.
+//!
+//! The image is the demo app's (it holds `pwless-demo` and the RDS CA bundle at
+//! [`crate::graph::APP_CA_BUNDLE_PATH`]) and must be pinned by digest, so the proof
+//! runs the exact bytes reviewed, not whatever a tag points at today.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::graph::address;
+use crate::provider::kubernetes::KubernetesProvider;
+use crate::spec::Stack;
+use crate::spec::model::{Access, Identity};
+use crate::state::State;
+use pwless_iam_auth::probe::Outcome;
+
+/// How long one Job may take, scheduling and image pull included.
+pub const JOB_LIMIT: Duration = Duration::from_secs(5 * 60);
+
+/// One login of the matrix.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cell {
+    /// The database user logged in as.
+    pub user: String,
+    /// Whether the stack lets this service account log in as this user.
+    pub allowed: bool,
+    /// `logged_in`, `refused`, `failed`, or `missing` (the Job reported nothing for it).
+    pub result: &'static str,
+    /// `current_user` as the database reports it, or the message.
+    pub detail: String,
+    /// Whether the result is what the stack says: allowed users log in as themselves, the
+    /// others are refused.
+    pub as_expected: bool,
+}
+
+/// One service account's row.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// `namespace/service_account`.
+    pub service_account: String,
+    pub identity: Identity,
+    /// The user its access entry names.
+    pub db_user: String,
+    /// `namespace/name` of the Job that ran (deleted since).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// Why the Job did not report, when it did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub cells: Vec<Cell>,
+}
+
+impl Row {
+    pub fn as_expected(&self) -> bool {
+        self.error.is_none() && self.cells.iter().all(|cell| cell.as_expected)
+    }
+}
+
+/// The image `verify` runs: `image` when given, else the stack's `app.image`; refused unless
+/// pinned by digest (`REPOSITORY@sha256:` and 64 hex digits).
+pub fn image(stack: &Stack, image: Option<&str>) -> Result<String, String> {
+    let chosen = image
+        .map(str::to_string)
+        .or_else(|| stack.app.as_ref().map(|app| app.image.clone()));
+    let Some(chosen) = chosen else {
+        return Err("verify runs the pwless-demo image (the Dockerfile builds it) as a Job under each service account: pass --image REGISTRY/REPOSITORY@sha256:DIGEST".into());
+    };
+    let pinned = chosen
+        .split_once("@sha256:")
+        .is_some_and(|(repository, digest)| {
+            !repository.is_empty()
+                && digest.len() == 64
+                && digest
+                    .bytes()
+                    .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
+        });
+    if pinned {
+        Ok(chosen)
+    } else {
+        Err(format!(
+            "`{chosen}` is not pinned by digest: verify runs only an image pinned as REGISTRY/REPOSITORY@sha256:DIGEST (64 lowercase hex digits), so the proof runs the bytes you reviewed; `docker buildx imagetools inspect {chosen}` prints the digest, then pass --image or pin app.image"
+        ))
+    }
+}
+
+/// The Job that logs in as each of `users` under `entry`'s service account. `suffix` makes
+/// the name unique (a few hex digits).
+pub fn job(
+    stack: &Stack,
+    entry: &Access,
+    image: &str,
+    endpoint: &str,
+    port: u16,
+    users: &[String],
+    suffix: &str,
+) -> Value {
+    // A Job's name is also its pods' `job-name` label value: at most 63 characters.
+    let mut account: String = entry
+        .service_account
+        .chars()
+        .map(|c| if c == '.' { '-' } else { c })
+        .take(40)
+        .collect();
+    while account.ends_with('-') {
+        account.pop();
+    }
+    let name = format!("pwless-verify-{account}-{suffix}");
+    let labels = json!({
+        "app.kubernetes.io/name": "pwless-verify",
+        "app.kubernetes.io/managed-by": "pwless",
+        "pwless/stack": stack.name,
+    });
+    let env: Vec<Value> = [
+        ("DB_ENDPOINT", endpoint.to_string()),
+        ("DB_PORT", port.to_string()),
+        ("DB_NAME", stack.database.name.clone()),
+        ("DB_USER", entry.db_user.clone()),
+        ("AWS_REGION", stack.region.clone()),
+        ("RDS_CA_CERT", crate::graph::APP_CA_BUNDLE_PATH.to_string()),
+    ]
+    .into_iter()
+    .map(|(name, value)| json!({"name": name, "value": value}))
+    .collect();
+    let mut args = vec!["check-login".to_string()];
+    args.extend(users.iter().cloned());
+    json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": entry.namespace, "labels": labels},
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": JOB_LIMIT.as_secs(),
+            "ttlSecondsAfterFinished": 600,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "serviceAccountName": entry.service_account,
+                    "restartPolicy": "Never",
+                    "securityContext": {
+                        "runAsNonRoot": true,
+                        "seccompProfile": {"type": "RuntimeDefault"}
+                    },
+                    "containers": [{
+                        "name": "check-login",
+                        "image": image,
+                        "command": ["pwless-demo"],
+                        "args": args,
+                        "env": env,
+                        "securityContext": {
+                            "allowPrivilegeEscalation": false,
+                            "readOnlyRootFilesystem": true,
+                            "capabilities": {"drop": ["ALL"]}
+                        },
+                        "resources": {
+                            "requests": {"cpu": "50m", "memory": "32Mi"},
+                            "limits": {"memory": "128Mi"}
+                        }
+                    }]
+                }
+            }
+        }
+    })
+}
+
+/// The matrix: a row per access entry, a cell per database user of the stack. Errors: the
+/// stack has no access entries or users, or the state has no database or cluster (apply
+/// first). A Job that cannot run is its row's `error`, not an error of the whole run.
+pub async fn verify(
+    stack: &Stack,
+    state: &State,
+    kubernetes: &KubernetesProvider,
+    image: &str,
+) -> Result<Vec<Row>, String> {
+    if stack.access.is_empty() {
+        return Err(
+            "the stack has no `access` entries: no service account may log in to verify".into(),
+        );
+    }
+    let users: Vec<String> = stack
+        .database
+        .users
+        .iter()
+        .map(|user| user.name.clone())
+        .collect();
+    let outputs = crate::ops::outputs::StackOutputs::from_state(state);
+    let (endpoint, port) = outputs.database().ok_or_else(|| {
+        format!(
+            "the state has no database endpoint ({}): apply the stack first",
+            address::rds_cluster()
+        )
+    })?;
+    let cluster_arn = state
+        .resource(&address::eks_cluster())
+        .and_then(|cluster| cluster.outputs.get("arn"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            format!(
+                "the state has no EKS cluster ({}): apply the stack first",
+                address::eks_cluster()
+            )
+        })?;
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
+    let runs = stack.access.iter().map(|entry| async {
+        let manifest = job(stack, entry, image, endpoint, port, &users, suffix);
+        let job: k8s_openapi::api::batch::v1::Job = serde_json::from_value(manifest)
+            .map_err(|error| format!("pwless made a Job Kubernetes cannot read: {error}"))?;
+        kubernetes
+            .run_job(cluster_arn, &job, JOB_LIMIT)
+            .await
+            .map_err(|error| error.message)
+    });
+    let runs = futures_util::future::join_all(runs).await;
+    Ok(stack
+        .access
+        .iter()
+        .zip(runs)
+        .map(|(entry, run)| row(entry, &users, run))
+        .collect())
+}
+
+/// One row from its Job's run: the report lines of the log, each judged against the stack.
+fn row(
+    entry: &Access,
+    users: &[String],
+    run: Result<crate::provider::kubernetes::JobRun, String>,
+) -> Row {
+    let (job, error, reported) = match run {
+        Ok(run) => {
+            let reported: Vec<(String, Outcome)> =
+                run.log.lines().filter_map(Outcome::parse).collect();
+            let error = (reported.is_empty() || !run.succeeded).then(|| {
+                let tail: Vec<&str> = run.log.lines().rev().take(5).collect();
+                format!(
+                    "Job {} {}{}",
+                    run.job,
+                    run.failure.map_or_else(
+                        || "reported nothing".to_string(),
+                        |why| format!("failed ({why})")
+                    ),
+                    if tail.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "; its log ends: {}",
+                            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                        )
+                    }
+                )
+            });
+            (Some(run.job), error, reported)
+        }
+        Err(message) => (None, Some(message), Vec::new()),
+    };
+    let cells = users
+        .iter()
+        .map(|user| {
+            let allowed = *user == entry.db_user;
+            let outcome = reported
+                .iter()
+                .find(|(reported, _)| reported == user)
+                .map(|(_, outcome)| outcome);
+            let as_expected = match outcome {
+                Some(Outcome::LoggedIn { current_user }) => allowed && current_user == user,
+                Some(Outcome::Refused { .. }) => !allowed,
+                Some(Outcome::Failed { .. }) | None => false,
+            };
+            Cell {
+                user: user.clone(),
+                allowed,
+                result: outcome.map_or("missing", Outcome::word),
+                detail: outcome.map_or_else(String::new, |outcome| outcome.detail().to_string()),
+                as_expected,
+            }
+        })
+        .collect();
+    Row {
+        service_account: format!("{}/{}", entry.namespace, entry.service_account),
+        identity: entry.identity,
+        db_user: entry.db_user.clone(),
+        job,
+        error,
+        cells,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(user: &str) -> Access {
+        Access {
+            namespace: "team-a".into(),
+            service_account: "api".into(),
+            db_user: user.into(),
+            identity: Identity::Irsa,
+        }
+    }
+
+    fn run(log: &str, succeeded: bool) -> Result<crate::provider::kubernetes::JobRun, String> {
+        Ok(crate::provider::kubernetes::JobRun {
+            job: "team-a/pwless-verify-api-abc123".into(),
+            succeeded,
+            failure: (!succeeded).then(|| {
+                "BackoffLimitExceeded: Job has reached the specified backoff limit".into()
+            }),
+            log: log.into(),
+        })
+    }
+
+    #[test]
+    fn each_cell_is_judged_against_the_stack_not_against_what_happened() {
+        let users = ["app_user".to_string(), "reporting".to_string()];
+        let log = "some noise\npwless-verify\tapp_user\tlogged_in\tapp_user\npwless-verify\treporting\trefused\tPAM authentication failed\n";
+        let healthy = row(&entry("app_user"), &users, run(log, true));
+        assert!(healthy.as_expected(), "{healthy:?}");
+        // The same log for an entry that should be reporting: both cells wrong.
+        let crossed = row(&entry("reporting"), &users, run(log, true));
+        assert_eq!(
+            crossed
+                .cells
+                .iter()
+                .map(|cell| cell.as_expected)
+                .collect::<Vec<_>>(),
+            [false, false]
+        );
+        // Logged in, but the database says it is someone else.
+        let other =
+            "pwless-verify\tapp_user\tlogged_in\tpostgres\npwless-verify\treporting\trefused\tx\n";
+        assert!(!row(&entry("app_user"), &users, run(other, true)).as_expected());
+        // A failure proves nothing either way, and a missing line is missing.
+        let failed = "pwless-verify\tapp_user\tfailed\tno credentials\n";
+        let row_failed = row(&entry("app_user"), &users, run(failed, true));
+        assert_eq!(row_failed.cells[0].result, "failed");
+        assert_eq!(row_failed.cells[1].result, "missing");
+        assert!(!row_failed.cells[0].as_expected && !row_failed.cells[1].as_expected);
+        // A failed Job is the row's error, with its reason and the end of its log.
+        let crashed = row(
+            &entry("app_user"),
+            &users,
+            run("exec format error\n", false),
+        );
+        let error = crashed.error.unwrap();
+        assert!(
+            error.contains("BackoffLimitExceeded") && error.contains("exec format error"),
+            "{error}"
+        );
+    }
+}
