@@ -27,6 +27,12 @@ A token is admitted when, as on RDS:
    identity-based policy allowing `rds-db:connect` on
    `arn:aws:rds-db:<region>:<account>:dbuser:<cluster resource id>/<ROLE>` with IAM's wildcard
    semantics (`*`, `?`; actions case-insensitive), and none denying it.
+A refusal is also written, as RDS exports it, to CloudWatch Logs in moto when the cluster the
+token names exports `iam-db-auth-error`: log group `/aws/rds/cluster/<cluster>/iam-db-auth-error`,
+stream the cluster's first instance, message `<time> [ERROR] Failed to authenticate the
+connection request for user '<user>' because <reason>` (the reason in this verifier's words,
+not RDS's).
+
 Not emulated: policy conditions (an Allow with a Condition is not honoured; a Deny with one
 is), permission boundaries, SCPs, resource policies, group policies.
 """
@@ -40,7 +46,7 @@ import urllib.parse
 import xml.etree.ElementTree as ElementTree
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sandbox_aws import age_seconds, moto_call, presigned_signature, signature_matches  # noqa: E402
+from sandbox_aws import age_seconds, moto_call, moto_json, presigned_signature, signature_matches  # noqa: E402
 
 MAX_EXPIRES = 900
 SKEW = 300
@@ -124,6 +130,38 @@ def cluster_resource_id(config, region, host):
                 raise Refused(f"IAM database authentication is off on cluster {fields.get('DBClusterIdentifier')}")
             return fields["DbClusterResourceId"]
     raise Refused(f"no Aurora cluster has the endpoint {host}")
+
+
+def export_refusal(config, token, user, reason, now):
+    """Writes the refusal to the cluster's `iam-db-auth-error` log group in moto when the
+    cluster the token's host names exports it; nothing when the token names no cluster."""
+    host = token.split("/?", 1)[0].rpartition(":")[0]
+    params = dict(urllib.parse.parse_qsl(token.split("/?", 1)[-1]))
+    scope = params.get("X-Amz-Credential", "").split("/")
+    region = scope[2] if len(scope) == 5 else "us-west-2"
+    body = query_api(config, "rds", region, {"Action": "DescribeDBClusters", "Version": "2014-10-31"})
+    for cluster in ElementTree.fromstring(body).iter():
+        if cluster.tag.rsplit("}", 1)[-1] != "DBCluster":
+            continue
+        fields = {child.tag.rsplit("}", 1)[-1]: child for child in cluster}
+        text = lambda name: (fields[name].text or "") if name in fields else ""
+        if host.lower() not in (text("Endpoint").lower(), text("ReaderEndpoint").lower()):
+            continue
+        exports = [e.text for e in fields.get("EnabledCloudwatchLogsExports", [])]
+        if "iam-db-auth-error" not in exports:
+            return
+        members = [e.text for e in cluster.iter() if e.tag.rsplit("}", 1)[-1] == "DBInstanceIdentifier"]
+        group = f"/aws/rds/cluster/{text('DBClusterIdentifier')}/iam-db-auth-error"
+        stream = members[0] if members else text("DBClusterIdentifier")
+        logs = lambda target, body: moto_json(config["moto"], config["admin_key"], region, "logs",
+                                              f"Logs_20140328.{target}", body)
+        logs("CreateLogGroup", {"logGroupName": group})
+        logs("CreateLogStream", {"logGroupName": group, "logStreamName": stream})
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%S,") + f"{now.microsecond // 1000:03d}"
+        message = f"{stamp} [ERROR] Failed to authenticate the connection request for user '{user}' because {reason}"
+        logs("PutLogEvents", {"logGroupName": group, "logStreamName": stream,
+                              "logEvents": [{"timestamp": int(now.timestamp() * 1000), "message": message}]})
+        return
 
 
 def documents(config, region, caller):
@@ -218,12 +256,17 @@ def main():
         config = json.load(handle)
     user = sys.argv[3]
     token = sys.stdin.read().strip()
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
     try:
         caller, arn = verify(config, user, token)
         line, code = f"{stamp} admitted {user}: {caller} may rds-db:connect on {arn}", 0
     except Refused as refusal:
         line, code = f"{stamp} refused {user}: {refusal}", 1
+        try:
+            export_refusal(config, token, user, str(refusal), now)
+        except Exception as error:  # the export is the log's, never the login's business
+            line += f" (not exported to CloudWatch Logs: {type(error).__name__}: {error})"
     except Exception as error:  # a verifier bug refuses, and says so
         line, code = f"{stamp} refused {user}: verifier error {type(error).__name__}: {error}", 1
     with open(config["log"], "a") as log:

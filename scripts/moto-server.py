@@ -669,11 +669,21 @@ _moto_modify_db_cluster = RDSBackend.modify_db_cluster
 def modify_db_cluster(self, kwargs):
     """ModifyDBCluster's EnableIAMDatabaseAuthentication turns IAM database authentication on
     or off (moto 5.2.5 stored it under another name than the one DescribeDBClusters reads, so
-    the change was never seen)."""
+    the change was never seen), and its CloudwatchLogsExportConfiguration the log exports."""
     enable = kwargs.get("enable_iam_database_authentication")
+    exports = kwargs.get("cloudwatch_logs_export_configuration") or {}
     cluster = _moto_modify_db_cluster(self, kwargs)
+    stored = self.clusters[cluster.db_cluster_identifier]
     if enable is not None:
-        self.clusters[cluster.db_cluster_identifier].iam_auth = bool(enable)
+        stored.iam_auth = bool(enable)
+    # CloudwatchLogsExportConfiguration turns log exports on and off (moto 5.2.5 read it under
+    # another name, so ModifyDBCluster never changed EnabledCloudwatchLogsExports).
+    for log_type in exports.get("DisableLogTypes") or []:
+        if log_type in stored.enabled_cloudwatch_logs_exports:
+            stored.enabled_cloudwatch_logs_exports.remove(log_type)
+    for log_type in exports.get("EnableLogTypes") or []:
+        if log_type not in stored.enabled_cloudwatch_logs_exports:
+            stored.enabled_cloudwatch_logs_exports.append(log_type)
     return cluster
 
 

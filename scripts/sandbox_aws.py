@@ -9,6 +9,7 @@ cannot vouch for itself.
 import datetime
 import hashlib
 import hmac
+import json
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -55,6 +56,25 @@ def moto_call(moto, access_key, region, service, path_and_query):
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
+
+
+def moto_json(moto, access_key, region, service, target, body):
+    """A JSON-protocol call (`X-Amz-Target: target`, e.g. CloudWatch Logs') to the sandbox's
+    moto, as `access_key`: (status, parsed body or None)."""
+    request = urllib.request.Request(moto.rstrip("/") + "/", data=json.dumps(body).encode(), method="POST", headers={
+        "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": target,
+        "Authorization": f"AWS4-HMAC-SHA256 Credential={access_key}/20260101/{region}/{service}/aws4_request, "
+                         "SignedHeaders=host, Signature=0"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            data = response.read()
+            return response.status, json.loads(data) if data else None
+    except urllib.error.HTTPError as error:
+        data = error.read()
+        try:
+            return error.code, json.loads(data)
+        except ValueError:
+            return error.code, None
 
 
 def rds_url_identifier(account, region):

@@ -531,6 +531,7 @@ impl Expander<'_> {
                 .input("iam_database_authentication_enabled", true)
                 .input("storage_encrypted", true)
                 .input("final_snapshot", database.final_snapshot)
+                .input("iam_auth_error_log", database.iam_auth_error_log)
                 .input("port", 5432u32)
                 .input("db_subnet_group_name", Expr::output(&subnet_group, "name"))
                 // An Aurora cluster cannot move to another VPC (ModifyDBCluster takes no subnet

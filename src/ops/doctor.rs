@@ -30,8 +30,11 @@
 //! 6. `service account`: it exists and carries no IRSA annotation (which the SDKs would take
 //!    first).
 //!
-//! Not checked yet (issue 20 stays open): the `iam-db-auth-error` log events. The bundle
-//! checked is pwless's own; an app's (the demo image's) is the same file only if built so. Conditions in identity policies are not evaluated: a statement
+//!
+//! After the links, whatever their state, `auth error log`: the logins as the entry's user RDS
+//! refused in the last hour and why, from the cluster's `iam-db-auth-error` log in CloudWatch
+//! Logs (the export apply turns on; [`auth_error_log`]). The CA bundle checked is pwless's
+//! own; an app's (the demo image's) is the same file only if built so. Conditions in identity policies are not evaluated: a statement
 //! with a `Condition` is reported as such. In trust policies, conditions doctor cannot tell
 //! (other than IRSA's `sub`/`aud`, or the session tags EKS Pod Identity sets) are taken as
 //! holding, so a common `aws:SourceAccount` does not read as broken.
@@ -160,6 +163,8 @@ pub async fn check(
             broken = link.status == Status::Broken;
             links.push(link);
         }
+        // What RDS logged, after the chain's links: evidence whether or not one is broken.
+        links.push(auth_error_log(state, providers, &entry.db_user).await);
         chains.push(Chain {
             service_account: format!("{}/{}", entry.namespace, entry.service_account),
             db_user: entry.db_user.clone(),
@@ -663,6 +668,113 @@ impl Step {
                 }
             }
         }
+    }
+}
+
+/// How far back the `auth error log` link reads.
+const LOG_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
+/// At most this many events are read (RDS writes one per refused login).
+const LOG_EVENTS: usize = 1000;
+
+/// The `auth error log` link, read after the chain: the logins as `user` RDS refused in the last
+/// hour, from the cluster's `iam-db-auth-error` log in CloudWatch Logs ("Troubleshooting for IAM
+/// DB authentication", Amazon Aurora User Guide: one event per refused login, `... Failed to
+/// authenticate the connection request for user '<user>' because <reason>`). Never broken
+/// itself: a refusal may be history (before a repair) or come from a caller that is not this
+/// service account's pods, and an export that is off breaks no login; it says which.
+async fn auth_error_log(state: &State, providers: &Providers, user: &str) -> Link {
+    let name = "auth error log";
+    let Some(identifier) = state
+        .resource(&address::rds_cluster())
+        .and_then(|cluster| cluster.inputs.get("cluster_identifier"))
+        .and_then(Value::as_str)
+    else {
+        return ok(name, "the state records no Aurora cluster: no log to read");
+    };
+    let exported = match describe_cluster(providers, identifier).await {
+        Ok(Some(cluster)) => cluster
+            .enabled_cloudwatch_logs_exports()
+            .iter()
+            .any(|export| export == crate::provider::aws::rds::IAM_AUTH_ERROR_LOG),
+        Ok(None) => return ok(name, format!("Aurora cluster {identifier} does not exist")),
+        Err(error) => return ok(name, format!("not read: {error}")),
+    };
+    if !exported {
+        return ok(
+            name,
+            format!(
+                "Aurora cluster {identifier} does not export its IAM authentication errors to CloudWatch Logs, so why RDS refused a token cannot be read: `database.iam_auth_error_log: true` (the default) and `pwless apply` turn the export on"
+            ),
+        );
+    }
+    let group = format!(
+        "/aws/rds/cluster/{identifier}/{}",
+        crate::provider::aws::rds::IAM_AUTH_ERROR_LOG
+    );
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&providers.config);
+    let since = std::time::SystemTime::now()
+        .checked_sub(LOG_WINDOW)
+        .and_then(|since| since.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |since| since.as_millis() as i64);
+    let needle = format!("for user '{user}'");
+    let mut refused = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let out = match logs
+            .filter_log_events()
+            .log_group_name(&group)
+            .start_time(since)
+            .set_next_token(token.clone())
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(error) => {
+                let error =
+                    crate::provider::aws::sdk_error("read the IAM authentication error log")(error);
+                // No group yet: RDS makes it with the first refusal.
+                return if error.code.as_deref() == Some("ResourceNotFoundException") {
+                    ok(
+                        name,
+                        format!(
+                            "RDS has refused no IAM login of Aurora cluster {identifier} yet ({group})"
+                        ),
+                    )
+                } else {
+                    ok(
+                        name,
+                        format!(
+                            "not read ({group}): {} (the caller needs logs:FilterLogEvents on it)",
+                            error.message
+                        ),
+                    )
+                };
+            }
+        };
+        refused.extend(
+            out.events()
+                .iter()
+                .filter_map(|event| event.message())
+                .filter(|message| message.contains(&needle))
+                .map(str::to_string),
+        );
+        token = out.next_token().map(str::to_string);
+        if token.is_none() || refused.len() >= LOG_EVENTS {
+            break;
+        }
+    }
+    match refused.last() {
+        None => ok(
+            name,
+            format!("RDS refused no IAM login as {user} in the last hour ({group})"),
+        ),
+        Some(latest) => ok(
+            name,
+            format!(
+                "RDS refused {} IAM login(s) as {user} in the last hour ({group}); the latest: {latest} (before a repair, or from a caller other than this service account's pods, as `pwless verify`'s expected refusals are)",
+                refused.len()
+            ),
+        ),
     }
 }
 

@@ -97,6 +97,10 @@ pub struct Database {
     /// Whether destroying the cluster first takes a final snapshot (the default: destroy
     /// removes the cluster, not the only copy of the data).
     pub final_snapshot: bool,
+    /// Whether the cluster exports its IAM database authentication error log
+    /// (`iam-db-auth-error`) to CloudWatch Logs, where `pwless doctor` reads why RDS refused a
+    /// token [default: on].
+    pub iam_auth_error_log: bool,
     /// How pwless reaches the database to manage users; not part of any resource.
     pub connection: DbConnection,
 }

@@ -40,6 +40,7 @@ const DATABASE_KEYS: &[&str] = &[
     "subnets",
     "users",
     "final_snapshot",
+    "iam_auth_error_log",
     "ca_bundle",
     "admin_access",
     "admin_endpoint",
@@ -1157,6 +1158,10 @@ impl Checker {
             Some(node) => self.boolean(node, "database.final_snapshot"),
             None => Some(true),
         };
+        let iam_auth_error_log = match fields.value("iam_auth_error_log") {
+            Some(node) => self.boolean(node, "database.iam_auth_error_log"),
+            None => Some(true),
+        };
         let subnets = match fields.value("subnets") {
             Some(node) => self.choice(
                 node,
@@ -1228,6 +1233,7 @@ impl Checker {
             master_password: master_password?,
             subnets: subnets?,
             final_snapshot: final_snapshot?,
+            iam_auth_error_log: iam_auth_error_log?,
             connection: DbConnection {
                 admin_access: admin_access?,
                 relay_image: relay_image?,

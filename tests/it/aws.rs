@@ -678,18 +678,51 @@ fn drift_outside_pwless_is_planned_and_repaired() {
             .send()
             .await
             .unwrap();
+        // And turns off the export of IAM authentication errors pwless turned on.
+        clients
+            .rds
+            .modify_db_cluster()
+            .db_cluster_identifier(&stack.name)
+            .cloudwatch_logs_export_configuration(
+                aws_sdk_rds::types::CloudwatchLogsExportConfiguration::builder()
+                    .disable_log_types("iam-db-auth-error")
+                    .build(),
+            )
+            .apply_immediately(true)
+            .send()
+            .await
+            .unwrap();
     });
+    let exports = || {
+        rt.block_on(
+            clients
+                .rds
+                .describe_db_clusters()
+                .db_cluster_identifier(&stack.name)
+                .send(),
+        )
+        .unwrap()
+        .db_clusters()[0]
+            .enabled_cloudwatch_logs_exports()
+            .to_vec()
+    };
+    assert!(exports().is_empty());
 
     let output = stack.run(&["plan", "--detailed-exitcode"]);
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     let plan = stdout(&output);
+    assert!(
+        plan.contains("~ aws_rds_cluster.main  # it was changed outside pwless")
+            && plan.contains("~ iam_auth_error_log"),
+        "{plan}"
+    );
     assert!(plan.contains("+ aws_iam_role_policy_attachment.eks_node[AmazonEKS_CNI_Policy]  # it was deleted outside pwless"), "{plan}");
     assert!(
         plan.contains("~ aws_vpc.main  # it was changed outside pwless"),
         "{plan}"
     );
     assert!(
-        plan.contains("Plan: 1 to add, 1 to change, 0 to destroy."),
+        plan.contains("Plan: 1 to add, 2 to change, 0 to destroy."),
         "{plan}"
     );
 
@@ -701,6 +734,7 @@ fn drift_outside_pwless_is_planned_and_repaired() {
         stack.run(&["apply", "--auto-approve"]).status.code(),
         Some(0)
     );
+    assert_eq!(exports(), ["iam-db-auth-error"]);
     let output = stack.run(&["plan", "--detailed-exitcode"]);
     assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
     assert_eq!(

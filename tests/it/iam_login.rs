@@ -50,7 +50,7 @@ impl FullStack {
     }
 
     /// psql as `user`, through `pwless connect`, as `account` (or with the test credentials).
-    fn login(&self, account: Option<&str>, user: &str) -> std::process::Output {
+    pub(crate) fn login(&self, account: Option<&str>, user: &str) -> std::process::Output {
         let pwless = env!("CARGO_BIN_EXE_pwless");
         let file = self.file.to_str().unwrap();
         let connect = [
@@ -98,7 +98,7 @@ impl FullStack {
     }
 }
 
-fn refused(output: &std::process::Output, user: &str) -> bool {
+pub(crate) fn refused(output: &std::process::Output, user: &str) -> bool {
     output.status.code() != Some(0)
         && stderr(output).contains(&format!("PAM authentication failed for user \"{user}\""))
 }

@@ -941,6 +941,11 @@ fn doctor_names_exactly_the_broken_link_each_time() {
         report.contains("Every link of 1 chain(s) holds."),
         "{report}"
     );
+    // Apply turned the export on; nothing was refused yet.
+    assert!(
+        report.contains("auth error log: RDS has refused no IAM login of Aurora cluster"),
+        "{report}"
+    );
     // The handshake's facts: the version and the bundle's CA that verified the endpoint's name.
     let tls = report.lines().find(|line| line.contains("tls: ")).unwrap();
     assert!(
@@ -1076,6 +1081,13 @@ fn doctor_names_exactly_the_broken_link_each_time() {
                         .send(),
                 )
                 .unwrap();
+                // The app tries meanwhile: RDS refuses it and logs why (the export is on).
+                let output = stack.login(Some("demo/demo-app"), "app_user");
+                assert!(
+                    crate::iam_login::refused(&output, "app_user"),
+                    "{}",
+                    stderr(&output)
+                );
             }),
             Box::new(|| {
                 rt.block_on(
@@ -1192,6 +1204,20 @@ fn doctor_names_exactly_the_broken_link_each_time() {
         let (code, report, errors) = doctor();
         assert_eq!(code, Some(0), "{link} repaired: {report}{errors}");
     }
+    // The refusal of the Deny's time is in the IAM authentication error log, with its reason,
+    // on the healthy stack too (doctor says it may be history).
+    let (code, report, errors) = doctor();
+    assert_eq!(code, Some(0), "{report}{errors}");
+    let log = report
+        .lines()
+        .find(|line| line.contains("auth error log: "))
+        .unwrap_or_default();
+    assert!(
+        log.contains("RDS refused 1 IAM login(s) as app_user in the last hour")
+            && log.contains("Failed to authenticate the connection request for user 'app_user'")
+            && log.contains("an explicit Deny"),
+        "{report}"
+    );
     let output = stack.run(&["destroy", "--auto-approve"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }

@@ -7,7 +7,7 @@ mod eks;
 mod eks_access;
 pub(crate) mod eks_pod_identity;
 pub(crate) mod iam;
-mod rds;
+pub(crate) mod rds;
 
 use std::time::Duration;
 

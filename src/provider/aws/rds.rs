@@ -18,6 +18,11 @@ use crate::provider::{
 use crate::secret::Secret;
 use crate::state::ResourceState;
 
+/// The log type of IAM database authentication errors an Aurora PostgreSQL cluster exports to
+/// CloudWatch Logs, as log group `/aws/rds/cluster/<cluster>/iam-db-auth-error`
+/// ("Troubleshooting for IAM DB authentication", Amazon Aurora User Guide).
+pub const IAM_AUTH_ERROR_LOG: &str = "iam-db-auth-error";
+
 fn tags(inputs: &Inputs) -> Vec<Tag> {
     input_tags(inputs)
         .into_iter()
@@ -133,6 +138,12 @@ pub(super) async fn create(
                     "iam_database_authentication_enabled",
                 )?)
                 .storage_encrypted(input_bool(inputs, "storage_encrypted")?)
+                .set_enable_cloudwatch_logs_exports(
+                    // States from before pwless exported it have no such input: off.
+                    input_bool(inputs, "iam_auth_error_log")
+                        .unwrap_or(false)
+                        .then(|| vec![IAM_AUTH_ERROR_LOG.to_string()]),
+                )
                 .port(input_i64(inputs, "port")? as i32)
                 .db_subnet_group_name(input_str(inputs, "db_subnet_group_name")?)
                 .set_vpc_security_group_ids(Some(input_strings(inputs, "vpc_security_group_ids")?))
@@ -322,6 +333,15 @@ pub(super) async fn read(
                     json!(cluster.iam_database_authentication_enabled()),
                 ),
                 ("storage_encrypted", json!(cluster.storage_encrypted())),
+                (
+                    "iam_auth_error_log",
+                    json!(
+                        cluster
+                            .enabled_cloudwatch_logs_exports()
+                            .iter()
+                            .any(|export| export == IAM_AUTH_ERROR_LOG)
+                    ),
+                ),
                 ("port", json!(cluster.port())),
                 ("db_subnet_group_name", json!(cluster.db_subnet_group())),
                 ("vpc_security_group_ids", json!(security_groups)),
@@ -442,6 +462,7 @@ pub(super) async fn update(
                 ResourceKind::RdsCluster,
                 field @ ("engine_version"
                 | "iam_database_authentication_enabled"
+                | "iam_auth_error_log"
                 | "port"
                 | "vpc_security_group_ids"
                 | "master_password"),
@@ -477,6 +498,18 @@ pub(super) async fn update(
                     .allow_major_version_upgrade(true),
                 "iam_database_authentication_enabled" => {
                     call.enable_iam_database_authentication(input_bool(inputs, field)?)
+                }
+                // Only this export is pwless's: others someone turned on stay as they are.
+                "iam_auth_error_log" => {
+                    let export = aws_sdk_rds::types::CloudwatchLogsExportConfiguration::builder();
+                    call.cloudwatch_logs_export_configuration(
+                        if input_bool(inputs, field)? {
+                            export.enable_log_types(IAM_AUTH_ERROR_LOG)
+                        } else {
+                            export.disable_log_types(IAM_AUTH_ERROR_LOG)
+                        }
+                        .build(),
+                    )
                 }
                 "port" => call.port(input_i64(inputs, "port")? as i32),
                 "vpc_security_group_ids" => {
