@@ -6,7 +6,7 @@ only): create the table, add a message with HTML in it, and report what the page
 
 Prints one JSON object: the listed texts as the browser renders them, how many elements the
 message's own markup produced inside the list (0 when escaped), any error shown, the
-endpoint and user the page names. Exits non-zero when the browser could not be driven.
+endpoint and user the page names, and its "How this page logs in" section (`chain`). Exits non-zero when the browser could not be driven.
 """
 
 import base64
@@ -126,6 +126,8 @@ def main():
             "errors": [driver.text(element) for element in driver.find("#error")],
             "endpoint": [driver.text(element) for element in driver.find("#endpoint")],
             "user": [driver.text(element) for element in driver.find("#user")],
+            "chain": {key: [driver.text(element) for element in driver.find(f"#chain-{key}")]
+                      for key in ("role", "mechanism", "token", "tls", "user")},
         }
         driver.screenshot(screenshot)
         print(json.dumps(result))

@@ -133,6 +133,30 @@ fn the_demo_page_works_in_chromium_against_the_token_checking_sandbox() {
         "the message's markup made elements: {page}"
     );
     assert_eq!(page["user"], json!(["app_user"]));
+    // The chain as the app sees it: its role (the sandbox STS's session of the IRSA role), a
+    // token signed moments ago, TLS verified for the endpoint's name by the bundle's CA, and
+    // the database's own word on who logged in.
+    let chain = &page["chain"];
+    let role = pwless::spec::names::irsa_role(&stack.name, "demo", "demo-app");
+    assert!(
+        chain["role"][0]
+            .as_str()
+            .unwrap()
+            .contains(&format!(":assumed-role/{role}/")),
+        "{page}"
+    );
+    assert!(
+        chain["token"][0].as_str().unwrap().starts_with("signed "),
+        "{page}"
+    );
+    let tls = chain["tls"][0].as_str().unwrap();
+    assert!(
+        tls.starts_with("TLSv1_")
+            && tls.contains(&stack.output("databaseEndpoint"))
+            && tls.contains("verified by"),
+        "{page}"
+    );
+    assert_eq!(chain["user"], json!(["app_user"]), "{page}");
     assert!(
         page["endpoint"][0]
             .as_str()

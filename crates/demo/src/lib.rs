@@ -7,6 +7,11 @@
 //! `DB_HOSTADDR` (`host:port` to connect to) and `DB_TLS_SERVER_NAME` (the name the
 //! certificate carries), while the token is still signed for `DB_ENDPOINT`.
 //!
+//! The page also shows how it logs in: the IAM identity it runs as (`sts:GetCallerIdentity`)
+//! and where its credentials come from, the current token's age and the next refresh, the TLS
+//! version and the bundle's CA that verified the database, and `current_user` as the database
+//! reports it.
+//!
 //! Routes: `GET /` (the page), `POST /table` and `POST /messages` (its forms), the same as
 //! JSON — `POST /api/table`, `POST /api/messages` `{"text": "..."}`, `GET /api/messages` — and
 //! `GET /healthz`. Text is escaped wherever it is shown, messages are at most
@@ -140,6 +145,10 @@ pub async fn check_logins(config: &Config, users: &[String]) -> Vec<String> {
 pub struct App {
     config: Config,
     pool: IamPool,
+    tokens: Arc<TokenCache>,
+    sts: aws_sdk_sts::Client,
+    /// Who this process is to AWS, asked once (it changes only with new pods).
+    caller: tokio::sync::OnceCell<String>,
 }
 
 /// The app's pool and router; the token refresher starts on the current runtime.
@@ -152,9 +161,20 @@ pub async fn app(config: Config) -> Result<Router, String> {
     })
     .await
     .map_err(|error| error.to_string())?;
-    let pool = IamPool::new(Arc::new(tokens), config.target()?, 8, true)
+    let tokens = Arc::new(tokens);
+    let pool = IamPool::new(tokens.clone(), config.target()?, 8, true)
         .map_err(|error| error.to_string())?;
-    let state = Arc::new(App { config, pool });
+    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(config.region.clone()))
+        .load()
+        .await;
+    let state = Arc::new(App {
+        config,
+        pool,
+        tokens,
+        sts: aws_sdk_sts::Client::new(&aws),
+        caller: tokio::sync::OnceCell::new(),
+    });
     Ok(Router::new()
         .route("/", get(page))
         .route("/table", post(create_table_form))
@@ -289,6 +309,122 @@ async fn messages(app: &App) -> Result<Vec<Message>, Failure> {
         .collect())
 }
 
+/// The passwordless chain as this process sees it, for the page ("How this page logs in").
+struct ChainView {
+    /// The IAM identity the credentials are (`sts:GetCallerIdentity`), or why unknown.
+    caller: Result<String, String>,
+    /// How the credentials came: IRSA's web identity, the Pod Identity Agent, or else.
+    mechanism: &'static str,
+    /// How long ago the pool's current token was signed, and when the next one is.
+    token: Option<(std::time::Duration, std::time::Duration)>,
+    /// A TLS handshake with the database as the pool makes it.
+    tls: Result<pwless_iam_auth::db::TlsFacts, String>,
+    /// `current_user` as the database reports it for a pooled connection.
+    current_user: Result<String, String>,
+}
+
+/// The credentials' source, from the variables EKS's webhooks set (IRSA:
+/// `AWS_WEB_IDENTITY_TOKEN_FILE`; Pod Identity: `AWS_CONTAINER_CREDENTIALS_FULL_URI`), in the
+/// order the SDKs' default chain takes them after environment keys.
+fn mechanism() -> &'static str {
+    let set = |name: &str| std::env::var_os(name).is_some_and(|value| !value.is_empty());
+    if set("AWS_ACCESS_KEY_ID") {
+        "keys in the environment"
+    } else if set("AWS_WEB_IDENTITY_TOKEN_FILE") {
+        "IRSA (web identity token)"
+    } else if set("AWS_CONTAINER_CREDENTIALS_FULL_URI") {
+        "EKS Pod Identity (the agent)"
+    } else {
+        "the default credentials chain"
+    }
+}
+
+async fn chain(app: &App) -> ChainView {
+    let caller = app
+        .caller
+        .get_or_try_init(|| async {
+            app.sts
+                .get_caller_identity()
+                .send()
+                .await
+                .map(|out| out.arn().unwrap_or_default().to_string())
+                .map_err(|error| aws_sdk_sts::error::DisplayErrorContext(error).to_string())
+        })
+        .await
+        .cloned();
+    let token = app.tokens.age().await.map(|age| {
+        (
+            age,
+            pwless_iam_auth::pool::REFRESH_EVERY.saturating_sub(age),
+        )
+    });
+    let tls = match app.config.target() {
+        Err(message) => Err(message),
+        Ok(target) => {
+            let address = target
+                .address
+                .map(|address| address.to_string())
+                .unwrap_or_else(|| format!("{}:{}", target.server_name, target.port));
+            match tokio::net::TcpStream::connect(&address).await {
+                Err(error) => Err(format!("cannot connect to {address}: {error}")),
+                Ok(stream) => pwless_iam_auth::db::tls_check(stream, &target)
+                    .await
+                    .map_err(|error| error.to_string()),
+            }
+        }
+    };
+    let current_user = match app.pool.get().await {
+        Err(error) => Err(pwless_iam_auth::errors::chain(&error)),
+        Ok(client) => client
+            .query_one("select current_user::text", &[])
+            .await
+            .map(|row| row.get(0))
+            .map_err(|error| pwless_iam_auth::db::describe(&error)),
+    };
+    ChainView {
+        caller,
+        mechanism: mechanism(),
+        token,
+        tls,
+        current_user,
+    }
+}
+
+fn render_chain(view: &ChainView) -> String {
+    let shown = |value: &Result<String, String>| match value {
+        Ok(text) => escape(text),
+        Err(error) => format!("<span class=\"error\">{}</span>", escape(error)),
+    };
+    let token = match view.token {
+        Some((age, next)) => format!(
+            "signed {} s ago, valid for 900 s; the next is signed in {} s",
+            age.as_secs(),
+            next.as_secs()
+        ),
+        None => "none signed yet".to_string(),
+    };
+    let tls = match &view.tls {
+        Ok(facts) => format!(
+            "{} for <code>{}</code>, verified by <code>{}</code>",
+            escape(&facts.version),
+            escape(&facts.server_name),
+            escape(&facts.ca)
+        ),
+        Err(error) => format!("<span class=\"error\">{}</span>", escape(error)),
+    };
+    format!(
+        "<h2>How this page logs in</h2>\n<dl id=\"chain\">\
+         <dt>Runs as</dt><dd id=\"chain-role\">{role}</dd>\
+         <dt>Credentials from</dt><dd id=\"chain-mechanism\">{mechanism}</dd>\
+         <dt>IAM auth token</dt><dd id=\"chain-token\">{token}</dd>\
+         <dt>TLS</dt><dd id=\"chain-tls\">{tls}</dd>\
+         <dt>The database says <code>current_user</code> is</dt><dd id=\"chain-user\">{user}</dd></dl>\n",
+        role = shown(&view.caller),
+        mechanism = view.mechanism,
+        user = shown(&view.current_user),
+    )
+}
+
 /// HTML escaping for text and attribute values.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -305,7 +441,12 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-fn render(app: &App, listed: &Result<Vec<Message>, Failure>, error: Option<&str>) -> String {
+fn render(
+    app: &App,
+    listed: &Result<Vec<Message>, Failure>,
+    error: Option<&str>,
+    chain: &ChainView,
+) -> String {
     let config = &app.config;
     let mut body = String::new();
     if let Some(error) = error {
@@ -340,19 +481,20 @@ fn render(app: &App, listed: &Result<Vec<Message>, Failure>, error: Option<&str>
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>pwless demo</title>\n\
          <style>body{{font-family:sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem}}\
          .error{{background:#fde8e8;border:1px solid #e0a0a0;padding:.6rem}}\
-         code{{background:#f3f3f3;padding:0 .2rem}} li{{margin:.3rem 0}} time{{color:#777;font-size:.85em}}</style></head>\n\
+         code{{background:#f3f3f3;padding:0 .2rem}} li{{margin:.3rem 0}} time{{color:#777;font-size:.85em}} dt{{font-weight:bold}}</style></head>\n\
          <body><h1>Passwordless PostgreSQL</h1>\n\
          <p>Database <code id=\"endpoint\">{endpoint}:{port}/{database}</code> as IAM user <code id=\"user\">{user}</code>; \
          every connection logs in with a 15-minute IAM token over verified TLS.</p>\n\
          <form method=\"post\" action=\"/table\"><button id=\"create-table\" type=\"submit\">Create the messages table</button></form>\n\
          <form method=\"post\" action=\"/messages\"><input id=\"text\" name=\"text\" maxlength=\"{max}\" required placeholder=\"A message\">\
          <button id=\"add-message\" type=\"submit\">Add</button></form>\n\
-         <h2>Messages</h2>\n{body}</body></html>\n",
+         <h2>Messages</h2>\n{body}{chain}</body></html>\n",
         endpoint = escape(&config.endpoint),
         port = config.port,
         database = escape(&config.database),
         user = escape(&config.user),
         max = MAX_TEXT,
+        chain = render_chain(chain),
     )
 }
 
@@ -364,7 +506,8 @@ async fn page(State(app): State<Arc<App>>) -> Response {
         Err(failure) if failure.status == StatusCode::CONFLICT => StatusCode::OK,
         Err(failure) => failure.status,
     };
-    (status, Html(render(&app, &listed, None))).into_response()
+    let chain = chain(&app).await;
+    (status, Html(render(&app, &listed, None, &chain))).into_response()
 }
 
 /// After a form: back to the page (303), or the page with the error.
@@ -373,9 +516,10 @@ async fn after_form(app: &App, result: Result<(), Failure>) -> Response {
         Ok(()) => Redirect::to("/").into_response(),
         Err(failure) => {
             let listed = messages(app).await;
+            let chain = chain(app).await;
             (
                 failure.status,
-                Html(render(app, &listed, Some(&failure.message))),
+                Html(render(app, &listed, Some(&failure.message), &chain)),
             )
                 .into_response()
         }

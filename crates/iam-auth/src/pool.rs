@@ -150,6 +150,15 @@ impl TokenCache {
         Ok(())
     }
 
+    /// How long ago the current token was signed; `None` before the first.
+    pub async fn age(&self) -> Option<Duration> {
+        self.current
+            .read()
+            .await
+            .as_ref()
+            .map(|cached| cached.signed_at.elapsed())
+    }
+
     /// The current token, signed first if there is none or it is stale. Concurrent callers
     /// that find it stale wait for one signature.
     pub async fn token(&self) -> Result<AuthToken, TokenError> {
