@@ -30,8 +30,9 @@ A token is admitted when, as on RDS:
 A refusal is also written, as RDS exports it, to CloudWatch Logs in moto when the cluster the
 token names exports `iam-db-auth-error`: log group `/aws/rds/cluster/<cluster>/iam-db-auth-error`,
 stream the cluster's first instance, message `<time> [ERROR] Failed to authenticate the
-connection request for user '<user>' because <reason>` (the reason in this verifier's words,
-not RDS's).
+connection request for user '<user>' because <reason>`, or `Failed to authorize ...` when the
+token is good but no policy allows the login, as RDS words a 403 (the reason in this
+verifier's words, not RDS's).
 
 Not emulated: policy conditions (an Allow with a Condition is not honoured; a Deny with one
 is), permission boundaries, SCPs, resource policies, group policies.
@@ -54,6 +55,10 @@ SKEW = 300
 
 class Refused(Exception):
     pass
+
+
+class NotAuthorized(Refused):
+    """The token is good, but no identity policy allows `rds-db:connect` on the dbuser ARN."""
 
 
 def xml_texts(body, tag):
@@ -132,7 +137,7 @@ def cluster_resource_id(config, region, host):
     raise Refused(f"no Aurora cluster has the endpoint {host}")
 
 
-def export_refusal(config, token, user, reason, now):
+def export_refusal(config, token, user, refusal, now):
     """Writes the refusal to the cluster's `iam-db-auth-error` log group in moto when the
     cluster the token's host names exports it; nothing when the token names no cluster."""
     host = token.split("/?", 1)[0].rpartition(":")[0]
@@ -158,7 +163,8 @@ def export_refusal(config, token, user, reason, now):
         logs("CreateLogGroup", {"logGroupName": group})
         logs("CreateLogStream", {"logGroupName": group, "logStreamName": stream})
         stamp = now.strftime("%Y-%m-%dT%H:%M:%S,") + f"{now.microsecond // 1000:03d}"
-        message = f"{stamp} [ERROR] Failed to authenticate the connection request for user '{user}' because {reason}"
+        verb = "authorize" if isinstance(refusal, NotAuthorized) else "authenticate"
+        message = f"{stamp} [ERROR] Failed to {verb} the connection request for user '{user}' because {refusal}"
         logs("PutLogEvents", {"logGroupName": group, "logStreamName": stream,
                               "logEvents": [{"timestamp": int(now.timestamp() * 1000), "message": message}]})
         return
@@ -244,7 +250,7 @@ def verify(config, user, token):
     arn = f"arn:{partition}:rds-db:{region}:{account}:dbuser:{resource_id}/{user}"
     ok, why = allowed(documents(config, region, caller), "rds-db:connect", arn)
     if not ok:
-        raise Refused(f"{caller} may not rds-db:connect on {arn}: {why}")
+        raise NotAuthorized(f"{caller} may not rds-db:connect on {arn}: {why}")
     return caller, arn
 
 
@@ -264,7 +270,7 @@ def main():
     except Refused as refusal:
         line, code = f"{stamp} refused {user}: {refusal}", 1
         try:
-            export_refusal(config, token, user, str(refusal), now)
+            export_refusal(config, token, user, refusal, now)
         except Exception as error:  # the export is the log's, never the login's business
             line += f" (not exported to CloudWatch Logs: {type(error).__name__}: {error})"
     except Exception as error:  # a verifier bug refuses, and says so

@@ -427,7 +427,8 @@ class Store:
             code = process.wait()
             with self.lock:
                 run.update(log=output, ended=True, phase="Succeeded" if code == 0 else "Failed")
-                if key in self.objects:
+                # Not a Job deleted and made again under the same name meanwhile.
+                if key in self.objects and self.job_runs.get(key) is run:
                     self.end_job(key, code == 0, "BackoffLimitExceeded",
                                  f"Job has reached the specified backoff limit (the container exited {code})")
         threading.Thread(target=wait, daemon=True).start()

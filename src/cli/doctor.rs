@@ -25,13 +25,7 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<u8> {
     let stack = crate::spec::load(&file)?;
     let location = args.stack.location(&stack)?;
     let chains = super::engine::block_on(async {
-        let Some(state) = crate::ops::run::read_state(&location, &stack.name).await? else {
-            return Err(UserError(format!(
-                "no state in {}: apply the stack first",
-                location.describe()
-            ))
-            .into());
-        };
+        let state = crate::ops::run::read_applied_state(&location, &stack.name).await?;
         let providers =
             crate::provider::Providers::for_stack(&stack, super::stack_dir(&file)).await;
         crate::ops::doctor::check(

@@ -19,15 +19,8 @@ pub struct OutputArgs {
 pub fn run(args: OutputArgs) -> anyhow::Result<u8> {
     let stack = crate::spec::load(&args.stack.file()?)?;
     let location = args.stack.location(&stack)?;
-    let Some(state) =
-        super::engine::block_on(crate::ops::run::read_state(&location, &stack.name))??
-    else {
-        return Err(UserError(format!(
-            "no state in {}: apply the stack first",
-            location.describe()
-        ))
-        .into());
-    };
+    let state =
+        super::engine::block_on(crate::ops::run::read_applied_state(&location, &stack.name))??;
     let all = StackOutputs::from_state(&state).to_map();
     let text = match &args.name {
         Some(name) => {

@@ -24,13 +24,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<u8> {
     let image = crate::ops::verify::image(&stack, args.image.as_deref()).map_err(UserError)?;
     let location = args.stack.location(&stack)?;
     let rows = super::engine::block_on(async {
-        let Some(state) = crate::ops::run::read_state(&location, &stack.name).await? else {
-            return Err(UserError(format!(
-                "no state in {}: apply the stack first",
-                location.describe()
-            ))
-            .into());
-        };
+        let state = crate::ops::run::read_applied_state(&location, &stack.name).await?;
         let config = crate::provider::aws::load_config(&stack.region).await;
         let kubernetes = crate::provider::kubernetes::KubernetesProvider::new(
             &stack.region,

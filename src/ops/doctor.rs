@@ -260,20 +260,17 @@ impl Step {
                         ),
                     ),
                     Err(error) => {
-                        let fix = if error.message.contains("UnknownIssuer")
-                            || error.message.contains("BadSignature")
-                        {
-                            format!(
+                        let fix = match error.code.as_deref() {
+                            Some("UnknownIssuer" | "CaBundle") => format!(
                                 "the CA bundle pwless uses ({}) does not hold the CA that issued the cluster's certificate: point database.ca_bundle or PWLESS_DB_CA_BUNDLE at the RDS bundle for {} ({}), or name none and pwless fetches it; apps need the same bundle (the demo image carries it at {})",
                                 postgres.ca_bundle().display(),
                                 stack.region,
                                 crate::ca_bundle::url(&stack.region),
                                 crate::graph::APP_CA_BUNDLE_PATH
-                            )
-                        } else if error.message.contains("NotValidForName") {
-                            "connect by the cluster endpoint's name (through a tunnel, set PWLESS_DB_TLS_SERVER_NAME to that name, not to the tunnel's)".to_string()
-                        } else {
-                            "make the database reachable as `pwless plan` does (the relay in the cluster, or PWLESS_DB_ADMIN_ENDPOINT), then run doctor again".to_string()
+                            ),
+                            Some("WrongName") => "check the certificate against the cluster endpoint's name: through a tunnel, PWLESS_DB_TLS_SERVER_NAME (or database.tls_server_name) must be that name, not the tunnel's".to_string(),
+                            Some("Expired") => "check this machine's clock; if it is right, the cluster's certificate has expired: rotate its CA (`aws rds modify-db-instance --ca-certificate-identifier`, \"Rotating your SSL/TLS certificate\", Amazon Aurora User Guide)".to_string(),
+                            _ => "make the database reachable as `pwless plan` does (the relay in the cluster, or PWLESS_DB_ADMIN_ENDPOINT), then run doctor again".to_string(),
                         };
                         broken(name, error.message, fix)
                     }
@@ -673,13 +670,16 @@ impl Step {
 
 /// How far back the `auth error log` link reads.
 const LOG_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
-/// At most this many events are read (RDS writes one per refused login).
-const LOG_EVENTS: usize = 1000;
+/// At most this many pages of the log are read (RDS writes one event per refused login; a page
+/// holds up to 10,000 events or 1 MB).
+const LOG_PAGES: usize = 10;
 
 /// The `auth error log` link, read after the chain: the logins as `user` RDS refused in the last
 /// hour, from the cluster's `iam-db-auth-error` log in CloudWatch Logs ("Troubleshooting for IAM
 /// DB authentication", Amazon Aurora User Guide: one event per refused login, `... Failed to
-/// authenticate the connection request for user '<user>' because <reason>`). Never broken
+/// authenticate the connection request for user '<user>' because <reason>` or, for a policy
+/// that does not allow it or throttling, `... Failed to authorize the connection request for
+/// user '<user>' ...`; both are matched by `for user '<user>'`). Never broken
 /// itself: a refusal may be history (before a repair) or come from a caller that is not this
 /// service account's pods, and an export that is off breaks no login; it says which.
 async fn auth_error_log(state: &State, providers: &Providers, user: &str) -> Link {
@@ -719,7 +719,9 @@ async fn auth_error_log(state: &State, providers: &Providers, user: &str) -> Lin
     let needle = format!("for user '{user}'");
     let mut refused = Vec::new();
     let mut token: Option<String> = None;
+    let mut pages = 0;
     loop {
+        pages += 1;
         let out = match logs
             .filter_log_events()
             .log_group_name(&group)
@@ -759,10 +761,12 @@ async fn auth_error_log(state: &State, providers: &Providers, user: &str) -> Lin
                 .map(str::to_string),
         );
         token = out.next_token().map(str::to_string);
-        if token.is_none() || refused.len() >= LOG_EVENTS {
+        if token.is_none() || pages >= LOG_PAGES {
             break;
         }
     }
+    // Pages left unread: the count is a floor.
+    let at_least = if token.is_some() { "at least " } else { "" };
     match refused.last() {
         None => ok(
             name,
@@ -771,7 +775,7 @@ async fn auth_error_log(state: &State, providers: &Providers, user: &str) -> Lin
         Some(latest) => ok(
             name,
             format!(
-                "RDS refused {} IAM login(s) as {user} in the last hour ({group}); the latest: {latest} (before a repair, or from a caller other than this service account's pods, as `pwless verify`'s expected refusals are)",
+                "RDS refused {at_least}{} IAM login(s) as {user} in the last hour ({group}); the latest read: {latest} (before a repair, or from a caller other than this service account's pods, as `pwless verify`'s expected refusals are)",
                 refused.len()
             ),
         ),

@@ -109,6 +109,18 @@ pub async fn read_state(location: &Location, stack: &str) -> anyhow::Result<Opti
     Ok(state)
 }
 
+/// [`read_state`] for commands that need an applied stack: no state is a [`UserError`] that
+/// says where it looked and to apply first.
+pub async fn read_applied_state(location: &Location, stack: &str) -> anyhow::Result<State> {
+    read_state(location, stack).await?.ok_or_else(|| {
+        UserError(format!(
+            "no state in {}: apply the stack first",
+            location.describe()
+        ))
+        .into()
+    })
+}
+
 /// Runs `work` with the opened state in a journal, then lets go of the lock whatever
 /// `work` returned.
 pub async fn with_journal<T>(

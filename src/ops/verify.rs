@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{Value, json};
+use sha2::Digest as _;
 
 use crate::graph::address;
 use crate::provider::kubernetes::KubernetesProvider;
@@ -22,8 +23,11 @@ use crate::spec::model::{Access, Identity};
 use crate::state::State;
 use pwless_iam_auth::probe::Outcome;
 
-/// How long one Job may take, scheduling and image pull included.
+/// How long one Job may run (its `activeDeadlineSeconds`), scheduling and image pull included.
 pub const JOB_LIMIT: Duration = Duration::from_secs(5 * 60);
+/// How long pwless waits for a Job: longer than its deadline, so that Kubernetes's own
+/// `DeadlineExceeded` is what a Job that never ran reports.
+const WAIT_LIMIT: Duration = Duration::from_secs(JOB_LIMIT.as_secs() + 30);
 
 /// One login of the matrix.
 #[derive(Debug, Clone, Serialize)]
@@ -91,8 +95,10 @@ pub fn image(stack: &Stack, image: Option<&str>) -> Result<String, String> {
     }
 }
 
-/// The Job that logs in as each of `users` under `entry`'s service account. `suffix` makes
-/// the name unique (a few hex digits).
+/// The Job that logs in as each of `users` under `entry`'s service account, named
+/// `pwless-verify-<service account, cut>-<hash of namespace/service account>-<suffix>`: at most
+/// 59 characters, distinct for two service accounts that cut the same. `suffix` (a few hex
+/// digits) makes it this run's.
 pub fn job(
     stack: &Stack,
     entry: &Access,
@@ -107,12 +113,16 @@ pub fn job(
         .service_account
         .chars()
         .map(|c| if c == '.' { '-' } else { c })
-        .take(40)
+        .take(30)
         .collect();
     while account.ends_with('-') {
         account.pop();
     }
-    let name = format!("pwless-verify-{account}-{suffix}");
+    let whose = sha2::Sha256::digest(format!("{}/{}", entry.namespace, entry.service_account));
+    let name = format!(
+        "pwless-verify-{account}-{}-{suffix}",
+        &hex::encode(whose)[..6]
+    );
     let labels = json!({
         "app.kubernetes.io/name": "pwless-verify",
         "app.kubernetes.io/managed-by": "pwless",
@@ -190,6 +200,9 @@ pub async fn verify(
         .iter()
         .map(|user| user.name.clone())
         .collect();
+    if users.is_empty() {
+        return Err("the stack has no database users to log in as".into());
+    }
     let outputs = crate::ops::outputs::StackOutputs::from_state(state);
     let (endpoint, port) = outputs.database().ok_or_else(|| {
         format!(
@@ -213,7 +226,7 @@ pub async fn verify(
         let job: k8s_openapi::api::batch::v1::Job = serde_json::from_value(manifest)
             .map_err(|error| format!("pwless made a Job Kubernetes cannot read: {error}"))?;
         kubernetes
-            .run_job(cluster_arn, &job, JOB_LIMIT)
+            .run_job(cluster_arn, &job, WAIT_LIMIT)
             .await
             .map_err(|error| error.message)
     });

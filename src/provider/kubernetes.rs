@@ -713,6 +713,16 @@ impl Provider for KubernetesProvider {
     }
 }
 
+/// Waiting reasons of a container that will not start without someone's help: the Job fails at
+/// once instead of at its deadline (kubelet's `ErrImagePull`, `ImagePullBackOff`,
+/// `InvalidImageName`, `CreateContainerConfigError`).
+const STUCK: &[&str] = &[
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+];
+
 /// How a Job run by [`KubernetesProvider::run_job`] ended, and what its pod printed.
 #[derive(Debug, Clone)]
 pub struct JobRun {
@@ -720,7 +730,8 @@ pub struct JobRun {
     pub job: String,
     /// The Job's `Complete` (true) or `Failed` (false) condition.
     pub succeeded: bool,
-    /// Why it failed, when it did: the condition's reason and message.
+    /// Why it failed, when it did: the condition's (or the stuck container's) reason and
+    /// message; or why its log could not be read.
     pub failure: Option<String>,
     /// The log of its pod (stdout and stderr, as `kubectl logs` gives them); empty when no pod
     /// was made.
@@ -729,10 +740,12 @@ pub struct JobRun {
 
 impl KubernetesProvider {
     /// Creates `job` (a `batch/v1` Job with `backoffLimit: 0`) in the cluster `cluster_arn`
-    /// names, waits up to `limit` for it to complete or fail, reads its pod's log and deletes
-    /// the Job and its pods (foreground propagation), whatever happened before: nothing of a
-    /// run is left behind unless the delete itself fails (then the Job's
-    /// `ttlSecondsAfterFinished` still removes it).
+    /// names, waits up to `limit` for it to complete or fail (a pod whose image cannot be
+    /// pulled, or whose container cannot be made, fails it at once), reads its pod's log and
+    /// deletes the Job and its pods (foreground propagation), whatever happened before. A
+    /// create whose answer was lost is looked up and the Job taken as made. Left behind only
+    /// when the delete itself fails or the run is killed: then the Job's
+    /// `activeDeadlineSeconds` and `ttlSecondsAfterFinished` have Kubernetes remove it.
     /// Errors: the API refuses the create, or the Job neither completes nor fails in time.
     pub async fn run_job(
         &self,
@@ -748,9 +761,17 @@ impl KubernetesProvider {
         let jobs: kube::Api<Job> = kube::Api::namespaced(client.clone(), &namespace);
         let pods: kube::Api<Pod> = kube::Api::namespaced(client, &namespace);
         let label = format!("Job {namespace}/{name}");
-        jobs.create(&kube::api::PostParams::default(), job)
-            .await
-            .map_err(kube_error(&format!("create {label}")))?;
+        if let Err(error) = jobs.create(&kube::api::PostParams::default(), job).await {
+            let failure = kube_error(&format!("create {label}"))(error);
+            // Only a refusal is sure; after a lost answer the Job may exist (its name is
+            // unique to this run).
+            let made = failure.kind == ErrorKind::Retryable
+                && jobs.get_opt(&name).await.ok().flatten().is_some();
+            if !made {
+                return Err(failure);
+            }
+        }
+        let selector = format!("job-name={name}");
         let ended = wait::until(&format!("{label} to complete"), limit, || async {
             let found = jobs
                 .get(&name)
@@ -770,16 +791,42 @@ impl KubernetesProvider {
                     condition.reason.clone().unwrap_or_default(),
                     condition.message.clone().unwrap_or_default(),
                 )),
-                None => Poll::Pending(format!(
-                    "not ended; `kubectl -n {namespace} describe job {name}` says why"
-                )),
+                None => {
+                    // A container that cannot start never ends the Job by itself (it waits
+                    // for its deadline): say so now.
+                    let listed = pods
+                        .list(&kube::api::ListParams::default().labels(&selector))
+                        .await
+                        .map_err(kube_error(&format!("find the pod of {label}")))?;
+                    let stuck = listed.items.iter().find_map(|pod| {
+                        pod.status
+                            .as_ref()?
+                            .container_statuses
+                            .as_ref()?
+                            .iter()
+                            .find_map(|status| {
+                                let waiting = status.state.as_ref()?.waiting.as_ref()?;
+                                let reason = waiting.reason.clone().unwrap_or_default();
+                                STUCK.contains(&reason.as_str()).then(|| {
+                                    (false, reason, waiting.message.clone().unwrap_or_default())
+                                })
+                            })
+                    });
+                    match stuck {
+                        Some(failed) => Poll::Ready(failed),
+                        None => Poll::Pending(format!(
+                            "not ended; `kubectl -n {namespace} describe job {name}` says why"
+                        )),
+                    }
+                }
             })
         })
         .await;
+        // The log, or why there is none (a container that never started has none).
         let log = match &ended {
             Ok(_) => {
                 let listed = pods
-                    .list(&kube::api::ListParams::default().labels(&format!("job-name={name}")))
+                    .list(&kube::api::ListParams::default().labels(&selector))
                     .await
                     .map_err(kube_error(&format!("find the pod of {label}")));
                 match listed.map(|listed| listed.items.into_iter().next()) {
@@ -801,12 +848,21 @@ impl KubernetesProvider {
             .await
             .map_err(kube_error(&format!("delete {label}")));
         let (succeeded, reason, message) = ended?;
-        let log = log?;
         deleted?;
+        let (log, unread) = match log {
+            Ok(log) => (log, None),
+            Err(error) => (String::new(), Some(error.message)),
+        };
+        let failure = match (succeeded, unread) {
+            (true, None) => None,
+            (true, Some(unread)) => Some(unread),
+            (false, None) => Some(format!("{reason}: {message}")),
+            (false, Some(unread)) => Some(format!("{reason}: {message}; {unread}")),
+        };
         Ok(JobRun {
             job: format!("{namespace}/{name}"),
             succeeded,
-            failure: (!succeeded).then(|| format!("{reason}: {message}")),
+            failure,
             log,
         })
     }

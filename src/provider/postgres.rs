@@ -318,44 +318,50 @@ impl PostgresProvider {
 
     /// The TLS handshake alone ([`pwless_iam_auth::db::tls_check`]) over the route a
     /// connection for `inputs` takes (the relay, a tunnel, or straight): what `pwless doctor`
-    /// checks before it logs in. Errors: the route cannot be opened, or the handshake fails
-    /// (rustls's reason: an unknown issuer, a name the certificate does not carry).
+    /// checks before it logs in. Errors: the route cannot be opened, or the handshake fails;
+    /// a refused certificate has the code `UnknownIssuer`, `WrongName`, `Expired` or
+    /// `Certificate`, a CA bundle that cannot be read `CaBundle`.
     pub async fn tls_check(
         &self,
         inputs: &Inputs,
     ) -> Result<pwless_iam_auth::db::TlsFacts, ProviderError> {
+        use pwless_iam_auth::db::{CertificateProblem, DbError};
         let (target, relay) = self.route(inputs, None).await?;
-        let timeout = crate::db::connect_timeout().unwrap_or(crate::db::DEFAULT_CONNECT_TIMEOUT);
-        let checked = async {
-            match relay {
-                Some(relay) => {
-                    let opened = self.kubernetes.open_relay(relay).await?;
-                    pwless_iam_auth::db::tls_check(opened.stream, &target)
-                        .await
-                        .map_err(|e| error(e.to_string()))
-                }
-                None => {
-                    let address = match target.address {
-                        Some(address) => address,
-                        None => resolve(&format!("{}:{}", target.server_name, target.port))
-                            .map_err(|e| error(e.to_string()))?,
-                    };
-                    let stream = tokio::net::TcpStream::connect(address)
-                        .await
-                        .map_err(|e| error(format!("cannot connect to {address}: {e}")))?;
-                    pwless_iam_auth::db::tls_check(stream, &target)
-                        .await
-                        .map_err(|e| error(e.to_string()))
-                }
+        let checked = match relay {
+            Some(relay) => {
+                let opened = self.kubernetes.open_relay(relay).await?;
+                let timeout =
+                    crate::db::connect_timeout().unwrap_or(crate::db::DEFAULT_CONNECT_TIMEOUT);
+                tokio::time::timeout(
+                    timeout,
+                    pwless_iam_auth::db::tls_check(opened.stream, &target),
+                )
+                .await
+                .unwrap_or_else(|_| {
+                    Err(DbError::Timeout {
+                        target: format!("{} (through the database relay)", target.server_name),
+                        seconds: timeout.as_secs(),
+                    })
+                })
             }
+            None => pwless_iam_auth::db::tls_check_direct(&target).await,
         };
-        tokio::time::timeout(timeout, checked).await.map_err(|_| {
-            error(format!(
-                "timed out after {} s: no TLS handshake with {}",
-                timeout.as_secs(),
-                target.server_name
-            ))
-        })?
+        checked.map_err(|failure| {
+            let code = match &failure {
+                DbError::Certificate { problem, .. } => Some(match problem {
+                    CertificateProblem::UnknownIssuer => "UnknownIssuer",
+                    CertificateProblem::WrongName => "WrongName",
+                    CertificateProblem::Expired => "Expired",
+                    CertificateProblem::Other => "Certificate",
+                }),
+                DbError::CaBundle { .. } | DbError::EmptyCaBundle { .. } => Some("CaBundle"),
+                _ => None,
+            };
+            ProviderError {
+                code: code.map(str::to_string),
+                ..error(failure.to_string())
+            }
+        })
     }
 
     /// A connection to the cluster the inputs name, to `database` instead of the recorded one
@@ -365,15 +371,29 @@ impl PostgresProvider {
         inputs: &Inputs,
         database: Option<&str>,
     ) -> Result<Arc<tokio_postgres::Client>, ProviderError> {
-        let (target, relay) = self.route(inputs, database).await?;
-        let connection = &inputs["connection"];
-        let key = format!("{}/{}", target.server_name, target.database);
+        let connection = inputs
+            .get("connection")
+            .ok_or_else(|| error("input `connection` is missing"))?;
+        let key = format!(
+            "{}/{}",
+            connection
+                .get("endpoint")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+            database.unwrap_or_else(|| {
+                connection
+                    .get("database")
+                    .and_then(Value::as_str)
+                    .unwrap_or(&self.settings.database)
+            })
+        );
         let mut cached = self.clients.lock().await;
         if let Some(client) = cached.get(&key)
             && !client.is_closed()
         {
             return Ok(client.clone());
         }
+        let (target, relay) = self.route(inputs, database).await?;
         let (user, password) = self
             .master(connection.get("master_secret_arn").and_then(Value::as_str))
             .await?;

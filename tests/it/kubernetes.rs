@@ -1204,6 +1204,26 @@ fn doctor_names_exactly_the_broken_link_each_time() {
         let (code, report, errors) = doctor();
         assert_eq!(code, Some(0), "{link} repaired: {report}{errors}");
     }
+    // A certificate checked for another name than it carries (a tunnel's name given as the
+    // server name): the TLS link, with the name's fix, not the bundle's.
+    let output = stack
+        .command(&["doctor"])
+        .env("PWLESS_DB_TLS_SERVER_NAME", "elsewhere.example.com")
+        .output()
+        .unwrap();
+    let report = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{report}{}", stderr(&output));
+    let broken = report
+        .lines()
+        .skip_while(|line| !line.contains("BROKEN tls:"))
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        broken.contains("elsewhere.example.com")
+            && broken.contains("fix: check the certificate against the cluster endpoint's name"),
+        "{report}"
+    );
     // The refusal of the Deny's time is in the IAM authentication error log, with its reason,
     // on the healthy stack too (doctor says it may be history).
     let (code, report, errors) = doctor();
@@ -1214,7 +1234,7 @@ fn doctor_names_exactly_the_broken_link_each_time() {
         .unwrap_or_default();
     assert!(
         log.contains("RDS refused 1 IAM login(s) as app_user in the last hour")
-            && log.contains("Failed to authenticate the connection request for user 'app_user'")
+            && log.contains("Failed to authorize the connection request for user 'app_user'")
             && log.contains("an explicit Deny"),
         "{report}"
     );

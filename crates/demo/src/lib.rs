@@ -360,18 +360,9 @@ async fn chain(app: &App) -> ChainView {
     });
     let tls = match app.config.target() {
         Err(message) => Err(message),
-        Ok(target) => {
-            let address = target
-                .address
-                .map(|address| address.to_string())
-                .unwrap_or_else(|| format!("{}:{}", target.server_name, target.port));
-            match tokio::net::TcpStream::connect(&address).await {
-                Err(error) => Err(format!("cannot connect to {address}: {error}")),
-                Ok(stream) => pwless_iam_auth::db::tls_check(stream, &target)
-                    .await
-                    .map_err(|error| error.to_string()),
-            }
-        }
+        Ok(target) => pwless_iam_auth::db::tls_check_direct(&target)
+            .await
+            .map_err(|error| error.to_string()),
     };
     let current_user = match app.pool.get().await {
         Err(error) => Err(pwless_iam_auth::errors::chain(&error)),
@@ -397,8 +388,9 @@ fn render_chain(view: &ChainView) -> String {
     };
     let token = match view.token {
         Some((age, next)) => format!(
-            "signed {} s ago, valid for 900 s; the next is signed in {} s",
+            "signed {} s ago, valid for {} s; the next is signed in {} s",
             age.as_secs(),
+            pwless_iam_auth::token::EXPIRES_SECONDS,
             next.as_secs()
         ),
         None => "none signed yet".to_string(),

@@ -29,6 +29,12 @@ pub enum DbError {
     Resolve(String),
     #[error("cannot set up TLS: {0}")]
     Tls(String),
+    /// The server's certificate was refused during the handshake ([`tls_check`]).
+    #[error("{message}")]
+    Certificate {
+        problem: CertificateProblem,
+        message: String,
+    },
     /// The server refused or broke the connection; the message carries PostgreSQL's SQLSTATE,
     /// message, DETAIL and HINT, or the transport's chain of causes ([`describe`]).
     /// (`error` is said in the message, not chained as a source: once is enough.)
@@ -258,6 +264,20 @@ where
     Ok(client)
 }
 
+/// Why a server certificate was refused, from rustls's `CertificateError`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertificateProblem {
+    /// No certificate of the CA bundle issued it (or its signature does not verify): the
+    /// bundle is not the one for the server's CA.
+    UnknownIssuer,
+    /// It does not carry the name it was checked for.
+    WrongName,
+    /// It is expired or not valid yet (or the machine's clock is off).
+    Expired,
+    /// Anything else rustls refused, or a handshake that failed before a certificate came.
+    Other,
+}
+
 /// What a TLS handshake with the database showed ([`tls_check`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFacts {
@@ -305,7 +325,30 @@ where
     let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, stream)
         .await
-        .map_err(|error| failed(error.to_string()))?;
+        .map_err(|error| {
+            use rustls::CertificateError as C;
+            let problem = match error
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            {
+                Some(rustls::Error::InvalidCertificate(certificate)) => match certificate {
+                    C::UnknownIssuer | C::BadSignature => CertificateProblem::UnknownIssuer,
+                    C::NotValidForName | C::NotValidForNameContext { .. } => {
+                        CertificateProblem::WrongName
+                    }
+                    C::Expired
+                    | C::ExpiredContext { .. }
+                    | C::NotValidYet
+                    | C::NotValidYetContext { .. } => CertificateProblem::Expired,
+                    _ => CertificateProblem::Other,
+                },
+                _ => CertificateProblem::Other,
+            };
+            DbError::Certificate {
+                problem,
+                message: format!("{}: {error}", target.server_name),
+            }
+        })?;
     let (_, session) = tls.get_ref();
     let subject = |der: &[u8]| {
         x509_cert::Certificate::from_der(der)
@@ -338,4 +381,26 @@ where
         certificate: subject(leaf)?.subject.to_string(),
         ca,
     })
+}
+
+/// [`tls_check`] over a TCP connection of its own to `target` (its tunnel address, else
+/// `server_name:port`), all within the connect timeout ([`connect_timeout`]).
+pub async fn tls_check_direct(target: &Target) -> Result<TlsFacts, DbError> {
+    let timeout = connect_timeout().unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+    let checked = async {
+        let address = match target.address {
+            Some(address) => address,
+            None => resolve(&format!("{}:{}", target.server_name, target.port))?,
+        };
+        let stream = tokio::net::TcpStream::connect(address)
+            .await
+            .map_err(|error| DbError::Tls(format!("cannot connect to {address}: {error}")))?;
+        tls_check(stream, target).await
+    };
+    tokio::time::timeout(timeout, checked)
+        .await
+        .map_err(|_| DbError::Timeout {
+            target: target.describe(),
+            seconds: timeout.as_secs(),
+        })?
 }

@@ -333,7 +333,15 @@ pub(super) async fn read(
                     json!(cluster.iam_database_authentication_enabled()),
                 ),
                 ("storage_encrypted", json!(cluster.storage_encrypted())),
-                (
+                ("port", json!(cluster.port())),
+                ("db_subnet_group_name", json!(cluster.db_subnet_group())),
+                ("vpc_security_group_ids", json!(security_groups)),
+                ("tags", tags_of(cluster.tag_list())),
+            ];
+            // Read only where the state records it: a cluster from before pwless exported the
+            // log is planned as an update that turns it on, not as a change made outside pwless.
+            if prior.contains_key("iam_auth_error_log") {
+                observed.push((
                     "iam_auth_error_log",
                     json!(
                         cluster
@@ -341,12 +349,8 @@ pub(super) async fn read(
                             .iter()
                             .any(|export| export == IAM_AUTH_ERROR_LOG)
                     ),
-                ),
-                ("port", json!(cluster.port())),
-                ("db_subnet_group_name", json!(cluster.db_subnet_group())),
-                ("vpc_security_group_ids", json!(security_groups)),
-                ("tags", tags_of(cluster.tag_list())),
-            ];
+                ));
+            }
             // A managed password shows as a Secrets Manager secret; an env one cannot be seen.
             if cluster.master_user_secret().is_some() {
                 observed.push(("master_password", json!({"managed": true})));
