@@ -414,6 +414,12 @@ class Store:
             return
         command = (json.loads(self.args.job_runner) + ["--as", f"{key[1]}/{account}", "--", self.args.job_binary]
                    + [str(a) for a in container.get("args") or []])
+        missing = [path for path in (command[0], self.args.job_binary) if not os.access(path, os.X_OK)]
+        if missing:
+            run.update(ended=True, phase="Failed",
+                       log=f"kube-standin: {', '.join(missing)} not built: no container can run\n")
+            self.end_job(key, False, "StandinCannotRun", f"{', '.join(missing)} not built")
+            return
         # The kubelet tells every pod where the API server is (KUBERNETES_SERVICE_HOST); the
         # runner, a pwless, reads it from these.
         env = {**os.environ, **{e["name"]: e.get("value", "") for e in container.get("env") or []},

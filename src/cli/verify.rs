@@ -100,7 +100,10 @@ fn render(rows: &[Row], image: &str) -> String {
                 "{} as {} {wanted}, but {}{}",
                 row.service_account,
                 cell.user,
-                cell.result.replace('_', " "),
+                match cell.result {
+                    "missing" => "the Job reported nothing for it".to_string(),
+                    other => other.replace('_', " "),
+                },
                 if cell.detail.is_empty() {
                     String::new()
                 } else {
@@ -120,7 +123,12 @@ fn render(rows: &[Row], image: &str) -> String {
         for problem in &problems {
             out.push_str(&format!("! {problem}\n"));
         }
-        out.push_str("Run `pwless doctor` to find the broken link.\n");
+        // A wrong login or refusal is a link of the chain; a Job that did not run is not.
+        if rows.iter().flat_map(|row| &row.cells).any(|cell| {
+            !cell.as_expected && matches!(cell.result, "logged_in" | "refused")
+        }) {
+            out.push_str("Run `pwless doctor` to find the broken link.\n");
+        }
     }
     out
 }
