@@ -124,9 +124,11 @@ fn render(rows: &[Row], image: &str) -> String {
             out.push_str(&format!("! {problem}\n"));
         }
         // A wrong login or refusal is a link of the chain; a Job that did not run is not.
-        if rows.iter().flat_map(|row| &row.cells).any(|cell| {
-            !cell.as_expected && matches!(cell.result, "logged_in" | "refused")
-        }) {
+        if rows
+            .iter()
+            .flat_map(|row| &row.cells)
+            .any(|cell| !cell.as_expected && matches!(cell.result, "logged_in" | "refused"))
+        {
             out.push_str("Run `pwless doctor` to find the broken link.\n");
         }
     }
