@@ -12,6 +12,10 @@ use serde_json::{Map, Value, json};
 use crate::graph::{Expr, OutputRef, Resource, ResourceGraph, ResourceKind};
 use crate::state::State;
 
+/// The user and group the demo image runs as (the Dockerfile's `USER 65532:65532`,
+/// distroless's `nonroot`), set on its pods so that `runAsNonRoot` can be checked.
+pub const DEMO_RUN_AS: u32 = 65532;
+
 pub const UNKNOWN: &str = "<known after apply>";
 
 /// The value of `expr`, with every reference the state cannot answer shown as
@@ -119,7 +123,7 @@ pub fn object_of(kind: ResourceKind, get: impl Fn(&str) -> Value) -> Option<Valu
                         "spec": {
                             "serviceAccountName": get("service_account"),
                             "automountServiceAccountToken": true,
-                            "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
+                            "securityContext": {"runAsNonRoot": true, "runAsUser": DEMO_RUN_AS, "runAsGroup": DEMO_RUN_AS, "seccompProfile": {"type": "RuntimeDefault"}},
                             "containers": [{
                                 "name": "pwless-demo",
                                 "image": get("image"),

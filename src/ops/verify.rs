@@ -156,6 +156,8 @@ pub fn job(
                     "restartPolicy": "Never",
                     "securityContext": {
                         "runAsNonRoot": true,
+                        "runAsUser": crate::kubernetes::DEMO_RUN_AS,
+                        "runAsGroup": crate::kubernetes::DEMO_RUN_AS,
                         "seccompProfile": {"type": "RuntimeDefault"}
                     },
                     "containers": [{
@@ -326,6 +328,44 @@ mod tests {
             }),
             log: log.into(),
         })
+    }
+
+    #[test]
+    fn job_names_fit_a_label_and_stay_distinct_for_service_accounts_cut_alike() {
+        let stack = crate::spec::parse_bytes(
+            std::path::Path::new("stack.yaml"),
+            include_bytes!("../../stack.example.yaml"),
+        )
+        .unwrap();
+        let users = ["app_user".to_string()];
+        let name_of = |service_account: &str| {
+            let entry = Access {
+                service_account: service_account.into(),
+                ..entry("app_user")
+            };
+            let job = job(&stack, &entry, "i@sha256:0", "db", 5432, &users, "abc123");
+            job["metadata"]["name"].as_str().unwrap().to_string()
+        };
+        let long = "s".repeat(200);
+        for name in [name_of("a.b"), name_of("a-b"), name_of(&long)] {
+            assert!(name.len() <= 63, "{name}");
+        }
+        assert_ne!(name_of("a.b"), name_of("a-b"));
+        assert_ne!(name_of(&long), name_of(&format!("{long}x")));
+        // Non-root as the demo image's user, read-only, nothing to escalate.
+        let entry = entry("app_user");
+        let job = job(&stack, &entry, "i@sha256:0", "db", 5432, &users, "abc123");
+        let pod = &job["spec"]["template"]["spec"];
+        assert_eq!(pod["securityContext"]["runAsUser"], 65532);
+        assert_eq!(pod["serviceAccountName"], "api");
+        assert_eq!(
+            pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"],
+            true
+        );
+        assert_eq!(
+            pod["containers"][0]["args"],
+            serde_json::json!(["check-login", "app_user"])
+        );
     }
 
     #[test]
