@@ -30,12 +30,13 @@
 //! 6. `service account`: it exists and carries no IRSA annotation (which the SDKs would take
 //!    first).
 //!
-//!
 //! After the links, whatever their state, `auth error log`: the logins as the entry's user RDS
 //! refused in the last hour and why, from the cluster's `iam-db-auth-error` log in CloudWatch
 //! Logs (the export apply turns on; [`auth_error_log`]). The CA bundle checked is pwless's
-//! own; an app's (the demo image's) is the same file only if built so. Conditions in identity policies are not evaluated: a statement
-//! with a `Condition` is reported as such. In trust policies, conditions doctor cannot tell
+//! own; an app's (the demo image's) is the same file only if built so.
+//!
+//! Conditions in identity policies are not evaluated: a statement with a `Condition` is
+//! reported as such. In trust policies, conditions doctor cannot tell
 //! (other than IRSA's `sub`/`aud`, or the session tags EKS Pod Identity sets) are taken as
 //! holding, so a common `aws:SourceAccount` does not read as broken.
 
@@ -308,18 +309,13 @@ impl Step {
                 }
             }
             Step::IamAuth => {
-                let Some(cluster) = recorded(&address::rds_cluster()) else {
+                let Some(identifier) = recorded_cluster(state) else {
                     return broken(
                         name,
                         "the state records no Aurora cluster",
                         "run `pwless apply`",
                     );
                 };
-                let identifier = cluster
-                    .inputs
-                    .get("cluster_identifier")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
                 match describe_cluster(providers, identifier).await {
                     Err(error) => broken(
                         name,
@@ -365,11 +361,7 @@ impl Step {
                     .and_then(Value::as_str)
                     .unwrap_or_default()
                     .to_string();
-                let identifier = recorded(&address::rds_cluster())
-                    .and_then(|cluster| cluster.inputs.get("cluster_identifier"))
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
+                let identifier = recorded_cluster(state).unwrap_or_default().to_string();
                 let resource_id = match describe_cluster(providers, &identifier).await {
                     Ok(Some(found)) => found
                         .db_cluster_resource_id()
@@ -668,6 +660,14 @@ impl Step {
     }
 }
 
+/// The Aurora cluster's identifier as the state records it.
+fn recorded_cluster(state: &State) -> Option<&str> {
+    state
+        .resource(&address::rds_cluster())
+        .and_then(|cluster| cluster.inputs.get("cluster_identifier"))
+        .and_then(Value::as_str)
+}
+
 /// How far back the `auth error log` link reads.
 const LOG_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
 /// At most this many pages of the log are read (RDS writes one event per refused login; a page
@@ -684,11 +684,7 @@ const LOG_PAGES: usize = 10;
 /// service account's pods, and an export that is off breaks no login; it says which.
 async fn auth_error_log(state: &State, providers: &Providers, user: &str) -> Link {
     let name = "auth error log";
-    let Some(identifier) = state
-        .resource(&address::rds_cluster())
-        .and_then(|cluster| cluster.inputs.get("cluster_identifier"))
-        .and_then(Value::as_str)
-    else {
+    let Some(identifier) = recorded_cluster(state) else {
         return ok(name, "the state records no Aurora cluster: no log to read");
     };
     let exported = match describe_cluster(providers, identifier).await {
