@@ -114,7 +114,10 @@ fn plan_and_run(
     mode: Mode,
     style: Style,
 ) -> anyhow::Result<u8> {
-    let (stack, graph) = super::load_graph(&stack_args.file()?)?;
+    let (stack, graph) = match mode {
+        Mode::Normal => super::load_graph(&stack_args.file()?)?,
+        Mode::Destroy => super::load_for_destroy(&stack_args.file()?)?,
+    };
     let operation = if mode == Mode::Destroy {
         "destroy"
     } else {

@@ -22,7 +22,8 @@ pub struct DoctorArgs {
 /// Exit 0 when every link of every chain holds, 1 when one is broken.
 pub fn run(args: DoctorArgs) -> anyhow::Result<u8> {
     let file = args.stack.file()?;
-    let stack = crate::spec::load(&file)?;
+    let mut stack = crate::spec::load(&file)?;
+    super::discover(&file, &mut stack)?;
     let location = args.stack.location(&stack)?;
     let chains = super::engine::block_on(async {
         let state = crate::ops::run::read_applied_state(&location, &stack.name).await?;

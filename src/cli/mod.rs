@@ -285,18 +285,75 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
-/// Loads and expands a stack: the first steps of most commands.
-pub(crate) fn load_graph(
-    file: &Path,
-) -> anyhow::Result<(crate::spec::Stack, crate::graph::ResourceGraph)> {
+/// Loads a stack, its warnings printed on stderr; its references are not read yet.
+pub(crate) fn load_stack(file: &Path) -> anyhow::Result<crate::spec::Stack> {
     let (stack, warnings) = crate::spec::load_with_warnings(file)?;
     if let Some(warnings) = warnings {
         eprint!("{}", warnings.render_warnings());
     }
+    Ok(stack)
+}
+
+/// Loads a stack, reads what it references ([`discover`]) and expands it: the first steps of
+/// most commands.
+pub(crate) fn load_graph(
+    file: &Path,
+) -> anyhow::Result<(crate::spec::Stack, crate::graph::ResourceGraph)> {
+    let mut stack = load_stack(file)?;
+    discover(file, &mut stack)?;
     // The expansion is ours: a graph error here is a bug, not bad input.
     let graph =
         crate::graph::ResourceGraph::from_stack(&stack).map_err(|error| Bug(error.to_string()))?;
     Ok((stack, graph))
+}
+
+/// [`load_graph`] for a destroy, which needs no graph (it deletes what the state holds): the
+/// references are not read, so a destroy never depends on them.
+pub(crate) fn load_for_destroy(
+    file: &Path,
+) -> anyhow::Result<(crate::spec::Stack, crate::graph::ResourceGraph)> {
+    let stack = load_stack(file)?;
+    let graph = if stack.network.is_known() {
+        crate::graph::ResourceGraph::from_stack(&stack)
+    } else {
+        crate::graph::ResourceGraph::build(Vec::new())
+    }
+    .map_err(|error| Bug(error.to_string()))?;
+    Ok((stack, graph))
+}
+
+/// Reads the existing resources the stack references through the AWS API
+/// ([`crate::ops::discover`]), so a stack with `network.existing` needs credentials to plan.
+/// A missing or unsuitable reference is an error at its line of `file`.
+pub(crate) fn discover(file: &Path, stack: &mut crate::spec::Stack) -> anyhow::Result<()> {
+    if stack.network.is_known() {
+        return Ok(());
+    }
+    let region = stack.region.clone();
+    let result = engine::block_on(async {
+        let config = crate::provider::aws::load_config(&region).await;
+        crate::provider::aws::check_credentials(&config)
+            .await
+            .map_err(|message| anyhow::Error::from(UserError(message)))?;
+        Ok::<_, anyhow::Error>(crate::ops::discover::discover(stack, &config).await)
+    })??;
+    match result {
+        Ok(()) => Ok(()),
+        Err(crate::ops::discover::DiscoverError::Invalid(diagnostics)) => {
+            use anyhow::Context as _;
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read stack file {}", file.display()))?;
+            Err(
+                crate::spec::SpecError::Invalid(crate::spec::SpecErrors::new(
+                    file,
+                    &text,
+                    diagnostics,
+                ))
+                .into(),
+            )
+        }
+        Err(error) => Err(UserError(error.to_string()).into()),
+    }
 }
 
 /// The applied database of a stack, for a user of it: (endpoint, port) from the state.

@@ -39,13 +39,16 @@ pub struct PlanArgs {
 
 pub fn run(args: PlanArgs, style: Style) -> anyhow::Result<u8> {
     let file = args.stack.file()?;
-    let (stack, graph) = super::load_graph(&file)?;
-    let location = args.stack.location(&stack)?;
     let mode = if args.destroy {
         Mode::Destroy
     } else {
         Mode::Normal
     };
+    let (stack, graph) = match mode {
+        Mode::Normal => super::load_graph(&file)?,
+        Mode::Destroy => super::load_for_destroy(&file)?,
+    };
+    let location = args.stack.location(&stack)?;
 
     let crate::ops::run::Planned { plan, findings } = engine::runtime()?.block_on(async {
         let interrupts = engine::Interrupts::watch();

@@ -128,6 +128,7 @@ fn plan_of(changes: Vec<ResourceChange>) -> Plan {
         summary: crate::plan::summarize(&changes),
         access: Default::default(),
         allowed_destroy: Vec::new(),
+        reads: Vec::new(),
         resource_changes: changes,
     }
 }

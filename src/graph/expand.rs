@@ -83,6 +83,10 @@ impl Expander<'_> {
         let stack = self.stack;
         let network = &stack.network;
         let name = &stack.name;
+        // A referenced network is read, never managed: nothing of it enters the graph.
+        if network.existing.is_some() {
+            return;
+        }
 
         let vpc = self.aws(ResourceKind::Vpc, "main", name);
         let vpc = self.push(
@@ -218,7 +222,38 @@ impl Expander<'_> {
         }
     }
 
+    /// The VPC's id: the referenced one's, or the output of the one the stack creates.
+    fn vpc_id(&self) -> Expr {
+        match self.read_network() {
+            Some(read) => Expr::from(read.vpc_id.as_str()),
+            None => Expr::output(&address::vpc(), "id"),
+        }
+    }
+
+    /// What discovery read of a referenced network; `None` for a network the stack creates.
+    fn read_network(&self) -> Option<&crate::spec::model::ReadNetwork> {
+        self.stack
+            .network
+            .existing
+            .as_ref()
+            .and_then(|existing| existing.read.as_ref())
+    }
+
+    /// The ids of the `tier` subnets (`private` or `public`), in order.
     fn subnet_ids(&self, tier: &str) -> Expr {
+        if let Some(read) = self.read_network() {
+            let subnets = if tier == "public" {
+                &read.public
+            } else {
+                &read.private
+            };
+            return Expr::List(
+                subnets
+                    .iter()
+                    .map(|subnet| Expr::from(subnet.id.as_str()))
+                    .collect(),
+            );
+        }
         Expr::List(
             (0..self.stack.network.availability_zones.len())
                 .map(|index| Expr::output(&address::subnet(tier, index), "id"))
@@ -299,7 +334,7 @@ impl Expander<'_> {
             .input("role_arn", Expr::output(&cluster_role, "arn"))
             .input("subnet_ids", Expr::List(subnet_ids))
             // A cluster cannot move to another VPC (its subnets can change within one).
-            .input("vpc_id", Expr::output(&address::vpc(), "id"))
+            .input("vpc_id", self.vpc_id())
             .input(
                 "endpoint_public_access",
                 cluster_spec.endpoint_public_access,
@@ -361,8 +396,14 @@ impl Expander<'_> {
         for attachment in &node_attachments {
             node_group = node_group.after(attachment);
         }
-        // Nodes in private subnets pull images through the NAT routes.
-        for index in 0..stack.network.availability_zones.len() {
+        // Nodes in private subnets pull images through the NAT routes (a referenced network
+        // has its own, in place already).
+        let created_routes = if stack.network.existing.is_none() {
+            stack.network.availability_zones.len()
+        } else {
+            0
+        };
+        for index in 0..created_routes {
             node_group = node_group.after(&address::keyed(
                 ResourceKind::RouteTableAssociation,
                 "private",
@@ -464,8 +505,6 @@ impl Expander<'_> {
         let stack = self.stack;
         let name = &stack.name;
         let database = &stack.database;
-        let vpc = address::vpc();
-
         let security_group = self.aws(
             ResourceKind::SecurityGroup,
             "database",
@@ -473,7 +512,7 @@ impl Expander<'_> {
         );
         let security_group = self.push(
             security_group
-                .input("vpc_id", Expr::output(&vpc, "id"))
+                .input("vpc_id", self.vpc_id())
                 .input("name", format!("{name}-database"))
                 .input(
                     "description",
@@ -513,7 +552,7 @@ impl Expander<'_> {
                 .input("description", format!("pwless {name}: {tier} subnets"))
                 .input("subnet_ids", self.subnet_ids(tier))
                 // A subnet group cannot move to another VPC (its subnets can change within one).
-                .input("vpc_id", Expr::output(&address::vpc(), "id")),
+                .input("vpc_id", self.vpc_id()),
         );
 
         let master_password = match &database.master_password {
@@ -537,7 +576,7 @@ impl Expander<'_> {
                 // An Aurora cluster cannot move to another VPC (ModifyDBCluster takes no subnet
                 // group): a new VPC replaces it, with consent, instead of an update that fails
                 // halfway.
-                .input("vpc_id", Expr::output(&address::vpc(), "id"))
+                .input("vpc_id", self.vpc_id())
                 .input(
                     "vpc_security_group_ids",
                     Expr::List(vec![Expr::output(&security_group, "id")]),
@@ -934,15 +973,18 @@ impl Expander<'_> {
         .after(&address::of(
             ResourceKind::KubernetesNamespace,
             &app.namespace,
-        ))
-        .after(&address::of(ResourceKind::InternetGateway, "main"))
-        .after(&address::of(ResourceKind::RouteTable, "public"));
-        for index in 0..stack.network.availability_zones.len() {
-            service = service.after(&address::keyed(
-                ResourceKind::RouteTableAssociation,
-                "public",
-                index,
-            ));
+        ));
+        if stack.network.existing.is_none() {
+            service = service
+                .after(&address::of(ResourceKind::InternetGateway, "main"))
+                .after(&address::of(ResourceKind::RouteTable, "public"));
+            for index in 0..stack.network.availability_zones.len() {
+                service = service.after(&address::keyed(
+                    ResourceKind::RouteTableAssociation,
+                    "public",
+                    index,
+                ));
+            }
         }
         self.push(service);
     }

@@ -77,6 +77,10 @@ pub enum GraphError {
     },
     #[error("dependency cycle: {}", .0.join(" -> "))]
     Cycle(Vec<String>),
+    /// The stack references existing resources that were not read yet
+    /// ([`crate::ops::discover`] fills in their facts).
+    #[error("the stack references existing resources that were not read first")]
+    Unread,
 }
 
 /// The resources of a stack and their dependencies, checked to be acyclic.
@@ -89,7 +93,14 @@ pub struct ResourceGraph {
 }
 
 impl ResourceGraph {
+    /// The graph of a stack whose referenced resources are known ([`Network::is_known`]);
+    /// [`GraphError::Unread`] otherwise.
+    ///
+    /// [`Network::is_known`]: crate::spec::model::Network::is_known
     pub fn from_stack(stack: &Stack) -> Result<Self, GraphError> {
+        if !stack.network.is_known() {
+            return Err(GraphError::Unread);
+        }
         Self::build(expand(stack))
     }
 

@@ -5,6 +5,8 @@
 //! - [`run`]: plan, apply and destroy: lock and read the state, settle what a dead run left
 //!   pending, refresh, plan, check what apply needs (`preflight`), carry the plan out, and let
 //!   go of the lock whatever happened.
+//! - [`discover`]: reads what the stack references but does not manage (`network.existing`)
+//!   and fills in the stack's facts, before the graph is made.
 //! - [`preflight`]: what must hold before apply changes anything.
 //! - [`outputs`]: what an applied stack offers its users ([`outputs::StackOutputs`]), read from
 //!   the state, for `pwless output`, apply's summary, `token`, `connect` and the sandbox.
@@ -15,6 +17,7 @@
 //! they return. Their errors are one of [`UserError`] (exit 1), [`Bug`] (exit 70),
 //! [`Interrupted`] and [`Cancelled`] (exit 130), or an error from below with its cause (exit 1).
 
+pub mod discover;
 pub mod doctor;
 pub mod outputs;
 pub mod preflight;

@@ -156,6 +156,60 @@ pub struct Plan {
     /// (`pwless plan --allow-destroy ADDRESS -o FILE`): a saved plan carries the consent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_destroy: Vec<String>,
+    /// The existing resources the stack references (`network.existing`), as they were read
+    /// for this plan: never changed, never in the state. The changes hold the values used as
+    /// literals; this says where they came from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reads: Vec<Read>,
+}
+
+/// A resource the stack references and pwless only reads ([`Plan::reads`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Read {
+    /// `data.aws_vpc.existing`, `data.aws_subnet.private[0]`, `data.aws_subnet.public[0]`.
+    pub address: String,
+    /// Its AWS id (`vpc-…`, `subnet-…`).
+    pub id: String,
+    /// The values the plan used, by name (`cidr_block`, `availability_zone`).
+    pub values: BTreeMap<String, Value>,
+}
+
+/// What a stack's plan reads: its referenced network's VPC and subnets, once discovery read
+/// them (none otherwise).
+pub fn reads(stack: &crate::spec::Stack) -> Vec<Read> {
+    let Some(read) = stack
+        .network
+        .existing
+        .as_ref()
+        .and_then(|existing| existing.read.as_ref())
+    else {
+        return Vec::new();
+    };
+    let mut reads = vec![Read {
+        address: "data.aws_vpc.existing".into(),
+        id: read.vpc_id.clone(),
+        values: [("cidr_block".to_string(), Value::from(read.cidr.to_string()))].into(),
+    }];
+    for (tier, subnets) in [("private", &read.private), ("public", &read.public)] {
+        for (index, subnet) in subnets.iter().enumerate() {
+            reads.push(Read {
+                address: format!("data.aws_subnet.{tier}[{index}]"),
+                id: subnet.id.clone(),
+                values: [
+                    (
+                        "availability_zone".to_string(),
+                        Value::from(subnet.availability_zone.clone()),
+                    ),
+                    (
+                        "cidr_block".to_string(),
+                        Value::from(subnet.cidr.to_string()),
+                    ),
+                ]
+                .into(),
+            });
+        }
+    }
+    reads
 }
 
 /// A plan that destroys data nobody consented to: apply changes nothing.

@@ -71,6 +71,10 @@ pub fn plan(
         resource_changes: changes,
         summary,
         allowed_destroy: Vec::new(),
+        reads: match mode {
+            Mode::Normal => super::reads(stack),
+            Mode::Destroy => Vec::new(),
+        },
     }
 }
 

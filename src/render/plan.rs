@@ -39,7 +39,7 @@ pub fn json(plan: &Plan) -> String {
 }
 
 pub fn human(plan: &Plan, style: Style) -> String {
-    let mut out = String::new();
+    let mut out = reads(plan);
     let changing: Vec<&ResourceChange> = plan
         .resource_changes
         .iter()
@@ -565,4 +565,30 @@ fn key_text(key: &str) -> String {
     } else {
         serde_json::to_string(key).unwrap_or_else(|_| key.to_string())
     }
+}
+
+/// The existing resources the plan read, with the values it used: one line each.
+fn reads(plan: &Plan) -> String {
+    if plan.reads.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("pwless read these existing resources, and never changes them:\n");
+    for read in &plan.reads {
+        let values: Vec<String> = read
+            .values
+            .iter()
+            .map(|(name, value)| match value {
+                serde_json::Value::String(text) => format!("{name}={text}"),
+                other => format!("{name}={other}"),
+            })
+            .collect();
+        out.push_str(&format!(
+            "  <= {}  {}  {}\n",
+            read.address,
+            read.id,
+            values.join(" ")
+        ));
+    }
+    out.push('\n');
+    out
 }

@@ -21,6 +21,13 @@ pub enum CidrError {
 }
 
 impl Ipv4Cidr {
+    /// `0.0.0.0/0`: the block of a referenced VPC before discovery read it
+    /// ([`super::model::Network`]).
+    pub const UNKNOWN: Ipv4Cidr = Ipv4Cidr {
+        network: 0,
+        prefix: 0,
+    };
+
     pub fn new(address: Ipv4Addr, prefix: u8) -> Option<Self> {
         if prefix > 32 {
             return None;

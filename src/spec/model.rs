@@ -39,15 +39,74 @@ impl NatGateways {
     pub const NAMES: [&'static str; 3] = ["none", "single", "per_az"];
 }
 
+/// The stack's network. For a network pwless creates, every fact comes from the stack file.
+/// For a referenced one (`network.existing`), pwless creates no network resource, and the
+/// facts are the ones [`crate::ops::discover`] read through the EC2 API: until then `cidr`
+/// is `0.0.0.0/0` and the lists are empty, and the graph refuses to expand
+/// ([`crate::graph::GraphError::Unread`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Network {
+    /// The VPC's (primary) IPv4 block.
     pub cidr: Ipv4Cidr,
-    /// Availability zone names, one public and one private subnet in each.
+    /// Availability zone names: of each subnet pair for a created network, of each private
+    /// subnet for a referenced one.
     pub availability_zones: Vec<String>,
     pub nat_gateways: NatGateways,
-    /// One per availability zone, in order.
+    /// One per availability zone, in order (a referenced network: one per public subnet id).
     pub public_subnets: Vec<Ipv4Cidr>,
+    /// One per availability zone, in order (a referenced network: one per private subnet id).
     pub private_subnets: Vec<Ipv4Cidr>,
+    /// The existing VPC and subnets the stack uses instead of creating its own.
+    pub existing: Option<ExistingNetwork>,
+}
+
+impl Network {
+    /// Whether the facts are known: always for a created network, after discovery for a
+    /// referenced one.
+    pub fn is_known(&self) -> bool {
+        self.existing
+            .as_ref()
+            .is_none_or(|existing| existing.read.is_some())
+    }
+}
+
+/// An id the stack file names, with its place in the file (for the diagnostics of what
+/// discovery finds wrong with it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reference {
+    pub id: String,
+    /// The key path (`network.existing.vpc_id`).
+    pub path: String,
+    pub span: super::yaml::SourceSpan,
+}
+
+/// `network.existing`: a VPC and subnets pwless reads but never changes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExistingNetwork {
+    pub vpc_id: Reference,
+    /// At least two, in at least two availability zones: the EKS nodes, the cluster's
+    /// network interfaces and the database go there.
+    pub private_subnet_ids: Vec<Reference>,
+    /// Optional: the demo app's load balancer and `database.subnets: public` need them.
+    pub public_subnet_ids: Vec<Reference>,
+    /// What discovery read; `None` before it ran.
+    pub read: Option<ReadNetwork>,
+}
+
+/// The facts of a referenced network, as the EC2 API gave them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadNetwork {
+    pub vpc_id: String,
+    pub cidr: Ipv4Cidr,
+    pub private: Vec<ReadSubnet>,
+    pub public: Vec<ReadSubnet>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadSubnet {
+    pub id: String,
+    pub availability_zone: String,
+    pub cidr: Ipv4Cidr,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -16,11 +16,25 @@ const TOP_KEYS: &[&str] = &[
     "stack", "region", "tags", "network", "cluster", "database", "access", "app", "state",
 ];
 const NETWORK_KEYS: &[&str] = &[
+    "existing",
     "cidr",
     "availability_zones",
     "nat_gateways",
     "public_subnets",
     "private_subnets",
+];
+const EXISTING_NETWORK_KEYS: &[&str] = &["vpc_id", "private_subnet_ids", "public_subnet_ids"];
+/// EC2 id prefixes and what they name, to say what a misplaced id is
+/// (<https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/resource-ids.html>).
+const EC2_ID_PREFIXES: &[(&str, &str)] = &[
+    ("vpc", "a VPC"),
+    ("subnet", "a subnet"),
+    ("sg", "a security group"),
+    ("igw", "an internet gateway"),
+    ("nat", "a NAT gateway"),
+    ("rtb", "a route table"),
+    ("eni", "a network interface"),
+    ("i", "an instance"),
 ];
 const CLUSTER_KEYS: &[&str] = &[
     "version",
@@ -114,6 +128,15 @@ impl<'n> Fields<'n> {
     fn path(&self, key: &str) -> String {
         join(&self.path, key)
     }
+}
+
+/// `a VPC` -> `A VPC`.
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 fn join(path: &str, key: &str) -> String {
@@ -483,6 +506,23 @@ impl Checker {
             );
         }
 
+        // A referenced network's public subnets are optional; a database in them is not.
+        if let (Some(network), Some(database)) = (&network, &database)
+            && let Some(existing) = &network.existing
+            && existing.public_subnet_ids.is_empty()
+            && database.subnets == DatabaseSubnets::Public
+            && let Some(node) = fields
+                .value("database")
+                .and_then(|node| node.get("subnets"))
+        {
+            self.error(
+                "database.subnets",
+                node.span,
+                "`database.subnets: public` needs public subnets, and `network.existing` lists none",
+                Some("add `public_subnet_ids` to `network.existing`, or keep the database in the private subnets".into()),
+            );
+        }
+
         let state = match fields.value("state") {
             Some(node) => self.state(node),
             None => Some(StateBackend::default()),
@@ -632,6 +672,9 @@ impl Checker {
 
     fn network(&mut self, node: &Node, region: Option<&str>) -> Option<Network> {
         let fields = self.mapping(node, "network", NETWORK_KEYS)?;
+        if let Some(existing) = fields.value("existing") {
+            return self.existing_network(&fields, existing);
+        }
         let cidr = self.required(&fields, "cidr", "10.0.0.0/16").and_then(|node| {
             let cidr = self.cidr(node, "network.cidr")?;
             if !(16..=28).contains(&cidr.prefix()) {
@@ -732,7 +775,149 @@ impl Checker {
             nat_gateways: nat_gateways?,
             public_subnets,
             private_subnets,
+            existing: None,
         })
+    }
+
+    /// `network.existing`: the ids only (their resources are read at plan time,
+    /// [`crate::ops::discover`]); no key that describes a network to create may sit beside it.
+    fn existing_network(&mut self, fields: &Fields<'_>, node: &Node) -> Option<Network> {
+        let mut beside = false;
+        for key in NETWORK_KEYS.iter().filter(|key| **key != "existing") {
+            if let Some((key_node, _)) = fields.entries.get(key) {
+                self.error(
+                    &fields.path(key),
+                    key_node.span,
+                    format!("`network.{key}` describes a network to create, but `network.existing` names one that exists"),
+                    Some(format!("remove `{key}`: pwless reads the VPC's block, zones and subnets from AWS")),
+                );
+                beside = true;
+            }
+        }
+        let existing = self.mapping(node, "network.existing", EXISTING_NETWORK_KEYS)?;
+        let vpc_id = self
+            .required(&existing, "vpc_id", "vpc-0123456789abcdef0")
+            .and_then(|node| self.ec2_id(node, "network.existing.vpc_id", "vpc"));
+        let private = self
+            .required(
+                &existing,
+                "private_subnet_ids",
+                "[subnet-0123456789abcdef0, subnet-0fedcba9876543210]",
+            )
+            .and_then(|node| self.subnet_ids(node, "network.existing.private_subnet_ids", 2));
+        let public = match existing.value("public_subnet_ids") {
+            Some(node) => self.subnet_ids(node, "network.existing.public_subnet_ids", 1),
+            None => Some(Vec::new()),
+        };
+        let (vpc_id, private, public) = (vpc_id?, private?, public?);
+        let mut seen: HashMap<&str, &Reference> = HashMap::new();
+        let mut repeated = false;
+        for reference in private.iter().chain(&public) {
+            if let Some(first) = seen.insert(&reference.id, reference) {
+                self.error(
+                    &reference.path,
+                    reference.span,
+                    format!(
+                        "`{}` is listed twice (first as `{}`)",
+                        reference.id, first.path
+                    ),
+                    Some("list each subnet once, as private or as public".into()),
+                );
+                repeated = true;
+            }
+        }
+        if beside || repeated {
+            return None;
+        }
+        Some(Network {
+            cidr: Ipv4Cidr::UNKNOWN,
+            availability_zones: Vec::new(),
+            nat_gateways: NatGateways::None,
+            public_subnets: Vec::new(),
+            private_subnets: Vec::new(),
+            existing: Some(ExistingNetwork {
+                vpc_id,
+                private_subnet_ids: private,
+                public_subnet_ids: public,
+                read: None,
+            }),
+        })
+    }
+
+    fn subnet_ids(&mut self, node: &Node, path: &str, at_least: usize) -> Option<Vec<Reference>> {
+        let items = self.list(node, path)?;
+        if items.len() < at_least {
+            self.error(
+                path,
+                node.span,
+                format!(
+                    "`{path}` lists {} subnet{}, at least {at_least} needed",
+                    items.len(),
+                    if items.len() == 1 { "" } else { "s" }
+                ),
+                Some(if at_least > 1 {
+                    "list subnets in at least two availability zones: EKS and Aurora both need two"
+                        .into()
+                } else {
+                    "list at least one subnet, or leave the key out".into()
+                }),
+            );
+            return None;
+        }
+        let ids: Vec<Option<Reference>> = items
+            .iter()
+            .enumerate()
+            .map(|(index, item)| self.ec2_id(item, &format!("{path}[{index}]"), "subnet"))
+            .collect();
+        ids.into_iter().collect()
+    }
+
+    /// An EC2 id of the kind `prefix` names (`vpc`, `subnet`): the prefix, a dash and 8 or 17
+    /// lowercase hexadecimal digits
+    /// (<https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/resource-ids.html>).
+    fn ec2_id(&mut self, node: &Node, path: &str, prefix: &str) -> Option<Reference> {
+        let text = self.string(node, path)?;
+        let what = |wanted: &str| {
+            EC2_ID_PREFIXES
+                .iter()
+                .find(|(known, _)| *known == wanted)
+                .map_or("an EC2 resource", |(_, what)| *what)
+        };
+        let (found, digits) = text.split_once('-').unwrap_or(("", text));
+        let well_formed = (digits.len() == 8 || digits.len() == 17)
+            && digits
+                .bytes()
+                .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte));
+        if found == prefix && well_formed {
+            return Some(Reference {
+                id: text.to_string(),
+                path: path.to_string(),
+                span: node.span,
+            });
+        }
+        if found != prefix && EC2_ID_PREFIXES.iter().any(|(known, _)| *known == found) {
+            self.error(
+                path,
+                node.span,
+                format!(
+                    "`{text}` is the id of {}, not of {}",
+                    what(found),
+                    what(prefix)
+                ),
+                Some(format!(
+                    "write the id of {} here (`{prefix}-` and 17 hexadecimal digits)",
+                    what(prefix)
+                )),
+            );
+        } else {
+            self.error(
+                path,
+                node.span,
+                format!("`{text}` is not the id of {}", what(prefix)),
+                Some(format!("{} id is `{prefix}-` and 8 or 17 lowercase hexadecimal digits, e.g. `{prefix}-0123456789abcdef0`", capitalized(what(prefix)))),
+            );
+        }
+        None
     }
 
     fn subnet_list(
@@ -840,7 +1025,9 @@ impl Checker {
                     );
                     return None;
                 }
+                // A referenced VPC's block is read at plan time (EKS refuses an overlap then).
                 if let Some(network) = network
+                    && network.existing.is_none()
                     && network.cidr.overlaps(&block)
                 {
                     self.error(

@@ -92,6 +92,17 @@ impl Node {
     pub fn is_null(&self) -> bool {
         matches!(&self.kind, NodeKind::Scalar { value, quoted: false } if is_null(value))
     }
+
+    /// The value under `key` when this node is a mapping that has it.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        let NodeKind::Mapping(entries) = &self.kind else {
+            return None;
+        };
+        entries.iter().find_map(|(name, value)| {
+            matches!(&name.kind, NodeKind::Scalar { value: name, .. } if name == key)
+                .then_some(value)
+        })
+    }
 }
 
 fn is_null(value: &str) -> bool {

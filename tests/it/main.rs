@@ -6,6 +6,7 @@ mod ca_bundle;
 mod cli;
 mod common;
 mod demo;
+mod existing;
 mod front_door;
 mod iam_login;
 mod kubernetes;

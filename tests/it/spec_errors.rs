@@ -136,6 +136,46 @@ const CASES: &[Case] = &[
         help: Some("did you mean `single`?"),
     },
     Case {
+        name: "a subnet id as the existing VPC's id",
+        from: "network:\n  cidr: 10.0.0.0/16\n  availability_zones: 2          # 2 to 6: one public + one private subnet in each\n  nat_gateways: single           # none | single | per_az\n",
+        to: "network:\n  existing:\n    vpc_id: subnet-0123456789abcdef0\n    private_subnet_ids: [subnet-0123456789abcdef1, subnet-0123456789abcdef2]\n",
+        message: "`subnet-0123456789abcdef0` is the id of a subnet, not of a VPC",
+        line: 9,
+        help: Some("write the id of a VPC here"),
+    },
+    Case {
+        name: "a malformed subnet id",
+        from: "network:\n  cidr: 10.0.0.0/16\n  availability_zones: 2          # 2 to 6: one public + one private subnet in each\n  nat_gateways: single           # none | single | per_az\n",
+        to: "network:\n  existing:\n    vpc_id: vpc-0123456789abcdef0\n    private_subnet_ids: [subnet-0123456789abcdef1, subnet-12]\n",
+        message: "`subnet-12` is not the id of a subnet",
+        line: 10,
+        help: Some("A subnet id is `subnet-` and 8 or 17 lowercase hexadecimal digits"),
+    },
+    Case {
+        name: "one private subnet of an existing network",
+        from: "network:\n  cidr: 10.0.0.0/16\n  availability_zones: 2          # 2 to 6: one public + one private subnet in each\n  nat_gateways: single           # none | single | per_az\n",
+        to: "network:\n  existing:\n    vpc_id: vpc-0123456789abcdef0\n    private_subnet_ids: [subnet-0123456789abcdef1]\n",
+        message: "`network.existing.private_subnet_ids` lists 1 subnet, at least 2 needed",
+        line: 10,
+        help: Some("at least two availability zones"),
+    },
+    Case {
+        name: "a subnet listed twice",
+        from: "network:\n  cidr: 10.0.0.0/16\n  availability_zones: 2          # 2 to 6: one public + one private subnet in each\n  nat_gateways: single           # none | single | per_az\n",
+        to: "network:\n  existing:\n    vpc_id: vpc-0123456789abcdef0\n    private_subnet_ids: [subnet-0123456789abcdef1, subnet-0123456789abcdef2]\n    public_subnet_ids: [subnet-0123456789abcdef1]\n",
+        message: "`subnet-0123456789abcdef1` is listed twice (first as `network.existing.private_subnet_ids[0]`)",
+        line: 11,
+        help: Some("list each subnet once"),
+    },
+    Case {
+        name: "a network to create beside an existing one",
+        from: "network:\n  cidr: 10.0.0.0/16\n",
+        to: "network:\n  existing: {vpc_id: vpc-0123456789abcdef0, private_subnet_ids: [subnet-0123456789abcdef1, subnet-0123456789abcdef2]}\n  cidr: 10.0.0.0/16\n",
+        message: "`network.cidr` describes a network to create, but `network.existing` names one that exists",
+        line: 9,
+        help: Some("remove `cidr`"),
+    },
+    Case {
         name: "bad identity mechanism",
         from: "service_account: demo-app, db_user: app_user}",
         to: "service_account: demo-app, db_user: app_user, identity: pod-identity}",
@@ -724,6 +764,7 @@ fn the_shipped_examples_are_valid() {
     for path in [
         "examples/aws-only.yaml",
         "examples/with-users.yaml",
+        "examples/existing-network.yaml",
         "stack.example.yaml",
     ] {
         let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
@@ -954,4 +995,42 @@ fn principals_of_another_partition_are_refused_and_fixes_name_the_stacks_partiti
             }
         }
     }
+}
+
+#[test]
+fn a_public_database_in_an_existing_network_without_public_subnets_is_refused() {
+    let text = example_with(
+        "network:\n  cidr: 10.0.0.0/16\n  availability_zones: 2          # 2 to 6: one public + one private subnet in each\n  nat_gateways: single           # none | single | per_az\n",
+        "network:\n  existing: {vpc_id: vpc-0123456789abcdef0, private_subnet_ids: [subnet-0123456789abcdef1, subnet-0123456789abcdef2]}\n",
+    )
+    .replacen("subnets: private", "subnets: public", 1);
+    let errors = pwless::spec::parse_str(Path::new("stack.yaml"), &text).unwrap_err();
+    let rendered = errors.render();
+    assert_eq!(errors.diagnostics.len(), 1, "{rendered}");
+    assert!(
+        rendered.contains("error: `database.subnets: public` needs public subnets, and `network.existing` lists none\n  --> stack.yaml:21:"),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("help: add `public_subnet_ids`"),
+        "{rendered}"
+    );
+}
+
+#[test]
+fn an_existing_network_is_valid_without_aws_and_expands_only_once_read() {
+    let text = example_with(
+        "network:\n  cidr: 10.0.0.0/16\n  availability_zones: 2          # 2 to 6: one public + one private subnet in each\n  nat_gateways: single           # none | single | per_az\n",
+        "network:\n  existing: {vpc_id: vpc-0123456789abcdef0, private_subnet_ids: [subnet-0123456789abcdef1, subnet-0123456789abcdef2]}\n",
+    );
+    let stack = stack_from(&text);
+    let existing = stack.network.existing.as_ref().unwrap();
+    assert_eq!(existing.vpc_id.id, "vpc-0123456789abcdef0");
+    assert_eq!(existing.private_subnet_ids.len(), 2);
+    assert!(existing.public_subnet_ids.is_empty());
+    // Its facts come from AWS: the graph refuses to guess them.
+    assert_eq!(
+        pwless::graph::ResourceGraph::from_stack(&stack).unwrap_err(),
+        pwless::graph::GraphError::Unread
+    );
 }

@@ -1,0 +1,462 @@
+//! Stacks that reference existing infrastructure (`network.existing`, issue 18): the VPC and
+//! subnets are made here through the AWS API (the SDK against moto, not through pwless), as a
+//! platform team's Terraform would have made them; pwless must read them, use them, and leave
+//! them exactly as they were.
+
+use std::process::Stdio;
+
+use crate::aws::{Moto, PwlessCommand, clients, live, nothing, runtime};
+use crate::common::{TempDir, stderr, stdout};
+
+/// A team's network: a VPC with DNS support and hostnames on, two private and two public
+/// subnets over two zones, an internet gateway and a route table; and, beside it, another
+/// VPC with one subnet (for the wrong references).
+struct TeamNetwork {
+    vpc: String,
+    private: [String; 2],
+    public: [String; 2],
+    other_subnet: String,
+}
+
+async fn make_team_network(ec2: &aws_sdk_ec2::Client) -> TeamNetwork {
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block("10.42.0.0/16")
+        .send()
+        .await
+        .unwrap()
+        .vpc()
+        .unwrap()
+        .vpc_id()
+        .unwrap()
+        .to_string();
+    ec2.modify_vpc_attribute()
+        .vpc_id(&vpc)
+        .enable_dns_hostnames(
+            aws_sdk_ec2::types::AttributeBooleanValue::builder()
+                .value(true)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut subnets = Vec::new();
+    for (index, zone) in ["us-west-2a", "us-west-2b", "us-west-2a", "us-west-2b"]
+        .iter()
+        .enumerate()
+    {
+        let subnet = ec2
+            .create_subnet()
+            .vpc_id(&vpc)
+            .cidr_block(format!("10.42.{index}.0/24"))
+            .availability_zone(*zone)
+            .tag_specifications(
+                aws_sdk_ec2::types::TagSpecification::builder()
+                    .resource_type(aws_sdk_ec2::types::ResourceType::Subnet)
+                    .tags(
+                        aws_sdk_ec2::types::Tag::builder()
+                            .key("team")
+                            .value("network")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        subnets.push(subnet.subnet().unwrap().subnet_id().unwrap().to_string());
+    }
+    let gateway = ec2
+        .create_internet_gateway()
+        .send()
+        .await
+        .unwrap()
+        .internet_gateway()
+        .unwrap()
+        .internet_gateway_id()
+        .unwrap()
+        .to_string();
+    ec2.attach_internet_gateway()
+        .vpc_id(&vpc)
+        .internet_gateway_id(&gateway)
+        .send()
+        .await
+        .unwrap();
+    let other = ec2
+        .create_vpc()
+        .cidr_block("10.43.0.0/16")
+        .send()
+        .await
+        .unwrap()
+        .vpc()
+        .unwrap()
+        .vpc_id()
+        .unwrap()
+        .to_string();
+    let other_subnet = ec2
+        .create_subnet()
+        .vpc_id(&other)
+        .cidr_block("10.43.0.0/24")
+        .availability_zone("us-west-2a")
+        .send()
+        .await
+        .unwrap()
+        .subnet()
+        .unwrap()
+        .subnet_id()
+        .unwrap()
+        .to_string();
+    TeamNetwork {
+        vpc,
+        private: [subnets[0].clone(), subnets[1].clone()],
+        public: [subnets[2].clone(), subnets[3].clone()],
+        other_subnet,
+    }
+}
+
+/// Everything the AWS API says about the team's network, as text: the VPC, its DNS
+/// attributes, its subnets, gateways and route tables. Equal text before and after means
+/// pwless changed nothing of it.
+async fn describe_team_network(ec2: &aws_sdk_ec2::Client, vpc: &str) -> String {
+    let in_vpc = || {
+        aws_sdk_ec2::types::Filter::builder()
+            .name("vpc-id")
+            .values(vpc)
+            .build()
+    };
+    let vpcs = ec2.describe_vpcs().vpc_ids(vpc).send().await.unwrap();
+    let mut text = format!("{:?}\n", vpcs.vpcs());
+    for attribute in [
+        aws_sdk_ec2::types::VpcAttributeName::EnableDnsSupport,
+        aws_sdk_ec2::types::VpcAttributeName::EnableDnsHostnames,
+    ] {
+        let answer = ec2
+            .describe_vpc_attribute()
+            .vpc_id(vpc)
+            .attribute(attribute)
+            .send()
+            .await
+            .unwrap();
+        text.push_str(&format!(
+            "{:?} {:?}\n",
+            answer.enable_dns_support(),
+            answer.enable_dns_hostnames()
+        ));
+    }
+    let subnets = ec2
+        .describe_subnets()
+        .filters(in_vpc())
+        .send()
+        .await
+        .unwrap();
+    let mut subnets: Vec<String> = subnets
+        .subnets()
+        .iter()
+        .map(|subnet| format!("{subnet:?}"))
+        .collect();
+    subnets.sort();
+    text.push_str(&subnets.join("\n"));
+    let gateways = ec2
+        .describe_internet_gateways()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("attachment.vpc-id")
+                .values(vpc)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    text.push_str(&format!("\n{:?}\n", gateways.internet_gateways()));
+    let tables = ec2
+        .describe_route_tables()
+        .filters(in_vpc())
+        .send()
+        .await
+        .unwrap();
+    text.push_str(&format!("{:?}\n", tables.route_tables()));
+    text
+}
+
+fn stack_text(name: &str, network: &str) -> String {
+    format!(
+        "stack: {name}\nregion: us-west-2\n{network}\
+         cluster:\n  version: \"1.31\"\n  node_group: {{instance_types: [t3.medium], min_size: 1, desired_size: 2, max_size: 3}}\n\
+         database:\n  engine_version: \"17.4\"\n  instance_class: db.t4g.medium\n  instances: 1\n  name: appdb\n  master_username: postgres\n  final_snapshot: false\n"
+    )
+}
+
+fn existing(vpc: &str, private: &[&str], public: &[&str]) -> String {
+    let mut text = format!(
+        "network:\n  existing:\n    vpc_id: {vpc}\n    private_subnet_ids: [{}]\n",
+        private.join(", ")
+    );
+    if !public.is_empty() {
+        text.push_str(&format!("    public_subnet_ids: [{}]\n", public.join(", ")));
+    }
+    text
+}
+
+#[test]
+fn a_referenced_network_is_used_and_left_exactly_as_it_was() {
+    let moto = Moto::start();
+    let rt = runtime();
+    let clients = rt.block_on(clients(&moto));
+    let team = rt.block_on(make_team_network(&clients.ec2));
+    let before = rt.block_on(describe_team_network(&clients.ec2, &team.vpc));
+
+    let name = format!("t{}-existing", std::process::id());
+    let dir = TempDir::new(&name);
+    let private: Vec<&str> = team.private.iter().map(String::as_str).collect();
+    let public: Vec<&str> = team.public.iter().map(String::as_str).collect();
+    let file = dir.write(
+        "stack.yaml",
+        &stack_text(&name, &existing(&team.vpc, &private, &public)),
+    );
+    let run = |args: &[&str]| {
+        moto.command(dir.path())
+            .arg(args[0])
+            .args(["-f", file.to_str().unwrap()])
+            .args(&args[1..])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+
+    // The plan says what it read, with the values it used, and creates no network resource.
+    let output = run(&["plan", "--json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let reads: Vec<(&str, &str)> = plan["reads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|read| {
+            (
+                read["address"].as_str().unwrap(),
+                read["id"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reads,
+        [
+            ("data.aws_vpc.existing", team.vpc.as_str()),
+            ("data.aws_subnet.private[0]", private[0]),
+            ("data.aws_subnet.private[1]", private[1]),
+            ("data.aws_subnet.public[0]", public[0]),
+            ("data.aws_subnet.public[1]", public[1]),
+        ]
+    );
+    assert_eq!(plan["reads"][0]["values"]["cidr_block"], "10.42.0.0/16");
+    let addresses: Vec<&str> = plan["resource_changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|change| change["address"].as_str().unwrap())
+        .collect();
+    for kind in [
+        "aws_vpc.",
+        "aws_subnet.",
+        "aws_internet_gateway.",
+        "aws_route_table",
+        "aws_nat_gateway.",
+        "aws_eip.",
+    ] {
+        assert!(
+            addresses.iter().all(|address| !address.starts_with(kind)),
+            "{kind}: {addresses:?}"
+        );
+    }
+
+    let output = run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("Apply complete. Resources: 15 added, 0 changed, 0 destroyed."),
+        "{}",
+        stderr(&output)
+    );
+    // Through the AWS API: the security group, the EKS cluster and the database's subnet group
+    // are in the team's VPC and subnets; pwless made no network of its own.
+    rt.block_on(async {
+        let counts = live(&clients, &name).await;
+        for (kind, expected) in [
+            ("vpc", 0),
+            ("subnet", 0),
+            ("internet gateway", 0),
+            ("route table", 0),
+            ("security group", 1),
+            ("nat gateway", 0),
+            ("eks cluster", 1),
+            ("aurora cluster", 1),
+        ] {
+            assert!(counts.contains(&(kind, expected)), "{kind}: {counts:?}");
+        }
+        let group = clients
+            .ec2
+            .describe_security_groups()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("tag:pwless:stack")
+                    .values(&name)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(group.security_groups()[0].vpc_id(), Some(team.vpc.as_str()));
+        let cluster = clients
+            .eks
+            .describe_cluster()
+            .name(&name)
+            .send()
+            .await
+            .unwrap();
+        let mut subnets: Vec<&str> = cluster
+            .cluster()
+            .and_then(|cluster| cluster.resources_vpc_config())
+            .map(|config| config.subnet_ids().iter().map(String::as_str).collect())
+            .unwrap_or_default();
+        subnets.sort_unstable();
+        let mut expected: Vec<&str> = private.iter().chain(&public).copied().collect();
+        expected.sort_unstable();
+        assert_eq!(subnets, expected);
+        let group = clients
+            .rds
+            .describe_db_subnet_groups()
+            .db_subnet_group_name(&name)
+            .send()
+            .await
+            .unwrap();
+        let group = &group.db_subnet_groups()[0];
+        assert_eq!(group.vpc_id(), Some(team.vpc.as_str()));
+        let mut subnets: Vec<&str> = group
+            .subnets()
+            .iter()
+            .filter_map(|subnet| subnet.subnet_identifier())
+            .collect();
+        subnets.sort_unstable();
+        let mut expected = private.clone();
+        expected.sort_unstable();
+        assert_eq!(subnets, expected);
+    });
+    // Nothing referenced is in the state: apply and destroy cannot touch it.
+    let state =
+        std::fs::read_to_string(dir.path().join("state").join(format!("{name}.json"))).unwrap();
+    assert!(!state.contains("\"aws_vpc."), "{state}");
+    assert!(!state.contains("\"aws_subnet."), "{state}");
+
+    let output = run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+
+    let output = run(&["destroy", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(nothing(&rt.block_on(live(&clients, &name))));
+    let after = rt.block_on(describe_team_network(&clients.ec2, &team.vpc));
+    assert_eq!(before, after, "the referenced network changed");
+}
+
+#[test]
+fn bad_references_fail_the_plan_at_their_line_with_the_fix() {
+    let moto = Moto::start();
+    let rt = runtime();
+    let clients = rt.block_on(clients(&moto));
+    let team = rt.block_on(make_team_network(&clients.ec2));
+    let dir = TempDir::new(&format!("t{}-badrefs", std::process::id()));
+    let plan = |network: &str| {
+        let file = dir.write("stack.yaml", &stack_text("badrefs", network));
+        let output = moto
+            .command(dir.path())
+            .args(["plan", "-f", file.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+        assert!(stdout(&output).is_empty(), "{}", stdout(&output));
+        stderr(&output)
+    };
+    let [p0, p1] = [team.private[0].as_str(), team.private[1].as_str()];
+
+    // A VPC id that names nothing in the region.
+    let errors = plan(&existing("vpc-0123456789abcdef0", &[p0, p1], &[]));
+    assert!(
+        errors.contains("error: VPC `vpc-0123456789abcdef0` does not exist in us-west-2\n  --> "),
+        "{errors}"
+    );
+    assert!(errors.contains("stack.yaml:5:13\n"), "{errors}");
+    assert!(
+        errors.contains("help: check the id, the stack's `region`"),
+        "{errors}"
+    );
+
+    // A subnet of another VPC, and one that does not exist: each at its own place.
+    let errors = plan(&existing(
+        &team.vpc,
+        &[p0, &team.other_subnet, "subnet-0123456789abcdef0"],
+        &[],
+    ));
+    assert!(
+        errors.contains(&format!(
+            "error: subnet `{}` is in VPC `vpc-",
+            team.other_subnet
+        )),
+        "{errors}"
+    );
+    assert!(
+        errors.contains(&format!("not in `{}` (network.existing.vpc_id)", team.vpc)),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("error: subnet `subnet-0123456789abcdef0` does not exist in us-west-2"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("has 2 problems; nothing was planned or changed"),
+        "{errors}"
+    );
+
+    // Private subnets in one zone.
+    let errors = plan(&existing(&team.vpc, &[p0, &team.public[0]], &[]));
+    assert!(
+        errors.contains("error: the private subnets are all in us-west-2a; EKS and Aurora need subnets in at least two availability zones"),
+        "{errors}"
+    );
+    assert!(errors.contains("stack.yaml:6:26\n"), "{errors}");
+
+    // DNS hostnames off: the fix is the user's, pwless never changes a referenced VPC.
+    rt.block_on(async {
+        clients
+            .ec2
+            .modify_vpc_attribute()
+            .vpc_id(&team.vpc)
+            .enable_dns_hostnames(
+                aws_sdk_ec2::types::AttributeBooleanValue::builder()
+                    .value(false)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+    let errors = plan(&existing(&team.vpc, &[p0, p1], &[]));
+    assert!(
+        errors.contains(&format!(
+            "error: VPC `{}` has `enableDnsHostnames` off",
+            team.vpc
+        )),
+        "{errors}"
+    );
+    assert!(
+        errors.contains(&format!(
+            "`aws ec2 modify-vpc-attribute --vpc-id {} --enable-dns-hostnames`",
+            team.vpc
+        )),
+        "{errors}"
+    );
+}
