@@ -149,6 +149,10 @@ def set_path(obj, path, value):
         if not isinstance(obj.get(key), dict):
             obj[key] = {}
         obj = obj[key]
+    # An empty map applied is merged, as structured-merge-diff merges maps: it makes the map
+    # if missing and leaves the keys other managers set (a namespace's labels).
+    if value == {} and isinstance(obj.get(path[-1]), dict):
+        return
     obj[path[-1]] = copy.deepcopy(value)
 
 

@@ -21,7 +21,8 @@ gives RDS cluster endpoints one identifier per account and region, as RDS does.
 EKS UpdateClusterConfig behaves as on EKS for what pwless sends (see update_cluster_config
 below): one kind of update per call, the endpoint flags merged into the cluster's VPC
 configuration (moto replaced it whole, losing the subnets), a request that changes nothing
-refused, and the authentication mode kept (from CreateCluster too) and moved one way only.
+refused, and the authentication mode kept (from CreateCluster too) and moved one way only. DescribeCluster
+reports the cluster's VPC (`vpcId`), as EKS does.
 TagResource, UntagResource and ListTagsForResource take a managed node group's ARN too, as
 on EKS (moto 5.2.5 answered not found).
 Every cluster and node group update (UpdateClusterConfig, UpdateClusterVersion,
@@ -213,11 +214,23 @@ _moto_create_cluster = EKSResponse.create_cluster
 
 def create_cluster(self):
     """Keeps the authentication mode asked for (moto drops it); EKS's default is CONFIG_MAP.
-    Set on moto's cluster object, it is serialized as the cluster's `accessConfig`."""
+    Set on moto's cluster object, it is serialized as the cluster's `accessConfig`.
+    Reports the cluster's VPC (`resourcesVpcConfig.vpcId`, the VPC of its subnets) as EKS does
+    (moto kept only what was sent). Not emulated: EKS's refusal of subnets that do not exist
+    or lie in one zone."""
     result = _moto_create_cluster(self)
     mode = (self._get_param("accessConfig") or {}).get("authenticationMode", "CONFIG_MAP")
     cluster = self.eks_backend.describe_cluster(name=self._get_param("name"))
     cluster.access_config = {"authenticationMode": mode}
+    from moto.ec2.models import ec2_backends
+    ec2 = ec2_backends[self.current_account][self.region]
+    for subnet_id in (cluster.resources_vpc_config or {}).get("subnetIds", []):
+        try:
+            subnet = ec2.get_subnet(subnet_id)
+        except Exception:  # an unknown subnet: EKS would refuse it; moto reports no VPC
+            continue
+        cluster.resources_vpc_config = {**cluster.resources_vpc_config, "vpcId": subnet.vpc_id}
+        break
     return result
 
 

@@ -14,8 +14,20 @@
 //! re-resolves the cluster endpoint (whose address moves on a failover). pwless ships no image
 //! of its own, so nothing of ours has to be built, published or trusted on the nodes.
 
-/// The namespace of pwless's own objects on the cluster.
+/// The namespace of pwless's own objects on a cluster the stack creates.
 pub const NAMESPACE: &str = "pwless";
+
+/// The relay's namespace for `stack`: [`NAMESPACE`] on a cluster the stack creates, and
+/// `pwless-<stack>` on one it references (`cluster.existing`), which other stacks may use
+/// too: each stack's relay is then its own, in a namespace of its own that its destroy may
+/// delete (a Deployment's pods are selected within its namespace only).
+pub fn namespace(stack: &crate::spec::Stack) -> String {
+    if stack.cluster.existing.is_some() {
+        format!("{NAMESPACE}-{}", stack.name)
+    } else {
+        NAMESPACE.to_string()
+    }
+}
 /// The relay's Deployment and ConfigMap, and its NetworkPolicy.
 pub const NAME: &str = "db-relay";
 /// The port the relay listens on, in the pod (the database's port is the cluster's).

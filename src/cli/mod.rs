@@ -313,7 +313,7 @@ pub(crate) fn load_for_destroy(
     file: &Path,
 ) -> anyhow::Result<(crate::spec::Stack, crate::graph::ResourceGraph)> {
     let stack = load_stack(file)?;
-    let graph = if stack.network.is_known() {
+    let graph = if stack.is_known() {
         crate::graph::ResourceGraph::from_stack(&stack)
     } else {
         crate::graph::ResourceGraph::build(Vec::new())
@@ -326,7 +326,7 @@ pub(crate) fn load_for_destroy(
 /// ([`crate::ops::discover`]), so a stack with `network.existing` needs credentials to plan.
 /// A missing or unsuitable reference is an error at its line of `file`.
 pub(crate) fn discover(file: &Path, stack: &mut crate::spec::Stack) -> anyhow::Result<()> {
-    if stack.network.is_known() {
+    if stack.is_known() {
         return Ok(());
     }
     let region = stack.region.clone();

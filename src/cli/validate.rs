@@ -12,7 +12,7 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<u8> {
     let file = args.stack.file()?;
     let stack = super::load_stack(&file)?;
     // A referenced network is read at plan time: validating stays offline.
-    if !stack.network.is_known() {
+    if !stack.is_known() {
         super::print(&format!(
             "{} is valid: stack {} in {}; the existing resources it references are read and checked by `pwless plan`.\n",
             file.display(),

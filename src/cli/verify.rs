@@ -20,7 +20,9 @@ pub struct VerifyArgs {
 /// Exit 0 when every login came out as the stack says, 1 otherwise.
 pub fn run(args: VerifyArgs) -> anyhow::Result<u8> {
     let file = args.stack.file()?;
-    let stack = crate::spec::load(&file)?;
+    let mut stack = crate::spec::load(&file)?;
+    // A referenced cluster's ARN comes from reading it.
+    super::discover(&file, &mut stack)?;
     let image = crate::ops::verify::image(&stack, args.image.as_deref()).map_err(UserError)?;
     let location = args.stack.location(&stack)?;
     let rows = super::engine::block_on(async {

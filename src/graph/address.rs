@@ -42,6 +42,24 @@ pub fn subnet(tier: &str, index: usize) -> String {
     keyed(ResourceKind::Subnet, tier, index)
 }
 
+/// The addresses of what a plan reads but never manages ([`crate::plan::Read`]): Terraform's
+/// `data.<type>.<name>`.
+pub mod data {
+    /// The referenced VPC (`network.existing.vpc_id`).
+    pub const VPC: &str = "data.aws_vpc.existing";
+    /// The referenced EKS cluster (`cluster.existing`).
+    pub const EKS_CLUSTER: &str = "data.aws_eks_cluster.existing";
+    /// The IAM OIDC provider of a referenced cluster that is not the stack's.
+    pub const OIDC_PROVIDER: &str = "data.aws_iam_openid_connect_provider.existing";
+    /// The Pod Identity Agent add-on of a referenced cluster that is not the stack's.
+    pub const POD_IDENTITY_AGENT: &str = "data.aws_eks_addon.pod_identity_agent";
+
+    /// A referenced subnet of a tier (`private`, `public`), in the stack's order.
+    pub fn subnet(tier: &str, index: usize) -> String {
+        format!("data.aws_subnet.{tier}[{index}]")
+    }
+}
+
 /// The EKS cluster.
 pub fn eks_cluster() -> String {
     of(ResourceKind::EksCluster, "main")
@@ -125,11 +143,12 @@ pub fn db_user_grant(user: &str) -> String {
     keyed(ResourceKind::PostgresGrant, "user", user)
 }
 
-/// The database relay's Deployment; database users and grants come after it.
-pub fn relay() -> String {
+/// The database relay's Deployment in `namespace` ([`crate::relay::namespace`]); database
+/// users and grants come after it.
+pub fn relay(namespace: &str) -> String {
     of(
         ResourceKind::KubernetesDbRelay,
-        &format!("{}/{}", crate::relay::NAMESPACE, crate::relay::NAME),
+        &format!("{namespace}/{}", crate::relay::NAME),
     )
 }
 
@@ -155,7 +174,7 @@ mod tests {
         );
         assert_eq!(subnet("private", 1), "aws_subnet.private[1]");
         assert_eq!(rds_instance(0), "aws_rds_cluster_instance.main[0]");
-        assert_eq!(relay(), "kubernetes_db_relay.pwless/db-relay");
+        assert_eq!(relay("pwless"), "kubernetes_db_relay.pwless/db-relay");
     }
 
     #[test]
@@ -190,7 +209,7 @@ mod tests {
             irsa_policy("demo", "demo-app"),
             db_user_role("app_user"),
             db_user_grant("app_user"),
-            relay(),
+            relay(crate::relay::NAMESPACE),
         ] {
             assert!(made.contains(named.as_str()), "the graph has no {named}");
         }

@@ -222,6 +222,79 @@ impl Expander<'_> {
         }
     }
 
+    /// What discovery read of a referenced EKS cluster; `None` for a cluster the stack creates.
+    fn read_cluster(&self) -> Option<&crate::spec::model::ReadCluster> {
+        self.stack
+            .cluster
+            .existing
+            .as_ref()
+            .and_then(|existing| existing.read())
+    }
+
+    /// The EKS cluster's name: the referenced one's, or the created one's output.
+    fn cluster_name(&self) -> Expr {
+        match self.read_cluster() {
+            Some(read) => Expr::from(read.name.as_str()),
+            None => Expr::output(&address::eks_cluster(), "name"),
+        }
+    }
+
+    /// The EKS cluster's ARN (the Kubernetes objects name their cluster by it).
+    fn cluster_arn(&self) -> Expr {
+        match self.read_cluster() {
+            Some(read) => Expr::from(read.arn.as_str()),
+            None => Expr::output(&address::eks_cluster(), "arn"),
+        }
+    }
+
+    /// The EKS cluster's OIDC issuer URL.
+    fn oidc_issuer(&self) -> Expr {
+        match self.read_cluster() {
+            Some(read) => Expr::from(read.oidc_issuer.as_str()),
+            None => Expr::output(&address::eks_cluster(), "oidc_issuer"),
+        }
+    }
+
+    /// The IAM OIDC provider IRSA roles trust: one that exists and is not the stack's, or the
+    /// stack's own.
+    fn oidc_provider_arn(&self) -> Expr {
+        match self
+            .read_cluster()
+            .and_then(|read| read.oidc_provider_arn.as_ref())
+        {
+            Some(arn) => Expr::from(arn.as_str()),
+            None => Expr::output(&address::oidc_provider(), "arn"),
+        }
+    }
+
+    /// Whether the stack manages the Pod Identity Agent add-on (it does unless it references
+    /// a cluster where one is installed that is not the stack's).
+    fn manages_agent(&self) -> bool {
+        !self
+            .read_cluster()
+            .is_some_and(|read| read.pod_identity_agent)
+    }
+
+    /// What runs in pods comes after these: the stack's node group; none for a referenced
+    /// cluster, which has its nodes already.
+    fn nodes(&self) -> Vec<String> {
+        if self.stack.cluster.existing.is_some() {
+            Vec::new()
+        } else {
+            vec![address::eks_node_group()]
+        }
+    }
+
+    /// What a Pod Identity association comes after: the agent add-on the stack manages; none
+    /// when it uses one installed already.
+    fn agent(&self) -> Vec<String> {
+        if self.manages_agent() {
+            vec![address::pod_identity_agent()]
+        } else {
+            Vec::new()
+        }
+    }
+
     /// The VPC's id: the referenced one's, or the output of the one the stack creates.
     fn vpc_id(&self) -> Expr {
         match self.read_network() {
@@ -236,7 +309,7 @@ impl Expander<'_> {
             .network
             .existing
             .as_ref()
-            .and_then(|existing| existing.read.as_ref())
+            .and_then(|existing| existing.read())
     }
 
     /// The ids of the `tier` subnets (`private` or `public`), in order.
@@ -303,6 +376,14 @@ impl Expander<'_> {
         let stack = self.stack;
         let name = &stack.name;
         let cluster_spec = &stack.cluster;
+        // A referenced cluster is read, never managed; its issuer gets the stack's OIDC
+        // provider only when IAM has none that is not the stack's.
+        if let Some(read) = self.read_cluster() {
+            if read.oidc_provider_arn.is_none() {
+                self.oidc_provider();
+            }
+            return;
+        }
 
         let (cluster_role, cluster_attachments) = self.service_role(
             "eks_cluster",
@@ -412,13 +493,19 @@ impl Expander<'_> {
         }
         self.push(node_group);
 
+        self.oidc_provider();
+    }
+
+    /// The IAM OIDC provider for the cluster's issuer, which IRSA roles trust.
+    fn oidc_provider(&mut self) {
         let oidc = self.aws(
             ResourceKind::OidcProvider,
             "eks",
-            &format!("{name}-eks-oidc"),
+            &format!("{}-eks-oidc", self.stack.name),
         );
+        let issuer = self.oidc_issuer();
         self.push(
-            oidc.input("url", Expr::output(&cluster, "oidc_issuer"))
+            oidc.input("url", issuer)
                 .input("client_ids", json!([IRSA_AUDIENCE])),
         );
     }
@@ -432,10 +519,11 @@ impl Expander<'_> {
         if !uses_relay(stack) {
             return;
         }
-        let cluster_arn = Expr::output(&address::eks_cluster(), "arn");
+        let cluster_arn = self.cluster_arn();
         let rds = address::rds_cluster();
-        let namespace = address::of(ResourceKind::KubernetesNamespace, crate::relay::NAMESPACE);
-        let id = format!("{}/{}", crate::relay::NAMESPACE, crate::relay::NAME);
+        let relay_namespace = crate::relay::namespace(stack);
+        let namespace = address::of(ResourceKind::KubernetesNamespace, &relay_namespace);
+        let id = format!("{relay_namespace}/{}", crate::relay::NAME);
         let labels = json!({
             "app.kubernetes.io/name": crate::relay::APP_LABEL,
             "app.kubernetes.io/managed-by": "pwless",
@@ -446,7 +534,7 @@ impl Expander<'_> {
                 address::of(ResourceKind::KubernetesConfigMap, &id),
                 ResourceKind::KubernetesConfigMap,
             )
-            .input("namespace", crate::relay::NAMESPACE)
+            .input("namespace", relay_namespace.as_str())
             .input("name", crate::relay::NAME)
             .input("labels", labels.clone())
             .input("data", json!({"haproxy.cfg": crate::relay::HAPROXY_CONFIG}))
@@ -458,7 +546,7 @@ impl Expander<'_> {
                 address::of(ResourceKind::KubernetesNetworkPolicy, &id),
                 ResourceKind::KubernetesNetworkPolicy,
             )
-            .input("namespace", crate::relay::NAMESPACE)
+            .input("namespace", relay_namespace.as_str())
             .input("name", crate::relay::NAME)
             .input("labels", labels.clone())
             .input(
@@ -476,28 +564,31 @@ impl Expander<'_> {
             crate::relay::HAPROXY_CONFIG.as_bytes(),
         ));
         self.push(
-            Resource::new(address::relay(), ResourceKind::KubernetesDbRelay)
-                .input("namespace", crate::relay::NAMESPACE)
-                .input("name", crate::relay::NAME)
-                .input("labels", labels)
-                .input(
-                    "image",
-                    stack
-                        .database
-                        .connection
-                        .relay_image
-                        .as_deref()
-                        .unwrap_or(crate::relay::IMAGE),
-                )
-                .input("config_map", crate::relay::NAME)
-                .input("config_sha256", digest)
-                .input("endpoint", Expr::output(&rds, "endpoint"))
-                .input("port", Expr::output(&rds, "port"))
-                .input("cluster_arn", cluster_arn)
-                .after(&config_map)
-                .after(&policy)
-                .after(&address::eks_node_group())
-                .after(&address::rds_instance(0)),
+            Resource::new(
+                address::relay(&relay_namespace),
+                ResourceKind::KubernetesDbRelay,
+            )
+            .input("namespace", relay_namespace.as_str())
+            .input("name", crate::relay::NAME)
+            .input("labels", labels)
+            .input(
+                "image",
+                stack
+                    .database
+                    .connection
+                    .relay_image
+                    .as_deref()
+                    .unwrap_or(crate::relay::IMAGE),
+            )
+            .input("config_map", crate::relay::NAME)
+            .input("config_sha256", digest)
+            .input("endpoint", Expr::output(&rds, "endpoint"))
+            .input("port", Expr::output(&rds, "port"))
+            .input("cluster_arn", cluster_arn)
+            .after(&config_map)
+            .after(&policy)
+            .after_each(&self.nodes())
+            .after(&address::rds_instance(0)),
         );
     }
 
@@ -625,18 +716,18 @@ impl Expander<'_> {
                 "relay".to_string(),
                 Expr::Map(
                     [
+                        ("cluster_arn".to_string(), self.cluster_arn()),
                         (
-                            "cluster_arn".to_string(),
-                            Expr::output(&address::eks_cluster(), "arn"),
+                            "namespace".to_string(),
+                            Expr::from(crate::relay::namespace(stack)),
                         ),
-                        ("namespace".to_string(), Expr::from(crate::relay::NAMESPACE)),
                         ("app".to_string(), Expr::from(crate::relay::APP_LABEL)),
                         ("stack".to_string(), Expr::from(name.as_str())),
                     ]
                     .into(),
                 ),
             );
-            first_instance = address::relay();
+            first_instance = address::relay(&crate::relay::namespace(stack));
         }
         let connection = Expr::Map(connection);
         for user in &database.users {
@@ -707,13 +798,12 @@ impl Expander<'_> {
 
     fn access(&mut self) {
         let stack = self.stack;
-        let cluster = address::eks_cluster();
-        let oidc = address::oidc_provider();
         let rds = address::rds_cluster();
-        if stack
-            .access
-            .iter()
-            .any(|entry| entry.identity == Identity::PodIdentity)
+        if self.manages_agent()
+            && stack
+                .access
+                .iter()
+                .any(|entry| entry.identity == Identity::PodIdentity)
         {
             // The agent runs on the nodes (a DaemonSet) and hands pods their credentials
             // (<https://docs.aws.amazon.com/eks/latest/userguide/pod-id-agent-setup.html>).
@@ -723,9 +813,9 @@ impl Expander<'_> {
                     "pod_identity_agent",
                     POD_IDENTITY_AGENT_ADDON,
                 )
-                .input("cluster_name", Expr::output(&cluster, "name"))
+                .input("cluster_name", self.cluster_name())
                 .input("addon_name", POD_IDENTITY_AGENT_ADDON)
-                .after(&address::eks_node_group());
+                .after_each(&self.nodes());
             self.push(agent);
         }
         for entry in &stack.access {
@@ -741,8 +831,8 @@ impl Expander<'_> {
                     "web_identity",
                     Expr::Map(
                         [
-                            ("provider_arn".to_string(), Expr::output(&oidc, "arn")),
-                            ("issuer".to_string(), Expr::output(&cluster, "oidc_issuer")),
+                            ("provider_arn".to_string(), self.oidc_provider_arn()),
+                            ("issuer".to_string(), self.oidc_issuer()),
                             (
                                 "subject".to_string(),
                                 Expr::from(format!(
@@ -758,7 +848,7 @@ impl Expander<'_> {
                     "pod_identity",
                     Expr::Map(
                         [
-                            ("cluster_arn".to_string(), Expr::output(&cluster, "arn")),
+                            ("cluster_arn".to_string(), self.cluster_arn()),
                             ("namespace".to_string(), Expr::from(namespace.as_str())),
                             (
                                 "service_account".to_string(),
@@ -798,13 +888,13 @@ impl Expander<'_> {
                 // Ready only with the agent running and the role allowed to connect: the
                 // service account then stops naming an IRSA role (kubernetes()).
                 let association = Resource::new(address, ResourceKind::EksPodIdentityAssociation)
-                    .input("cluster_name", Expr::output(&cluster, "name"))
+                    .input("cluster_name", self.cluster_name())
                     .input("namespace", namespace.as_str())
                     .input("service_account", service_account.as_str())
                     .input("role_arn", Expr::output(&role, "arn"))
                     .input("tags", tags)
                     .after(&policy)
-                    .after(&address::pod_identity_agent());
+                    .after_each(&self.agent());
                 self.push(association);
             }
         }
@@ -812,8 +902,7 @@ impl Expander<'_> {
 
     fn kubernetes(&mut self) {
         let stack = self.stack;
-        let cluster = address::eks_cluster();
-        let cluster_arn = Expr::output(&cluster, "arn");
+        let cluster_arn = self.cluster_arn();
         let labels = json!({"app.kubernetes.io/managed-by": "pwless", "pwless/stack": stack.name});
 
         let namespaces: BTreeSet<&str> = stack
@@ -821,16 +910,35 @@ impl Expander<'_> {
             .iter()
             .map(|entry| entry.namespace.as_str())
             .chain(stack.app.iter().map(|app| app.namespace.as_str()))
-            .chain(uses_relay(stack).then_some(crate::relay::NAMESPACE))
             .collect();
-        for namespace in namespaces {
+        let relay_namespace = uses_relay(stack).then(|| crate::relay::namespace(stack));
+        let namespaces = namespaces
+            .into_iter()
+            .map(|namespace| (namespace, self.stack.cluster.existing.is_some()))
+            .chain(
+                relay_namespace
+                    .as_deref()
+                    .map(|namespace| (namespace, false)),
+            );
+        let mut seen = BTreeSet::new();
+        for (namespace, shared) in namespaces {
+            if !seen.insert(namespace) {
+                continue;
+            }
+            // A namespace of a referenced cluster is shared with what runs there already:
+            // pwless makes it when it is missing, claims none of its labels, and never deletes
+            // it (the planner only forgets it: `shared`).
             let resource = Resource::new(
                 address::of(ResourceKind::KubernetesNamespace, namespace),
                 ResourceKind::KubernetesNamespace,
             )
             .input("name", namespace)
-            .input("labels", labels.clone())
             .input("cluster_arn", cluster_arn.clone());
+            let resource = if shared {
+                resource.input("labels", json!({})).input("shared", true)
+            } else {
+                resource.input("labels", labels.clone())
+            };
             // Every other object lives in a namespace: after the access entries, before their
             // removal.
             let resource = stack
@@ -944,7 +1052,7 @@ impl Expander<'_> {
             ResourceKind::PostgresGrant,
             &format!("user[{}]", entry.db_user),
         ))
-        .after(&address::eks_node_group());
+        .after_each(&self.nodes());
         // Pod Identity is a pod template annotation: switching to it or back rolls the pods
         // over, so that they pick the mechanism up (an IRSA stack's Deployment is unchanged).
         let deployment = match entry.identity {

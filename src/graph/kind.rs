@@ -83,7 +83,7 @@ kinds! {
     RdsClusterInstance => "aws_rds_cluster_instance", Aws, force_new: ["identifier", "cluster_identifier", "engine"], update: ["tags", "instance_class", "publicly_accessible"], outputs: ["arn", "endpoint"];
     PostgresRole => "postgresql_role", Postgres, force_new: ["name", "cluster_resource_id"], update: ["login", "password", "attributes", "member_of", "connection"], outputs: [];
     PostgresGrant => "postgresql_grant", Postgres, force_new: ["role", "database", "cluster_resource_id"], update: ["schema", "connection", "database_privileges", "schema_privileges", "table_privileges", "table_owners"], outputs: [];
-    KubernetesNamespace => "kubernetes_namespace", Kubernetes, force_new: ["name", "cluster_arn"], update: ["labels"], outputs: [];
+    KubernetesNamespace => "kubernetes_namespace", Kubernetes, force_new: ["name", "cluster_arn"], update: ["labels", "shared"], outputs: [];
     KubernetesServiceAccount => "kubernetes_service_account", Kubernetes, force_new: ["namespace", "name", "cluster_arn"], update: ["role_arn", "labels"], outputs: [];
     KubernetesDeployment => "kubernetes_deployment", Kubernetes, force_new: ["namespace", "name", "cluster_arn"], update: ["service_account", "image", "replicas", "port", "labels", "env", "identity"], outputs: [];
     KubernetesService => "kubernetes_service", Kubernetes, force_new: ["namespace", "name", "cluster_arn"], update: ["type", "port", "target_port", "selector", "labels"], outputs: ["load_balancer_hostname"];
@@ -211,6 +211,16 @@ mod tests {
                     .or_default()
                     .extend(resource.inputs.keys().cloned());
             }
+        }
+        // A stack on a referenced network and cluster emits what those do (`shared`).
+        let graph =
+            crate::graph::ResourceGraph::from_stack(&crate::graph::referenced_stack(false, None))
+                .unwrap();
+        for resource in graph.in_order() {
+            emitted
+                .entry(resource.kind)
+                .or_default()
+                .extend(resource.inputs.keys().cloned());
         }
         for kind in ResourceKind::ALL {
             let inputs = emitted

@@ -50,6 +50,12 @@ impl Resource {
         self
     }
 
+    /// [`Resource::after`] each of `addresses` (none: unchanged).
+    pub fn after_each(mut self, addresses: &[String]) -> Self {
+        self.depends_on.extend(addresses.iter().cloned());
+        self
+    }
+
     /// Every address this resource must come after: explicit ones and referenced ones.
     pub fn dependencies(&self) -> BTreeSet<&str> {
         let mut all: BTreeSet<&str> = self.depends_on.iter().map(String::as_str).collect();
@@ -93,12 +99,12 @@ pub struct ResourceGraph {
 }
 
 impl ResourceGraph {
-    /// The graph of a stack whose referenced resources are known ([`Network::is_known`]);
+    /// The graph of a stack whose referenced resources are known ([`Stack::is_known`]);
     /// [`GraphError::Unread`] otherwise.
     ///
-    /// [`Network::is_known`]: crate::spec::model::Network::is_known
+    /// [`Stack::is_known`]: crate::spec::Stack::is_known
     pub fn from_stack(stack: &Stack) -> Result<Self, GraphError> {
-        if !stack.network.is_known() {
+        if !stack.is_known() {
             return Err(GraphError::Unread);
         }
         Self::build(expand(stack))
@@ -298,8 +304,72 @@ fn stable_topological_order(graph: &DiGraph<Resource, ()>) -> Result<Vec<NodeInd
 }
 
 #[cfg(test)]
+/// The Pod Identity example on a referenced network and cluster, read as discovery would
+/// have read it (`agent`: whether the cluster has an agent add-on that is not the stack's;
+/// `provider`: the ARN of an OIDC provider for its issuer that is not the stack's).
+pub(crate) fn referenced_stack(agent: bool, provider: Option<&str>) -> Stack {
+    use crate::spec::model::{ReadCluster, ReadNetwork, ReadSubnet};
+    let text = include_str!("../../examples/pod-identity.yaml");
+    let text = text
+        .replacen("  cidr: 10.0.0.0/16\n", "  existing: {vpc_id: vpc-0123456789abcdef0, private_subnet_ids: [subnet-0123456789abcdef1, subnet-0123456789abcdef2], public_subnet_ids: [subnet-0123456789abcdef3, subnet-0123456789abcdef4]}\n", 1);
+    let text: String = text
+        .lines()
+        .filter(|line| {
+            ![
+                "  availability_zones:",
+                "  nat_gateways:",
+                "  version:",
+                "  node_group:",
+                "  admins:",
+                "    - arn:",
+            ]
+            .iter()
+            .any(|start| line.starts_with(start))
+        })
+        .map(|line| {
+            if line.starts_with("cluster:") {
+                "cluster:\n  existing: {name: team-cluster}\n".to_string()
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect();
+    let mut stack = crate::spec::parse_str(std::path::Path::new("t.yaml"), &text)
+        .unwrap_or_else(|errors| panic!("{errors}\n{text}"));
+    let block = |text: &str| text.parse().unwrap();
+    let subnet = |id: &str, zone: &str, cidr: &str| ReadSubnet {
+        id: id.into(),
+        availability_zone: zone.into(),
+        cidr: block(cidr),
+    };
+    stack.network.record_read(ReadNetwork {
+        vpc_id: "vpc-0123456789abcdef0".into(),
+        cidr: block("10.9.0.0/16"),
+        private: vec![
+            subnet("subnet-0123456789abcdef1", "us-west-2a", "10.9.0.0/24"),
+            subnet("subnet-0123456789abcdef2", "us-west-2b", "10.9.1.0/24"),
+        ],
+        public: vec![
+            subnet("subnet-0123456789abcdef3", "us-west-2a", "10.9.2.0/24"),
+            subnet("subnet-0123456789abcdef4", "us-west-2b", "10.9.3.0/24"),
+        ],
+    });
+    stack.cluster.record_read(ReadCluster {
+        name: "team-cluster".into(),
+        arn: "arn:aws:eks:us-west-2:123456789012:cluster/team-cluster".into(),
+        oidc_issuer: "https://oidc.eks.us-west-2.amazonaws.com/id/TEAM".into(),
+        vpc_id: "vpc-0123456789abcdef0".into(),
+        version: "1.31".into(),
+        oidc_provider_arn: provider.map(str::to_string),
+        pod_identity_agent: agent,
+    });
+    stack
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
+    use referenced_stack;
 
     fn vpc(address: &str) -> Resource {
         Resource::new(address.into(), ResourceKind::Vpc)
@@ -317,6 +387,84 @@ mod tests {
         let order: Vec<&str> = graph.in_order().map(|r| r.address.as_str()).collect();
         assert_eq!(order, ["a", "b", "c", "d"]);
         assert_eq!(graph.dependencies_of("c"), ["b"]);
+    }
+
+    #[test]
+    fn a_referenced_network_and_cluster_are_literals_not_resources() {
+        let graph = ResourceGraph::from_stack(&referenced_stack(true, None)).unwrap();
+        let kinds: Vec<ResourceKind> = graph.in_order().map(|resource| resource.kind).collect();
+        for kind in [
+            ResourceKind::Vpc,
+            ResourceKind::Subnet,
+            ResourceKind::InternetGateway,
+            ResourceKind::NatGateway,
+            ResourceKind::RouteTable,
+            ResourceKind::EksCluster,
+            ResourceKind::EksNodeGroup,
+            ResourceKind::EksAccessEntry,
+            // the cluster's own agent add-on is used as it is
+            ResourceKind::EksAddon,
+        ] {
+            assert!(!kinds.contains(&kind), "{kind}");
+        }
+        // IAM has no OIDC provider for the issuer: the stack makes one, for that issuer.
+        let oidc = graph.get(&address::oidc_provider()).unwrap();
+        assert_eq!(
+            oidc.inputs["url"],
+            Expr::from("https://oidc.eks.us-west-2.amazonaws.com/id/TEAM")
+        );
+        // The Kubernetes objects name the referenced cluster; the database is in its VPC.
+        // The relay is the stack's own, in a namespace of its own; the app's namespaces are
+        // shared with what runs on the cluster already.
+        let relay = graph.get(&address::relay("pwless-pod-identity")).unwrap();
+        assert_eq!(relay.inputs["namespace"], Expr::from("pwless-pod-identity"));
+        let shared = graph
+            .get(&address::of(ResourceKind::KubernetesNamespace, "demo"))
+            .unwrap();
+        assert_eq!(shared.inputs["shared"], Expr::from(true));
+        assert_eq!(shared.inputs["labels"], Expr::Value(serde_json::json!({})));
+        let own = graph
+            .get(&address::of(
+                ResourceKind::KubernetesNamespace,
+                "pwless-pod-identity",
+            ))
+            .unwrap();
+        assert!(!own.inputs.contains_key("shared"));
+        assert_eq!(
+            relay.inputs["cluster_arn"],
+            Expr::from("arn:aws:eks:us-west-2:123456789012:cluster/team-cluster")
+        );
+        let group = graph
+            .get(&address::of(ResourceKind::SecurityGroup, "database"))
+            .unwrap();
+        assert_eq!(group.inputs["vpc_id"], Expr::from("vpc-0123456789abcdef0"));
+        let policy = graph
+            .get(&address::of(
+                ResourceKind::KubernetesNetworkPolicy,
+                "pwless-pod-identity/db-relay",
+            ))
+            .unwrap();
+        assert_eq!(policy.inputs["egress_cidr"], Expr::from("10.9.0.0/16"));
+
+        // A cluster without an agent gets the stack's; an OIDC provider that is the team's
+        // is trusted as it is.
+        let team_provider =
+            "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-west-2.amazonaws.com/id/TEAM";
+        let graph =
+            ResourceGraph::from_stack(&referenced_stack(false, Some(team_provider))).unwrap();
+        assert!(graph.get(&address::pod_identity_agent()).is_some());
+        assert!(graph.get(&address::oidc_provider()).is_none());
+        let role = graph
+            .get(&address::access_role(
+                "reports",
+                "reporter",
+                crate::spec::model::Identity::Irsa,
+            ))
+            .unwrap();
+        let Expr::Map(trust) = &role.inputs["web_identity"] else {
+            panic!("{:?}", role.inputs["web_identity"]);
+        };
+        assert_eq!(trust["provider_arn"], Expr::from(team_provider));
     }
 
     #[test]

@@ -16,7 +16,11 @@
 //! endpoint names need both), a database subnet outside the VPC's primary block (the relay's
 //! NetworkPolicy admits that block alone).
 //!
-//! Not read yet (issue 18's next steps): an existing EKS cluster, existing Aurora clusters.
+//! A referenced EKS cluster (`cluster.existing`, [`read_cluster`]) is read the same way; its
+//! IAM OIDC provider and Pod Identity Agent add-on are used as they are when they exist and
+//! are not the stack's, and are the stack's own otherwise.
+//!
+//! Not read yet (issue 18's next steps): existing Aurora clusters.
 //! The subnets' route tables are not checked: a private subnet without a route to the
 //! internet (or to VPC endpoints) leaves the nodes unable to pull images, which `pwless
 //! doctor` does not see either.
@@ -27,7 +31,7 @@ use crate::provider::ProviderError;
 use crate::provider::aws::{found, sdk_error};
 use crate::spec::Diagnostic;
 use crate::spec::cidr::Ipv4Cidr;
-use crate::spec::model::{DatabaseSubnets, Network, ReadNetwork, ReadSubnet, Reference, Stack};
+use crate::spec::model::{DatabaseSubnets, ReadCluster, ReadNetwork, ReadSubnet, Reference, Stack};
 
 /// Why discovery could not fill in the stack's facts.
 #[derive(Debug, thiserror::Error)]
@@ -44,32 +48,231 @@ pub enum DiscoverError {
 /// Reads what `stack` references and fills in its facts; does nothing for a stack that
 /// references nothing. Calls only `Describe*` actions.
 pub async fn discover(stack: &mut Stack, config: &SdkConfig) -> Result<(), DiscoverError> {
-    let Some(existing) = &stack.network.existing else {
-        return Ok(());
-    };
-    if existing.read.is_some() {
-        return Ok(());
+    let mut problems = Vec::new();
+    if stack
+        .network
+        .existing
+        .as_ref()
+        .is_some_and(|existing| existing.read().is_none())
+    {
+        let ec2 = aws_sdk_ec2::Client::new(config);
+        match read_network(&ec2, stack).await {
+            Ok(read) => stack.network.record_read(read),
+            Err(DiscoverError::Invalid(found)) => problems.extend(found),
+            Err(error) => return Err(error),
+        }
     }
-    let ec2 = aws_sdk_ec2::Client::new(config);
-    let read = read_network(&ec2, stack).await?;
-    fill(&mut stack.network, read);
-    Ok(())
+    if stack
+        .cluster
+        .existing
+        .as_ref()
+        .is_some_and(|existing| existing.read().is_none())
+    {
+        match read_cluster(config, stack).await {
+            Ok(read) => stack.cluster.record_read(read),
+            Err(DiscoverError::Invalid(found)) => problems.extend(found),
+            Err(error) => return Err(error),
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(DiscoverError::Invalid(problems))
+    }
 }
 
-/// The network's facts from what was read: the VPC's block, the private subnets' zones and
-/// blocks, the public subnets' blocks.
-fn fill(network: &mut Network, read: ReadNetwork) {
-    network.cidr = read.cidr;
-    network.availability_zones = read
-        .private
-        .iter()
-        .map(|subnet| subnet.availability_zone.clone())
-        .collect();
-    network.private_subnets = read.private.iter().map(|subnet| subnet.cidr).collect();
-    network.public_subnets = read.public.iter().map(|subnet| subnet.cidr).collect();
-    if let Some(existing) = &mut network.existing {
-        existing.read = Some(read);
+/// Reads the referenced EKS cluster: `DescribeCluster`, and the IAM OIDC provider of its
+/// issuer (`ListOpenIDConnectProviders`, `ListOpenIDConnectProviderTags`), and with Pod
+/// Identity entries its agent add-on (`DescribeAddon`).
+///
+/// Refused: a cluster that does not exist in the region, one that is not `ACTIVE` or
+/// `UPDATING`, one in another VPC than the network's, one without an OIDC issuer, and, when
+/// the stack has Kubernetes objects, one whose authentication mode lacks EKS access entries
+/// (`CONFIG_MAP` only: pwless reaches the Kubernetes API as a principal with an access entry,
+/// <https://docs.aws.amazon.com/eks/latest/userguide/grant-k8s-access.html>).
+async fn read_cluster(config: &SdkConfig, stack: &Stack) -> Result<ReadCluster, DiscoverError> {
+    let Some(existing) = &stack.cluster.existing else {
+        return Err(DiscoverError::Invalid(Vec::new()));
+    };
+    let reference = &existing.name;
+    let region = &stack.region;
+    let eks = aws_sdk_eks::Client::new(config);
+    let answer = found(
+        eks.describe_cluster()
+            .name(&reference.id)
+            .send()
+            .await
+            .map_err(sdk_error("read the EKS cluster (eks:DescribeCluster)")),
+    )
+    .map_err(DiscoverError::Aws)?;
+    let Some(cluster) = answer.as_ref().and_then(|answer| answer.cluster()) else {
+        return Err(DiscoverError::Invalid(vec![at(
+            reference,
+            format!("EKS cluster `{}` does not exist in {region}", reference.id),
+            "check the name and the stack's `region` (`aws eks list-clusters` lists the region's clusters)",
+        )]));
+    };
+    let mut problems = Vec::new();
+    let status = cluster.status().map(|status| status.as_str().to_string());
+    if !matches!(status.as_deref(), Some("ACTIVE" | "UPDATING")) {
+        problems.push(at(
+            reference,
+            format!(
+                "EKS cluster `{}` is {}, not ACTIVE",
+                reference.id,
+                status.as_deref().unwrap_or("in an unknown state")
+            ),
+            "wait until it is ACTIVE (`aws eks describe-cluster --query cluster.status`), then plan again",
+        ));
     }
+    let vpc_id = cluster
+        .resources_vpc_config()
+        .and_then(|config| config.vpc_id())
+        .unwrap_or_default()
+        .to_string();
+    if let Some(network) = &stack.network.existing
+        && vpc_id != network.vpc_id.id
+    {
+        problems.push(at(
+            reference,
+            format!(
+                "EKS cluster `{}` is in VPC `{}`, not in `{}` (network.existing.vpc_id)",
+                reference.id,
+                if vpc_id.is_empty() { "?" } else { &vpc_id },
+                network.vpc_id.id
+            ),
+            "name the cluster's own VPC and subnets under `network.existing`: the database and its security group go where the cluster's pods are",
+        ));
+    }
+    let has_objects =
+        !stack.access.is_empty() || stack.app.is_some() || crate::graph::uses_relay(stack);
+    let mode = cluster
+        .access_config()
+        .and_then(|config| config.authentication_mode())
+        .map(|mode| mode.as_str().to_string());
+    if has_objects && mode.as_deref() == Some("CONFIG_MAP") {
+        problems.push(at(
+            reference,
+            format!(
+                "EKS cluster `{}` takes its Kubernetes users from the aws-auth ConfigMap only (authentication mode CONFIG_MAP), and pwless reaches the Kubernetes API through EKS access entries",
+                reference.id
+            ),
+            &format!("let the cluster use access entries too (its owners' decision; existing aws-auth users keep working): `aws eks update-cluster-config --name {} --access-config authenticationMode=API_AND_CONFIG_MAP`, and give pwless's principal an access entry", reference.id),
+        ));
+    }
+    let issuer = cluster
+        .identity()
+        .and_then(|identity| identity.oidc())
+        .and_then(|oidc| oidc.issuer())
+        .map(str::to_string);
+    let (Some(issuer), Some(arn), Some(version)) = (issuer, cluster.arn(), cluster.version())
+    else {
+        problems.push(at(
+            reference,
+            format!(
+                "EKS cluster `{}` reports no OIDC issuer, ARN or version",
+                reference.id
+            ),
+            "check the cluster in the EKS console; pwless needs its OIDC issuer for IRSA",
+        ));
+        return Err(DiscoverError::Invalid(problems));
+    };
+    if !problems.is_empty() {
+        return Err(DiscoverError::Invalid(problems));
+    }
+    let oidc_provider_arn = oidc_provider_of(config, stack, &issuer).await?;
+    let pod_identity_agent = if stack
+        .access
+        .iter()
+        .any(|entry| entry.identity == crate::spec::model::Identity::PodIdentity)
+    {
+        foreign_agent(&eks, stack, &reference.id).await?
+    } else {
+        false
+    };
+    Ok(ReadCluster {
+        name: reference.id.clone(),
+        arn: arn.to_string(),
+        oidc_issuer: issuer,
+        vpc_id,
+        version: version.to_string(),
+        oidc_provider_arn,
+        pod_identity_agent,
+    })
+}
+
+/// The ARN of the IAM OIDC provider for `issuer` when one exists that is not this stack's;
+/// `None` when there is none (the stack creates it) or it is this stack's (its tags say so:
+/// it made it before, and manages it still).
+async fn oidc_provider_of(
+    config: &SdkConfig,
+    stack: &Stack,
+    issuer: &str,
+) -> Result<Option<String>, DiscoverError> {
+    let iam = aws_sdk_iam::Client::new(config);
+    let host = issuer.trim_start_matches("https://").trim_end_matches('/');
+    let providers = iam
+        .list_open_id_connect_providers()
+        .send()
+        .await
+        .map_err(sdk_error(
+            "list the IAM OIDC providers (iam:ListOpenIDConnectProviders)",
+        ))
+        .map_err(DiscoverError::Aws)?;
+    let Some(arn) = providers
+        .open_id_connect_provider_list()
+        .iter()
+        .filter_map(|provider| provider.arn())
+        .find(|arn| arn.ends_with(&format!(":oidc-provider/{host}")))
+    else {
+        return Ok(None);
+    };
+    let tags = iam
+        .list_open_id_connect_provider_tags()
+        .open_id_connect_provider_arn(arn)
+        .send()
+        .await
+        .map_err(sdk_error(
+            "read the OIDC provider's tags (iam:ListOpenIDConnectProviderTags)",
+        ))
+        .map_err(DiscoverError::Aws)?;
+    let tag = |key: &str| {
+        tags.tags()
+            .iter()
+            .find(|tag| tag.key() == key)
+            .map(|tag| tag.value().to_string())
+    };
+    let ours = tag("pwless:stack").as_deref() == Some(stack.name.as_str())
+        && tag("pwless:address") == Some(crate::graph::address::oidc_provider());
+    Ok((!ours).then(|| arn.to_string()))
+}
+
+/// Whether the cluster has the Pod Identity Agent add-on installed by someone else than this
+/// stack (its `pwless:stack` tag names another, or none).
+async fn foreign_agent(
+    eks: &aws_sdk_eks::Client,
+    stack: &Stack,
+    cluster: &str,
+) -> Result<bool, DiscoverError> {
+    let answer = found(
+        eks.describe_addon()
+            .cluster_name(cluster)
+            .addon_name(crate::graph::POD_IDENTITY_AGENT_ADDON)
+            .send()
+            .await
+            .map_err(sdk_error(
+                "read the Pod Identity Agent add-on (eks:DescribeAddon)",
+            )),
+    )
+    .map_err(DiscoverError::Aws)?;
+    Ok(answer
+        .and_then(|answer| answer.addon().cloned())
+        .is_some_and(|addon| {
+            addon
+                .tags()
+                .and_then(|tags| tags.get("pwless:stack"))
+                .is_none_or(|owner| owner != &stack.name)
+        }))
 }
 
 async fn read_network(
@@ -293,63 +496,5 @@ fn at(reference: &Reference, message: String, help: &str) -> Diagnostic {
         message,
         help: Some(help.to_string()),
         secret: false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::spec::yaml::SourceSpan;
-
-    fn reference(id: &str, path: &str) -> Reference {
-        Reference {
-            id: id.into(),
-            path: path.into(),
-            span: SourceSpan::point(1, 1),
-        }
-    }
-
-    #[test]
-    fn the_facts_of_a_read_network_are_its_vpc_block_and_subnets() {
-        let block = |text: &str| text.parse::<Ipv4Cidr>().unwrap();
-        let mut network = Network {
-            cidr: Ipv4Cidr::UNKNOWN,
-            availability_zones: Vec::new(),
-            nat_gateways: crate::spec::model::NatGateways::None,
-            public_subnets: Vec::new(),
-            private_subnets: Vec::new(),
-            existing: Some(crate::spec::model::ExistingNetwork {
-                vpc_id: reference("vpc-01234567", "network.existing.vpc_id"),
-                private_subnet_ids: Vec::new(),
-                public_subnet_ids: Vec::new(),
-                read: None,
-            }),
-        };
-        assert!(!network.is_known());
-        let subnet = |id: &str, zone: &str, cidr: &str| ReadSubnet {
-            id: id.into(),
-            availability_zone: zone.into(),
-            cidr: block(cidr),
-        };
-        fill(
-            &mut network,
-            ReadNetwork {
-                vpc_id: "vpc-01234567".into(),
-                cidr: block("10.1.0.0/16"),
-                private: vec![
-                    subnet("subnet-0000000a", "us-west-2a", "10.1.1.0/24"),
-                    subnet("subnet-0000000b", "us-west-2b", "10.1.2.0/24"),
-                ],
-                public: vec![subnet("subnet-0000000c", "us-west-2a", "10.1.3.0/24")],
-            },
-        );
-        assert!(network.is_known());
-        assert_eq!(network.cidr, block("10.1.0.0/16"));
-        assert_eq!(network.availability_zones, ["us-west-2a", "us-west-2b"]);
-        assert_eq!(
-            network.private_subnets,
-            [block("10.1.1.0/24"), block("10.1.2.0/24")]
-        );
-        assert_eq!(network.public_subnets, [block("10.1.3.0/24")]);
     }
 }

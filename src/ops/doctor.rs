@@ -423,11 +423,19 @@ impl Step {
                 }
             }
             Step::Trust if entry.identity == Identity::PodIdentity => {
-                pod_identity_trust(state, providers, &role_address, namespace, service_account)
-                    .await
+                pod_identity_trust(
+                    stack,
+                    state,
+                    providers,
+                    &role_address,
+                    namespace,
+                    service_account,
+                )
+                .await
             }
             Step::Association => {
                 pod_identity_association(
+                    stack,
                     state,
                     providers,
                     &role_address,
@@ -799,6 +807,7 @@ async fn role_trust(providers: &Providers, role_name: &str) -> Result<Value, Str
 /// session tags EKS sets for this cluster, namespace and service account
 /// ([`pwless_sandbox::pod_identity::trust_allows`]).
 async fn pod_identity_trust(
+    stack: &Stack,
     state: &State,
     providers: &Providers,
     role_address: &str,
@@ -817,13 +826,8 @@ async fn pod_identity_trust(
             "run `pwless apply`",
         );
     };
-    let cluster = address::eks_cluster();
     let output = |name: &str| {
-        state
-            .resource(&cluster)
-            .and_then(|cluster| cluster.outputs.get(name))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
+        crate::ops::outputs::eks_cluster_output(stack, state, name).unwrap_or_default()
     };
     let tags = [
         ("eks-cluster-arn", output("arn")),
@@ -855,6 +859,7 @@ async fn pod_identity_trust(
 /// The `pod identity association` link: the service account's association names the role, and
 /// the Pod Identity Agent add-on that hands pods their credentials is ACTIVE.
 async fn pod_identity_association(
+    stack: &Stack,
     state: &State,
     providers: &Providers,
     role_address: &str,
@@ -867,11 +872,7 @@ async fn pod_identity_association(
         .and_then(|role| role.outputs.get("arn"))
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let Some(cluster) = state
-        .resource(&address::eks_cluster())
-        .and_then(|cluster| cluster.outputs.get("name"))
-        .and_then(Value::as_str)
-    else {
+    let Some(cluster) = crate::ops::outputs::eks_cluster_output(stack, state, "name") else {
         return broken(
             name,
             "the state records no EKS cluster",

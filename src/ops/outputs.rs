@@ -7,8 +7,28 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::graph::{ResourceKind, address};
+use crate::spec::Stack;
 use crate::spec::model::Identity;
 use crate::state::State;
+
+/// An output of the stack's EKS cluster (`name`, `arn` or `oidc_issuer`): a referenced
+/// cluster's as discovery read it ([`crate::ops::discover`]), else what the state records of
+/// the cluster the stack made; `None` when neither knows it.
+pub fn eks_cluster_output<'a>(stack: &'a Stack, state: &'a State, output: &str) -> Option<&'a str> {
+    if let Some(existing) = &stack.cluster.existing {
+        let read = existing.read()?;
+        return match output {
+            "name" => Some(read.name.as_str()),
+            "arn" => Some(read.arn.as_str()),
+            "oidc_issuer" => Some(read.oidc_issuer.as_str()),
+            _ => None,
+        };
+    }
+    state
+        .resource(&address::eks_cluster())
+        .and_then(|cluster| cluster.outputs.get(output))
+        .and_then(Value::as_str)
+}
 
 /// The outputs of a state. Serialized (camelCase) it is what `pwless output --json` prints;
 /// a value not yet known (the resource not applied) is absent. The fields marked "not printed"

@@ -80,6 +80,9 @@ pub async fn check(
         }
         match caller(config).await {
             Ok(caller) if admitted.iter().any(|admin| is_admin(&caller, admin)) => {}
+            Ok(caller) if referenced(plan) => problems.push(format!(
+                "{caller} has no access entry on the EKS cluster the stack references, so EKS would refuse it the Kubernetes objects after the AWS resources were made; ask the cluster's owners for one (e.g. `aws eks create-access-entry` and `aws eks associate-access-policy` with AmazonEKSClusterAdminPolicy, or an admin policy scoped to the stack's namespaces)"
+            )),
             Ok(caller) => {
                 let listed = if admins.is_empty() {
                     "none".to_string()
@@ -145,18 +148,27 @@ fn planned_admins(plan: &Plan) -> Vec<String> {
         .collect()
 }
 
-/// The name of the EKS cluster the plan keeps (neither creates nor replaces), if any.
+/// The name of the EKS cluster the plan keeps (neither creates nor replaces), or the one the
+/// stack references (`cluster.existing`: in the plan's reads, or, in a destroy, which reads
+/// nothing, the cluster its Kubernetes objects were recorded on), if any.
 fn existing_cluster(plan: &Plan) -> Option<String> {
-    plan.resource_changes
+    if let Some(read) = plan
+        .reads
         .iter()
-        .find(|change| {
-            change.kind == crate::graph::ResourceKind::EksCluster
-                && matches!(
-                    change.action,
-                    Action::NoOp | Action::Update | Action::Delete
-                )
-        })
-        .and_then(|change| {
+        .find(|read| read.address == crate::graph::address::data::EKS_CLUSTER)
+    {
+        return Some(read.id.clone());
+    }
+    if let Some(change) = plan
+        .resource_changes
+        .iter()
+        .find(|change| change.kind == crate::graph::ResourceKind::EksCluster)
+    {
+        return matches!(
+            change.action,
+            Action::NoOp | Action::Update | Action::Delete
+        )
+        .then(|| {
             change
                 .before
                 .as_ref()?
@@ -164,6 +176,35 @@ fn existing_cluster(plan: &Plan) -> Option<String> {
                 .as_str()
                 .map(str::to_string)
         })
+        .flatten();
+    }
+    recorded_cluster(plan)
+}
+
+/// The cluster a plan without an EKS cluster of its own recorded its Kubernetes objects on
+/// (their `cluster_arn`, `arn:…:eks:REGION:ACCOUNT:cluster/NAME`).
+fn recorded_cluster(plan: &Plan) -> Option<String> {
+    plan.resource_changes
+        .iter()
+        .filter(|change| change.kind.provider() == Provider::Kubernetes)
+        .find_map(|change| {
+            let arn = change.before.as_ref()?.get("cluster_arn")?.as_str()?;
+            arn.rsplit_once(":cluster/")
+                .map(|(_, name)| name.to_string())
+        })
+}
+
+/// Whether the plan's EKS cluster is one the stack references (`cluster.existing`): read by
+/// the plan, or not the stack's at all.
+fn referenced(plan: &Plan) -> bool {
+    plan.reads
+        .iter()
+        .any(|read| read.address == crate::graph::address::data::EKS_CLUSTER)
+        || (!plan
+            .resource_changes
+            .iter()
+            .any(|change| change.kind == crate::graph::ResourceKind::EksCluster)
+            && recorded_cluster(plan).is_some())
 }
 
 /// The principal ARNs of the cluster's access entries (EKS `ListAccessEntries`, every page).

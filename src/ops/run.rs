@@ -210,7 +210,7 @@ pub async fn prepare(
         observed = refresh(&to_read, provider, parallelism)
             .await
             .map_err(failed)?;
-        let unreachable = unreachable_through_relay(&databases, &observed);
+        let unreachable = unreachable_through_relay(&databases, &to_read, &observed);
         if !unreachable.is_empty() {
             databases
                 .resources
@@ -239,18 +239,28 @@ pub async fn prepare(
 }
 
 /// The database resources of `databases` recorded as reached through the relay
-/// (`connection.relay`) when the refresh saw the relay's Deployment, the EKS cluster or its node
-/// group missing: nothing can reach the database that way until apply makes them again.
-fn unreachable_through_relay(databases: &State, observed: &ObservedState) -> Vec<String> {
+/// (`connection.relay`) when the refresh saw the relay's Deployment (among `others`, the rest
+/// of the state), the EKS cluster or its node group missing: nothing can reach the database
+/// that way until apply makes them again.
+fn unreachable_through_relay(
+    databases: &State,
+    others: &State,
+    observed: &ObservedState,
+) -> Vec<String> {
     let missing =
         |address: &str| matches!(observed.get(address), Some(crate::plan::Observed::Missing));
+    let relays = others
+        .resources
+        .iter()
+        .filter(|resource| resource.kind == crate::graph::ResourceKind::KubernetesDbRelay)
+        .map(|resource| resource.address.clone());
     if ![
-        crate::graph::address::relay(),
         crate::graph::address::eks_cluster(),
         crate::graph::address::eks_node_group(),
     ]
-    .iter()
-    .any(|address| missing(address))
+    .into_iter()
+    .chain(relays)
+    .any(|address| missing(&address))
     {
         return Vec::new();
     }

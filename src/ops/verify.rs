@@ -212,11 +212,8 @@ pub async fn verify(
             address::rds_cluster()
         )
     })?;
-    let cluster_arn = state
-        .resource(&address::eks_cluster())
-        .and_then(|cluster| cluster.outputs.get("arn"))
-        .and_then(Value::as_str)
-        .ok_or_else(|| {
+    let cluster_arn =
+        crate::ops::outputs::eks_cluster_output(stack, state, "arn").ok_or_else(|| {
             format!(
                 "the state has no EKS cluster ({}): apply the stack first",
                 address::eks_cluster()

@@ -174,26 +174,70 @@ pub struct Read {
     pub values: BTreeMap<String, Value>,
 }
 
-/// What a stack's plan reads: its referenced network's VPC and subnets, once discovery read
-/// them (none otherwise).
+/// What a stack's plan reads: its referenced network's VPC and subnets, its referenced EKS
+/// cluster (and the OIDC provider and Pod Identity Agent it uses as they are), once discovery
+/// read them (none otherwise).
 pub fn reads(stack: &crate::spec::Stack) -> Vec<Read> {
+    let mut reads = network_reads(stack);
+    let Some(cluster) = stack
+        .cluster
+        .existing
+        .as_ref()
+        .and_then(|existing| existing.read())
+    else {
+        return reads;
+    };
+    let text = |value: &str| Value::from(value.to_string());
+    reads.push(Read {
+        address: crate::graph::address::data::EKS_CLUSTER.into(),
+        id: cluster.name.clone(),
+        values: [
+            ("arn".to_string(), text(&cluster.arn)),
+            ("oidc_issuer".to_string(), text(&cluster.oidc_issuer)),
+            ("version".to_string(), text(&cluster.version)),
+            ("vpc_id".to_string(), text(&cluster.vpc_id)),
+        ]
+        .into(),
+    });
+    if let Some(arn) = &cluster.oidc_provider_arn {
+        reads.push(Read {
+            address: crate::graph::address::data::OIDC_PROVIDER.into(),
+            id: arn.clone(),
+            values: [("url".to_string(), text(&cluster.oidc_issuer))].into(),
+        });
+    }
+    if cluster.pod_identity_agent {
+        reads.push(Read {
+            address: crate::graph::address::data::POD_IDENTITY_AGENT.into(),
+            id: format!(
+                "{}:{}",
+                cluster.name,
+                crate::graph::POD_IDENTITY_AGENT_ADDON
+            ),
+            values: BTreeMap::new(),
+        });
+    }
+    reads
+}
+
+fn network_reads(stack: &crate::spec::Stack) -> Vec<Read> {
     let Some(read) = stack
         .network
         .existing
         .as_ref()
-        .and_then(|existing| existing.read.as_ref())
+        .and_then(|existing| existing.read())
     else {
         return Vec::new();
     };
     let mut reads = vec![Read {
-        address: "data.aws_vpc.existing".into(),
+        address: crate::graph::address::data::VPC.into(),
         id: read.vpc_id.clone(),
         values: [("cidr_block".to_string(), Value::from(read.cidr.to_string()))].into(),
     }];
     for (tier, subnets) in [("private", &read.private), ("public", &read.public)] {
         for (index, subnet) in subnets.iter().enumerate() {
             reads.push(Read {
-                address: format!("data.aws_subnet.{tier}[{index}]"),
+                address: crate::graph::address::data::subnet(tier, index),
                 id: subnet.id.clone(),
                 values: [
                     (

@@ -53,6 +53,7 @@ pub fn plan(
         name_final_snapshots(&mut changes, prior, observed);
     }
     forget_with_the_cluster(&mut changes);
+    keep_shared_namespaces(&mut changes, state);
     list_holdings(&mut changes, observed);
     mark_data_loss(&mut changes, observed);
     let summary = summarize(&changes);
@@ -388,6 +389,26 @@ fn forget_with_the_cluster(changes: &mut [ResourceChange]) {
                     "it goes with aws_rds_cluster.main; only the state entry is removed".into(),
                 );
             }
+        }
+    }
+}
+
+/// A namespace recorded as `shared` (one of a cluster the stack references, which others use)
+/// is never deleted: its delete only removes the state entry.
+fn keep_shared_namespaces(changes: &mut [ResourceChange], state: &State) {
+    for change in changes.iter_mut() {
+        let shared = change.kind == crate::graph::ResourceKind::KubernetesNamespace
+            && change.action == Action::Delete
+            && state
+                .resource(&change.address)
+                .and_then(|resource| resource.inputs.get("shared"))
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false);
+        if shared {
+            change.forget = true;
+            change.reason = Some(
+                "a namespace of a cluster the stack references: pwless never deletes it; only the state entry is removed".into(),
+            );
         }
     }
 }

@@ -68,6 +68,51 @@ impl Network {
             .as_ref()
             .is_none_or(|existing| existing.read.is_some())
     }
+
+    /// Records what discovery read of a referenced network, and takes the network's facts
+    /// from it: the VPC's block, the private subnets' zones and blocks, the public subnets'
+    /// blocks. The one way to set them (nothing else can leave the two apart). Does nothing
+    /// for a network the stack creates.
+    pub fn record_read(&mut self, read: ReadNetwork) {
+        let Some(existing) = &mut self.existing else {
+            return;
+        };
+        self.cidr = read.cidr;
+        self.availability_zones = read
+            .private
+            .iter()
+            .map(|subnet| subnet.availability_zone.clone())
+            .collect();
+        self.private_subnets = read.private.iter().map(|subnet| subnet.cidr).collect();
+        self.public_subnets = read.public.iter().map(|subnet| subnet.cidr).collect();
+        existing.read = Some(read);
+    }
+}
+
+impl ExistingNetwork {
+    /// What discovery read; `None` before it ran.
+    pub fn read(&self) -> Option<&ReadNetwork> {
+        self.read.as_ref()
+    }
+}
+
+impl Cluster {
+    /// Records what discovery read of a referenced cluster (its version becomes the
+    /// cluster's). Does nothing for a cluster the stack creates.
+    pub fn record_read(&mut self, read: ReadCluster) {
+        let Some(existing) = &mut self.existing else {
+            return;
+        };
+        self.version = read.version.clone();
+        existing.read = Some(read);
+    }
+}
+
+impl ExistingCluster {
+    /// What discovery read; `None` before it ran.
+    pub fn read(&self) -> Option<&ReadCluster> {
+        self.read.as_ref()
+    }
 }
 
 /// An id the stack file names, with its place in the file (for the diagnostics of what
@@ -89,8 +134,8 @@ pub struct ExistingNetwork {
     pub private_subnet_ids: Vec<Reference>,
     /// Optional: the demo app's load balancer and `database.subnets: public` need them.
     pub public_subnet_ids: Vec<Reference>,
-    /// What discovery read; `None` before it ran.
-    pub read: Option<ReadNetwork>,
+    /// What discovery read ([`Network::record_read`] sets it).
+    pub(super) read: Option<ReadNetwork>,
 }
 
 /// The facts of a referenced network, as the EC2 API gave them.
@@ -109,6 +154,9 @@ pub struct ReadSubnet {
     pub cidr: Ipv4Cidr,
 }
 
+/// The stack's EKS cluster. For a referenced one (`cluster.existing`), pwless creates no
+/// cluster, node group, cluster or node role, nor access entries: `version` is the one read
+/// (empty until discovery), `node_group` and `endpoint_public_access` are unused.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cluster {
     pub version: String,
@@ -118,6 +166,47 @@ pub struct Cluster {
     pub endpoint_public_access: bool,
     /// IAM principal ARNs with cluster-admin through EKS access entries.
     pub admins: Vec<String>,
+    /// The existing EKS cluster the stack uses instead of creating its own.
+    pub existing: Option<ExistingCluster>,
+}
+
+/// `cluster.existing`: an EKS cluster pwless reads but never changes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExistingCluster {
+    pub name: Reference,
+    /// What discovery read ([`Cluster::record_read`] sets it).
+    pub(super) read: Option<ReadCluster>,
+}
+
+/// The facts of a referenced EKS cluster, as `DescribeCluster` and IAM gave them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadCluster {
+    pub name: String,
+    pub arn: String,
+    /// `https://oidc.eks.<region>.amazonaws.com/id/<ID>`.
+    pub oidc_issuer: String,
+    pub vpc_id: String,
+    pub version: String,
+    /// The IAM OIDC provider for the issuer when one exists that is not this stack's: IRSA
+    /// roles trust it as it is. `None`: the stack manages one (it creates it, or it made it
+    /// before: its `pwless:stack` and `pwless:address` tags say so).
+    pub oidc_provider_arn: Option<String>,
+    /// Whether the Pod Identity Agent add-on is installed and not this stack's: then the stack
+    /// uses it as it is, and does not manage one.
+    pub pod_identity_agent: bool,
+}
+
+impl Stack {
+    /// Whether every referenced resource was read ([`crate::ops::discover`]); always true for
+    /// a stack that references nothing.
+    pub fn is_known(&self) -> bool {
+        self.network.is_known()
+            && self
+                .cluster
+                .existing
+                .as_ref()
+                .is_none_or(|existing| existing.read.is_some())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -37,12 +37,14 @@ const EC2_ID_PREFIXES: &[(&str, &str)] = &[
     ("i", "an instance"),
 ];
 const CLUSTER_KEYS: &[&str] = &[
+    "existing",
     "version",
     "node_group",
     "service_cidr",
     "endpoint_public_access",
     "admins",
 ];
+const EXISTING_CLUSTER_KEYS: &[&str] = &["name"];
 const NODE_GROUP_KEYS: &[&str] = &["instance_types", "min_size", "desired_size", "max_size"];
 const DATABASE_KEYS: &[&str] = &[
     "engine_version",
@@ -496,6 +498,7 @@ impl Checker {
             || app.as_ref().is_some_and(Option::is_some);
         if let (Some(cluster), Some(node)) = (&cluster, fields.value("cluster"))
             && has_objects
+            && cluster.existing.is_none()
             && cluster.admins.is_empty()
         {
             self.error(
@@ -984,6 +987,9 @@ impl Checker {
         partition: Option<Partition>,
     ) -> Option<Cluster> {
         let fields = self.mapping(node, "cluster", CLUSTER_KEYS)?;
+        if let Some(existing) = fields.value("existing") {
+            return self.existing_cluster(&fields, existing, network);
+        }
         let version = self
             .required(&fields, "version", "\"1.31\"")
             .and_then(|node| {
@@ -1055,6 +1061,91 @@ impl Checker {
             service_cidr: service_cidr?,
             endpoint_public_access: endpoint_public_access?,
             admins: admins?,
+            existing: None,
+        })
+    }
+
+    /// `cluster.existing`: the cluster's name only (the cluster is read at plan time,
+    /// [`crate::ops::discover`]). It needs `network.existing` (a cluster that exists is in a
+    /// VPC that exists), and no key that describes a cluster to create may sit beside it.
+    fn existing_cluster(
+        &mut self,
+        fields: &Fields<'_>,
+        node: &Node,
+        network: Option<&Network>,
+    ) -> Option<Cluster> {
+        let mut beside = false;
+        for key in CLUSTER_KEYS.iter().filter(|key| **key != "existing") {
+            if let Some((key_node, _)) = fields.entries.get(key) {
+                let help = if *key == "admins" {
+                    "remove `admins`: who may use an existing cluster's Kubernetes API is its owners' decision (EKS access entries pwless does not manage); pwless uses the access its own principal has".to_string()
+                } else {
+                    format!("remove `{key}`: pwless reads the cluster as it is")
+                };
+                self.error(
+                    &fields.path(key),
+                    key_node.span,
+                    format!("`cluster.{key}` describes a cluster to create, but `cluster.existing` names one that exists"),
+                    Some(help),
+                );
+                beside = true;
+            }
+        }
+        let existing = self.mapping(node, "cluster.existing", EXISTING_CLUSTER_KEYS)?;
+        let name = self
+            .required(&existing, "name", "my-cluster")
+            .and_then(|node| {
+                let name = self.string(node, "cluster.existing.name")?;
+                // "The name can contain only alphanumeric characters (case-sensitive),
+                // hyphens, and underscores. It must start with an alphanumeric character and
+                // can't be longer than 100 characters." (EKS CreateCluster, `name`)
+                let valid = (1..=100).contains(&name.len())
+                    && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+                if !valid {
+                    self.error(
+                        "cluster.existing.name",
+                        node.span,
+                        format!("`{name}` is not an EKS cluster name"),
+                        Some("an EKS cluster name is 1 to 100 letters, digits, hyphens and underscores, starting with a letter or digit (`aws eks list-clusters` lists yours)".into()),
+                    );
+                    return None;
+                }
+                Some(Reference {
+                    id: name.to_string(),
+                    path: "cluster.existing.name".into(),
+                    span: node.span,
+                })
+            });
+        if let Some(network) = network
+            && network.existing.is_none()
+        {
+            self.error(
+                "cluster.existing",
+                node.span,
+                "`cluster.existing` needs `network.existing`: a cluster that exists is in a VPC that exists, not in one this stack creates",
+                Some("name the cluster's VPC and subnets under `network.existing`".into()),
+            );
+            return None;
+        }
+        let name = name?;
+        if beside {
+            return None;
+        }
+        Some(Cluster {
+            version: String::new(),
+            node_group: NodeGroup {
+                instance_types: Vec::new(),
+                min_size: 0,
+                desired_size: 0,
+                max_size: 0,
+            },
+            service_cidr: None,
+            endpoint_public_access: true,
+            admins: Vec::new(),
+            existing: Some(ExistingCluster { name, read: None }),
         })
     }
 

@@ -460,3 +460,458 @@ fn bad_references_fail_the_plan_at_their_line_with_the_fix() {
         "{errors}"
     );
 }
+
+/// Makes the team's EKS cluster in `subnets` (as eksctl or Terraform would), with access
+/// entries enabled unless `mode` says otherwise; gives its OIDC issuer.
+async fn make_team_cluster(
+    eks: &aws_sdk_eks::Client,
+    name: &str,
+    subnets: &[&str],
+    mode: aws_sdk_eks::types::AuthenticationMode,
+) -> String {
+    let cluster = eks
+        .create_cluster()
+        .name(name)
+        .role_arn("arn:aws:iam::123456789012:role/team-eks-cluster")
+        .resources_vpc_config(
+            aws_sdk_eks::types::VpcConfigRequest::builder()
+                .set_subnet_ids(Some(subnets.iter().map(|id| id.to_string()).collect()))
+                .build(),
+        )
+        .access_config(
+            aws_sdk_eks::types::CreateAccessConfigRequest::builder()
+                .authentication_mode(mode)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    cluster
+        .cluster()
+        .and_then(|cluster| cluster.identity())
+        .and_then(|identity| identity.oidc())
+        .and_then(|oidc| oidc.issuer())
+        .unwrap()
+        .to_string()
+}
+
+/// What the EKS API says of the team's cluster, as text.
+async fn describe_team_cluster(eks: &aws_sdk_eks::Client, name: &str) -> String {
+    let cluster = eks.describe_cluster().name(name).send().await.unwrap();
+    let addons = eks.list_addons().cluster_name(name).send().await.unwrap();
+    format!("{:?}\n{:?}", cluster.cluster(), addons.addons())
+}
+
+fn existing_cluster(name: &str) -> String {
+    format!("cluster:\n  existing: {{name: {name}}}\n")
+}
+
+/// A stack on the team's network and cluster: no cluster keys, the database and `extra`.
+fn stack_on_cluster(name: &str, network: &str, cluster: &str, extra: &str) -> String {
+    let text = stack_text(name, network);
+    let cluster_start = text.find("cluster:\n").unwrap();
+    let database_start = text.find("database:\n").unwrap();
+    format!(
+        "{}{cluster}{}{extra}",
+        &text[..cluster_start],
+        &text[database_start..]
+    )
+}
+
+#[test]
+fn a_referenced_cluster_gets_only_the_passwordless_part_and_is_left_as_it_was() {
+    let moto = Moto::start();
+    let rt = runtime();
+    let clients = rt.block_on(clients(&moto));
+    let team = rt.block_on(make_team_network(&clients.ec2));
+    let private: Vec<&str> = team.private.iter().map(String::as_str).collect();
+    let public: Vec<&str> = team.public.iter().map(String::as_str).collect();
+    let all: Vec<&str> = private.iter().chain(&public).copied().collect();
+    let issuer = rt.block_on(make_team_cluster(
+        &clients.eks,
+        "team-cluster",
+        &all,
+        aws_sdk_eks::types::AuthenticationMode::ApiAndConfigMap,
+    ));
+    let network = existing(&team.vpc, &private, &public);
+    let cluster_before = rt.block_on(describe_team_cluster(&clients.eks, "team-cluster"));
+
+    let name = format!("t{}-oncluster", std::process::id());
+    let dir = TempDir::new(&name);
+    let file = dir.write(
+        "stack.yaml",
+        &stack_on_cluster(&name, &network, &existing_cluster("team-cluster"), ""),
+    );
+    let run = |args: &[&str]| {
+        moto.command(dir.path())
+            .arg(args[0])
+            .args(["-f", file.to_str().unwrap()])
+            .args(&args[1..])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+
+    // The plan reads the cluster; of the EKS part it creates only the OIDC provider for the
+    // cluster's issuer, which IAM does not have yet.
+    let output = run(&["plan", "--json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let read = plan["reads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|read| read["address"] == "data.aws_eks_cluster.existing")
+        .unwrap_or_else(|| panic!("{}", plan["reads"]));
+    assert_eq!(read["id"], "team-cluster");
+    assert_eq!(read["values"]["vpc_id"], team.vpc.as_str());
+    assert_eq!(read["values"]["oidc_issuer"], issuer.as_str());
+    let changes: Vec<(&str, &serde_json::Value)> = plan["resource_changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|change| (change["address"].as_str().unwrap(), &change["after"]))
+        .collect();
+    let addresses: Vec<&str> = changes.iter().map(|(address, _)| *address).collect();
+    for managed in [
+        "aws_eks_cluster.",
+        "aws_eks_node_group.",
+        "aws_iam_role.eks_",
+        "aws_eks_access_entry.",
+    ] {
+        assert!(
+            addresses
+                .iter()
+                .all(|address| !address.starts_with(managed)),
+            "{managed}: {addresses:?}"
+        );
+    }
+    let oidc = changes
+        .iter()
+        .find(|(address, _)| *address == "aws_iam_openid_connect_provider.eks")
+        .unwrap_or_else(|| panic!("{addresses:?}"));
+    assert_eq!(oidc.1["url"], issuer.as_str());
+
+    let output = run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let output = run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    let output = run(&["destroy", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    // The OIDC provider pwless made went with the stack; the cluster is as it was.
+    let providers = rt
+        .block_on(clients.iam.list_open_id_connect_providers().send())
+        .unwrap();
+    assert!(providers.open_id_connect_provider_list().is_empty());
+    assert_eq!(
+        cluster_before,
+        rt.block_on(describe_team_cluster(&clients.eks, "team-cluster")),
+        "the referenced cluster changed"
+    );
+
+    // The team's own OIDC provider for the issuer is used as it is: IRSA roles trust it, and
+    // the plan creates none.
+    let provider = rt
+        .block_on(
+            clients
+                .iam
+                .create_open_id_connect_provider()
+                .url(&issuer)
+                .client_id_list("sts.amazonaws.com")
+                .thumbprint_list("9e99a48a9960b14926bb7f3b02e22da2b0ab7280")
+                .send(),
+        )
+        .unwrap()
+        .open_id_connect_provider_arn()
+        .unwrap()
+        .to_string();
+    let with_access = stack_on_cluster(
+        &name,
+        &network,
+        &existing_cluster("team-cluster"),
+        "  users: [{name: app_user, privileges: [connect]}]\n  admin_access: endpoint\n\
+         access:\n  - {namespace: shop, service_account: checkout, db_user: app_user}\n",
+    );
+    std::fs::write(&file, with_access).unwrap();
+    let output = run(&["plan", "--json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let changes = plan["resource_changes"].as_array().unwrap();
+    assert!(
+        changes
+            .iter()
+            .all(|change| change["address"] != "aws_iam_openid_connect_provider.eks"),
+        "{changes:?}"
+    );
+    let role = changes
+        .iter()
+        .find(|change| change["address"] == "aws_iam_role.irsa[shop/checkout]")
+        .unwrap_or_else(|| panic!("{changes:?}"));
+    assert_eq!(
+        role["after"]["web_identity"]["provider_arn"],
+        provider.as_str(),
+        "{role}"
+    );
+    assert!(
+        plan["reads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(
+                |read| read["address"] == "data.aws_iam_openid_connect_provider.existing"
+                    && read["id"] == provider.as_str()
+            ),
+        "{}",
+        plan["reads"]
+    );
+    let service_account = changes
+        .iter()
+        .find(|change| change["address"] == "kubernetes_service_account.shop/checkout")
+        .unwrap_or_else(|| panic!("{changes:?}"));
+    let cluster_arn = read["values"]["arn"].as_str().unwrap();
+    assert_eq!(service_account["after"]["cluster_arn"], cluster_arn);
+}
+
+#[test]
+fn a_referenced_cluster_in_another_vpc_or_without_access_entries_fails_the_plan() {
+    let moto = Moto::start();
+    let rt = runtime();
+    let clients = rt.block_on(clients(&moto));
+    let team = rt.block_on(make_team_network(&clients.ec2));
+    let private: Vec<&str> = team.private.iter().map(String::as_str).collect();
+    rt.block_on(make_team_cluster(
+        &clients.eks,
+        "elsewhere",
+        &[&team.other_subnet],
+        aws_sdk_eks::types::AuthenticationMode::Api,
+    ));
+    rt.block_on(make_team_cluster(
+        &clients.eks,
+        "aws-auth-only",
+        &private,
+        aws_sdk_eks::types::AuthenticationMode::ConfigMap,
+    ));
+    let dir = TempDir::new(&format!("t{}-badcluster", std::process::id()));
+    let network = existing(&team.vpc, &private, &[]);
+    let plan = |cluster: &str, extra: &str| {
+        let file = dir.write(
+            "stack.yaml",
+            &stack_on_cluster("badcluster", &network, &existing_cluster(cluster), extra),
+        );
+        let output = moto
+            .command(dir.path())
+            .args(["plan", "-f", file.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+        stderr(&output)
+    };
+    let errors = plan("no-such-cluster", "");
+    assert!(
+        errors.contains("error: EKS cluster `no-such-cluster` does not exist in us-west-2\n  --> "),
+        "{errors}"
+    );
+    assert!(errors.contains("stack.yaml:8:20\n"), "{errors}");
+    let errors = plan("elsewhere", "");
+    assert!(
+        errors.contains("error: EKS cluster `elsewhere` is in VPC `vpc-")
+            && errors.contains(&format!("not in `{}` (network.existing.vpc_id)", team.vpc)),
+        "{errors}"
+    );
+    let errors = plan(
+        "aws-auth-only",
+        "access:\n  - {namespace: shop, service_account: checkout, db_user: app_user}\n",
+    );
+    // (the stack's access names a user it lacks: that is the load-time error, first)
+    assert!(errors.contains("app_user"), "{errors}");
+    let errors = plan(
+        "aws-auth-only",
+        "  users: [{name: app_user, privileges: [connect]}]\n\
+         access:\n  - {namespace: shop, service_account: checkout, db_user: app_user}\n",
+    );
+    assert!(
+        errors.contains("error: EKS cluster `aws-auth-only` takes its Kubernetes users from the aws-auth ConfigMap only"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("aws eks update-cluster-config --name aws-auth-only --access-config authenticationMode=API_AND_CONFIG_MAP"),
+        "{errors}"
+    );
+}
+
+/// The shipped example on the team's platform, end to end: the team's VPC and EKS cluster
+/// (made through the AWS API) and a namespace of theirs on it; pwless adds the passwordless
+/// part through the Kubernetes API stand-in and the token-checking PostgreSQL, and its destroy
+/// leaves the team's namespace, cluster and network as they were.
+#[test]
+fn the_existing_cluster_example_applies_on_the_teams_platform_and_destroy_keeps_what_is_theirs() {
+    use kube::api::{DynamicObject, Patch, PatchParams};
+    let moto = Moto::start();
+    let rt = runtime();
+    let clients = rt.block_on(clients(&moto));
+    let team = rt.block_on(make_team_network(&clients.ec2));
+    let private: Vec<&str> = team.private.iter().map(String::as_str).collect();
+    let cluster = format!("team-{}", std::process::id());
+    rt.block_on(async {
+        make_team_cluster(
+            &clients.eks,
+            &cluster,
+            &private,
+            aws_sdk_eks::types::AuthenticationMode::Api,
+        )
+        .await;
+        // The team lets pwless's principal (the sandbox's user) in.
+        let principal = "arn:aws:iam::123456789012:user/moto";
+        clients
+            .eks
+            .create_access_entry()
+            .cluster_name(&cluster)
+            .principal_arn(principal)
+            .send()
+            .await
+            .unwrap();
+        clients
+            .eks
+            .associate_access_policy()
+            .cluster_name(&cluster)
+            .principal_arn(principal)
+            .policy_arn("arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy")
+            .access_scope(
+                aws_sdk_eks::types::AccessScope::builder()
+                    .r#type(aws_sdk_eks::types::AccessScopeType::Cluster)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+    let network_before = rt.block_on(describe_team_network(&clients.ec2, &team.vpc));
+    let cluster_before = rt.block_on(describe_team_cluster(&clients.eks, &cluster));
+
+    let name = format!("t{}-teamplat", std::process::id());
+    let dir = TempDir::new(&name);
+    let text = include_str!("../../examples/existing-cluster.yaml")
+        .replacen("stack: shop-db", &format!("stack: {name}"), 1)
+        .replacen("vpc-0123456789abcdef0", &team.vpc, 1)
+        .replacen("subnet-0123456789abcdef1", private[0], 1)
+        .replacen("subnet-0123456789abcdef2", private[1], 1)
+        .replacen("name: platform-prod", &format!("name: {cluster}"), 1)
+        // (the sandbox PostgreSQL stands for the new Aurora cluster with its database `appdb`)
+        .replacen("  name: shop\n", "  name: appdb\n", 1)
+        .replacen("  users:", "  final_snapshot: false\n  users:", 1);
+    let file = dir.write("stack.yaml", &text);
+    let pg = crate::postgres::LocalPostgres::checking_tokens("teamplat", &moto);
+    let kube = crate::kubernetes::KubeStandin::start(
+        "teamplat",
+        &cluster,
+        &moto,
+        "testing",
+        "testing",
+        pg.var("PWLESS_SANDBOX_DB_ADDRESS"),
+        None,
+    );
+    let _inside = rt.enter();
+    let client = kube.client();
+    // The team's namespace, with something of theirs in it.
+    rt.block_on(async {
+        let namespaces = crate::kubernetes::namespaces(&client);
+        let namespace: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop", "labels": {"team": "shop"}},
+        }))
+        .unwrap();
+        // (server-side apply, as the team's own tools would; the stand-in serves no POST)
+        let apply = PatchParams::apply("team-tools");
+        namespaces
+            .patch("shop", &apply, &Patch::Apply(&namespace))
+            .await
+            .unwrap();
+        let maps = kube::Api::<DynamicObject>::namespaced_with(
+            client.clone(),
+            "shop",
+            &crate::kubernetes::resource("v1", "ConfigMap", "configmaps"),
+        );
+        let map: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "checkout-settings", "namespace": "shop"},
+            "data": {"currency": "EUR"},
+        }))
+        .unwrap();
+        maps.patch("checkout-settings", &apply, &Patch::Apply(&map))
+            .await
+            .unwrap();
+    });
+    let run = |args: &[&str]| {
+        let mut command = moto.command(dir.path());
+        command
+            .arg(args[0])
+            .args(["-f", file.to_str().unwrap()])
+            .args(&args[1..])
+            .stdin(Stdio::null());
+        kube.cluster_path(&pg, &mut command);
+        command.output().unwrap()
+    };
+
+    let output = run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let output = run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    // The relay is the stack's own, in its own namespace; the team's namespace kept its
+    // labels (pwless claims none).
+    let namespace = |name: &str| {
+        rt.block_on(crate::kubernetes::namespaces(&client).get_opt(name))
+            .unwrap()
+    };
+    assert!(namespace(&format!("pwless-{name}")).is_some());
+    let shop = namespace("shop").unwrap();
+    assert_eq!(
+        shop.metadata
+            .labels
+            .unwrap_or_default()
+            .get("team")
+            .map(String::as_str),
+        Some("shop")
+    );
+
+    let output = run(&["destroy", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let progress = stderr(&output);
+    assert!(progress.contains("kubernetes_namespace.shop"), "{progress}");
+    assert!(
+        namespace(&format!("pwless-{name}")).is_none(),
+        "the stack's relay namespace stayed"
+    );
+    assert!(
+        namespace("shop").is_some(),
+        "destroy deleted the team's namespace"
+    );
+    let map = rt.block_on(
+        kube::Api::<DynamicObject>::namespaced_with(
+            client.clone(),
+            "shop",
+            &crate::kubernetes::resource("v1", "ConfigMap", "configmaps"),
+        )
+        .get_opt("checkout-settings"),
+    );
+    assert!(map.unwrap().is_some(), "the team's ConfigMap went");
+    assert!(nothing(&rt.block_on(live(&clients, &name))));
+    assert_eq!(
+        network_before,
+        rt.block_on(describe_team_network(&clients.ec2, &team.vpc))
+    );
+    assert_eq!(
+        cluster_before,
+        rt.block_on(describe_team_cluster(&clients.eks, &cluster))
+    );
+}

@@ -174,7 +174,7 @@ impl Drop for KubeStandin {
     }
 }
 
-fn resource(api_version: &str, kind: &str, plural: &str) -> ApiResource {
+pub(crate) fn resource(api_version: &str, kind: &str, plural: &str) -> ApiResource {
     let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
     ApiResource {
         group: group.into(),
@@ -185,7 +185,7 @@ fn resource(api_version: &str, kind: &str, plural: &str) -> ApiResource {
     }
 }
 
-fn namespaces(client: &kube::Client) -> kube::Api<DynamicObject> {
+pub(crate) fn namespaces(client: &kube::Client) -> kube::Api<DynamicObject> {
     kube::Api::all_with(client.clone(), &resource("v1", "Namespace", "namespaces"))
 }
 

@@ -176,6 +176,30 @@ const CASES: &[Case] = &[
         help: Some("remove `cidr`"),
     },
     Case {
+        name: "an existing cluster on a network the stack creates",
+        from: "cluster:                         # EKS\n  version: \"1.31\"\n  node_group: {instance_types: [t3.medium], min_size: 1, desired_size: 2, max_size: 3}\n  admins:                        # IAM principals with cluster-admin (EKS access entries);\n    - arn:aws:iam::123456789012:user/moto   # pwless's own: the sandbox's user, here\n",
+        to: "cluster:\n  existing: {name: team-cluster}\n",
+        message: "`cluster.existing` needs `network.existing`",
+        line: 12,
+        help: Some("name the cluster's VPC and subnets under `network.existing`"),
+    },
+    Case {
+        name: "admins beside an existing cluster",
+        from: "  version: \"1.31\"\n",
+        to: "  existing: {name: team-cluster}\n",
+        message: "`cluster.admins` describes a cluster to create, but `cluster.existing` names one that exists",
+        line: 14,
+        help: Some("who may use an existing cluster's Kubernetes API is its owners' decision"),
+    },
+    Case {
+        name: "a malformed existing cluster name",
+        from: "cluster:                         # EKS\n  version: \"1.31\"\n  node_group: {instance_types: [t3.medium], min_size: 1, desired_size: 2, max_size: 3}\n  admins:                        # IAM principals with cluster-admin (EKS access entries);\n    - arn:aws:iam::123456789012:user/moto   # pwless's own: the sandbox's user, here\n",
+        to: "cluster:\n  existing: {name: _team}\n",
+        message: "`_team` is not an EKS cluster name",
+        line: 12,
+        help: Some("1 to 100 letters, digits, hyphens and underscores"),
+    },
+    Case {
         name: "bad identity mechanism",
         from: "service_account: demo-app, db_user: app_user}",
         to: "service_account: demo-app, db_user: app_user, identity: pod-identity}",
@@ -765,6 +789,7 @@ fn the_shipped_examples_are_valid() {
         "examples/aws-only.yaml",
         "examples/with-users.yaml",
         "examples/existing-network.yaml",
+        "examples/existing-cluster.yaml",
         "stack.example.yaml",
     ] {
         let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
