@@ -37,7 +37,10 @@ pub fn run(command: SandboxCommand) -> anyhow::Result<u8> {
 }
 
 fn run_as(args: RunArgs) -> anyhow::Result<u8> {
-    let stack = crate::spec::load(&args.stack.file()?)?;
+    let file = args.stack.file()?;
+    let mut stack = crate::spec::load(&file)?;
+    // A referenced cluster's issuer and name come from reading it, not from the state.
+    super::discover(&file, &mut stack)?;
     let Some(entry) = stack.access.iter().find(|entry| {
         format!("{}/{}", entry.namespace, entry.service_account) == args.service_account
     }) else {
@@ -62,7 +65,7 @@ fn run_as(args: RunArgs) -> anyhow::Result<u8> {
     // Read without the lock: the command may be pwless itself.
     let state = super::engine::block_on(crate::ops::run::read_state(&location, &stack.name))??
         .unwrap_or_else(|| crate::state::State::new(&stack.name));
-    let outputs = crate::ops::outputs::StackOutputs::from_state(&state);
+    let outputs = crate::ops::outputs::StackOutputs::from_state(&state).with_references(&stack);
     let (endpoint, port) = outputs.database().ok_or_else(|| {
         UserError(format!(
             "the state has no database endpoint ({}): apply the stack first",

@@ -357,6 +357,7 @@ pub(crate) fn referenced_stack(agent: bool, provider: Option<&str>) -> Stack {
     stack.cluster.record_read(ReadCluster {
         name: "team-cluster".into(),
         arn: "arn:aws:eks:us-west-2:123456789012:cluster/team-cluster".into(),
+        endpoint: "https://TEAM.gr7.us-west-2.eks.amazonaws.com".into(),
         oidc_issuer: "https://oidc.eks.us-west-2.amazonaws.com/id/TEAM".into(),
         vpc_id: "vpc-0123456789abcdef0".into(),
         version: "1.31".into(),

@@ -193,6 +193,7 @@ async fn read_cluster(config: &SdkConfig, stack: &Stack) -> Result<ReadCluster, 
     Ok(ReadCluster {
         name: reference.id.clone(),
         arn: arn.to_string(),
+        endpoint: cluster.endpoint().unwrap_or_default().to_string(),
         oidc_issuer: issuer,
         vpc_id,
         version: version.to_string(),

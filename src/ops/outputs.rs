@@ -229,6 +229,41 @@ impl StackOutputs {
         })
     }
 
+    /// These outputs with the values of what `stack` references and discovery read
+    /// (`network.existing`, `cluster.existing`), which the state does not hold: the VPC and
+    /// subnet ids, the cluster's name, endpoint and issuer, and the OIDC provider IRSA roles
+    /// trust when it is not the stack's.
+    pub fn with_references(mut self, stack: &Stack) -> Self {
+        if let Some(read) = stack
+            .network
+            .existing
+            .as_ref()
+            .and_then(|existing| existing.read())
+        {
+            self.vpc_id = Some(read.vpc_id.clone());
+            self.private_subnet_ids = read
+                .private
+                .iter()
+                .map(|subnet| subnet.id.clone())
+                .collect();
+            self.public_subnet_ids = read.public.iter().map(|subnet| subnet.id.clone()).collect();
+        }
+        if let Some(read) = stack
+            .cluster
+            .existing
+            .as_ref()
+            .and_then(|existing| existing.read())
+        {
+            self.cluster_name = Some(read.name.clone());
+            self.cluster_endpoint = Some(read.endpoint.clone());
+            self.cluster_oidc_issuer = Some(read.oidc_issuer.clone());
+            if let Some(arn) = &read.oidc_provider_arn {
+                self.oidc_provider_arn = Some(arn.clone());
+            }
+        }
+        self
+    }
+
     /// The EKS Pod Identity view of `namespace/service_account` (what `pwless sandbox run
     /// --as` acts as for a `pod_identity` entry): the cluster and its token issuer; errors
     /// name the output the state lacks.

@@ -183,6 +183,8 @@ pub struct ExistingCluster {
 pub struct ReadCluster {
     pub name: String,
     pub arn: String,
+    /// The Kubernetes API server's URL.
+    pub endpoint: String,
     /// `https://oidc.eks.<region>.amazonaws.com/id/<ID>`.
     pub oidc_issuer: String,
     pub vpc_id: String,

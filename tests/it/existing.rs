@@ -748,8 +748,9 @@ fn a_referenced_cluster_in_another_vpc_or_without_access_entries_fails_the_plan(
 
 /// The shipped example on the team's platform, end to end: the team's VPC and EKS cluster
 /// (made through the AWS API) and a namespace of theirs on it; pwless adds the passwordless
-/// part through the Kubernetes API stand-in and the token-checking PostgreSQL, and its destroy
-/// leaves the team's namespace, cluster and network as they were.
+/// part through the Kubernetes API stand-in and the token-checking PostgreSQL, `pwless verify`
+/// proves each login, and destroy leaves the team's namespace, cluster and network as they
+/// were.
 #[test]
 fn the_existing_cluster_example_applies_on_the_teams_platform_and_destroy_keeps_what_is_theirs() {
     use kube::api::{DynamicObject, Patch, PatchParams};
@@ -808,6 +809,17 @@ fn the_existing_cluster_example_applies_on_the_teams_platform_and_destroy_keeps_
         .replacen("  users:", "  final_snapshot: false\n  users:", 1);
     let file = dir.write("stack.yaml", &text);
     let pg = crate::postgres::LocalPostgres::checking_tokens("teamplat", &moto);
+    // `pwless verify`'s Jobs run as `pwless sandbox run` would run them (as FullStack does).
+    let mut runner = moto.command(dir.path());
+    runner.args(["sandbox", "run", "-f", file.to_str().unwrap()]);
+    for (key, value) in pg.env() {
+        if key != "PWLESS_DB_ADMIN_ENDPOINT" && key != "PWLESS_DB_TLS_SERVER_NAME" {
+            runner.env(key, value);
+        }
+    }
+    runner
+        .env_remove("PWLESS_DB_ADMIN_ENDPOINT")
+        .env_remove("PWLESS_DB_TLS_SERVER_NAME");
     let kube = crate::kubernetes::KubeStandin::start(
         "teamplat",
         &cluster,
@@ -815,7 +827,7 @@ fn the_existing_cluster_example_applies_on_the_teams_platform_and_destroy_keeps_
         "testing",
         "testing",
         pg.var("PWLESS_SANDBOX_DB_ADDRESS"),
-        None,
+        Some(runner),
     );
     let _inside = rt.enter();
     let client = kube.client();
@@ -860,6 +872,20 @@ fn the_existing_cluster_example_applies_on_the_teams_platform_and_destroy_keeps_
     let output = run(&["apply", "--auto-approve"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let output = run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    // The chain holds on the team's cluster: each service account logs in as its own user
+    // only (IRSA through the OIDC provider pwless made for the team's issuer, and Pod Identity
+    // through the agent it installed).
+    // (the example runs no app, so the demo image is named here; the stand-in runs the local
+    // pwless-demo for any image)
+    let image = format!("example.com/pwless-demo@sha256:{}", "ab".repeat(32));
+    let output = run(&["verify", "--image", &image]);
     assert_eq!(
         output.status.code(),
         Some(0),
