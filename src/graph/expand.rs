@@ -275,6 +275,17 @@ impl Expander<'_> {
             .is_some_and(|read| read.pod_identity_agent)
     }
 
+    /// `resource`, marked `shared` when the cluster is a referenced one: other stacks on that
+    /// cluster may use it (the issuer's OIDC provider, the Pod Identity Agent), so the planner
+    /// never deletes it, only forgets it.
+    fn shared_on_referenced_cluster(&self, resource: Resource) -> Resource {
+        if self.stack.cluster.existing.is_some() {
+            resource.input("shared", true)
+        } else {
+            resource
+        }
+    }
+
     /// What runs in pods comes after these: the stack's node group; none for a referenced
     /// cluster, which has its nodes already.
     fn nodes(&self) -> Vec<String> {
@@ -504,10 +515,11 @@ impl Expander<'_> {
             &format!("{}-eks-oidc", self.stack.name),
         );
         let issuer = self.oidc_issuer();
-        self.push(
-            oidc.input("url", issuer)
-                .input("client_ids", json!([IRSA_AUDIENCE])),
-        );
+        let oidc = oidc
+            .input("url", issuer)
+            .input("client_ids", json!([IRSA_AUDIENCE]));
+        let oidc = self.shared_on_referenced_cluster(oidc);
+        self.push(oidc);
     }
 
     /// The database relay ([`crate::relay`]): its configuration, a NetworkPolicy that lets
@@ -816,6 +828,7 @@ impl Expander<'_> {
                 .input("cluster_name", self.cluster_name())
                 .input("addon_name", POD_IDENTITY_AGENT_ADDON)
                 .after_each(&self.nodes());
+            let agent = self.shared_on_referenced_cluster(agent);
             self.push(agent);
         }
         for entry in &stack.access {

@@ -74,10 +74,10 @@ kinds! {
     IamRolePolicy => "aws_iam_role_policy", Aws, force_new: ["role", "name"], update: ["rds_db_connect"], outputs: [];
     EksCluster => "aws_eks_cluster", Aws, force_new: ["name", "role_arn", "service_ipv4_cidr", "vpc_id"], update: ["tags", "version", "endpoint_public_access", "endpoint_private_access", "authentication_mode", "subnet_ids"], outputs: ["name", "arn", "endpoint", "certificate_authority", "oidc_issuer"];
     EksAccessEntry => "aws_eks_access_entry", Aws, force_new: ["cluster_name", "principal_arn"], update: ["tags", "policy_arn"], outputs: ["arn"];
-    EksAddon => "aws_eks_addon", Aws, force_new: ["cluster_name", "addon_name"], update: ["tags"], outputs: ["arn"];
+    EksAddon => "aws_eks_addon", Aws, force_new: ["cluster_name", "addon_name"], update: ["tags", "shared"], outputs: ["arn"];
     EksPodIdentityAssociation => "aws_eks_pod_identity_association", Aws, force_new: ["cluster_name", "namespace", "service_account"], update: ["tags", "role_arn"], outputs: ["association_id", "association_arn"];
     EksNodeGroup => "aws_eks_node_group", Aws, force_new: ["cluster_name", "node_group_name", "node_role_arn", "subnet_ids", "instance_types"], update: ["tags", "scaling", "version"], outputs: ["arn"];
-    OidcProvider => "aws_iam_openid_connect_provider", Aws, force_new: ["url"], update: ["tags", "client_ids"], outputs: ["arn"];
+    OidcProvider => "aws_iam_openid_connect_provider", Aws, force_new: ["url"], update: ["tags", "client_ids", "shared"], outputs: ["arn"];
     DbSubnetGroup => "aws_db_subnet_group", Aws, force_new: ["name", "vpc_id"], update: ["tags", "description", "subnet_ids"], outputs: ["name", "arn"];
     RdsCluster => "aws_rds_cluster", Aws, force_new: ["cluster_identifier", "engine", "database_name", "master_username", "db_subnet_group_name", "storage_encrypted", "vpc_id"], update: ["tags", "engine_version", "iam_database_authentication_enabled", "iam_auth_error_log", "port", "vpc_security_group_ids", "master_password", "final_snapshot"], outputs: ["cluster_identifier", "arn", "endpoint", "reader_endpoint", "port", "cluster_resource_id", "master_user_secret_arn"];
     RdsClusterInstance => "aws_rds_cluster_instance", Aws, force_new: ["identifier", "cluster_identifier", "engine"], update: ["tags", "instance_class", "publicly_accessible"], outputs: ["arn", "endpoint"];

@@ -53,7 +53,7 @@ pub fn plan(
         name_final_snapshots(&mut changes, prior, observed);
     }
     forget_with_the_cluster(&mut changes);
-    keep_shared_namespaces(&mut changes, state);
+    keep_shared(&mut changes, state);
     list_holdings(&mut changes, observed);
     mark_data_loss(&mut changes, observed);
     let summary = summarize(&changes);
@@ -393,12 +393,12 @@ fn forget_with_the_cluster(changes: &mut [ResourceChange]) {
     }
 }
 
-/// A namespace recorded as `shared` (one of a cluster the stack references, which others use)
-/// is never deleted: its delete only removes the state entry.
-fn keep_shared_namespaces(changes: &mut [ResourceChange], state: &State) {
+/// What is recorded as `shared` (on a cluster the stack references, which other stacks and
+/// teams use: its namespaces, the issuer's OIDC provider, the Pod Identity Agent) is never
+/// deleted, by a delete or by a replace: only its state entry is removed.
+fn keep_shared(changes: &mut [ResourceChange], state: &State) {
     for change in changes.iter_mut() {
-        let shared = change.kind == crate::graph::ResourceKind::KubernetesNamespace
-            && change.action == Action::Delete
+        let shared = matches!(change.action, Action::Delete | Action::Replace)
             && state
                 .resource(&change.address)
                 .and_then(|resource| resource.inputs.get("shared"))
@@ -406,9 +406,11 @@ fn keep_shared_namespaces(changes: &mut [ResourceChange], state: &State) {
                 .unwrap_or(false);
         if shared {
             change.forget = true;
-            change.reason = Some(
-                "a namespace of a cluster the stack references: pwless never deletes it; only the state entry is removed".into(),
-            );
+            if change.action == Action::Delete {
+                change.reason = Some(
+                    "others on the cluster the stack references may use it: pwless never deletes it; only the state entry is removed".into(),
+                );
+            }
         }
     }
 }
@@ -505,4 +507,102 @@ fn plan_deletes(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::graph::ResourceKind;
+    use crate::state::ResourceState;
+
+    fn recorded(address: &str, kind: ResourceKind, inputs: serde_json::Value) -> ResourceState {
+        let inputs: BTreeMap<String, serde_json::Value> = serde_json::from_value(inputs).unwrap();
+        ResourceState {
+            address: address.into(),
+            kind,
+            id: Some(format!("{address}-id")),
+            inputs,
+            outputs: BTreeMap::new(),
+            dependencies: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn what_is_shared_on_a_referenced_cluster_is_forgotten_never_deleted() {
+        let stack = crate::graph::referenced_stack(false, None);
+        let graph = ResourceGraph::from_stack(&stack).unwrap();
+        let mut state = State::new(&stack.name);
+        state.serial = 1;
+        // The team's namespace, recorded on another cluster: the stack moved clusters.
+        state.upsert(recorded(
+            "kubernetes_namespace.demo",
+            ResourceKind::KubernetesNamespace,
+            json!({"name": "demo", "labels": {}, "shared": true,
+                   "cluster_arn": "arn:aws:eks:us-west-2:123456789012:cluster/before"}),
+        ));
+        // A namespace the stack no longer has, and an OIDC provider made for others too.
+        state.upsert(recorded(
+            "kubernetes_namespace.gone",
+            ResourceKind::KubernetesNamespace,
+            json!({"name": "gone", "labels": {}, "shared": true,
+                   "cluster_arn": "arn:aws:eks:us-west-2:123456789012:cluster/team-cluster"}),
+        ));
+        // The stack's own relay namespace is not shared: it goes.
+        state.upsert(recorded(
+            "kubernetes_namespace.pwless-old",
+            ResourceKind::KubernetesNamespace,
+            json!({"name": "pwless-old", "labels": {},
+                   "cluster_arn": "arn:aws:eks:us-west-2:123456789012:cluster/team-cluster"}),
+        ));
+        let normal = plan(
+            &stack,
+            &graph,
+            Some(&state),
+            &ObservedState::new(),
+            Mode::Normal,
+        );
+        let change = |address: &str| {
+            normal
+                .resource_changes
+                .iter()
+                .find(|change| change.address == address)
+                .unwrap_or_else(|| panic!("{address}"))
+        };
+        assert_eq!(change("kubernetes_namespace.demo").action, Action::Replace);
+        assert!(change("kubernetes_namespace.demo").forget);
+        assert_eq!(change("kubernetes_namespace.gone").action, Action::Delete);
+        assert!(change("kubernetes_namespace.gone").forget);
+        assert!(!change("kubernetes_namespace.gone").makes_call());
+        assert!(!change("kubernetes_namespace.pwless-old").forget);
+
+        // A destroy forgets the shared ones too.
+        let destroy = plan(
+            &stack,
+            &ResourceGraph::build(Vec::new()).unwrap(),
+            Some(&state),
+            &ObservedState::new(),
+            Mode::Destroy,
+        );
+        let forgotten: Vec<(&str, bool)> = destroy
+            .resource_changes
+            .iter()
+            .map(|change| (change.address.as_str(), change.forget))
+            .collect();
+        assert!(
+            forgotten.contains(&("kubernetes_namespace.demo", true)),
+            "{forgotten:?}"
+        );
+        assert!(
+            forgotten.contains(&("kubernetes_namespace.gone", true)),
+            "{forgotten:?}"
+        );
+        assert!(
+            forgotten.contains(&("kubernetes_namespace.pwless-old", false)),
+            "{forgotten:?}"
+        );
+    }
 }

@@ -498,8 +498,13 @@ async fn make_team_cluster(
 /// What the EKS API says of the team's cluster, as text.
 async fn describe_team_cluster(eks: &aws_sdk_eks::Client, name: &str) -> String {
     let cluster = eks.describe_cluster().name(name).send().await.unwrap();
+    format!("{:?}", cluster.cluster())
+}
+
+/// The add-ons on the cluster.
+async fn addons(eks: &aws_sdk_eks::Client, name: &str) -> Vec<String> {
     let addons = eks.list_addons().cluster_name(name).send().await.unwrap();
-    format!("{:?}\n{:?}", cluster.cluster(), addons.addons())
+    addons.addons().to_vec()
 }
 
 fn existing_cluster(name: &str) -> String {
@@ -604,33 +609,24 @@ fn a_referenced_cluster_gets_only_the_passwordless_part_and_is_left_as_it_was() 
     );
     let output = run(&["destroy", "--auto-approve"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    // The OIDC provider pwless made went with the stack; the cluster is as it was.
+    // The OIDC provider pwless made for the team's issuer stays: other stacks on the cluster
+    // may trust it. The cluster is as it was.
     let providers = rt
         .block_on(clients.iam.list_open_id_connect_providers().send())
         .unwrap();
-    assert!(providers.open_id_connect_provider_list().is_empty());
+    let [provider] = providers.open_id_connect_provider_list() else {
+        panic!("{providers:?}");
+    };
+    let provider = provider.arn().unwrap().to_string();
     assert_eq!(
         cluster_before,
         rt.block_on(describe_team_cluster(&clients.eks, "team-cluster")),
         "the referenced cluster changed"
     );
 
-    // The team's own OIDC provider for the issuer is used as it is: IRSA roles trust it, and
-    // the plan creates none.
-    let provider = rt
-        .block_on(
-            clients
-                .iam
-                .create_open_id_connect_provider()
-                .url(&issuer)
-                .client_id_list("sts.amazonaws.com")
-                .thumbprint_list("9e99a48a9960b14926bb7f3b02e22da2b0ab7280")
-                .send(),
-        )
-        .unwrap()
-        .open_id_connect_provider_arn()
-        .unwrap()
-        .to_string();
+    // Another stack on the cluster uses that provider as it is: its IRSA roles trust it, and
+    // its plan creates none.
+    let name = format!("{name}-b");
     let with_access = stack_on_cluster(
         &name,
         &network,
@@ -931,7 +927,13 @@ fn the_existing_cluster_example_applies_on_the_teams_platform_and_destroy_keeps_
         .get_opt("checkout-settings"),
     );
     assert!(map.unwrap().is_some(), "the team's ConfigMap went");
-    assert!(nothing(&rt.block_on(live(&clients, &name))));
+    // Of the stack's AWS resources only the OIDC provider is left (shared, see below).
+    let left = rt.block_on(live(&clients, &name));
+    assert!(
+        left.iter()
+            .all(|(kind, count)| *count == usize::from(*kind == "oidc provider")),
+        "{left:?}"
+    );
     assert_eq!(
         network_before,
         rt.block_on(describe_team_network(&clients.ec2, &team.vpc))
@@ -939,5 +941,11 @@ fn the_existing_cluster_example_applies_on_the_teams_platform_and_destroy_keeps_
     assert_eq!(
         cluster_before,
         rt.block_on(describe_team_cluster(&clients.eks, &cluster))
+    );
+    // The Pod Identity Agent pwless installed stays: other stacks' pods on the cluster may
+    // get their credentials through it.
+    assert_eq!(
+        rt.block_on(addons(&clients.eks, &cluster)),
+        ["eks-pod-identity-agent"]
     );
 }

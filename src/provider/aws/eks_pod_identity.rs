@@ -282,6 +282,9 @@ pub(super) async fn update(
                 tokio::time::sleep(ASSOCIATION_SETTLE).await;
             }
             (_, "tags") => super::eks::sync_tags(aws, arn()?, &resource.inputs, inputs).await?,
+            // The planner's bookkeeping (never delete what other stacks may use): nothing
+            // to send.
+            (ResourceKind::EksAddon, "shared") => {}
             (kind, other) => return Err(super::not_in_place(kind, other)),
         }
     }

@@ -542,6 +542,9 @@ pub(super) async fn update(
                         .map_err(sdk_error("set tags"))?;
                 }
             }
+            // The planner's bookkeeping (never delete what other stacks may use): nothing
+            // to send.
+            (ResourceKind::OidcProvider, "shared") => {}
             (kind, name) => {
                 return Err(super::not_in_place(kind, name));
             }
