@@ -356,6 +356,51 @@ impl KubernetesProvider {
         )))
     }
 
+    /// [`ErrorKind::Taken`] when the object `inputs` describe exists without this stack's
+    /// `pwless/stack` label.
+    async fn refuse_foreign(
+        &self,
+        kind: ResourceKind,
+        inputs: &Inputs,
+    ) -> Result<(), ProviderError> {
+        let (api, namespace, name) = match self.api(kind, inputs).await {
+            Err(error) if error.is_not_found() => return Ok(()),
+            other => other?,
+        };
+        let id = display_id(namespace.as_deref(), &name);
+        let Some(live) = api
+            .get_opt(&name)
+            .await
+            .map_err(kube_error(&format!("look for {kind} {id}")))?
+        else {
+            return Ok(());
+        };
+        let stack = inputs
+            .get("labels")
+            .and_then(|labels| labels.get("pwless/stack"))
+            .and_then(Value::as_str);
+        let owner = live
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|labels| labels.get("pwless/stack"))
+            .map(String::as_str);
+        if live.metadata.deletion_timestamp.is_some() || owner == stack {
+            return Ok(());
+        }
+        let whose = match owner {
+            Some(other) => format!("stack {other}'s (its pwless/stack label)"),
+            None => "not made by pwless (it has no pwless/stack label)".to_string(),
+        };
+        Err(ProviderError {
+            kind: ErrorKind::Taken,
+            code: None,
+            message: format!(
+                "{kind} {id} exists already and is {whose}: pwless does not take it over, so neither this apply nor a later destroy changes it; give the stack another name for it, or remove it if it is a leftover"
+            ),
+        })
+    }
+
     /// Server-side apply of the object, then the wait its kind needs.
     async fn apply(&self, kind: ResourceKind, inputs: &Inputs) -> Result<Applied, ProviderError> {
         let object = crate::kubernetes::object_of(kind, |name| {
@@ -524,12 +569,19 @@ impl Provider for KubernetesProvider {
         kind.provider() == crate::graph::Provider::Kubernetes
     }
 
+    /// Refuses to take over an object that exists and is not this stack's (its `pwless/stack`
+    /// label names another stack, or it has none): a service account or Deployment a team made
+    /// is never overwritten by a forced apply, nor deleted later by destroy. Namespaces are
+    /// containers others share: applying one changes only what pwless declares.
     async fn create(
         &self,
         _address: &str,
         kind: ResourceKind,
         inputs: &Inputs,
     ) -> Result<Applied, ProviderError> {
+        if kind != ResourceKind::KubernetesNamespace {
+            self.refuse_foreign(kind, inputs).await?;
+        }
         self.apply(kind, inputs).await
     }
 

@@ -865,6 +865,40 @@ fn the_existing_cluster_example_applies_on_the_teams_platform_and_destroy_keeps_
         command.output().unwrap()
     };
 
+    // A service account of the team's under a name the stack uses is not taken over: apply
+    // stops there and leaves it as it was.
+    let accounts = kube::Api::<DynamicObject>::namespaced_with(
+        client.clone(),
+        "shop",
+        &crate::kubernetes::resource("v1", "ServiceAccount", "serviceaccounts"),
+    );
+    let theirs: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "checkout", "namespace": "shop",
+                     "annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/team-checkout"}},
+    }))
+    .unwrap();
+    rt.block_on(accounts.patch(
+        "checkout",
+        &PatchParams::apply("team-tools"),
+        &Patch::Apply(&theirs),
+    ))
+    .unwrap();
+    let output = run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("kubernetes_service_account shop/checkout exists already and is not made by pwless (it has no pwless/stack label): pwless does not take it over"),
+        "{}",
+        stderr(&output)
+    );
+    let account = rt.block_on(accounts.get("checkout")).unwrap();
+    assert_eq!(
+        account.metadata.annotations.unwrap_or_default()["eks.amazonaws.com/role-arn"],
+        "arn:aws:iam::123456789012:role/team-checkout"
+    );
+    // Once the team let it go, the apply goes on from where it stopped.
+    rt.block_on(accounts.delete("checkout", &Default::default()))
+        .unwrap();
     let output = run(&["apply", "--auto-approve"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let output = run(&["plan", "--detailed-exitcode"]);
