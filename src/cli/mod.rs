@@ -323,7 +323,8 @@ pub(crate) fn load_for_destroy(
 }
 
 /// Reads the existing resources the stack references through the AWS API
-/// ([`crate::ops::discover`]), so a stack with `network.existing` needs credentials to plan.
+/// ([`crate::ops::discover`]), so a stack with `network.existing` or `cluster.existing` needs
+/// credentials to plan.
 /// A missing or unsuitable reference is an error at its line of `file`.
 pub(crate) fn discover(file: &Path, stack: &mut crate::spec::Stack) -> anyhow::Result<()> {
     if stack.is_known() {

@@ -224,11 +224,7 @@ impl Expander<'_> {
 
     /// What discovery read of a referenced EKS cluster; `None` for a cluster the stack creates.
     fn read_cluster(&self) -> Option<&crate::spec::model::ReadCluster> {
-        self.stack
-            .cluster
-            .existing
-            .as_ref()
-            .and_then(|existing| existing.read())
+        self.stack.cluster.read()
     }
 
     /// The EKS cluster's name: the referenced one's, or the created one's output.
@@ -316,11 +312,7 @@ impl Expander<'_> {
 
     /// What discovery read of a referenced network; `None` for a network the stack creates.
     fn read_network(&self) -> Option<&crate::spec::model::ReadNetwork> {
-        self.stack
-            .network
-            .existing
-            .as_ref()
-            .and_then(|existing| existing.read())
+        self.stack.network.read()
     }
 
     /// The ids of the `tier` subnets (`private` or `public`), in order.

@@ -46,15 +46,11 @@ pub enum DiscoverError {
 }
 
 /// Reads what `stack` references and fills in its facts; does nothing for a stack that
-/// references nothing. Calls only `Describe*` actions.
+/// references nothing. Changes nothing anywhere: it calls only EC2 and EKS `Describe*` actions
+/// and IAM's `ListOpenIDConnectProviders` and `ListOpenIDConnectProviderTags`.
 pub async fn discover(stack: &mut Stack, config: &SdkConfig) -> Result<(), DiscoverError> {
     let mut problems = Vec::new();
-    if stack
-        .network
-        .existing
-        .as_ref()
-        .is_some_and(|existing| existing.read().is_none())
-    {
+    if !stack.network.is_known() {
         let ec2 = aws_sdk_ec2::Client::new(config);
         match read_network(&ec2, stack).await {
             Ok(read) => stack.network.record_read(read),
@@ -62,12 +58,7 @@ pub async fn discover(stack: &mut Stack, config: &SdkConfig) -> Result<(), Disco
             Err(error) => return Err(error),
         }
     }
-    if stack
-        .cluster
-        .existing
-        .as_ref()
-        .is_some_and(|existing| existing.read().is_none())
-    {
+    if !stack.cluster.is_known() {
         match read_cluster(config, stack).await {
             Ok(read) => stack.cluster.record_read(read),
             Err(DiscoverError::Invalid(found)) => problems.extend(found),

@@ -5,8 +5,8 @@
 //! - [`run`]: plan, apply and destroy: lock and read the state, settle what a dead run left
 //!   pending, refresh, plan, check what apply needs (`preflight`), carry the plan out, and let
 //!   go of the lock whatever happened.
-//! - [`discover`]: reads what the stack references but does not manage (`network.existing`)
-//!   and fills in the stack's facts, before the graph is made.
+//! - [`discover`]: reads what the stack references but does not manage (`network.existing`,
+//!   `cluster.existing`) and fills in the stack's facts, before the graph is made.
 //! - [`preflight`]: what must hold before apply changes anything.
 //! - [`outputs`]: what an applied stack offers its users ([`outputs::StackOutputs`]), read from
 //!   the state, for `pwless output`, apply's summary, `token`, `connect` and the sandbox.

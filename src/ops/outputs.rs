@@ -234,12 +234,7 @@ impl StackOutputs {
     /// subnet ids, the cluster's name, endpoint and issuer, and the OIDC provider IRSA roles
     /// trust when it is not the stack's.
     pub fn with_references(mut self, stack: &Stack) -> Self {
-        if let Some(read) = stack
-            .network
-            .existing
-            .as_ref()
-            .and_then(|existing| existing.read())
-        {
+        if let Some(read) = stack.network.read() {
             self.vpc_id = Some(read.vpc_id.clone());
             self.private_subnet_ids = read
                 .private
@@ -248,12 +243,7 @@ impl StackOutputs {
                 .collect();
             self.public_subnet_ids = read.public.iter().map(|subnet| subnet.id.clone()).collect();
         }
-        if let Some(read) = stack
-            .cluster
-            .existing
-            .as_ref()
-            .and_then(|existing| existing.read())
-        {
+        if let Some(read) = stack.cluster.read() {
             self.cluster_name = Some(read.name.clone());
             self.cluster_endpoint = Some(read.endpoint.clone());
             self.cluster_oidc_issuer = Some(read.oidc_issuer.clone());

@@ -156,7 +156,8 @@ pub struct Plan {
     /// (`pwless plan --allow-destroy ADDRESS -o FILE`): a saved plan carries the consent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_destroy: Vec<String>,
-    /// The existing resources the stack references (`network.existing`), as they were read
+    /// The existing resources the stack references (`network.existing`, `cluster.existing`),
+    /// as they were read
     /// for this plan: never changed, never in the state. The changes hold the values used as
     /// literals; this says where they came from.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -168,7 +169,7 @@ pub struct Plan {
 pub struct Read {
     /// `data.aws_vpc.existing`, `data.aws_subnet.private[0]`, `data.aws_subnet.public[0]`.
     pub address: String,
-    /// Its AWS id (`vpc-…`, `subnet-…`).
+    /// Its AWS id (`vpc-…`, `subnet-…`, the cluster's name, the OIDC provider's ARN).
     pub id: String,
     /// The values the plan used, by name (`cidr_block`, `availability_zone`).
     pub values: BTreeMap<String, Value>,
@@ -179,12 +180,7 @@ pub struct Read {
 /// read them (none otherwise).
 pub fn reads(stack: &crate::spec::Stack) -> Vec<Read> {
     let mut reads = network_reads(stack);
-    let Some(cluster) = stack
-        .cluster
-        .existing
-        .as_ref()
-        .and_then(|existing| existing.read())
-    else {
+    let Some(cluster) = stack.cluster.read() else {
         return reads;
     };
     let text = |value: &str| Value::from(value.to_string());
@@ -221,12 +217,7 @@ pub fn reads(stack: &crate::spec::Stack) -> Vec<Read> {
 }
 
 fn network_reads(stack: &crate::spec::Stack) -> Vec<Read> {
-    let Some(read) = stack
-        .network
-        .existing
-        .as_ref()
-        .and_then(|existing| existing.read())
-    else {
+    let Some(read) = stack.network.read() else {
         return Vec::new();
     };
     let mut reads = vec![Read {

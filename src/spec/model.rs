@@ -69,6 +69,12 @@ impl Network {
             .is_none_or(|existing| existing.read.is_some())
     }
 
+    /// What discovery read of a referenced network; `None` for a network the stack creates,
+    /// or before discovery.
+    pub fn read(&self) -> Option<&ReadNetwork> {
+        self.existing.as_ref().and_then(ExistingNetwork::read)
+    }
+
     /// Records what discovery read of a referenced network, and takes the network's facts
     /// from it: the VPC's block, the private subnets' zones and blocks, the public subnets'
     /// blocks. The one way to set them (nothing else can leave the two apart). Does nothing
@@ -97,6 +103,18 @@ impl ExistingNetwork {
 }
 
 impl Cluster {
+    /// What discovery read of a referenced cluster; `None` for a cluster the stack creates,
+    /// or before discovery.
+    pub fn read(&self) -> Option<&ReadCluster> {
+        self.existing.as_ref().and_then(ExistingCluster::read)
+    }
+
+    /// Whether the cluster's facts are known: always for a created cluster, after discovery
+    /// for a referenced one.
+    pub fn is_known(&self) -> bool {
+        self.existing.is_none() || self.read().is_some()
+    }
+
     /// Records what discovery read of a referenced cluster (its version becomes the
     /// cluster's). Does nothing for a cluster the stack creates.
     pub fn record_read(&mut self, read: ReadCluster) {
@@ -202,12 +220,7 @@ impl Stack {
     /// Whether every referenced resource was read ([`crate::ops::discover`]); always true for
     /// a stack that references nothing.
     pub fn is_known(&self) -> bool {
-        self.network.is_known()
-            && self
-                .cluster
-                .existing
-                .as_ref()
-                .is_none_or(|existing| existing.read.is_some())
+        self.network.is_known() && self.cluster.is_known()
     }
 }
 

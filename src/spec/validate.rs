@@ -526,6 +526,20 @@ impl Checker {
             );
         }
 
+        // The demo app's Service is an internet-facing load balancer: it needs public subnets.
+        if let (Some(network), Some(Some(_))) = (&network, &app)
+            && let Some(existing) = &network.existing
+            && existing.public_subnet_ids.is_empty()
+            && let Some((key, _)) = fields.entries.get("app")
+        {
+            self.error(
+                "app",
+                key.span,
+                "`app` is served by an internet-facing load balancer, which needs public subnets, and `network.existing` lists none",
+                Some("add `public_subnet_ids` to `network.existing`, or leave `app` out".into()),
+            );
+        }
+
         let state = match fields.value("state") {
             Some(node) => self.state(node),
             None => Some(StateBackend::default()),

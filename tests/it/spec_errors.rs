@@ -1031,7 +1031,8 @@ fn a_public_database_in_an_existing_network_without_public_subnets_is_refused() 
     .replacen("subnets: private", "subnets: public", 1);
     let errors = pwless::spec::parse_str(Path::new("stack.yaml"), &text).unwrap_err();
     let rendered = errors.render();
-    assert_eq!(errors.diagnostics.len(), 1, "{rendered}");
+    // (and the example's app, which needs public subnets too)
+    assert_eq!(errors.diagnostics.len(), 2, "{rendered}");
     assert!(
         rendered.contains("error: `database.subnets: public` needs public subnets, and `network.existing` lists none\n  --> stack.yaml:21:"),
         "{rendered}"
@@ -1046,16 +1047,35 @@ fn a_public_database_in_an_existing_network_without_public_subnets_is_refused() 
 fn an_existing_network_is_valid_without_aws_and_expands_only_once_read() {
     let text = example_with(
         "network:\n  cidr: 10.0.0.0/16\n  availability_zones: 2          # 2 to 6: one public + one private subnet in each\n  nat_gateways: single           # none | single | per_az\n",
-        "network:\n  existing: {vpc_id: vpc-0123456789abcdef0, private_subnet_ids: [subnet-0123456789abcdef1, subnet-0123456789abcdef2]}\n",
+        "network:\n  existing: {vpc_id: vpc-0123456789abcdef0, private_subnet_ids: [subnet-0123456789abcdef1, subnet-0123456789abcdef2], public_subnet_ids: [subnet-0123456789abcdef3]}\n",
     );
     let stack = stack_from(&text);
     let existing = stack.network.existing.as_ref().unwrap();
     assert_eq!(existing.vpc_id.id, "vpc-0123456789abcdef0");
     assert_eq!(existing.private_subnet_ids.len(), 2);
-    assert!(existing.public_subnet_ids.is_empty());
+    assert_eq!(existing.public_subnet_ids.len(), 1);
     // Its facts come from AWS: the graph refuses to guess them.
     assert_eq!(
         pwless::graph::ResourceGraph::from_stack(&stack).unwrap_err(),
         pwless::graph::GraphError::Unread
+    );
+}
+
+#[test]
+fn an_app_on_an_existing_network_without_public_subnets_is_refused() {
+    let text = example_with(
+        "network:\n  cidr: 10.0.0.0/16\n  availability_zones: 2          # 2 to 6: one public + one private subnet in each\n  nat_gateways: single           # none | single | per_az\n",
+        "network:\n  existing: {vpc_id: vpc-0123456789abcdef0, private_subnet_ids: [subnet-0123456789abcdef1, subnet-0123456789abcdef2]}\n",
+    );
+    let errors = pwless::spec::parse_str(Path::new("stack.yaml"), &text).unwrap_err();
+    let rendered = errors.render();
+    assert_eq!(errors.diagnostics.len(), 1, "{rendered}");
+    assert!(
+        rendered.contains("error: `app` is served by an internet-facing load balancer, which needs public subnets, and `network.existing` lists none"),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("help: add `public_subnet_ids`"),
+        "{rendered}"
     );
 }
