@@ -16,6 +16,22 @@ use crate::aws::{Moto, PwlessCommand};
 use crate::common::{EXAMPLE, TempDir, stderr, stdout};
 use crate::postgres::LocalPostgres;
 
+/// How the stand-in runs a Job's pod: as `pwless sandbox run -f FILE` would run it, with
+/// pwless's own environment on the cluster path (the stand-in adds where its API is).
+pub fn job_runner(moto: &Moto, dir: &Path, file: &Path, pg: &LocalPostgres) -> Command {
+    let mut runner = moto.command(dir);
+    runner.args(["sandbox", "run", "-f", file.to_str().unwrap()]);
+    for (key, value) in pg.env() {
+        if key != "PWLESS_DB_ADMIN_ENDPOINT" && key != "PWLESS_DB_TLS_SERVER_NAME" {
+            runner.env(key, value);
+        }
+    }
+    runner
+        .env_remove("PWLESS_DB_ADMIN_ENDPOINT")
+        .env_remove("PWLESS_DB_TLS_SERVER_NAME");
+    runner
+}
+
 /// scripts/kube-standin.py on a free port, with its own CA; stopped when dropped.
 pub struct KubeStandin {
     child: std::process::Child,
@@ -353,18 +369,7 @@ impl FullStack {
         let file = dir.write("stack.yaml", &edit(text));
         let moto = Moto::start();
         let pg = LocalPostgres::checking_tokens(test, &moto);
-        // A Job's pod runs as `pwless sandbox run` would run it: pwless's own environment on
-        // the cluster path (the stand-in adds where its API is).
-        let mut runner = moto.command(dir.path());
-        runner.args(["sandbox", "run", "-f", file.to_str().unwrap()]);
-        for (key, value) in pg.env() {
-            if key != "PWLESS_DB_ADMIN_ENDPOINT" && key != "PWLESS_DB_TLS_SERVER_NAME" {
-                runner.env(key, value);
-            }
-        }
-        runner
-            .env_remove("PWLESS_DB_ADMIN_ENDPOINT")
-            .env_remove("PWLESS_DB_TLS_SERVER_NAME");
+        let runner = job_runner(&moto, dir.path(), &file, &pg);
         FullStack {
             kube: KubeStandin::start(
                 test,
