@@ -53,6 +53,8 @@ pub mod data {
     pub const OIDC_PROVIDER: &str = "data.aws_iam_openid_connect_provider.existing";
     /// The Pod Identity Agent add-on of a referenced cluster that is not the stack's.
     pub const POD_IDENTITY_AGENT: &str = "data.aws_eks_addon.pod_identity_agent";
+    /// The referenced Aurora cluster (`database.existing`).
+    pub const RDS_CLUSTER: &str = "data.aws_rds_cluster.existing";
 
     /// A referenced subnet of a tier (`private`, `public`), in the stack's order.
     pub fn subnet(tier: &str, index: usize) -> String {

@@ -30,6 +30,28 @@ struct Expander<'s> {
     resources: Vec<Resource>,
 }
 
+/// The values of the Aurora cluster other resources take (outputs of a created cluster, the
+/// read values of a referenced one).
+#[derive(Debug, Clone, Copy)]
+enum DatabaseValue {
+    Endpoint,
+    Port,
+    ClusterResourceId,
+    MasterSecretArn,
+}
+
+impl DatabaseValue {
+    /// The created cluster's output of this value (`aws_rds_cluster` in the kind table).
+    fn output(self) -> &'static str {
+        match self {
+            DatabaseValue::Endpoint => "endpoint",
+            DatabaseValue::Port => "port",
+            DatabaseValue::ClusterResourceId => "cluster_resource_id",
+            DatabaseValue::MasterSecretArn => "master_user_secret_arn",
+        }
+    }
+}
+
 pub fn expand(stack: &Stack) -> Vec<Resource> {
     let mut expander = Expander {
         stack,
@@ -337,6 +359,24 @@ impl Expander<'_> {
         )
     }
 
+    /// A value of the Aurora cluster: read from a referenced one (a literal), or the output of
+    /// the one the stack creates.
+    fn database_value(&self, value: DatabaseValue) -> Expr {
+        let Some(read) = self.stack.database.read() else {
+            return Expr::output(&address::rds_cluster(), value.output());
+        };
+        match value {
+            DatabaseValue::Endpoint => Expr::from(read.endpoint.as_str()),
+            DatabaseValue::Port => Expr::from(u32::from(read.port)),
+            DatabaseValue::ClusterResourceId => Expr::from(read.cluster_resource_id.as_str()),
+            DatabaseValue::MasterSecretArn => Expr::Value(
+                read.master_secret_arn
+                    .as_deref()
+                    .map_or(Value::Null, Value::from),
+            ),
+        }
+    }
+
     fn managed_policy(&self, name: &str) -> String {
         self.stack.partition().managed_policy(name)
     }
@@ -524,7 +564,6 @@ impl Expander<'_> {
             return;
         }
         let cluster_arn = self.cluster_arn();
-        let rds = address::rds_cluster();
         let relay_namespace = crate::relay::namespace(stack);
         let namespace = address::of(ResourceKind::KubernetesNamespace, &relay_namespace);
         let id = format!("{relay_namespace}/{}", crate::relay::NAME);
@@ -558,45 +597,63 @@ impl Expander<'_> {
                 json!({"app.kubernetes.io/name": crate::relay::APP_LABEL}),
             )
             .input("egress_cidr", stack.network.cidr.to_string())
-            // The cluster's port is always 5432 (see `database`): a constant here keeps the
-            // policy unchanged when the cluster is replaced.
-            .input("egress_port", u32::from(crate::relay::PORT))
+            // A created cluster's port is always 5432 (see `database`): a constant here keeps
+            // the policy unchanged when the cluster is replaced. A referenced one's is read.
+            .input(
+                "egress_port",
+                stack
+                    .database
+                    .read()
+                    .map_or(crate::relay::PORT, |read| read.port) as u32,
+            )
             .input("cluster_arn", cluster_arn.clone())
             .after(&namespace),
         );
         let digest = hex::encode(sha2::Sha256::digest(
             crate::relay::HAPROXY_CONFIG.as_bytes(),
         ));
-        self.push(
-            Resource::new(
-                address::relay(&relay_namespace),
-                ResourceKind::KubernetesDbRelay,
-            )
-            .input("namespace", relay_namespace.as_str())
-            .input("name", crate::relay::NAME)
-            .input("labels", labels)
-            .input(
-                "image",
-                stack
-                    .database
-                    .connection
-                    .relay_image
-                    .as_deref()
-                    .unwrap_or(crate::relay::IMAGE),
-            )
-            .input("config_map", crate::relay::NAME)
-            .input("config_sha256", digest)
-            .input("endpoint", Expr::output(&rds, "endpoint"))
-            .input("port", Expr::output(&rds, "port"))
-            .input("cluster_arn", cluster_arn)
-            .after(&config_map)
-            .after(&policy)
-            .after_each(&self.nodes())
-            .after(&address::rds_instance(0)),
-        );
+        let relay = Resource::new(
+            address::relay(&relay_namespace),
+            ResourceKind::KubernetesDbRelay,
+        )
+        .input("namespace", relay_namespace.as_str())
+        .input("name", crate::relay::NAME)
+        .input("labels", labels)
+        .input(
+            "image",
+            stack
+                .database
+                .connection
+                .relay_image
+                .as_deref()
+                .unwrap_or(crate::relay::IMAGE),
+        )
+        .input("config_map", crate::relay::NAME)
+        .input("config_sha256", digest)
+        .input("endpoint", self.database_value(DatabaseValue::Endpoint))
+        .input("port", self.database_value(DatabaseValue::Port))
+        .input("cluster_arn", cluster_arn)
+        .after(&config_map)
+        .after(&policy)
+        .after_each(&self.nodes());
+        let relay = if stack.database.existing.is_some() {
+            relay
+        } else {
+            relay.after(&address::rds_instance(0))
+        };
+        self.push(relay);
     }
 
     fn database(&mut self) {
+        if self.stack.database.existing.is_none() {
+            self.aurora_cluster();
+        }
+        self.database_users();
+    }
+
+    /// The Aurora cluster the stack creates: its security group and rules, subnet group,
+    /// cluster and instances.
+    fn aurora_cluster(&mut self) {
         let stack = self.stack;
         let name = &stack.name;
         let database = &stack.database;
@@ -700,21 +757,43 @@ impl Expander<'_> {
                     .after(&rds),
             );
         }
+    }
 
-        let mut first_instance = address::rds_instance(0);
+    /// The database users and their privileges, in the created or the referenced cluster.
+    fn database_users(&mut self) {
+        let stack = self.stack;
+        let name = &stack.name;
+        let database = &stack.database;
+        // What the users come after: the first instance of a created cluster (a referenced
+        // one serves already), or the relay they are reached through.
+        let mut first_instance = database
+            .existing
+            .is_none()
+            .then(|| address::rds_instance(0));
         // Where pwless reaches the cluster to manage users: through the relay in the EKS
         // cluster, else straight (a tunnel may stand in between).
         let mut connection = std::collections::BTreeMap::from([
             // The database the users live in: a refresh after `database.name` changed still
             // reads them where they are.
             ("database".to_string(), Expr::from(database.name.as_str())),
-            ("endpoint".to_string(), Expr::output(&rds, "endpoint")),
-            ("port".to_string(), Expr::output(&rds, "port")),
+            (
+                "endpoint".to_string(),
+                self.database_value(DatabaseValue::Endpoint),
+            ),
+            ("port".to_string(), self.database_value(DatabaseValue::Port)),
             (
                 "master_secret_arn".to_string(),
-                Expr::output(&rds, "master_user_secret_arn"),
+                self.database_value(DatabaseValue::MasterSecretArn),
             ),
         ]);
+        if let Some(read) = database.read() {
+            // The master user a password from the environment is for (a destroy reads no
+            // stack facts).
+            connection.insert(
+                "master_username".to_string(),
+                Expr::from(read.master_username.as_str()),
+            );
+        }
         if uses_relay(stack) {
             connection.insert(
                 "relay".to_string(),
@@ -731,7 +810,7 @@ impl Expander<'_> {
                     .into(),
                 ),
             );
-            first_instance = address::relay(&crate::relay::namespace(stack));
+            first_instance = Some(address::relay(&crate::relay::namespace(stack)));
         }
         let connection = Expr::Map(connection);
         for user in &database.users {
@@ -752,9 +831,12 @@ impl Expander<'_> {
             .input("connection", connection.clone())
             .input(
                 "cluster_resource_id",
-                Expr::output(&rds, "cluster_resource_id"),
-            )
-            .after(&first_instance);
+                self.database_value(DatabaseValue::ClusterResourceId),
+            );
+            let role = match &first_instance {
+                Some(first) => role.after(first),
+                None => role,
+            };
             let role = self.push(role);
             let privileges_on = |target: PrivilegeTarget| -> Value {
                 json!(
@@ -790,7 +872,7 @@ impl Expander<'_> {
             .input("table_owners", json!(others))
             .input(
                 "cluster_resource_id",
-                Expr::output(&rds, "cluster_resource_id"),
+                self.database_value(DatabaseValue::ClusterResourceId),
             )
             .after(&role);
             let grant = others.iter().fold(grant, |grant, other| {
@@ -802,7 +884,6 @@ impl Expander<'_> {
 
     fn access(&mut self) {
         let stack = self.stack;
-        let rds = address::rds_cluster();
         if self.manages_agent()
             && stack
                 .access
@@ -879,7 +960,7 @@ impl Expander<'_> {
                         ("region".to_string(), Expr::from(stack.region.as_str())),
                         (
                             "cluster_resource_id".to_string(),
-                            Expr::output(&rds, "cluster_resource_id"),
+                            self.database_value(DatabaseValue::ClusterResourceId),
                         ),
                         ("db_user".to_string(), Expr::from(entry.db_user.as_str())),
                     ]
@@ -1002,7 +1083,6 @@ impl Expander<'_> {
         }) else {
             return;
         };
-        let rds = address::rds_cluster();
         let app_labels = json!({
             "app.kubernetes.io/name": "pwless-demo",
             "app.kubernetes.io/managed-by": "pwless",
@@ -1026,8 +1106,14 @@ impl Expander<'_> {
             "env",
             Expr::Map(
                 [
-                    ("DB_ENDPOINT".to_string(), Expr::output(&rds, "endpoint")),
-                    ("DB_PORT".to_string(), Expr::output(&rds, "port")),
+                    (
+                        "DB_ENDPOINT".to_string(),
+                        self.database_value(DatabaseValue::Endpoint),
+                    ),
+                    (
+                        "DB_PORT".to_string(),
+                        self.database_value(DatabaseValue::Port),
+                    ),
                     (
                         "DB_NAME".to_string(),
                         Expr::from(stack.database.name.as_str()),

@@ -367,6 +367,33 @@ pub(crate) fn referenced_stack(agent: bool, provider: Option<&str>) -> Stack {
     stack
 }
 
+/// [`referenced_stack`] whose Aurora cluster is referenced too (`database.existing`: the team's
+/// `team-aurora`, its database `shop`, port 6543), as discovery would leave it.
+#[cfg(test)]
+pub(crate) fn referenced_everything() -> Stack {
+    use crate::spec::model::ReadDatabase;
+    let mut stack = referenced_stack(false, None);
+    let text = "stack: t\nregion: us-west-2\nnetwork: {existing: {vpc_id: vpc-0123456789abcdef0, private_subnet_ids: [subnet-0123456789abcdef1, subnet-0123456789abcdef2]}}\ncluster: {existing: {name: team-cluster}}\ndatabase:\n  existing: {cluster_identifier: team-aurora, name: shop}\n  users:\n    - {name: app_user, privileges: [connect, usage, select, insert]}\n    - {name: reporting, privileges: [connect, usage, select]}\n";
+    let parsed = crate::spec::parse_str(std::path::Path::new("t.yaml"), text)
+        .unwrap_or_else(|errors| panic!("{errors}"));
+    stack.database = parsed.database;
+    stack.database.record_read(ReadDatabase {
+        cluster_identifier: "team-aurora".into(),
+        arn: "arn:aws:rds:us-west-2:123456789012:cluster:team-aurora".into(),
+        endpoint: "team-aurora.cluster-c1.us-west-2.rds.amazonaws.com".into(),
+        port: 6543,
+        reader_endpoint: None,
+        cluster_resource_id: "cluster-TEAMAURORA".into(),
+        engine_version: "16.4".into(),
+        vpc_id: "vpc-0123456789abcdef0".into(),
+        master_username: "teamadmin".into(),
+        master_secret_arn: Some(
+            "arn:aws:secretsmanager:us-west-2:123456789012:secret:rds!cluster-x".into(),
+        ),
+    });
+    stack
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -466,6 +493,81 @@ mod tests {
             panic!("{:?}", role.inputs["web_identity"]);
         };
         assert_eq!(trust["provider_arn"], Expr::from(team_provider));
+    }
+
+    #[test]
+    fn a_referenced_aurora_cluster_adds_its_users_only_and_its_values_are_literals() {
+        let stack = referenced_everything();
+        let graph = ResourceGraph::from_stack(&stack).unwrap();
+        let kinds: Vec<ResourceKind> = graph.in_order().map(|resource| resource.kind).collect();
+        for kind in [
+            ResourceKind::RdsCluster,
+            ResourceKind::RdsClusterInstance,
+            ResourceKind::DbSubnetGroup,
+            ResourceKind::SecurityGroup,
+            ResourceKind::SecurityGroupRule,
+        ] {
+            assert!(!kinds.contains(&kind), "{kind}");
+        }
+        // Every value of the cluster is the one read: nothing waits on a cluster of the stack's.
+        for resource in graph.in_order() {
+            for input in resource.inputs.values() {
+                assert!(
+                    input
+                        .references()
+                        .iter()
+                        .all(|reference| reference.address != address::rds_cluster()),
+                    "{}",
+                    resource.address
+                );
+            }
+        }
+        let role = graph.get(&address::db_user_role("app_user")).unwrap();
+        assert_eq!(
+            role.inputs["cluster_resource_id"],
+            Expr::from("cluster-TEAMAURORA")
+        );
+        let Expr::Map(connection) = &role.inputs["connection"] else {
+            panic!("{:?}", role.inputs["connection"]);
+        };
+        assert_eq!(
+            connection["endpoint"],
+            Expr::from("team-aurora.cluster-c1.us-west-2.rds.amazonaws.com")
+        );
+        assert_eq!(connection["port"], Expr::from(6543u32));
+        assert_eq!(connection["database"], Expr::from("shop"));
+        assert_eq!(connection["master_username"], Expr::from("teamadmin"));
+        // The users are reached through the stack's relay, which waits for no instance.
+        assert_eq!(
+            graph.dependencies_of(&address::db_user_role("app_user")),
+            [address::relay("pwless-pod-identity")]
+        );
+        let relay = graph.get(&address::relay("pwless-pod-identity")).unwrap();
+        assert_eq!(relay.inputs["port"], Expr::from(6543u32));
+        let policy = graph
+            .get(&address::of(
+                ResourceKind::KubernetesNetworkPolicy,
+                "pwless-pod-identity/db-relay",
+            ))
+            .unwrap();
+        assert_eq!(policy.inputs["egress_port"], Expr::from(6543u32));
+        let grant = graph.get(&address::db_user_grant("reporting")).unwrap();
+        assert_eq!(grant.inputs["database"], Expr::from("shop"));
+        // Each dbuser ARN names the referenced cluster's resource id.
+        let connect = graph
+            .get(&address::access_policy(
+                "reports",
+                "reporter",
+                crate::spec::model::Identity::Irsa,
+            ))
+            .unwrap();
+        let Expr::Map(statement) = &connect.inputs["rds_db_connect"] else {
+            panic!("{:?}", connect.inputs["rds_db_connect"]);
+        };
+        assert_eq!(
+            statement["cluster_resource_id"],
+            Expr::from("cluster-TEAMAURORA")
+        );
     }
 
     #[test]

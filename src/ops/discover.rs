@@ -20,7 +20,10 @@
 //! IAM OIDC provider and Pod Identity Agent add-on are used as they are when they exist and
 //! are not the stack's, and are the stack's own otherwise.
 //!
-//! Not read yet (issue 18's next steps): existing Aurora clusters.
+//! A referenced Aurora cluster (`database.existing`, [`read_database`]) is read with
+//! `DescribeDBClusters` and its subnet group's `DescribeDBSubnetGroups`: pwless creates its
+//! users and their privileges in it, and nothing else.
+//!
 //! The subnets' route tables are not checked: a private subnet without a route to the
 //! internet (or to VPC endpoints) leaves the nodes unable to pull images, which `pwless
 //! doctor` does not see either.
@@ -31,7 +34,10 @@ use crate::provider::ProviderError;
 use crate::provider::aws::{found, sdk_error};
 use crate::spec::Diagnostic;
 use crate::spec::cidr::Ipv4Cidr;
-use crate::spec::model::{DatabaseSubnets, ReadCluster, ReadNetwork, ReadSubnet, Reference, Stack};
+use crate::spec::model::{
+    DatabaseSubnets, MasterPassword, ReadCluster, ReadDatabase, ReadNetwork, ReadSubnet, Reference,
+    Stack,
+};
 
 /// Why discovery could not fill in the stack's facts.
 #[derive(Debug, thiserror::Error)]
@@ -46,8 +52,8 @@ pub enum DiscoverError {
 }
 
 /// Reads what `stack` references and fills in its facts; does nothing for a stack that
-/// references nothing. Changes nothing anywhere: it calls only EC2 and EKS `Describe*` actions
-/// and IAM's `ListOpenIDConnectProviders` and `ListOpenIDConnectProviderTags`.
+/// references nothing. Changes nothing anywhere: it calls only EC2, EKS and RDS `Describe*`
+/// actions and IAM's `ListOpenIDConnectProviders` and `ListOpenIDConnectProviderTags`.
 pub async fn discover(stack: &mut Stack, config: &SdkConfig) -> Result<(), DiscoverError> {
     let mut problems = Vec::new();
     if !stack.network.is_known() {
@@ -65,11 +71,171 @@ pub async fn discover(stack: &mut Stack, config: &SdkConfig) -> Result<(), Disco
             Err(error) => return Err(error),
         }
     }
+    if !stack.database.is_known() {
+        match read_database(config, stack).await {
+            Ok(read) => stack.database.record_read(read),
+            Err(DiscoverError::Invalid(found)) => problems.extend(found),
+            Err(error) => return Err(error),
+        }
+    }
     if problems.is_empty() {
         Ok(())
     } else {
         Err(DiscoverError::Invalid(problems))
     }
+}
+
+/// Reads the referenced Aurora cluster: `DescribeDBClusters`, and its DB subnet group's VPC
+/// (`DescribeDBSubnetGroups`).
+///
+/// Refused: a cluster that does not exist in the region; an engine other than
+/// `aurora-postgresql`; IAM database authentication off (pwless never changes a cluster it
+/// references; the fix turns it on, which changes nothing for the password users already
+/// there: only a member of `rds_iam` must log in with a token,
+/// <https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/UsingWithRDS.IAMDBAuth.DBAccounts.html>);
+/// a cluster that is not `available`; one in another VPC than the network's; and, when the
+/// stack has users, one whose master password pwless cannot find (not managed by RDS in
+/// Secrets Manager, and no `database.master_password.env`), or a user named as its master.
+async fn read_database(config: &SdkConfig, stack: &Stack) -> Result<ReadDatabase, DiscoverError> {
+    let Some(existing) = &stack.database.existing else {
+        return Err(DiscoverError::Invalid(Vec::new()));
+    };
+    let reference = &existing.cluster_identifier;
+    let region = &stack.region;
+    let rds = aws_sdk_rds::Client::new(config);
+    let answer = found(
+        rds.describe_db_clusters()
+            .db_cluster_identifier(&reference.id)
+            .send()
+            .await
+            .map_err(sdk_error(
+                "read the Aurora cluster (rds:DescribeDBClusters)",
+            )),
+    )
+    .map_err(DiscoverError::Aws)?;
+    let Some(cluster) = answer
+        .as_ref()
+        .and_then(|answer| answer.db_clusters().first())
+    else {
+        return Err(DiscoverError::Invalid(vec![at(
+            reference,
+            format!(
+                "Aurora cluster `{}` does not exist in {region}",
+                reference.id
+            ),
+            "check the identifier and the stack's `region` (`aws rds describe-db-clusters --query 'DBClusters[].DBClusterIdentifier'` lists the region's clusters)",
+        )]));
+    };
+    let id = &reference.id;
+    let engine = cluster.engine().unwrap_or_default();
+    if engine != "aurora-postgresql" {
+        // Nothing else about it matters.
+        return Err(DiscoverError::Invalid(vec![at(
+            reference,
+            format!(
+                "`{id}` is an RDS cluster of engine `{engine}`, not an Aurora PostgreSQL cluster (`aurora-postgresql`)"
+            ),
+            "name an Aurora PostgreSQL cluster: pwless manages PostgreSQL users",
+        )]));
+    }
+    let mut problems = Vec::new();
+    let status = cluster.status().unwrap_or("in an unknown state");
+    if status != "available" {
+        problems.push(at(
+            reference,
+            format!("Aurora cluster `{id}` is {status}, not available"),
+            "wait until it is available (`aws rds describe-db-clusters --db-cluster-identifier <id> --query 'DBClusters[0].Status'`), then plan again",
+        ));
+    }
+    if cluster.iam_database_authentication_enabled() != Some(true) {
+        problems.push(at(
+            reference,
+            format!("Aurora cluster `{id}` has IAM database authentication off, so no token logs in to it"),
+            &format!("turn it on (pwless never changes a cluster it references): `aws rds modify-db-cluster --db-cluster-identifier {id} --enable-iam-database-authentication --apply-immediately`; users that log in with passwords today keep doing so: only members of `rds_iam`, the users pwless makes, must use tokens"),
+        ));
+    }
+    let subnet_group = cluster.db_subnet_group().unwrap_or_default();
+    let vpc_id = if subnet_group.is_empty() {
+        String::new()
+    } else {
+        rds.describe_db_subnet_groups()
+            .db_subnet_group_name(subnet_group)
+            .send()
+            .await
+            .map_err(sdk_error(
+                "read the Aurora cluster's subnet group (rds:DescribeDBSubnetGroups)",
+            ))
+            .map_err(DiscoverError::Aws)?
+            .db_subnet_groups()
+            .first()
+            .and_then(|group| group.vpc_id())
+            .unwrap_or_default()
+            .to_string()
+    };
+    if let Some(network) = &stack.network.existing
+        && vpc_id != network.vpc_id.id
+    {
+        problems.push(at(
+            reference,
+            format!(
+                "Aurora cluster `{id}` is in VPC `{}`, not in `{}` (network.existing.vpc_id)",
+                if vpc_id.is_empty() { "?" } else { &vpc_id },
+                network.vpc_id.id
+            ),
+            "reference the VPC the cluster is in under `network.existing`: the service accounts' pods and the database relay reach it inside one VPC",
+        ));
+    }
+    let master_username = cluster.master_username().unwrap_or_default().to_string();
+    let master_secret_arn = cluster
+        .master_user_secret()
+        .and_then(|secret| secret.secret_arn())
+        .map(str::to_string);
+    let users = &stack.database.users;
+    if !users.is_empty()
+        && master_secret_arn.is_none()
+        && stack.database.master_password == MasterPassword::Managed
+    {
+        problems.push(at(
+            reference,
+            format!("Aurora cluster `{id}`'s master password is not kept by RDS in Secrets Manager, and pwless logs in as the master user to manage the database users"),
+            "give it at apply time: `master_password: {env: VAR_NAME}` under `database`, with VAR_NAME set in pwless's environment (never stored); or let RDS manage it (`aws rds modify-db-cluster --manage-master-user-password`)",
+        ));
+    }
+    if let Some(user) = users.iter().find(|user| user.name == master_username) {
+        problems.push(at(
+            reference,
+            format!("`{}` is the master user of Aurora cluster `{id}`, and cannot be one of the stack's users", user.name),
+            "name the application's user otherwise: pwless makes its users log in with IAM tokens only, and never touches the master user",
+        ));
+    }
+    let (Some(arn), Some(endpoint), Some(port), Some(resource_id)) = (
+        cluster.db_cluster_arn(),
+        cluster.endpoint(),
+        cluster.port().and_then(|port| u16::try_from(port).ok()),
+        cluster.db_cluster_resource_id(),
+    ) else {
+        problems.push(at(
+            reference,
+            format!("Aurora cluster `{id}` reports no ARN, endpoint, port or resource id"),
+            "check the cluster in the RDS console; pwless needs its endpoint and resource id",
+        ));
+        return Err(DiscoverError::Invalid(problems));
+    };
+    if !problems.is_empty() {
+        return Err(DiscoverError::Invalid(problems));
+    }
+    Ok(ReadDatabase {
+        cluster_identifier: id.clone(),
+        arn: arn.to_string(),
+        endpoint: endpoint.to_string(),
+        port,
+        reader_endpoint: cluster.reader_endpoint().map(str::to_string),
+        cluster_resource_id: resource_id.to_string(),
+        engine_version: cluster.engine_version().unwrap_or_default().to_string(),
+        vpc_id,
+        master_username,
+        master_secret_arn,
+    })
 }
 
 /// Reads the referenced EKS cluster: `DescribeCluster`, and the IAM OIDC provider of its

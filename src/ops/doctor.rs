@@ -165,7 +165,7 @@ pub async fn check(
             links.push(link);
         }
         // What RDS logged, after the chain's links: evidence whether or not one is broken.
-        links.push(auth_error_log(state, providers, &entry.db_user).await);
+        links.push(auth_error_log(stack, state, providers, &entry.db_user).await);
         chains.push(Chain {
             service_account: format!("{}/{}", entry.namespace, entry.service_account),
             db_user: entry.db_user.clone(),
@@ -309,7 +309,7 @@ impl Step {
                 }
             }
             Step::IamAuth => {
-                let Some(identifier) = recorded_cluster(state) else {
+                let Some(identifier) = cluster_identifier(stack, state) else {
                     return broken(
                         name,
                         "the state records no Aurora cluster",
@@ -330,12 +330,19 @@ impl Step {
                     Ok(Some(found))
                         if !found.iam_database_authentication_enabled().unwrap_or(false) =>
                     {
+                        let referenced = format!(
+                            "ask the cluster's owners to turn it on (pwless never changes a cluster it references): `aws rds modify-db-cluster --db-cluster-identifier {identifier} --enable-iam-database-authentication --apply-immediately`"
+                        );
                         broken(
                             name,
                             format!(
                                 "Aurora cluster {identifier} has IAM database authentication off: RDS refuses every token"
                             ),
-                            APPLY,
+                            if stack.database.existing.is_some() {
+                                referenced.as_str()
+                            } else {
+                                APPLY
+                            },
                         )
                     }
                     Ok(Some(_)) => ok(name, format!("on for Aurora cluster {identifier}")),
@@ -361,7 +368,9 @@ impl Step {
                     .and_then(Value::as_str)
                     .unwrap_or_default()
                     .to_string();
-                let identifier = recorded_cluster(state).unwrap_or_default().to_string();
+                let identifier = cluster_identifier(stack, state)
+                    .unwrap_or_default()
+                    .to_string();
                 let resource_id = match describe_cluster(providers, &identifier).await {
                     Ok(Some(found)) => found
                         .db_cluster_resource_id()
@@ -589,22 +598,70 @@ impl Step {
                 }
             }
             Step::SecurityGroup => {
-                let Some(group) = recorded(&address::of(
-                    crate::graph::ResourceKind::SecurityGroup,
-                    "database",
-                )) else {
+                // The groups that guard the database: the stack's own, or those of a
+                // referenced cluster (its owners' to change).
+                let (ids, port, fix) = if stack.database.existing.is_some() {
+                    let identifier = cluster_identifier(stack, state).unwrap_or_default();
+                    match describe_cluster(providers, identifier).await {
+                        Ok(Some(found)) => (
+                            found
+                                .vpc_security_groups()
+                                .iter()
+                                .filter_map(|group| group.vpc_security_group_id())
+                                .map(str::to_string)
+                                .collect::<Vec<_>>(),
+                            found
+                                .port()
+                                .and_then(|port| u16::try_from(port).ok())
+                                .unwrap_or(crate::relay::PORT),
+                            "ask the cluster's owners to admit the private subnets on the cluster's port (pwless never changes a cluster it references)",
+                        ),
+                        Ok(None) => {
+                            return broken(
+                                name,
+                                format!("Aurora cluster {identifier} does not exist"),
+                                "check `database.existing.cluster_identifier`",
+                            );
+                        }
+                        Err(error) => {
+                            return broken(
+                                name,
+                                error,
+                                "check the AWS credentials and region, then run doctor again",
+                            );
+                        }
+                    }
+                } else {
+                    let Some(group) = recorded(&address::of(
+                        crate::graph::ResourceKind::SecurityGroup,
+                        "database",
+                    )) else {
+                        return broken(
+                            name,
+                            "the state records no database security group",
+                            "run `pwless apply`",
+                        );
+                    };
+                    (
+                        vec![group.id.clone().unwrap_or_default()],
+                        crate::relay::PORT,
+                        APPLY,
+                    )
+                };
+                if ids.is_empty() {
+                    // (DescribeSecurityGroups without ids would describe every group.)
                     return broken(
                         name,
-                        "the state records no database security group",
-                        "run `pwless apply`",
+                        "the Aurora cluster reports no VPC security group",
+                        fix,
                     );
-                };
-                let id = group.id.clone().unwrap_or_default();
+                }
+                let groups = ids.join(", ");
                 let out = match providers
                     .aws
                     .ec2
                     .describe_security_groups()
-                    .group_ids(&id)
+                    .set_group_ids(Some(ids.clone()))
                     .send()
                     .await
                 {
@@ -614,22 +671,26 @@ impl Step {
                             name,
                             crate::provider::aws::sdk_error("read the security group")(error)
                                 .message,
-                            APPLY,
+                            fix,
                         );
                     }
                 };
-                let Some(found) = out.security_groups().first() else {
-                    return broken(name, format!("security group {id} does not exist"), APPLY);
-                };
-                let admitted: Vec<String> = found
-                    .ip_permissions()
+                if out.security_groups().is_empty() {
+                    return broken(name, format!("security group {groups} does not exist"), fix);
+                }
+                let on_port: Vec<&aws_sdk_ec2::types::IpPermission> = out
+                    .security_groups()
                     .iter()
+                    .flat_map(|group| group.ip_permissions())
                     .filter(|rule| {
                         rule.ip_protocol() == Some("-1")
                             || (rule.ip_protocol() == Some("tcp")
-                                && rule.from_port().unwrap_or(0) <= 5432
-                                && rule.to_port().unwrap_or(0) >= 5432)
+                                && rule.from_port().unwrap_or(0) <= i32::from(port)
+                                && rule.to_port().unwrap_or(0) >= i32::from(port))
                     })
+                    .collect();
+                let admitted: Vec<String> = on_port
+                    .iter()
                     .flat_map(|rule| {
                         rule.ip_ranges()
                             .iter()
@@ -648,19 +709,36 @@ impl Step {
                     })
                     .map(ToString::to_string)
                     .collect();
+                // A rule may admit other security groups instead of address blocks (a team's
+                // usual way: the EKS cluster's or nodes' group); which pods carry them is not
+                // something doctor reads.
+                let from_groups: Vec<&str> = on_port
+                    .iter()
+                    .flat_map(|rule| rule.user_id_group_pairs())
+                    .filter_map(|pair| pair.group_id())
+                    .collect();
                 if missing.is_empty() {
                     ok(
                         name,
-                        format!("{id} admits the private subnets on port 5432"),
+                        format!("{groups} admits the private subnets on port {port}"),
+                    )
+                } else if !from_groups.is_empty() {
+                    ok(
+                        name,
+                        format!(
+                            "{groups} admits security groups {} on port {port} (not {} by address): the pods must be in one of those groups",
+                            from_groups.join(", "),
+                            missing.join(", ")
+                        ),
                     )
                 } else {
                     broken(
                         name,
                         format!(
-                            "{id} does not admit {} on port 5432: pods there cannot reach the database",
+                            "{groups} does not admit {} on port {port}: pods there cannot reach the database",
                             missing.join(", ")
                         ),
-                        APPLY,
+                        fix,
                     )
                 }
             }
@@ -668,8 +746,12 @@ impl Step {
     }
 }
 
-/// The Aurora cluster's identifier as the state records it.
-fn recorded_cluster(state: &State) -> Option<&str> {
+/// The Aurora cluster's identifier: the one the stack references (`database.existing`), else
+/// the one the state records.
+fn cluster_identifier<'a>(stack: &'a Stack, state: &'a State) -> Option<&'a str> {
+    if let Some(existing) = &stack.database.existing {
+        return Some(existing.cluster_identifier.id.as_str());
+    }
     state
         .resource(&address::rds_cluster())
         .and_then(|cluster| cluster.inputs.get("cluster_identifier"))
@@ -690,9 +772,9 @@ const LOG_PAGES: usize = 10;
 /// user '<user>' ...`; both are matched by `for user '<user>'`). Never broken
 /// itself: a refusal may be history (before a repair) or come from a caller that is not this
 /// service account's pods, and an export that is off breaks no login; it says which.
-async fn auth_error_log(state: &State, providers: &Providers, user: &str) -> Link {
+async fn auth_error_log(stack: &Stack, state: &State, providers: &Providers, user: &str) -> Link {
     let name = "auth error log";
-    let Some(identifier) = recorded_cluster(state) else {
+    let Some(identifier) = cluster_identifier(stack, state) else {
         return ok(name, "the state records no Aurora cluster: no log to read");
     };
     let exported = match describe_cluster(providers, identifier).await {
@@ -704,10 +786,18 @@ async fn auth_error_log(state: &State, providers: &Providers, user: &str) -> Lin
         Err(error) => return ok(name, format!("not read: {error}")),
     };
     if !exported {
+        let how = if stack.database.existing.is_some() {
+            format!(
+                "its owners turn the export on (pwless never changes a cluster it references): `aws rds modify-db-cluster --db-cluster-identifier {identifier} --cloudwatch-logs-export-configuration EnableLogTypes={}`",
+                crate::provider::aws::rds::IAM_AUTH_ERROR_LOG
+            )
+        } else {
+            "`database.iam_auth_error_log: true` (the default) and `pwless apply` turn the export on".to_string()
+        };
         return ok(
             name,
             format!(
-                "Aurora cluster {identifier} does not export its IAM authentication errors to CloudWatch Logs, so why RDS refused a token cannot be read: `database.iam_auth_error_log: true` (the default) and `pwless apply` turn the export on"
+                "Aurora cluster {identifier} does not export its IAM authentication errors to CloudWatch Logs, so why RDS refused a token cannot be read: {how}"
             ),
         );
     }

@@ -148,6 +148,36 @@ impl StackOutputs {
             .collect();
         let cluster = address::rds_cluster();
         let eks = address::eks_cluster();
+        // A referenced Aurora cluster is not in the state; its users' recorded inputs say
+        // where it is (the endpoint and port their connection used, the resource id their
+        // dbuser ARNs name).
+        let recorded_role = state
+            .resources
+            .iter()
+            .find(|resource| resource.kind == ResourceKind::PostgresRole);
+        let role_input = |path: &[&str]| -> Option<Value> {
+            let mut value = recorded_role?.inputs.get(path[0])?;
+            for key in &path[1..] {
+                value = value.get(key)?;
+            }
+            (!value.is_null()).then(|| value.clone())
+        };
+        let database_endpoint = text(&cluster, "endpoint").or_else(|| {
+            role_input(&["connection", "endpoint"])
+                .and_then(|value| value.as_str().map(str::to_string))
+        });
+        let database_port = output(&cluster, "port")
+            .or_else(|| role_input(&["connection", "port"]))
+            .and_then(|port| port.as_u64())
+            .and_then(|port| u16::try_from(port).ok());
+        let database_cluster_resource_id = text(&cluster, "cluster_resource_id").or_else(|| {
+            role_input(&["cluster_resource_id"])
+                .and_then(|value| value.as_str().map(str::to_string))
+        });
+        let database_master_secret_arn = text(&cluster, "master_user_secret_arn").or_else(|| {
+            role_input(&["connection", "master_secret_arn"])
+                .and_then(|value| value.as_str().map(str::to_string))
+        });
         StackOutputs {
             vpc_id: text(&address::vpc(), "id"),
             public_subnet_ids: ids("public"),
@@ -156,13 +186,11 @@ impl StackOutputs {
             cluster_endpoint: text(&eks, "endpoint"),
             cluster_oidc_issuer: text(&eks, "oidc_issuer"),
             oidc_provider_arn: text(&address::oidc_provider(), "arn"),
-            database_endpoint: text(&cluster, "endpoint"),
+            database_endpoint,
             database_reader_endpoint: text(&cluster, "reader_endpoint"),
-            database_port: output(&cluster, "port")
-                .and_then(|port| port.as_u64())
-                .and_then(|port| u16::try_from(port).ok()),
-            database_cluster_resource_id: text(&cluster, "cluster_resource_id"),
-            database_master_secret_arn: text(&cluster, "master_user_secret_arn"),
+            database_port,
+            database_cluster_resource_id,
+            database_master_secret_arn,
             access_role_arns: access_roles("arn"),
             irsa_role_arns: roles(Identity::Irsa, "arn"),
             irsa_role_names: roles(Identity::Irsa, "name"),
@@ -230,9 +258,10 @@ impl StackOutputs {
     }
 
     /// These outputs with the values of what `stack` references and discovery read
-    /// (`network.existing`, `cluster.existing`), which the state does not hold: the VPC and
-    /// subnet ids, the cluster's name, endpoint and issuer, and the OIDC provider IRSA roles
-    /// trust when it is not the stack's.
+    /// (`network.existing`, `cluster.existing`, `database.existing`), which the state does not
+    /// hold: the VPC and subnet ids, the cluster's name, endpoint and issuer, the OIDC provider
+    /// IRSA roles trust when it is not the stack's, and the Aurora cluster's endpoints, port,
+    /// resource id and master secret.
     pub fn with_references(mut self, stack: &Stack) -> Self {
         if let Some(read) = stack.network.read() {
             self.vpc_id = Some(read.vpc_id.clone());
@@ -250,6 +279,13 @@ impl StackOutputs {
             if let Some(arn) = &read.oidc_provider_arn {
                 self.oidc_provider_arn = Some(arn.clone());
             }
+        }
+        if let Some(read) = stack.database.read() {
+            self.database_endpoint = Some(read.endpoint.clone());
+            self.database_reader_endpoint = read.reader_endpoint.clone();
+            self.database_port = Some(read.port);
+            self.database_cluster_resource_id = Some(read.cluster_resource_id.clone());
+            self.database_master_secret_arn = read.master_secret_arn.clone();
         }
         self
     }

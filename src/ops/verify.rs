@@ -205,7 +205,7 @@ pub async fn verify(
     if users.is_empty() {
         return Err("the stack has no database users to log in as".into());
     }
-    let outputs = crate::ops::outputs::StackOutputs::from_state(state);
+    let outputs = crate::ops::outputs::StackOutputs::from_state(state).with_references(stack);
     let (endpoint, port) = outputs.database().ok_or_else(|| {
         format!(
             "the state has no database endpoint ({}): apply the stack first",

@@ -67,13 +67,20 @@ pub struct ClusterAdmin {
 
 /// The access `changes` leave, read from the planned IRSA role policies (their
 /// `rds_db_connect` input), roles and access entries.
-pub fn summarize(changes: &[ResourceChange], mode: Mode) -> AccessSummary {
+/// `referenced_cluster` is the identifier of the Aurora cluster the stack references
+/// (`database.existing`), which no change holds.
+pub fn summarize(
+    changes: &[ResourceChange],
+    mode: Mode,
+    referenced_cluster: Option<&str>,
+) -> AccessSummary {
     if mode == Mode::Destroy {
         return AccessSummary::default();
     }
     let change = |address: &str| changes.iter().find(|change| change.address == address);
     let cluster = change(&address::rds_cluster())
-        .and_then(|cluster| known(cluster, "cluster_identifier", None));
+        .and_then(|cluster| known(cluster, "cluster_identifier", None))
+        .or_else(|| referenced_cluster.map(str::to_string));
     let mut summary = AccessSummary::default();
     for policy in changes {
         let Some((entry, identity)) = [Identity::Irsa, Identity::PodIdentity]

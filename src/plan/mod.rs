@@ -156,9 +156,8 @@ pub struct Plan {
     /// (`pwless plan --allow-destroy ADDRESS -o FILE`): a saved plan carries the consent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_destroy: Vec<String>,
-    /// The existing resources the stack references (`network.existing`, `cluster.existing`),
-    /// as they were read
-    /// for this plan: never changed, never in the state. The changes hold the values used as
+    /// The existing resources the stack references (`network.existing`, `cluster.existing`,
+    /// `database.existing`), as they were read for this plan: never changed, never in the state. The changes hold the values used as
     /// literals; this says where they came from.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reads: Vec<Read>,
@@ -169,17 +168,44 @@ pub struct Plan {
 pub struct Read {
     /// `data.aws_vpc.existing`, `data.aws_subnet.private[0]`, `data.aws_subnet.public[0]`.
     pub address: String,
-    /// Its AWS id (`vpc-…`, `subnet-…`, the cluster's name, the OIDC provider's ARN).
+    /// Its AWS id (`vpc-…`, `subnet-…`, the EKS cluster's name, the OIDC provider's ARN, the
+    /// Aurora cluster's identifier).
     pub id: String,
     /// The values the plan used, by name (`cidr_block`, `availability_zone`).
     pub values: BTreeMap<String, Value>,
 }
 
 /// What a stack's plan reads: its referenced network's VPC and subnets, its referenced EKS
-/// cluster (and the OIDC provider and Pod Identity Agent it uses as they are), once discovery
-/// read them (none otherwise).
+/// cluster (and the OIDC provider and Pod Identity Agent it uses as they are), its referenced
+/// Aurora cluster, once discovery read them (none otherwise).
 pub fn reads(stack: &crate::spec::Stack) -> Vec<Read> {
     let mut reads = network_reads(stack);
+    reads.extend(cluster_reads(stack));
+    let text = |value: &str| Value::from(value.to_string());
+    if let Some(database) = stack.database.read() {
+        reads.push(Read {
+            address: crate::graph::address::data::RDS_CLUSTER.into(),
+            id: database.cluster_identifier.clone(),
+            values: [
+                ("arn".to_string(), text(&database.arn)),
+                (
+                    "cluster_resource_id".to_string(),
+                    text(&database.cluster_resource_id),
+                ),
+                ("endpoint".to_string(), text(&database.endpoint)),
+                ("port".to_string(), Value::from(database.port)),
+                ("engine_version".to_string(), text(&database.engine_version)),
+                ("vpc_id".to_string(), text(&database.vpc_id)),
+                ("database_name".to_string(), text(&stack.database.name)),
+            ]
+            .into(),
+        });
+    }
+    reads
+}
+
+fn cluster_reads(stack: &crate::spec::Stack) -> Vec<Read> {
+    let mut reads = Vec::new();
     let Some(cluster) = stack.cluster.read() else {
         return reads;
     };
@@ -292,7 +318,12 @@ impl Plan {
     pub fn from_saved(bytes: &[u8]) -> Result<Plan, serde_json::Error> {
         let mut plan: Plan = serde_json::from_slice(bytes)?;
         if plan.access.is_empty() {
-            plan.access = access::summarize(&plan.resource_changes, plan.mode);
+            let referenced = plan
+                .reads
+                .iter()
+                .find(|read| read.address == crate::graph::address::data::RDS_CLUSTER)
+                .map(|read| read.id.as_str());
+            plan.access = access::summarize(&plan.resource_changes, plan.mode, referenced);
         }
         Ok(plan)
     }

@@ -68,7 +68,14 @@ pub fn plan(
             lineage: prior.map(|state| state.lineage.clone()),
             serial: prior.map_or(0, |state| state.serial),
         },
-        access: super::access::summarize(&changes, mode),
+        access: super::access::summarize(
+            &changes,
+            mode,
+            stack
+                .database
+                .read()
+                .map(|read| read.cluster_identifier.as_str()),
+        ),
         resource_changes: changes,
         summary,
         allowed_destroy: Vec::new(),

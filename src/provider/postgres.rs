@@ -208,13 +208,18 @@ impl PostgresProvider {
         }
     }
 
-    /// The master user and password: from the RDS-managed secret, or the environment.
-    async fn master(&self, secret_arn: Option<&str>) -> Result<(String, Secret), ProviderError> {
+    /// The master user and password: from the RDS-managed secret, or the environment (for the
+    /// user the connection names, a referenced cluster's, else the stack's
+    /// `database.master_username`).
+    async fn master(
+        &self,
+        secret_arn: Option<&str>,
+        username: Option<&str>,
+    ) -> Result<(String, Secret), ProviderError> {
+        let username = username.unwrap_or(&self.settings.master_username);
         match &self.settings.master_password {
             MasterPassword::Env(variable) => match std::env::var(variable) {
-                Ok(value) if !value.is_empty() => {
-                    Ok((self.settings.master_username.clone(), Secret::new(value)))
-                }
+                Ok(value) if !value.is_empty() => Ok((username.to_string(), Secret::new(value))),
                 _ => Err(error(format!(
                     "environment variable {variable} (database.master_password.env) is not set"
                 ))),
@@ -235,7 +240,7 @@ impl PostgresProvider {
                 let user = parsed
                     .get("username")
                     .and_then(Value::as_str)
-                    .unwrap_or(&self.settings.master_username)
+                    .unwrap_or(username)
                     .to_string();
                 let password = parsed
                     .get("password")
@@ -395,7 +400,10 @@ impl PostgresProvider {
         }
         let (target, relay) = self.route(inputs, database).await?;
         let (user, password) = self
-            .master(connection.get("master_secret_arn").and_then(Value::as_str))
+            .master(
+                connection.get("master_secret_arn").and_then(Value::as_str),
+                connection.get("master_username").and_then(Value::as_str),
+            )
             .await?;
         let client = match relay {
             None => connect(&target, &user, &password)

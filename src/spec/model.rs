@@ -220,7 +220,7 @@ impl Stack {
     /// Whether every referenced resource was read ([`crate::ops::discover`]); always true for
     /// a stack that references nothing.
     pub fn is_known(&self) -> bool {
-        self.network.is_known() && self.cluster.is_known()
+        self.network.is_known() && self.cluster.is_known() && self.database.is_known()
     }
 }
 
@@ -246,6 +246,12 @@ pub enum DatabaseSubnets {
     Public,
 }
 
+/// The stack's database: an Aurora PostgreSQL cluster pwless creates, or, with `existing`, one
+/// it references (`database.existing`), where it manages the users and their privileges only.
+/// For a referenced cluster `name` is the PostgreSQL database the users get their privileges
+/// in, `engine_version` and `master_username` are the ones read (empty until discovery), and
+/// `instance_class`, `instances`, `subnets`, `final_snapshot` and `iam_auth_error_log` are
+/// unused.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Database {
     pub engine_version: String,
@@ -266,6 +272,66 @@ pub struct Database {
     pub iam_auth_error_log: bool,
     /// How pwless reaches the database to manage users; not part of any resource.
     pub connection: DbConnection,
+    /// The existing Aurora cluster the stack uses instead of creating its own.
+    pub existing: Option<ExistingDatabase>,
+}
+
+impl Database {
+    /// What discovery read of a referenced cluster; `None` for a cluster the stack creates, or
+    /// before discovery.
+    pub fn read(&self) -> Option<&ReadDatabase> {
+        self.existing
+            .as_ref()
+            .and_then(|existing| existing.read.as_ref())
+    }
+
+    /// Whether the cluster's facts are known: always for a created cluster, after discovery
+    /// for a referenced one.
+    pub fn is_known(&self) -> bool {
+        self.existing.is_none() || self.read().is_some()
+    }
+
+    /// Records what discovery read of a referenced cluster: its engine version and master
+    /// user become the database's. Does nothing for a cluster the stack creates.
+    pub fn record_read(&mut self, read: ReadDatabase) {
+        let Some(existing) = &mut self.existing else {
+            return;
+        };
+        self.engine_version = read.engine_version.clone();
+        self.master_username = read.master_username.clone();
+        existing.read = Some(read);
+    }
+}
+
+/// `database.existing`: an Aurora PostgreSQL cluster pwless reads but never changes; the users
+/// go in its database `name` ([`Database::name`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExistingDatabase {
+    /// `database.existing.cluster_identifier`.
+    pub cluster_identifier: Reference,
+    /// What discovery read ([`Database::record_read`] sets it).
+    pub(super) read: Option<ReadDatabase>,
+}
+
+/// The facts of a referenced Aurora cluster, as `DescribeDBClusters` and
+/// `DescribeDBSubnetGroups` gave them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadDatabase {
+    pub cluster_identifier: String,
+    pub arn: String,
+    /// The writer endpoint (a DNS name) and its port.
+    pub endpoint: String,
+    pub port: u16,
+    pub reader_endpoint: Option<String>,
+    /// `cluster-<ID>`: what `rds-db:connect` policies name
+    /// (<https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/UsingWithRDS.IAMDBAuth.IAMPolicy.html>).
+    pub cluster_resource_id: String,
+    pub engine_version: String,
+    /// The VPC of its DB subnet group.
+    pub vpc_id: String,
+    pub master_username: String,
+    /// The Secrets Manager secret RDS keeps the master password in, when it manages it.
+    pub master_secret_arn: Option<String>,
 }
 
 /// Apply-time settings for pwless's own database connection. The environment overrides each

@@ -47,6 +47,7 @@ const CLUSTER_KEYS: &[&str] = &[
 const EXISTING_CLUSTER_KEYS: &[&str] = &["name"];
 const NODE_GROUP_KEYS: &[&str] = &["instance_types", "min_size", "desired_size", "max_size"];
 const DATABASE_KEYS: &[&str] = &[
+    "existing",
     "engine_version",
     "instance_class",
     "instances",
@@ -63,6 +64,19 @@ const DATABASE_KEYS: &[&str] = &[
     "relay_image",
     "tls_server_name",
 ];
+/// What a referenced Aurora cluster's keys would describe of a cluster pwless creates: none of
+/// them may sit beside `database.existing`.
+const CREATED_DATABASE_KEYS: &[&str] = &[
+    "engine_version",
+    "instance_class",
+    "instances",
+    "name",
+    "master_username",
+    "subnets",
+    "final_snapshot",
+    "iam_auth_error_log",
+];
+const EXISTING_DATABASE_KEYS: &[&str] = &["cluster_identifier", "name"];
 const USER_KEYS: &[&str] = &["name", "privileges", "schema"];
 const ACCESS_KEYS: &[&str] = &["namespace", "service_account", "db_user", "identity"];
 const APP_KEYS: &[&str] = &["namespace", "service_account", "image", "replicas", "port"];
@@ -483,7 +497,7 @@ impl Checker {
             });
         let database = self
             .required(&fields, "database", "{engine_version: \"17.4\", ...}")
-            .and_then(|node| self.database(node));
+            .and_then(|node| self.database(node, network.as_ref()));
         let access = match fields.value("access") {
             Some(node) => self.access(node),
             None => Some(Vec::new()),
@@ -1307,8 +1321,11 @@ impl Checker {
         })
     }
 
-    fn database(&mut self, node: &Node) -> Option<Database> {
+    fn database(&mut self, node: &Node, network: Option<&Network>) -> Option<Database> {
         let fields = self.mapping(node, "database", DATABASE_KEYS)?;
+        if let Some(existing) = fields.value("existing") {
+            return self.existing_database(&fields, existing, network);
+        }
         let engine_version = self
             .required(&fields, "engine_version", "\"17.4\"")
             .and_then(|node| {
@@ -1419,6 +1436,49 @@ impl Checker {
             None => Some(MasterPassword::Managed),
             Some(node) => self.master_password(node),
         };
+        let connection = self.db_connection(&fields);
+        let final_snapshot = match fields.value("final_snapshot") {
+            Some(node) => self.boolean(node, "database.final_snapshot"),
+            None => Some(true),
+        };
+        let iam_auth_error_log = match fields.value("iam_auth_error_log") {
+            Some(node) => self.boolean(node, "database.iam_auth_error_log"),
+            None => Some(true),
+        };
+        let subnets = match fields.value("subnets") {
+            Some(node) => self.choice(
+                node,
+                "database.subnets",
+                &[
+                    ("private", DatabaseSubnets::Private),
+                    ("public", DatabaseSubnets::Public),
+                ],
+            ),
+            None => Some(DatabaseSubnets::Private),
+        };
+        let users = match fields.value("users") {
+            None => Some(Vec::new()),
+            Some(node) => self.users(node, master_username.as_deref()),
+        };
+        Some(Database {
+            engine_version: engine_version?,
+            instance_class: instance_class?,
+            instances: instances?,
+            name: name?,
+            master_username: master_username?,
+            master_password: master_password?,
+            subnets: subnets?,
+            final_snapshot: final_snapshot?,
+            iam_auth_error_log: iam_auth_error_log?,
+            connection: connection?,
+            users: users?,
+            existing: None,
+        })
+    }
+
+    /// How pwless reaches the database (`ca_bundle`, `tls_server_name`, `admin_endpoint`,
+    /// `admin_access`, `relay_image`), for a created or a referenced cluster alike.
+    fn db_connection(&mut self, fields: &Fields<'_>) -> Option<DbConnection> {
         let optional_text = |checker: &mut Checker, key: &str| match fields.value(key) {
             None => Some(None),
             Some(node) => checker
@@ -1446,25 +1506,6 @@ impl Checker {
                 }
                 None => Some(None),
             });
-        let final_snapshot = match fields.value("final_snapshot") {
-            Some(node) => self.boolean(node, "database.final_snapshot"),
-            None => Some(true),
-        };
-        let iam_auth_error_log = match fields.value("iam_auth_error_log") {
-            Some(node) => self.boolean(node, "database.iam_auth_error_log"),
-            None => Some(true),
-        };
-        let subnets = match fields.value("subnets") {
-            Some(node) => self.choice(
-                node,
-                "database.subnets",
-                &[
-                    ("private", DatabaseSubnets::Private),
-                    ("public", DatabaseSubnets::Public),
-                ],
-            ),
-            None => Some(DatabaseSubnets::Private),
-        };
         let admin_access = match fields.value("admin_access") {
             Some(node) => self.choice(
                 node,
@@ -1512,28 +1553,140 @@ impl Checker {
             }
             None => Some(None),
         });
+        Some(DbConnection {
+            admin_access: admin_access?,
+            relay_image: relay_image?,
+            ca_bundle: ca_bundle?.map(|(text, _)| text),
+            admin_endpoint: admin_endpoint?.map(|(text, _)| text),
+            tls_server_name: tls_server_name?.map(|(text, _)| text),
+        })
+    }
+
+    /// `database.existing`: an Aurora cluster's identifier and the PostgreSQL database in it
+    /// (the cluster is read at plan time, [`crate::ops::discover`]), beside the users and how
+    /// pwless reaches it. It needs `network.existing` (a cluster that exists is in a VPC that
+    /// exists), and no key that describes a cluster to create may sit beside it.
+    fn existing_database(
+        &mut self,
+        fields: &Fields<'_>,
+        node: &Node,
+        network: Option<&Network>,
+    ) -> Option<Database> {
+        let mut beside = false;
+        for key in CREATED_DATABASE_KEYS {
+            if let Some((key_node, _)) = fields.entries.get(key) {
+                let help = match *key {
+                    "name" => "move it under `existing`: `existing: {cluster_identifier: ..., name: <the PostgreSQL database the users get their privileges in>}`".to_string(),
+                    "final_snapshot" => "remove it: pwless never deletes a cluster it references, so it takes no final snapshot of one".to_string(),
+                    "iam_auth_error_log" => "remove it: pwless never changes a cluster it references; export the `iam-db-auth-error` log yourself (`aws rds modify-db-cluster --cloudwatch-logs-export-configuration EnableLogTypes=iam-db-auth-error`) for `pwless doctor` to read it".to_string(),
+                    _ => format!("remove `{key}`: pwless reads the cluster as it is"),
+                };
+                self.error(
+                    &fields.path(key),
+                    key_node.span,
+                    format!("`database.{key}` describes a cluster to create, but `database.existing` names one that exists"),
+                    Some(help),
+                );
+                beside = true;
+            }
+        }
+        let existing = self.mapping(node, "database.existing", EXISTING_DATABASE_KEYS)?;
+        let cluster_identifier = self
+            .required(&existing, "cluster_identifier", "team-aurora")
+            .and_then(|node| {
+                let path = "database.existing.cluster_identifier";
+                let identifier = self.string(node, path)?;
+                // "Must contain from 1 to 63 letters, numbers, or hyphens. First character must
+                // be a letter. Can't end with a hyphen or contain two consecutive hyphens."
+                // (RDS CreateDBCluster, `DBClusterIdentifier`)
+                let valid = (1..=63).contains(&identifier.len())
+                    && identifier.starts_with(|c: char| c.is_ascii_alphabetic())
+                    && identifier
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    && !identifier.ends_with('-')
+                    && !identifier.contains("--");
+                if !valid {
+                    let help = if identifier.starts_with("arn:") {
+                        "write the cluster's identifier, not its ARN (the part after `:cluster:`)"
+                    } else if identifier.starts_with("cluster-") {
+                        "that looks like a cluster resource id; write the cluster's identifier (`aws rds describe-db-clusters --query 'DBClusters[].DBClusterIdentifier'`)"
+                    } else {
+                        "an Aurora cluster identifier is 1 to 63 letters, digits and hyphens, starting with a letter (`aws rds describe-db-clusters --query 'DBClusters[].DBClusterIdentifier'` lists yours)"
+                    };
+                    self.error(
+                        path,
+                        node.span,
+                        format!("`{}` is not an Aurora cluster identifier", identifier.escape_debug()),
+                        Some(help.into()),
+                    );
+                    return None;
+                }
+                Some(Reference {
+                    // RDS keeps identifiers in lowercase.
+                    id: identifier.to_ascii_lowercase(),
+                    path: path.into(),
+                    span: node.span,
+                })
+            });
+        let name = self.required(&existing, "name", "appdb").and_then(|node| {
+            let name = self.string(node, "database.existing.name")?;
+            if !self.identifier(name, "database.existing.name", node.span) {
+                return None;
+            }
+            if ["template0", "template1", "rdsadmin"].contains(&name) {
+                self.error(
+                    "database.existing.name",
+                    node.span,
+                    format!("`{name}` is not a database applications use"),
+                    Some("name the application's database in the cluster".into()),
+                );
+                return None;
+            }
+            Some(name.to_string())
+        });
+        let master_password = match fields.value("master_password") {
+            None => Some(MasterPassword::Managed),
+            Some(node) => self.master_password(node),
+        };
+        let connection = self.db_connection(fields);
+        // The master user is known once the cluster is read; discovery refuses a user of its
+        // name.
         let users = match fields.value("users") {
             None => Some(Vec::new()),
-            Some(node) => self.users(node, master_username.as_deref()),
+            Some(node) => self.users(node, None),
         };
+        if let Some(network) = network
+            && network.existing.is_none()
+        {
+            self.error(
+                "database.existing",
+                node.span,
+                "`database.existing` needs `network.existing`: an Aurora cluster that exists is in a VPC that exists, not in one this stack creates",
+                Some("name the cluster's VPC and subnets under `network.existing`".into()),
+            );
+            return None;
+        }
+        let (cluster_identifier, name) = (cluster_identifier?, name?);
+        if beside {
+            return None;
+        }
         Some(Database {
-            engine_version: engine_version?,
-            instance_class: instance_class?,
-            instances: instances?,
-            name: name?,
-            master_username: master_username?,
+            engine_version: String::new(),
+            instance_class: String::new(),
+            instances: 0,
+            name,
+            master_username: String::new(),
             master_password: master_password?,
-            subnets: subnets?,
-            final_snapshot: final_snapshot?,
-            iam_auth_error_log: iam_auth_error_log?,
-            connection: DbConnection {
-                admin_access: admin_access?,
-                relay_image: relay_image?,
-                ca_bundle: ca_bundle?.map(|(text, _)| text),
-                admin_endpoint: admin_endpoint?.map(|(text, _)| text),
-                tls_server_name: tls_server_name?.map(|(text, _)| text),
-            },
+            subnets: DatabaseSubnets::Private,
             users: users?,
+            final_snapshot: false,
+            iam_auth_error_log: false,
+            connection: connection?,
+            existing: Some(ExistingDatabase {
+                cluster_identifier,
+                read: None,
+            }),
         })
     }
 

@@ -178,6 +178,17 @@ async fn describe_team_network(ec2: &aws_sdk_ec2::Client, vpc: &str) -> String {
     text
 }
 
+/// `pwless <args[0]> -f FILE <args[1..]>` against `moto`, in FILE's directory.
+fn pwless_on(moto: &Moto, file: &std::path::Path, args: &[&str]) -> std::process::Output {
+    moto.command(file.parent().unwrap())
+        .arg(args[0])
+        .args(["-f", file.to_str().unwrap()])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
 fn stack_text(name: &str, network: &str) -> String {
     format!(
         "stack: {name}\nregion: us-west-2\n{network}\
@@ -213,15 +224,7 @@ fn a_referenced_network_is_used_and_left_exactly_as_it_was() {
         "stack.yaml",
         &stack_text(&name, &existing(&team.vpc, &private, &public)),
     );
-    let run = |args: &[&str]| {
-        moto.command(dir.path())
-            .arg(args[0])
-            .args(["-f", file.to_str().unwrap()])
-            .args(&args[1..])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| pwless_on(&moto, &file, args);
 
     // The plan says what it read, with the values it used, and creates no network resource.
     let output = run(&["plan", "--json"]);
@@ -371,12 +374,7 @@ fn bad_references_fail_the_plan_at_their_line_with_the_fix() {
     let dir = TempDir::new(&format!("t{}-badrefs", std::process::id()));
     let plan = |network: &str| {
         let file = dir.write("stack.yaml", &stack_text("badrefs", network));
-        let output = moto
-            .command(dir.path())
-            .args(["plan", "-f", file.to_str().unwrap()])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let output = pwless_on(&moto, &file, &["plan"]);
         assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
         assert!(stdout(&output).is_empty(), "{}", stdout(&output));
         stderr(&output)
@@ -495,6 +493,37 @@ async fn make_team_cluster(
         .to_string()
 }
 
+/// The team's cluster (access entries only), with an access entry that lets pwless's principal
+/// (the sandbox's user) in as cluster-admin.
+async fn make_team_cluster_for_pwless(eks: &aws_sdk_eks::Client, cluster: &str, subnets: &[&str]) {
+    make_team_cluster(
+        eks,
+        cluster,
+        subnets,
+        aws_sdk_eks::types::AuthenticationMode::Api,
+    )
+    .await;
+    let principal = "arn:aws:iam::123456789012:user/moto";
+    eks.create_access_entry()
+        .cluster_name(cluster)
+        .principal_arn(principal)
+        .send()
+        .await
+        .unwrap();
+    eks.associate_access_policy()
+        .cluster_name(cluster)
+        .principal_arn(principal)
+        .policy_arn("arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy")
+        .access_scope(
+            aws_sdk_eks::types::AccessScope::builder()
+                .r#type(aws_sdk_eks::types::AccessScopeType::Cluster)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
 /// What the EKS API says of the team's cluster, as text.
 async fn describe_team_cluster(eks: &aws_sdk_eks::Client, name: &str) -> String {
     let cluster = eks.describe_cluster().name(name).send().await.unwrap();
@@ -547,15 +576,7 @@ fn a_referenced_cluster_gets_only_the_passwordless_part_and_is_left_as_it_was() 
         "stack.yaml",
         &stack_on_cluster(&name, &network, &existing_cluster("team-cluster"), ""),
     );
-    let run = |args: &[&str]| {
-        moto.command(dir.path())
-            .arg(args[0])
-            .args(["-f", file.to_str().unwrap()])
-            .args(&args[1..])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| pwless_on(&moto, &file, args);
 
     // The plan reads the cluster; of the EKS part it creates only the OIDC provider for the
     // cluster's issuer, which IAM does not have yet.
@@ -700,12 +721,7 @@ fn a_referenced_cluster_in_another_vpc_or_without_access_entries_fails_the_plan(
             "stack.yaml",
             &stack_on_cluster("badcluster", &network, &existing_cluster(cluster), extra),
         );
-        let output = moto
-            .command(dir.path())
-            .args(["plan", "-f", file.to_str().unwrap()])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let output = pwless_on(&moto, &file, &["plan"]);
         assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
         stderr(&output)
     };
@@ -756,39 +772,11 @@ fn the_existing_cluster_example_applies_on_the_teams_platform_and_destroy_keeps_
     let team = rt.block_on(make_team_network(&clients.ec2));
     let private: Vec<&str> = team.private.iter().map(String::as_str).collect();
     let cluster = format!("team-{}", std::process::id());
-    rt.block_on(async {
-        make_team_cluster(
-            &clients.eks,
-            &cluster,
-            &private,
-            aws_sdk_eks::types::AuthenticationMode::Api,
-        )
-        .await;
-        // The team lets pwless's principal (the sandbox's user) in.
-        let principal = "arn:aws:iam::123456789012:user/moto";
-        clients
-            .eks
-            .create_access_entry()
-            .cluster_name(&cluster)
-            .principal_arn(principal)
-            .send()
-            .await
-            .unwrap();
-        clients
-            .eks
-            .associate_access_policy()
-            .cluster_name(&cluster)
-            .principal_arn(principal)
-            .policy_arn("arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy")
-            .access_scope(
-                aws_sdk_eks::types::AccessScope::builder()
-                    .r#type(aws_sdk_eks::types::AccessScopeType::Cluster)
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
-    });
+    rt.block_on(make_team_cluster_for_pwless(
+        &clients.eks,
+        &cluster,
+        &private,
+    ));
     let network_before = rt.block_on(describe_team_network(&clients.ec2, &team.vpc));
     let cluster_before = rt.block_on(describe_team_cluster(&clients.eks, &cluster));
 
@@ -805,17 +793,8 @@ fn the_existing_cluster_example_applies_on_the_teams_platform_and_destroy_keeps_
         .replacen("  users:", "  final_snapshot: false\n  users:", 1);
     let file = dir.write("stack.yaml", &text);
     let pg = crate::postgres::LocalPostgres::checking_tokens("teamplat", &moto);
-    // `pwless verify`'s Jobs run as `pwless sandbox run` would run them (as FullStack does).
-    let mut runner = moto.command(dir.path());
-    runner.args(["sandbox", "run", "-f", file.to_str().unwrap()]);
-    for (key, value) in pg.env() {
-        if key != "PWLESS_DB_ADMIN_ENDPOINT" && key != "PWLESS_DB_TLS_SERVER_NAME" {
-            runner.env(key, value);
-        }
-    }
-    runner
-        .env_remove("PWLESS_DB_ADMIN_ENDPOINT")
-        .env_remove("PWLESS_DB_TLS_SERVER_NAME");
+    // `pwless verify`'s Jobs run as `pwless sandbox run` would run them.
+    let runner = crate::kubernetes::job_runner(&moto, dir.path(), &file, &pg);
     let kube = crate::kubernetes::KubeStandin::start(
         "teamplat",
         &cluster,
@@ -982,4 +961,414 @@ fn the_existing_cluster_example_applies_on_the_teams_platform_and_destroy_keeps_
         rt.block_on(addons(&clients.eks, &cluster)),
         ["eks-pod-identity-agent"]
     );
+}
+
+/// Makes the team's Aurora PostgreSQL cluster in `subnets` (as Terraform would), its master
+/// password kept by RDS, its database `appdb` (what the sandbox PostgreSQL serves), with IAM
+/// database authentication as `iam_auth` says; `engine` is `aurora-postgresql` but for the
+/// wrong-kind test.
+async fn make_team_aurora(
+    rds: &aws_sdk_rds::Client,
+    identifier: &str,
+    subnets: &[&str],
+    engine: &str,
+    iam_auth: bool,
+) {
+    make_team_aurora_in(rds, identifier, subnets, engine, iam_auth, None).await;
+}
+
+/// [`make_team_aurora`], guarded by `security_group` when given.
+async fn make_team_aurora_in(
+    rds: &aws_sdk_rds::Client,
+    identifier: &str,
+    subnets: &[&str],
+    engine: &str,
+    iam_auth: bool,
+    security_group: Option<&str>,
+) {
+    let group = format!("{identifier}-subnets");
+    rds.create_db_subnet_group()
+        .db_subnet_group_name(&group)
+        .db_subnet_group_description("the team's database subnets")
+        .set_subnet_ids(Some(subnets.iter().map(|id| id.to_string()).collect()))
+        .send()
+        .await
+        .unwrap();
+    rds.create_db_cluster()
+        .db_cluster_identifier(identifier)
+        .engine(engine)
+        .engine_version(if engine == "aurora-postgresql" {
+            "16.4"
+        } else {
+            "8.0.mysql_aurora.3.05.2"
+        })
+        .master_username("teamadmin")
+        .manage_master_user_password(true)
+        .database_name("appdb")
+        .db_subnet_group_name(&group)
+        .enable_iam_database_authentication(iam_auth)
+        .set_vpc_security_group_ids(security_group.map(|group| vec![group.to_string()]))
+        .storage_encrypted(true)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// What the RDS API says of the team's Aurora cluster, as text, but for its latest restorable
+/// time, which moves on its own (RDS: "the latest time to which a database can be restored
+/// with point-in-time restore").
+async fn describe_team_aurora(rds: &aws_sdk_rds::Client, identifier: &str) -> String {
+    let out = rds
+        .describe_db_clusters()
+        .db_cluster_identifier(identifier)
+        .send()
+        .await
+        .unwrap();
+    let text = format!("{:?}", out.db_clusters());
+    let field = "latest_restorable_time: ";
+    let start = text.find(field).unwrap() + field.len();
+    let end = start + text[start..].find(", ").unwrap();
+    format!("{}{}", &text[..start], &text[end..])
+}
+
+/// The roles of these names the sandbox PostgreSQL has.
+fn roles_in(
+    pg: &crate::postgres::LocalPostgres,
+    rt: &tokio::runtime::Runtime,
+    names: &[&str],
+) -> Vec<String> {
+    rt.block_on(async {
+        let client = crate::aws::superuser(pg).await;
+        let names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
+        client
+            .query(
+                "select rolname::text from pg_roles where rolname = any($1) order by 1",
+                &[&names],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect()
+    })
+}
+
+#[test]
+fn the_existing_database_example_adds_only_the_users_and_roles_and_destroy_leaves_the_team_s_cluster()
+ {
+    let moto = Moto::start();
+    let rt = runtime();
+    let clients = rt.block_on(clients(&moto));
+    let team = rt.block_on(make_team_network(&clients.ec2));
+    let private: Vec<&str> = team.private.iter().map(String::as_str).collect();
+    let cluster = format!("team-{}", std::process::id());
+    let aurora = format!("team-aurora-{}", std::process::id());
+    rt.block_on(make_team_cluster_for_pwless(
+        &clients.eks,
+        &cluster,
+        &private,
+    ));
+    rt.block_on(async {
+        // The team's database security group admits its VPC's block on 5432.
+        let group = clients
+            .ec2
+            .create_security_group()
+            .group_name("team-aurora")
+            .description("the team's database")
+            .vpc_id(&team.vpc)
+            .send()
+            .await
+            .unwrap();
+        let group = group.group_id().unwrap();
+        clients
+            .ec2
+            .authorize_security_group_ingress()
+            .group_id(group)
+            .ip_protocol("tcp")
+            .from_port(5432)
+            .to_port(5432)
+            .cidr_ip("10.42.0.0/16")
+            .send()
+            .await
+            .unwrap();
+        make_team_aurora_in(
+            &clients.rds,
+            &aurora,
+            &private,
+            "aurora-postgresql",
+            true,
+            Some(group),
+        )
+        .await;
+    });
+    let network_before = rt.block_on(describe_team_network(&clients.ec2, &team.vpc));
+    let cluster_before = rt.block_on(describe_team_cluster(&clients.eks, &cluster));
+    let aurora_before = rt.block_on(describe_team_aurora(&clients.rds, &aurora));
+    let resource_id = rt.block_on(async {
+        clients
+            .rds
+            .describe_db_clusters()
+            .db_cluster_identifier(&aurora)
+            .send()
+            .await
+            .unwrap()
+            .db_clusters()[0]
+            .db_cluster_resource_id()
+            .unwrap()
+            .to_string()
+    });
+
+    let name = format!("t{}-teamdb", std::process::id());
+    let dir = TempDir::new(&name);
+    let text = include_str!("../../examples/existing-database.yaml")
+        .replacen("stack: shop-access", &format!("stack: {name}"), 1)
+        .replacen("vpc-0123456789abcdef0", &team.vpc, 1)
+        .replacen("subnet-0123456789abcdef1", private[0], 1)
+        .replacen("subnet-0123456789abcdef2", private[1], 1)
+        .replacen("name: platform-prod", &format!("name: {cluster}"), 1)
+        .replacen(
+            "cluster_identifier: shop-aurora",
+            &format!("cluster_identifier: {aurora}"),
+            1,
+        )
+        // (the sandbox PostgreSQL serves the team's database as `appdb`)
+        .replacen("    name: shop ", "    name: appdb ", 1);
+    let file = dir.write("stack.yaml", &text);
+    let pg = crate::postgres::LocalPostgres::checking_tokens("teamdb", &moto);
+    let runner = crate::kubernetes::job_runner(&moto, dir.path(), &file, &pg);
+    let kube = crate::kubernetes::KubeStandin::start(
+        "teamdb",
+        &cluster,
+        &moto,
+        "testing",
+        "testing",
+        pg.var("PWLESS_SANDBOX_DB_ADDRESS"),
+        Some(runner),
+    );
+    let _inside = rt.enter();
+    let run = |args: &[&str]| {
+        let mut command = moto.command(dir.path());
+        command
+            .arg(args[0])
+            .args(["-f", file.to_str().unwrap()])
+            .args(&args[1..])
+            .stdin(Stdio::null());
+        kube.cluster_path(&pg, &mut command);
+        command.output().unwrap()
+    };
+
+    // The plan reads the team's Aurora cluster and creates nothing of a database's own: the
+    // users' dbuser ARNs name the read cluster resource id.
+    let output = run(&["plan", "--json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let read = plan["reads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|read| read["address"] == "data.aws_rds_cluster.existing")
+        .unwrap_or_else(|| panic!("{}", plan["reads"]));
+    assert_eq!(read["id"], aurora.as_str());
+    assert_eq!(read["values"]["cluster_resource_id"], resource_id.as_str());
+    let addresses: Vec<&str> = plan["resource_changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|change| change["address"].as_str().unwrap())
+        .collect();
+    for kind in [
+        "aws_rds_cluster",
+        "aws_db_subnet_group.",
+        "aws_security_group",
+        "aws_eks_cluster.",
+    ] {
+        assert!(
+            addresses.iter().all(|address| !address.starts_with(kind)),
+            "{kind}: {addresses:?}"
+        );
+    }
+    for link in plan["access"]["database"].as_array().unwrap() {
+        assert_eq!(link["cluster"], aurora.as_str(), "{link}");
+        assert_eq!(link["cluster_resource_id"], resource_id.as_str(), "{link}");
+    }
+
+    let output = run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        roles_in(&pg, &rt, &["checkout", "reporting"]),
+        ["checkout", "reporting"]
+    );
+    let output = run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    // Each service account logs in to the team's cluster as its own user only.
+    let image = format!("example.com/pwless-demo@sha256:{}", "ab".repeat(32));
+    let output = run(&["verify", "--image", &image]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    // doctor follows each chain into the team's cluster: its IAM authentication, the connect
+    // policies on its resource id, its own security group; the log export is the team's to
+    // turn on.
+    let output = run(&["doctor"]);
+    let report = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{report}{}", stderr(&output));
+    assert!(
+        report.contains("Every link of 2 chain(s) holds."),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!("on for Aurora cluster {aurora}")),
+        "{report}"
+    );
+    assert!(
+        report.contains("admits the private subnets on port 5432"),
+        "{report}"
+    );
+    assert!(
+        report.contains(
+            "its owners turn the export on (pwless never changes a cluster it references)"
+        ),
+        "{report}"
+    );
+    // `pwless output` names the team's database, from the state alone.
+    let output = run(&["output", "databaseClusterResourceId"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains(&resource_id),
+        "{}",
+        stdout(&output)
+    );
+
+    // Destroy drops the stack's users and leaves the team's cluster, network and Aurora
+    // cluster exactly as they were.
+    let output = run(&["destroy", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(roles_in(&pg, &rt, &["checkout", "reporting"]).is_empty());
+    assert_eq!(
+        aurora_before,
+        rt.block_on(describe_team_aurora(&clients.rds, &aurora))
+    );
+    assert_eq!(
+        network_before,
+        rt.block_on(describe_team_network(&clients.ec2, &team.vpc))
+    );
+    assert_eq!(
+        cluster_before,
+        rt.block_on(describe_team_cluster(&clients.eks, &cluster))
+    );
+}
+
+#[test]
+fn a_referenced_aurora_cluster_that_is_missing_of_another_engine_without_iam_auth_or_in_another_vpc_fails_the_plan()
+ {
+    let moto = Moto::start();
+    let rt = runtime();
+    let clients = rt.block_on(clients(&moto));
+    let team = rt.block_on(make_team_network(&clients.ec2));
+    let private: Vec<&str> = team.private.iter().map(String::as_str).collect();
+    let public: Vec<&str> = team.public.iter().map(String::as_str).collect();
+    rt.block_on(async {
+        make_team_aurora(&clients.rds, "team-mysql", &private, "aurora-mysql", true).await;
+        make_team_aurora(
+            &clients.rds,
+            "team-no-iam",
+            &private,
+            "aurora-postgresql",
+            false,
+        )
+        .await;
+    });
+    // A cluster in another VPC: the team's other network's subnet and one more there.
+    let other_vpc = rt.block_on(async {
+        let subnet = clients
+            .ec2
+            .describe_subnets()
+            .subnet_ids(&team.other_subnet)
+            .send()
+            .await
+            .unwrap();
+        let vpc = subnet.subnets()[0].vpc_id().unwrap().to_string();
+        let second = clients
+            .ec2
+            .create_subnet()
+            .vpc_id(&vpc)
+            .cidr_block("10.43.1.0/24")
+            .availability_zone("us-west-2b")
+            .send()
+            .await
+            .unwrap();
+        let second = second.subnet().unwrap().subnet_id().unwrap();
+        make_team_aurora(
+            &clients.rds,
+            "team-elsewhere",
+            &[team.other_subnet.as_str(), second],
+            "aurora-postgresql",
+            true,
+        )
+        .await;
+        vpc
+    });
+    let name = format!("t{}-badaurora", std::process::id());
+    let dir = TempDir::new(&name);
+    let plan = |identifier: &str, network: &str| {
+        let text = format!(
+            "stack: {name}\nregion: us-west-2\n{network}cluster:\n  version: \"1.31\"\n  node_group: {{instance_types: [t3.medium], min_size: 1, desired_size: 2, max_size: 3}}\n  admins: [arn:aws:iam::123456789012:user/moto]\ndatabase:\n  existing:\n    cluster_identifier: {identifier}\n    name: appdb\n  users:\n    - {{name: app_user, privileges: [connect]}}\n"
+        );
+        let file = dir.write("stack.yaml", &text);
+        let output = pwless_on(&moto, &file, &["plan"]);
+        assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+        stderr(&output)
+    };
+    let network = existing(&team.vpc, &private, &public);
+    // The identifier's line in each stack file.
+    let at = |errors: &str, line: usize| {
+        assert!(errors.contains(&format!("stack.yaml:{line}:")), "{errors}")
+    };
+    let errors = plan("team-gone", &network);
+    assert!(
+        errors.contains("Aurora cluster `team-gone` does not exist in us-west-2"),
+        "{errors}"
+    );
+    assert!(errors.contains("aws rds describe-db-clusters"), "{errors}");
+    at(&errors, 14);
+    let errors = plan("team-mysql", &network);
+    assert!(errors.contains("`team-mysql` is an RDS cluster of engine `aurora-mysql`, not an Aurora PostgreSQL cluster"), "{errors}");
+    at(&errors, 14);
+    let errors = plan("team-no-iam", &network);
+    assert!(
+        errors.contains("Aurora cluster `team-no-iam` has IAM database authentication off"),
+        "{errors}"
+    );
+    assert!(errors.contains("aws rds modify-db-cluster --db-cluster-identifier team-no-iam --enable-iam-database-authentication --apply-immediately"), "{errors}");
+    at(&errors, 14);
+    // Nothing was changed: the cluster's IAM authentication is still off.
+    let still_off = rt.block_on(async {
+        clients
+            .rds
+            .describe_db_clusters()
+            .db_cluster_identifier("team-no-iam")
+            .send()
+            .await
+            .unwrap()
+            .db_clusters()[0]
+            .iam_database_authentication_enabled()
+    });
+    assert_eq!(still_off, Some(false));
+    // An Aurora cluster in another VPC than the stack's network.
+    let errors = plan("team-elsewhere", &network);
+    assert!(
+        errors.contains(&format!("Aurora cluster `team-elsewhere` is in VPC `{other_vpc}`, not in `{}` (network.existing.vpc_id)", team.vpc)),
+        "{errors}"
+    );
+    at(&errors, 14);
 }
