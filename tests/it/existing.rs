@@ -189,6 +189,22 @@ fn pwless_on(moto: &Moto, file: &std::path::Path, args: &[&str]) -> std::process
         .unwrap()
 }
 
+/// Asserts that the JSON plan changes no resource whose address starts with one of `kinds`.
+fn plans_none_of(plan: &serde_json::Value, kinds: &[&str]) {
+    let addresses: Vec<&str> = plan["resource_changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|change| change["address"].as_str().unwrap())
+        .collect();
+    for kind in kinds {
+        assert!(
+            addresses.iter().all(|address| !address.starts_with(kind)),
+            "{kind}: {addresses:?}"
+        );
+    }
+}
+
 fn stack_text(name: &str, network: &str) -> String {
     format!(
         "stack: {name}\nregion: us-west-2\n{network}\
@@ -252,25 +268,17 @@ fn a_referenced_network_is_used_and_left_exactly_as_it_was() {
         ]
     );
     assert_eq!(plan["reads"][0]["values"]["cidr_block"], "10.42.0.0/16");
-    let addresses: Vec<&str> = plan["resource_changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|change| change["address"].as_str().unwrap())
-        .collect();
-    for kind in [
-        "aws_vpc.",
-        "aws_subnet.",
-        "aws_internet_gateway.",
-        "aws_route_table",
-        "aws_nat_gateway.",
-        "aws_eip.",
-    ] {
-        assert!(
-            addresses.iter().all(|address| !address.starts_with(kind)),
-            "{kind}: {addresses:?}"
-        );
-    }
+    plans_none_of(
+        &plan,
+        &[
+            "aws_vpc.",
+            "aws_subnet.",
+            "aws_internet_gateway.",
+            "aws_route_table",
+            "aws_nat_gateway.",
+            "aws_eip.",
+        ],
+    );
 
     let output = run(&["apply", "--auto-approve"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
@@ -491,6 +499,76 @@ async fn make_team_cluster(
         .and_then(|oidc| oidc.issuer())
         .unwrap()
         .to_string()
+}
+
+/// A stack file on the team's cluster: the sandbox PostgreSQL (checking tokens) stands for the
+/// database, the Kubernetes API stand-in for the cluster's API (its Jobs run as `pwless sandbox
+/// run` would), and pwless reaches the database through the relay's port-forward.
+struct OnTeamCluster<'a> {
+    moto: &'a Moto,
+    dir: TempDir,
+    file: std::path::PathBuf,
+    pg: crate::postgres::LocalPostgres,
+    kube: crate::kubernetes::KubeStandin,
+}
+
+impl<'a> OnTeamCluster<'a> {
+    fn start(moto: &'a Moto, short: &str, cluster: &str, dir: TempDir, text: &str) -> Self {
+        let file = dir.write("stack.yaml", text);
+        let pg = crate::postgres::LocalPostgres::checking_tokens(short, moto);
+        let runner = crate::kubernetes::job_runner(moto, dir.path(), &file, &pg);
+        let kube = crate::kubernetes::KubeStandin::start(
+            short,
+            cluster,
+            moto,
+            "testing",
+            "testing",
+            pg.var("PWLESS_SANDBOX_DB_ADDRESS"),
+            Some(runner),
+        );
+        OnTeamCluster {
+            moto,
+            dir,
+            file,
+            pg,
+            kube,
+        }
+    }
+
+    /// `pwless <args[0]> -f FILE <args[1..]>` on the cluster path.
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        let mut command = self.moto.command(self.dir.path());
+        command
+            .arg(args[0])
+            .args(["-f", self.file.to_str().unwrap()])
+            .args(&args[1..])
+            .stdin(Stdio::null());
+        self.kube.cluster_path(&self.pg, &mut command);
+        command.output().unwrap()
+    }
+
+    /// After an apply: the plan shows no change, and `pwless verify` finds every service
+    /// account logs in as its own user only. (The examples run no app, so the demo image is
+    /// named here; the stand-in runs the local pwless-demo for any image.)
+    fn converged_and_verified(&self) {
+        let output = self.run(&["plan", "--detailed-exitcode"]);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}{}",
+            stdout(&output),
+            stderr(&output)
+        );
+        let image = format!("example.com/pwless-demo@sha256:{}", "ab".repeat(32));
+        let output = self.run(&["verify", "--image", &image]);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}{}",
+            stdout(&output),
+            stderr(&output)
+        );
+    }
 }
 
 /// The team's cluster (access entries only), with an access entry that lets pwless's principal
@@ -791,19 +869,8 @@ fn the_existing_cluster_example_applies_on_the_teams_platform_and_destroy_keeps_
         // (the sandbox PostgreSQL stands for the new Aurora cluster with its database `appdb`)
         .replacen("  name: shop\n", "  name: appdb\n", 1)
         .replacen("  users:", "  final_snapshot: false\n  users:", 1);
-    let file = dir.write("stack.yaml", &text);
-    let pg = crate::postgres::LocalPostgres::checking_tokens("teamplat", &moto);
-    // `pwless verify`'s Jobs run as `pwless sandbox run` would run them.
-    let runner = crate::kubernetes::job_runner(&moto, dir.path(), &file, &pg);
-    let kube = crate::kubernetes::KubeStandin::start(
-        "teamplat",
-        &cluster,
-        &moto,
-        "testing",
-        "testing",
-        pg.var("PWLESS_SANDBOX_DB_ADDRESS"),
-        Some(runner),
-    );
+    let platform = OnTeamCluster::start(&moto, "teamplat", &cluster, dir, &text);
+    let (kube, run) = (&platform.kube, |args: &[&str]| platform.run(args));
     let _inside = rt.enter();
     let client = kube.client();
     // The team's namespace, with something of theirs in it.
@@ -833,17 +900,6 @@ fn the_existing_cluster_example_applies_on_the_teams_platform_and_destroy_keeps_
             .await
             .unwrap();
     });
-    let run = |args: &[&str]| {
-        let mut command = moto.command(dir.path());
-        command
-            .arg(args[0])
-            .args(["-f", file.to_str().unwrap()])
-            .args(&args[1..])
-            .stdin(Stdio::null());
-        kube.cluster_path(&pg, &mut command);
-        command.output().unwrap()
-    };
-
     // A service account of the team's under a name the stack uses is not taken over: apply
     // stops there and leaves it as it was.
     let accounts = kube::Api::<DynamicObject>::namespaced_with(
@@ -880,28 +936,10 @@ fn the_existing_cluster_example_applies_on_the_teams_platform_and_destroy_keeps_
         .unwrap();
     let output = run(&["apply", "--auto-approve"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    let output = run(&["plan", "--detailed-exitcode"]);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&output),
-        stderr(&output)
-    );
     // The chain holds on the team's cluster: each service account logs in as its own user
     // only (IRSA through the OIDC provider pwless made for the team's issuer, and Pod Identity
     // through the agent it installed).
-    // (the example runs no app, so the demo image is named here; the stand-in runs the local
-    // pwless-demo for any image)
-    let image = format!("example.com/pwless-demo@sha256:{}", "ab".repeat(32));
-    let output = run(&["verify", "--image", &image]);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&output),
-        stderr(&output)
-    );
+    platform.converged_and_verified();
     // The relay is the stack's own, in its own namespace; the team's namespace kept its
     // labels (pwless claims none).
     let namespace = |name: &str| {
@@ -1133,29 +1171,8 @@ fn the_existing_database_example_adds_only_the_users_and_roles_and_destroy_leave
         )
         // (the sandbox PostgreSQL serves the team's database as `appdb`)
         .replacen("    name: shop ", "    name: appdb ", 1);
-    let file = dir.write("stack.yaml", &text);
-    let pg = crate::postgres::LocalPostgres::checking_tokens("teamdb", &moto);
-    let runner = crate::kubernetes::job_runner(&moto, dir.path(), &file, &pg);
-    let kube = crate::kubernetes::KubeStandin::start(
-        "teamdb",
-        &cluster,
-        &moto,
-        "testing",
-        "testing",
-        pg.var("PWLESS_SANDBOX_DB_ADDRESS"),
-        Some(runner),
-    );
-    let _inside = rt.enter();
-    let run = |args: &[&str]| {
-        let mut command = moto.command(dir.path());
-        command
-            .arg(args[0])
-            .args(["-f", file.to_str().unwrap()])
-            .args(&args[1..])
-            .stdin(Stdio::null());
-        kube.cluster_path(&pg, &mut command);
-        command.output().unwrap()
-    };
+    let platform = OnTeamCluster::start(&moto, "teamdb", &cluster, dir, &text);
+    let (pg, run) = (&platform.pg, |args: &[&str]| platform.run(args));
 
     // The plan reads the team's Aurora cluster and creates nothing of a database's own: the
     // users' dbuser ARNs name the read cluster resource id.
@@ -1170,23 +1187,15 @@ fn the_existing_database_example_adds_only_the_users_and_roles_and_destroy_leave
         .unwrap_or_else(|| panic!("{}", plan["reads"]));
     assert_eq!(read["id"], aurora.as_str());
     assert_eq!(read["values"]["cluster_resource_id"], resource_id.as_str());
-    let addresses: Vec<&str> = plan["resource_changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|change| change["address"].as_str().unwrap())
-        .collect();
-    for kind in [
-        "aws_rds_cluster",
-        "aws_db_subnet_group.",
-        "aws_security_group",
-        "aws_eks_cluster.",
-    ] {
-        assert!(
-            addresses.iter().all(|address| !address.starts_with(kind)),
-            "{kind}: {addresses:?}"
-        );
-    }
+    plans_none_of(
+        &plan,
+        &[
+            "aws_rds_cluster",
+            "aws_db_subnet_group.",
+            "aws_security_group",
+            "aws_eks_cluster.",
+        ],
+    );
     for link in plan["access"]["database"].as_array().unwrap() {
         assert_eq!(link["cluster"], aurora.as_str(), "{link}");
         assert_eq!(link["cluster_resource_id"], resource_id.as_str(), "{link}");
@@ -1195,27 +1204,11 @@ fn the_existing_database_example_adds_only_the_users_and_roles_and_destroy_leave
     let output = run(&["apply", "--auto-approve"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(
-        roles_in(&pg, &rt, &["checkout", "reporting"]),
+        roles_in(pg, &rt, &["checkout", "reporting"]),
         ["checkout", "reporting"]
     );
-    let output = run(&["plan", "--detailed-exitcode"]);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&output),
-        stderr(&output)
-    );
     // Each service account logs in to the team's cluster as its own user only.
-    let image = format!("example.com/pwless-demo@sha256:{}", "ab".repeat(32));
-    let output = run(&["verify", "--image", &image]);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&output),
-        stderr(&output)
-    );
+    platform.converged_and_verified();
     // doctor follows each chain into the team's cluster: its IAM authentication, the connect
     // policies on its resource id, its own security group; the log export is the team's to
     // turn on.
@@ -1253,7 +1246,7 @@ fn the_existing_database_example_adds_only_the_users_and_roles_and_destroy_leave
     // cluster exactly as they were.
     let output = run(&["destroy", "--auto-approve"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    assert!(roles_in(&pg, &rt, &["checkout", "reporting"]).is_empty());
+    assert!(roles_in(pg, &rt, &["checkout", "reporting"]).is_empty());
     assert_eq!(
         aurora_before,
         rt.block_on(describe_team_aurora(&clients.rds, &aurora))
