@@ -155,6 +155,7 @@ impl Providers {
         let postgres = Some({
             postgres::PostgresProvider::new(
                 postgres::PostgresSettings {
+                    stack: stack.name.clone(),
                     database: stack.database.name.clone(),
                     master_username: stack.database.master_username.clone(),
                     master_password: stack.database.master_password.clone(),

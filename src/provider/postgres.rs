@@ -29,6 +29,8 @@ use crate::state::ResourceState;
 /// What the provider needs from the stack and the environment.
 #[derive(Debug, Clone)]
 pub struct PostgresSettings {
+    /// The stack's name: the roles pwless makes carry it in their comment ([`ownership_mark`]).
+    pub stack: String,
     pub database: String,
     pub master_username: String,
     pub master_password: MasterPassword,
@@ -52,6 +54,24 @@ pub struct PostgresProvider {
 
 fn error(message: impl Into<String>) -> ProviderError {
     ProviderError::permanent(message)
+}
+
+/// The comment on a role pwless made: `pwless:stack=<stack> pwless:address=<address>`, set in
+/// the create's transaction, like the `pwless:stack` and `pwless:address` tags on AWS resources.
+fn ownership_mark(stack: &str, address: &str) -> String {
+    format!("pwless:stack={stack} pwless:address={address}")
+}
+
+/// A role of the stack's user's name that this stack did not make: refused, never taken over
+/// (`ErrorKind::Taken`: nothing was created, nothing is left pending).
+fn taken(name: &str) -> ProviderError {
+    ProviderError {
+        kind: super::ErrorKind::Taken,
+        code: Some("42710".into()),
+        message: format!(
+            "database user {name} exists already and is not made by this stack: pwless does not take it over (its password, memberships and privileges stay as they are); give the stack's user another name, or drop the existing one if it is unused"
+        ),
+    }
 }
 
 /// A query's error with what PostgreSQL said: SQLSTATE, message, DETAIL, HINT
@@ -732,7 +752,7 @@ impl Provider for PostgresProvider {
 
     async fn create(
         &self,
-        _address: &str,
+        address: &str,
         kind: ResourceKind,
         inputs: &Inputs,
     ) -> Result<Applied, ProviderError> {
@@ -740,14 +760,24 @@ impl Provider for PostgresProvider {
         match kind {
             ResourceKind::PostgresRole => {
                 let name = input_str(inputs, "name")?;
-                let mut sql = format!("CREATE ROLE {} LOGIN PASSWORD NULL;\n", ident(name));
+                // Marked as this stack's in the same transaction, so an interrupted create is
+                // adopted only when it is this one's (`adopt`).
+                let mut sql = format!(
+                    "CREATE ROLE {} LOGIN PASSWORD NULL;\nCOMMENT ON ROLE {} IS {};\n",
+                    ident(name),
+                    ident(name),
+                    literal(&ownership_mark(&self.settings.stack, address)),
+                );
                 for group in input_strings(inputs, "member_of")? {
                     sql.push_str(&format!("GRANT {} TO {};\n", ident(&group), ident(name)));
                 }
-                client
-                    .batch_execute(&sql)
-                    .await
-                    .map_err(db_error("create the role"))?;
+                client.batch_execute(&sql).await.map_err(|source| {
+                    if source.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_OBJECT) {
+                        taken(name)
+                    } else {
+                        db_error("create the role")(source)
+                    }
+                })?;
                 Ok(Applied {
                     id: Some(name.to_string()),
                     outputs: BTreeMap::new(),
@@ -1062,20 +1092,36 @@ impl Provider for PostgresProvider {
 
     async fn adopt(
         &self,
-        _address: &str,
+        address: &str,
         kind: ResourceKind,
         inputs: &Inputs,
     ) -> Result<Option<Applied>, ProviderError> {
         let client = self.client(inputs).await?;
         match kind {
+            // Only a role this stack's create made (its comment says so): a role of the same
+            // name that someone else made is never taken over.
             ResourceKind::PostgresRole => {
                 let name = input_str(inputs, "name")?;
-                Ok(Self::role_oid_exists(&client, name)
-                    .await?
-                    .then(|| Applied {
-                        id: Some(name.to_string()),
-                        outputs: BTreeMap::new(),
-                    }))
+                let row = client
+                    .query_opt(
+                        "select shobj_description(oid, 'pg_authid') from pg_roles where rolname = $1",
+                        &[&name],
+                    )
+                    .await
+                    .map_err(db_error("look up the role"))?;
+                let Some(row) = row else {
+                    return Ok(None);
+                };
+                let comment: Option<String> = row.get(0);
+                if comment.as_deref()
+                    != Some(ownership_mark(&self.settings.stack, address).as_str())
+                {
+                    return Err(taken(name));
+                }
+                Ok(Some(Applied {
+                    id: Some(name.to_string()),
+                    outputs: BTreeMap::new(),
+                }))
             }
             // Grants are one transaction and idempotent: an interrupted one is simply made again.
             ResourceKind::PostgresGrant => Ok(None),
