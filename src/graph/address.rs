@@ -87,6 +87,12 @@ pub fn rds_cluster() -> String {
     of(ResourceKind::RdsCluster, "main")
 }
 
+/// IAM database authentication turned on in the referenced Aurora cluster
+/// (`database.existing.enable_iam_auth`).
+pub fn rds_iam_auth() -> String {
+    of(ResourceKind::RdsClusterIamAuth, "existing")
+}
+
 /// Aurora instance `index` (0 is the first, the writer when created).
 pub fn rds_instance(index: usize) -> String {
     keyed(ResourceKind::RdsClusterInstance, "main", index)

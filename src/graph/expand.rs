@@ -601,10 +601,12 @@ impl Expander<'_> {
             // the policy unchanged when the cluster is replaced. A referenced one's is read.
             .input(
                 "egress_port",
-                stack
-                    .database
-                    .read()
-                    .map_or(crate::relay::PORT, |read| read.port) as u32,
+                u32::from(
+                    stack
+                        .database
+                        .read()
+                        .map_or(crate::relay::PORT, |read| read.port),
+                ),
             )
             .input("cluster_arn", cluster_arn.clone())
             .after(&namespace),
@@ -770,6 +772,23 @@ impl Expander<'_> {
             .existing
             .is_none()
             .then(|| address::rds_instance(0));
+        // A referenced cluster whose IAM authentication the stack may turn on: the users come
+        // after it is on.
+        let iam_auth = match &database.existing {
+            Some(existing) if existing.enable_iam_auth && !database.users.is_empty() => {
+                let turn_on =
+                    Resource::new(address::rds_iam_auth(), ResourceKind::RdsClusterIamAuth)
+                        .input(
+                            "cluster_identifier",
+                            existing.cluster_identifier.id.as_str(),
+                        )
+                        .input("enabled", true)
+                        // Never turned off: when the stack lets go of it, only the state entry goes.
+                        .input("shared", true);
+                Some(self.push(turn_on))
+            }
+            _ => None,
+        };
         // Where pwless reaches the cluster to manage users: through the relay in the EKS
         // cluster, else straight (a tunnel may stand in between).
         let mut connection = std::collections::BTreeMap::from([
@@ -835,6 +854,10 @@ impl Expander<'_> {
             );
             let role = match &first_instance {
                 Some(first) => role.after(first),
+                None => role,
+            };
+            let role = match &iam_auth {
+                Some(iam_auth) => role.after(iam_auth),
                 None => role,
             };
             let role = self.push(role);

@@ -80,6 +80,7 @@ kinds! {
     OidcProvider => "aws_iam_openid_connect_provider", Aws, force_new: ["url"], update: ["tags", "client_ids", "shared"], outputs: ["arn"];
     DbSubnetGroup => "aws_db_subnet_group", Aws, force_new: ["name", "vpc_id"], update: ["tags", "description", "subnet_ids"], outputs: ["name", "arn"];
     RdsCluster => "aws_rds_cluster", Aws, force_new: ["cluster_identifier", "engine", "database_name", "master_username", "db_subnet_group_name", "storage_encrypted", "vpc_id"], update: ["tags", "engine_version", "iam_database_authentication_enabled", "iam_auth_error_log", "port", "vpc_security_group_ids", "master_password", "final_snapshot"], outputs: ["cluster_identifier", "arn", "endpoint", "reader_endpoint", "port", "cluster_resource_id", "master_user_secret_arn"];
+    RdsClusterIamAuth => "aws_rds_cluster_iam_auth", Aws, force_new: ["cluster_identifier"], update: ["enabled", "shared"], outputs: [];
     RdsClusterInstance => "aws_rds_cluster_instance", Aws, force_new: ["identifier", "cluster_identifier", "engine"], update: ["tags", "instance_class", "publicly_accessible"], outputs: ["arn", "endpoint"];
     PostgresRole => "postgresql_role", Postgres, force_new: ["name", "cluster_resource_id"], update: ["login", "password", "attributes", "member_of", "connection"], outputs: [];
     PostgresGrant => "postgresql_grant", Postgres, force_new: ["role", "database", "cluster_resource_id"], update: ["schema", "connection", "database_privileges", "schema_privileges", "table_privileges", "table_owners"], outputs: [];
@@ -134,10 +135,13 @@ impl ResourceKind {
     }
 
     /// Whether creating it again is harmless: a Kubernetes object is a server-side apply under
-    /// its deterministic name, so a second create is the same apply. A failed or interrupted
+    /// its deterministic name, so a second create is the same apply; IAM database
+    /// authentication turned on is turned on again. A failed or interrupted
     /// create of such a kind needs no adoption: the next plan simply creates it again.
     pub fn create_is_idempotent(self) -> bool {
-        self.provider() == Provider::Kubernetes
+        // Turning IAM database authentication on in a referenced cluster is one
+        // ModifyDBCluster that may be sent again.
+        self.provider() == Provider::Kubernetes || self == ResourceKind::RdsClusterIamAuth
     }
 }
 
@@ -212,15 +216,19 @@ mod tests {
                     .extend(resource.inputs.keys().cloned());
             }
         }
-        // A stack on a referenced network and cluster emits what those do (`shared`).
-        let graph =
-            crate::graph::ResourceGraph::from_stack(&crate::graph::referenced_stack(false, None))
-                .unwrap();
-        for resource in graph.in_order() {
-            emitted
-                .entry(resource.kind)
-                .or_default()
-                .extend(resource.inputs.keys().cloned());
+        // A stack on a referenced network and cluster emits what those do (`shared`), and one
+        // on a referenced Aurora cluster its IAM authentication turned on.
+        for stack in [
+            crate::graph::referenced_stack(false, None),
+            crate::graph::referenced_everything(),
+        ] {
+            let graph = crate::graph::ResourceGraph::from_stack(&stack).unwrap();
+            for resource in graph.in_order() {
+                emitted
+                    .entry(resource.kind)
+                    .or_default()
+                    .extend(resource.inputs.keys().cloned());
+            }
         }
         for kind in ResourceKind::ALL {
             let inputs = emitted

@@ -368,12 +368,13 @@ pub(crate) fn referenced_stack(agent: bool, provider: Option<&str>) -> Stack {
 }
 
 /// [`referenced_stack`] whose Aurora cluster is referenced too (`database.existing`: the team's
-/// `team-aurora`, its database `shop`, port 6543), as discovery would leave it.
+/// `team-aurora`, its database `shop`, port 6543, IAM authentication off and the stack allowed
+/// to turn it on), as discovery would leave it.
 #[cfg(test)]
 pub(crate) fn referenced_everything() -> Stack {
     use crate::spec::model::ReadDatabase;
     let mut stack = referenced_stack(false, None);
-    let text = "stack: t\nregion: us-west-2\nnetwork: {existing: {vpc_id: vpc-0123456789abcdef0, private_subnet_ids: [subnet-0123456789abcdef1, subnet-0123456789abcdef2]}}\ncluster: {existing: {name: team-cluster}}\ndatabase:\n  existing: {cluster_identifier: team-aurora, name: shop}\n  users:\n    - {name: app_user, privileges: [connect, usage, select, insert]}\n    - {name: reporting, privileges: [connect, usage, select]}\n";
+    let text = "stack: t\nregion: us-west-2\nnetwork: {existing: {vpc_id: vpc-0123456789abcdef0, private_subnet_ids: [subnet-0123456789abcdef1, subnet-0123456789abcdef2]}}\ncluster: {existing: {name: team-cluster}}\ndatabase:\n  existing: {cluster_identifier: team-aurora, name: shop, enable_iam_auth: true}\n  users:\n    - {name: app_user, privileges: [connect, usage, select, insert]}\n    - {name: reporting, privileges: [connect, usage, select]}\n";
     let parsed = crate::spec::parse_str(std::path::Path::new("t.yaml"), text)
         .unwrap_or_else(|errors| panic!("{errors}"));
     stack.database = parsed.database;
@@ -390,6 +391,7 @@ pub(crate) fn referenced_everything() -> Stack {
         master_secret_arn: Some(
             "arn:aws:secretsmanager:us-west-2:123456789012:secret:rds!cluster-x".into(),
         ),
+        iam_auth: false,
     });
     stack
 }
@@ -537,11 +539,23 @@ mod tests {
         assert_eq!(connection["port"], Expr::from(6543u32));
         assert_eq!(connection["database"], Expr::from("shop"));
         assert_eq!(connection["master_username"], Expr::from("teamadmin"));
-        // The users are reached through the stack's relay, which waits for no instance.
+        // The users are reached through the stack's relay, which waits for no instance, once
+        // the cluster's IAM authentication is on (the stack may turn it on; never off).
+        let mut after = graph.dependencies_of(&address::db_user_role("app_user"));
+        after.sort();
         assert_eq!(
-            graph.dependencies_of(&address::db_user_role("app_user")),
-            [address::relay("pwless-pod-identity")]
+            after,
+            [
+                address::rds_iam_auth(),
+                address::relay("pwless-pod-identity")
+            ]
         );
+        let iam_auth = graph.get(&address::rds_iam_auth()).unwrap();
+        assert_eq!(
+            iam_auth.inputs["cluster_identifier"],
+            Expr::from("team-aurora")
+        );
+        assert_eq!(iam_auth.inputs["shared"], Expr::from(true));
         let relay = graph.get(&address::relay("pwless-pod-identity")).unwrap();
         assert_eq!(relay.inputs["port"], Expr::from(6543u32));
         let policy = graph

@@ -89,12 +89,14 @@ pub async fn discover(stack: &mut Stack, config: &SdkConfig) -> Result<(), Disco
 /// (`DescribeDBSubnetGroups`).
 ///
 /// Refused: a cluster that does not exist in the region; an engine other than
-/// `aurora-postgresql`; IAM database authentication off (pwless never changes a cluster it
-/// references; the fix turns it on, which changes nothing for the password users already
-/// there: only a member of `rds_iam` must log in with a token,
+/// `aurora-postgresql`; IAM database authentication off, unless the stack says
+/// `enable_iam_auth: true` (pwless changes nothing else of a cluster it references; turning it
+/// on changes nothing for the password users already there: only a member of `rds_iam` must
+/// log in with a token,
 /// <https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/UsingWithRDS.IAMDBAuth.DBAccounts.html>);
-/// a cluster that is not `available`; one in another VPC than the network's; and, when the
-/// stack has users, one whose master password pwless cannot find (not managed by RDS in
+/// a cluster that is not `available`; one in another VPC than the network's; one with subnets
+/// outside the VPC's primary block while the relay is used (its NetworkPolicy admits that
+/// block alone); and, when the stack has users, one whose master password pwless cannot find (not managed by RDS in
 /// Secrets Manager, and no `database.master_password.env`), or a user named as its master.
 async fn read_database(config: &SdkConfig, stack: &Stack) -> Result<ReadDatabase, DiscoverError> {
     let Some(existing) = &stack.database.existing else {
@@ -144,19 +146,20 @@ async fn read_database(config: &SdkConfig, stack: &Stack) -> Result<ReadDatabase
         problems.push(at(
             reference,
             format!("Aurora cluster `{id}` is {status}, not available"),
-            "wait until it is available (`aws rds describe-db-clusters --db-cluster-identifier <id> --query 'DBClusters[0].Status'`), then plan again",
+            &format!("wait until it is available (`aws rds describe-db-clusters --db-cluster-identifier {id} --query 'DBClusters[0].Status'`), then plan again"),
         ));
     }
-    if cluster.iam_database_authentication_enabled() != Some(true) {
+    let iam_auth = cluster.iam_database_authentication_enabled() == Some(true);
+    if !iam_auth && !existing.enable_iam_auth {
         problems.push(at(
             reference,
             format!("Aurora cluster `{id}` has IAM database authentication off, so no token logs in to it"),
-            &format!("turn it on (pwless never changes a cluster it references): `aws rds modify-db-cluster --db-cluster-identifier {id} --enable-iam-database-authentication --apply-immediately`; users that log in with passwords today keep doing so: only members of `rds_iam`, the users pwless makes, must use tokens"),
+            &format!("turn it on: `aws rds modify-db-cluster --db-cluster-identifier {id} --enable-iam-database-authentication --apply-immediately`, or let this stack turn it on in place with `enable_iam_auth: true` under `database.existing`; users that log in with passwords today keep doing so: only members of `rds_iam`, the users pwless makes, must use tokens"),
         ));
     }
     let subnet_group = cluster.db_subnet_group().unwrap_or_default();
-    let vpc_id = if subnet_group.is_empty() {
-        String::new()
+    let group = if subnet_group.is_empty() {
+        None
     } else {
         rds.describe_db_subnet_groups()
             .db_subnet_group_name(subnet_group)
@@ -168,10 +171,69 @@ async fn read_database(config: &SdkConfig, stack: &Stack) -> Result<ReadDatabase
             .map_err(DiscoverError::Aws)?
             .db_subnet_groups()
             .first()
-            .and_then(|group| group.vpc_id())
-            .unwrap_or_default()
-            .to_string()
+            .cloned()
     };
+    let vpc_id = group
+        .as_ref()
+        .and_then(|group| group.vpc_id())
+        .unwrap_or_default()
+        .to_string();
+    // The relay's NetworkPolicy admits the VPC's primary block alone: the cluster's subnets
+    // must be in it.
+    if crate::graph::uses_relay(stack)
+        && let Some(group) = &group
+        && let Some(network) = stack.network.read()
+        && vpc_id == network.vpc_id
+    {
+        let ids: Vec<String> = group
+            .subnets()
+            .iter()
+            .filter_map(|subnet| subnet.subnet_identifier())
+            .map(str::to_string)
+            .collect();
+        let subnets = aws_sdk_ec2::Client::new(config)
+            .describe_subnets()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("subnet-id")
+                    .set_values(Some(ids))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(sdk_error(
+                "read the Aurora cluster's subnets (ec2:DescribeSubnets)",
+            ))
+            .map_err(DiscoverError::Aws)?;
+        let outside: Vec<String> = subnets
+            .subnets()
+            .iter()
+            .filter(|subnet| {
+                subnet
+                    .cidr_block()
+                    .and_then(|block| block.parse::<Ipv4Cidr>().ok())
+                    .is_some_and(|block| !network.cidr.contains(&block))
+            })
+            .map(|subnet| {
+                format!(
+                    "{} ({})",
+                    subnet.subnet_id().unwrap_or("?"),
+                    subnet.cidr_block().unwrap_or("?")
+                )
+            })
+            .collect();
+        if !outside.is_empty() {
+            problems.push(at(
+                reference,
+                format!(
+                    "Aurora cluster `{id}` has subnets outside the VPC's primary block {}, which is all the database relay may reach: {}",
+                    network.cidr,
+                    outside.join(", ")
+                ),
+                "set `database.admin_access: endpoint` and reach the cluster through a tunnel of your own",
+            ));
+        }
+    }
     if let Some(network) = &stack.network.existing
         && vpc_id != network.vpc_id.id
     {
@@ -198,7 +260,7 @@ async fn read_database(config: &SdkConfig, stack: &Stack) -> Result<ReadDatabase
         problems.push(at(
             reference,
             format!("Aurora cluster `{id}`'s master password is not kept by RDS in Secrets Manager, and pwless logs in as the master user to manage the database users"),
-            "give it at apply time: `master_password: {env: VAR_NAME}` under `database`, with VAR_NAME set in pwless's environment (never stored); or let RDS manage it (`aws rds modify-db-cluster --manage-master-user-password`)",
+            &format!("give it at apply time: `master_password: {{env: VAR_NAME}}` under `database`, with VAR_NAME set in pwless's environment (never stored). (Letting RDS manage it instead, `aws rds modify-db-cluster --db-cluster-identifier {id} --manage-master-user-password --apply-immediately`, makes RDS generate a new master password, which breaks whatever uses the current one.)"),
         ));
     }
     if let Some(user) = users.iter().find(|user| user.name == master_username) {
@@ -235,6 +297,7 @@ async fn read_database(config: &SdkConfig, stack: &Stack) -> Result<ReadDatabase
         vpc_id,
         master_username,
         master_secret_arn,
+        iam_auth,
     })
 }
 

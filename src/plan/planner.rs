@@ -54,6 +54,7 @@ pub fn plan(
     }
     forget_with_the_cluster(&mut changes);
     keep_shared(&mut changes, state);
+    explain_iam_auth(&mut changes);
     list_holdings(&mut changes, observed);
     mark_data_loss(&mut changes, observed);
     let summary = summarize(&changes);
@@ -403,6 +404,23 @@ fn forget_with_the_cluster(changes: &mut [ResourceChange]) {
 /// What is recorded as `shared` (on a cluster the stack references, which other stacks and
 /// teams use: its namespaces, the issuer's OIDC provider, the Pod Identity Agent) is never
 /// deleted, by a delete or by a replace: only its state entry is removed.
+/// Says what turning IAM database authentication on in a referenced Aurora cluster changes
+/// for the users already there: nothing for password users (only members of `rds_iam` must
+/// use tokens,
+/// <https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/UsingWithRDS.IAMDBAuth.DBAccounts.html>).
+fn explain_iam_auth(changes: &mut [ResourceChange]) {
+    for change in changes.iter_mut() {
+        if change.kind == crate::graph::ResourceKind::RdsClusterIamAuth
+            && change.action == Action::Create
+            && change.reason.is_none()
+        {
+            change.reason = Some(
+                "turns IAM database authentication on in the referenced cluster, in place and at once (the stack's enable_iam_auth): users that log in with passwords keep doing so; only members of rds_iam, the stack's users, must log in with tokens; pwless never turns it off".into(),
+            );
+        }
+    }
+}
+
 fn keep_shared(changes: &mut [ResourceChange], state: &State) {
     for change in changes.iter_mut() {
         let shared = matches!(change.action, Action::Delete | Action::Replace)

@@ -309,6 +309,10 @@ impl Database {
 pub struct ExistingDatabase {
     /// `database.existing.cluster_identifier`.
     pub cluster_identifier: Reference,
+    /// `database.existing.enable_iam_auth`: the stack may turn IAM database authentication on
+    /// in the cluster (in place, never off again) [default: false: a cluster with it off is
+    /// refused].
+    pub enable_iam_auth: bool,
     /// What discovery read ([`Database::record_read`] sets it).
     pub(super) read: Option<ReadDatabase>,
 }
@@ -332,6 +336,8 @@ pub struct ReadDatabase {
     pub master_username: String,
     /// The Secrets Manager secret RDS keeps the master password in, when it manages it.
     pub master_secret_arn: Option<String>,
+    /// Whether IAM database authentication was on when read.
+    pub iam_auth: bool,
 }
 
 /// Apply-time settings for pwless's own database connection. The environment overrides each

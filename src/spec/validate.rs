@@ -76,7 +76,7 @@ const CREATED_DATABASE_KEYS: &[&str] = &[
     "final_snapshot",
     "iam_auth_error_log",
 ];
-const EXISTING_DATABASE_KEYS: &[&str] = &["cluster_identifier", "name"];
+const EXISTING_DATABASE_KEYS: &[&str] = &["cluster_identifier", "name", "enable_iam_auth"];
 const USER_KEYS: &[&str] = &["name", "privileges", "schema"];
 const ACCESS_KEYS: &[&str] = &["namespace", "service_account", "db_user", "identity"];
 const APP_KEYS: &[&str] = &["namespace", "service_account", "image", "replicas", "port"];
@@ -1578,7 +1578,7 @@ impl Checker {
                 let help = match *key {
                     "name" => "move it under `existing`: `existing: {cluster_identifier: ..., name: <the PostgreSQL database the users get their privileges in>}`".to_string(),
                     "final_snapshot" => "remove it: pwless never deletes a cluster it references, so it takes no final snapshot of one".to_string(),
-                    "iam_auth_error_log" => "remove it: pwless never changes a cluster it references; export the `iam-db-auth-error` log yourself (`aws rds modify-db-cluster --cloudwatch-logs-export-configuration EnableLogTypes=iam-db-auth-error`) for `pwless doctor` to read it".to_string(),
+                    "iam_auth_error_log" => "remove it: pwless never changes a cluster it references; export the `iam-db-auth-error` log yourself (`aws rds modify-db-cluster --db-cluster-identifier <the cluster> --cloudwatch-logs-export-configuration EnableLogTypes=iam-db-auth-error`) for `pwless doctor` to read it".to_string(),
                     _ => format!("remove `{key}`: pwless reads the cluster as it is"),
                 };
                 self.error(
@@ -1645,6 +1645,10 @@ impl Checker {
             }
             Some(name.to_string())
         });
+        let enable_iam_auth = match existing.value("enable_iam_auth") {
+            Some(node) => self.boolean(node, "database.existing.enable_iam_auth"),
+            None => Some(false),
+        };
         let master_password = match fields.value("master_password") {
             None => Some(MasterPassword::Managed),
             Some(node) => self.master_password(node),
@@ -1685,6 +1689,7 @@ impl Checker {
             connection: connection?,
             existing: Some(ExistingDatabase {
                 cluster_identifier,
+                enable_iam_auth: enable_iam_auth?,
                 read: None,
             }),
         })

@@ -149,7 +149,7 @@ fn service(kind: ResourceKind) -> Result<Service, ProviderError> {
         EksCluster | EksNodeGroup => Ok(Service::Eks),
         EksAccessEntry => Ok(Service::EksAccess),
         EksAddon | EksPodIdentityAssociation => Ok(Service::EksPodIdentity),
-        DbSubnetGroup | RdsCluster | RdsClusterInstance => Ok(Service::Rds),
+        DbSubnetGroup | RdsCluster | RdsClusterIamAuth | RdsClusterInstance => Ok(Service::Rds),
         other => Err(unsupported(other)),
     }
 }

@@ -1,6 +1,8 @@
 //! RDS: the DB subnet group, the Aurora PostgreSQL cluster (IAM authentication on, master
 //! password managed by RDS or read from the environment at apply time) and its instances.
-//! All are named deterministically, so an interrupted create is found by name.
+//! All are named deterministically, so an interrupted create is found by name. And, for a
+//! referenced cluster whose stack says `enable_iam_auth: true`, its IAM database
+//! authentication turned on (`aws_rds_cluster_iam_auth`: never turned off again).
 
 use std::collections::BTreeMap;
 
@@ -94,6 +96,58 @@ fn cluster_outputs(cluster: &aws_sdk_rds::types::DbCluster) -> Applied {
     }
 }
 
+/// Turns IAM database authentication on in cluster `identifier` at once (ModifyDBCluster
+/// `EnableIAMDatabaseAuthentication`, `ApplyImmediately`; tried again while the cluster is busy
+/// with another change), and waits until the cluster reports it on and is available again.
+/// Changes nothing else: users that log in with passwords keep doing so
+/// (<https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/UsingWithRDS.IAMDBAuth.Enabling.html>).
+async fn turn_iam_auth_on(aws: &AwsProvider, identifier: &str) -> Result<Applied, ProviderError> {
+    let call = aws
+        .rds
+        .modify_db_cluster()
+        .db_cluster_identifier(identifier)
+        .enable_iam_database_authentication(true)
+        .apply_immediately(true);
+    wait::retrying(RETRY_LIMIT, || async {
+        call.clone().send().await.map(drop).map_err(|e| {
+            sdk_error("turn IAM database authentication on")(e)
+                .retry_on(&["InvalidDBClusterStateFault"])
+        })
+    })
+    .await?;
+    wait::until(
+        &format!("Aurora cluster {identifier} to have IAM database authentication on"),
+        READY_LIMIT,
+        || async {
+            let out = aws
+                .rds
+                .describe_db_clusters()
+                .db_cluster_identifier(identifier)
+                .send()
+                .await
+                .map_err(sdk_error("describe the Aurora cluster"))?;
+            let cluster = out
+                .db_clusters()
+                .first()
+                .ok_or_else(|| missing_field("the cluster"))?;
+            let on = cluster.iam_database_authentication_enabled() == Some(true);
+            Ok(match cluster.status() {
+                Some("available") if on => Poll::Ready(()),
+                status => Poll::Pending(format!(
+                    "{}, IAM database authentication {}",
+                    status.unwrap_or("unknown"),
+                    if on { "on" } else { "off" }
+                )),
+            })
+        },
+    )
+    .await?;
+    Ok(Applied {
+        id: Some(identifier.to_string()),
+        outputs: BTreeMap::new(),
+    })
+}
+
 pub(super) async fn create(
     aws: &AwsProvider,
     kind: ResourceKind,
@@ -101,6 +155,9 @@ pub(super) async fn create(
 ) -> Result<Applied, ProviderError> {
     let rds = &aws.rds;
     match kind {
+        ResourceKind::RdsClusterIamAuth => {
+            turn_iam_auth_on(aws, input_str(inputs, "cluster_identifier")?).await
+        }
         ResourceKind::DbSubnetGroup => {
             let name = input_str(inputs, "name")?;
             let out = rds
@@ -254,6 +311,29 @@ pub(super) async fn read(
     let rds = &aws.rds;
     let prior = &resource.inputs;
     match resource.kind {
+        ResourceKind::RdsClusterIamAuth => {
+            let out = rds
+                .describe_db_clusters()
+                .db_cluster_identifier(input_str(prior, "cluster_identifier")?)
+                .send()
+                .await;
+            let Some(out) = found(out.map_err(sdk_error("describe the Aurora cluster")))? else {
+                return Ok(Observed::Missing);
+            };
+            let Some(cluster) = out.db_clusters().first() else {
+                return Ok(Observed::Missing);
+            };
+            Ok(Observed::Present {
+                inputs: overlay(
+                    prior,
+                    vec![(
+                        "enabled",
+                        json!(cluster.iam_database_authentication_enabled() == Some(true)),
+                    )],
+                ),
+                outputs: resource.outputs.clone(),
+            })
+        }
         ResourceKind::DbSubnetGroup => {
             let out = rds
                 .describe_db_subnet_groups()
@@ -473,6 +553,11 @@ pub(super) async fn update(
             ) => cluster_fields.push(field),
             // Read at delete time; nothing to tell AWS now.
             (ResourceKind::RdsCluster, "final_snapshot") => {}
+            (ResourceKind::RdsClusterIamAuth, "enabled") => {
+                return turn_iam_auth_on(aws, input_str(inputs, "cluster_identifier")?).await;
+            }
+            // Recorded only (the planner forgets a shared resource instead of deleting it).
+            (ResourceKind::RdsClusterIamAuth, "shared") => {}
             (ResourceKind::RdsClusterInstance, "instance_class" | "publicly_accessible") => {
                 modify_instance = true;
             }
@@ -568,6 +653,9 @@ pub(super) async fn delete(
     let rds = &aws.rds;
     let prior = &resource.inputs;
     match resource.kind {
+        // Never turned off again: the cluster is its owners', and others may log in with
+        // tokens by now. (The planner forgets it instead of deleting it; this is the guard.)
+        ResourceKind::RdsClusterIamAuth => Ok(()),
         ResourceKind::DbSubnetGroup => {
             let name = input_str(prior, "name")?;
             let result = wait::retrying(RETRY_LIMIT, || async {
@@ -691,6 +779,8 @@ pub(super) async fn adopt(
 ) -> Result<Option<Applied>, ProviderError> {
     let rds = &aws.rds;
     match kind {
+        // Its create may be sent again (`create_is_idempotent`): nothing to adopt.
+        ResourceKind::RdsClusterIamAuth => Ok(None),
         ResourceKind::DbSubnetGroup => {
             let name = input_str(inputs, "name")?;
             let out = rds
