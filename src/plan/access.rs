@@ -19,11 +19,16 @@ pub struct AccessSummary {
     pub database: Vec<DatabaseAccess>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cluster_admins: Vec<ClusterAdmin>,
+    /// The database users the plan keeps or makes that no access entry's role may log in as
+    /// (sorted): a user nothing in the stack uses, which the plan flags. (Two entries cannot
+    /// give one user different privileges: privileges belong to the user, not to an entry.)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unused_users: Vec<String>,
 }
 
 impl AccessSummary {
     pub fn is_empty(&self) -> bool {
-        self.database.is_empty() && self.cluster_admins.is_empty()
+        self.database.is_empty() && self.cluster_admins.is_empty() && self.unused_users.is_empty()
     }
 }
 
@@ -123,6 +128,22 @@ pub fn summarize(
             identity,
         });
     }
+    let used: std::collections::BTreeSet<&str> = summary
+        .database
+        .iter()
+        .filter(|access| !access.revoked)
+        .filter_map(|access| access.db_user.as_deref())
+        .collect();
+    let mut unused: Vec<String> = changes
+        .iter()
+        .filter(|change| {
+            change.kind == ResourceKind::PostgresRole && change.action != Action::Delete
+        })
+        .filter_map(|change| known(change, "name", None))
+        .filter(|user| !used.contains(user.as_str()))
+        .collect();
+    unused.sort();
+    summary.unused_users = unused;
     for entry in changes {
         if let Some(principal) =
             address::key_of(&entry.address, ResourceKind::EksAccessEntry, "admin")

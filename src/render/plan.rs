@@ -232,6 +232,10 @@ fn access_summary(plan: &Plan) -> String {
             }
         })
         .collect();
+    let mut lines = lines;
+    lines.extend(plan.access.unused_users.iter().map(|user| {
+        format!("  ! database user {user}: no service account may log in as it (no `access` entry names it)")
+    }));
     let mut summary = String::new();
     if !lines.is_empty() {
         summary.push_str(&format!(

@@ -116,6 +116,7 @@ fn access_summary_names_the_resource_id_and_removals() {
         &ObservedState::new(),
         Mode::Normal,
     );
+    assert!(planned.access.unused_users.is_empty());
     let text = human(&planned, Style::plain());
     assert!(text.contains("  demo/demo-app -> database user app_user\n      on cluster iam-postgres (resource id cluster-ABCDEF)\n      through IAM role iam-postgres-demo-demo-app (IRSA)\n"), "{text}");
     // The JSON plan holds the same summary: the planner computes it, both renderers show it.
@@ -144,6 +145,12 @@ fn access_summary_names_the_resource_id_and_removals() {
     let text = human(&planned, Style::plain());
     assert!(
         text.contains("  - demo/demo-app: loses its database access (IRSA)"),
+        "{text}"
+    );
+    // The user stays, and nothing may log in as it any more: the plan flags it.
+    assert_eq!(planned.access.unused_users, ["app_user"]);
+    assert!(
+        text.contains("  ! database user app_user: no service account may log in as it (no `access` entry names it)"),
         "{text}"
     );
     assert_eq!(
