@@ -72,9 +72,18 @@ fn render(chains: &[Chain]) -> String {
         }
     }
     let broken = chains.iter().filter(|chain| !chain.healthy()).count();
-    out.push_str(&match broken {
-        0 => format!("Every link of {} chain(s) holds.\n", chains.len()),
-        n => format!("{n} of {} chain(s) broken.\n", chains.len()),
+    let unproven = chains
+        .iter()
+        .flat_map(|chain| &chain.links)
+        .filter(|link| link.status == Status::NotChecked)
+        .count();
+    out.push_str(&match (broken, unproven) {
+        (0, 0) => format!("Every link of {} chain(s) holds.\n", chains.len()),
+        (0, n) => format!(
+            "No link of {} chain(s) is broken; {n} could not be checked (marked -).\n",
+            chains.len()
+        ),
+        (n, _) => format!("{n} of {} chain(s) broken.\n", chains.len()),
     });
     out
 }

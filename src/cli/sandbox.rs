@@ -66,12 +66,7 @@ fn run_as(args: RunArgs) -> anyhow::Result<u8> {
     let state = super::engine::block_on(crate::ops::run::read_state(&location, &stack.name))??
         .unwrap_or_else(|| crate::state::State::new(&stack.name));
     let outputs = crate::ops::outputs::StackOutputs::from_state(&state).with_references(&stack);
-    let (endpoint, port) = outputs.database().ok_or_else(|| {
-        UserError(format!(
-            "the state has no database endpoint ({}): apply the stack first",
-            crate::graph::address::rds_cluster()
-        ))
-    })?;
+    let (endpoint, port) = outputs.database_of(&stack).map_err(UserError)?;
     let registry = std::env::var_os("PWLESS_SANDBOX_IAM_CREDENTIALS").map(PathBuf::from);
     if registry.is_none() {
         eprintln!(

@@ -222,6 +222,21 @@ impl StackOutputs {
         ))
     }
 
+    /// [`StackOutputs::database`] of `stack`, or why none is known, in words that name what
+    /// is missing: the created cluster's address, or the referenced cluster's identifier.
+    pub fn database_of(&self, stack: &Stack) -> Result<(&str, u16), String> {
+        self.database().ok_or_else(|| match &stack.database.existing {
+            Some(existing) => format!(
+                "no endpoint of Aurora cluster `{}` is known (it was not read, and the state records no database user): apply the stack first",
+                existing.cluster_identifier.id
+            ),
+            None => format!(
+                "the state has no database endpoint ({}): apply the stack first",
+                address::rds_cluster()
+            ),
+        })
+    }
+
     /// The IRSA identity of `namespace/service_account` (what `pwless sandbox run --as` acts
     /// as); errors name the output the state lacks (the stack not applied yet).
     pub fn irsa_identity(

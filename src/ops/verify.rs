@@ -206,12 +206,7 @@ pub async fn verify(
         return Err("the stack has no database users to log in as".into());
     }
     let outputs = crate::ops::outputs::StackOutputs::from_state(state).with_references(stack);
-    let (endpoint, port) = outputs.database().ok_or_else(|| {
-        format!(
-            "the state has no database endpoint ({}): apply the stack first",
-            address::rds_cluster()
-        )
-    })?;
+    let (endpoint, port) = outputs.database_of(stack)?;
     let cluster_arn =
         crate::ops::outputs::eks_cluster_output(stack, state, "arn").ok_or_else(|| {
             format!(

@@ -1106,7 +1106,7 @@ fn the_existing_database_example_adds_only_the_users_and_roles_and_destroy_leave
         &cluster,
         &private,
     ));
-    rt.block_on(async {
+    let group = rt.block_on(async {
         // The team's database security group admits its VPC's block on 5432.
         let group = clients
             .ec2
@@ -1117,7 +1117,8 @@ fn the_existing_database_example_adds_only_the_users_and_roles_and_destroy_leave
             .send()
             .await
             .unwrap();
-        let group = group.group_id().unwrap();
+        let group = group.group_id().unwrap().to_string();
+        let group = group.as_str();
         clients
             .ec2
             .authorize_security_group_ingress()
@@ -1138,6 +1139,7 @@ fn the_existing_database_example_adds_only_the_users_and_roles_and_destroy_leave
             Some(group),
         )
         .await;
+        group.to_string()
     });
     let network_before = rt.block_on(describe_team_network(&clients.ec2, &team.vpc));
     let cluster_before = rt.block_on(describe_team_cluster(&clients.eks, &cluster));
@@ -1233,6 +1235,82 @@ fn the_existing_database_example_adds_only_the_users_and_roles_and_destroy_leave
         ),
         "{report}"
     );
+    // The team admits its nodes' security group instead of the subnets' blocks: doctor
+    // cannot prove that link either way and says so; with nothing admitted, it is broken, and
+    // the fix is the owners'.
+    let doctor_after = |change: &str| {
+        rt.block_on(async {
+            let ec2 = &clients.ec2;
+            match change {
+                "groups" => {
+                    ec2.revoke_security_group_ingress()
+                        .group_id(&group)
+                        .ip_protocol("tcp")
+                        .from_port(5432)
+                        .to_port(5432)
+                        .cidr_ip("10.42.0.0/16")
+                        .send()
+                        .await
+                        .unwrap();
+                    ec2.authorize_security_group_ingress()
+                        .group_id(&group)
+                        .ip_permissions(
+                            aws_sdk_ec2::types::IpPermission::builder()
+                                .ip_protocol("tcp")
+                                .from_port(5432)
+                                .to_port(5432)
+                                .user_id_group_pairs(
+                                    aws_sdk_ec2::types::UserIdGroupPair::builder()
+                                        .group_id(&group)
+                                        .build(),
+                                )
+                                .build(),
+                        )
+                        .send()
+                        .await
+                        .unwrap();
+                }
+                _ => {
+                    ec2.revoke_security_group_ingress()
+                        .group_id(&group)
+                        .ip_permissions(
+                            aws_sdk_ec2::types::IpPermission::builder()
+                                .ip_protocol("tcp")
+                                .from_port(5432)
+                                .to_port(5432)
+                                .user_id_group_pairs(
+                                    aws_sdk_ec2::types::UserIdGroupPair::builder()
+                                        .group_id(&group)
+                                        .build(),
+                                )
+                                .build(),
+                        )
+                        .send()
+                        .await
+                        .unwrap();
+                }
+            }
+        });
+        run(&["doctor"])
+    };
+    let output = doctor_after("groups");
+    let report = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{report}{}", stderr(&output));
+    assert!(
+        report.contains(&format!(
+            "-      security group: {group} admits security groups {group} on port 5432"
+        )) && report
+            .contains("No link of 2 chain(s) is broken; 2 could not be checked (marked -)."),
+        "{report}"
+    );
+    let output = doctor_after("nothing");
+    let report = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{report}{}", stderr(&output));
+    assert!(
+        report.contains(&format!("BROKEN security group: {group} does not admit"))
+            && report.contains("ask the cluster's owners to admit the private subnets"),
+        "{report}"
+    );
     // `pwless output` names the team's database, from the state alone.
     let output = run(&["output", "databaseClusterResourceId"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
@@ -1262,8 +1340,7 @@ fn the_existing_database_example_adds_only_the_users_and_roles_and_destroy_leave
 }
 
 #[test]
-fn a_referenced_aurora_cluster_that_is_missing_of_another_engine_without_iam_auth_or_in_another_vpc_fails_the_plan()
- {
+fn bad_aurora_references_fail_the_plan_at_their_line_with_the_fix() {
     let moto = Moto::start();
     let rt = runtime();
     let clients = rt.block_on(clients(&moto));
@@ -1313,9 +1390,9 @@ fn a_referenced_aurora_cluster_that_is_missing_of_another_engine_without_iam_aut
     });
     let name = format!("t{}-badaurora", std::process::id());
     let dir = TempDir::new(&name);
-    let plan = |identifier: &str, network: &str| {
+    let plan = |identifier: &str, network: &str, user: &str| {
         let text = format!(
-            "stack: {name}\nregion: us-west-2\n{network}cluster:\n  version: \"1.31\"\n  node_group: {{instance_types: [t3.medium], min_size: 1, desired_size: 2, max_size: 3}}\n  admins: [arn:aws:iam::123456789012:user/moto]\ndatabase:\n  existing:\n    cluster_identifier: {identifier}\n    name: appdb\n  users:\n    - {{name: app_user, privileges: [connect]}}\n"
+            "stack: {name}\nregion: us-west-2\n{network}cluster:\n  version: \"1.31\"\n  node_group: {{instance_types: [t3.medium], min_size: 1, desired_size: 2, max_size: 3}}\n  admins: [arn:aws:iam::123456789012:user/moto]\ndatabase:\n  existing:\n    cluster_identifier: {identifier}\n    name: appdb\n  users:\n    - {{name: {user}, privileges: [connect]}}\n"
         );
         let file = dir.write("stack.yaml", &text);
         let output = pwless_on(&moto, &file, &["plan"]);
@@ -1327,17 +1404,17 @@ fn a_referenced_aurora_cluster_that_is_missing_of_another_engine_without_iam_aut
     let at = |errors: &str, line: usize| {
         assert!(errors.contains(&format!("stack.yaml:{line}:")), "{errors}")
     };
-    let errors = plan("team-gone", &network);
+    let errors = plan("team-gone", &network, "app_user");
     assert!(
         errors.contains("Aurora cluster `team-gone` does not exist in us-west-2"),
         "{errors}"
     );
     assert!(errors.contains("aws rds describe-db-clusters"), "{errors}");
     at(&errors, 14);
-    let errors = plan("team-mysql", &network);
+    let errors = plan("team-mysql", &network, "app_user");
     assert!(errors.contains("`team-mysql` is an RDS cluster of engine `aurora-mysql`, not an Aurora PostgreSQL cluster"), "{errors}");
     at(&errors, 14);
-    let errors = plan("team-no-iam", &network);
+    let errors = plan("team-no-iam", &network, "app_user");
     assert!(
         errors.contains("Aurora cluster `team-no-iam` has IAM database authentication off"),
         "{errors}"
@@ -1358,10 +1435,301 @@ fn a_referenced_aurora_cluster_that_is_missing_of_another_engine_without_iam_aut
     });
     assert_eq!(still_off, Some(false));
     // An Aurora cluster in another VPC than the stack's network.
-    let errors = plan("team-elsewhere", &network);
+    let errors = plan("team-elsewhere", &network, "app_user");
     assert!(
         errors.contains(&format!("Aurora cluster `team-elsewhere` is in VPC `{other_vpc}`, not in `{}` (network.existing.vpc_id)", team.vpc)),
         "{errors}"
     );
     at(&errors, 14);
+    // A user named as the team's master user.
+    rt.block_on(make_team_aurora(
+        &clients.rds,
+        "team-ok",
+        &private,
+        "aurora-postgresql",
+        true,
+    ));
+    let errors = plan("team-ok", &network, "teamadmin");
+    assert!(
+        errors.contains("`teamadmin` is the master user of Aurora cluster `team-ok`"),
+        "{errors}"
+    );
+    // A master password RDS does not keep, and none from the environment; a stopped cluster.
+    rt.block_on(async {
+        clients
+            .rds
+            .create_db_cluster()
+            .db_cluster_identifier("team-password")
+            .engine("aurora-postgresql")
+            .master_username("teamadmin")
+            .master_user_password("team-secret-1")
+            .db_subnet_group_name("team-ok-subnets")
+            .enable_iam_database_authentication(true)
+            .send()
+            .await
+            .unwrap();
+        clients
+            .rds
+            .stop_db_cluster()
+            .db_cluster_identifier("team-ok")
+            .send()
+            .await
+            .unwrap();
+    });
+    let errors = plan("team-password", &network, "app_user");
+    assert!(
+        errors.contains(
+            "Aurora cluster `team-password`'s master password is not kept by RDS in Secrets Manager"
+        ) && errors.contains("`master_password: {env: VAR_NAME}`"),
+        "{errors}"
+    );
+    assert!(!errors.contains("team-secret-1"), "{errors}");
+    let errors = plan("team-ok", &network, "app_user");
+    assert!(
+        errors.contains("Aurora cluster `team-ok` is stopped, not available"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn enable_iam_auth_turns_it_on_in_the_team_s_cluster_in_place_and_destroy_leaves_it_on() {
+    let moto = Moto::start();
+    let rt = runtime();
+    let clients = rt.block_on(clients(&moto));
+    let team = rt.block_on(make_team_network(&clients.ec2));
+    let private: Vec<&str> = team.private.iter().map(String::as_str).collect();
+    let cluster = format!("team-{}", std::process::id());
+    let aurora = format!("team-noiam-{}", std::process::id());
+    rt.block_on(async {
+        make_team_cluster(
+            &clients.eks,
+            &cluster,
+            &private,
+            aws_sdk_eks::types::AuthenticationMode::Api,
+        )
+        .await;
+        make_team_aurora(&clients.rds, &aurora, &private, "aurora-postgresql", false).await;
+    });
+    let iam_auth = || {
+        rt.block_on(async {
+            clients
+                .rds
+                .describe_db_clusters()
+                .db_cluster_identifier(&aurora)
+                .send()
+                .await
+                .unwrap()
+                .db_clusters()[0]
+                .iam_database_authentication_enabled()
+        })
+    };
+    let name = format!("t{}-enableiam", std::process::id());
+    let dir = TempDir::new(&name);
+    let text = tunnel_stack(
+        &name,
+        &team,
+        &cluster,
+        &format!("{{cluster_identifier: {aurora}, name: appdb, enable_iam_auth: true}}"),
+        "app_user",
+    );
+    let file = dir.write("stack.yaml", &text);
+    let pg = crate::postgres::LocalPostgres::checking_tokens("enableiam", &moto);
+    let run = |args: &[&str]| through_the_tunnel(&moto, &pg, &file, args);
+
+    // The plan says it turns IAM authentication on, and what that changes for password users.
+    let output = run(&["plan"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let plan = stdout(&output);
+    assert!(
+        plan.contains("+ aws_rds_cluster_iam_auth.existing")
+            && plan.contains("users that log in with passwords keep doing so"),
+        "{plan}"
+    );
+    assert_eq!(iam_auth(), Some(false), "plan changed nothing");
+    let output = run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(iam_auth(), Some(true));
+    assert_eq!(roles_in(&pg, &rt, &["app_user"]), ["app_user"]);
+    let output = run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    // Turned off by hand: the plan turns it on again.
+    rt.block_on(
+        clients
+            .rds
+            .modify_db_cluster()
+            .db_cluster_identifier(&aurora)
+            .enable_iam_database_authentication(false)
+            .apply_immediately(true)
+            .send(),
+    )
+    .unwrap();
+    let output = run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(iam_auth(), Some(true));
+    // Destroy drops the user and leaves IAM authentication on: others may log in with tokens.
+    let output = run(&["destroy", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(roles_in(&pg, &rt, &["app_user"]).is_empty());
+    assert_eq!(iam_auth(), Some(true));
+}
+
+/// A stack with no Kubernetes objects on the team's network, cluster and Aurora cluster
+/// (`database.existing` is `existing`), whose one user `user` is managed through a tunnel of the
+/// user's own (the sandbox PostgreSQL).
+fn tunnel_stack(
+    name: &str,
+    team: &TeamNetwork,
+    cluster: &str,
+    existing_database: &str,
+    user: &str,
+) -> String {
+    let private: Vec<&str> = team.private.iter().map(String::as_str).collect();
+    format!(
+        "stack: {name}\nregion: us-west-2\n{}{}database:\n  existing: {existing_database}\n  admin_access: endpoint\n  users:\n    - {{name: {user}, privileges: [connect, usage, select]}}\n",
+        existing(&team.vpc, &private, &[]),
+        existing_cluster(cluster),
+    )
+}
+
+/// `pwless <args[0]> -f FILE <args[1..]>` with the sandbox PostgreSQL as the tunnel.
+fn through_the_tunnel(
+    moto: &Moto,
+    pg: &crate::postgres::LocalPostgres,
+    file: &std::path::Path,
+    args: &[&str],
+) -> std::process::Output {
+    moto.command(file.parent().unwrap())
+        .arg(args[0])
+        .args(["-f", file.to_str().unwrap()])
+        .args(&args[1..])
+        .envs(pg.env())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Whether `role` may log in, has a password, and the roles it is a member of.
+fn role_facts(
+    pg: &crate::postgres::LocalPostgres,
+    rt: &tokio::runtime::Runtime,
+    role: &str,
+) -> (bool, bool, Vec<String>) {
+    rt.block_on(async {
+        let client = crate::aws::superuser(pg).await;
+        let row = client
+            .query_one(
+                "select rolcanlogin, rolpassword is not null, array(select b.rolname::text from pg_auth_members m join pg_roles b on b.oid = m.roleid where m.member = a.oid order by 1) from pg_authid a where rolname = $1",
+                &[&role],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1), row.get(2))
+    })
+}
+
+#[test]
+fn a_team_s_database_user_of_the_same_name_is_never_taken_over() {
+    // Before, CREATE ROLE's "already exists" left the create pending, and the next run's
+    // recovery adopted the team's role by its name: made it IAM-only, took its memberships
+    // away, and destroy dropped it.
+    let moto = Moto::start();
+    let rt = runtime();
+    let clients = rt.block_on(clients(&moto));
+    let team = rt.block_on(make_team_network(&clients.ec2));
+    let private: Vec<&str> = team.private.iter().map(String::as_str).collect();
+    let cluster = format!("team-{}", std::process::id());
+    let aurora = format!("team-users-{}", std::process::id());
+    rt.block_on(async {
+        make_team_cluster(
+            &clients.eks,
+            &cluster,
+            &private,
+            aws_sdk_eks::types::AuthenticationMode::Api,
+        )
+        .await;
+        make_team_aurora(&clients.rds, &aurora, &private, "aurora-postgresql", true).await;
+    });
+    let pg = crate::postgres::LocalPostgres::checking_tokens("teamusers", &moto);
+    rt.block_on(async {
+        crate::aws::superuser(&pg)
+            .await
+            .batch_execute(
+                "CREATE ROLE team_readers; CREATE ROLE checkout LOGIN PASSWORD 'team-secret'; GRANT team_readers TO checkout;",
+            )
+            .await
+            .unwrap();
+    });
+    let theirs = (true, true, vec!["team_readers".to_string()]);
+    assert_eq!(role_facts(&pg, &rt, "checkout"), theirs);
+
+    let name = format!("t{}-teamusers", std::process::id());
+    let dir = TempDir::new(&name);
+    let text = tunnel_stack(
+        &name,
+        &team,
+        &cluster,
+        &format!("{{cluster_identifier: {aurora}, name: appdb}}"),
+        "checkout",
+    );
+    let file = dir.write("stack.yaml", &text);
+    let run = |args: &[&str]| through_the_tunnel(&moto, &pg, &file, args);
+    let output = run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("database user checkout exists already and is not made by this stack: pwless does not take it over"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(role_facts(&pg, &rt, "checkout"), theirs);
+    let state_path = dir.path().join("state").join(format!("{name}.json"));
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    assert_eq!(state["pending_operations"], serde_json::json!([]));
+
+    // A create of the stack's own that was interrupted (pending) is not adopted either when
+    // the role of that name is the team's: recovery settles it as not made.
+    let output = run(&["plan", "--json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let change = plan["resource_changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|change| change["address"] == "postgresql_role.user[checkout]")
+        .unwrap_or_else(|| panic!("{plan}"))
+        .clone();
+    state["pending_operations"] = serde_json::json!([{
+        "address": "postgresql_role.user[checkout]",
+        "kind": "postgresql_role",
+        "operation": "create",
+        "token": "checkout",
+        "started_at": "2026-12-01T00:00:00Z",
+        "inputs": change["after"],
+    }]);
+    std::fs::write(&state_path, serde_json::to_string_pretty(&state).unwrap()).unwrap();
+    let output = run(&["plan"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("+ postgresql_role.user[checkout]"),
+        "{}",
+        stdout(&output)
+    );
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    assert_eq!(state["pending_operations"], serde_json::json!([]));
+    assert!(
+        state["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|resource| resource["address"] != "postgresql_role.user[checkout]"),
+        "{state}"
+    );
+    assert_eq!(role_facts(&pg, &rt, "checkout"), theirs);
 }
