@@ -5,7 +5,7 @@
 
 use std::process::Stdio;
 
-use crate::aws::{Moto, PwlessCommand, clients, live, nothing, runtime};
+use crate::aws::{Clients, Moto, PwlessCommand, clients, live, nothing, runtime};
 use crate::common::{TempDir, stderr, stdout};
 
 /// A team's network: a VPC with DNS support and hostnames on, two private and two public
@@ -1496,20 +1496,7 @@ fn enable_iam_auth_turns_it_on_in_the_team_s_cluster_in_place_and_destroy_leaves
     let moto = Moto::start();
     let rt = runtime();
     let clients = rt.block_on(clients(&moto));
-    let team = rt.block_on(make_team_network(&clients.ec2));
-    let private: Vec<&str> = team.private.iter().map(String::as_str).collect();
-    let cluster = format!("team-{}", std::process::id());
-    let aurora = format!("team-noiam-{}", std::process::id());
-    rt.block_on(async {
-        make_team_cluster(
-            &clients.eks,
-            &cluster,
-            &private,
-            aws_sdk_eks::types::AuthenticationMode::Api,
-        )
-        .await;
-        make_team_aurora(&clients.rds, &aurora, &private, "aurora-postgresql", false).await;
-    });
+    let (team, cluster, aurora) = rt.block_on(team_platform(&clients, "noiam", false));
     let iam_auth = || {
         rt.block_on(async {
             clients
@@ -1579,6 +1566,36 @@ fn enable_iam_auth_turns_it_on_in_the_team_s_cluster_in_place_and_destroy_leaves
     assert_eq!(iam_auth(), Some(true));
 }
 
+/// The team's network, EKS cluster (access entries only) and Aurora PostgreSQL cluster
+/// `team-<kind>-<pid>` (IAM database authentication as `iam_auth` says), made through the SDK:
+/// (network, EKS cluster name, Aurora cluster identifier).
+async fn team_platform(
+    clients: &Clients,
+    kind: &str,
+    iam_auth: bool,
+) -> (TeamNetwork, String, String) {
+    let team = make_team_network(&clients.ec2).await;
+    let private: Vec<&str> = team.private.iter().map(String::as_str).collect();
+    let cluster = format!("team-{}", std::process::id());
+    let aurora = format!("team-{kind}-{}", std::process::id());
+    make_team_cluster(
+        &clients.eks,
+        &cluster,
+        &private,
+        aws_sdk_eks::types::AuthenticationMode::Api,
+    )
+    .await;
+    make_team_aurora(
+        &clients.rds,
+        &aurora,
+        &private,
+        "aurora-postgresql",
+        iam_auth,
+    )
+    .await;
+    (team, cluster, aurora)
+}
+
 /// A stack with no Kubernetes objects on the team's network, cluster and Aurora cluster
 /// (`database.existing` is `existing`), whose one user `user` is managed through a tunnel of the
 /// user's own (the sandbox PostgreSQL).
@@ -1641,20 +1658,7 @@ fn a_team_s_database_user_of_the_same_name_is_never_taken_over() {
     let moto = Moto::start();
     let rt = runtime();
     let clients = rt.block_on(clients(&moto));
-    let team = rt.block_on(make_team_network(&clients.ec2));
-    let private: Vec<&str> = team.private.iter().map(String::as_str).collect();
-    let cluster = format!("team-{}", std::process::id());
-    let aurora = format!("team-users-{}", std::process::id());
-    rt.block_on(async {
-        make_team_cluster(
-            &clients.eks,
-            &cluster,
-            &private,
-            aws_sdk_eks::types::AuthenticationMode::Api,
-        )
-        .await;
-        make_team_aurora(&clients.rds, &aurora, &private, "aurora-postgresql", true).await;
-    });
+    let (team, cluster, aurora) = rt.block_on(team_platform(&clients, "users", true));
     let pg = crate::postgres::LocalPostgres::checking_tokens("teamusers", &moto);
     rt.block_on(async {
         crate::aws::superuser(&pg)
