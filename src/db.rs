@@ -5,8 +5,15 @@ use std::path::{Path, PathBuf};
 
 pub use pwless_iam_auth::db::*;
 
-/// pwless's own connection settings for a stack: the stack's `database` keys, each overridden
-/// by the environment (`PWLESS_DB_CA_BUNDLE`, `PWLESS_DB_ADMIN_ENDPOINT`,
+/// The environment variables that override one database's connection settings: with several
+/// databases in a stack they would not say which, and loading the stack refuses them
+/// ([`crate::spec::SpecError::AmbiguousOverride`]).
+pub const ONE_DATABASE_OVERRIDES: [&str; 2] =
+    ["PWLESS_DB_ADMIN_ENDPOINT", "PWLESS_DB_TLS_SERVER_NAME"];
+
+/// pwless's own connection settings for one database of a stack: its keys (`ca_bundle`,
+/// `admin_endpoint`, `tls_server_name`), each overridden by the environment
+/// (`PWLESS_DB_CA_BUNDLE`, and for a stack with one database `PWLESS_DB_ADMIN_ENDPOINT`,
 /// `PWLESS_DB_TLS_SERVER_NAME`); a relative path starts at the stack file's directory. Without
 /// a bundle named, `global-bundle.pem` beside the stack file, else the user's cached copy of
 /// the RDS bundle ([`crate::ca_bundle`]).
@@ -21,8 +28,12 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn for_stack(stack: &crate::spec::Stack, stack_dir: &Path) -> Self {
-        let connection = &stack.database.connection;
+    pub fn for_database(
+        stack: &crate::spec::Stack,
+        database: &crate::spec::model::Database,
+        stack_dir: &Path,
+    ) -> Self {
+        let connection = &database.connection;
         let setting = |variable: &str, from_stack: &Option<String>| {
             std::env::var(variable)
                 .ok()

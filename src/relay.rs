@@ -28,12 +28,34 @@ pub fn namespace(stack: &crate::spec::Stack) -> String {
         NAMESPACE.to_string()
     }
 }
-/// The relay's Deployment and ConfigMap, and its NetworkPolicy.
+/// The relay's Deployment and ConfigMap, and its NetworkPolicy, for the one-database
+/// shorthand's database ([`name`]).
 pub const NAME: &str = "db-relay";
 /// The port the relay listens on, in the pod (the database's port is the cluster's).
 pub const PORT: u16 = 5432;
-/// `app.kubernetes.io/name` of the relay's pods: how pwless finds one to forward to.
+/// `app.kubernetes.io/name` of the shorthand's database's relay pods: how pwless finds one to
+/// forward to ([`app_label`]).
 pub const APP_LABEL: &str = "pwless-db-relay";
+
+/// The name of the relay (its Deployment, ConfigMap and NetworkPolicy) of the database of
+/// logical name `database`: [`NAME`] for `database:`, `db-relay-<database>` for the others
+/// (each database has its own relay, allowed to reach its cluster's port only).
+pub fn name(database: &str) -> String {
+    if database == crate::spec::model::MAIN_DATABASE {
+        NAME.to_string()
+    } else {
+        format!("{NAME}-{database}")
+    }
+}
+
+/// `app.kubernetes.io/name` of the relay pods of the database `database`, as [`name`].
+pub fn app_label(database: &str) -> String {
+    if database == crate::spec::model::MAIN_DATABASE {
+        APP_LABEL.to_string()
+    } else {
+        format!("{APP_LABEL}-{database}")
+    }
+}
 
 /// HAProxy 3.0 (LTS) on Alpine, the multi-architecture index (amd64 and arm64 nodes), from
 /// ECR Public's mirror of the Docker official images. The digest is taken from public

@@ -21,6 +21,10 @@ pub struct ConnectArgs {
     /// The database user to log in as.
     #[arg(long, value_name = "NAME")]
     pub user: String,
+    /// The database the user is in, by its name in the stack file [default: the stack's only
+    /// one].
+    #[arg(long, value_name = "NAME")]
+    pub database: Option<String>,
     /// The psql to run.
     #[arg(long, default_value = "psql", value_name = "PATH")]
     pub psql: PathBuf,
@@ -39,15 +43,21 @@ fn conninfo(key: &str, value: &str) -> String {
 
 pub fn run(args: ConnectArgs) -> anyhow::Result<u8> {
     let stack = crate::spec::load(&args.stack.file()?)?;
-    let (endpoint, port, relay) = super::database_path(&args.stack, &stack, &args.user)?;
+    let super::DatabasePath {
+        database,
+        endpoint,
+        port,
+        relay,
+    } = super::database_path(&args.stack, &stack, args.database.as_deref(), &args.user)?;
     // The same connection settings pwless uses for itself: tunnel, name to verify, CA bundle.
-    let settings = crate::db::Settings::for_stack(&stack, super::stack_dir(&args.stack.file()?));
+    let settings =
+        crate::db::Settings::for_database(&stack, database, super::stack_dir(&args.stack.file()?));
     let ca_bundle = settings.ca_bundle;
     let server_name = settings.tls_server_name.unwrap_or_else(|| endpoint.clone());
     let mut info = vec![
         conninfo("host", &server_name),
         conninfo("user", &args.user),
-        conninfo("dbname", &stack.database.name),
+        conninfo("dbname", &database.name),
         conninfo("sslmode", "verify-full"),
         conninfo("sslrootcert", &ca_bundle.to_string_lossy()),
     ];

@@ -14,6 +14,9 @@ pub struct DoctorArgs {
     /// Only the chains that log in as this database user.
     #[arg(long)]
     pub user: Option<String>,
+    /// Only the chains into this database, by its name in the stack file.
+    #[arg(long, value_name = "NAME")]
+    pub database: Option<String>,
     /// Print the chains as JSON.
     #[arg(long)]
     pub json: bool,
@@ -33,8 +36,11 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<u8> {
             &stack,
             &state,
             &providers,
-            args.service_account.as_deref(),
-            args.user.as_deref(),
+            crate::ops::doctor::Filter {
+                service_account: args.service_account.as_deref(),
+                database: args.database.as_deref(),
+                user: args.user.as_deref(),
+            },
         )
         .await
         .map_err(|message| anyhow::Error::from(UserError(message)))
@@ -55,8 +61,13 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<u8> {
 fn render(chains: &[Chain]) -> String {
     let mut out = String::new();
     for chain in chains {
+        let database = if chain.database == crate::spec::model::MAIN_DATABASE {
+            String::new()
+        } else {
+            format!("database {}, ", chain.database)
+        };
         out.push_str(&format!(
-            "{} -> database user {}\n",
+            "{} -> {database}database user {}\n",
             chain.service_account, chain.db_user
         ));
         for link in &chain.links {

@@ -358,27 +358,43 @@ pub(crate) fn discover(file: &Path, stack: &mut crate::spec::Stack) -> anyhow::R
 }
 
 /// The applied database of a stack, for a user of it: (endpoint, port) from the state.
+/// `database`: the `--database` given (optional when the stack has one).
 pub(crate) fn database_endpoint(
     stack_args: &StackArgs,
     stack: &crate::spec::Stack,
+    database: Option<&str>,
     user: &str,
 ) -> anyhow::Result<(String, u16)> {
-    database_path(stack_args, stack, user).map(|(endpoint, port, _)| (endpoint, port))
+    database_path(stack_args, stack, database, user).map(|path| (path.endpoint, path.port))
 }
 
-/// The cluster endpoint and port from the state, and the database relay the user's role was
-/// managed through (its recorded `connection.relay`), if any.
-pub(crate) fn database_path(
+/// Where a user of one database of the stack logs in.
+pub(crate) struct DatabasePath<'s> {
+    pub database: &'s crate::spec::model::Database,
+    pub endpoint: String,
+    pub port: u16,
+    /// The database relay the user's role was managed through (its recorded
+    /// `connection.relay`), if any.
+    pub relay: Option<serde_json::Value>,
+}
+
+/// The database `database` names (or the stack's only one), its cluster endpoint and port
+/// from the state, and the relay the user's role was managed through. Errors: no such
+/// database, or several and none named; `user` is not one of its users; nothing applied yet.
+pub(crate) fn database_path<'s>(
     stack_args: &StackArgs,
-    stack: &crate::spec::Stack,
+    stack: &'s crate::spec::Stack,
+    database: Option<&str>,
     user: &str,
-) -> anyhow::Result<(String, u16, Option<serde_json::Value>)> {
-    if !stack.database.users.iter().any(|known| known.name == user) {
-        return Err(UserError(format!(
-            "`{user}` is not a database user of stack {}",
-            stack.name
-        ))
-        .into());
+) -> anyhow::Result<DatabasePath<'s>> {
+    let chosen = stack.chosen_database(database).map_err(UserError)?;
+    if !chosen.users.iter().any(|known| known.name == user) {
+        let whose = if stack.databases.len() == 1 {
+            format!("stack {}", stack.name)
+        } else {
+            format!("database `{}` of stack {}", chosen.key, stack.name)
+        };
+        return Err(UserError(format!("`{user}` is not a database user of {whose}")).into());
     }
     let location = stack_args.location(stack)?;
     let state = engine::block_on(crate::ops::run::read_state(&location, &stack.name))??;
@@ -386,14 +402,21 @@ pub(crate) fn database_path(
         .as_ref()
         .map(crate::ops::outputs::StackOutputs::from_state)
         .unwrap_or_default();
-    let (endpoint, port) = outputs.database().ok_or_else(|| {
+    let (endpoint, port) = outputs.database(&chosen.key).ok_or_else(|| {
         UserError(format!(
             "no database in {}: apply the stack first",
             location.describe()
         ))
     })?;
     let endpoint = endpoint.to_string();
-    Ok((endpoint, port, outputs.relays.remove(user)))
+    Ok(DatabasePath {
+        database: chosen,
+        endpoint,
+        port,
+        relay: outputs
+            .relays
+            .remove(&crate::graph::address::db_user_role(&chosen.key, user)),
+    })
 }
 
 /// Writes `text` to stdout; a closed pipe (`pwless plan | head`) is not an error.

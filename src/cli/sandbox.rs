@@ -25,6 +25,11 @@ pub struct RunArgs {
     /// The service account, as in the stack's `access` entries.
     #[arg(long = "as", value_name = "NAMESPACE/SERVICE_ACCOUNT")]
     pub service_account: String,
+    /// The database whose environment (DB_*) the command gets, by its name in the stack file
+    /// [default: the service account's only one]; one it has no access entry for proves it is
+    /// refused there.
+    #[arg(long, value_name = "NAME")]
+    pub database: Option<String>,
     /// The command and its arguments (after `--`).
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -41,9 +46,14 @@ fn run_as(args: RunArgs) -> anyhow::Result<u8> {
     let mut stack = crate::spec::load(&file)?;
     // A referenced cluster's issuer and name come from reading it, not from the state.
     super::discover(&file, &mut stack)?;
-    let Some(entry) = stack.access.iter().find(|entry| {
-        format!("{}/{}", entry.namespace, entry.service_account) == args.service_account
-    }) else {
+    let entries: Vec<&crate::spec::model::Access> = stack
+        .access
+        .iter()
+        .filter(|entry| {
+            format!("{}/{}", entry.namespace, entry.service_account) == args.service_account
+        })
+        .collect();
+    if entries.is_empty() {
         let known: Vec<String> = stack
             .access
             .iter()
@@ -60,15 +70,47 @@ fn run_as(args: RunArgs) -> anyhow::Result<u8> {
             }
         ))
         .into());
+    }
+    // The database whose environment the command gets: the one named, else the service
+    // account's only one. A database the service account has no entry for may be named too:
+    // the command then proves it is refused there.
+    let (entry, database, db_user) = match (&args.database, entries.as_slice()) {
+        (None, [only]) => (*only, stack.database(&only.database), Some(&only.db_user)),
+        (None, several) => {
+            return Err(UserError(format!(
+                "{} may log in to several databases ({}); say which with --database",
+                args.service_account,
+                several
+                    .iter()
+                    .map(|entry| entry.database.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .into());
+        }
+        (Some(database), _) => {
+            let chosen = stack.chosen_database(Some(database)).map_err(UserError)?;
+            let own = entries.iter().find(|entry| entry.database == *database);
+            (
+                own.copied().unwrap_or(entries[0]),
+                Some(chosen),
+                own.map(|entry| &entry.db_user),
+            )
+        }
     };
+    let database = database.expect("validation ties every access entry to a database of the stack");
     let location = args.stack.location(&stack)?;
     // Read without the lock: the command may be pwless itself.
     let state = super::engine::block_on(crate::ops::run::read_state(&location, &stack.name))??
         .unwrap_or_else(|| crate::state::State::new(&stack.name));
     let outputs = crate::ops::outputs::StackOutputs::from_state(&state).with_references(&stack);
-    let (endpoint, port) = outputs.database_of(&stack).map_err(UserError)?;
-    let registry = std::env::var_os("PWLESS_SANDBOX_IAM_CREDENTIALS").map(PathBuf::from);
-    if registry.is_none() {
+    let (endpoint, port) = outputs.database_of(database).map_err(UserError)?;
+    // The token verifiers' registries: one per sandbox PostgreSQL the command may reach (a
+    // stack's databases may each be one), separated as PATH is.
+    let registries: Vec<PathBuf> = std::env::var_os("PWLESS_SANDBOX_IAM_CREDENTIALS")
+        .map(|list| std::env::split_paths(&list).collect())
+        .unwrap_or_default();
+    if registries.is_empty() {
         eprintln!(
             "warning: PWLESS_SANDBOX_IAM_CREDENTIALS is not set (see scripts/pg-sandbox): the sandbox PostgreSQL will not know these credentials"
         );
@@ -87,7 +129,7 @@ fn run_as(args: RunArgs) -> anyhow::Result<u8> {
                     .await
                     .map_err(|error| UserError(error.to_string()))
             })?;
-            if let Some(registry) = &registry {
+            for registry in &registries {
                 crate::sandbox::register_credentials(
                     registry,
                     &credentials.access_key_id,
@@ -121,7 +163,7 @@ fn run_as(args: RunArgs) -> anyhow::Result<u8> {
                 crate::sandbox::pod_identity::start_agent(
                     &config,
                     &identity,
-                    registry.clone(),
+                    registries.clone(),
                     &directory.0,
                 )
                 .await
@@ -165,7 +207,8 @@ fn run_as(args: RunArgs) -> anyhow::Result<u8> {
     };
 
     // The app's environment, as the Deployment sets it, plus the tunnel the sandbox needs.
-    let settings = crate::db::Settings::for_stack(&stack, super::stack_dir(&args.stack.file()?));
+    let settings =
+        crate::db::Settings::for_database(&stack, database, super::stack_dir(&args.stack.file()?));
     if let Some(url) = &settings.ca_bundle_url
         && let Some(fetched) =
             super::engine::block_on(crate::ca_bundle::ensure(&settings.ca_bundle, url))?
@@ -177,15 +220,30 @@ fn run_as(args: RunArgs) -> anyhow::Result<u8> {
         .env("AWS_REGION", &stack.region)
         .env("DB_ENDPOINT", endpoint)
         .env("DB_PORT", port.to_string())
-        .env("DB_NAME", &stack.database.name)
-        .env("DB_USER", &entry.db_user)
+        .env("DB_NAME", &database.name)
+        // Without an entry for this database, the first of its users (whom it must not be).
+        .env(
+            "DB_USER",
+            db_user.map_or_else(
+                || database.users.first().map_or("", |user| user.name.as_str()),
+                String::as_str,
+            ),
+        )
         .env("RDS_CA_CERT", &settings.ca_bundle);
     // The command runs where a pod runs, inside the VPC: it reaches the database straight,
-    // at the address the sandbox gives in-VPC clients (scripts/pg-sandbox's
-    // PWLESS_SANDBOX_DB_ADDRESS), else through the user's tunnel. A `pwless connect` it runs
-    // takes that straight path too, as it would in a pod.
-    let in_vpc = std::env::var("PWLESS_SANDBOX_DB_ADDRESS")
-        .ok()
+    // at the address the sandbox gives in-VPC clients (PWLESS_SANDBOX_DB_ROUTES, the route of
+    // this database's endpoint, `ENDPOINT=HOST:PORT` separated by commas: one sandbox
+    // PostgreSQL per database; else scripts/pg-sandbox's PWLESS_SANDBOX_DB_ADDRESS), else
+    // through the user's tunnel. A `pwless connect` it runs takes that straight path too, as
+    // it would in a pod.
+    let routed = std::env::var("PWLESS_SANDBOX_DB_ROUTES")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|route| route.split_once('='))
+        .find(|(host, _)| *host == endpoint)
+        .map(|(_, address)| address.to_string());
+    let in_vpc = routed
+        .or_else(|| std::env::var("PWLESS_SANDBOX_DB_ADDRESS").ok())
         .filter(|address| !address.is_empty())
         .or_else(|| settings.admin_endpoint.clone());
     if let Some(address) = &in_vpc {
@@ -195,7 +253,13 @@ fn run_as(args: RunArgs) -> anyhow::Result<u8> {
     if let Some(name) = &settings.tls_server_name {
         child.env("DB_TLS_SERVER_NAME", name);
     }
-    eprintln!("sandbox: running as {who}, database user {}", entry.db_user);
+    match db_user {
+        Some(user) => eprintln!("sandbox: running as {who}, database user {user}"),
+        None => eprintln!(
+            "sandbox: running as {who}, which has no access entry for database `{}`: every login there should be refused",
+            database.key
+        ),
+    }
     if let Some((runtime, directory)) = agent {
         let status = child
             .status()

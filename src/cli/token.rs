@@ -12,6 +12,10 @@ pub struct TokenArgs {
     /// The database user to log in as.
     #[arg(long, value_name = "NAME")]
     pub user: String,
+    /// The database the user is in, by its name in the stack file [default: the stack's only
+    /// one].
+    #[arg(long, value_name = "NAME", conflicts_with = "host")]
+    pub database: Option<String>,
     /// The stack file: host, port and region come from its applied state [default:
     /// pwless.yaml, else stack.yaml, in the current directory, unless --host is given].
     #[arg(short = 'f', long = "file", value_name = "FILE", conflicts_with_all = ["host", "port"])]
@@ -42,7 +46,12 @@ pub fn run(args: TokenArgs) -> anyhow::Result<u8> {
                 file: Some(file.clone()),
                 state: args.state.clone(),
             };
-            let (host, port) = super::database_endpoint(&stack_args, &stack, &args.user)?;
+            let (host, port) = super::database_endpoint(
+                &stack_args,
+                &stack,
+                args.database.as_deref(),
+                &args.user,
+            )?;
             (host, port, args.region.clone().unwrap_or(stack.region))
         }
         None => {

@@ -50,47 +50,78 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<u8> {
     })
 }
 
-/// The matrix, a row per service account and a column per user: `login` or `refused` as the
-/// stack wants, in capitals with a `!` where the result was not that; then what went wrong.
+/// The matrix, a table per database (named when the stack has several), a row per service
+/// account and a column per user of that database: `login` or `refused` as the stack wants,
+/// in capitals with a `!` where the result was not that; then what went wrong.
 fn render(rows: &[Row], image: &str) -> String {
-    let mut out = format!("Each service account logged in from a Job running {image}:\n\n");
-    let users: Vec<&str> = rows
-        .first()
-        .map(|row| row.cells.iter().map(|cell| cell.user.as_str()).collect())
-        .unwrap_or_default();
-    let first = rows
-        .iter()
-        .map(|row| row.service_account.len() + 4 + identity(row).len())
-        .chain(["service account".len()])
-        .max()
-        .unwrap_or(0);
-    let width = |user: &str| user.len().max("REFUSED!".len());
-    out.push_str(&format!("{:first$}", "service account"));
-    for user in &users {
-        out.push_str(&format!("  {user:w$}", w = width(user)));
-    }
-    out.push('\n');
+    let mut out = format!("Each service account logged in from a Job running {image}:\n");
+    let mut databases: Vec<&str> = Vec::new();
     for row in rows {
-        out.push_str(&format!(
-            "{:first$}",
-            format!("{} ({})", row.service_account, identity(row))
-        ));
-        for (cell, user) in row.cells.iter().zip(&users) {
-            let text = match (cell.result, cell.as_expected) {
-                ("logged_in", true) => "login".to_string(),
-                ("refused", true) => "refused".to_string(),
-                ("logged_in", false) => "LOGIN!".to_string(),
-                ("refused", false) => "REFUSED!".to_string(),
-                (other, _) => format!("{}!", other.to_uppercase()),
-            };
-            out.push_str(&format!("  {text:w$}", w = width(user)));
+        if !databases.contains(&row.database.as_str()) {
+            databases.push(&row.database);
+        }
+    }
+    let several = databases.len() > 1;
+    let mut users_total = 0;
+    for database in &databases {
+        let rows: Vec<&Row> = rows
+            .iter()
+            .filter(|row| row.database == *database)
+            .collect();
+        out.push('\n');
+        if several {
+            out.push_str(&format!("Database {database}:\n"));
+        }
+        let users: Vec<&str> = rows
+            .first()
+            .map(|row| row.cells.iter().map(|cell| cell.user.as_str()).collect())
+            .unwrap_or_default();
+        users_total += users.len();
+        let first = rows
+            .iter()
+            .map(|row| row.service_account.len() + 4 + identity(row).len())
+            .chain(["service account".len()])
+            .max()
+            .unwrap_or(0);
+        let width = |user: &str| user.len().max("REFUSED!".len());
+        out.push_str(&format!("{:first$}", "service account"));
+        for user in &users {
+            out.push_str(&format!("  {user:w$}", w = width(user)));
         }
         out.push('\n');
+        for row in rows {
+            out.push_str(&format!(
+                "{:first$}",
+                format!("{} ({})", row.service_account, identity(row))
+            ));
+            for (cell, user) in row.cells.iter().zip(&users) {
+                let text = match (cell.result, cell.as_expected) {
+                    ("logged_in", true) => "login".to_string(),
+                    ("refused", true) => "refused".to_string(),
+                    ("logged_in", false) => "LOGIN!".to_string(),
+                    ("refused", false) => "REFUSED!".to_string(),
+                    (other, _) => format!("{}!", other.to_uppercase()),
+                };
+                out.push_str(&format!("  {text:w$}", w = width(user)));
+            }
+            out.push('\n');
+        }
     }
+    let in_database = |row: &Row| {
+        if several {
+            format!(" (database {})", row.database)
+        } else {
+            String::new()
+        }
+    };
     let mut problems = Vec::new();
     for row in rows {
         if let Some(error) = &row.error {
-            problems.push(format!("{}: {error}", row.service_account));
+            problems.push(format!(
+                "{}{}: {error}",
+                row.service_account,
+                in_database(row)
+            ));
         }
         for cell in row.cells.iter().filter(|cell| !cell.as_expected) {
             let wanted = if cell.allowed {
@@ -99,8 +130,9 @@ fn render(rows: &[Row], image: &str) -> String {
                 "should be refused"
             };
             problems.push(format!(
-                "{} as {} {wanted}, but {}{}",
+                "{}{} as {} {wanted}, but {}{}",
                 row.service_account,
+                in_database(row),
                 cell.user,
                 match cell.result {
                     "missing" => "the Job reported nothing for it".to_string(),
@@ -117,9 +149,16 @@ fn render(rows: &[Row], image: &str) -> String {
     out.push('\n');
     if problems.is_empty() {
         out.push_str(&format!(
-            "Every login is as the stack says ({} service account(s) x {} user(s)).\n",
-            rows.len(),
-            users.len()
+            "Every login is as the stack says ({}).\n",
+            if several {
+                format!(
+                    "{} login(s) across {} databases",
+                    rows.iter().map(|row| row.cells.len()).sum::<usize>(),
+                    databases.len()
+                )
+            } else {
+                format!("{} service account(s) x {users_total} user(s)", rows.len())
+            }
         ));
     } else {
         for problem in &problems {

@@ -9,7 +9,7 @@
 use std::fmt::Display;
 
 use super::ResourceKind;
-use crate::spec::model::Identity;
+use crate::spec::model::{Identity, MAIN_DATABASE};
 
 /// `<kind>.<name>`.
 pub fn of(kind: ResourceKind, name: &str) -> String {
@@ -53,8 +53,12 @@ pub mod data {
     pub const OIDC_PROVIDER: &str = "data.aws_iam_openid_connect_provider.existing";
     /// The Pod Identity Agent add-on of a referenced cluster that is not the stack's.
     pub const POD_IDENTITY_AGENT: &str = "data.aws_eks_addon.pod_identity_agent";
-    /// The referenced Aurora cluster (`database.existing`).
-    pub const RDS_CLUSTER: &str = "data.aws_rds_cluster.existing";
+    /// The referenced Aurora cluster of the database of logical name `database`:
+    /// `data.aws_rds_cluster.existing` for `database.existing` (the shorthand's),
+    /// `data.aws_rds_cluster.<database>` for `databases.<database>.existing`.
+    pub fn rds_cluster(database: &str) -> String {
+        format!("data.aws_rds_cluster.{}", super::referenced_name(database))
+    }
 
     /// A referenced subnet of a tier (`private`, `public`), in the stack's order.
     pub fn subnet(tier: &str, index: usize) -> String {
@@ -82,20 +86,43 @@ pub fn admin_access_entry(principal: &str) -> String {
     keyed(ResourceKind::EksAccessEntry, "admin", principal)
 }
 
-/// The Aurora cluster.
-pub fn rds_cluster() -> String {
-    of(ResourceKind::RdsCluster, "main")
+/// The name a referenced database's resources carry: `existing` for the shorthand's
+/// (`database.existing`), its logical name for the others.
+fn referenced_name(database: &str) -> &str {
+    if database == MAIN_DATABASE {
+        "existing"
+    } else {
+        database
+    }
 }
 
-/// IAM database authentication turned on in the referenced Aurora cluster
-/// (`database.existing.enable_iam_auth`).
-pub fn rds_iam_auth() -> String {
-    of(ResourceKind::RdsClusterIamAuth, "existing")
+/// The Aurora cluster the database of logical name `database` creates:
+/// `aws_rds_cluster.<database>` (`aws_rds_cluster.main` for `database:`).
+pub fn rds_cluster(database: &str) -> String {
+    of(ResourceKind::RdsCluster, database)
 }
 
-/// Aurora instance `index` (0 is the first, the writer when created).
-pub fn rds_instance(index: usize) -> String {
-    keyed(ResourceKind::RdsClusterInstance, "main", index)
+/// IAM database authentication turned on in a referenced Aurora cluster
+/// (`enable_iam_auth`): `aws_rds_cluster_iam_auth.existing` for `database.existing`,
+/// `aws_rds_cluster_iam_auth.<database>` for the others.
+pub fn rds_iam_auth(database: &str) -> String {
+    of(ResourceKind::RdsClusterIamAuth, referenced_name(database))
+}
+
+/// Aurora instance `index` of the database's cluster (0 is the first, the writer when created).
+pub fn rds_instance(database: &str, index: usize) -> String {
+    keyed(ResourceKind::RdsClusterInstance, database, index)
+}
+
+/// The name of a created database's own resource of a kind the stack has one of per
+/// database (its security group, `database`; its subnet group, `main`): `base` for the
+/// shorthand's, `<base>_<database>` for the others (`main` becomes the logical name).
+pub fn per_database(base: &str, database: &str) -> String {
+    match (database == MAIN_DATABASE, base) {
+        (true, _) => base.to_string(),
+        (false, "main") => database.to_string(),
+        (false, _) => format!("{base}_{database}"),
+    }
 }
 
 /// The IRSA role of one service account (`namespace/name`).
@@ -141,22 +168,50 @@ pub fn pod_identity_agent() -> String {
     of(ResourceKind::EksAddon, "pod_identity_agent")
 }
 
-/// The IAM-only database user `user`.
-pub fn db_user_role(user: &str) -> String {
-    keyed(ResourceKind::PostgresRole, "user", user)
+/// The key of a database user's addresses: `<user>` in the shorthand's database,
+/// `<database>/<user>` in the others.
+fn user_key(database: &str, user: &str) -> String {
+    if database == MAIN_DATABASE {
+        user.to_string()
+    } else {
+        format!("{database}/{user}")
+    }
 }
 
-/// The privileges of the database user `user`.
-pub fn db_user_grant(user: &str) -> String {
-    keyed(ResourceKind::PostgresGrant, "user", user)
+/// The logical name of the database a database user's or grant's address
+/// (`postgresql_role.user[...]`, `postgresql_grant.user[...]`) is in: the inverse of
+/// [`db_user_role`] and [`db_user_grant`]; `None` for any other address.
+pub fn database_of(address: &str) -> Option<&str> {
+    let key = key_of(address, ResourceKind::PostgresRole, "user")
+        .or_else(|| key_of(address, ResourceKind::PostgresGrant, "user"))?;
+    Some(
+        key.split_once('/')
+            .map_or(MAIN_DATABASE, |(database, _)| database),
+    )
 }
 
-/// The database relay's Deployment in `namespace` ([`crate::relay::namespace`]); database
-/// users and grants come after it.
-pub fn relay(namespace: &str) -> String {
+/// The IAM-only database user `user` of the database of logical name `database`:
+/// `postgresql_role.user[<user>]` (`database:`), `postgresql_role.user[<database>/<user>]`.
+pub fn db_user_role(database: &str, user: &str) -> String {
+    keyed(ResourceKind::PostgresRole, "user", user_key(database, user))
+}
+
+/// The privileges of the database user `user` of the database `database`, keyed as
+/// [`db_user_role`].
+pub fn db_user_grant(database: &str, user: &str) -> String {
+    keyed(
+        ResourceKind::PostgresGrant,
+        "user",
+        user_key(database, user),
+    )
+}
+
+/// The relay of the database `database` ([`crate::relay::name`]) in `namespace`
+/// ([`crate::relay::namespace`]); the database's users and grants come after it.
+pub fn relay(namespace: &str, database: &str) -> String {
     of(
         ResourceKind::KubernetesDbRelay,
-        &format!("{namespace}/{}", crate::relay::NAME),
+        &format!("{namespace}/{}", crate::relay::name(database)),
     )
 }
 
@@ -181,8 +236,35 @@ mod tests {
             Some("arn:aws:iam::123456789012:role/a[b]")
         );
         assert_eq!(subnet("private", 1), "aws_subnet.private[1]");
-        assert_eq!(rds_instance(0), "aws_rds_cluster_instance.main[0]");
-        assert_eq!(relay("pwless"), "kubernetes_db_relay.pwless/db-relay");
+        assert_eq!(rds_instance("main", 0), "aws_rds_cluster_instance.main[0]");
+        assert_eq!(
+            relay("pwless", "main"),
+            "kubernetes_db_relay.pwless/db-relay"
+        );
+        // The shorthand's database keeps the addresses a one-database stack always had.
+        assert_eq!(db_user_role("main", "app"), "postgresql_role.user[app]");
+        assert_eq!(rds_iam_auth("main"), "aws_rds_cluster_iam_auth.existing");
+        assert_eq!(data::rds_cluster("main"), "data.aws_rds_cluster.existing");
+        assert_eq!(per_database("database", "main"), "database");
+        // Another database's carry its logical name.
+        assert_eq!(
+            db_user_grant("orders", "app"),
+            "postgresql_grant.user[orders/app]"
+        );
+        assert_eq!(rds_cluster("orders"), "aws_rds_cluster.orders");
+        assert_eq!(rds_iam_auth("orders"), "aws_rds_cluster_iam_auth.orders");
+        assert_eq!(data::rds_cluster("orders"), "data.aws_rds_cluster.orders");
+        assert_eq!(per_database("database", "orders"), "database_orders");
+        assert_eq!(per_database("main", "orders"), "orders");
+        for database in ["main", "orders"] {
+            assert_eq!(database_of(&db_user_role(database, "app")), Some(database));
+            assert_eq!(database_of(&db_user_grant(database, "app")), Some(database));
+        }
+        assert_eq!(database_of(&rds_cluster("orders")), None);
+        assert_eq!(
+            relay("pwless", "orders"),
+            "kubernetes_db_relay.pwless/db-relay-orders"
+        );
     }
 
     #[test]
@@ -211,13 +293,13 @@ mod tests {
             eks_node_group(),
             oidc_provider(),
             admin_access_entry(admin),
-            rds_cluster(),
-            rds_instance(0),
+            rds_cluster("main"),
+            rds_instance("main", 0),
             irsa_role("demo", "demo-app"),
             irsa_policy("demo", "demo-app"),
-            db_user_role("app_user"),
-            db_user_grant("app_user"),
-            relay(crate::relay::NAMESPACE),
+            db_user_role("main", "app_user"),
+            db_user_grant("main", "app_user"),
+            relay(crate::relay::NAMESPACE, "main"),
         ] {
             assert!(made.contains(named.as_str()), "the graph has no {named}");
         }

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use super::{Expr, Resource, ResourceKind, address};
 use crate::partition::IRSA_AUDIENCE;
 use crate::spec::model::{
-    AdminAccess, DatabaseSubnets, Identity, MasterPassword, NatGateways, Privilege,
-    PrivilegeTarget, Stack,
+    Access, AdminAccess, Database, DatabaseSubnets, Identity, MasterPassword, NatGateways,
+    Privilege, PrivilegeTarget, Stack,
 };
 use crate::spec::names;
 
@@ -59,18 +59,39 @@ pub fn expand(stack: &Stack) -> Vec<Resource> {
     };
     expander.network();
     expander.cluster();
-    expander.relay();
-    expander.database();
+    for database in &stack.databases {
+        expander.relay(database);
+        expander.database(database);
+    }
     expander.access();
     expander.kubernetes();
     expander.resources
 }
 
-/// Whether the stack reaches its database through the relay in its EKS cluster: the path is
-/// `cluster` and there are users to manage.
-pub fn uses_relay(stack: &Stack) -> bool {
-    stack.database.connection.admin_access == AdminAccess::Cluster
-        && !stack.database.users.is_empty()
+/// Whether pwless reaches `database` through a relay in the stack's EKS cluster: its path is
+/// `cluster` and it has users to manage.
+pub fn uses_relay(database: &Database) -> bool {
+    database.connection.admin_access == AdminAccess::Cluster && !database.users.is_empty()
+}
+
+/// Whether any database of the stack is reached through a relay ([`uses_relay`]).
+pub fn stack_uses_relay(stack: &Stack) -> bool {
+    stack.databases.iter().any(uses_relay)
+}
+
+/// Each service account of `access` once, in the order of its first entry, with its entries
+/// (one per database it may log in to): it gets one IAM role.
+pub fn service_accounts(stack: &Stack) -> Vec<(&Access, Vec<&Access>)> {
+    let mut accounts: Vec<(&Access, Vec<&Access>)> = Vec::new();
+    for entry in &stack.access {
+        match accounts.iter_mut().find(|(first, _)| {
+            first.namespace == entry.namespace && first.service_account == entry.service_account
+        }) {
+            Some((_, entries)) => entries.push(entry),
+            None => accounts.push((entry, vec![entry])),
+        }
+    }
+    accounts
 }
 
 impl Expander<'_> {
@@ -359,11 +380,11 @@ impl Expander<'_> {
         )
     }
 
-    /// A value of the Aurora cluster: read from a referenced one (a literal), or the output of
-    /// the one the stack creates.
-    fn database_value(&self, value: DatabaseValue) -> Expr {
-        let Some(read) = self.stack.database.read() else {
-            return Expr::output(&address::rds_cluster(), value.output());
+    /// A value of a database's Aurora cluster: read from a referenced one (a literal), or the
+    /// output of the one the stack creates.
+    fn database_value(database: &Database, value: DatabaseValue) -> Expr {
+        let Some(read) = database.read() else {
+            return Expr::output(&address::rds_cluster(&database.key), value.output());
         };
         match value {
             DatabaseValue::Endpoint => Expr::from(read.endpoint.as_str()),
@@ -554,21 +575,24 @@ impl Expander<'_> {
         self.push(oidc);
     }
 
-    /// The database relay ([`crate::relay`]): its configuration, a NetworkPolicy that lets
+    /// The relay of a database ([`crate::relay`]): its configuration, a NetworkPolicy that lets
     /// it reach only the database port, and its Deployment, which is applied once the nodes
-    /// are there and the policy is in place, and waited for until its pod is available.
-    fn relay(&mut self) {
+    /// are there, the policy is in place and the cluster serves, and waited for until its pod is
+    /// available. Each database has its own ([`crate::relay::name`]).
+    fn relay(&mut self, database: &Database) {
         use sha2::Digest as _;
         let stack = self.stack;
-        if !uses_relay(stack) {
+        if !uses_relay(database) {
             return;
         }
         let cluster_arn = self.cluster_arn();
         let relay_namespace = crate::relay::namespace(stack);
+        let relay_name = crate::relay::name(&database.key);
+        let app_label = crate::relay::app_label(&database.key);
         let namespace = address::of(ResourceKind::KubernetesNamespace, &relay_namespace);
-        let id = format!("{relay_namespace}/{}", crate::relay::NAME);
+        let id = format!("{relay_namespace}/{relay_name}");
         let labels = json!({
-            "app.kubernetes.io/name": crate::relay::APP_LABEL,
+            "app.kubernetes.io/name": app_label,
             "app.kubernetes.io/managed-by": "pwless",
             "pwless/stack": stack.name,
         });
@@ -578,7 +602,7 @@ impl Expander<'_> {
                 ResourceKind::KubernetesConfigMap,
             )
             .input("namespace", relay_namespace.as_str())
-            .input("name", crate::relay::NAME)
+            .input("name", relay_name.as_str())
             .input("labels", labels.clone())
             .input("data", json!({"haproxy.cfg": crate::relay::HAPROXY_CONFIG}))
             .input("cluster_arn", cluster_arn.clone())
@@ -590,23 +614,15 @@ impl Expander<'_> {
                 ResourceKind::KubernetesNetworkPolicy,
             )
             .input("namespace", relay_namespace.as_str())
-            .input("name", crate::relay::NAME)
+            .input("name", relay_name.as_str())
             .input("labels", labels.clone())
-            .input(
-                "pod_selector",
-                json!({"app.kubernetes.io/name": crate::relay::APP_LABEL}),
-            )
+            .input("pod_selector", json!({"app.kubernetes.io/name": app_label}))
             .input("egress_cidr", stack.network.cidr.to_string())
             // A created cluster's port is always 5432 (see `database`): a constant here keeps
             // the policy unchanged when the cluster is replaced. A referenced one's is read.
             .input(
                 "egress_port",
-                u32::from(
-                    stack
-                        .database
-                        .read()
-                        .map_or(crate::relay::PORT, |read| read.port),
-                ),
+                u32::from(database.read().map_or(crate::relay::PORT, |read| read.port)),
             )
             .input("cluster_arn", cluster_arn.clone())
             .after(&namespace),
@@ -615,53 +631,58 @@ impl Expander<'_> {
             crate::relay::HAPROXY_CONFIG.as_bytes(),
         ));
         let relay = Resource::new(
-            address::relay(&relay_namespace),
+            address::relay(&relay_namespace, &database.key),
             ResourceKind::KubernetesDbRelay,
         )
         .input("namespace", relay_namespace.as_str())
-        .input("name", crate::relay::NAME)
+        .input("name", relay_name.as_str())
         .input("labels", labels)
         .input(
             "image",
-            stack
-                .database
+            database
                 .connection
                 .relay_image
                 .as_deref()
                 .unwrap_or(crate::relay::IMAGE),
         )
-        .input("config_map", crate::relay::NAME)
+        .input("config_map", relay_name.as_str())
         .input("config_sha256", digest)
-        .input("endpoint", self.database_value(DatabaseValue::Endpoint))
-        .input("port", self.database_value(DatabaseValue::Port))
+        .input(
+            "endpoint",
+            Self::database_value(database, DatabaseValue::Endpoint),
+        )
+        .input("port", Self::database_value(database, DatabaseValue::Port))
         .input("cluster_arn", cluster_arn)
         .after(&config_map)
         .after(&policy)
-        .after_each(&self.nodes());
-        let relay = if stack.database.existing.is_some() {
-            relay
-        } else {
-            relay.after(&address::rds_instance(0))
-        };
+        .after_each(self.nodes())
+        // A created cluster serves once its first instance is there.
+        .after_each(
+            database
+                .existing
+                .is_none()
+                .then(|| address::rds_instance(&database.key, 0))
+                .iter(),
+        );
         self.push(relay);
     }
 
-    fn database(&mut self) {
-        if self.stack.database.existing.is_none() {
-            self.aurora_cluster();
+    fn database(&mut self, database: &Database) {
+        if database.existing.is_none() {
+            self.aurora_cluster(database);
         }
-        self.database_users();
+        self.database_users(database);
     }
 
-    /// The Aurora cluster the stack creates: its security group and rules, subnet group,
-    /// cluster and instances.
-    fn aurora_cluster(&mut self) {
+    /// The Aurora cluster a database creates: its security group and rules, subnet group,
+    /// cluster and instances, named [`names::rds_cluster`].
+    fn aurora_cluster(&mut self, database: &Database) {
         let stack = self.stack;
-        let name = &stack.name;
-        let database = &stack.database;
+        let name = names::rds_cluster(&stack.name, &database.key);
+        let key = database.key.as_str();
         let security_group = self.aws(
             ResourceKind::SecurityGroup,
-            "database",
+            &address::per_database("database", key),
             &format!("{name}-database"),
         );
         let security_group = self.push(
@@ -681,7 +702,7 @@ impl Expander<'_> {
                 Resource::new(
                     address::keyed(
                         ResourceKind::SecurityGroupRule,
-                        "database_from_private",
+                        &format!("{}_from_private", address::per_database("database", key)),
                         index,
                     ),
                     ResourceKind::SecurityGroupRule,
@@ -699,7 +720,11 @@ impl Expander<'_> {
             DatabaseSubnets::Private => "private",
             DatabaseSubnets::Public => "public",
         };
-        let subnet_group = self.aws(ResourceKind::DbSubnetGroup, "main", name);
+        let subnet_group = self.aws(
+            ResourceKind::DbSubnetGroup,
+            &address::per_database("main", key),
+            &name,
+        );
         let subnet_group = self.push(
             subnet_group
                 .input("name", name.as_str())
@@ -713,7 +738,7 @@ impl Expander<'_> {
             MasterPassword::Managed => json!({"managed": true}),
             MasterPassword::Env(variable) => json!({"env": variable}),
         };
-        let rds = self.aws(ResourceKind::RdsCluster, "main", name);
+        let rds = self.aws(ResourceKind::RdsCluster, key, &name);
         let rds = self.push(
             rds.input("cluster_identifier", name.as_str())
                 .input("engine", "aurora-postgresql")
@@ -740,7 +765,7 @@ impl Expander<'_> {
             let identifier = format!("{name}-{}", index + 1);
             let instance = self.aws(
                 ResourceKind::RdsClusterInstance,
-                &format!("main[{index}]"),
+                &format!("{key}[{index}]"),
                 &identifier,
             );
             self.push(
@@ -761,23 +786,17 @@ impl Expander<'_> {
         }
     }
 
-    /// The database users and their privileges, in the created or the referenced cluster.
-    fn database_users(&mut self) {
+    /// A database's users and their privileges, in the created or the referenced cluster.
+    fn database_users(&mut self, database: &Database) {
         let stack = self.stack;
         let name = &stack.name;
-        let database = &stack.database;
-        // What the users come after: the first instance of a created cluster (a referenced
-        // one serves already), or the relay they are reached through.
-        let mut first_instance = database
-            .existing
-            .is_none()
-            .then(|| address::rds_instance(0));
+        let key = database.key.as_str();
         // A referenced cluster whose IAM authentication the stack may turn on: the users come
         // after it is on.
         let iam_auth = match &database.existing {
             Some(existing) if existing.enable_iam_auth && !database.users.is_empty() => {
                 let turn_on =
-                    Resource::new(address::rds_iam_auth(), ResourceKind::RdsClusterIamAuth)
+                    Resource::new(address::rds_iam_auth(key), ResourceKind::RdsClusterIamAuth)
                         .input(
                             "cluster_identifier",
                             existing.cluster_identifier.id.as_str(),
@@ -789,6 +808,16 @@ impl Expander<'_> {
             }
             _ => None,
         };
+        // What the users come after: the relay they are reached through, else the first
+        // instance of a created cluster (a referenced one serves already).
+        let reached_through = if uses_relay(database) {
+            Some(address::relay(&crate::relay::namespace(stack), key))
+        } else {
+            database
+                .existing
+                .is_none()
+                .then(|| address::rds_instance(key, 0))
+        };
         // Where pwless reaches the cluster to manage users: through the relay in the EKS
         // cluster, else straight (a tunnel may stand in between).
         let mut connection = std::collections::BTreeMap::from([
@@ -797,14 +826,22 @@ impl Expander<'_> {
             ("database".to_string(), Expr::from(database.name.as_str())),
             (
                 "endpoint".to_string(),
-                self.database_value(DatabaseValue::Endpoint),
+                Self::database_value(database, DatabaseValue::Endpoint),
             ),
-            ("port".to_string(), self.database_value(DatabaseValue::Port)),
+            (
+                "port".to_string(),
+                Self::database_value(database, DatabaseValue::Port),
+            ),
             (
                 "master_secret_arn".to_string(),
-                self.database_value(DatabaseValue::MasterSecretArn),
+                Self::database_value(database, DatabaseValue::MasterSecretArn),
             ),
         ]);
+        if !database.is_main() {
+            // Which database's settings (tunnel, CA bundle, master password) reach it; the
+            // shorthand's is the default, so a one-database stack's inputs stay as they were.
+            connection.insert("db".to_string(), Expr::from(key));
+        }
         if let Some(read) = database.read() {
             // The master user a password from the environment is for (a destroy reads no
             // stack facts).
@@ -813,28 +850,25 @@ impl Expander<'_> {
                 Expr::from(read.master_username.as_str()),
             );
         }
-        if uses_relay(stack) {
-            connection.insert(
-                "relay".to_string(),
-                Expr::Map(
-                    [
-                        ("cluster_arn".to_string(), self.cluster_arn()),
-                        (
-                            "namespace".to_string(),
-                            Expr::from(crate::relay::namespace(stack)),
-                        ),
-                        ("app".to_string(), Expr::from(crate::relay::APP_LABEL)),
-                        ("stack".to_string(), Expr::from(name.as_str())),
-                    ]
-                    .into(),
+        if uses_relay(database) {
+            let mut relay = std::collections::BTreeMap::from([
+                ("cluster_arn".to_string(), self.cluster_arn()),
+                (
+                    "namespace".to_string(),
+                    Expr::from(crate::relay::namespace(stack)),
                 ),
-            );
-            first_instance = Some(address::relay(&crate::relay::namespace(stack)));
+                ("app".to_string(), Expr::from(crate::relay::app_label(key))),
+                ("stack".to_string(), Expr::from(name.as_str())),
+            ]);
+            if !database.is_main() {
+                relay.insert("name".to_string(), Expr::from(crate::relay::name(key)));
+            }
+            connection.insert("relay".to_string(), Expr::Map(relay));
         }
         let connection = Expr::Map(connection);
         for user in &database.users {
             let role = Resource::new(
-                address::db_user_role(&user.name),
+                address::db_user_role(key, &user.name),
                 ResourceKind::PostgresRole,
             )
             .input("name", user.name.as_str())
@@ -850,16 +884,9 @@ impl Expander<'_> {
             .input("connection", connection.clone())
             .input(
                 "cluster_resource_id",
-                self.database_value(DatabaseValue::ClusterResourceId),
-            );
-            let role = match &first_instance {
-                Some(first) => role.after(first),
-                None => role,
-            };
-            let role = match &iam_auth {
-                Some(iam_auth) => role.after(iam_auth),
-                None => role,
-            };
+                Self::database_value(database, DatabaseValue::ClusterResourceId),
+            )
+            .after_each(reached_through.iter().chain(&iam_auth));
             let role = self.push(role);
             let privileges_on = |target: PrivilegeTarget| -> Value {
                 json!(
@@ -877,7 +904,7 @@ impl Expander<'_> {
                 .filter(|other| *other != user.name)
                 .collect();
             let grant = Resource::new(
-                address::db_user_grant(&user.name),
+                address::db_user_grant(key, &user.name),
                 ResourceKind::PostgresGrant,
             )
             .input("role", user.name.as_str())
@@ -895,12 +922,10 @@ impl Expander<'_> {
             .input("table_owners", json!(others))
             .input(
                 "cluster_resource_id",
-                self.database_value(DatabaseValue::ClusterResourceId),
+                Self::database_value(database, DatabaseValue::ClusterResourceId),
             )
-            .after(&role);
-            let grant = others.iter().fold(grant, |grant, other| {
-                grant.after(&address::db_user_role(other))
-            });
+            .after(&role)
+            .after_each(others.iter().map(|other| address::db_user_role(key, other)));
             self.push(grant);
         }
     }
@@ -923,11 +948,11 @@ impl Expander<'_> {
                 )
                 .input("cluster_name", self.cluster_name())
                 .input("addon_name", POD_IDENTITY_AGENT_ADDON)
-                .after_each(&self.nodes());
+                .after_each(self.nodes());
             let agent = self.shared_on_referenced_cluster(agent);
             self.push(agent);
         }
-        for entry in &stack.access {
+        for (entry, entries) in service_accounts(stack) {
             let (namespace, service_account) = (&entry.namespace, &entry.service_account);
             let role_name = names::access_role(&stack.name, entry);
             let role_address = address::access_role(namespace, service_account, entry.identity);
@@ -969,27 +994,35 @@ impl Expander<'_> {
                 ),
             };
             let role = self.push(role);
+            // One `rds-db:connect` grant (a dbuser ARN) per database the service account may log
+            // in to, as exactly its user there, and nothing more.
+            let grants = entries
+                .iter()
+                .map(|entry| {
+                    let database = stack
+                        .database(&entry.database)
+                        .expect("validation ties every access entry to a database of the stack");
+                    Expr::Map(
+                        [
+                            ("partition".to_string(), Expr::from(stack.partition().id())),
+                            ("region".to_string(), Expr::from(stack.region.as_str())),
+                            (
+                                "cluster_resource_id".to_string(),
+                                Self::database_value(database, DatabaseValue::ClusterResourceId),
+                            ),
+                            ("db_user".to_string(), Expr::from(entry.db_user.as_str())),
+                        ]
+                        .into(),
+                    )
+                })
+                .collect();
             let policy = Resource::new(
                 address::access_policy(namespace, service_account, entry.identity),
                 ResourceKind::IamRolePolicy,
             )
             .input("role", Expr::output(&role, "name"))
             .input("name", "rds-db-connect")
-            .input(
-                "rds_db_connect",
-                Expr::Map(
-                    [
-                        ("partition".to_string(), Expr::from(stack.partition().id())),
-                        ("region".to_string(), Expr::from(stack.region.as_str())),
-                        (
-                            "cluster_resource_id".to_string(),
-                            self.database_value(DatabaseValue::ClusterResourceId),
-                        ),
-                        ("db_user".to_string(), Expr::from(entry.db_user.as_str())),
-                    ]
-                    .into(),
-                ),
-            );
+            .input("rds_db_connect", Expr::List(grants));
             let policy = self.push(policy);
             if entry.identity == Identity::PodIdentity {
                 let address = address::pod_identity_association(namespace, service_account);
@@ -1003,7 +1036,7 @@ impl Expander<'_> {
                     .input("role_arn", Expr::output(&role, "arn"))
                     .input("tags", tags)
                     .after(&policy)
-                    .after_each(&self.agent());
+                    .after_each(self.agent());
                 self.push(association);
             }
         }
@@ -1020,7 +1053,7 @@ impl Expander<'_> {
             .map(|entry| entry.namespace.as_str())
             .chain(stack.app.iter().map(|app| app.namespace.as_str()))
             .collect();
-        let relay_namespace = uses_relay(stack).then(|| crate::relay::namespace(stack));
+        let relay_namespace = stack_uses_relay(stack).then(|| crate::relay::namespace(stack));
         let namespaces = namespaces
             .into_iter()
             .map(|namespace| (namespace, self.stack.cluster.existing.is_some()))
@@ -1059,7 +1092,7 @@ impl Expander<'_> {
                 });
             self.push(resource);
         }
-        for entry in &stack.access {
+        for (entry, _) in service_accounts(stack) {
             let account = Resource::new(
                 address::of(
                     ResourceKind::KubernetesServiceAccount,
@@ -1102,10 +1135,15 @@ impl Expander<'_> {
 
         let Some(app) = &stack.app else { return };
         let Some(entry) = stack.access.iter().find(|entry| {
-            entry.namespace == app.namespace && entry.service_account == app.service_account
+            entry.namespace == app.namespace
+                && entry.service_account == app.service_account
+                && entry.database == app.database
         }) else {
             return;
         };
+        let database = stack
+            .database(&app.database)
+            .expect("validation ties the app to a database of the stack");
         let app_labels = json!({
             "app.kubernetes.io/name": "pwless-demo",
             "app.kubernetes.io/managed-by": "pwless",
@@ -1131,16 +1169,13 @@ impl Expander<'_> {
                 [
                     (
                         "DB_ENDPOINT".to_string(),
-                        self.database_value(DatabaseValue::Endpoint),
+                        Self::database_value(database, DatabaseValue::Endpoint),
                     ),
                     (
                         "DB_PORT".to_string(),
-                        self.database_value(DatabaseValue::Port),
+                        Self::database_value(database, DatabaseValue::Port),
                     ),
-                    (
-                        "DB_NAME".to_string(),
-                        Expr::from(stack.database.name.as_str()),
-                    ),
+                    ("DB_NAME".to_string(), Expr::from(database.name.as_str())),
                     ("DB_USER".to_string(), Expr::from(entry.db_user.as_str())),
                     ("AWS_REGION".to_string(), Expr::from(stack.region.as_str())),
                     ("RDS_CA_CERT".to_string(), Expr::from(APP_CA_BUNDLE_PATH)),
@@ -1162,11 +1197,8 @@ impl Expander<'_> {
             &entry.service_account,
             entry.identity,
         ))
-        .after(&address::of(
-            ResourceKind::PostgresGrant,
-            &format!("user[{}]", entry.db_user),
-        ))
-        .after_each(&self.nodes());
+        .after(&address::db_user_grant(&entry.database, &entry.db_user))
+        .after_each(self.nodes());
         // Pod Identity is a pod template annotation: switching to it or back rolls the pods
         // over, so that they pick the mechanism up (an IRSA stack's Deployment is unchanged).
         let deployment = match entry.identity {

@@ -12,7 +12,10 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use petgraph::Direction;
 use petgraph::graph::{DiGraph, NodeIndex};
 
-pub use expand::{APP_CA_BUNDLE_PATH, POD_IDENTITY_AGENT_ADDON, expand, uses_relay};
+pub use expand::{
+    APP_CA_BUNDLE_PATH, POD_IDENTITY_AGENT_ADDON, expand, service_accounts, stack_uses_relay,
+    uses_relay,
+};
 pub use expr::{Expr, OutputRef};
 pub use kind::{Provider, ResourceKind};
 
@@ -51,8 +54,12 @@ impl Resource {
     }
 
     /// [`Resource::after`] each of `addresses` (none: unchanged).
-    pub fn after_each(mut self, addresses: &[String]) -> Self {
-        self.depends_on.extend(addresses.iter().cloned());
+    pub fn after_each<S: AsRef<str>>(mut self, addresses: impl IntoIterator<Item = S>) -> Self {
+        self.depends_on.extend(
+            addresses
+                .into_iter()
+                .map(|address| address.as_ref().to_string()),
+        );
         self
     }
 
@@ -377,8 +384,8 @@ pub(crate) fn referenced_everything() -> Stack {
     let text = "stack: t\nregion: us-west-2\nnetwork: {existing: {vpc_id: vpc-0123456789abcdef0, private_subnet_ids: [subnet-0123456789abcdef1, subnet-0123456789abcdef2]}}\ncluster: {existing: {name: team-cluster}}\ndatabase:\n  existing: {cluster_identifier: team-aurora, name: shop, enable_iam_auth: true}\n  users:\n    - {name: app_user, privileges: [connect, usage, select, insert]}\n    - {name: reporting, privileges: [connect, usage, select]}\n";
     let parsed = crate::spec::parse_str(std::path::Path::new("t.yaml"), text)
         .unwrap_or_else(|errors| panic!("{errors}"));
-    stack.database = parsed.database;
-    stack.database.record_read(ReadDatabase {
+    stack.databases = parsed.databases;
+    stack.databases[0].record_read(ReadDatabase {
         cluster_identifier: "team-aurora".into(),
         arn: "arn:aws:rds:us-west-2:123456789012:cluster:team-aurora".into(),
         endpoint: "team-aurora.cluster-c1.us-west-2.rds.amazonaws.com".into(),
@@ -393,6 +400,65 @@ pub(crate) fn referenced_everything() -> Stack {
         ),
         iam_auth: false,
     });
+    stack
+}
+
+/// `examples/many-databases.yaml` as discovery would leave it: the team's network, EKS cluster
+/// (with its OIDC provider and agent) and Aurora cluster `shop-aurora` (resource id
+/// `cluster-SHOPAURORA`) read; the `orders` cluster is the stack's to create.
+#[cfg(test)]
+pub(crate) fn many_databases() -> Stack {
+    use crate::spec::model::{ReadCluster, ReadDatabase, ReadNetwork, ReadSubnet};
+    let mut stack = crate::spec::parse_str(
+        std::path::Path::new("many-databases.yaml"),
+        include_str!("../../examples/many-databases.yaml"),
+    )
+    .unwrap_or_else(|errors| panic!("{errors}"));
+    let subnet = |id: &str, zone: &str, cidr: &str| ReadSubnet {
+        id: id.into(),
+        availability_zone: zone.into(),
+        cidr: cidr.parse().unwrap(),
+    };
+    stack.network.record_read(ReadNetwork {
+        vpc_id: "vpc-0123456789abcdef0".into(),
+        cidr: "10.9.0.0/16".parse().unwrap(),
+        private: vec![
+            subnet("subnet-0123456789abcdef1", "us-west-2a", "10.9.0.0/24"),
+            subnet("subnet-0123456789abcdef2", "us-west-2b", "10.9.1.0/24"),
+        ],
+        public: Vec::new(),
+    });
+    stack.cluster.record_read(ReadCluster {
+        name: "platform-prod".into(),
+        arn: "arn:aws:eks:us-west-2:123456789012:cluster/platform-prod".into(),
+        endpoint: "https://PROD.gr7.us-west-2.eks.amazonaws.com".into(),
+        oidc_issuer: "https://oidc.eks.us-west-2.amazonaws.com/id/PROD".into(),
+        vpc_id: "vpc-0123456789abcdef0".into(),
+        version: "1.31".into(),
+        oidc_provider_arn: Some(
+            "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-west-2.amazonaws.com/id/PROD"
+                .into(),
+        ),
+        pod_identity_agent: true,
+    });
+    stack
+        .database_mut("shop")
+        .expect("the example has a shop database")
+        .record_read(ReadDatabase {
+            cluster_identifier: "shop-aurora".into(),
+            arn: "arn:aws:rds:us-west-2:123456789012:cluster:shop-aurora".into(),
+            endpoint: "shop-aurora.cluster-c1.us-west-2.rds.amazonaws.com".into(),
+            port: 5432,
+            reader_endpoint: None,
+            cluster_resource_id: "cluster-SHOPAURORA".into(),
+            engine_version: "16.4".into(),
+            vpc_id: "vpc-0123456789abcdef0".into(),
+            master_username: "shopadmin".into(),
+            master_secret_arn: Some(
+                "arn:aws:secretsmanager:us-west-2:123456789012:secret:rds!cluster-s".into(),
+            ),
+            iam_auth: true,
+        });
     stack
 }
 
@@ -446,7 +512,9 @@ mod tests {
         // The Kubernetes objects name the referenced cluster; the database is in its VPC.
         // The relay is the stack's own, in a namespace of its own; the app's namespaces are
         // shared with what runs on the cluster already.
-        let relay = graph.get(&address::relay("pwless-pod-identity")).unwrap();
+        let relay = graph
+            .get(&address::relay("pwless-pod-identity", "main"))
+            .unwrap();
         assert_eq!(relay.inputs["namespace"], Expr::from("pwless-pod-identity"));
         let shared = graph
             .get(&address::of(ResourceKind::KubernetesNamespace, "demo"))
@@ -518,13 +586,15 @@ mod tests {
                     input
                         .references()
                         .iter()
-                        .all(|reference| reference.address != address::rds_cluster()),
+                        .all(|reference| reference.address != address::rds_cluster("main")),
                     "{}",
                     resource.address
                 );
             }
         }
-        let role = graph.get(&address::db_user_role("app_user")).unwrap();
+        let role = graph
+            .get(&address::db_user_role("main", "app_user"))
+            .unwrap();
         assert_eq!(
             role.inputs["cluster_resource_id"],
             Expr::from("cluster-TEAMAURORA")
@@ -541,22 +611,24 @@ mod tests {
         assert_eq!(connection["master_username"], Expr::from("teamadmin"));
         // The users are reached through the stack's relay, which waits for no instance, once
         // the cluster's IAM authentication is on (the stack may turn it on; never off).
-        let mut after = graph.dependencies_of(&address::db_user_role("app_user"));
+        let mut after = graph.dependencies_of(&address::db_user_role("main", "app_user"));
         after.sort();
         assert_eq!(
             after,
             [
-                address::rds_iam_auth(),
-                address::relay("pwless-pod-identity")
+                address::rds_iam_auth("main"),
+                address::relay("pwless-pod-identity", "main")
             ]
         );
-        let iam_auth = graph.get(&address::rds_iam_auth()).unwrap();
+        let iam_auth = graph.get(&address::rds_iam_auth("main")).unwrap();
         assert_eq!(
             iam_auth.inputs["cluster_identifier"],
             Expr::from("team-aurora")
         );
         assert_eq!(iam_auth.inputs["shared"], Expr::from(true));
-        let relay = graph.get(&address::relay("pwless-pod-identity")).unwrap();
+        let relay = graph
+            .get(&address::relay("pwless-pod-identity", "main"))
+            .unwrap();
         assert_eq!(relay.inputs["port"], Expr::from(6543u32));
         let policy = graph
             .get(&address::of(
@@ -565,7 +637,9 @@ mod tests {
             ))
             .unwrap();
         assert_eq!(policy.inputs["egress_port"], Expr::from(6543u32));
-        let grant = graph.get(&address::db_user_grant("reporting")).unwrap();
+        let grant = graph
+            .get(&address::db_user_grant("main", "reporting"))
+            .unwrap();
         assert_eq!(grant.inputs["database"], Expr::from("shop"));
         // Each dbuser ARN names the referenced cluster's resource id.
         let connect = graph
@@ -575,13 +649,138 @@ mod tests {
                 crate::spec::model::Identity::Irsa,
             ))
             .unwrap();
-        let Expr::Map(statement) = &connect.inputs["rds_db_connect"] else {
+        let Expr::List(grants) = &connect.inputs["rds_db_connect"] else {
             panic!("{:?}", connect.inputs["rds_db_connect"]);
+        };
+        let [Expr::Map(statement)] = grants.as_slice() else {
+            panic!("{grants:?}");
         };
         assert_eq!(
             statement["cluster_resource_id"],
             Expr::from("cluster-TEAMAURORA")
         );
+    }
+
+    #[test]
+    fn each_database_gets_its_own_cluster_users_and_relay_and_a_service_account_one_role_for_all() {
+        let stack = many_databases();
+        let graph = ResourceGraph::from_stack(&stack).unwrap();
+        let addresses: BTreeSet<&str> = graph
+            .in_order()
+            .map(|resource| resource.address.as_str())
+            .collect();
+        // The created database's cluster, named `<stack>-<database>`; nothing of the referenced
+        // one, and no `main` anything.
+        let orders = graph.get(&address::rds_cluster("orders")).unwrap();
+        assert_eq!(
+            orders.inputs["cluster_identifier"],
+            Expr::from("shop-platform-orders")
+        );
+        assert_eq!(orders.inputs["database_name"], Expr::from("orders"));
+        for created in [
+            address::rds_instance("orders", 0),
+            address::of(ResourceKind::SecurityGroup, "database_orders"),
+            address::of(ResourceKind::DbSubnetGroup, "orders"),
+        ] {
+            assert!(addresses.contains(created.as_str()), "no {created}");
+        }
+        assert!(
+            addresses
+                .iter()
+                .all(|address| !address.ends_with(".main") && !address.contains(".main[")),
+            "{addresses:?}"
+        );
+        assert!(graph.get(&address::rds_cluster("shop")).is_none());
+        // `reporting` is a user of each database, apart: two roles, each in its own cluster.
+        let shop_reporting = graph
+            .get(&address::db_user_role("shop", "reporting"))
+            .unwrap();
+        let orders_reporting = graph
+            .get(&address::db_user_role("orders", "reporting"))
+            .unwrap();
+        assert_eq!(
+            shop_reporting.inputs["cluster_resource_id"],
+            Expr::from("cluster-SHOPAURORA")
+        );
+        assert_eq!(
+            orders_reporting.inputs["cluster_resource_id"],
+            Expr::output(&address::rds_cluster("orders"), "cluster_resource_id")
+        );
+        let Expr::Map(connection) = &orders_reporting.inputs["connection"] else {
+            panic!("{:?}", orders_reporting.inputs["connection"]);
+        };
+        assert_eq!(connection["db"], Expr::from("orders"));
+        assert_eq!(connection["database"], Expr::from("orders"));
+        // Each database has its relay, reaching its own endpoint; each user waits for its own.
+        let namespace = crate::relay::namespace(&stack);
+        let shop_relay = graph.get(&address::relay(&namespace, "shop")).unwrap();
+        let orders_relay = graph.get(&address::relay(&namespace, "orders")).unwrap();
+        assert_eq!(
+            shop_relay.inputs["endpoint"],
+            Expr::from("shop-aurora.cluster-c1.us-west-2.rds.amazonaws.com")
+        );
+        assert_eq!(
+            orders_relay.inputs["endpoint"],
+            Expr::output(&address::rds_cluster("orders"), "endpoint")
+        );
+        assert_eq!(orders_relay.inputs["name"], Expr::from("db-relay-orders"));
+        assert!(
+            graph
+                .dependencies_of(&address::db_user_role("orders", "reporting"))
+                .contains(&address::relay(&namespace, "orders").as_str())
+        );
+        assert!(
+            !graph
+                .dependencies_of(&address::db_user_role("shop", "reporting"))
+                .contains(&address::relay(&namespace, "orders").as_str())
+        );
+        // One role per service account: the reports service's may connect as `reporting` in
+        // each cluster, one grant each, and as nothing else.
+        let reports = graph
+            .get(&address::access_policy(
+                "analytics",
+                "reports",
+                crate::spec::model::Identity::Irsa,
+            ))
+            .unwrap();
+        let Expr::List(grants) = &reports.inputs["rds_db_connect"] else {
+            panic!("{:?}", reports.inputs["rds_db_connect"]);
+        };
+        let grant = |index: usize, field: &str| match &grants[index] {
+            Expr::Map(grant) => grant[field].clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(grants.len(), 2);
+        assert_eq!(grant(0, "db_user"), Expr::from("reporting"));
+        assert_eq!(
+            grant(0, "cluster_resource_id"),
+            Expr::from("cluster-SHOPAURORA")
+        );
+        assert_eq!(grant(1, "db_user"), Expr::from("reporting"));
+        assert_eq!(
+            grant(1, "cluster_resource_id"),
+            Expr::output(&address::rds_cluster("orders"), "cluster_resource_id")
+        );
+        let storefront = graph
+            .get(&address::access_policy(
+                "storefront",
+                "web",
+                crate::spec::model::Identity::Irsa,
+            ))
+            .unwrap();
+        let Expr::List(grants) = &storefront.inputs["rds_db_connect"] else {
+            panic!("{:?}", storefront.inputs["rds_db_connect"]);
+        };
+        assert_eq!(grants.len(), 1);
+        let roles = graph
+            .in_order()
+            .filter(|resource| resource.kind == ResourceKind::IamRole)
+            .count();
+        let accounts = graph
+            .in_order()
+            .filter(|resource| resource.kind == ResourceKind::KubernetesServiceAccount)
+            .count();
+        assert_eq!((roles, accounts), (3, 3));
     }
 
     #[test]

@@ -35,8 +35,8 @@ use crate::provider::aws::{found, sdk_error};
 use crate::spec::Diagnostic;
 use crate::spec::cidr::Ipv4Cidr;
 use crate::spec::model::{
-    DatabaseSubnets, MasterPassword, ReadCluster, ReadDatabase, ReadNetwork, ReadSubnet, Reference,
-    Stack,
+    Database, DatabaseSubnets, MasterPassword, ReadCluster, ReadDatabase, ReadNetwork, ReadSubnet,
+    Reference, Stack,
 };
 
 /// Why discovery could not fill in the stack's facts.
@@ -71,9 +71,22 @@ pub async fn discover(stack: &mut Stack, config: &SdkConfig) -> Result<(), Disco
             Err(error) => return Err(error),
         }
     }
-    if !stack.database.is_known() {
-        match read_database(config, stack).await {
-            Ok(read) => stack.database.record_read(read),
+    let unread: Vec<String> = stack
+        .databases
+        .iter()
+        .filter(|database| !database.is_known())
+        .map(|database| database.key.clone())
+        .collect();
+    for key in unread {
+        let Some(database) = stack.database(&key) else {
+            continue;
+        };
+        match read_database(config, stack, database).await {
+            Ok(read) => {
+                if let Some(database) = stack.database_mut(&key) {
+                    database.record_read(read);
+                }
+            }
             Err(DiscoverError::Invalid(found)) => problems.extend(found),
             Err(error) => return Err(error),
         }
@@ -96,13 +109,19 @@ pub async fn discover(stack: &mut Stack, config: &SdkConfig) -> Result<(), Disco
 /// <https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/UsingWithRDS.IAMDBAuth.DBAccounts.html>);
 /// a cluster that is not `available`; one in another VPC than the network's; one with subnets
 /// outside the VPC's primary block while the relay is used (its NetworkPolicy admits that
-/// block alone); and, when the stack has users, one whose master password pwless cannot find (not managed by RDS in
-/// Secrets Manager, and no `database.master_password.env`), or a user named as its master.
-async fn read_database(config: &SdkConfig, stack: &Stack) -> Result<ReadDatabase, DiscoverError> {
-    let Some(existing) = &stack.database.existing else {
+/// block alone); and, when the database has users, one whose master password pwless cannot
+/// find (not managed by RDS in Secrets Manager, and no `master_password.env`), or a user named
+/// as its master.
+async fn read_database(
+    config: &SdkConfig,
+    stack: &Stack,
+    database: &Database,
+) -> Result<ReadDatabase, DiscoverError> {
+    let Some(existing) = &database.existing else {
         return Err(DiscoverError::Invalid(Vec::new()));
     };
     let reference = &existing.cluster_identifier;
+    let key_path = &database.path;
     let region = &stack.region;
     let rds = aws_sdk_rds::Client::new(config);
     let answer = found(
@@ -154,7 +173,7 @@ async fn read_database(config: &SdkConfig, stack: &Stack) -> Result<ReadDatabase
         problems.push(at(
             reference,
             format!("Aurora cluster `{id}` has IAM database authentication off, so no token logs in to it"),
-            &format!("turn it on: `aws rds modify-db-cluster --db-cluster-identifier {id} --enable-iam-database-authentication --apply-immediately`, or let this stack turn it on in place with `enable_iam_auth: true` under `database.existing`; users that log in with passwords today keep doing so: only members of `rds_iam`, the users pwless makes, must use tokens"),
+            &format!("turn it on: `aws rds modify-db-cluster --db-cluster-identifier {id} --enable-iam-database-authentication --apply-immediately`, or let this stack turn it on in place with `enable_iam_auth: true` under `{key_path}.existing`; users that log in with passwords today keep doing so: only members of `rds_iam`, the users pwless makes, must use tokens"),
         ));
     }
     let subnet_group = cluster.db_subnet_group().unwrap_or_default();
@@ -180,7 +199,7 @@ async fn read_database(config: &SdkConfig, stack: &Stack) -> Result<ReadDatabase
         .to_string();
     // The relay's NetworkPolicy admits the VPC's primary block alone: the cluster's subnets
     // must be in it.
-    if crate::graph::uses_relay(stack)
+    if crate::graph::uses_relay(database)
         && let Some(group) = &group
         && let Some(network) = stack.network.read()
         && vpc_id == network.vpc_id
@@ -230,7 +249,7 @@ async fn read_database(config: &SdkConfig, stack: &Stack) -> Result<ReadDatabase
                     network.cidr,
                     outside.join(", ")
                 ),
-                "set `database.admin_access: endpoint` and reach the cluster through a tunnel of your own",
+                &format!("set `{key_path}.admin_access: endpoint` and reach the cluster through a tunnel of your own"),
             ));
         }
     }
@@ -252,15 +271,15 @@ async fn read_database(config: &SdkConfig, stack: &Stack) -> Result<ReadDatabase
         .master_user_secret()
         .and_then(|secret| secret.secret_arn())
         .map(str::to_string);
-    let users = &stack.database.users;
+    let users = &database.users;
     if !users.is_empty()
         && master_secret_arn.is_none()
-        && stack.database.master_password == MasterPassword::Managed
+        && database.master_password == MasterPassword::Managed
     {
         problems.push(at(
             reference,
             format!("Aurora cluster `{id}`'s master password is not kept by RDS in Secrets Manager, and pwless logs in as the master user to manage the database users"),
-            &format!("give it at apply time: `master_password: {{env: VAR_NAME}}` under `database`, with VAR_NAME set in pwless's environment (never stored). (Letting RDS manage it instead, `aws rds modify-db-cluster --db-cluster-identifier {id} --manage-master-user-password --apply-immediately`, makes RDS generate a new master password, which breaks whatever uses the current one.)"),
+            &format!("give it at apply time: `master_password: {{env: VAR_NAME}}` under `{key_path}`, with VAR_NAME set in pwless's environment (never stored). (Letting RDS manage it instead, `aws rds modify-db-cluster --db-cluster-identifier {id} --manage-master-user-password --apply-immediately`, makes RDS generate a new master password, which breaks whatever uses the current one.)"),
         ));
     }
     if let Some(user) = users.iter().find(|user| user.name == master_username) {
@@ -365,7 +384,7 @@ async fn read_cluster(config: &SdkConfig, stack: &Stack) -> Result<ReadCluster, 
         ));
     }
     let has_objects =
-        !stack.access.is_empty() || stack.app.is_some() || crate::graph::uses_relay(stack);
+        !stack.access.is_empty() || stack.app.is_some() || crate::graph::stack_uses_relay(stack);
     let mode = cluster
         .access_config()
         .and_then(|config| config.authentication_mode())
@@ -650,15 +669,22 @@ async fn read_network(
         .map(|reference| read(reference, &mut problems))
         .collect();
 
-    // The tier the database goes in needs two zones, as the private subnets do for EKS.
-    let database_tier = match stack.database.subnets {
+    // The tiers the created databases go in need two zones, as the private subnets do for EKS.
+    let tier = |subnets: DatabaseSubnets| match subnets {
         DatabaseSubnets::Private => (&existing.private_subnet_ids, &private, "private"),
         DatabaseSubnets::Public => (&existing.public_subnet_ids, &public, "public"),
     };
-    for (references, subnets, tier) in [
-        (&existing.private_subnet_ids, &private, "private"),
-        database_tier,
-    ] {
+    let created = || {
+        stack
+            .databases
+            .iter()
+            .filter(|database| database.existing.is_none())
+    };
+    let mut tiers = vec![tier(DatabaseSubnets::Private)];
+    if created().any(|database| database.subnets == DatabaseSubnets::Public) {
+        tiers.push(tier(DatabaseSubnets::Public));
+    }
+    for (references, subnets, tier) in tiers {
         let zones: std::collections::BTreeSet<&str> = subnets
             .iter()
             .flatten()
@@ -679,13 +705,26 @@ async fn read_network(
             ));
         }
     }
-    // The relay's NetworkPolicy admits the VPC's primary block: the database must be in it.
-    if crate::graph::uses_relay(stack)
-        && let Some(vpc_cidr) = vpc_cidr
-    {
-        for (reference, subnet) in database_tier.0.iter().zip(database_tier.1) {
+    // A relay's NetworkPolicy admits the VPC's primary block: a database it reaches must be in
+    // it.
+    let mut relayed: Vec<(DatabaseSubnets, &str)> = Vec::new();
+    for database in created().filter(|database| crate::graph::uses_relay(database)) {
+        if !relayed
+            .iter()
+            .any(|(subnets, _)| *subnets == database.subnets)
+        {
+            relayed.push((database.subnets, &database.path));
+        }
+    }
+    for (subnets, at_key) in relayed {
+        let Some(vpc_cidr) = vpc_cidr else { break };
+        let (references, read, _) = tier(subnets);
+        for (reference, subnet) in references.iter().zip(read) {
             if let Some(subnet) = subnet
                 && !vpc_cidr.contains(&subnet.cidr)
+                && !problems
+                    .iter()
+                    .any(|problem| problem.path == reference.path)
             {
                 problems.push(at(
                     reference,
@@ -693,7 +732,7 @@ async fn read_network(
                         "subnet `{}` ({}) lies outside the VPC's primary block {vpc_cidr}, which is all the database relay may reach",
                         reference.id, subnet.cidr
                     ),
-                    "list database subnets of the primary block, or set `database.admin_access: endpoint` and reach the database through a tunnel of your own",
+                    &format!("list database subnets of the primary block, or set `{at_key}.admin_access: endpoint` and reach the database through a tunnel of your own"),
                 ));
             }
         }

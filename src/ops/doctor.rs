@@ -48,7 +48,7 @@ use crate::plan::Observed;
 use crate::provider::aws::iam::parse_document;
 use crate::provider::{Provider, Providers};
 use crate::spec::Stack;
-use crate::spec::model::{Access, Identity};
+use crate::spec::model::{Access, Database, Identity};
 use crate::state::State;
 use pwless_sandbox::wildcard;
 
@@ -76,11 +76,13 @@ pub enum Status {
     NotChecked,
 }
 
-/// One access entry's chain.
+/// One access entry's chain: a service account, one database, its user there.
 #[derive(Debug, Clone, Serialize)]
 pub struct Chain {
     /// `namespace/service_account`.
     pub service_account: String,
+    /// The database's logical name (`main` for `database:`).
+    pub database: String,
     pub db_user: String,
     pub links: Vec<Link>,
 }
@@ -93,35 +95,53 @@ impl Chain {
     }
 }
 
-/// The chains of the stack's access entries (those for `only`, a `namespace/service_account`,
-/// when given; `user` narrows to a database user). Errors: nothing matches the filter, or the
-/// state does not record the entry (apply first).
+/// Which chains to check: those of a service account (`namespace/service_account`), into a
+/// database (its logical name), as a database user; each `None` admits all.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Filter<'a> {
+    pub service_account: Option<&'a str>,
+    pub database: Option<&'a str>,
+    pub user: Option<&'a str>,
+}
+
+/// The chains of the stack's access entries that `filter` admits. Errors: nothing matches the
+/// filter, or the state does not record the entry (apply first).
 pub async fn check(
     stack: &Stack,
     state: &State,
     providers: &Providers,
-    only: Option<&str>,
-    user: Option<&str>,
+    filter: Filter<'_>,
 ) -> Result<Vec<Chain>, String> {
     let entries: Vec<_> = stack
         .access
         .iter()
         .filter(|entry| {
-            only.is_none_or(|only| only == format!("{}/{}", entry.namespace, entry.service_account))
+            filter
+                .service_account
+                .is_none_or(|only| only == format!("{}/{}", entry.namespace, entry.service_account))
         })
-        .filter(|entry| user.is_none_or(|user| user == entry.db_user))
+        .filter(|entry| {
+            filter
+                .database
+                .is_none_or(|database| database == entry.database)
+        })
+        .filter(|entry| filter.user.is_none_or(|user| user == entry.db_user))
         .collect();
     if entries.is_empty() {
-        return Err(match (only, user) {
-            (None, None) => "the stack has no `access` entries: there is no chain to check".into(),
+        return Err(match filter {
+            Filter {
+                service_account: None,
+                database: None,
+                user: None,
+            } => "the stack has no `access` entries: there is no chain to check".into(),
             _ => format!(
                 "no access entry matches; the stack's are: {}",
                 stack
                     .access
                     .iter()
                     .map(|entry| format!(
-                        "{}/{} as {}",
-                        entry.namespace, entry.service_account, entry.db_user
+                        "{}/{} as {} in {}",
+                        entry.namespace, entry.service_account, entry.db_user, entry.database
                     ))
                     .collect::<Vec<_>>()
                     .join(", ")
@@ -168,9 +188,12 @@ pub async fn check(
             links.push(link);
         }
         // What RDS logged, after the chain's links: evidence whether or not one is broken.
-        links.push(auth_error_log(stack, state, providers, &entry.db_user).await);
+        links.push(
+            auth_error_log(database_of(stack, entry), state, providers, &entry.db_user).await,
+        );
         chains.push(Chain {
             service_account: format!("{}/{}", entry.namespace, entry.service_account),
+            database: entry.database.clone(),
             db_user: entry.db_user.clone(),
             links,
         });
@@ -238,10 +261,11 @@ impl Step {
         );
         let name = self.name();
         let recorded = |address: &str| state.resource(address);
+        let database = database_of(stack, entry);
         let role_address = address::access_role(namespace, service_account, entry.identity);
         match self {
             Step::Tls => {
-                let Some(role) = recorded(&address::db_user_role(user)) else {
+                let Some(role) = recorded(&address::db_user_role(&entry.database, user)) else {
                     return broken(
                         name,
                         format!("the state records no database user {user}"),
@@ -266,13 +290,14 @@ impl Step {
                     Err(error) => {
                         let fix = match error.code.as_deref() {
                             Some("UnknownIssuer" | "CaBundle") => format!(
-                                "the CA bundle pwless uses ({}) does not hold the CA that issued the cluster's certificate: point database.ca_bundle or PWLESS_DB_CA_BUNDLE at the RDS bundle for {} ({}), or name none and pwless fetches it; apps need the same bundle (the demo image carries it at {})",
-                                postgres.ca_bundle().display(),
+                                "the CA bundle pwless uses ({}) does not hold the CA that issued the cluster's certificate: point {}.ca_bundle or PWLESS_DB_CA_BUNDLE at the RDS bundle for {} ({}), or name none and pwless fetches it; apps need the same bundle (the demo image carries it at {})",
+                                postgres.ca_bundle(&role.inputs).display(),
+                                database.path,
                                 stack.region,
                                 crate::ca_bundle::url(&stack.region),
                                 crate::graph::APP_CA_BUNDLE_PATH
                             ),
-                            Some("WrongName") => "check the certificate against the cluster endpoint's name: through a tunnel, PWLESS_DB_TLS_SERVER_NAME (or database.tls_server_name) must be that name, not the tunnel's".to_string(),
+                            Some("WrongName") => format!("check the certificate against the cluster endpoint's name: through a tunnel, PWLESS_DB_TLS_SERVER_NAME (or {}.tls_server_name) must be that name, not the tunnel's", database.path),
                             Some("Expired") => "check this machine's clock; if it is right, the cluster's certificate has expired: rotate its CA (`aws rds modify-db-instance --ca-certificate-identifier`, \"Rotating your SSL/TLS certificate\", Amazon Aurora User Guide)".to_string(),
                             _ => "make the database reachable as `pwless plan` does (the relay in the cluster, or PWLESS_DB_ADMIN_ENDPOINT), then run doctor again".to_string(),
                         };
@@ -281,7 +306,7 @@ impl Step {
                 }
             }
             Step::User => {
-                let Some(role) = recorded(&address::db_user_role(user)) else {
+                let Some(role) = recorded(&address::db_user_role(&entry.database, user)) else {
                     return broken(
                         name,
                         format!("the state records no database user {user}"),
@@ -312,7 +337,7 @@ impl Step {
                 }
             }
             Step::IamAuth => {
-                let Some(identifier) = cluster_identifier(stack, state) else {
+                let Some(identifier) = cluster_identifier(database, state) else {
                     return broken(
                         name,
                         "the state records no Aurora cluster",
@@ -341,7 +366,7 @@ impl Step {
                             format!(
                                 "Aurora cluster {identifier} has IAM database authentication off: RDS refuses every token"
                             ),
-                            if stack.database.existing.is_some() {
+                            if database.existing.is_some() {
                                 referenced.as_str()
                             } else {
                                 APPLY
@@ -371,7 +396,7 @@ impl Step {
                     .and_then(Value::as_str)
                     .unwrap_or_default()
                     .to_string();
-                let identifier = cluster_identifier(stack, state)
+                let identifier = cluster_identifier(database, state)
                     .unwrap_or_default()
                     .to_string();
                 let resource_id = match describe_cluster(providers, &identifier).await {
@@ -603,8 +628,8 @@ impl Step {
             Step::SecurityGroup => {
                 // The groups that guard the database: the stack's own, or those of a
                 // referenced cluster (its owners' to change).
-                let (ids, port, fix) = if stack.database.existing.is_some() {
-                    let identifier = cluster_identifier(stack, state).unwrap_or_default();
+                let (ids, port, fix) = if database.existing.is_some() {
+                    let identifier = cluster_identifier(database, state).unwrap_or_default();
                     match describe_cluster(providers, identifier).await {
                         Ok(Some(found)) => (
                             found
@@ -623,7 +648,7 @@ impl Step {
                             return broken(
                                 name,
                                 format!("Aurora cluster {identifier} does not exist"),
-                                "check `database.existing.cluster_identifier`",
+                                format!("check `{}.existing.cluster_identifier`", database.path),
                             );
                         }
                         Err(error) => {
@@ -637,7 +662,7 @@ impl Step {
                 } else {
                     let Some(group) = recorded(&address::of(
                         crate::graph::ResourceKind::SecurityGroup,
-                        "database",
+                        &address::per_database("database", &entry.database),
                     )) else {
                         return broken(
                             name,
@@ -753,14 +778,21 @@ impl Step {
     }
 }
 
-/// The Aurora cluster's identifier: the one the stack references (`database.existing`), else
-/// the one the state records.
-fn cluster_identifier<'a>(stack: &'a Stack, state: &'a State) -> Option<&'a str> {
-    if let Some(existing) = &stack.database.existing {
+/// The database an access entry logs in to (validation ties each entry to one of the stack's).
+fn database_of<'s>(stack: &'s Stack, entry: &Access) -> &'s Database {
+    stack
+        .database(&entry.database)
+        .expect("validation ties every access entry to a database of the stack")
+}
+
+/// A database's Aurora cluster identifier: the one it references (`existing`), else the one
+/// the state records.
+fn cluster_identifier<'a>(database: &'a Database, state: &'a State) -> Option<&'a str> {
+    if let Some(existing) = &database.existing {
         return Some(existing.cluster_identifier.id.as_str());
     }
     state
-        .resource(&address::rds_cluster())
+        .resource(&address::rds_cluster(&database.key))
         .and_then(|cluster| cluster.inputs.get("cluster_identifier"))
         .and_then(Value::as_str)
 }
@@ -779,9 +811,14 @@ const LOG_PAGES: usize = 10;
 /// user '<user>' ...`; both are matched by `for user '<user>'`). Never broken
 /// itself: a refusal may be history (before a repair) or come from a caller that is not this
 /// service account's pods, and an export that is off breaks no login; it says which.
-async fn auth_error_log(stack: &Stack, state: &State, providers: &Providers, user: &str) -> Link {
+async fn auth_error_log(
+    database: &Database,
+    state: &State,
+    providers: &Providers,
+    user: &str,
+) -> Link {
     let name = "auth error log";
-    let Some(identifier) = cluster_identifier(stack, state) else {
+    let Some(identifier) = cluster_identifier(database, state) else {
         return ok(name, "the state records no Aurora cluster: no log to read");
     };
     let exported = match describe_cluster(providers, identifier).await {
@@ -793,13 +830,16 @@ async fn auth_error_log(stack: &Stack, state: &State, providers: &Providers, use
         Err(error) => return ok(name, format!("not read: {error}")),
     };
     if !exported {
-        let how = if stack.database.existing.is_some() {
+        let how = if database.existing.is_some() {
             format!(
                 "its owners turn the export on (pwless never changes a cluster it references): `aws rds modify-db-cluster --db-cluster-identifier {identifier} --cloudwatch-logs-export-configuration EnableLogTypes={}`",
                 crate::provider::aws::rds::IAM_AUTH_ERROR_LOG
             )
         } else {
-            "`database.iam_auth_error_log: true` (the default) and `pwless apply` turn the export on".to_string()
+            format!(
+                "`{}.iam_auth_error_log: true` (the default) and `pwless apply` turn the export on",
+                database.path
+            )
         };
         return ok(
             name,

@@ -52,7 +52,8 @@ pub struct StackOutputs {
     /// The ARN of the IAM OIDC provider for that issuer (not printed).
     #[serde(skip)]
     pub oidc_provider_arn: Option<String>,
-    /// The Aurora cluster's writer endpoint.
+    /// The Aurora cluster's writer endpoint (of the `database:` shorthand's database; every
+    /// database's are under `databases`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_endpoint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -65,6 +66,10 @@ pub struct StackOutputs {
     /// The Secrets Manager secret RDS manages for the master password.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_master_secret_arn: Option<String>,
+    /// Each database's outputs, by logical name; printed when the stack has a database other
+    /// than the shorthand's (`main`, whose are the `database…` fields above too).
+    #[serde(skip_serializing_if = "only_main")]
+    pub databases: BTreeMap<String, DatabaseOutputs>,
     /// The role ARN (IRSA or Pod Identity) of each access entry, by
     /// `namespace/service_account`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -76,12 +81,38 @@ pub struct StackOutputs {
     #[serde(skip)]
     pub irsa_role_names: BTreeMap<String, String>,
     /// The database relay each database user's role was managed through (its recorded
-    /// `connection.relay`: `cluster_arn`, `namespace`, `app`, `stack`), by user (not printed).
+    /// `connection.relay`: `cluster_arn`, `namespace`, `app`, `stack`), by the role's address
+    /// ([`address::db_user_role`]) (not printed).
     #[serde(skip)]
     pub relays: BTreeMap<String, Value>,
     /// The demo app's address: port 80 of its Service's load balancer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub app_url: Option<String>,
+}
+
+/// The outputs of one database of the stack.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseOutputs {
+    /// The Aurora cluster's writer endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reader_endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// The cluster resource id (`cluster-…`) that dbuser ARNs name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_resource_id: Option<String>,
+    /// The Secrets Manager secret RDS manages for the master password.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub master_secret_arn: Option<String>,
+}
+
+fn only_main(databases: &BTreeMap<String, DatabaseOutputs>) -> bool {
+    databases
+        .keys()
+        .all(|key| key == crate::spec::model::MAIN_DATABASE)
 }
 
 impl StackOutputs {
@@ -140,44 +171,72 @@ impl StackOutputs {
         let relays = state
             .resources
             .iter()
+            .filter(|resource| resource.kind == ResourceKind::PostgresRole)
             .filter_map(|resource| {
-                let user = address::key_of(&resource.address, ResourceKind::PostgresRole, "user")?;
                 let relay = resource.inputs.get("connection")?.get("relay")?;
-                relay.is_object().then(|| (user.to_string(), relay.clone()))
+                relay
+                    .is_object()
+                    .then(|| (resource.address.clone(), relay.clone()))
             })
             .collect();
-        let cluster = address::rds_cluster();
         let eks = address::eks_cluster();
-        // A referenced Aurora cluster is not in the state; its users' recorded inputs say
-        // where it is (the endpoint and port their connection used, the resource id their
-        // dbuser ARNs name).
-        let recorded_role = state
+        // Every database the state holds something of: a created Aurora cluster, or users.
+        let mut keys: std::collections::BTreeSet<String> = state
             .resources
             .iter()
-            .find(|resource| resource.kind == ResourceKind::PostgresRole);
-        let role_input = |path: &[&str]| -> Option<Value> {
-            let mut value = recorded_role?.inputs.get(path[0])?;
-            for key in &path[1..] {
-                value = value.get(key)?;
-            }
-            (!value.is_null()).then(|| value.clone())
-        };
-        let database_endpoint = text(&cluster, "endpoint").or_else(|| {
-            role_input(&["connection", "endpoint"])
-                .and_then(|value| value.as_str().map(str::to_string))
-        });
-        let database_port = output(&cluster, "port")
-            .or_else(|| role_input(&["connection", "port"]))
-            .and_then(|port| port.as_u64())
-            .and_then(|port| u16::try_from(port).ok());
-        let database_cluster_resource_id = text(&cluster, "cluster_resource_id").or_else(|| {
-            role_input(&["cluster_resource_id"])
-                .and_then(|value| value.as_str().map(str::to_string))
-        });
-        let database_master_secret_arn = text(&cluster, "master_user_secret_arn").or_else(|| {
-            role_input(&["connection", "master_secret_arn"])
-                .and_then(|value| value.as_str().map(str::to_string))
-        });
+            .filter(|resource| resource.kind == ResourceKind::RdsCluster)
+            .filter_map(|resource| {
+                resource
+                    .address
+                    .strip_prefix(ResourceKind::RdsCluster.name())?
+                    .strip_prefix('.')
+                    .map(str::to_string)
+            })
+            .collect();
+        keys.extend(
+            state
+                .resources
+                .iter()
+                .filter_map(|resource| address::database_of(&resource.address))
+                .map(str::to_string),
+        );
+        let databases = keys
+            .into_iter()
+            .map(|key| {
+                let cluster = address::rds_cluster(&key);
+                // A referenced Aurora cluster is not in the state; its users' recorded inputs
+                // say where it is (the endpoint and port their connection used, the resource
+                // id their dbuser ARNs name).
+                let recorded_role = state.resources.iter().find(|resource| {
+                    resource.kind == ResourceKind::PostgresRole
+                        && address::database_of(&resource.address) == Some(key.as_str())
+                });
+                let role_input = |path: &[&str]| -> Option<Value> {
+                    let mut value = recorded_role?.inputs.get(path[0])?;
+                    for step in &path[1..] {
+                        value = value.get(step)?;
+                    }
+                    (!value.is_null()).then(|| value.clone())
+                };
+                let role_text = |path: &[&str]| {
+                    role_input(path).and_then(|value| value.as_str().map(str::to_string))
+                };
+                let outputs = DatabaseOutputs {
+                    endpoint: text(&cluster, "endpoint")
+                        .or_else(|| role_text(&["connection", "endpoint"])),
+                    reader_endpoint: text(&cluster, "reader_endpoint"),
+                    port: output(&cluster, "port")
+                        .or_else(|| role_input(&["connection", "port"]))
+                        .and_then(|port| port.as_u64())
+                        .and_then(|port| u16::try_from(port).ok()),
+                    cluster_resource_id: text(&cluster, "cluster_resource_id")
+                        .or_else(|| role_text(&["cluster_resource_id"])),
+                    master_secret_arn: text(&cluster, "master_user_secret_arn")
+                        .or_else(|| role_text(&["connection", "master_secret_arn"])),
+                };
+                (key, outputs)
+            })
+            .collect();
         StackOutputs {
             vpc_id: text(&address::vpc(), "id"),
             public_subnet_ids: ids("public"),
@@ -186,11 +245,7 @@ impl StackOutputs {
             cluster_endpoint: text(&eks, "endpoint"),
             cluster_oidc_issuer: text(&eks, "oidc_issuer"),
             oidc_provider_arn: text(&address::oidc_provider(), "arn"),
-            database_endpoint,
-            database_reader_endpoint: text(&cluster, "reader_endpoint"),
-            database_port,
-            database_cluster_resource_id,
-            database_master_secret_arn,
+            databases,
             access_role_arns: access_roles("arn"),
             irsa_role_arns: roles(Identity::Irsa, "arn"),
             irsa_role_names: roles(Identity::Irsa, "name"),
@@ -202,7 +257,24 @@ impl StackOutputs {
                 .find_map(|resource| resource.outputs.get("load_balancer_hostname"))
                 .and_then(Value::as_str)
                 .map(|host| format!("http://{host}")),
+            ..StackOutputs::default()
         }
+        .with_main_database()
+    }
+
+    /// The top-level `database…` fields from `databases`' shorthand entry.
+    fn with_main_database(mut self) -> Self {
+        let main = self
+            .databases
+            .get(crate::spec::model::MAIN_DATABASE)
+            .cloned()
+            .unwrap_or_default();
+        self.database_endpoint = main.endpoint;
+        self.database_reader_endpoint = main.reader_endpoint;
+        self.database_port = main.port;
+        self.database_cluster_resource_id = main.cluster_resource_id;
+        self.database_master_secret_arn = main.master_secret_arn;
+        self
     }
 
     /// The printed outputs by name, as `pwless output --json` prints them.
@@ -214,27 +286,29 @@ impl StackOutputs {
         }
     }
 
-    /// The database's writer endpoint and port, or why there is none yet.
-    pub fn database(&self) -> Option<(&str, u16)> {
-        Some((
-            self.database_endpoint.as_deref()?,
-            self.database_port.unwrap_or(5432),
-        ))
+    /// The writer endpoint and port of the database of logical name `key`, when known.
+    pub fn database(&self, key: &str) -> Option<(&str, u16)> {
+        let database = self.databases.get(key)?;
+        Some((database.endpoint.as_deref()?, database.port.unwrap_or(5432)))
     }
 
-    /// [`StackOutputs::database`] of `stack`, or why none is known, in words that name what
-    /// is missing: the created cluster's address, or the referenced cluster's identifier.
-    pub fn database_of(&self, stack: &Stack) -> Result<(&str, u16), String> {
-        self.database().ok_or_else(|| match &stack.database.existing {
-            Some(existing) => format!(
-                "no endpoint of Aurora cluster `{}` is known (it was not read, and the state records no database user): apply the stack first",
-                existing.cluster_identifier.id
-            ),
-            None => format!(
-                "the state has no database endpoint ({}): apply the stack first",
-                address::rds_cluster()
-            ),
-        })
+    /// [`StackOutputs::database`] of `database`, or why none is known, in words that name
+    /// what is missing: the created cluster's address, or the referenced cluster's identifier.
+    pub fn database_of(
+        &self,
+        database: &crate::spec::model::Database,
+    ) -> Result<(&str, u16), String> {
+        self.database(&database.key)
+            .ok_or_else(|| match &database.existing {
+                Some(existing) => format!(
+                    "no endpoint of Aurora cluster `{}` is known (it was not read, and the state records no database user): apply the stack first",
+                    existing.cluster_identifier.id
+                ),
+                None => format!(
+                    "the state has no database endpoint ({}): apply the stack first",
+                    address::rds_cluster(&database.key)
+                ),
+            })
     }
 
     /// The IRSA identity of `namespace/service_account` (what `pwless sandbox run --as` acts
@@ -295,14 +369,21 @@ impl StackOutputs {
                 self.oidc_provider_arn = Some(arn.clone());
             }
         }
-        if let Some(read) = stack.database.read() {
-            self.database_endpoint = Some(read.endpoint.clone());
-            self.database_reader_endpoint = read.reader_endpoint.clone();
-            self.database_port = Some(read.port);
-            self.database_cluster_resource_id = Some(read.cluster_resource_id.clone());
-            self.database_master_secret_arn = read.master_secret_arn.clone();
+        for database in &stack.databases {
+            if let Some(read) = database.read() {
+                self.databases.insert(
+                    database.key.clone(),
+                    DatabaseOutputs {
+                        endpoint: Some(read.endpoint.clone()),
+                        reader_endpoint: read.reader_endpoint.clone(),
+                        port: Some(read.port),
+                        cluster_resource_id: Some(read.cluster_resource_id.clone()),
+                        master_secret_arn: read.master_secret_arn.clone(),
+                    },
+                );
+            }
         }
-        self
+        self.with_main_database()
     }
 
     /// The EKS Pod Identity view of `namespace/service_account` (what `pwless sandbox run
@@ -371,7 +452,7 @@ mod tests {
         let mut state = State::new("demo");
         state.resources = vec![
             resource(
-                &address::rds_cluster(),
+                &address::rds_cluster("main"),
                 ResourceKind::RdsCluster,
                 json!({"endpoint": "db.cluster-x.us-west-2.rds.amazonaws.com", "port": 5432, "cluster_resource_id": "cluster-ABC"}),
             ),
@@ -385,7 +466,7 @@ mod tests {
         state.resources.sort_by(|a, b| a.address.cmp(&b.address));
         let outputs = StackOutputs::from_state(&state);
         assert_eq!(
-            outputs.database(),
+            outputs.database("main"),
             Some(("db.cluster-x.us-west-2.rds.amazonaws.com", 5432))
         );
         assert_eq!(outputs.irsa_role_names["team/api"], "r");

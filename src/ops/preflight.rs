@@ -28,12 +28,12 @@ pub struct Findings {
     pub notes: Vec<String>,
 }
 
-/// The problems and warnings found, one line each. `database`: the stack's connection
+/// The problems and warnings found, one line each. `database`: each database's connection
 /// settings (none for a saved plan, which carries none).
 pub async fn check(
     plan: &Plan,
     config: &aws_config::SdkConfig,
-    database: Option<&crate::db::Settings>,
+    database: Option<&[crate::db::Settings]>,
 ) -> Findings {
     let mut problems = environment_problems();
     let mut warnings = Vec::new();
@@ -43,9 +43,19 @@ pub async fn check(
             .iter()
             .any(|change| change.kind.provider() == provider && change.makes_call())
     };
-    if let Some(settings) = database
-        && changes(Provider::Postgres)
-    {
+    let mut bundles: Vec<&crate::db::Settings> = Vec::new();
+    for settings in database.unwrap_or_default() {
+        if !bundles
+            .iter()
+            .any(|seen| seen.ca_bundle == settings.ca_bundle)
+        {
+            bundles.push(settings);
+        }
+    }
+    for settings in bundles {
+        if !changes(Provider::Postgres) {
+            break;
+        }
         // The user's cached copy of the RDS bundle is fetched now if it is not there yet.
         let fetched = match &settings.ca_bundle_url {
             Some(url) => crate::ca_bundle::ensure(&settings.ca_bundle, url).await,

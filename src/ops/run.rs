@@ -148,8 +148,8 @@ pub struct Preparation<'a> {
     pub mode: Mode,
     /// Where recovery and the refresh report what they do.
     pub events: &'a dyn Events,
-    /// The stack's database connection settings (for the RDS CA bundle).
-    pub database: &'a crate::db::Settings,
+    /// Each database's connection settings (for the RDS CA bundle).
+    pub database: &'a [crate::db::Settings],
 }
 
 /// Settles pending operations and refreshes; gives back whether a state exists and what was
@@ -221,13 +221,22 @@ pub async fn prepare(
         }
         // Reading the database needs the RDS CA bundle: fetched now, and said, when the user's
         // cache lacks it (a failure is the refresh's to report, with the same words).
-        if !databases.resources.is_empty()
-            && let Some(url) = &database.ca_bundle_url
-            && let Ok(Some(fetched)) = crate::ca_bundle::ensure(&database.ca_bundle, url).await
-        {
-            events.emit(exec::Event::Notice {
-                message: fetched.to_string(),
-            });
+        let mut bundles: Vec<(&std::path::Path, &str)> = Vec::new();
+        for settings in database {
+            if let Some(url) = &settings.ca_bundle_url
+                && !bundles.iter().any(|(path, _)| *path == settings.ca_bundle)
+            {
+                bundles.push((&settings.ca_bundle, url));
+            }
+        }
+        for (bundle, url) in bundles {
+            if !databases.resources.is_empty()
+                && let Ok(Some(fetched)) = crate::ca_bundle::ensure(bundle, url).await
+            {
+                events.emit(exec::Event::Notice {
+                    message: fetched.to_string(),
+                });
+            }
         }
         observed.extend(
             refresh(&databases, provider, parallelism)
@@ -400,7 +409,14 @@ async fn plan_live(
     existed: bool,
 ) -> anyhow::Result<(Planned, Providers)> {
     let provider = Providers::for_stack(request.stack, request.stack_dir).await;
-    let settings = crate::db::Settings::for_stack(request.stack, request.stack_dir);
+    let settings: Vec<crate::db::Settings> = request
+        .stack
+        .databases
+        .iter()
+        .map(|database| {
+            crate::db::Settings::for_database(request.stack, database, request.stack_dir)
+        })
+        .collect();
     let (exists, observed) = prepare(
         journal,
         existed,

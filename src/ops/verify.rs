@@ -1,10 +1,11 @@
-//! `pwless verify`: the live proof after apply (issue 20). For each access entry, a short
-//! Kubernetes Job runs under the entry's service account (so with the credentials EKS gives
-//! its pods: IRSA's web identity or Pod Identity's agent) and logs in as every database user
-//! of the stack with a token signed by those credentials, over verified TLS
-//! (`pwless-demo check-login`, [`pwless_iam_auth::probe`]). The entry's own user must log in
-//! (and the database must say it is that user); every other user must be refused. The Jobs
-//! run at once, one per service account, and are deleted when they end.
+//! `pwless verify`: the live proof after apply (issue 20). For each service account and each
+//! database of the stack, a short Kubernetes Job runs under the service account (so with the
+//! credentials EKS gives its pods: IRSA's web identity or Pod Identity's agent) and logs in as
+//! every user of that database with a token signed by those credentials, over verified TLS
+//! (`pwless-demo check-login`, [`pwless_iam_auth::probe`]). The user its access entry for
+//! that database names must log in (and the database must say it is that user); every other
+//! user must be refused, and every user of a database it has no entry for. The Jobs run at
+//! once, one per service account and database, and are deleted when they end.
 //!
 //! The image is the demo app's (it holds `pwless-demo` and the RDS CA bundle at
 //! [`crate::graph::APP_CA_BUNDLE_PATH`]) and must be pinned by digest, so the proof
@@ -19,7 +20,7 @@ use sha2::Digest as _;
 use crate::graph::address;
 use crate::provider::kubernetes::KubernetesProvider;
 use crate::spec::Stack;
-use crate::spec::model::{Access, Identity};
+use crate::spec::model::{Access, Database, Identity};
 use crate::state::State;
 use pwless_iam_auth::probe::Outcome;
 
@@ -45,14 +46,18 @@ pub struct Cell {
     pub as_expected: bool,
 }
 
-/// One service account's row.
+/// One row: a service account and one database of the stack.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     /// `namespace/service_account`.
     pub service_account: String,
     pub identity: Identity,
-    /// The user its access entry names.
-    pub db_user: String,
+    /// The database's logical name (`main` for `database:`).
+    pub database: String,
+    /// The user its access entry for this database names; none when it has no entry for it
+    /// (every user there must refuse it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub db_user: Option<String>,
     /// `namespace/name` of the Job that ran (deleted since).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub job: Option<String>,
@@ -95,19 +100,64 @@ pub fn image(stack: &Stack, image: Option<&str>) -> Result<String, String> {
     }
 }
 
-/// The Job that logs in as each of `users` under `entry`'s service account, named
-/// `pwless-verify-<service account, cut>-<hash of namespace/service account>-<suffix>`: at most
-/// 59 characters, distinct for two service accounts that cut the same. `suffix` (a few hex
-/// digits) makes it this run's.
+/// A row to run: a service account (its first access entry gives its namespace, name and
+/// identity) and one database of the stack, with the user the account may log in as there
+/// (`None`: it has no entry for that database, and every user there must refuse it).
+#[derive(Debug, Clone, Copy)]
+pub struct Pairing<'s> {
+    pub account: &'s Access,
+    pub database: &'s Database,
+    pub db_user: Option<&'s str>,
+}
+
+impl Pairing<'_> {
+    /// The database's users, each logged in as once.
+    fn users(&self) -> Vec<String> {
+        self.database
+            .users
+            .iter()
+            .map(|user| user.name.clone())
+            .collect()
+    }
+}
+
+/// Every service account of the stack with every database that has users: the whole matrix,
+/// so an account is proven refused where the stack gives it nothing too.
+pub fn pairings(stack: &Stack) -> Vec<Pairing<'_>> {
+    let mut pairings = Vec::new();
+    for (account, entries) in crate::graph::service_accounts(stack) {
+        for database in stack
+            .databases
+            .iter()
+            .filter(|database| !database.users.is_empty())
+        {
+            pairings.push(Pairing {
+                account,
+                database,
+                db_user: entries
+                    .iter()
+                    .find(|entry| entry.database == database.key)
+                    .map(|entry| entry.db_user.as_str()),
+            });
+        }
+    }
+    pairings
+}
+
+/// The Job that logs in as each user of the pairing's database under its service account,
+/// named `pwless-verify-<service account, cut>-<hash of namespace/service account (and the
+/// database, other than `main`)>-<suffix>`: at most 59 characters, distinct for two service
+/// accounts that cut the same. `suffix` (a few hex digits) makes it this run's.
 pub fn job(
     stack: &Stack,
-    entry: &Access,
+    pairing: Pairing<'_>,
     image: &str,
     endpoint: &str,
     port: u16,
-    users: &[String],
     suffix: &str,
 ) -> Value {
+    let entry = pairing.account;
+    let users = pairing.users();
     // A Job's name is also its pods' `job-name` label value: at most 63 characters.
     let mut account: String = entry
         .service_account
@@ -118,7 +168,15 @@ pub fn job(
     while account.ends_with('-') {
         account.pop();
     }
-    let whose = sha2::Sha256::digest(format!("{}/{}", entry.namespace, entry.service_account));
+    let whose = if pairing.database.is_main() {
+        format!("{}/{}", entry.namespace, entry.service_account)
+    } else {
+        format!(
+            "{}/{}/{}",
+            entry.namespace, entry.service_account, pairing.database.key
+        )
+    };
+    let whose = sha2::Sha256::digest(whose);
     let name = format!(
         "pwless-verify-{account}-{}-{suffix}",
         &hex::encode(whose)[..6]
@@ -127,12 +185,20 @@ pub fn job(
         "app.kubernetes.io/name": "pwless-verify",
         "app.kubernetes.io/managed-by": "pwless",
         "pwless/stack": stack.name,
+        // Which database it logs in to (`kubectl get jobs -l pwless/database=orders`).
+        "pwless/database": pairing.database.key,
     });
     let env: Vec<Value> = [
         ("DB_ENDPOINT", endpoint.to_string()),
         ("DB_PORT", port.to_string()),
-        ("DB_NAME", stack.database.name.clone()),
-        ("DB_USER", entry.db_user.clone()),
+        ("DB_NAME", pairing.database.name.clone()),
+        (
+            "DB_USER",
+            pairing
+                .db_user
+                .unwrap_or(&pairing.database.users[0].name)
+                .to_string(),
+        ),
         ("AWS_REGION", stack.region.clone()),
         ("RDS_CA_CERT", crate::graph::APP_CA_BUNDLE_PATH.to_string()),
     ]
@@ -182,7 +248,8 @@ pub fn job(
     })
 }
 
-/// The matrix: a row per access entry, a cell per database user of the stack. Errors: the
+/// The matrix: a row per service account and database ([`pairings`]), a cell per user of that
+/// database. Errors: the
 /// stack has no access entries or users, or the state has no database or cluster (apply
 /// first). A Job that cannot run is its row's `error`, not an error of the whole run.
 pub async fn verify(
@@ -196,17 +263,17 @@ pub async fn verify(
             "the stack has no `access` entries: no service account may log in to verify".into(),
         );
     }
-    let users: Vec<String> = stack
-        .database
-        .users
-        .iter()
-        .map(|user| user.name.clone())
-        .collect();
-    if users.is_empty() {
+    let pairings = pairings(stack);
+    if pairings.is_empty() {
         return Err("the stack has no database users to log in as".into());
     }
     let outputs = crate::ops::outputs::StackOutputs::from_state(state).with_references(stack);
-    let (endpoint, port) = outputs.database_of(stack)?;
+    let mut endpoints = std::collections::BTreeMap::new();
+    for database in &stack.databases {
+        if !database.users.is_empty() {
+            endpoints.insert(database.key.as_str(), outputs.database_of(database)?);
+        }
+    }
     let cluster_arn =
         crate::ops::outputs::eks_cluster_output(stack, state, "arn").ok_or_else(|| {
             format!(
@@ -215,30 +282,30 @@ pub async fn verify(
             )
         })?;
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
-    let runs = stack.access.iter().map(|entry| async {
-        let manifest = job(stack, entry, image, endpoint, port, &users, suffix);
-        let job: k8s_openapi::api::batch::v1::Job = serde_json::from_value(manifest)
-            .map_err(|error| format!("pwless made a Job Kubernetes cannot read: {error}"))?;
-        kubernetes
-            .run_job(cluster_arn, &job, WAIT_LIMIT)
-            .await
-            .map_err(|error| error.message)
+    let runs = pairings.iter().map(|pairing| {
+        let (endpoint, port) = endpoints[pairing.database.key.as_str()];
+        async move {
+            let manifest = job(stack, *pairing, image, endpoint, port, suffix);
+            let job: k8s_openapi::api::batch::v1::Job = serde_json::from_value(manifest)
+                .map_err(|error| format!("pwless made a Job Kubernetes cannot read: {error}"))?;
+            kubernetes
+                .run_job(cluster_arn, &job, WAIT_LIMIT)
+                .await
+                .map_err(|error| error.message)
+        }
     });
     let runs = futures_util::future::join_all(runs).await;
-    Ok(stack
-        .access
+    Ok(pairings
         .iter()
         .zip(runs)
-        .map(|(entry, run)| row(entry, &users, run))
+        .map(|(pairing, run)| row(*pairing, run))
         .collect())
 }
 
 /// One row from its Job's run: the report lines of the log, each judged against the stack.
-fn row(
-    entry: &Access,
-    users: &[String],
-    run: Result<crate::provider::kubernetes::JobRun, String>,
-) -> Row {
+fn row(pairing: Pairing<'_>, run: Result<crate::provider::kubernetes::JobRun, String>) -> Row {
+    let entry = pairing.account;
+    let users = pairing.users();
     let (job, error, reported) = match run {
         Ok(run) => {
             let reported: Vec<(String, Outcome)> =
@@ -269,7 +336,7 @@ fn row(
     let cells = users
         .iter()
         .map(|user| {
-            let allowed = *user == entry.db_user;
+            let allowed = Some(user.as_str()) == pairing.db_user;
             let outcome = reported
                 .iter()
                 .find(|(reported, _)| reported == user)
@@ -291,7 +358,8 @@ fn row(
     Row {
         service_account: format!("{}/{}", entry.namespace, entry.service_account),
         identity: entry.identity,
-        db_user: entry.db_user.clone(),
+        database: pairing.database.key.clone(),
+        db_user: pairing.db_user.map(str::to_string),
         job,
         error,
         cells,
@@ -306,9 +374,29 @@ mod tests {
         Access {
             namespace: "team-a".into(),
             service_account: "api".into(),
+            database: "main".into(),
             db_user: user.into(),
             identity: Identity::Irsa,
         }
+    }
+
+    /// The stack example's database with `users`.
+    fn database(users: &[&str]) -> Database {
+        let stack = crate::spec::parse_bytes(
+            std::path::Path::new("stack.yaml"),
+            include_bytes!("../../stack.example.yaml"),
+        )
+        .unwrap();
+        let mut database = stack.databases[0].clone();
+        database.users = users
+            .iter()
+            .map(|name| crate::spec::model::DatabaseUser {
+                name: name.to_string(),
+                schema: "public".into(),
+                privileges: vec![crate::spec::model::Privilege::Connect],
+            })
+            .collect();
+        database
     }
 
     fn run(log: &str, succeeded: bool) -> Result<crate::provider::kubernetes::JobRun, String> {
@@ -329,13 +417,18 @@ mod tests {
             include_bytes!("../../stack.example.yaml"),
         )
         .unwrap();
-        let users = ["app_user".to_string()];
+        let app = database(&["app_user"]);
         let name_of = |service_account: &str| {
             let entry = Access {
                 service_account: service_account.into(),
                 ..entry("app_user")
             };
-            let job = job(&stack, &entry, "i@sha256:0", "db", 5432, &users, "abc123");
+            let pairing = Pairing {
+                account: &entry,
+                database: &app,
+                db_user: Some("app_user"),
+            };
+            let job = job(&stack, pairing, "i@sha256:0", "db", 5432, "abc123");
             job["metadata"]["name"].as_str().unwrap().to_string()
         };
         let long = "s".repeat(200);
@@ -346,7 +439,12 @@ mod tests {
         assert_ne!(name_of(&long), name_of(&format!("{long}x")));
         // Non-root as the demo image's user, read-only, nothing to escalate.
         let entry = entry("app_user");
-        let job = job(&stack, &entry, "i@sha256:0", "db", 5432, &users, "abc123");
+        let pairing = Pairing {
+            account: &entry,
+            database: &app,
+            db_user: Some("app_user"),
+        };
+        let job = job(&stack, pairing, "i@sha256:0", "db", 5432, "abc123");
         let pod = &job["spec"]["template"]["spec"];
         assert_eq!(pod["securityContext"]["runAsUser"], 65532);
         assert_eq!(pod["serviceAccountName"], "api");
@@ -362,12 +460,21 @@ mod tests {
 
     #[test]
     fn each_cell_is_judged_against_the_stack_not_against_what_happened() {
-        let users = ["app_user".to_string(), "reporting".to_string()];
+        let both = database(&["app_user", "reporting"]);
+        let account = entry("app_user");
+        let row_as = |db_user: Option<&'static str>, log: &str, succeeded: bool| {
+            let pairing = Pairing {
+                account: &account,
+                database: &both,
+                db_user,
+            };
+            row(pairing, run(log, succeeded))
+        };
         let log = "some noise\npwless-verify\tapp_user\tlogged_in\tapp_user\npwless-verify\treporting\trefused\tPAM authentication failed\n";
-        let healthy = row(&entry("app_user"), &users, run(log, true));
+        let healthy = row_as(Some("app_user"), log, true);
         assert!(healthy.as_expected(), "{healthy:?}");
         // The same log for an entry that should be reporting: both cells wrong.
-        let crossed = row(&entry("reporting"), &users, run(log, true));
+        let crossed = row_as(Some("reporting"), log, true);
         assert_eq!(
             crossed
                 .cells
@@ -376,22 +483,22 @@ mod tests {
                 .collect::<Vec<_>>(),
             [false, false]
         );
+        // A service account with no entry for this database: every login must be refused.
+        let refused = "pwless-verify\tapp_user\trefused\tx\npwless-verify\treporting\trefused\tx\n";
+        assert!(row_as(None, refused, true).as_expected());
+        assert!(!row_as(None, log, true).as_expected());
         // Logged in, but the database says it is someone else.
         let other =
             "pwless-verify\tapp_user\tlogged_in\tpostgres\npwless-verify\treporting\trefused\tx\n";
-        assert!(!row(&entry("app_user"), &users, run(other, true)).as_expected());
+        assert!(!row_as(Some("app_user"), other, true).as_expected());
         // A failure proves nothing either way, and a missing line is missing.
         let failed = "pwless-verify\tapp_user\tfailed\tno credentials\n";
-        let row_failed = row(&entry("app_user"), &users, run(failed, true));
+        let row_failed = row_as(Some("app_user"), failed, true);
         assert_eq!(row_failed.cells[0].result, "failed");
         assert_eq!(row_failed.cells[1].result, "missing");
         assert!(!row_failed.cells[0].as_expected && !row_failed.cells[1].as_expected);
         // A failed Job is the row's error, with its reason and the end of its log.
-        let crashed = row(
-            &entry("app_user"),
-            &users,
-            run("exec format error\n", false),
-        );
+        let crashed = row_as(Some("app_user"), "exec format error\n", false);
         let error = crashed.error.unwrap();
         assert!(
             error.contains("BackoffLimitExceeded") && error.contains("exec format error"),

@@ -182,21 +182,24 @@ pub fn reads(stack: &crate::spec::Stack) -> Vec<Read> {
     let mut reads = network_reads(stack);
     reads.extend(cluster_reads(stack));
     let text = |value: &str| Value::from(value.to_string());
-    if let Some(database) = stack.database.read() {
+    for database in &stack.databases {
+        let Some(read) = database.read() else {
+            continue;
+        };
         reads.push(Read {
-            address: crate::graph::address::data::RDS_CLUSTER.into(),
-            id: database.cluster_identifier.clone(),
+            address: crate::graph::address::data::rds_cluster(&database.key),
+            id: read.cluster_identifier.clone(),
             values: [
-                ("arn".to_string(), text(&database.arn)),
+                ("arn".to_string(), text(&read.arn)),
                 (
                     "cluster_resource_id".to_string(),
-                    text(&database.cluster_resource_id),
+                    text(&read.cluster_resource_id),
                 ),
-                ("endpoint".to_string(), text(&database.endpoint)),
-                ("port".to_string(), Value::from(database.port)),
-                ("engine_version".to_string(), text(&database.engine_version)),
-                ("vpc_id".to_string(), text(&database.vpc_id)),
-                ("database_name".to_string(), text(&stack.database.name)),
+                ("endpoint".to_string(), text(&read.endpoint)),
+                ("port".to_string(), Value::from(read.port)),
+                ("engine_version".to_string(), text(&read.engine_version)),
+                ("vpc_id".to_string(), text(&read.vpc_id)),
+                ("database_name".to_string(), text(&database.name)),
             ]
             .into(),
         });
@@ -318,12 +321,7 @@ impl Plan {
     pub fn from_saved(bytes: &[u8]) -> Result<Plan, serde_json::Error> {
         let mut plan: Plan = serde_json::from_slice(bytes)?;
         if plan.access.is_empty() {
-            let referenced = plan
-                .reads
-                .iter()
-                .find(|read| read.address == crate::graph::address::data::RDS_CLUSTER)
-                .map(|read| read.id.as_str());
-            plan.access = access::summarize(&plan.resource_changes, plan.mode, referenced);
+            plan.access = access::summarize(&plan.resource_changes, plan.mode, &plan.reads);
         }
         Ok(plan)
     }

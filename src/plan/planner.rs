@@ -58,6 +58,10 @@ pub fn plan(
     list_holdings(&mut changes, observed);
     mark_data_loss(&mut changes, observed);
     let summary = summarize(&changes);
+    let reads = match mode {
+        Mode::Normal => super::reads(stack),
+        Mode::Destroy => Vec::new(),
+    };
     Plan {
         format_version: PLAN_FORMAT_VERSION,
         pwless_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -69,21 +73,11 @@ pub fn plan(
             lineage: prior.map(|state| state.lineage.clone()),
             serial: prior.map_or(0, |state| state.serial),
         },
-        access: super::access::summarize(
-            &changes,
-            mode,
-            stack
-                .database
-                .read()
-                .map(|read| read.cluster_identifier.as_str()),
-        ),
+        access: super::access::summarize(&changes, mode, &reads),
         resource_changes: changes,
         summary,
         allowed_destroy: Vec::new(),
-        reads: match mode {
-            Mode::Normal => super::reads(stack),
-            Mode::Destroy => Vec::new(),
-        },
+        reads,
     }
 }
 
@@ -376,26 +370,38 @@ fn list_holdings(changes: &mut [ResourceChange], observed: &ObservedState) {
     }
 }
 
-/// When the plan deletes or replaces the Aurora cluster, the database users and grants that
+/// When the plan deletes or replaces an Aurora cluster, the database users and grants that
 /// lived in it go with it: their deletes only remove state entries (no connection to a
-/// database that is going anyway, so destroy works without the CA bundle or a way in).
+/// database that is going anyway, so destroy works without the CA bundle or a way in). Only
+/// that cluster's: the users of another database of the stack (a referenced cluster, which
+/// stays) are dropped as usual.
 fn forget_with_the_cluster(changes: &mut [ResourceChange]) {
-    let cluster_goes = changes.iter().any(|change| {
-        change.kind == crate::graph::ResourceKind::RdsCluster
-            && matches!(change.action, Action::Delete | Action::Replace)
-    });
-    if !cluster_goes {
+    let going: HashSet<String> = changes
+        .iter()
+        .filter(|change| {
+            change.kind == crate::graph::ResourceKind::RdsCluster
+                && matches!(change.action, Action::Delete | Action::Replace)
+        })
+        .map(|change| change.address.clone())
+        .collect();
+    if going.is_empty() {
         return;
     }
     for change in changes.iter_mut() {
+        let Some(cluster) = crate::graph::address::database_of(&change.address)
+            .map(crate::graph::address::rds_cluster)
+            .filter(|cluster| going.contains(cluster))
+        else {
+            continue;
+        };
         if change.kind.provider() == crate::graph::Provider::Postgres
             && matches!(change.action, Action::Delete | Action::Replace)
         {
             change.forget = true;
             if change.action == Action::Delete && change.reason.is_none() {
-                change.reason = Some(
-                    "it goes with aws_rds_cluster.main; only the state entry is removed".into(),
-                );
+                change.reason = Some(format!(
+                    "it goes with {cluster}; only the state entry is removed"
+                ));
             }
         }
     }
@@ -553,6 +559,70 @@ mod tests {
             inputs,
             outputs: BTreeMap::new(),
             dependencies: Vec::new(),
+        }
+    }
+
+    /// Before, any Aurora cluster the plan deleted made every database user's delete a
+    /// state-only forget: destroying a stack that created one cluster and referenced another
+    /// left the stack's users in the referenced cluster, with nothing recording them.
+    #[test]
+    fn only_the_users_of_a_cluster_that_goes_are_forgotten_with_it() {
+        let stack = crate::graph::many_databases();
+        let mut state = State::new(&stack.name);
+        state.serial = 1;
+        state.upsert(recorded(
+            &crate::graph::address::rds_cluster("orders"),
+            ResourceKind::RdsCluster,
+            json!({"cluster_identifier": "shop-platform-orders", "final_snapshot": false}),
+        ));
+        for database in ["shop", "orders"] {
+            for (address, kind) in [
+                (
+                    crate::graph::address::db_user_role(database, "reporting"),
+                    ResourceKind::PostgresRole,
+                ),
+                (
+                    crate::graph::address::db_user_grant(database, "reporting"),
+                    ResourceKind::PostgresGrant,
+                ),
+            ] {
+                state.upsert(recorded(&address, kind, json!({"name": "reporting"})));
+            }
+        }
+        let graph = ResourceGraph::from_stack(&stack).unwrap();
+        let destroy = plan(
+            &stack,
+            &graph,
+            Some(&state),
+            &ObservedState::new(),
+            Mode::Destroy,
+        );
+        let change = |address: String| {
+            destroy
+                .resource_changes
+                .iter()
+                .find(|change| change.address == address)
+                .unwrap_or_else(|| panic!("{address}"))
+                .clone()
+        };
+        for forgotten in [
+            crate::graph::address::db_user_role("orders", "reporting"),
+            crate::graph::address::db_user_grant("orders", "reporting"),
+        ] {
+            let change = change(forgotten);
+            assert!(change.forget, "{change:?}");
+            assert_eq!(
+                change.reason.as_deref(),
+                Some("it goes with aws_rds_cluster.orders; only the state entry is removed")
+            );
+        }
+        for dropped in [
+            crate::graph::address::db_user_role("shop", "reporting"),
+            crate::graph::address::db_user_grant("shop", "reporting"),
+        ] {
+            let change = change(dropped);
+            assert_eq!(change.action, Action::Delete);
+            assert!(!change.forget, "{change:?}");
         }
     }
 

@@ -491,6 +491,8 @@ impl KubernetesProvider {
         };
         let client = self.client(field("cluster_arn")?).await?;
         let namespace = field("namespace")?;
+        // A database other than the shorthand's names its relay (`db-relay-<database>`).
+        let relay_name = relay["name"].as_str().unwrap_or(crate::relay::NAME);
         let selector = format!(
             "app.kubernetes.io/name={},pwless/stack={}",
             field("app")?,
@@ -526,7 +528,7 @@ impl KubernetesProvider {
                     None => Poll::Pending(format!(
                         "{} pods found with {selector}, none Ready; `kubectl -n {namespace} describe deployment {}` says why",
                         listed.items.len(),
-                        crate::relay::NAME
+                        relay_name
                     )),
                 })
             },

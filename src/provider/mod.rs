@@ -144,30 +144,40 @@ impl Providers {
     /// (`PWLESS_DB_CA_BUNDLE`, `PWLESS_DB_ADMIN_ENDPOINT`, `PWLESS_DB_TLS_SERVER_NAME`).
     pub async fn for_stack(stack: &crate::spec::Stack, stack_dir: &std::path::Path) -> Self {
         let config = aws::load_config(&stack.region).await;
-        let settings = crate::db::Settings::for_stack(stack, stack_dir);
         let kubernetes = std::sync::Arc::new(kubernetes::KubernetesProvider::new(
             &stack.region,
             &config,
             kubernetes::KubernetesSettings::from_environment(),
         ));
+        let databases = stack
+            .databases
+            .iter()
+            .map(|database| {
+                let settings = crate::db::Settings::for_database(stack, database, stack_dir);
+                (
+                    database.key.clone(),
+                    postgres::DatabaseSettings {
+                        database: database.name.clone(),
+                        master_username: database.master_username.clone(),
+                        master_password: database.master_password.clone(),
+                        ca_bundle: settings.ca_bundle,
+                        ca_bundle_url: settings.ca_bundle_url,
+                        admin_endpoint: settings.admin_endpoint,
+                        tls_server_name: settings.tls_server_name,
+                    },
+                )
+            })
+            .collect();
         // Always there (it connects only when used): a stack whose last user was removed must
         // still be able to drop the users its state holds.
-        let postgres = Some({
-            postgres::PostgresProvider::new(
-                postgres::PostgresSettings {
-                    stack: stack.name.clone(),
-                    database: stack.database.name.clone(),
-                    master_username: stack.database.master_username.clone(),
-                    master_password: stack.database.master_password.clone(),
-                    ca_bundle: settings.ca_bundle.clone(),
-                    ca_bundle_url: settings.ca_bundle_url.clone(),
-                    admin_endpoint: settings.admin_endpoint.clone(),
-                    tls_server_name: settings.tls_server_name.clone(),
-                },
-                &config,
-                kubernetes.clone(),
-            )
-        });
+        let postgres = Some(postgres::PostgresProvider::new(
+            postgres::PostgresSettings {
+                stack: stack.name.clone(),
+                databases,
+            },
+            &config,
+            kubernetes.clone(),
+        ));
         Providers {
             aws: aws::AwsProvider::from_config(&stack.name, &config),
             postgres,

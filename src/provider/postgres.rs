@@ -31,6 +31,16 @@ use crate::state::ResourceState;
 pub struct PostgresSettings {
     /// The stack's name: the roles pwless makes carry it in their comment ([`ownership_mark`]).
     pub stack: String,
+    /// Each database's settings, by its logical name ([`crate::spec::model::Database::key`]):
+    /// a resource's `connection.db` names it (absent: [`crate::spec::model::MAIN_DATABASE`]).
+    /// Never empty.
+    pub databases: BTreeMap<String, DatabaseSettings>,
+}
+
+/// How pwless reaches one database of the stack, and as whom.
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    /// The PostgreSQL database its users get their privileges in.
     pub database: String,
     pub master_username: String,
     pub master_password: MasterPassword,
@@ -39,6 +49,41 @@ pub struct PostgresSettings {
     pub ca_bundle_url: Option<String>,
     pub admin_endpoint: Option<String>,
     pub tls_server_name: Option<String>,
+}
+
+impl PostgresSettings {
+    /// The settings of the database a resource's `connection` names. A database the stack no
+    /// longer declares (its users are being dropped) is reached with what the connection
+    /// recorded: its database and master user, the RDS-managed master secret, the CA bundle of
+    /// the stack's first database, no tunnel.
+    fn of(&self, connection: &Value) -> std::borrow::Cow<'_, DatabaseSettings> {
+        let key = connection
+            .get("db")
+            .and_then(Value::as_str)
+            .unwrap_or(crate::spec::model::MAIN_DATABASE);
+        if let Some(settings) = self.databases.get(key) {
+            return std::borrow::Cow::Borrowed(settings);
+        }
+        let first = self.databases.values().next();
+        let recorded = |name: &str| {
+            connection
+                .get(name)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        std::borrow::Cow::Owned(DatabaseSettings {
+            database: recorded("database"),
+            master_username: recorded("master_username"),
+            master_password: MasterPassword::Managed,
+            ca_bundle: first
+                .map(|first| first.ca_bundle.clone())
+                .unwrap_or_default(),
+            ca_bundle_url: first.and_then(|first| first.ca_bundle_url.clone()),
+            admin_endpoint: None,
+            tls_server_name: None,
+        })
+    }
 }
 
 pub struct PostgresProvider {
@@ -233,11 +278,12 @@ impl PostgresProvider {
     /// `database.master_username`).
     async fn master(
         &self,
+        settings: &DatabaseSettings,
         secret_arn: Option<&str>,
         username: Option<&str>,
     ) -> Result<(String, Secret), ProviderError> {
-        let username = username.unwrap_or(&self.settings.master_username);
-        match &self.settings.master_password {
+        let username = username.unwrap_or(&settings.master_username);
+        match &settings.master_password {
             MasterPassword::Env(variable) => match std::env::var(variable) {
                 Ok(value) if !value.is_empty() => Ok((username.to_string(), Secret::new(value))),
                 _ => Err(error(format!(
@@ -279,9 +325,10 @@ impl PostgresProvider {
             .map_err(ProviderError::local)
     }
 
-    /// The CA bundle connections trust.
-    pub fn ca_bundle(&self) -> &std::path::Path {
-        &self.settings.ca_bundle
+    /// The CA bundle connections to the database a resource's inputs name trust.
+    pub fn ca_bundle(&self, inputs: &Inputs) -> PathBuf {
+        let connection = inputs.get("connection").cloned().unwrap_or_default();
+        self.settings.of(&connection).ca_bundle.clone()
     }
 
     /// Where a connection to the cluster the inputs name goes (to `database` instead of the
@@ -305,15 +352,16 @@ impl PostgresProvider {
             .and_then(Value::as_u64)
             .and_then(|port| u16::try_from(port).ok())
             .unwrap_or(5432);
+        let settings = self.settings.of(connection);
         // The database the resource records (states written before it was recorded: the
         // stack's).
         let database = database.unwrap_or_else(|| {
             connection
                 .get("database")
                 .and_then(Value::as_str)
-                .unwrap_or(&self.settings.database)
+                .unwrap_or(&settings.database)
         });
-        let address = match &self.settings.admin_endpoint {
+        let address = match &settings.admin_endpoint {
             Some(tunnel) => Some(resolve(tunnel).map_err(|e| error(e.to_string()))?),
             None => None,
         };
@@ -323,18 +371,17 @@ impl PostgresProvider {
             .get("relay")
             .filter(|relay| relay.is_object() && address.is_none());
         let target = Target {
-            server_name: self
-                .settings
+            server_name: settings
                 .tls_server_name
                 .clone()
                 .unwrap_or_else(|| endpoint.to_string()),
             address,
             port,
             database: database.to_string(),
-            ca_bundle: self.settings.ca_bundle.clone(),
+            ca_bundle: settings.ca_bundle.clone(),
         };
-        if let Some(url) = &self.settings.ca_bundle_url {
-            crate::ca_bundle::ensure(&self.settings.ca_bundle, url)
+        if let Some(url) = &settings.ca_bundle_url {
+            crate::ca_bundle::ensure(&settings.ca_bundle, url)
                 .await
                 .map_err(error)?;
         }
@@ -399,6 +446,7 @@ impl PostgresProvider {
         let connection = inputs
             .get("connection")
             .ok_or_else(|| error("input `connection` is missing"))?;
+        let settings = self.settings.of(connection);
         let key = format!(
             "{}/{}",
             connection
@@ -409,7 +457,7 @@ impl PostgresProvider {
                 connection
                     .get("database")
                     .and_then(Value::as_str)
-                    .unwrap_or(&self.settings.database)
+                    .unwrap_or(&settings.database)
             })
         );
         let mut cached = self.clients.lock().await;
@@ -421,6 +469,7 @@ impl PostgresProvider {
         let (target, relay) = self.route(inputs, database).await?;
         let (user, password) = self
             .master(
+                &settings,
                 connection.get("master_secret_arn").and_then(Value::as_str),
                 connection.get("master_username").and_then(Value::as_str),
             )

@@ -211,8 +211,15 @@ fn access_summary(plan: &Plan) -> String {
             if access.revoked {
                 return format!("  - {entry}: loses its database access ({mechanism})");
             }
+            // A database other than the `database:` shorthand's is named.
+            let database = match access.database.as_deref() {
+                Some(database) if database != crate::spec::model::MAIN_DATABASE => {
+                    format!("database {database}, ")
+                }
+                _ => String::new(),
+            };
             format!(
-                "  {entry} -> database user {}\n      on cluster {} (resource id {})\n      through IAM role {} ({mechanism})",
+                "  {entry} -> {database}database user {}\n      on cluster {} (resource id {})\n      through IAM role {} ({mechanism})",
                 or_unknown(&access.db_user),
                 or_unknown(&access.cluster),
                 or_unknown(&access.cluster_resource_id),
@@ -234,6 +241,10 @@ fn access_summary(plan: &Plan) -> String {
         .collect();
     let mut lines = lines;
     lines.extend(plan.access.unused_users.iter().map(|user| {
+        let user = match user.split_once('/') {
+            Some((database, user)) => format!("{user} of database {database}"),
+            None => user.clone(),
+        };
         format!("  ! database user {user}: no service account may log in as it (no `access` entry names it)")
     }));
     let mut summary = String::new();
@@ -500,6 +511,29 @@ impl Doc {
                     ));
                 }
                 out.push(format!("{close}}}"));
+                out
+            }
+            // Lists of maps of one length (a policy's grants): item by item, each changed
+            // one with its own nested diff, as Terraform shows a list of objects.
+            (Doc::List(old), Doc::List(new))
+                if old.len() == new.len()
+                    && old
+                        .iter()
+                        .chain(new)
+                        .all(|item| matches!(item, Doc::Map(entries) if !entries.is_empty())) =>
+            {
+                let mut out = vec!["[".to_string()];
+                for (before, after) in old.iter().zip(new) {
+                    if before == after {
+                        push_item(&mut out, &inner, " ", after, indent);
+                    } else {
+                        push_entry(&mut out, &inner, "~", "", before.diff(after, indent + 4));
+                        if let Some(last) = out.last_mut() {
+                            last.push(',');
+                        }
+                    }
+                }
+                out.push(format!("{close}]"));
                 out
             }
             (Doc::List(old), Doc::List(new)) if !old.is_empty() && !new.is_empty() => {

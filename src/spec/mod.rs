@@ -26,6 +26,12 @@ pub enum SpecError {
     },
     #[error("{0}")]
     Invalid(SpecErrors),
+    /// A `PWLESS_DB_*` variable that names one database's connection (a tunnel, a certificate
+    /// name), for a stack with several.
+    #[error(
+        "{variable} is set, and the stack has several databases ({databases}): it would not say which one it is for; unset it, and give each entry of `databases` its own `admin_endpoint` (and `tls_server_name`)"
+    )]
+    AmbiguousOverride { variable: String, databases: String },
 }
 
 /// Reads and validates the stack file at `path`.
@@ -40,6 +46,11 @@ pub fn load(path: &Path) -> Result<Stack, SpecError> {
 /// `PWLESS_DB_ADMIN_ENDPOINT`, when set, is a tunnel of the user's own to the database: the
 /// stack then takes the `endpoint` path whatever its `database.admin_access` says (no relay
 /// in the cluster).
+///
+/// # Errors
+/// [`SpecError::AmbiguousOverride`] when `PWLESS_DB_ADMIN_ENDPOINT` or
+/// `PWLESS_DB_TLS_SERVER_NAME` is set and the stack has several databases (each entry of
+/// `databases` says its own `admin_endpoint` and `tls_server_name`).
 pub fn load_with_warnings(path: &Path) -> Result<(Stack, Option<SpecErrors>), SpecError> {
     let bytes = std::fs::read(path).map_err(|source| SpecError::Read {
         path: path.to_path_buf(),
@@ -47,8 +58,26 @@ pub fn load_with_warnings(path: &Path) -> Result<(Stack, Option<SpecErrors>), Sp
     })?;
     let (mut stack, warnings) =
         parse_bytes_with_warnings(path, &bytes).map_err(SpecError::Invalid)?;
-    if std::env::var_os("PWLESS_DB_ADMIN_ENDPOINT").is_some_and(|value| !value.is_empty()) {
-        stack.database.connection.admin_access = model::AdminAccess::Endpoint;
+    let set = |variable: &str| std::env::var_os(variable).is_some_and(|value| !value.is_empty());
+    if let [_, _, ..] = stack.databases.as_slice() {
+        for variable in crate::db::ONE_DATABASE_OVERRIDES {
+            if set(variable) {
+                return Err(SpecError::AmbiguousOverride {
+                    variable: variable.to_string(),
+                    databases: stack
+                        .databases
+                        .iter()
+                        .map(|database| database.key.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+        }
+    }
+    if set("PWLESS_DB_ADMIN_ENDPOINT") {
+        for database in &mut stack.databases {
+            database.connection.admin_access = model::AdminAccess::Endpoint;
+        }
     }
     Ok((stack, warnings))
 }

@@ -13,14 +13,64 @@ pub struct Stack {
     pub tags: BTreeMap<String, String>,
     pub network: Network,
     pub cluster: Cluster,
-    pub database: Database,
+    /// The stack's databases, in the stack file's order, each under its logical name
+    /// ([`Database::key`]); `database:` is the one-database shorthand for `databases: {main:
+    /// ...}`. Never empty.
+    pub databases: Vec<Database>,
     pub access: Vec<Access>,
     pub app: Option<App>,
     /// Where the state lives (the `state:` section); the local file by default.
     pub state: StateBackend,
 }
 
+/// The logical name of the database `database:` declares (the one-database shorthand): its
+/// resources keep the addresses a one-database stack always had (`aws_rds_cluster.main`,
+/// `postgresql_role.user[<user>]`).
+pub const MAIN_DATABASE: &str = "main";
+
 impl Stack {
+    /// The database of logical name `key`.
+    pub fn database(&self, key: &str) -> Option<&Database> {
+        self.databases.iter().find(|database| database.key == key)
+    }
+
+    /// The database of logical name `key`, to record what discovery read of it.
+    pub fn database_mut(&mut self, key: &str) -> Option<&mut Database> {
+        self.databases
+            .iter_mut()
+            .find(|database| database.key == key)
+    }
+
+    /// The database the caller means: the one named, or the only one when none is named.
+    ///
+    /// # Errors
+    /// The message names the databases to choose from: when none is named and the stack has
+    /// several, or when the named one is not the stack's.
+    pub fn chosen_database(&self, key: Option<&str>) -> Result<&Database, String> {
+        let keys = || {
+            self.databases
+                .iter()
+                .map(|database| database.key.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match key {
+            Some(key) => self.database(key).ok_or_else(|| {
+                format!(
+                    "the stack has no database `{key}`; its databases are: {}",
+                    keys()
+                )
+            }),
+            None => match self.databases.as_slice() {
+                [only] => Ok(only),
+                _ => Err(format!(
+                    "the stack has several databases ({}); say which with --database",
+                    keys()
+                )),
+            },
+        }
+    }
+
     /// The region's partition (`aws`, `aws-cn` or `aws-us-gov`): every ARN, service
     /// principal and address of the stack follows it.
     pub fn partition(&self) -> crate::partition::Partition {
@@ -220,7 +270,9 @@ impl Stack {
     /// Whether every referenced resource was read ([`crate::ops::discover`]); always true for
     /// a stack that references nothing.
     pub fn is_known(&self) -> bool {
-        self.network.is_known() && self.cluster.is_known() && self.database.is_known()
+        self.network.is_known()
+            && self.cluster.is_known()
+            && self.databases.iter().all(Database::is_known)
     }
 }
 
@@ -254,10 +306,18 @@ pub enum DatabaseSubnets {
 /// unused.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Database {
+    /// The logical name: a key of `databases`, or [`MAIN_DATABASE`] for `database:`. It names
+    /// the database's resources ([`crate::graph::address`]) and its created cluster
+    /// ([`crate::spec::names::rds_cluster`]).
+    pub key: String,
+    /// Where it is declared in the stack file: `database` (the shorthand) or
+    /// `databases.<key>`; diagnostics and fixes name its keys under it.
+    pub path: String,
     pub engine_version: String,
     pub instance_class: String,
     pub instances: u32,
-    /// The database created in the cluster.
+    /// The database created in the cluster (a referenced cluster: the database the users
+    /// get their privileges in).
     pub name: String,
     pub master_username: String,
     pub master_password: MasterPassword,
@@ -277,6 +337,11 @@ pub struct Database {
 }
 
 impl Database {
+    /// Whether this is the one-database shorthand's database ([`MAIN_DATABASE`]).
+    pub fn is_main(&self) -> bool {
+        self.key == MAIN_DATABASE
+    }
+
     /// What discovery read of a referenced cluster; `None` for a cluster the stack creates, or
     /// before discovery.
     pub fn read(&self) -> Option<&ReadDatabase> {
@@ -451,6 +516,8 @@ pub struct DatabaseUser {
 pub struct Access {
     pub namespace: String,
     pub service_account: String,
+    /// The logical name of the database ([`Database::key`]) whose user it logs in as.
+    pub database: String,
     pub db_user: String,
     pub identity: Identity,
 }
@@ -490,6 +557,8 @@ impl Identity {
 pub struct App {
     pub namespace: String,
     pub service_account: String,
+    /// The logical name of the database the app uses (its service account's access entry's).
+    pub database: String,
     pub image: String,
     pub replicas: u32,
     pub port: u16,

@@ -6,10 +6,12 @@
 //! characters of `[A-Za-z0-9+=,.@_-]`
 //! (<https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateRole.html>,
 //! <https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html>). The other
-//! generated names cannot collide within a stack: the EKS cluster, the Aurora cluster and the
-//! DB subnet group are the stack's name (each in its own namespace), the Aurora instances are
-//! `<stack>-1`, `<stack>-2`, ... (at most 34 characters against RDS's 63), the security group is
-//! `<stack>-database` in the stack's own VPC.
+//! generated names cannot collide within a stack: the EKS cluster is the stack's name, each
+//! Aurora cluster and its DB subnet group [`rds_cluster`] (the stack's name for `database:`,
+//! `<stack>-<database>` for the others: a database's logical name is letters and digits
+//! starting with a letter, so `<stack>-<database>` is never another cluster's instance), its
+//! instances `<cluster>-1`, `<cluster>-2`, ... (at most 56 characters against RDS's 63), its
+//! security group `<cluster>-database` in the stack's own VPC.
 
 use super::model::Stack;
 
@@ -107,14 +109,29 @@ pub fn iam_roles(stack: &Stack) -> Vec<(String, RoleOwner)> {
         (cluster_role(&stack.name), RoleOwner::Cluster),
         (node_role(&stack.name), RoleOwner::Node),
     ];
+    // A service account with entries for several databases has one role: its first entry's.
+    let mut seen = std::collections::HashSet::new();
     roles.extend(
         stack
             .access
             .iter()
             .enumerate()
+            .filter(|(_, entry)| seen.insert((&entry.namespace, &entry.service_account)))
             .map(|(index, entry)| (access_role(&stack.name, entry), RoleOwner::Access(index))),
     );
     roles
+}
+
+/// The Aurora cluster a database of the stack creates: the stack's name for the one-database
+/// shorthand's ([`crate::spec::model::MAIN_DATABASE`]), `<stack>-<database>` for the others
+/// (at most 32 + 1 + 20 characters). Its DB subnet group has the same name, its instances
+/// `<cluster>-1`, `<cluster>-2`, ... and its security group `<cluster>-database`.
+pub fn rds_cluster(stack: &str, database: &str) -> String {
+    if database == crate::spec::model::MAIN_DATABASE {
+        stack.to_string()
+    } else {
+        format!("{stack}-{database}")
+    }
 }
 
 /// Pairs `(first, later, name)` of generated IAM role names that are the same for IAM (which

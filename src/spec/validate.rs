@@ -13,7 +13,16 @@ use super::yaml::{Node, NodeKind, SourceSpan};
 use crate::partition::Partition;
 
 const TOP_KEYS: &[&str] = &[
-    "stack", "region", "tags", "network", "cluster", "database", "access", "app", "state",
+    "stack",
+    "region",
+    "tags",
+    "network",
+    "cluster",
+    "database",
+    "databases",
+    "access",
+    "app",
+    "state",
 ];
 const NETWORK_KEYS: &[&str] = &[
     "existing",
@@ -78,8 +87,24 @@ const CREATED_DATABASE_KEYS: &[&str] = &[
 ];
 const EXISTING_DATABASE_KEYS: &[&str] = &["cluster_identifier", "name", "enable_iam_auth"];
 const USER_KEYS: &[&str] = &["name", "privileges", "schema"];
-const ACCESS_KEYS: &[&str] = &["namespace", "service_account", "db_user", "identity"];
-const APP_KEYS: &[&str] = &["namespace", "service_account", "image", "replicas", "port"];
+const ACCESS_KEYS: &[&str] = &[
+    "namespace",
+    "service_account",
+    "database",
+    "db_user",
+    "identity",
+];
+const APP_KEYS: &[&str] = &[
+    "namespace",
+    "service_account",
+    "database",
+    "image",
+    "replicas",
+    "port",
+];
+/// The longest logical database name: `<stack>-<database>` names its Aurora cluster, and
+/// `<stack>-<database>-<N>` its instances, within RDS's 63 characters.
+const DATABASE_KEY_MAX: usize = 20;
 const STATE_LOCAL_KEYS: &[&str] = &["backend", "path"];
 const STATE_S3_KEYS: &[&str] = &[
     "backend",
@@ -155,6 +180,15 @@ fn capitalized(text: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Where the database of logical name `key` sits in the stack file: its path (`database` or
+/// `databases.<key>`) and its node.
+fn database_node<'n>(fields: &Fields<'n>, key: &str) -> Option<(String, &'n Node)> {
+    match fields.value("databases") {
+        Some(databases) => Some((format!("databases.{key}"), databases.get(key)?)),
+        None => Some(("database".to_string(), fields.value("database")?)),
+    }
+}
+
 fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_string()
@@ -168,13 +202,19 @@ struct Checker {
     diagnostics: Vec<Diagnostic>,
     /// Values that may be right but that pwless does not know (they do not stop the run).
     warnings: Vec<Diagnostic>,
-    /// Names under `database.users`, recorded even when that section has other problems, so
-    /// `access` entries are still checked against them.
-    declared_users: Option<Vec<String>>,
-    /// Whether an entry of `database.users` lacks its `name` key: then an `access` entry
-    /// naming an unknown user may mean that one (a misspelt `name`), and only the user
+    /// Names under each database's `users`, by the database's logical name, recorded even
+    /// when that section has other problems, so `access` entries are still checked against
+    /// them.
+    declared_users: BTreeMap<String, Vec<String>>,
+    /// The databases with an entry of `users` that lacks its `name` key: then an `access`
+    /// entry naming an unknown user may mean that one (a misspelt `name`), and only the user
     /// entry's own error is reported (one mistake, one error).
-    users_incomplete: bool,
+    users_incomplete: BTreeSet<String>,
+    /// The logical names of the databases, in the stack file's order, recorded even when a
+    /// database has other problems, so `access` entries are still checked against them.
+    declared_databases: Vec<String>,
+    /// Whether the stack declares its database with the `database` shorthand.
+    shorthand: bool,
 }
 
 impl Checker {
@@ -495,9 +535,7 @@ impl Checker {
                 let partition = region.as_deref().map(Partition::of_region);
                 self.cluster(node, network.as_ref(), partition)
             });
-        let database = self
-            .required(&fields, "database", "{engine_version: \"17.4\", ...}")
-            .and_then(|node| self.database(node, network.as_ref()));
+        let databases = self.databases(&fields, network.as_ref());
         let access = match fields.value("access") {
             Some(node) => self.access(node),
             None => Some(Vec::new()),
@@ -524,20 +562,21 @@ impl Checker {
         }
 
         // A referenced network's public subnets are optional; a database in them is not.
-        if let (Some(network), Some(database)) = (&network, &database)
-            && let Some(existing) = &network.existing
-            && existing.public_subnet_ids.is_empty()
-            && database.subnets == DatabaseSubnets::Public
-            && let Some(node) = fields
-                .value("database")
-                .and_then(|node| node.get("subnets"))
-        {
-            self.error(
-                "database.subnets",
-                node.span,
-                "`database.subnets: public` needs public subnets, and `network.existing` lists none",
-                Some("add `public_subnet_ids` to `network.existing`, or keep the database in the private subnets".into()),
-            );
+        for database in databases.iter().flatten() {
+            if let Some(network) = &network
+                && let Some(existing) = &network.existing
+                && existing.public_subnet_ids.is_empty()
+                && database.subnets == DatabaseSubnets::Public
+                && let Some((at, node)) = database_node(&fields, &database.key)
+                && let Some(node) = node.get("subnets")
+            {
+                self.error(
+                    &format!("{at}.subnets"),
+                    node.span,
+                    format!("`{at}.subnets: public` needs public subnets, and `network.existing` lists none"),
+                    Some("add `public_subnet_ids` to `network.existing`, or keep the database in the private subnets".into()),
+                );
+            }
         }
 
         // The demo app's Service is an internet-facing load balancer: it needs public subnets.
@@ -565,7 +604,7 @@ impl Checker {
             tags: tags?,
             network: network?,
             cluster: cluster?,
-            database: database?,
+            databases: databases?,
             access: access?,
             app: app?,
             state: state?,
@@ -1321,15 +1360,156 @@ impl Checker {
         })
     }
 
-    fn database(&mut self, node: &Node, network: Option<&Network>) -> Option<Database> {
-        let fields = self.mapping(node, "database", DATABASE_KEYS)?;
+    /// `database` (the one-database shorthand, logical name [`MAIN_DATABASE`]) or `databases`
+    /// (a mapping from logical names to the same bodies); exactly one of the two.
+    fn databases(
+        &mut self,
+        fields: &Fields<'_>,
+        network: Option<&Network>,
+    ) -> Option<Vec<Database>> {
+        match (
+            fields.entries.get("database"),
+            fields.entries.get("databases"),
+        ) {
+            (Some((_, node)), None) => {
+                self.shorthand = true;
+                self.declared_databases.push(MAIN_DATABASE.to_string());
+                self.database(node, "database", MAIN_DATABASE, network)
+                    .map(|database| vec![database])
+            }
+            (Some(_), Some((key, _))) => {
+                self.error(
+                    "databases",
+                    key.span,
+                    "the stack has both `database` and `databases`",
+                    Some("`database: {...}` is the shorthand for `databases: {main: {...}}`: move it under `databases` as `main`, or keep one of the two".into()),
+                );
+                None
+            }
+            (None, Some((_, node))) => {
+                let NodeKind::Mapping(entries) = &node.kind else {
+                    self.error(
+                        "databases",
+                        node.span,
+                        format!("expected a mapping from database names to databases, found {}", node.describe()),
+                        Some("write `databases: {orders: {engine_version: \"17.4\", ...}, billing: {existing: {...}, users: [...]}}`".into()),
+                    );
+                    return None;
+                };
+                if entries.is_empty() {
+                    self.error(
+                        "databases",
+                        node.span,
+                        "`databases` is empty",
+                        Some("declare at least one database, e.g. `databases: {main: {engine_version: \"17.4\", ...}}`".into()),
+                    );
+                    return None;
+                }
+                let mut databases = Vec::new();
+                let mut ok = true;
+                for (key_node, body) in entries {
+                    let Some(key) = self.string(key_node, "databases") else {
+                        ok = false;
+                        continue;
+                    };
+                    let at = format!("databases.{key}");
+                    let valid = (1..=DATABASE_KEY_MAX).contains(&key.len())
+                        && key.starts_with(|c: char| c.is_ascii_lowercase())
+                        && key
+                            .chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+                    if !valid {
+                        self.error(
+                            &at,
+                            key_node.span,
+                            format!("`{}` is not a database name pwless accepts", key.escape_debug()),
+                            Some(format!("use 1 to {DATABASE_KEY_MAX} lowercase letters and digits, starting with a letter (it names the database's Aurora cluster `<stack>-<name>`, its relay and its addresses)")),
+                        );
+                        ok = false;
+                    }
+                    // Declared even when misnamed, so `access` entries naming it are checked
+                    // against its users, not reported again (one mistake, one error).
+                    self.declared_databases.push(key.to_string());
+                    match self.database(body, &at, key, network) {
+                        Some(database) if valid => databases.push(database),
+                        _ => ok = false,
+                    }
+                }
+                let databases = ok.then_some(databases)?;
+                self.shared_clusters(&databases, node);
+                Some(databases)
+            }
+            (None, None) => {
+                self.required(fields, "database", "{engine_version: \"17.4\", ...}");
+                None
+            }
+        }
+    }
+
+    /// Where the database of logical name `key` is declared: `database` (the shorthand) or
+    /// `databases.<key>`.
+    fn database_path(&self, key: &str) -> String {
+        if self.shorthand {
+            "database".to_string()
+        } else {
+            format!("databases.{key}")
+        }
+    }
+
+    /// Two databases of one referenced Aurora cluster (two PostgreSQL databases in it) share
+    /// its roles, which are the cluster's, not a database's: their users must have different
+    /// names, or two stack entries would manage one role.
+    fn shared_clusters(&mut self, databases: &[Database], node: &Node) {
+        let mut owners: HashMap<(&str, &str), &str> = HashMap::new();
+        for database in databases {
+            let Some(existing) = &database.existing else {
+                continue;
+            };
+            for (index, user) in database.users.iter().enumerate() {
+                let Some(first) = owners.insert(
+                    (existing.cluster_identifier.id.as_str(), user.name.as_str()),
+                    database.key.as_str(),
+                ) else {
+                    continue;
+                };
+                let span = node
+                    .get(&database.key)
+                    .and_then(|body| body.get("users"))
+                    .and_then(|users| match &users.kind {
+                        NodeKind::Sequence(items) => items.get(index).map(|item| item.span),
+                        _ => None,
+                    })
+                    .unwrap_or(node.span);
+                self.error(
+                    &format!("databases.{}.users[{index}]", database.key),
+                    span,
+                    format!(
+                        "database user `{}` is also a user of databases.{first}, in the same Aurora cluster `{}`",
+                        user.name, existing.cluster_identifier.id
+                    ),
+                    Some("a PostgreSQL role belongs to the whole cluster, not to one database in it: give the users different names, or declare the user once and grant it in one database".into()),
+                );
+            }
+        }
+    }
+
+    /// One database: `database` (the shorthand, `at` = `database`, `key` = [`MAIN_DATABASE`])
+    /// or an entry of `databases` (`at` = `databases.<key>`).
+    fn database(
+        &mut self,
+        node: &Node,
+        at: &str,
+        key: &str,
+        network: Option<&Network>,
+    ) -> Option<Database> {
+        let fields = self.mapping(node, at, DATABASE_KEYS)?;
         if let Some(existing) = fields.value("existing") {
-            return self.existing_database(&fields, existing, network);
+            return self.existing_database(&fields, existing, at, key, network);
         }
         let engine_version = self
             .required(&fields, "engine_version", "\"17.4\"")
             .and_then(|node| {
-                let version = self.string(node, "database.engine_version")?;
+                let version = self.string(node, &format!("{at}.engine_version"))?;
                 let valid = {
                     let mut parts = version.split('.');
                     let major = parts.next().unwrap_or("");
@@ -1346,7 +1526,7 @@ impl Checker {
                 };
                 if !valid {
                     self.error(
-                        "database.engine_version",
+                        &format!("{at}.engine_version"),
                         node.span,
                         format!("`{version}` is not an Aurora PostgreSQL version"),
                         Some("write it in quotes, like \"17.4\"".into()),
@@ -1355,7 +1535,7 @@ impl Checker {
                 }
                 if let Some(nearest) = super::known::unknown_engine_version(version) {
                     self.warning(
-                        "database.engine_version",
+                        &format!("{at}.engine_version"),
                         node.span,
                         format!("`{version}` is not an Aurora PostgreSQL version pwless knows"),
                         format!(
@@ -1368,7 +1548,7 @@ impl Checker {
         let instance_class = self
             .required(&fields, "instance_class", "db.t4g.medium")
             .and_then(|node| {
-                let class = self.string(node, "database.instance_class")?;
+                let class = self.string(node, &format!("{at}.instance_class"))?;
                 let valid = class.strip_prefix("db.").is_some_and(|rest| {
                     rest.split_once('.')
                         .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty())
@@ -1378,7 +1558,7 @@ impl Checker {
                 });
                 if !valid {
                     self.error(
-                        "database.instance_class",
+                        &format!("{at}.instance_class"),
                         node.span,
                         format!("`{class}` is not an RDS instance class"),
                         Some(
@@ -1389,7 +1569,7 @@ impl Checker {
                 }
                 if let Some(nearest) = super::known::unknown_instance_class(class) {
                     self.warning(
-                        "database.instance_class",
+                        &format!("{at}.instance_class"),
                         node.span,
                         format!("`{class}` is not an Aurora PostgreSQL instance class pwless knows"),
                         format!(
@@ -1401,18 +1581,18 @@ impl Checker {
             });
         let instances = match fields.value("instances") {
             Some(node) => self
-                .integer(node, "database.instances", 1, 16)
+                .integer(node, &format!("{at}.instances"), 1, 16)
                 .map(|n| n as u32),
             None => Some(1),
         };
         let name = self.required(&fields, "name", "appdb").and_then(|node| {
-            let name = self.string(node, "database.name")?;
-            if !self.identifier(name, "database.name", node.span) {
+            let name = self.string(node, &format!("{at}.name"))?;
+            if !self.identifier(name, &format!("{at}.name"), node.span) {
                 return None;
             }
             if ["postgres", "template0", "template1", "rdsadmin"].contains(&name) {
                 self.error(
-                    "database.name",
+                    &format!("{at}.name"),
                     node.span,
                     format!("`{name}` is a database every cluster already has"),
                     Some("name the application's database, e.g. appdb".into()),
@@ -1422,33 +1602,33 @@ impl Checker {
             Some(name.to_string())
         });
         let master_username = self.required(&fields, "master_username", "postgres").and_then(|node| {
-            let name = self.string(node, "database.master_username")?;
-            if !self.identifier(name, "database.master_username", node.span) {
+            let name = self.string(node, &format!("{at}.master_username"))?;
+            if !self.identifier(name, &format!("{at}.master_username"), node.span) {
                 return None;
             }
             if RESERVED_ROLE_NAMES.contains(&name) || name.starts_with("pg_") || name.starts_with("rds") || !name.starts_with(|c: char| c.is_ascii_lowercase()) {
-                self.error("database.master_username", node.span, format!("`{name}` cannot be the master user"), Some("RDS requires a name that starts with a letter and is not reserved; `postgres` is the usual choice".into()));
+                self.error(&format!("{at}.master_username"), node.span, format!("`{name}` cannot be the master user"), Some("RDS requires a name that starts with a letter and is not reserved; `postgres` is the usual choice".into()));
                 return None;
             }
             Some(name.to_string())
         });
         let master_password = match fields.value("master_password") {
             None => Some(MasterPassword::Managed),
-            Some(node) => self.master_password(node),
+            Some(node) => self.master_password(node, at),
         };
-        let connection = self.db_connection(&fields);
+        let connection = self.db_connection(&fields, at);
         let final_snapshot = match fields.value("final_snapshot") {
-            Some(node) => self.boolean(node, "database.final_snapshot"),
+            Some(node) => self.boolean(node, &format!("{at}.final_snapshot")),
             None => Some(true),
         };
         let iam_auth_error_log = match fields.value("iam_auth_error_log") {
-            Some(node) => self.boolean(node, "database.iam_auth_error_log"),
+            Some(node) => self.boolean(node, &format!("{at}.iam_auth_error_log")),
             None => Some(true),
         };
         let subnets = match fields.value("subnets") {
             Some(node) => self.choice(
                 node,
-                "database.subnets",
+                &format!("{at}.subnets"),
                 &[
                     ("private", DatabaseSubnets::Private),
                     ("public", DatabaseSubnets::Public),
@@ -1458,9 +1638,11 @@ impl Checker {
         };
         let users = match fields.value("users") {
             None => Some(Vec::new()),
-            Some(node) => self.users(node, master_username.as_deref()),
+            Some(node) => self.users(node, at, key, master_username.as_deref()),
         };
         Some(Database {
+            key: key.to_string(),
+            path: at.to_string(),
             engine_version: engine_version?,
             instance_class: instance_class?,
             instances: instances?,
@@ -1478,7 +1660,7 @@ impl Checker {
 
     /// How pwless reaches the database (`ca_bundle`, `tls_server_name`, `admin_endpoint`,
     /// `admin_access`, `relay_image`), for a created or a referenced cluster alike.
-    fn db_connection(&mut self, fields: &Fields<'_>) -> Option<DbConnection> {
+    fn db_connection(&mut self, fields: &Fields<'_>, at: &str) -> Option<DbConnection> {
         let optional_text = |checker: &mut Checker, key: &str| match fields.value(key) {
             None => Some(None),
             Some(node) => checker
@@ -1495,7 +1677,7 @@ impl Checker {
                     });
                     if !valid {
                         self.error(
-                            "database.admin_endpoint",
+                            &format!("{at}.admin_endpoint"),
                             span,
                             format!("`{}` is not host:port", text.escape_debug()),
                             Some("write the tunnel's local end, e.g. 127.0.0.1:15432".into()),
@@ -1509,7 +1691,7 @@ impl Checker {
         let admin_access = match fields.value("admin_access") {
             Some(node) => self.choice(
                 node,
-                "database.admin_access",
+                &format!("{at}.admin_access"),
                 &[
                     ("cluster", AdminAccess::Cluster),
                     ("endpoint", AdminAccess::Endpoint),
@@ -1524,7 +1706,7 @@ impl Checker {
         if let (Some(AdminAccess::Cluster), Some(Some((_, span)))) = (admin_access, &admin_endpoint)
         {
             self.error(
-                "database.admin_endpoint",
+                &format!("{at}.admin_endpoint"),
                 *span,
                 "a tunnel's address means nothing with `admin_access: cluster`".to_string(),
                 Some("write `admin_access: endpoint` to use this tunnel, or remove admin_endpoint to go through the EKS cluster".into()),
@@ -1534,7 +1716,7 @@ impl Checker {
             Some((text, span)) => {
                 if text.is_empty() || text.chars().any(char::is_whitespace) {
                     self.error(
-                        "database.relay_image",
+                        &format!("{at}.relay_image"),
                         span,
                         format!("`{}` is not an image reference", text.escape_debug()),
                         Some("write REGISTRY/REPOSITORY@sha256:DIGEST, e.g. a copy of pwless's HAProxy image in your own ECR".into()),
@@ -1543,7 +1725,7 @@ impl Checker {
                 }
                 if !text.contains("@sha256:") {
                     self.warning(
-                        "database.relay_image",
+                        &format!("{at}.relay_image"),
                         span,
                         format!("`{text}` is not pinned by digest"),
                         "pin it (`…@sha256:<digest>`), so the relay that reaches your database cannot change under you".into(),
@@ -1570,6 +1752,8 @@ impl Checker {
         &mut self,
         fields: &Fields<'_>,
         node: &Node,
+        at: &str,
+        key: &str,
         network: Option<&Network>,
     ) -> Option<Database> {
         let mut beside = false;
@@ -1584,17 +1768,17 @@ impl Checker {
                 self.error(
                     &fields.path(key),
                     key_node.span,
-                    format!("`database.{key}` describes a cluster to create, but `database.existing` names one that exists"),
+                    format!("`{at}.{key}` describes a cluster to create, but `{at}.existing` names one that exists"),
                     Some(help),
                 );
                 beside = true;
             }
         }
-        let existing = self.mapping(node, "database.existing", EXISTING_DATABASE_KEYS)?;
+        let existing = self.mapping(node, &format!("{at}.existing"), EXISTING_DATABASE_KEYS)?;
         let cluster_identifier = self
             .required(&existing, "cluster_identifier", "team-aurora")
             .and_then(|node| {
-                let path = "database.existing.cluster_identifier";
+                let path = &format!("{at}.existing.cluster_identifier");
                 let identifier = self.string(node, path)?;
                 // "Must contain from 1 to 63 letters, numbers, or hyphens. First character must
                 // be a letter. Can't end with a hyphen or contain two consecutive hyphens."
@@ -1630,13 +1814,13 @@ impl Checker {
                 })
             });
         let name = self.required(&existing, "name", "appdb").and_then(|node| {
-            let name = self.string(node, "database.existing.name")?;
-            if !self.identifier(name, "database.existing.name", node.span) {
+            let name = self.string(node, &format!("{at}.existing.name"))?;
+            if !self.identifier(name, &format!("{at}.existing.name"), node.span) {
                 return None;
             }
             if ["template0", "template1", "rdsadmin"].contains(&name) {
                 self.error(
-                    "database.existing.name",
+                    &format!("{at}.existing.name"),
                     node.span,
                     format!("`{name}` is not a database applications use"),
                     Some("name the application's database in the cluster".into()),
@@ -1646,27 +1830,27 @@ impl Checker {
             Some(name.to_string())
         });
         let enable_iam_auth = match existing.value("enable_iam_auth") {
-            Some(node) => self.boolean(node, "database.existing.enable_iam_auth"),
+            Some(node) => self.boolean(node, &format!("{at}.existing.enable_iam_auth")),
             None => Some(false),
         };
         let master_password = match fields.value("master_password") {
             None => Some(MasterPassword::Managed),
-            Some(node) => self.master_password(node),
+            Some(node) => self.master_password(node, at),
         };
-        let connection = self.db_connection(fields);
+        let connection = self.db_connection(fields, at);
         // The master user is known once the cluster is read; discovery refuses a user of its
         // name.
         let users = match fields.value("users") {
             None => Some(Vec::new()),
-            Some(node) => self.users(node, None),
+            Some(node) => self.users(node, at, key, None),
         };
         if let Some(network) = network
             && network.existing.is_none()
         {
             self.error(
-                "database.existing",
+                &format!("{at}.existing"),
                 node.span,
-                "`database.existing` needs `network.existing`: an Aurora cluster that exists is in a VPC that exists, not in one this stack creates",
+                format!("`{at}.existing` needs `network.existing`: an Aurora cluster that exists is in a VPC that exists, not in one this stack creates"),
                 Some("name the cluster's VPC and subnets under `network.existing`".into()),
             );
             return None;
@@ -1676,6 +1860,8 @@ impl Checker {
             return None;
         }
         Some(Database {
+            key: key.to_string(),
+            path: at.to_string(),
             engine_version: String::new(),
             instance_class: String::new(),
             instances: 0,
@@ -1695,8 +1881,8 @@ impl Checker {
         })
     }
 
-    fn master_password(&mut self, node: &Node) -> Option<MasterPassword> {
-        let path = "database.master_password";
+    fn master_password(&mut self, node: &Node, at: &str) -> Option<MasterPassword> {
+        let path = &format!("{at}.master_password");
         let help = "use `managed` (RDS keeps it in Secrets Manager) or `{env: VAR_NAME}` (read at apply time, never stored)";
         match &node.kind {
             NodeKind::Scalar { value, .. } if value == "managed" => Some(MasterPassword::Managed),
@@ -1713,14 +1899,14 @@ impl Checker {
             NodeKind::Mapping(_) => {
                 let fields = self.mapping(node, path, &["env"])?;
                 let variable_node = self.required(&fields, "env", "PWLESS_MASTER_PASSWORD")?;
-                let variable = self.string(variable_node, "database.master_password.env")?;
+                let variable = self.string(variable_node, &format!("{at}.master_password.env"))?;
                 let valid = variable.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
                     && variable
                         .chars()
                         .all(|c| c.is_ascii_alphanumeric() || c == '_');
                 if !valid {
                     self.error(
-                        "database.master_password.env",
+                        &format!("{at}.master_password.env"),
                         variable_node.span,
                         format!("`{variable}` is not an environment variable name"),
                         Some(
@@ -1766,15 +1952,25 @@ impl Checker {
         valid
     }
 
-    fn users(&mut self, node: &Node, master: Option<&str>) -> Option<Vec<DatabaseUser>> {
-        let items = self.list(node, "database.users")?;
-        self.users_incomplete = !items.iter().all(|item| match &item.kind {
+    fn users(
+        &mut self,
+        node: &Node,
+        at: &str,
+        key: &str,
+        master: Option<&str>,
+    ) -> Option<Vec<DatabaseUser>> {
+        let items = self.list(node, &format!("{at}.users"))?;
+        let incomplete = !items.iter().all(|item| match &item.kind {
             NodeKind::Mapping(entries) => entries.iter().any(
                 |(key, _)| matches!(&key.kind, NodeKind::Scalar { value, .. } if value == "name"),
             ),
             _ => false,
         });
-        self.declared_users = Some(
+        if incomplete {
+            self.users_incomplete.insert(key.to_string());
+        }
+        self.declared_users.insert(
+            key.to_string(),
             items
                 .iter()
                 .filter_map(|item| match &item.kind {
@@ -1797,7 +1993,7 @@ impl Checker {
         let mut seen: HashMap<String, usize> = HashMap::new();
         let mut ok = true;
         for (index, item) in items.iter().enumerate() {
-            let path = format!("database.users[{index}]");
+            let path = format!("{at}.users[{index}]");
             let Some(fields) = self.mapping(item, &path, USER_KEYS) else {
                 ok = false;
                 continue;
@@ -1808,14 +2004,36 @@ impl Checker {
                 if !self.identifier(name, &name_path, node.span) {
                     return None;
                 }
-                let reserved = Some(name) == master || RESERVED_ROLE_NAMES.contains(&name) || name.starts_with("pg_") || name.starts_with("rds");
+                let reserved = Some(name) == master
+                    || RESERVED_ROLE_NAMES.contains(&name)
+                    || name.starts_with("pg_")
+                    || name.starts_with("rds");
                 if reserved {
-                    let why = if Some(name) == master { "it is the master user" } else { "the name is reserved by PostgreSQL or RDS" };
-                    self.error(&name_path, node.span, format!("`{name}` cannot be a database user: {why}"), Some("choose another name; names starting with pg_ or rds are reserved".into()));
+                    let why = if Some(name) == master {
+                        "it is the master user"
+                    } else {
+                        "the name is reserved by PostgreSQL or RDS"
+                    };
+                    self.error(
+                        &name_path,
+                        node.span,
+                        format!("`{name}` cannot be a database user: {why}"),
+                        Some(
+                            "choose another name; names starting with pg_ or rds are reserved"
+                                .into(),
+                        ),
+                    );
                     return None;
                 }
                 if let Some(first) = seen.insert(name.to_string(), index) {
-                    self.error(&name_path, node.span, format!("database user `{name}` is defined twice (first at database.users[{first}])"), Some("merge the two entries".into()));
+                    self.error(
+                        &name_path,
+                        node.span,
+                        format!(
+                            "database user `{name}` is defined twice (first at {at}.users[{first}])"
+                        ),
+                        Some("merge the two entries".into()),
+                    );
                     return None;
                 }
                 Some(name.to_string())
@@ -1890,11 +2108,9 @@ impl Checker {
 
     fn access(&mut self, node: &Node) -> Option<Vec<Access>> {
         let items = self.list(node, "access")?;
-        let declared = self.declared_users.clone();
-        let users: Vec<&str> = declared.iter().flatten().map(String::as_str).collect();
-        let user_set: std::collections::HashSet<&str> = users.iter().copied().collect();
-        let mut entries = Vec::new();
-        let mut seen: HashMap<(String, String), usize> = HashMap::new();
+        let databases = self.declared_databases.clone();
+        let mut entries: Vec<Access> = Vec::new();
+        let mut seen: HashMap<(String, String, String), usize> = HashMap::new();
         let mut ok = true;
         for (index, item) in items.iter().enumerate() {
             let path = format!("access[{index}]");
@@ -1908,52 +2124,94 @@ impl Checker {
             let service_account = self
                 .required(&fields, "service_account", "demo-app")
                 .and_then(|node| self.dns_subdomain(node, &fields.path("service_account")));
+            let database = self.access_database(&fields, &databases, &path);
             let db_user = self
                 .required(&fields, "db_user", "app_user")
                 .and_then(|node| {
                     let user_path = fields.path("db_user");
                     let user = self.string(node, &user_path)?;
-                    if !user_set.contains(user) && self.users_incomplete {
+                    // Checked against its database's users once that is known.
+                    let database = database.clone()?;
+                    let at = self.database_path(&database);
+                    let declared = self.declared_users.get(&database);
+                    let users: Vec<&str> = declared
+                        .iter()
+                        .flat_map(|users| users.iter().map(String::as_str))
+                        .collect();
+                    if users.contains(&user) {
+                        return Some(user.to_string());
+                    }
+                    if self.users_incomplete.contains(&database) {
                         return None;
                     }
-                    if !user_set.contains(user) {
-                        let help = match did_you_mean(user, users.iter().copied()) {
-                            Some(suggestion) => format!("did you mean `{suggestion}`?"),
-                            None if users.is_empty() => {
-                                "define it under database.users first".into()
-                            }
-                            None => format!("defined users: {}", users.join(", ")),
-                        };
-                        self.error(
-                            &user_path,
-                            node.span,
-                            format!(
-                                "`{}` is not a user defined in database.users",
-                                user.escape_debug()
-                            ),
-                            Some(help),
-                        );
-                        return None;
-                    }
-                    Some(user.to_string())
+                    let help = match did_you_mean(user, users.iter().copied()) {
+                        Some(suggestion) => format!("did you mean `{suggestion}`?"),
+                        None if users.is_empty() => format!("define it under {at}.users first"),
+                        None => format!("defined users: {}", users.join(", ")),
+                    };
+                    self.error(
+                        &user_path,
+                        node.span,
+                        format!(
+                            "`{}` is not a user defined in {at}.users",
+                            user.escape_debug()
+                        ),
+                        Some(help),
+                    );
+                    None
                 });
             let identity = match fields.value("identity") {
                 Some(node) => self.choice(node, &fields.path("identity"), &Identity::NAMES),
                 None => Some(Identity::Irsa),
             };
-            let (Some(namespace), Some(service_account), Some(db_user), Some(identity)) =
-                (namespace, service_account, db_user, identity)
+            let (
+                Some(namespace),
+                Some(service_account),
+                Some(database),
+                Some(db_user),
+                Some(identity),
+            ) = (namespace, service_account, database, db_user, identity)
             else {
                 ok = false;
                 continue;
             };
-            let key = (namespace.clone(), service_account.clone());
+            let key = (namespace.clone(), service_account.clone(), database.clone());
             if let Some(first) = seen.insert(key, index) {
+                let (message, help) = if databases.len() == 1 {
+                    (
+                        format!(
+                            "service account {namespace}/{service_account} appears twice in access (first at access[{first}])"
+                        ),
+                        "a service account gets one IAM role and logs in as one database user; remove one entry",
+                    )
+                } else {
+                    (
+                        format!(
+                            "service account {namespace}/{service_account} has two entries for database `{database}` (first at access[{first}])"
+                        ),
+                        "a service account logs in to each database as one database user; remove one entry",
+                    )
+                };
+                self.error(&path, item.span, message, Some(help.into()));
+                ok = false;
+                continue;
+            }
+            // One role per service account: its entries for several databases share it, and so
+            // how its pods get that role's credentials.
+            if let Some(first) = entries.iter().position(|entry| {
+                entry.namespace == namespace
+                    && entry.service_account == service_account
+                    && entry.identity != identity
+            }) {
                 self.error(
-                    &path,
-                    item.span,
-                    format!("service account {namespace}/{service_account} appears twice in access (first at access[{first}])"),
-                    Some("a service account gets one IAM role and logs in as one database user; remove one entry".into()),
+                    &fields.path("identity"),
+                    fields.value("identity").map_or(item.span, |node| node.span),
+                    format!(
+                        "service account {namespace}/{service_account} has identity `{}` here and `{}` at access[{first}]",
+                        identity.name(),
+                        entries[first].identity.name()
+                    ),
+                    Some("a service account has one IAM role, for all its databases: give its entries the same `identity`".into()),
                 );
                 ok = false;
                 continue;
@@ -1961,11 +2219,59 @@ impl Checker {
             entries.push(Access {
                 namespace,
                 service_account,
+                database,
                 db_user,
                 identity,
             });
         }
         ok.then_some(entries)
+    }
+
+    /// `access[i].database`: the logical name of a declared database; optional when the stack
+    /// has one.
+    fn access_database(
+        &mut self,
+        fields: &Fields<'_>,
+        databases: &[String],
+        path: &str,
+    ) -> Option<String> {
+        match fields.value("database") {
+            Some(node) => {
+                let database_path = fields.path("database");
+                let name = self.string(node, &database_path)?;
+                if databases.iter().any(|known| known == name) {
+                    return Some(name.to_string());
+                }
+                if databases.is_empty() {
+                    // The databases have errors of their own.
+                    return None;
+                }
+                let help = match did_you_mean(name, databases.iter().map(String::as_str)) {
+                    Some(suggestion) => format!("did you mean `{suggestion}`?"),
+                    None => format!("the stack's databases: {}", databases.join(", ")),
+                };
+                self.error(
+                    &database_path,
+                    node.span,
+                    format!("`{}` is not a database of the stack", name.escape_debug()),
+                    Some(help),
+                );
+                None
+            }
+            None => match databases {
+                [only] => Some(only.clone()),
+                [] => None,
+                _ => {
+                    self.error(
+                        path,
+                        fields.span,
+                        format!("`{path}` does not say which database it logs in to, and the stack has several"),
+                        Some(format!("add `database: <name>`, one of: {}", databases.join(", "))),
+                    );
+                    None
+                }
+            },
+        }
     }
 
     fn dns_label(&mut self, node: &Node, path: &str) -> Option<String> {
@@ -2057,11 +2363,14 @@ impl Checker {
             None => Some(8080),
         };
         let (namespace, service_account) = (namespace?, service_account?);
-        if let Some(access) = access
-            && !access.iter().any(|entry| {
+        let entries: Vec<&Access> = access
+            .unwrap_or_default()
+            .iter()
+            .filter(|entry| {
                 entry.namespace == namespace && entry.service_account == service_account
             })
-        {
+            .collect();
+        if access.is_some() && entries.is_empty() {
             self.error(
                 "app.service_account",
                 service_account_node.map(|node| node.span).unwrap_or(fields.span),
@@ -2070,9 +2379,48 @@ impl Checker {
             );
             return None;
         }
+        // The app uses one database: its service account's, or the one it names when its
+        // service account may log in to several.
+        let database = match fields.value("database") {
+            Some(node) => {
+                let name = self.string(node, "app.database")?;
+                if access.is_some() && !entries.iter().any(|entry| entry.database == name) {
+                    let theirs: Vec<&str> = entries
+                        .iter()
+                        .map(|entry| entry.database.as_str())
+                        .collect();
+                    self.error(
+                        "app.database",
+                        node.span,
+                        format!("the app runs as {namespace}/{service_account}, which has no `access` entry for database `{}`", name.escape_debug()),
+                        Some(format!("name one of its databases ({}), or add an `access` entry for it", theirs.join(", "))),
+                    );
+                    return None;
+                }
+                name.to_string()
+            }
+            None => match entries.as_slice() {
+                [entry] => entry.database.clone(),
+                [] => return None,
+                several => {
+                    let theirs: Vec<&str> = several
+                        .iter()
+                        .map(|entry| entry.database.as_str())
+                        .collect();
+                    self.error(
+                        "app",
+                        fields.span,
+                        format!("the app's service account {namespace}/{service_account} may log in to several databases ({}), and the app uses one", theirs.join(", ")),
+                        Some("say which with `database: <name>` under `app`".into()),
+                    );
+                    return None;
+                }
+            },
+        };
         Some(App {
             namespace,
             service_account,
+            database,
             image: image?,
             replicas: replicas?,
             port: port?,

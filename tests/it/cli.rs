@@ -290,3 +290,34 @@ fn state_push_refuses_other_histories_and_older_serials() {
         serde_json::from_slice(&pwless(&["state", "pull", "-f", file], dir.path()).stdout).unwrap();
     assert_eq!((after.serial, after.resources.len()), (6, 3));
 }
+
+/// A tunnel given in the environment names one database: with several in the stack it is
+/// refused before anything is read or changed, saying what to write instead; with one it is
+/// that database's.
+#[test]
+fn a_one_database_tunnel_variable_is_refused_for_a_stack_of_several() {
+    let dir = TempDir::new("cli-many-tunnel");
+    let many = dir.write(
+        "many.yaml",
+        include_str!("../../examples/many-databases.yaml"),
+    );
+    let validate = |file: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pwless"))
+            .args(["validate", "-f", file.to_str().unwrap()])
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .env("PWLESS_DB_ADMIN_ENDPOINT", "127.0.0.1:15432")
+            .output()
+            .unwrap()
+    };
+    let output = validate(&many);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert!(
+        stderr(&output).contains("error: PWLESS_DB_ADMIN_ENDPOINT is set, and the stack has several databases (shop, orders): it would not say which one it is for; unset it, and give each entry of `databases` its own `admin_endpoint`"),
+        "{}",
+        stderr(&output)
+    );
+    let one = dir.write("one.yaml", EXAMPLE);
+    let output = validate(&one);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}

@@ -106,7 +106,7 @@ fn access_summary_names_the_resource_id_and_removals() {
         .resource("aws_iam_role_policy.irsa[demo/demo-app]")
         .unwrap()
         .clone();
-    policy.inputs.get_mut("rds_db_connect").unwrap()["cluster_resource_id"] =
+    policy.inputs.get_mut("rds_db_connect").unwrap()[0]["cluster_resource_id"] =
         serde_json::json!("cluster-ABCDEF");
     state.upsert(policy);
     let planned = plan(
@@ -126,6 +126,7 @@ fn access_summary_names_the_resource_id_and_removals() {
         json["access"]["database"],
         serde_json::json!([{
             "service_account": "demo/demo-app",
+            "database": "main",
             "db_user": "app_user",
             "cluster": "iam-postgres",
             "cluster_resource_id": "cluster-ABCDEF",
@@ -158,6 +159,7 @@ fn access_summary_names_the_resource_id_and_removals() {
         vec![pwless::plan::access::DatabaseAccess {
             service_account: "demo/demo-app".into(),
             revoked: true,
+            database: None,
             db_user: None,
             cluster: None,
             cluster_resource_id: None,

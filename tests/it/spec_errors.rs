@@ -762,17 +762,20 @@ fn optional_sections_may_be_left_out_and_defaults_apply() {
         cluster: {version: \"1.31\", node_group: {instance_types: [m7g.large], min_size: 0, desired_size: 1, max_size: 2}}\n\
         database: {engine_version: \"16.4\", instance_class: db.r7g.large, name: appdb, master_username: postgres}\n";
     let stack = stack_from(minimal);
-    assert!(stack.access.is_empty() && stack.app.is_none() && stack.database.users.is_empty());
+    assert!(stack.access.is_empty() && stack.app.is_none() && stack.databases[0].users.is_empty());
     assert_eq!(stack.network.nat_gateways, NatGateways::Single);
-    assert_eq!(stack.database.master_password, MasterPassword::Managed);
+    assert_eq!(stack.databases[0].master_password, MasterPassword::Managed);
     // The database is reached through the cluster unless the stack names a tunnel.
-    assert_eq!(stack.database.connection.admin_access, AdminAccess::Cluster);
+    assert_eq!(
+        stack.databases[0].connection.admin_access,
+        AdminAccess::Cluster
+    );
     let tunnelled = stack_from(&minimal.replace(
         "master_username: postgres}",
         "master_username: postgres, admin_endpoint: \"127.0.0.1:15432\"}",
     ));
     assert_eq!(
-        tunnelled.database.connection.admin_access,
+        tunnelled.databases[0].connection.admin_access,
         AdminAccess::Endpoint
     );
     assert_eq!(
@@ -804,9 +807,9 @@ fn the_example_parses_to_the_documented_model() {
     let stack = stack_from(EXAMPLE);
     assert_eq!(stack.name, "iam-postgres");
     assert_eq!(stack.cluster.version, "1.31");
-    assert_eq!(stack.database.users[0].privileges.len(), 7);
+    assert_eq!(stack.databases[0].users[0].privileges.len(), 7);
     assert!(
-        stack.database.users[0]
+        stack.databases[0].users[0]
             .privileges
             .contains(&Privilege::Connect)
     );
@@ -815,7 +818,7 @@ fn the_example_parses_to_the_documented_model() {
         "master_password: {env: PG_MASTER}",
     ));
     assert_eq!(
-        env.database.master_password,
+        env.databases[0].master_password,
         MasterPassword::Env("PG_MASTER".into())
     );
     // Plain 1.30 stays "1.30" (a serde float would make it 1.3).
@@ -831,6 +834,7 @@ fn the_shipped_examples_are_valid() {
         "examples/existing-network.yaml",
         "examples/existing-cluster.yaml",
         "examples/existing-database.yaml",
+        "examples/many-databases.yaml",
         "stack.example.yaml",
     ] {
         let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
@@ -916,7 +920,7 @@ fn unknown_instance_classes_and_engine_versions_warn_with_the_nearest_known() {
     let (stack, warnings) =
         pwless::spec::parse_str_with_warnings(Path::new("stack.yaml"), &text).unwrap();
     // A warning, not an error: AWS may know it (a new size or minor version).
-    assert_eq!(stack.database.instance_class, "db.r7g.3xlarge");
+    assert_eq!(stack.databases[0].instance_class, "db.r7g.3xlarge");
     let rendered = warnings.expect("two warnings").render_warnings();
     assert!(
         rendered.contains(
@@ -952,7 +956,7 @@ fn a_relay_image_by_tag_is_a_warning_and_by_digest_is_used_as_is() {
     let (stack, warnings) =
         pwless::spec::parse_str_with_warnings(Path::new("stack.yaml"), &tagged).unwrap();
     assert_eq!(
-        stack.database.connection.relay_image.as_deref(),
+        stack.databases[0].connection.relay_image.as_deref(),
         Some("123456789012.dkr.ecr.us-west-2.amazonaws.com/haproxy:3.0")
     );
     let rendered = warnings.expect("a warning").render_warnings();
@@ -1119,4 +1123,181 @@ fn an_app_on_an_existing_network_without_public_subnets_is_refused() {
         rendered.contains("help: add `public_subnet_ids`"),
         "{rendered}"
     );
+}
+
+const MANY: &str = include_str!("../../examples/many-databases.yaml");
+
+/// Each mistake in a stack with several databases, at its line, with the fix: `MANY` with
+/// `from` replaced by `to` must give exactly one error, `message`, at the first line holding
+/// `at` (in the changed text), whose help contains `help`.
+#[test]
+fn many_databases_mistakes_are_each_reported_at_their_line_with_the_fix() {
+    let cases: &[(&str, &str, &str, &str, &str, &str)] = &[
+        (
+            "an access entry of a stack with several databases that names none",
+            "{namespace: storefront, service_account: web, database: shop, db_user: storefront}",
+            "{namespace: storefront, service_account: web, db_user: storefront}",
+            "`access[0]` does not say which database it logs in to, and the stack has several",
+            "service_account: web",
+            "add `database: <name>`, one of: shop, orders",
+        ),
+        (
+            "an access entry naming a database the stack does not have",
+            "database: shop, db_user: storefront",
+            "database: shpo, db_user: storefront",
+            "`shpo` is not a database of the stack",
+            "database: shpo",
+            "did you mean `shop`?",
+        ),
+        (
+            "an access entry naming a user of another database",
+            "database: orders, db_user: orders_api",
+            "database: orders, db_user: storefront",
+            "`storefront` is not a user defined in databases.orders.users",
+            "db_user: storefront}\n  - {namespace: analytics",
+            "defined users: orders_api, reporting",
+        ),
+        (
+            "a service account with two entries for one database",
+            "{namespace: analytics, service_account: reports, database: orders, db_user: reporting}",
+            "{namespace: analytics, service_account: reports, database: shop, db_user: storefront}",
+            "service account analytics/reports has two entries for database `shop` (first at access[2])",
+            "service_account: reports, database: shop, db_user: storefront",
+            "logs in to each database as one database user",
+        ),
+        (
+            "a service account whose entries name two identities",
+            "database: orders, db_user: reporting}",
+            "database: orders, db_user: reporting, identity: pod_identity}",
+            "service account analytics/reports has identity `pod_identity` here and `irsa` at access[2]",
+            "identity: pod_identity",
+            "give its entries the same `identity`",
+        ),
+        (
+            "both database and databases",
+            "databases:                       # logical name -> what `database:` holds",
+            "database: {engine_version: \"17.4\", instance_class: db.t4g.medium, name: a, master_username: postgres}\ndatabases:",
+            "the stack has both `database` and `databases`",
+            "databases:",
+            "move it under `databases` as `main`",
+        ),
+        (
+            "a database name with a capital and a hyphen",
+            "access:                          # each names",
+            "  Bill-ing: {existing: {cluster_identifier: billing-aurora, name: billing}}\naccess:                          # each names",
+            "`Bill-ing` is not a database name pwless accepts",
+            "  Bill-ing:",
+            "lowercase letters and digits",
+        ),
+        (
+            "a created cluster's key beside existing, named under its database",
+            "      name: shop                 # the PostgreSQL",
+            "      name: shop\n    instances: 2 # the PostgreSQL",
+            "`databases.shop.instances` describes a cluster to create, but `databases.shop.existing` names one that exists",
+            "instances: 2",
+            "pwless reads the cluster as it is",
+        ),
+        (
+            "a bad engine version, named under its database",
+            "engine_version: \"17.4\"",
+            "engine_version: \"seventeen\"",
+            "`seventeen` is not an Aurora PostgreSQL version",
+            "engine_version",
+            "write it in quotes",
+        ),
+    ];
+    for (name, from, to, message, at, help) in cases {
+        assert!(MANY.contains(from), "{name}: the example has no `{from}`");
+        let text = MANY.replacen(from, to, 1);
+        let errors = match pwless::spec::parse_str(Path::new("many.yaml"), &text) {
+            Ok(_) => panic!("{name}: accepted"),
+            Err(errors) => errors,
+        };
+        let rendered = errors.render();
+        assert_eq!(errors.diagnostics.len(), 1, "{name}: {rendered}");
+        let diagnostic = &errors.diagnostics[0];
+        assert_eq!(diagnostic.message, *message, "{name}: {rendered}");
+        let found = text.find(at).unwrap_or_else(|| panic!("{name}: no `{at}`"));
+        let line = text[..found].matches('\n').count() + 1;
+        assert_eq!(diagnostic.span.start.line, line, "{name}: {rendered}");
+        assert!(
+            diagnostic
+                .help
+                .as_deref()
+                .unwrap_or_default()
+                .contains(help),
+            "{name}: {rendered}"
+        );
+    }
+}
+
+/// Two databases of one referenced Aurora cluster (two PostgreSQL databases in it) cannot
+/// both declare a user of one name: a role is the cluster's, not a database's.
+#[test]
+fn two_databases_of_one_referenced_cluster_cannot_share_a_user_name() {
+    let text = MANY.replacen(
+        "    engine_version: \"17.4\"\n    instance_class: db.t4g.medium\n    name: orders\n    master_username: postgres\n",
+        "    existing: {cluster_identifier: shop-aurora, name: orders}\n",
+        1,
+    );
+    let errors = pwless::spec::parse_str(Path::new("many.yaml"), &text).unwrap_err();
+    let rendered = errors.render();
+    assert_eq!(errors.diagnostics.len(), 1, "{rendered}");
+    assert!(
+        rendered.contains("error: database user `reporting` is also a user of databases.shop, in the same Aurora cluster `shop-aurora`"),
+        "{rendered}"
+    );
+    assert_eq!(errors.diagnostics[0].path, "databases.orders.users[1]");
+    // Distinct names in one cluster are fine.
+    let text = text.replacen(
+        "      - name: reporting          # a user of the orders cluster",
+        "      - name: orders_reporting   # a user of the orders cluster",
+        1,
+    );
+    let text = text.replacen(
+        "database: orders, db_user: reporting}",
+        "database: orders, db_user: orders_reporting}",
+        1,
+    );
+    let stack = stack_from(&text);
+    assert_eq!(stack.databases.len(), 2);
+}
+
+/// `database:` is the shorthand for `databases: {main: ...}`: the same stack, the same graph,
+/// so a one-database stack may move to `databases` without moving anything in its state.
+#[test]
+fn the_database_shorthand_and_databases_main_are_the_same_stack() {
+    let body: String = EXAMPLE
+        .lines()
+        .skip_while(|line| !line.starts_with("database:"))
+        .skip(1)
+        .take_while(|line| line.starts_with("  "))
+        .map(|line| format!("  {line}\n"))
+        .collect();
+    let long = EXAMPLE.replacen(
+        &format!(
+            "database:                        # Aurora PostgreSQL, IAM auth always on\n{}",
+            body.lines()
+                .map(|line| format!("{}\n", &line[2..]))
+                .collect::<String>()
+        ),
+        &format!("databases:\n  main:\n{body}"),
+        1,
+    );
+    assert_ne!(
+        long, EXAMPLE,
+        "the example's database section was not found"
+    );
+    let short = stack_from(EXAMPLE);
+    let long = stack_from(&long);
+    let addresses = |stack: &pwless::spec::Stack| -> Vec<(String, String)> {
+        crate::common::graph_of(stack)
+            .in_order()
+            .map(|resource| (resource.address.clone(), format!("{:?}", resource.inputs)))
+            .collect()
+    };
+    assert_eq!(addresses(&short), addresses(&long));
+    // Only where it is declared differs: what diagnostics name.
+    assert_eq!(short.databases[0].path, "database");
+    assert_eq!(long.databases[0].path, "databases.main");
 }

@@ -51,7 +51,8 @@ pub struct Agent {
 struct Shared {
     client: aws_sdk_eksauth::Client,
     cluster_name: String,
-    registry: Option<PathBuf>,
+    /// The token verifiers' registries (one per sandbox PostgreSQL).
+    registries: Vec<PathBuf>,
 }
 
 impl Shared {
@@ -78,7 +79,7 @@ impl Shared {
         let credentials = out
             .credentials()
             .ok_or_else(|| AssumeError("EKS Auth answered without credentials".into()))?;
-        if let Some(registry) = &self.registry {
+        for registry in &self.registries {
             register_credentials(
                 registry,
                 credentials.access_key_id(),
@@ -140,7 +141,7 @@ impl Shared {
 pub async fn start_agent(
     config: &aws_config::SdkConfig,
     identity: &PodIdentity,
-    registry: Option<PathBuf>,
+    registries: Vec<PathBuf>,
     directory: &Path,
 ) -> Result<Agent, AssumeError> {
     let now = std::time::SystemTime::now()
@@ -158,7 +159,7 @@ pub async fn start_agent(
     let shared = Arc::new(Shared {
         client: aws_sdk_eksauth::Client::new(config),
         cluster_name: identity.cluster_name.clone(),
-        registry,
+        registries,
     });
     let (_, session_arn) = shared.credentials(&token).await?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))

@@ -168,7 +168,10 @@ fn web_identity_of(document: &Value) -> Value {
     parsed.unwrap_or_else(|| json!({"unrecognized_trust_policy": document}))
 }
 
-/// The one ARN an IRSA role may connect as.
+/// The dbuser ARN one grant of the `rds_db_connect` input names
+/// (`arn:<partition>:rds-db:<region>:<account>:dbuser:<cluster resource id>/<user>`,
+/// <https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/UsingWithRDS.IAMDBAuth.IAMPolicy.html>).
+/// Errors: a field missing, empty or holding a wildcard.
 pub(crate) fn db_user_arn(connect: &Value, account: &str) -> Result<String, ProviderError> {
     let field = |name: &str| {
         connect
@@ -190,21 +193,23 @@ pub(crate) fn db_user_arn(connect: &Value, account: &str) -> Result<String, Prov
     ))
 }
 
-pub(crate) fn connect_document(arn: &str) -> Value {
-    json!({
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": "rds-db:connect", "Resource": arn}],
-    })
+/// The policy that allows `rds-db:connect` as each of `arns` and nothing more: one statement
+/// per dbuser ARN, in order.
+pub(crate) fn connect_document(arns: &[String]) -> Value {
+    let statements: Vec<Value> = arns
+        .iter()
+        .map(|arn| json!({"Effect": "Allow", "Action": "rds-db:connect", "Resource": arn}))
+        .collect();
+    json!({"Version": "2012-10-17", "Statement": statements})
 }
 
-/// The inverse of [`connect_document`]: the `rds_db_connect` input a document grants.
+/// The inverse of [`connect_document`]: the `rds_db_connect` input (a list of grants) a
+/// document grants; a document of any other shape is kept whole as
+/// `{"unrecognized_policy": document}`, so the plan puts the stack's policy back.
 fn connect_of(document: &Value, account: &str) -> Value {
-    let parsed = (|| {
-        let statements = document.get("Statement")?.as_array()?;
-        let [statement] = statements.as_slice() else {
-            return None;
-        };
-        if statement.get("Effect")?.as_str()? != "Allow"
+    let grant = |statement: &Value| -> Option<Value> {
+        if statement.as_object()?.len() != 3
+            || statement.get("Effect")?.as_str()? != "Allow"
             || statement.get("Action")?.as_str()? != "rds-db:connect"
         {
             return None;
@@ -223,8 +228,18 @@ fn connect_of(document: &Value, account: &str) -> Value {
         Some(
             json!({"partition": partition, "region": region, "cluster_resource_id": cluster, "db_user": user}),
         )
+    };
+    let parsed = (|| {
+        let statements = document.get("Statement")?.as_array()?;
+        if statements.is_empty() {
+            return None;
+        }
+        statements.iter().map(grant).collect::<Option<Vec<_>>>()
     })();
-    parsed.unwrap_or_else(|| json!({"unrecognized_policy": document}))
+    match parsed {
+        Some(grants) => Value::Array(grants),
+        None => json!({"unrecognized_policy": document}),
+    }
 }
 
 /// IAM answers policy documents percent-encoded (RFC 3986: `+` is a plus, not a space); an
@@ -336,15 +351,27 @@ pub(super) async fn create(
 }
 
 async fn put_connect_policy(aws: &AwsProvider, inputs: &Inputs) -> Result<(), ProviderError> {
-    let connect = inputs
-        .get("rds_db_connect")
-        .ok_or_else(|| ProviderError::permanent("input `rds_db_connect` is missing"))?;
-    let arn = db_user_arn(connect, &aws.account().await?)?;
+    // A list of grants; one map alone is a plan saved before a role could hold several.
+    let grants = match inputs.get("rds_db_connect") {
+        Some(Value::Array(grants)) => grants.clone(),
+        Some(single @ Value::Object(_)) => vec![single.clone()],
+        _ => Vec::new(),
+    };
+    if grants.is_empty() {
+        return Err(ProviderError::permanent(
+            "input `rds_db_connect` is missing or grants nothing",
+        ));
+    }
+    let account = aws.account().await?;
+    let arns = grants
+        .iter()
+        .map(|grant| db_user_arn(grant, &account))
+        .collect::<Result<Vec<_>, _>>()?;
     aws.iam
         .put_role_policy()
         .role_name(input_str(inputs, "role")?)
         .policy_name(input_str(inputs, "name")?)
-        .policy_document(connect_document(&arn).to_string())
+        .policy_document(connect_document(&arns).to_string())
         .send()
         .await
         .map_err(sdk_error("put the rds-db:connect policy"))?;
@@ -773,19 +800,40 @@ mod tests {
     }
 
     #[test]
-    fn connect_policy_names_exactly_one_db_user_and_refuses_wildcards() {
-        let connect = json!({"partition": "aws", "region": "us-west-2", "cluster_resource_id": "cluster-ABC", "db_user": "app_user"});
-        let arn = db_user_arn(&connect, "123456789012").unwrap();
+    fn connect_policy_names_exactly_its_db_users_and_refuses_wildcards() {
+        let app = json!({"partition": "aws", "region": "us-west-2", "cluster_resource_id": "cluster-ABC", "db_user": "app_user"});
+        let arn = db_user_arn(&app, "123456789012").unwrap();
         assert_eq!(
             arn,
             "arn:aws:rds-db:us-west-2:123456789012:dbuser:cluster-ABC/app_user"
         );
-        let document = connect_document(&arn);
-        assert_eq!(connect_of(&document, "123456789012"), connect);
+        let document = connect_document(std::slice::from_ref(&arn));
+        assert_eq!(connect_of(&document, "123456789012"), json!([app]));
         assert_ne!(
             connect_of(&document, "999999999999"),
-            connect,
+            json!([app]),
             "another account's ARN is not ours"
+        );
+        // Two databases: one statement each, read back in order.
+        let orders = json!({"partition": "aws", "region": "us-west-2", "cluster_resource_id": "cluster-XYZ", "db_user": "orders_app"});
+        let both = [arn, db_user_arn(&orders, "123456789012").unwrap()];
+        let document = connect_document(&both);
+        assert_eq!(document["Statement"].as_array().unwrap().len(), 2);
+        assert_eq!(connect_of(&document, "123456789012"), json!([app, orders]));
+        // A statement that grants anything more is not a shape pwless wrote.
+        let mut widened = document.clone();
+        widened["Statement"][1]["Condition"] = json!({"Bool": {"aws:SecureTransport": "true"}});
+        assert!(
+            connect_of(&widened, "123456789012")
+                .get("unrecognized_policy")
+                .is_some()
+        );
+        let mut other_action = document;
+        other_action["Statement"][0]["Action"] = json!("rds-db:*");
+        assert!(
+            connect_of(&other_action, "123456789012")
+                .get("unrecognized_policy")
+                .is_some()
         );
         let wildcard = json!({"partition": "aws", "region": "us-west-2", "cluster_resource_id": "*", "db_user": "app_user"});
         assert!(db_user_arn(&wildcard, "123456789012").is_err());
