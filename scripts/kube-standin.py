@@ -26,8 +26,9 @@ client path (kube-rs, TLS, the EKS bearer token, server-side apply) runs for rea
 - pod port-forward over WebSocket, as the API server and kubelet do it (subprotocol
   v4.channel.k8s.io; per port a data and an error channel, each opened with the port number,
   little-endian): a forward to a pod's declared containerPort 5432 (the database relay's) is
-  connected to --db-target HOST:PORT, the address the relay's own connection would reach (the
-  sandbox PostgreSQL); any other port gets the kubelet's "connection refused" on its error
+  connected to the address the relay's own connection would reach: --db-route ENDPOINT=HOST:PORT
+  for the endpoint its container is given (DB_ENDPOINT; one sandbox PostgreSQL per database),
+  else --db-target HOST:PORT (the sandbox PostgreSQL); any other port gets the kubelet's "connection refused" on its error
   channel. No relay process runs: the stand-in moves the bytes the relay would move;
 - what controllers do, later and lazily: a Deployment becomes available after
   --deploy-seconds (never, if its service account is missing, as pods cannot be made); a
@@ -37,8 +38,9 @@ client path (kube-rs, TLS, the EKS bearer token, server-side apply) runs for rea
 
 - Jobs (batch/v1): POST, GET, DELETE; the Job's pod listed with the controller's `job-name`
   label and its log at pods/NAME/log. No image can be pulled here: the container's command
-  runs as --job-binary under --job-runner (`pwless sandbox run -f STACK --as NS/SA --`, so
-  with the credentials EKS would give the service account's pods, checked as STS would), its
+  runs as --job-binary under --job-runner (`pwless sandbox run -f STACK --as NS/SA --`, with
+  `--database NAME` when the Job is labelled pwless/database, so with the credentials EKS would
+  give the service account's pods, checked as STS would, and that database's environment), its
   output the pod's log, its exit the Job's Complete or Failed condition (backoffLimit 0).
   activeDeadlineSeconds and ttlSecondsAfterFinished are stored, not counted; a Job whose
   service account is missing stays active.
@@ -416,8 +418,12 @@ class Store:
             # activeDeadlineSeconds, which this stand-in does not count).
             run["phase"] = "Pending"
             return
-        command = (json.loads(self.args.job_runner) + ["--as", f"{key[1]}/{account}", "--", self.args.job_binary]
-                   + [str(a) for a in container.get("args") or []])
+        # A Job of `pwless verify` says which of the stack's databases it logs in to
+        # (label pwless/database): the runner gives the pod that database's environment.
+        database = (get_path(obj, ("metadata", "labels")) or {}).get("pwless/database")
+        command = (json.loads(self.args.job_runner) + ["--as", f"{key[1]}/{account}"]
+                   + (["--database", database] if database else [])
+                   + ["--", self.args.job_binary] + [str(a) for a in container.get("args") or []])
         missing = [path for path in (command[0], self.args.job_binary) if not os.access(path, os.X_OK)]
         if missing:
             run.update(ended=True, phase="Failed",
@@ -449,6 +455,12 @@ class Store:
                      {"type": "Failed", "status": "True", "reason": reason, "message": message})
         obj["status"] = {"succeeded" if succeeded else "failed": 1, "conditions": [condition]}
         obj["metadata"]["resourceVersion"] = self.next_version()
+
+    def db_target(self, pod):
+        """Where a relay pod's connection goes: the --db-route of the endpoint its container
+        is given (DB_ENDPOINT, as the VPC's DNS resolves a cluster endpoint), else --db-target."""
+        env = {e.get("name"): e.get("value") for c in pod["spec"].get("containers", []) for e in c.get("env") or []}
+        return self.args.routes.get(env.get("DB_ENDPOINT"), self.args.db_target)
 
     def pod(self, namespace, name):
         for pod in self.pods(namespace, {}) + self.job_pods(namespace, {}):
@@ -788,12 +800,11 @@ class Handler(BaseHTTPRequestHandler):
         if not ports:
             raise ApiError(400, "BadRequest", "query parameter \"port\" is required")
         declared = {port.get("containerPort") for c in pod["spec"].get("containers", []) for port in c.get("ports") or []}
-        relay = RELAY_PORT in declared and store.args.db_target
+        target = store.db_target(pod) if RELAY_PORT in declared else None
         ready = pod["status"]["conditions"][0]["status"] == "True"
         with store.lock:
             store.requests.append({"method": "GET", "plural": "pods", "namespace": namespace, "name": name,
-                                   "subresource": "portforward", "ports": ports,
-                                   "target": store.args.db_target if relay else None})
+                                   "subresource": "portforward", "ports": ports, "target": target})
         if not ready:
             raise ApiError(400, "BadRequest", f"pod {name} is not running (phase {pod['status']['phase']})")
         protocols = [p.strip() for p in (self.headers.get("Sec-WebSocket-Protocol") or "").split(",")]
@@ -808,7 +819,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.flush()
         self.close_connection = True
-        forward(self.connection, ports, pod, store.args.db_target if relay else None)
+        forward(self.connection, ports, pod, target)
 
     def do_GET(self):
         self.handle_any("GET")
@@ -959,6 +970,9 @@ def main():
                                        "with AmazonEKSClusterAdminPolicy there (as on EKS)")
     parser.add_argument("--db-target", help="HOST:PORT a database relay pod's connection reaches "
                                             "(the sandbox PostgreSQL); port-forwards to its port 5432 go there")
+    parser.add_argument("--db-route", action="append", default=[],
+                        help="ENDPOINT=HOST:PORT: a relay pod whose DB_ENDPOINT is ENDPOINT reaches HOST:PORT "
+                             "instead of --db-target (one sandbox PostgreSQL per database of a stack)")
     parser.add_argument("--job-runner", help="a JSON list: the command a Job's pod runs under, given "
                                              "`--as NAMESPACE/SERVICE_ACCOUNT -- BINARY ARGS...` "
                                              "(`pwless sandbox run -f STACK`)")
@@ -968,6 +982,7 @@ def main():
     parser.add_argument("--lb-seconds", type=float, default=0.5)
     args = parser.parse_args()
     args.keys = dict(entry.split(":", 1) for entry in args.aws_key)
+    args.routes = dict(entry.split("=", 1) for entry in args.db_route)
     make_certificates(args.dir)
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True

@@ -52,6 +52,24 @@ pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// Asserts that `output` exited with `code`, showing its stdout and stderr when not.
+#[track_caller]
+pub fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{}{}",
+        stdout(output),
+        stderr(output)
+    );
+}
+
+/// The image `pwless verify` is given in the sandbox: pinned by a made-up digest, as verify
+/// requires (the Kubernetes API stand-in runs the local pwless-demo for any image).
+pub fn verify_image() -> String {
+    format!("example.com/pwless-demo@sha256:{}", "ab".repeat(32))
+}
+
 /// `plan --detailed-exitcode` output that changes exactly `address`, as drift.
 pub fn assert_plans_one_drift_repair(output: &Output, address: &str) {
     assert_eq!(

@@ -6,7 +6,7 @@
 use std::process::Stdio;
 
 use crate::aws::{Clients, Moto, PwlessCommand, clients, live, nothing, runtime};
-use crate::common::{TempDir, stderr, stdout};
+use crate::common::{TempDir, assert_exit, stderr, stdout};
 
 /// A team's network: a VPC with DNS support and hostnames on, two private and two public
 /// subnets over two zones, an internet gateway and a route table; and, beside it, another
@@ -551,22 +551,10 @@ impl<'a> OnTeamCluster<'a> {
     /// account logs in as its own user only. (The examples run no app, so the demo image is
     /// named here; the stand-in runs the local pwless-demo for any image.)
     fn converged_and_verified(&self) {
-        let output = self.run(&["plan", "--detailed-exitcode"]);
-        assert_eq!(
-            output.status.code(),
-            Some(0),
-            "{}{}",
-            stdout(&output),
-            stderr(&output)
-        );
-        let image = format!("example.com/pwless-demo@sha256:{}", "ab".repeat(32));
-        let output = self.run(&["verify", "--image", &image]);
-        assert_eq!(
-            output.status.code(),
-            Some(0),
-            "{}{}",
-            stdout(&output),
-            stderr(&output)
+        assert_exit(&self.run(&["plan", "--detailed-exitcode"]), 0);
+        assert_exit(
+            &self.run(&["verify", "--image", &crate::common::verify_image()]),
+            0,
         );
     }
 }
@@ -1736,4 +1724,375 @@ fn a_team_s_database_user_of_the_same_name_is_never_taken_over() {
         "{state}"
     );
     assert_eq!(role_facts(&pg, &rt, "checkout"), theirs);
+}
+
+/// What `role`'s inline `rds-db-connect` policy allows: (cluster resource id, user) per
+/// statement, in order.
+fn connect_grants(
+    clients: &Clients,
+    rt: &tokio::runtime::Runtime,
+    role: &str,
+) -> Vec<(String, String)> {
+    rt.block_on(async {
+        let out = clients
+            .iam
+            .get_role_policy()
+            .role_name(role)
+            .policy_name("rds-db-connect")
+            .send()
+            .await
+            .unwrap();
+        let document: serde_json::Value = serde_json::from_str(
+            &percent_encoding::percent_decode_str(out.policy_document()).decode_utf8_lossy(),
+        )
+        .unwrap();
+        document["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|statement| {
+                assert_eq!(statement["Action"], "rds-db:connect", "{statement}");
+                let arn = statement["Resource"].as_str().unwrap();
+                let (cluster, user) = arn
+                    .rsplit_once(":dbuser:")
+                    .unwrap()
+                    .1
+                    .split_once('/')
+                    .unwrap();
+                (cluster.to_string(), user.to_string())
+            })
+            .collect()
+    })
+}
+
+/// The sandbox test of many databases (issue 18): the team's network, EKS cluster and Aurora
+/// cluster are made through the SDK; the stack (examples/many-databases.yaml) adds users to the
+/// team's cluster and creates a second one, each reached through its own relay and each a
+/// sandbox PostgreSQL of its own (the Kubernetes API stand-in routes each relay to its
+/// database by the endpoint it is given). Three service accounts with crossing access each log
+/// in exactly where the stack lets them, as their user there, and are refused everywhere else
+/// (`pwless verify`: every service account against every database); taking one database away
+/// from a service account refuses it there even as a user of the same name it keeps in the
+/// other cluster; destroy leaves the team's cluster as it was and removes the created one.
+#[test]
+fn two_databases_and_three_service_accounts_log_in_exactly_where_the_stack_says() {
+    let moto = Moto::start();
+    let rt = runtime();
+    let clients = rt.block_on(clients(&moto));
+    let (team, cluster, aurora) = rt.block_on(async {
+        let team = make_team_network(&clients.ec2).await;
+        let private: Vec<&str> = team.private.iter().map(String::as_str).collect();
+        let cluster = format!("team-{}", std::process::id());
+        let aurora = format!("team-shop-{}", std::process::id());
+        make_team_cluster_for_pwless(&clients.eks, &cluster, &private).await;
+        make_team_aurora(&clients.rds, &aurora, &private, "aurora-postgresql", true).await;
+        (team, cluster, aurora)
+    });
+    let describe = |identifier: &str| {
+        rt.block_on(async {
+            clients
+                .rds
+                .describe_db_clusters()
+                .db_cluster_identifier(identifier)
+                .send()
+                .await
+                .unwrap()
+                .db_clusters()[0]
+                .clone()
+        })
+    };
+    let shop = describe(&aurora);
+    let shop_endpoint = shop.endpoint().unwrap().to_string();
+    let shop_id = shop.db_cluster_resource_id().unwrap().to_string();
+    let aurora_before = rt.block_on(describe_team_aurora(&clients.rds, &aurora));
+
+    // One sandbox PostgreSQL per database, each with its own CA and token verifier.
+    let pg_shop = crate::postgres::LocalPostgres::checking_tokens("manyshop", &moto);
+    let pg_orders = crate::postgres::LocalPostgres::checking_tokens("manyorders", &moto);
+    let name = format!("t{}-many", std::process::id());
+    let dir = TempDir::new(&name);
+    let text = include_str!("../../examples/many-databases.yaml")
+        .replacen("stack: shop-platform", &format!("stack: {name}"), 1)
+        .replacen("vpc-0123456789abcdef0", &team.vpc, 1)
+        .replacen("subnet-0123456789abcdef1", &team.private[0], 1)
+        .replacen("subnet-0123456789abcdef2", &team.private[1], 1)
+        .replacen("name: platform-prod", &format!("name: {cluster}"), 1)
+        .replacen(
+            "cluster_identifier: shop-aurora",
+            &format!("cluster_identifier: {aurora}"),
+            1,
+        )
+        // (each sandbox PostgreSQL serves its database as `appdb`)
+        .replacen("      name: shop ", "      name: appdb ", 1)
+        .replacen("    name: orders\n", "    name: appdb\n", 1)
+        .replacen(
+            "pwless adds users only\n",
+            &format!(
+                "pwless adds users only\n    ca_bundle: {}\n",
+                pg_shop.var("PWLESS_DB_CA_BUNDLE")
+            ),
+            1,
+        )
+        .replacen(
+            "shop-platform-orders\n",
+            &format!(
+                "shop-platform-orders\n    ca_bundle: {}\n",
+                pg_orders.var("PWLESS_DB_CA_BUNDLE")
+            ),
+            1,
+        );
+    let file = dir.write("stack.yaml", &text);
+    // A pod reaches each cluster at its sandbox PostgreSQL: the team's by its endpoint, the
+    // created one (whose endpoint moto makes at apply) by default.
+    let registries = std::env::join_paths([
+        pg_shop.var("PWLESS_SANDBOX_IAM_CREDENTIALS"),
+        pg_orders.var("PWLESS_SANDBOX_IAM_CREDENTIALS"),
+    ])
+    .unwrap();
+    let mut runner = moto.command(dir.path());
+    runner
+        .args(["sandbox", "run", "-f", file.to_str().unwrap()])
+        .env("PWLESS_SANDBOX_IAM_CREDENTIALS", &registries)
+        .env(
+            "PWLESS_SANDBOX_DB_ADDRESS",
+            pg_orders.var("PWLESS_SANDBOX_DB_ADDRESS"),
+        )
+        .env(
+            "PWLESS_SANDBOX_DB_ROUTES",
+            format!(
+                "{shop_endpoint}={}",
+                pg_shop.var("PWLESS_SANDBOX_DB_ADDRESS")
+            ),
+        );
+    let kube = crate::kubernetes::KubeStandin::start_routed(
+        "many",
+        &cluster,
+        &moto,
+        ("testing", "testing"),
+        pg_orders.var("PWLESS_SANDBOX_DB_ADDRESS"),
+        &[(
+            shop_endpoint.clone(),
+            pg_shop.var("PWLESS_SANDBOX_DB_ADDRESS").to_string(),
+        )],
+        Some(runner),
+    );
+    let run = |args: &[&str]| {
+        let mut command = moto.command(dir.path());
+        command
+            .arg(args[0])
+            .args(["-f", file.to_str().unwrap()])
+            .args(&args[1..])
+            .envs(kube.env())
+            .stdin(Stdio::null());
+        command.output().unwrap()
+    };
+
+    // The plan reads the team's cluster, creates the orders cluster, and its access matrix has
+    // a link per (service account, database).
+    let output = run(&["plan", "--json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert!(
+        plan["reads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|read| read["address"] == "data.aws_rds_cluster.shop"
+                && read["id"] == aurora.as_str()),
+        "{}",
+        plan["reads"]
+    );
+    let mut links: Vec<String> = plan["access"]["database"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|link| {
+            format!(
+                "{} {} {} {}",
+                link["service_account"].as_str().unwrap(),
+                link["database"].as_str().unwrap(),
+                link["db_user"].as_str().unwrap(),
+                link["cluster"].as_str().unwrap()
+            )
+        })
+        .collect();
+    links.sort();
+    let orders_cluster = format!("{name}-orders");
+    assert_eq!(
+        links,
+        [
+            format!("analytics/reports orders reporting {orders_cluster}"),
+            format!("analytics/reports shop reporting {aurora}"),
+            format!("orders/api orders orders_api {orders_cluster}"),
+            format!("storefront/web shop storefront {aurora}"),
+        ]
+    );
+
+    let output = run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    // Each database got its own users, each through its own relay.
+    assert_eq!(
+        roles_in(&pg_shop, &rt, &["storefront", "reporting", "orders_api"]),
+        ["reporting", "storefront"]
+    );
+    assert_eq!(
+        roles_in(&pg_orders, &rt, &["storefront", "reporting", "orders_api"]),
+        ["orders_api", "reporting"]
+    );
+    let forwards: Vec<String> = rt
+        .block_on(kube.port_forwards())
+        .iter()
+        .filter_map(|request| request["target"].as_str().map(str::to_string))
+        .collect();
+    for pg in [&pg_shop, &pg_orders] {
+        assert!(
+            forwards
+                .iter()
+                .any(|target| target == pg.var("PWLESS_SANDBOX_DB_ADDRESS")),
+            "{forwards:?}"
+        );
+    }
+    // One role per service account: the reports service's may connect as `reporting` in each
+    // cluster, one statement each, and as nothing else.
+    let orders_id = describe(&orders_cluster)
+        .db_cluster_resource_id()
+        .unwrap()
+        .to_string();
+    let reports_role = format!("{name}-analytics-reports");
+    assert_eq!(
+        connect_grants(&clients, &rt, &reports_role),
+        [
+            (shop_id.clone(), "reporting".to_string()),
+            (orders_id.clone(), "reporting".to_string()),
+        ]
+    );
+    assert_eq!(
+        connect_grants(&clients, &rt, &format!("{name}-storefront-web")),
+        [(shop_id.clone(), "storefront".to_string())]
+    );
+    assert_exit(&run(&["plan", "--detailed-exitcode"]), 0);
+
+    // Every service account against every database: its user there logs in, as itself;
+    // everything else is refused.
+    let image = crate::common::verify_image();
+    let verify = || {
+        let output = run(&["verify", "--image", &image, "--json"]);
+        let rows: serde_json::Value = serde_json::from_str(&stdout(&output))
+            .unwrap_or_else(|_| panic!("{}{}", stdout(&output), stderr(&output)));
+        (output.status.code(), rows)
+    };
+    let (code, rows) = verify();
+    let matrix: Vec<String> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| {
+            row["cells"].as_array().unwrap().iter().map(move |cell| {
+                format!(
+                    "{} {} {} {}",
+                    row["service_account"].as_str().unwrap(),
+                    row["database"].as_str().unwrap(),
+                    cell["user"].as_str().unwrap(),
+                    cell["result"].as_str().unwrap()
+                )
+            })
+        })
+        .collect();
+    assert_eq!(code, Some(0), "{matrix:#?}");
+    assert_eq!(
+        matrix,
+        [
+            "storefront/web shop storefront logged_in",
+            "storefront/web shop reporting refused",
+            "storefront/web orders orders_api refused",
+            "storefront/web orders reporting refused",
+            "orders/api shop storefront refused",
+            "orders/api shop reporting refused",
+            "orders/api orders orders_api logged_in",
+            "orders/api orders reporting refused",
+            "analytics/reports shop storefront refused",
+            "analytics/reports shop reporting logged_in",
+            "analytics/reports orders orders_api refused",
+            "analytics/reports orders reporting logged_in",
+        ]
+    );
+    // doctor follows each chain into its own database.
+    let output = run(&["doctor", "--database", "orders"]);
+    let report = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{report}{}", stderr(&output));
+    assert!(
+        report.contains("Every link of 2 chain(s) holds.")
+            && report.contains("analytics/reports -> database orders, database user reporting"),
+        "{report}"
+    );
+
+    // The reports service loses the orders database: its role keeps the shop statement alone,
+    // the plan flags orders' `reporting` as nobody's, and a login as `reporting` into orders,
+    // a user of the same name it still is in the shop cluster, is refused.
+    let fewer = text.replacen(
+        "  - {namespace: analytics, service_account: reports, database: orders, db_user: reporting}\n",
+        "",
+        1,
+    );
+    std::fs::write(&file, &fewer).unwrap();
+    let output = run(&["plan"]);
+    assert!(
+        stdout(&output).contains(
+            "! database user reporting of database orders: no service account may log in as it"
+        ),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    let output = run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        connect_grants(&clients, &rt, &reports_role),
+        [(shop_id.clone(), "reporting".to_string())]
+    );
+    let (code, rows) = verify();
+    assert_eq!(code, Some(0), "{rows:#}");
+    let reports_in_orders = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["service_account"] == "analytics/reports" && row["database"] == "orders")
+        .unwrap();
+    assert!(
+        reports_in_orders.get("db_user").is_none(),
+        "{reports_in_orders}"
+    );
+    assert!(
+        reports_in_orders["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|cell| cell["result"] == "refused"),
+        "{reports_in_orders}"
+    );
+
+    // Destroy: the users go from both databases, the created cluster goes (its final snapshot
+    // kept), the team's stays exactly as it was.
+    let output = run(&["destroy", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    // The team's cluster stays: its users are dropped. The created cluster goes, and its users
+    // with it (only forgotten: the sandbox PostgreSQL that stood for it keeps them).
+    assert!(roles_in(&pg_shop, &rt, &["storefront", "reporting"]).is_empty());
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join(format!("state/{name}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["resources"], serde_json::json!([]), "{state:#}");
+    assert_eq!(
+        aurora_before,
+        rt.block_on(describe_team_aurora(&clients.rds, &aurora))
+    );
+    let left = rt.block_on(
+        clients
+            .rds
+            .describe_db_clusters()
+            .db_cluster_identifier(&orders_cluster)
+            .send(),
+    );
+    assert!(left.is_err(), "{left:?}");
 }

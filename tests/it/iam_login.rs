@@ -372,7 +372,7 @@ fn pod_identity_and_irsa_side_by_side_each_log_in_as_their_own_user_only() {
     let output = stack.run(&["apply", "--auto-approve"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 
-    let image = format!("example.com/pwless-demo@sha256:{}", "ab".repeat(32));
+    let image = crate::common::verify_image();
     let output = stack.run(&["verify", "--image", &image]);
     assert_eq!(
         output.status.code(),

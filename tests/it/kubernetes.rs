@@ -57,6 +57,28 @@ impl KubeStandin {
         db_target: &str,
         jobs: Option<Command>,
     ) -> Self {
+        Self::start_routed(
+            name,
+            cluster,
+            moto,
+            (access_key, secret),
+            db_target,
+            &[],
+            jobs,
+        )
+    }
+
+    /// [`KubeStandin::start`], where a relay pod whose `DB_ENDPOINT` is the first of a pair of
+    /// `routes` reaches the second (`HOST:PORT`; one sandbox PostgreSQL per database).
+    pub fn start_routed(
+        name: &str,
+        cluster: &str,
+        moto: &Moto,
+        (access_key, secret): (&str, &str),
+        db_target: &str,
+        routes: &[(String, String)],
+        jobs: Option<Command>,
+    ) -> Self {
         let dir = TempDir::new(&format!("kube-{name}"));
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kube-standin.py");
         let static_token = format!("test-{}", uuid::Uuid::new_v4());
@@ -68,6 +90,9 @@ impl KubeStandin {
             .args(["--moto", &moto.endpoint, "--db-target", db_target])
             .args(["--deploy-seconds", "0.3", "--lb-seconds", "0.5"])
             .env("KUBE_STANDIN_STATIC_TOKEN", &static_token);
+        for (endpoint, address) in routes {
+            command.args(["--db-route", &format!("{endpoint}={address}")]);
+        }
         if let Some(runner) = jobs {
             let mut argv = vec![runner.get_program().to_string_lossy().into_owned()];
             argv.extend(
