@@ -227,7 +227,7 @@ async fn run(plan: Plan, live: crate::ops::run::Live, how: &How<'_>) -> anyhow::
     }
     if !plan.has_changes() {
         if common.json {
-            json_line(&summary_record(&plan, &exec::Report::default(), None))?;
+            json_line(&summary_record(&plan, &exec::Report::default(), &[]))?;
         }
         return Ok(EXIT_OK);
     }
@@ -251,7 +251,7 @@ async fn run(plan: Plan, live: crate::ops::run::Live, how: &How<'_>) -> anyhow::
     interrupts.executing();
     let crate::ops::run::Executed {
         report,
-        kept_snapshot,
+        kept_snapshots,
         outputs,
     } = crate::ops::run::execute(
         &plan,
@@ -267,7 +267,7 @@ async fn run(plan: Plan, live: crate::ops::run::Live, how: &How<'_>) -> anyhow::
     .await?;
     let summary = report.summary();
     if common.json {
-        json_line(&summary_record(&plan, &report, kept_snapshot.as_deref()))?;
+        json_line(&summary_record(&plan, &report, &kept_snapshots))?;
         if !outputs.is_empty() {
             json_line(&serde_json::json!({"type": "outputs", "outputs": outputs}))?;
         }
@@ -279,7 +279,7 @@ async fn run(plan: Plan, live: crate::ops::run::Live, how: &How<'_>) -> anyhow::
             .with_context(|| format!("cannot write timings to {}", path.display()))?;
     }
     // Said whatever else failed: the cluster is gone, its snapshot is what is left.
-    if let Some(snapshot) = &kept_snapshot {
+    for snapshot in &kept_snapshots {
         eprintln!("Kept the final snapshot {snapshot} of the Aurora cluster.");
     }
     // Terraform's words, which users know: a destroy run says so.
@@ -338,7 +338,7 @@ fn json_line(record: &serde_json::Value) -> anyhow::Result<()> {
 fn summary_record(
     plan: &Plan,
     report: &exec::Report,
-    kept_snapshot: Option<&str>,
+    kept_snapshots: &[String],
 ) -> serde_json::Value {
     let summary = report.summary();
     let failed: Vec<serde_json::Value> = report
@@ -359,7 +359,9 @@ fn summary_record(
         "failed": failed,
         "not_started": report.skipped,
         "abandoned": report.abandoned,
-        "kept_final_snapshot": kept_snapshot,
+        // The first, as before a stack could have several clusters; all of them below.
+        "kept_final_snapshot": kept_snapshots.first(),
+        "kept_final_snapshots": kept_snapshots,
     })
 }
 

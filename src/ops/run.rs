@@ -210,7 +210,7 @@ pub async fn prepare(
         observed = refresh(&to_read, provider, parallelism)
             .await
             .map_err(failed)?;
-        let unreachable = unreachable_through_relay(&databases, &to_read, &observed);
+        let unreachable = unreachable_through_relay(&databases, &observed);
         if !unreachable.is_empty() {
             databases
                 .resources
@@ -248,40 +248,36 @@ pub async fn prepare(
 }
 
 /// The database resources of `databases` recorded as reached through the relay
-/// (`connection.relay`) when the refresh saw the relay's Deployment (among `others`, the rest
-/// of the state), the EKS cluster or its node group missing: nothing can reach the database
-/// that way until apply makes them again.
-fn unreachable_through_relay(
-    databases: &State,
-    others: &State,
-    observed: &ObservedState,
-) -> Vec<String> {
+/// (`connection.relay`) when the refresh saw their database's relay Deployment, the EKS
+/// cluster or its node group missing: nothing can reach the database that way until apply
+/// makes them again. Another database's relay, there, does not stop this one's refresh.
+fn unreachable_through_relay(databases: &State, observed: &ObservedState) -> Vec<String> {
     let missing =
         |address: &str| matches!(observed.get(address), Some(crate::plan::Observed::Missing));
-    let relays = others
-        .resources
-        .iter()
-        .filter(|resource| resource.kind == crate::graph::ResourceKind::KubernetesDbRelay)
-        .map(|resource| resource.address.clone());
-    if ![
+    // Without the cluster or its nodes, no relay runs; else each database's own relay.
+    let cluster_gone = [
         crate::graph::address::eks_cluster(),
         crate::graph::address::eks_node_group(),
     ]
-    .into_iter()
-    .chain(relays)
-    .any(|address| missing(&address))
-    {
-        return Vec::new();
-    }
+    .iter()
+    .any(|address| missing(address));
     databases
         .resources
         .iter()
         .filter(|resource| {
-            resource
+            let Some(relay) = resource
                 .inputs
                 .get("connection")
                 .and_then(|connection| connection.get("relay"))
-                .is_some_and(serde_json::Value::is_object)
+                .filter(|relay| relay.is_object())
+            else {
+                return false;
+            };
+            let own = relay["namespace"].as_str().and_then(|namespace| {
+                crate::graph::address::database_of(&resource.address)
+                    .map(|database| crate::graph::address::relay(namespace, database))
+            });
+            cluster_gone || own.is_some_and(|own| missing(&own))
         })
         .map(|resource| resource.address.clone())
         .collect()
@@ -555,8 +551,8 @@ pub fn unsupported(plan: &Plan, provider: &Providers) -> Result<(), Vec<String>>
 /// What an apply or destroy did.
 pub struct Executed {
     pub report: Report,
-    /// The final snapshot taken of an Aurora cluster that was destroyed, if any.
-    pub kept_snapshot: Option<String>,
+    /// The final snapshots taken of the Aurora clusters that were destroyed (one per cluster).
+    pub kept_snapshots: Vec<String>,
     /// What the stack offers once an apply succeeded (empty for a destroy or a failure).
     pub outputs: BTreeMap<String, Value>,
 }
@@ -574,7 +570,7 @@ pub async fn execute(
     plan.check_consent(allowed)?;
     let report = exec::apply(plan, live.journal.clone(), live.provider.clone(), options).await;
     // The final snapshots that were taken: their clusters were destroyed.
-    let kept_snapshot = plan
+    let kept_snapshots = plan
         .resource_changes
         .iter()
         .filter(|change| {
@@ -582,7 +578,8 @@ pub async fn execute(
                 *address == change.address && *outcome == exec::Outcome::Destroyed
             })
         })
-        .find_map(|change| change.final_snapshot.clone());
+        .filter_map(|change| change.final_snapshot.clone())
+        .collect();
     let outputs = if report.succeeded() && plan.mode == Mode::Normal {
         StackOutputs::from_state(&live.journal.snapshot().await).to_map()
     } else {
@@ -590,7 +587,47 @@ pub async fn execute(
     };
     Ok(Executed {
         report,
-        kept_snapshot,
+        kept_snapshots,
         outputs,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{ResourceKind, address};
+    use crate::plan::Observed;
+
+    fn user(database: &str, namespace: &str) -> crate::state::ResourceState {
+        crate::state::ResourceState {
+            address: address::db_user_role(database, "reporting"),
+            kind: ResourceKind::PostgresRole,
+            id: None,
+            inputs: [(
+                "connection".to_string(),
+                serde_json::json!({"relay": {"namespace": namespace, "app": "x", "stack": "s"}}),
+            )]
+            .into(),
+            outputs: Default::default(),
+            dependencies: Vec::new(),
+        }
+    }
+
+    /// One database's relay gone stops the refresh of that database's users only: the other
+    /// database's relay still reaches its own.
+    #[test]
+    fn a_missing_relay_holds_back_only_its_own_databases_users() {
+        let mut databases = State::new("s");
+        databases.upsert(user("main", "pwless"));
+        databases.upsert(user("orders", "pwless"));
+        let mut observed = ObservedState::new();
+        observed.insert(address::relay("pwless", "orders"), Observed::Missing);
+        assert_eq!(
+            unreachable_through_relay(&databases, &observed),
+            [address::db_user_role("orders", "reporting")]
+        );
+        // Without the EKS cluster, no relay runs.
+        observed.insert(address::eks_cluster(), Observed::Missing);
+        assert_eq!(unreachable_through_relay(&databases, &observed).len(), 2);
+    }
 }

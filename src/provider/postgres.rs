@@ -55,14 +55,30 @@ impl PostgresSettings {
     /// The settings of the database a resource's `connection` names. A database the stack no
     /// longer declares (its users are being dropped) is reached with what the connection
     /// recorded: its database and master user, the RDS-managed master secret, the CA bundle of
-    /// the stack's first database, no tunnel.
-    fn of(&self, connection: &Value) -> std::borrow::Cow<'_, DatabaseSettings> {
+    /// one of the stack's databases (by name order), no tunnel.
+    ///
+    /// # Errors
+    /// Such a database whose master password came from the environment (its connection records
+    /// no managed secret): only the stack named the variable.
+    fn of(
+        &self,
+        connection: &Value,
+    ) -> Result<std::borrow::Cow<'_, DatabaseSettings>, ProviderError> {
         let key = connection
             .get("db")
             .and_then(Value::as_str)
             .unwrap_or(crate::spec::model::MAIN_DATABASE);
         if let Some(settings) = self.databases.get(key) {
-            return std::borrow::Cow::Borrowed(settings);
+            return Ok(std::borrow::Cow::Borrowed(settings));
+        }
+        if connection
+            .get("master_secret_arn")
+            .is_none_or(Value::is_null)
+        {
+            return Err(error(format!(
+                "database `{key}` is no longer in the stack, and its master password came from an environment variable only the stack named: keep `{key}` under `databases` with `users: []` for one apply (pwless drops its users), then remove it"
+            ))
+            .local());
         }
         let first = self.databases.values().next();
         let recorded = |name: &str| {
@@ -72,7 +88,7 @@ impl PostgresSettings {
                 .unwrap_or_default()
                 .to_string()
         };
-        std::borrow::Cow::Owned(DatabaseSettings {
+        Ok(std::borrow::Cow::Owned(DatabaseSettings {
             database: recorded("database"),
             master_username: recorded("master_username"),
             master_password: MasterPassword::Managed,
@@ -82,7 +98,7 @@ impl PostgresSettings {
             ca_bundle_url: first.and_then(|first| first.ca_bundle_url.clone()),
             admin_endpoint: None,
             tls_server_name: None,
-        })
+        }))
     }
 }
 
@@ -287,7 +303,7 @@ impl PostgresProvider {
             MasterPassword::Env(variable) => match std::env::var(variable) {
                 Ok(value) if !value.is_empty() => Ok((username.to_string(), Secret::new(value))),
                 _ => Err(error(format!(
-                    "environment variable {variable} (database.master_password.env) is not set"
+                    "environment variable {variable} (the database's master_password.env) is not set"
                 ))),
             },
             MasterPassword::Managed => {
@@ -328,7 +344,10 @@ impl PostgresProvider {
     /// The CA bundle connections to the database a resource's inputs name trust.
     pub fn ca_bundle(&self, inputs: &Inputs) -> PathBuf {
         let connection = inputs.get("connection").cloned().unwrap_or_default();
-        self.settings.of(&connection).ca_bundle.clone()
+        self.settings
+            .of(&connection)
+            .map(|settings| settings.ca_bundle.clone())
+            .unwrap_or_default()
     }
 
     /// Where a connection to the cluster the inputs name goes (to `database` instead of the
@@ -352,7 +371,7 @@ impl PostgresProvider {
             .and_then(Value::as_u64)
             .and_then(|port| u16::try_from(port).ok())
             .unwrap_or(5432);
-        let settings = self.settings.of(connection);
+        let settings = self.settings.of(connection)?;
         // The database the resource records (states written before it was recorded: the
         // stack's).
         let database = database.unwrap_or_else(|| {
@@ -446,7 +465,7 @@ impl PostgresProvider {
         let connection = inputs
             .get("connection")
             .ok_or_else(|| error("input `connection` is missing"))?;
-        let settings = self.settings.of(connection);
+        let settings = self.settings.of(connection)?;
         let key = format!(
             "{}/{}",
             connection
@@ -1182,6 +1201,57 @@ impl Provider for PostgresProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    /// A database the stack no longer declares is reached with what its users' connection
+    /// recorded; one whose master password only the stack named is refused, saying how to
+    /// remove it.
+    #[test]
+    fn a_database_no_longer_in_the_stack_is_reached_as_recorded_or_refused_with_the_way_out() {
+        let settings = PostgresSettings {
+            stack: "s".into(),
+            databases: [(
+                "orders".to_string(),
+                DatabaseSettings {
+                    database: "orders".into(),
+                    master_username: "postgres".into(),
+                    master_password: MasterPassword::Env("ORDERS_PASSWORD".into()),
+                    ca_bundle: "/ca.pem".into(),
+                    ca_bundle_url: None,
+                    admin_endpoint: Some("127.0.0.1:1".into()),
+                    tls_server_name: None,
+                },
+            )]
+            .into(),
+        };
+        let declared = settings.of(&json!({"db": "orders"})).unwrap();
+        assert_eq!(declared.admin_endpoint.as_deref(), Some("127.0.0.1:1"));
+        let gone = settings
+            .of(
+                &json!({"db": "shop", "database": "shop", "master_username": "admin",
+                        "master_secret_arn": "arn:aws:secretsmanager:us-west-2:1:secret:x"}),
+            )
+            .unwrap();
+        assert_eq!(
+            (gone.database.as_str(), gone.master_username.as_str()),
+            ("shop", "admin")
+        );
+        assert_eq!(gone.master_password, MasterPassword::Managed);
+        assert_eq!(gone.ca_bundle, PathBuf::from("/ca.pem"));
+        assert!(gone.admin_endpoint.is_none());
+        // `main` when the connection names none (a one-database stack's users).
+        let refused = settings
+            .of(&json!({"database": "appdb", "master_secret_arn": null}))
+            .unwrap_err();
+        assert!(
+            refused.message.contains(
+                "database `main` is no longer in the stack, and its master password came from an environment variable only the stack named: keep `main` under `databases` with `users: []`"
+            ),
+            "{}",
+            refused.message
+        );
+        assert_eq!(refused.kind, crate::provider::ErrorKind::Local);
+    }
 
     #[test]
     fn identifiers_are_quoted_with_inner_quotes_doubled() {

@@ -609,8 +609,46 @@ impl Checker {
             app: app?,
             state: state?,
         };
-        self.generated_names(&stack, fields.value("access"), root.span)
+        let clusters = self.cluster_names(&stack);
+        (self.generated_names(&stack, fields.value("access"), root.span) && clusters)
             .then_some(stack)
+    }
+
+    /// Refuses a database that references the Aurora cluster another database of the stack
+    /// creates ([`names::rds_cluster`]): pwless would make that cluster and also treat it as
+    /// the team's. Said at the reference.
+    fn cluster_names(&mut self, stack: &Stack) -> bool {
+        let created: Vec<(String, &str)> = stack
+            .databases
+            .iter()
+            .filter(|database| database.existing.is_none())
+            .map(|database| {
+                (
+                    names::rds_cluster(&stack.name, &database.key),
+                    database.path.as_str(),
+                )
+            })
+            .collect();
+        let mut ok = true;
+        for database in &stack.databases {
+            let Some(existing) = &database.existing else {
+                continue;
+            };
+            let reference = &existing.cluster_identifier;
+            if let Some((_, path)) = created.iter().find(|(name, _)| *name == reference.id) {
+                self.error(
+                    &reference.path,
+                    reference.span,
+                    format!(
+                        "Aurora cluster `{}` is the one {path} creates",
+                        reference.id
+                    ),
+                    Some("reference a cluster the stack does not create, or rename the stack or that database".into()),
+                );
+                ok = false;
+            }
+        }
+        ok
     }
 
     /// Refuses a stack in which two generated IAM role names are the same
@@ -1418,7 +1456,16 @@ impl Checker {
                         && key
                             .chars()
                             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-                    if !valid {
+                    if valid && key == "existing" {
+                        // `main`'s referenced cluster is `data.aws_rds_cluster.existing`.
+                        self.error(
+                            &at,
+                            key_node.span,
+                            "`existing` cannot name a database: the `main` database's referenced cluster carries that name in addresses",
+                            Some("choose another name".into()),
+                        );
+                        ok = false;
+                    } else if !valid {
                         self.error(
                             &at,
                             key_node.span,
@@ -1431,7 +1478,7 @@ impl Checker {
                     // against its users, not reported again (one mistake, one error).
                     self.declared_databases.push(key.to_string());
                     match self.database(body, &at, key, network) {
-                        Some(database) if valid => databases.push(database),
+                        Some(database) if valid && key != "existing" => databases.push(database),
                         _ => ok = false,
                     }
                 }
@@ -2110,6 +2157,8 @@ impl Checker {
         let items = self.list(node, "access")?;
         let databases = self.declared_databases.clone();
         let mut entries: Vec<Access> = Vec::new();
+        // The index in `access` of each of `entries`.
+        let mut indices: Vec<usize> = Vec::new();
         let mut seen: HashMap<(String, String, String), usize> = HashMap::new();
         let mut ok = true;
         for (index, item) in items.iter().enumerate() {
@@ -2207,9 +2256,10 @@ impl Checker {
                     &fields.path("identity"),
                     fields.value("identity").map_or(item.span, |node| node.span),
                     format!(
-                        "service account {namespace}/{service_account} has identity `{}` here and `{}` at access[{first}]",
+                        "service account {namespace}/{service_account} has identity `{}` here and `{}` at access[{}]",
                         identity.name(),
-                        entries[first].identity.name()
+                        entries[first].identity.name(),
+                        indices[first]
                     ),
                     Some("a service account has one IAM role, for all its databases: give its entries the same `identity`".into()),
                 );
@@ -2223,6 +2273,7 @@ impl Checker {
                 db_user,
                 identity,
             });
+            indices.push(index);
         }
         ok.then_some(entries)
     }
@@ -2375,7 +2426,10 @@ impl Checker {
                 "app.service_account",
                 service_account_node.map(|node| node.span).unwrap_or(fields.span),
                 format!("the app runs as {namespace}/{service_account}, which has no `access` entry, so it could not log in to the database"),
-                Some(format!("add `- {{namespace: {namespace}, service_account: {service_account}, db_user: <user>}}` under `access`")),
+                Some(format!(
+                    "add `- {{namespace: {namespace}, service_account: {service_account}, {}db_user: <user>}}` under `access`",
+                    if self.declared_databases.len() > 1 { "database: <name>, " } else { "" }
+                )),
             );
             return None;
         }

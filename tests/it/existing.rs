@@ -1226,62 +1226,37 @@ fn the_existing_database_example_adds_only_the_users_and_roles_and_destroy_leave
     // The team admits its nodes' security group instead of the subnets' blocks: doctor
     // cannot prove that link either way and says so; with nothing admitted, it is broken, and
     // the fix is the owners'.
-    let doctor_after = |change: &str| {
-        rt.block_on(async {
-            let ec2 = &clients.ec2;
-            match change {
-                "groups" => {
-                    ec2.revoke_security_group_ingress()
-                        .group_id(&group)
-                        .ip_protocol("tcp")
-                        .from_port(5432)
-                        .to_port(5432)
-                        .cidr_ip("10.42.0.0/16")
-                        .send()
-                        .await
-                        .unwrap();
-                    ec2.authorize_security_group_ingress()
-                        .group_id(&group)
-                        .ip_permissions(
-                            aws_sdk_ec2::types::IpPermission::builder()
-                                .ip_protocol("tcp")
-                                .from_port(5432)
-                                .to_port(5432)
-                                .user_id_group_pairs(
-                                    aws_sdk_ec2::types::UserIdGroupPair::builder()
-                                        .group_id(&group)
-                                        .build(),
-                                )
-                                .build(),
-                        )
-                        .send()
-                        .await
-                        .unwrap();
-                }
-                _ => {
-                    ec2.revoke_security_group_ingress()
-                        .group_id(&group)
-                        .ip_permissions(
-                            aws_sdk_ec2::types::IpPermission::builder()
-                                .ip_protocol("tcp")
-                                .from_port(5432)
-                                .to_port(5432)
-                                .user_id_group_pairs(
-                                    aws_sdk_ec2::types::UserIdGroupPair::builder()
-                                        .group_id(&group)
-                                        .build(),
-                                )
-                                .build(),
-                        )
-                        .send()
-                        .await
-                        .unwrap();
-                }
-            }
-        });
-        run(&["doctor"])
+    let group_pair = || {
+        aws_sdk_ec2::types::IpPermission::builder()
+            .ip_protocol("tcp")
+            .from_port(5432)
+            .to_port(5432)
+            .user_id_group_pairs(
+                aws_sdk_ec2::types::UserIdGroupPair::builder()
+                    .group_id(&group)
+                    .build(),
+            )
+            .build()
     };
-    let output = doctor_after("groups");
+    rt.block_on(async {
+        let ec2 = &clients.ec2;
+        ec2.revoke_security_group_ingress()
+            .group_id(&group)
+            .ip_protocol("tcp")
+            .from_port(5432)
+            .to_port(5432)
+            .cidr_ip("10.42.0.0/16")
+            .send()
+            .await
+            .unwrap();
+        ec2.authorize_security_group_ingress()
+            .group_id(&group)
+            .ip_permissions(group_pair())
+            .send()
+            .await
+            .unwrap();
+    });
+    let output = run(&["doctor"]);
     let report = stdout(&output);
     assert_eq!(output.status.code(), Some(0), "{report}{}", stderr(&output));
     assert!(
@@ -1291,7 +1266,16 @@ fn the_existing_database_example_adds_only_the_users_and_roles_and_destroy_leave
             .contains("No link of 2 chain(s) is broken; 2 could not be checked (marked -)."),
         "{report}"
     );
-    let output = doctor_after("nothing");
+    rt.block_on(
+        clients
+            .ec2
+            .revoke_security_group_ingress()
+            .group_id(&group)
+            .ip_permissions(group_pair())
+            .send(),
+    )
+    .unwrap();
+    let output = run(&["doctor"]);
     let report = stdout(&output);
     assert_eq!(output.status.code(), Some(1), "{report}{}", stderr(&output));
     assert!(
@@ -1806,9 +1790,13 @@ fn two_databases_and_three_service_accounts_log_in_exactly_where_the_stack_says(
     let shop_id = shop.db_cluster_resource_id().unwrap().to_string();
     let aurora_before = rt.block_on(describe_team_aurora(&clients.rds, &aurora));
 
-    // One sandbox PostgreSQL per database, each with its own CA and token verifier.
+    // One sandbox PostgreSQL per database, each with its own token verifier, their
+    // certificates signed by one CA, as RDS signs every cluster of a region with the same CAs
+    // (so one bundle, PWLESS_DB_CA_BUNDLE, verifies both).
     let pg_shop = crate::postgres::LocalPostgres::checking_tokens("manyshop", &moto);
-    let pg_orders = crate::postgres::LocalPostgres::checking_tokens("manyorders", &moto);
+    let pg_orders =
+        crate::postgres::LocalPostgres::checking_tokens_signed_by("manyorders", &moto, &pg_shop);
+    let ca_bundle = pg_shop.var("PWLESS_DB_CA_BUNDLE");
     let name = format!("t{}-many", std::process::id());
     let dir = TempDir::new(&name);
     let text = include_str!("../../examples/many-databases.yaml")
@@ -1824,23 +1812,7 @@ fn two_databases_and_three_service_accounts_log_in_exactly_where_the_stack_says(
         )
         // (each sandbox PostgreSQL serves its database as `appdb`)
         .replacen("      name: shop ", "      name: appdb ", 1)
-        .replacen("    name: orders\n", "    name: appdb\n", 1)
-        .replacen(
-            "pwless adds users only\n",
-            &format!(
-                "pwless adds users only\n    ca_bundle: {}\n",
-                pg_shop.var("PWLESS_DB_CA_BUNDLE")
-            ),
-            1,
-        )
-        .replacen(
-            "shop-platform-orders\n",
-            &format!(
-                "shop-platform-orders\n    ca_bundle: {}\n",
-                pg_orders.var("PWLESS_DB_CA_BUNDLE")
-            ),
-            1,
-        );
+        .replacen("    name: orders\n", "    name: appdb\n", 1);
     let file = dir.write("stack.yaml", &text);
     // A pod reaches each cluster at its sandbox PostgreSQL: the team's by its endpoint, the
     // created one (whose endpoint moto makes at apply) by default.
@@ -1852,6 +1824,7 @@ fn two_databases_and_three_service_accounts_log_in_exactly_where_the_stack_says(
     let mut runner = moto.command(dir.path());
     runner
         .args(["sandbox", "run", "-f", file.to_str().unwrap()])
+        .env("PWLESS_DB_CA_BUNDLE", ca_bundle)
         .env("PWLESS_SANDBOX_IAM_CREDENTIALS", &registries)
         .env(
             "PWLESS_SANDBOX_DB_ADDRESS",
@@ -1883,6 +1856,7 @@ fn two_databases_and_three_service_accounts_log_in_exactly_where_the_stack_says(
             .args(["-f", file.to_str().unwrap()])
             .args(&args[1..])
             .envs(kube.env())
+            .env("PWLESS_DB_CA_BUNDLE", ca_bundle)
             .stdin(Stdio::null());
         command.output().unwrap()
     };
@@ -2071,6 +2045,32 @@ fn two_databases_and_three_service_accounts_log_in_exactly_where_the_stack_says(
         "{reports_in_orders}"
     );
 
+    // The shop database leaves the stack (and its access entries with it): its users are
+    // dropped from the team's cluster, reached with what the state records (the managed
+    // master secret, the relay, which goes after them), and the cluster stays.
+    let mut in_shop = false;
+    let without_shop: String = fewer
+        .lines()
+        .filter(|line| {
+            if line.starts_with("  shop:") {
+                in_shop = true;
+            } else if line.starts_with("  orders:") {
+                in_shop = false;
+            }
+            !in_shop && !line.contains("database: shop")
+        })
+        .map(|line| format!("{line}\n"))
+        .collect();
+    std::fs::write(&file, &without_shop).unwrap();
+    let output = run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(roles_in(&pg_shop, &rt, &["storefront", "reporting"]).is_empty());
+    assert_eq!(
+        roles_in(&pg_orders, &rt, &["orders_api", "reporting"]),
+        ["orders_api", "reporting"]
+    );
+    assert_exit(&run(&["plan", "--detailed-exitcode"]), 0);
+
     // Destroy: the users go from both databases, the created cluster goes (its final snapshot
     // kept), the team's stays exactly as it was.
     let output = run(&["destroy", "--auto-approve"]);
@@ -2096,3 +2096,4 @@ fn two_databases_and_three_service_accounts_log_in_exactly_where_the_stack_says(
     );
     assert!(left.is_err(), "{left:?}");
 }
+

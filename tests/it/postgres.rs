@@ -25,6 +25,18 @@ impl LocalPostgres {
         Self::start_with(name, Some(&moto.endpoint))
     }
 
+    /// [`LocalPostgres::checking_tokens`], its certificate signed by `ca`'s CA (as RDS signs
+    /// every cluster of a region with the same CAs).
+    pub fn checking_tokens_signed_by(name: &str, moto: &crate::aws::Moto, ca: &Self) -> Self {
+        LocalPostgres {
+            sandbox: pwless_testing::PgSandbox::start_signed(
+                name,
+                Some(&moto.endpoint),
+                Some(&ca.sandbox),
+            ),
+        }
+    }
+
     fn start_with(name: &str, moto: Option<&str>) -> Self {
         LocalPostgres {
             sandbox: pwless_testing::PgSandbox::start(name, moto),

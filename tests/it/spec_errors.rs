@@ -1132,7 +1132,16 @@ const MANY: &str = include_str!("../../examples/many-databases.yaml");
 /// `at` (in the changed text), whose help contains `help`.
 #[test]
 fn many_databases_mistakes_are_each_reported_at_their_line_with_the_fix() {
-    let cases: &[(&str, &str, &str, &str, &str, &str)] = &[
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a str,
+    );
+    let cases: &[Case] = &[
         (
             "an access entry of a stack with several databases that names none",
             "{namespace: storefront, service_account: web, database: shop, db_user: storefront}",
@@ -1140,6 +1149,7 @@ fn many_databases_mistakes_are_each_reported_at_their_line_with_the_fix() {
             "`access[0]` does not say which database it logs in to, and the stack has several",
             "service_account: web",
             "add `database: <name>`, one of: shop, orders",
+            "access[0]",
         ),
         (
             "an access entry naming a database the stack does not have",
@@ -1148,6 +1158,7 @@ fn many_databases_mistakes_are_each_reported_at_their_line_with_the_fix() {
             "`shpo` is not a database of the stack",
             "database: shpo",
             "did you mean `shop`?",
+            "access[0].database",
         ),
         (
             "an access entry naming a user of another database",
@@ -1156,6 +1167,7 @@ fn many_databases_mistakes_are_each_reported_at_their_line_with_the_fix() {
             "`storefront` is not a user defined in databases.orders.users",
             "db_user: storefront}\n  - {namespace: analytics",
             "defined users: orders_api, reporting",
+            "access[1].db_user",
         ),
         (
             "a service account with two entries for one database",
@@ -1164,6 +1176,7 @@ fn many_databases_mistakes_are_each_reported_at_their_line_with_the_fix() {
             "service account analytics/reports has two entries for database `shop` (first at access[2])",
             "service_account: reports, database: shop, db_user: storefront",
             "logs in to each database as one database user",
+            "access[3]",
         ),
         (
             "a service account whose entries name two identities",
@@ -1172,6 +1185,7 @@ fn many_databases_mistakes_are_each_reported_at_their_line_with_the_fix() {
             "service account analytics/reports has identity `pod_identity` here and `irsa` at access[2]",
             "identity: pod_identity",
             "give its entries the same `identity`",
+            "access[3].identity",
         ),
         (
             "both database and databases",
@@ -1180,6 +1194,7 @@ fn many_databases_mistakes_are_each_reported_at_their_line_with_the_fix() {
             "the stack has both `database` and `databases`",
             "databases:",
             "move it under `databases` as `main`",
+            "databases",
         ),
         (
             "a database name with a capital and a hyphen",
@@ -1188,6 +1203,7 @@ fn many_databases_mistakes_are_each_reported_at_their_line_with_the_fix() {
             "`Bill-ing` is not a database name pwless accepts",
             "  Bill-ing:",
             "lowercase letters and digits",
+            "databases.Bill-ing",
         ),
         (
             "a created cluster's key beside existing, named under its database",
@@ -1196,6 +1212,7 @@ fn many_databases_mistakes_are_each_reported_at_their_line_with_the_fix() {
             "`databases.shop.instances` describes a cluster to create, but `databases.shop.existing` names one that exists",
             "instances: 2",
             "pwless reads the cluster as it is",
+            "databases.shop.instances",
         ),
         (
             "a bad engine version, named under its database",
@@ -1204,9 +1221,28 @@ fn many_databases_mistakes_are_each_reported_at_their_line_with_the_fix() {
             "`seventeen` is not an Aurora PostgreSQL version",
             "engine_version",
             "write it in quotes",
+            "databases.orders.engine_version",
+        ),
+        (
+            "a database named existing",
+            "access:                          # each names",
+            "  existing: {existing: {cluster_identifier: billing-aurora, name: billing}}\naccess:                          # each names",
+            "`existing` cannot name a database: the `main` database's referenced cluster carries that name in addresses",
+            "  existing: {existing",
+            "choose another name",
+            "databases.existing",
+        ),
+        (
+            "a referenced cluster that another database creates",
+            "cluster_identifier: shop-aurora",
+            "cluster_identifier: shop-platform-orders",
+            "Aurora cluster `shop-platform-orders` is the one databases.orders creates",
+            "cluster_identifier: shop-platform-orders",
+            "reference a cluster the stack does not create",
+            "databases.shop.existing.cluster_identifier",
         ),
     ];
-    for (name, from, to, message, at, help) in cases {
+    for (name, from, to, message, at, help, path) in cases {
         assert!(MANY.contains(from), "{name}: the example has no `{from}`");
         let text = MANY.replacen(from, to, 1);
         let errors = match pwless::spec::parse_str(Path::new("many.yaml"), &text) {
@@ -1217,6 +1253,7 @@ fn many_databases_mistakes_are_each_reported_at_their_line_with_the_fix() {
         assert_eq!(errors.diagnostics.len(), 1, "{name}: {rendered}");
         let diagnostic = &errors.diagnostics[0];
         assert_eq!(diagnostic.message, *message, "{name}: {rendered}");
+        assert_eq!(diagnostic.path, *path, "{name}: {rendered}");
         let found = text.find(at).unwrap_or_else(|| panic!("{name}: no `{at}`"));
         let line = text[..found].matches('\n').count() + 1;
         assert_eq!(diagnostic.span.start.line, line, "{name}: {rendered}");
@@ -1293,11 +1330,65 @@ fn the_database_shorthand_and_databases_main_are_the_same_stack() {
     let addresses = |stack: &pwless::spec::Stack| -> Vec<(String, String)> {
         crate::common::graph_of(stack)
             .in_order()
-            .map(|resource| (resource.address.clone(), format!("{:?}", resource.inputs)))
+            .map(|resource| {
+                (
+                    resource.address.clone(),
+                    format!("{:?} after {:?}", resource.inputs, resource.depends_on),
+                )
+            })
             .collect()
     };
     assert_eq!(addresses(&short), addresses(&long));
     // Only where it is declared differs: what diagnostics name.
     assert_eq!(short.databases[0].path, "database");
     assert_eq!(long.databases[0].path, "databases.main");
+}
+
+/// The app uses one database: its service account's only one, or the one `app.database`
+/// names among its service account's.
+#[test]
+fn an_app_whose_service_account_has_several_databases_names_one() {
+    let with_app = |app: &str| {
+        MANY.replacen(
+            "private_subnet_ids: [subnet-0123456789abcdef1, subnet-0123456789abcdef2]",
+            "private_subnet_ids: [subnet-0123456789abcdef1, subnet-0123456789abcdef2]\n    public_subnet_ids: [subnet-0123456789abcdef3, subnet-0123456789abcdef4]",
+            1,
+        ) + app
+    };
+    let app = "app: {namespace: analytics, service_account: reports, image: ghcr.io/example/pwless-demo:0.1.0}\n";
+    let errors = pwless::spec::parse_str(Path::new("many.yaml"), &with_app(app)).unwrap_err();
+    let rendered = errors.render();
+    assert_eq!(errors.diagnostics.len(), 1, "{rendered}");
+    assert!(
+        rendered.contains("error: the app's service account analytics/reports may log in to several databases (shop, orders), and the app uses one")
+            && rendered.contains("help: say which with `database: <name>` under `app`"),
+        "{rendered}"
+    );
+    let errors = pwless::spec::parse_str(
+        Path::new("many.yaml"),
+        &with_app(&app.replacen("image:", "database: billing, image:", 1)),
+    )
+    .unwrap_err();
+    assert_eq!(
+        errors.diagnostics[0].path,
+        "app.database",
+        "{}",
+        errors.render()
+    );
+    let stack = stack_from(&with_app(&app.replacen(
+        "image:",
+        "database: orders, image:",
+        1,
+    )));
+    assert_eq!(stack.app.unwrap().database, "orders");
+    // The app's environment is that database's.
+    let stack = stack_from(&with_app(
+        &app.replacen(
+            "service_account: reports, image:",
+            "service_account: web, image:",
+            1,
+        )
+        .replacen("namespace: analytics", "namespace: storefront", 1),
+    ));
+    assert_eq!(stack.app.as_ref().unwrap().database, "shop");
 }

@@ -132,6 +132,12 @@ impl PgSandbox {
     /// checks IAM tokens as RDS does, against that moto (`scripts/iam-verifier.py`); without,
     /// members of `rds_iam` cannot log in.
     pub fn start(name: &str, moto: Option<&str>) -> Self {
+        Self::start_signed(name, moto, None)
+    }
+
+    /// [`PgSandbox::start`], its certificate signed by `ca`'s CA (another sandbox's), as RDS
+    /// signs every cluster of a region with the same CAs: one bundle verifies both.
+    pub fn start_signed(name: &str, moto: Option<&str>, ca: Option<&PgSandbox>) -> Self {
         let dir = std::env::temp_dir().join(format!("pwless-pg-{name}-{}", std::process::id()));
         let script = repo_root().join("scripts/pg-sandbox");
         let _ = Command::new(&script)
@@ -142,6 +148,10 @@ impl PgSandbox {
             .args(["start", dir.to_str().expect("a UTF-8 temp dir")])
             .env_remove("AWS_ENDPOINT_URL")
             .env_remove("AWS_SESSION_TOKEN");
+        match ca {
+            Some(ca) => command.env("PWLESS_PG_SANDBOX_CA", &ca.dir),
+            None => command.env_remove("PWLESS_PG_SANDBOX_CA"),
+        };
         if let Some(endpoint) = moto {
             command
                 .env("AWS_ENDPOINT_URL", endpoint)

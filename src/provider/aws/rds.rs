@@ -60,7 +60,7 @@ fn master_password(inputs: &Inputs) -> Result<Option<Secret>, ProviderError> {
     match std::env::var(variable) {
         Ok(value) if !value.is_empty() => Ok(Some(Secret::new(value))),
         _ => Err(ProviderError::permanent(format!(
-            "environment variable {variable} (database.master_password.env) is not set; set it to the master password for this apply"
+            "environment variable {variable} (the database's master_password.env) is not set; set it to the master password for this apply"
         ))),
     }
 }
