@@ -2029,8 +2029,15 @@ fn a_long_wait_says_it_is_still_at_it_every_ten_seconds() {
         .lines()
         .filter(|line| line.contains("still "))
         .collect();
+    // Ten seconds in, or a little later on a busy machine (the heartbeat says the time it
+    // fired at: it was seen once as 11 s under a full test run on 2 cores).
     assert!(
-        still.contains(&"aws_vpc.main: still creating... [10s elapsed]"),
+        still.iter().any(|line| {
+            line.strip_prefix("aws_vpc.main: still creating... [")
+                .and_then(|rest| rest.strip_suffix("s elapsed]"))
+                .and_then(|seconds| seconds.parse::<u32>().ok())
+                .is_some_and(|seconds| (10..20).contains(&seconds))
+        }),
         "{progress}"
     );
     // Only the slow operation reports, and only once (it finished before 20 s).
