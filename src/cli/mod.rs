@@ -6,6 +6,7 @@ mod connect;
 mod doctor;
 pub mod engine;
 mod graph;
+mod import;
 mod manifests;
 mod output;
 mod plan;
@@ -123,6 +124,14 @@ pub enum Command {
     ForceUnlock(state::ForceUnlockArgs),
     /// Print the resource graph (edges point from a dependency to what needs it).
     Graph(graph::GraphArgs),
+    /// Bring a resource that exists under the stack's management: read it by its id and record
+    /// it at ADDRESS in the state (nothing in the cloud changes); the next plan shows what apply
+    /// would change to make it match the stack.
+    #[command(after_help = "Examples:
+  pwless import aws_vpc.main vpc-0123456789abcdef0
+  pwless import 'aws_iam_role.irsa[demo/demo-app]' iam-postgres-demo-demo-app
+  pwless import 'postgresql_role.user[app_user]' app_user")]
+    Import(import::ImportArgs),
     /// Check a stack file and report every problem.
     #[command(after_help = "Examples:
   pwless validate                               ./pwless.yaml, else ./stack.yaml
@@ -265,6 +274,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Destroy(args) => apply::destroy(args, style),
         Command::Output(args) => output::run(args),
         Command::Doctor(args) => doctor::run(args),
+        Command::Import(args) => import::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Token(args) => token::run(args),
         Command::Connect(args) => connect::run(args),

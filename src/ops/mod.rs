@@ -7,6 +7,7 @@
 //!   go of the lock whatever happened.
 //! - [`discover`]: reads what the stack references but does not manage (`network.existing`,
 //!   `cluster.existing`) and fills in the stack's facts, before the graph is made.
+//! - [`import`]: brings an existing resource into the state under an address of the stack.
 //! - [`preflight`]: what must hold before apply changes anything.
 //! - [`outputs`]: what an applied stack offers its users ([`outputs::StackOutputs`]), read from
 //!   the state, for `pwless output`, apply's summary, `token`, `connect` and the sandbox.
@@ -19,6 +20,7 @@
 
 pub mod discover;
 pub mod doctor;
+pub mod import;
 pub mod outputs;
 pub mod preflight;
 pub mod run;

@@ -2097,3 +2097,182 @@ fn two_databases_and_three_service_accounts_log_in_exactly_where_the_stack_says(
     assert!(left.is_err(), "{left:?}");
 }
 
+/// `pwless import`: a VPC the team made through the SDK is brought under the stack at
+/// `aws_vpc.main`, read and recorded, nothing changed; the plan then updates it in place (the
+/// stack's tags, DNS hostnames) and builds the rest in it instead of making a VPC; apply and
+/// destroy manage it from then on. What cannot be imported is refused before anything is
+/// read or written: an address the stack lacks, a kind that lives inside another resource, an
+/// id of another kind, a name other than the stack's, a resource that is not there or that
+/// another stack's tags claim, an address recorded already.
+#[test]
+fn a_vpc_made_outside_is_imported_at_its_address_and_managed_from_then_on() {
+    let moto = Moto::start();
+    let rt = runtime();
+    let clients = rt.block_on(clients(&moto));
+    let make_vpc = |tags: &[(&str, &str)]| {
+        rt.block_on(async {
+            let mut spec = aws_sdk_ec2::types::TagSpecification::builder()
+                .resource_type(aws_sdk_ec2::types::ResourceType::Vpc);
+            for (key, value) in tags {
+                spec = spec.tags(
+                    aws_sdk_ec2::types::Tag::builder()
+                        .key(*key)
+                        .value(*value)
+                        .build(),
+                );
+            }
+            clients
+                .ec2
+                .create_vpc()
+                .cidr_block("10.0.0.0/16")
+                .tag_specifications(spec.build())
+                .send()
+                .await
+                .unwrap()
+                .vpc()
+                .unwrap()
+                .vpc_id()
+                .unwrap()
+                .to_string()
+        })
+    };
+    let team_vpc = make_vpc(&[("owner", "team")]);
+    let claimed_vpc = make_vpc(&[("pwless:stack", "someone-else")]);
+    let name = format!("t{}-import", std::process::id());
+    let dir = TempDir::new(&name);
+    let file = dir.write(
+        "stack.yaml",
+        &include_str!("../../examples/aws-only.yaml").replacen(
+            "stack: iam-postgres",
+            &format!("stack: {name}"),
+            1,
+        ),
+    );
+    let run = |args: &[&str]| {
+        moto.command(dir.path())
+            .arg(args[0])
+            .args(["-f", file.to_str().unwrap()])
+            .args(&args[1..])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let state_file = dir.path().join(format!("state/{name}.json"));
+    let refused = |args: &[&str], message: &str| {
+        let output = run(args);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(message),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    };
+    refused(
+        &["import", "aws_vpc.mian", &team_vpc],
+        "the stack has no resource `aws_vpc.mian`: did you mean `aws_vpc.main`?",
+    );
+    refused(
+        &["import", "aws_vpc.main", "subnet-0123456789abcdef0"],
+        "`subnet-0123456789abcdef0` is a subnet's, not the id of a VPC, which aws_vpc.main is",
+    );
+    refused(
+        &[
+            "import",
+            "aws_route_table_association.public[0]",
+            "rtbassoc-0123",
+        ],
+        "aws_route_table_association cannot be imported",
+    );
+    refused(
+        &["import", "aws_iam_role.eks_cluster", "someone-elses-role"],
+        &format!(
+            "the stack names aws_iam_role.eks_cluster `{name}-eks-cluster`, not `someone-elses-role`"
+        ),
+    );
+    refused(
+        &["import", "aws_vpc.main", "vpc-0000000000000000f"],
+        "there is no aws_vpc `vpc-0000000000000000f` to import",
+    );
+    refused(
+        &["import", "aws_vpc.main", &claimed_vpc],
+        "is tagged as stack someone-else's (pwless:stack)",
+    );
+    assert!(
+        std::fs::read_to_string(&state_file).map_or(true, |text| !text.contains("aws_vpc.main")),
+        "a refused import recorded nothing"
+    );
+
+    let output = run(&["import", "aws_vpc.main", &team_vpc]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(&format!(
+            "Imported aws_vpc.main ({team_vpc}) into the state"
+        )),
+        "{}",
+        stderr(&output)
+    );
+    refused(
+        &["import", "aws_vpc.main", &team_vpc],
+        "the state records `aws_vpc.main` already",
+    );
+    // The plan updates the imported VPC in place and builds in it: no VPC to create.
+    let output = run(&["plan", "--json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let change = |address: &str| {
+        plan["resource_changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|change| change["address"] == address)
+            .unwrap_or_else(|| panic!("{address}"))
+            .clone()
+    };
+    let vpc = change("aws_vpc.main");
+    assert_eq!(vpc["action"], "update", "{vpc}");
+    assert!(
+        vpc["changed"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("tags")),
+        "{vpc}"
+    );
+    assert_eq!(
+        change("aws_subnet.private[0]")["after"]["vpc_id"],
+        team_vpc.as_str()
+    );
+
+    // Apply keeps that VPC (tagged now as the stack's); destroy deletes it with the rest.
+    let output = run(&["apply", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let tags = rt.block_on(async {
+        clients
+            .ec2
+            .describe_vpcs()
+            .vpc_ids(&team_vpc)
+            .send()
+            .await
+            .unwrap()
+            .vpcs()[0]
+            .tags()
+            .iter()
+            .map(|tag| {
+                (
+                    tag.key().unwrap().to_string(),
+                    tag.value().unwrap().to_string(),
+                )
+            })
+            .collect::<std::collections::BTreeMap<_, _>>()
+    });
+    assert_eq!(tags.get("pwless:stack"), Some(&name), "{tags:?}");
+    assert_exit(&run(&["plan", "--detailed-exitcode"]), 0);
+    let output = run(&["destroy", "--auto-approve"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let left = rt.block_on(clients.ec2.describe_vpcs().vpc_ids(&team_vpc).send());
+    assert!(left.is_err(), "{left:?}");
+}
