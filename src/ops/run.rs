@@ -283,6 +283,78 @@ fn unreachable_through_relay(databases: &State, observed: &ObservedState) -> Vec
         .collect()
 }
 
+/// The login roles of each database's cluster that the stack does not declare (the access
+/// matrix's flag), read through the connection of a user of it that this refresh read (so
+/// the way there, the relay or a tunnel, is known to work: before the first apply nothing is
+/// read, and a cluster the refresh could not reach waits for no relay here). A cluster two
+/// databases share is read once, against the users of both.
+async fn undeclared_users(
+    stack: &Stack,
+    state: &State,
+    observed: &ObservedState,
+    provider: &Providers,
+) -> Vec<crate::plan::access::UndeclaredUser> {
+    use crate::graph::{ResourceKind, address};
+    let Some(postgres) = provider.postgres.as_ref() else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    let mut read_clusters: Vec<String> = Vec::new();
+    for database in &stack.databases {
+        let Some(inputs) = state
+            .resources
+            .iter()
+            .find(|resource| {
+                resource.kind == ResourceKind::PostgresRole
+                    && address::database_of(&resource.address) == Some(&database.key)
+                    && matches!(
+                        observed.get(&resource.address),
+                        Some(crate::plan::Observed::Present { .. })
+                    )
+            })
+            .map(|resource| &resource.inputs)
+        else {
+            continue;
+        };
+        let cluster = inputs
+            .get("cluster_resource_id")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or(&database.key)
+            .to_string();
+        if read_clusters.contains(&cluster) {
+            continue;
+        }
+        let Ok(roles) = postgres.login_roles(inputs).await else {
+            continue;
+        };
+        // Every user the stack declares in this cluster, whichever database names it.
+        let declared: Vec<&str> = stack
+            .databases
+            .iter()
+            .filter(|other| {
+                other.key == database.key
+                    || matches!((&other.existing, &database.existing), (Some(a), Some(b))
+                        if a.cluster_identifier.id == b.cluster_identifier.id)
+            })
+            .flat_map(|other| other.users.iter().map(|user| user.name.as_str()))
+            .collect();
+        found.extend(
+            roles
+                .into_iter()
+                .filter(|(name, _)| !declared.contains(&name.as_str()))
+                .map(
+                    |(user, made_by_this_stack)| crate::plan::access::UndeclaredUser {
+                        database: database.key.clone(),
+                        user,
+                        made_by_this_stack,
+                    },
+                ),
+        );
+        read_clusters.push(cluster);
+    }
+    found
+}
+
 /// Refuses at once, in one plain line, when the AWS credentials do not resolve.
 pub async fn check_credentials(provider: &Providers) -> anyhow::Result<()> {
     crate::provider::aws::check_credentials(&provider.config)
@@ -427,7 +499,7 @@ async fn plan_live(
     )
     .await?;
     let state = journal.snapshot().await;
-    let plan = make_plan(
+    let mut plan = make_plan(
         request.stack,
         request.graph,
         &state,
@@ -435,6 +507,10 @@ async fn plan_live(
         &observed,
         request.mode,
     );
+    if request.refresh && request.mode == Mode::Normal {
+        plan.access.undeclared_users =
+            undeclared_users(request.stack, &state, &observed, &provider).await;
+    }
     let findings = preflight::check(&plan, &provider.config, Some(&settings)).await;
     Ok((Planned { plan, findings }, provider))
 }

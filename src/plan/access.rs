@@ -26,11 +26,32 @@ pub struct AccessSummary {
     /// give one user different privileges: privileges belong to the user, not to an entry.)
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unused_users: Vec<String>,
+    /// The users that may log in to a database's cluster but that the stack does not declare,
+    /// as the refresh found them (none without a refresh, or where the database cannot be
+    /// reached): a team's own, which pwless never touches, or one this stack made and no
+    /// longer records. The plan flags each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub undeclared_users: Vec<UndeclaredUser>,
+}
+
+/// A login role of a database's cluster that the stack does not declare.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UndeclaredUser {
+    /// The logical name of the database whose cluster holds it (`main` for `database:`).
+    pub database: String,
+    pub user: String,
+    /// Its comment says this stack made it (`pwless:stack=…`): a user it made and no longer
+    /// records (a state restored from an older copy, an entry removed by hand).
+    #[serde(default, skip_serializing_if = "Not::not")]
+    pub made_by_this_stack: bool,
 }
 
 impl AccessSummary {
     pub fn is_empty(&self) -> bool {
-        self.database.is_empty() && self.cluster_admins.is_empty() && self.unused_users.is_empty()
+        self.database.is_empty()
+            && self.cluster_admins.is_empty()
+            && self.unused_users.is_empty()
+            && self.undeclared_users.is_empty()
     }
 }
 

@@ -407,6 +407,33 @@ impl PostgresProvider {
         Ok((target, relay))
     }
 
+    /// The roles of the cluster a resource's `connection` reaches that may log in, but for the
+    /// master user pwless connects as, superusers (no customer role on Aurora is one) and the
+    /// names PostgreSQL and RDS reserve (`pg_…`, `rds…`): (name, whether its comment marks it
+    /// as made by this stack, [`ownership_mark`]'s `pwless:stack=`), by name. For the access
+    /// matrix's flag of users the stack does not declare. Errors: the cluster cannot be
+    /// reached or read (SQLSTATE and message).
+    pub async fn login_roles(&self, inputs: &Inputs) -> Result<Vec<(String, bool)>, ProviderError> {
+        let client = self.client(inputs).await?;
+        let rows = client
+            .query(
+                "select r.rolname::text, coalesce(shobj_description(r.oid, 'pg_authid'), '') \
+                 from pg_roles r where r.rolcanlogin and not r.rolsuper \
+                 and r.rolname <> current_user and r.rolname !~ '^(pg_|rds)' order by 1",
+                &[],
+            )
+            .await
+            .map_err(db_error("list the cluster's login roles"))?;
+        let mark = format!("pwless:stack={} ", self.settings.stack);
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let comment: String = row.get(1);
+                (row.get(0), comment.starts_with(&mark))
+            })
+            .collect())
+    }
+
     /// The TLS handshake alone ([`pwless_iam_auth::db::tls_check`]) over the route a
     /// connection for `inputs` takes (the relay, a tunnel, or straight): what `pwless doctor`
     /// checks before it logs in. Errors: the route cannot be opened, or the handshake fails;

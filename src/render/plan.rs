@@ -51,6 +51,11 @@ pub fn human(plan: &Plan, style: Style) -> String {
             Mode::Normal => " The infrastructure matches the stack.\n",
             Mode::Destroy => " There is nothing to destroy.\n",
         });
+        // The access matrix's flags hold whether or not anything changes.
+        let flags = access_flags(plan);
+        if !flags.is_empty() {
+            out.push_str(&format!("\nDatabase access:\n{}\n", flags.join("\n")));
+        }
         return out;
     }
 
@@ -240,13 +245,7 @@ fn access_summary(plan: &Plan) -> String {
         })
         .collect();
     let mut lines = lines;
-    lines.extend(plan.access.unused_users.iter().map(|user| {
-        let user = match user.split_once('/') {
-            Some((database, user)) => format!("{user} of database {database}"),
-            None => user.clone(),
-        };
-        format!("  ! database user {user}: no service account may log in as it (no `access` entry names it)")
-    }));
+    lines.extend(access_flags(plan));
     let mut summary = String::new();
     if !lines.is_empty() {
         summary.push_str(&format!(
@@ -261,6 +260,36 @@ fn access_summary(plan: &Plan) -> String {
         ));
     }
     summary
+}
+
+/// The access matrix's flags, one `!` line each: database users no service account may use,
+/// and users of a database's cluster the stack does not declare.
+fn access_flags(plan: &Plan) -> Vec<String> {
+    let mut flags = Vec::new();
+    flags.extend(plan.access.unused_users.iter().map(|user| {
+        let user = match user.split_once('/') {
+            Some((database, user)) => format!("{user} of database {database}"),
+            None => user.clone(),
+        };
+        format!("  ! database user {user}: no service account may log in as it (no `access` entry names it)")
+    }));
+    flags.extend(plan.access.undeclared_users.iter().map(|found| {
+        let whose = if found.made_by_this_stack {
+            "this stack made it and no longer records it: pwless leaves it; declare it and `pwless import` it, or drop it yourself"
+        } else {
+            "pwless leaves it: it never touches a user it did not make"
+        };
+        let database = if found.database == crate::spec::model::MAIN_DATABASE {
+            String::new()
+        } else {
+            format!(" of database {}", found.database)
+        };
+        format!(
+            "  ! user {}{database} may log in to the cluster but is not in the stack: {whose}",
+            found.user
+        )
+    }));
+    flags
 }
 
 /// What happens to the data of an Aurora cluster this change deletes or replaces.

@@ -1164,6 +1164,15 @@ fn the_existing_database_example_adds_only_the_users_and_roles_and_destroy_leave
     let platform = OnTeamCluster::start(&moto, "teamdb", &cluster, dir, &text);
     let (pg, run) = (&platform.pg, |args: &[&str]| platform.run(args));
 
+    // The team's own application logs in with a password: the plan flags it as a user the
+    // stack does not declare, and leaves it.
+    rt.block_on(async {
+        crate::aws::superuser(pg)
+            .await
+            .batch_execute("CREATE ROLE legacy_app LOGIN PASSWORD 'team-secret'")
+            .await
+            .unwrap();
+    });
     // The plan reads the team's Aurora cluster and creates nothing of a database's own: the
     // users' dbuser ARNs name the read cluster resource id.
     let output = run(&["plan", "--json"]);
@@ -1190,6 +1199,12 @@ fn the_existing_database_example_adds_only_the_users_and_roles_and_destroy_leave
         assert_eq!(link["cluster"], aurora.as_str(), "{link}");
         assert_eq!(link["cluster_resource_id"], resource_id.as_str(), "{link}");
     }
+    // (A first plan reads no database: nothing reaches it before the relay is made.)
+    assert!(
+        plan["access"].get("undeclared_users").is_none(),
+        "{}",
+        plan["access"]
+    );
 
     let output = run(&["apply", "--auto-approve"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
@@ -1199,6 +1214,19 @@ fn the_existing_database_example_adds_only_the_users_and_roles_and_destroy_leave
     );
     // Each service account logs in to the team's cluster as its own user only.
     platform.converged_and_verified();
+    // The refresh reads the cluster's login roles: the team's own is flagged, and left.
+    let output = run(&["plan", "--json"]);
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(
+        plan["access"]["undeclared_users"],
+        serde_json::json!([{"database": "main", "user": "legacy_app"}])
+    );
+    let output = run(&["plan"]);
+    assert!(
+        stdout(&output).contains("  ! user legacy_app may log in to the cluster but is not in the stack: pwless leaves it: it never touches a user it did not make"),
+        "{}",
+        stdout(&output)
+    );
     // doctor follows each chain into the team's cluster: its IAM authentication, the connect
     // policies on its resource id, its own security group; the log export is the team's to
     // turn on.
@@ -1297,6 +1325,7 @@ fn the_existing_database_example_adds_only_the_users_and_roles_and_destroy_leave
     let output = run(&["destroy", "--auto-approve"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(roles_in(pg, &rt, &["checkout", "reporting"]).is_empty());
+    assert_eq!(roles_in(pg, &rt, &["legacy_app"]), ["legacy_app"]);
     assert_eq!(
         aurora_before,
         rt.block_on(describe_team_aurora(&clients.rds, &aurora))
