@@ -5,12 +5,14 @@
 //! and destroy deletes it (with consent for what holds data).
 //!
 //! Refused, changing nothing: an address the stack does not have, one the state records
-//! already, a kind pwless cannot import (what lives only inside another resource: rules,
-//! associations, policies, grants, Kubernetes objects, which apply makes or takes over under
-//! their deterministic names anyway), an id of another kind (`subnet-…` for a VPC), a name
-//! other than the one the stack gives the resource (the next plan would replace it), a
-//! resource that does not exist, one another pwless stack's tags claim, and a state with
-//! pending operations (a plan settles them first).
+//! already, an id recorded at another address, a kind pwless cannot import (what lives
+//! inside another resource: rules, associations, policies, grants, Kubernetes objects; and
+//! what names a resource the stack makes, or whose outputs cannot be read back), an id of
+//! another kind (`subnet-…` for a VPC), a name other than the one the stack gives the
+//! resource (the next plan would replace it), a resource that does not exist, one another
+//! pwless stack's tags (a database user: its comment) claim, one whose outputs the stack's
+//! other resources take cannot be read, and a state with pending operations (a plan settles
+//! them first).
 
 use std::collections::BTreeMap;
 
@@ -19,7 +21,7 @@ use serde_json::Value;
 use super::UserError;
 use crate::graph::{ResourceGraph, ResourceKind};
 use crate::plan::Observed;
-use crate::provider::{Applied, Provider};
+use crate::provider::{Applied, Provider as _};
 use crate::state::{ResourceState, State};
 
 /// How a kind's import id identifies it.
@@ -48,14 +50,13 @@ fn id_of(kind: ResourceKind) -> Option<IdIs> {
         InternetGateway => id("igw-", "an internet gateway"),
         RouteTable => id("rtb-", "a route table"),
         SecurityGroup => id("sg-", "a security group"),
-        NatGateway => id("nat-", "a NAT gateway"),
         OidcProvider => id("arn:", "an IAM OIDC provider (its ARN)"),
         IamRole => name("name", "an IAM role"),
         EksCluster => name("name", "an EKS cluster"),
-        DbSubnetGroup => name("name", "a DB subnet group"),
         RdsCluster => name("cluster_identifier", "an Aurora cluster"),
-        RdsClusterInstance => name("identifier", "an Aurora instance"),
         PostgresRole => name("name", "a database user"),
+        // Not yet: a NAT gateway names an Elastic IP of the stack's (its replacement would
+        // follow), and a DB subnet group's and an instance's reads give back no outputs.
         _ => None,
     }
 }
@@ -109,6 +110,16 @@ pub fn prepare(
             "the state records `{address}` already: pwless manages it (`pwless state pull` shows it)"
         )));
     }
+    if let Some(other) = state
+        .resources
+        .iter()
+        .find(|recorded| recorded.kind == resource.kind && recorded.id.as_deref() == Some(id))
+    {
+        return Err(UserError(format!(
+            "`{id}` is recorded already, as `{}`: one resource under two addresses would be changed and deleted twice",
+            other.address
+        )));
+    }
     if !state.pending_operations.is_empty() {
         return Err(UserError(
             "the state has pending operations from an interrupted run: run `pwless plan` (it settles them), then import".into(),
@@ -117,20 +128,23 @@ pub fn prepare(
     let kind = resource.kind;
     let Some(how) = id_of(kind) else {
         return Err(UserError(format!(
-            "{kind} cannot be imported: it lives inside another resource of the stack, and apply makes it (or takes it over under its deterministic name); import what it lives in instead"
+            "{kind} cannot be imported: pwless makes it with the stack (what lives inside another resource, or names one the stack makes); import the VPC, subnets, route tables, security groups, IAM roles, OIDC provider, EKS cluster, Aurora cluster or database users it belongs with, and let apply make the rest"
         )));
     };
+    // What the state cannot resolve yet (a reference to a resource not recorded) is left
+    // out: the next plan then records it by an update, never taking it for a change that
+    // replaces.
     let mut inputs = BTreeMap::new();
     for (name, expr) in &resource.inputs {
-        let value = expr
-            .resolve(&mut |reference| {
-                state
-                    .resource(&reference.address)
-                    .and_then(|applied| applied.outputs.get(&reference.output))
-                    .cloned()
-            })
-            .unwrap_or(Value::Null);
-        inputs.insert(name.clone(), value);
+        let value = expr.resolve(&mut |reference| {
+            state
+                .resource(&reference.address)
+                .and_then(|applied| applied.outputs.get(&reference.output))
+                .cloned()
+        });
+        if let Some(value) = value {
+            inputs.insert(name.clone(), value);
+        }
     }
     let mut outputs = BTreeMap::new();
     match how {
@@ -144,17 +158,21 @@ pub fn prepare(
                     "`{id}` is {found} the id of {what}, which {address} is ({kind} ids start with `{prefix}`)"
                 )));
             }
-            if kind != ResourceKind::OidcProvider {
-                // What an EC2 create records: dependents take its `id` output.
-                outputs.insert("id".to_string(), Value::from(id));
-            }
+            // What the create records: an EC2 id as `id`, the provider's ARN as `arn`.
+            let output = if kind == ResourceKind::OidcProvider {
+                "arn"
+            } else {
+                "id"
+            };
+            outputs.insert(output.to_string(), Value::from(id));
         }
         IdIs::Name { input, what } => {
-            let wanted = inputs
-                .get(input)
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            if !wanted.is_empty() && wanted != id {
+            let Some(wanted) = inputs.get(input).and_then(Value::as_str) else {
+                return Err(UserError(format!(
+                    "the name the stack gives {address} is not known yet: import what it names first"
+                )));
+            };
+            if wanted != id {
                 return Err(UserError(format!(
                     "the stack names {address} `{wanted}`, not `{id}`: the next plan would replace {what} of another name; import `{wanted}`, or rename what the stack names"
                 )));
@@ -176,42 +194,63 @@ pub fn prepare(
     })
 }
 
-/// Reads `prepared` through `provider` and gives what to record: the inputs and outputs read.
-/// Errors: the resource does not exist, or its tags say another pwless stack manages it; the
-/// provider's own error, with its code.
+/// Reads `prepared` through its kind's provider and gives what to record: the inputs and
+/// outputs read. Errors: the resource does not exist; another pwless stack's tags (or, for a
+/// database user, its comment) claim it; an output the stack's other resources take was not
+/// read back; the provider's own error, with its code.
 pub async fn read(
-    provider: &impl Provider,
+    providers: &crate::provider::Providers,
     stack: &str,
     prepared: &ResourceState,
 ) -> anyhow::Result<(BTreeMap<String, Value>, Applied)> {
     let id = prepared.id.clone().unwrap_or_default();
-    let observed = provider.read(prepared).await.map_err(|error| {
+    let kind = prepared.kind;
+    let observed = providers.read(prepared).await.map_err(|error| {
+        let hint = if kind == ResourceKind::PostgresRole {
+            " (pwless reaches a database user through its cluster as apply made it: apply the stack first)"
+        } else {
+            ""
+        };
         UserError(format!(
-            "cannot read {} `{id}`: {}",
-            prepared.kind,
+            "cannot read {kind} `{id}`: {}{hint}",
             crate::errors::chain(&error)
         ))
     })?;
     let Observed::Present { inputs, outputs } = observed else {
         return Err(UserError(format!(
-            "there is no {} `{id}` to import (in the stack's region and account)",
-            prepared.kind
+            "there is no {kind} `{id}` to import (in the stack's region and account)"
         ))
         .into());
     };
-    let owner = inputs
-        .get("tags")
-        .and_then(|tags| tags.get("pwless:stack"))
-        .and_then(Value::as_str);
-    if let Some(owner) = owner.filter(|owner| *owner != stack) {
+    let owner = match (kind, &providers.postgres) {
+        (ResourceKind::PostgresRole, Some(postgres)) => postgres
+            .role_stack(&prepared.inputs, &id)
+            .await
+            .map_err(|error| UserError(format!("cannot read {kind} `{id}`: {}", error.message)))?,
+        _ => inputs
+            .get("tags")
+            .and_then(|tags| tags.get("pwless:stack"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    };
+    if let Some(owner) = owner.filter(|owner| owner != stack) {
         return Err(UserError(format!(
-            "{} `{id}` is tagged as stack {owner}'s (pwless:stack): two stacks would manage it; import it there, or remove it from that stack's state first",
-            prepared.kind
+            "{kind} `{id}` is marked as stack {owner}'s (pwless:stack): two stacks would manage it; import it there, or remove it from that stack first"
         ))
         .into());
     }
     let mut recorded_outputs = prepared.outputs.clone();
     recorded_outputs.extend(outputs);
+    if let Some(missing) = kind
+        .outputs()
+        .iter()
+        .find(|output| recorded_outputs.get(**output).is_none_or(Value::is_null))
+    {
+        return Err(UserError(format!(
+            "{kind} `{id}` was read, but not its `{missing}`, which the stack's other resources take: it cannot be imported"
+        ))
+        .into());
+    }
     Ok((
         inputs,
         Applied {

@@ -337,6 +337,18 @@ async fn undeclared_users(
                         if a.cluster_identifier.id == b.cluster_identifier.id)
             })
             .flat_map(|other| other.users.iter().map(|user| user.name.as_str()))
+            // And what the state records there: a user this plan drops is not undeclared.
+            .chain(
+                state
+                    .resources
+                    .iter()
+                    .filter(|resource| {
+                        resource.kind == ResourceKind::PostgresRole
+                            && resource.inputs.get("cluster_resource_id")
+                                == inputs.get("cluster_resource_id")
+                    })
+                    .filter_map(|resource| resource.inputs.get("name")?.as_str()),
+            )
             .collect();
         found.extend(
             roles

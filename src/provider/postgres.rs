@@ -409,7 +409,7 @@ impl PostgresProvider {
 
     /// The roles of the cluster a resource's `connection` reaches that may log in, but for the
     /// master user pwless connects as, superusers (no customer role on Aurora is one) and the
-    /// names PostgreSQL and RDS reserve (`pg_…`, `rds…`): (name, whether its comment marks it
+    /// names PostgreSQL and RDS reserve (`pg_…`, `rds_…`, `rdsadmin` and RDS's other system users): (name, whether its comment marks it
     /// as made by this stack, [`ownership_mark`]'s `pwless:stack=`), by name. For the access
     /// matrix's flag of users the stack does not declare. Errors: the cluster cannot be
     /// reached or read (SQLSTATE and message).
@@ -419,7 +419,8 @@ impl PostgresProvider {
             .query(
                 "select r.rolname::text, coalesce(shobj_description(r.oid, 'pg_authid'), '') \
                  from pg_roles r where r.rolcanlogin and not r.rolsuper \
-                 and r.rolname <> current_user and r.rolname !~ '^(pg_|rds)' order by 1",
+                 and r.rolname <> current_user and r.rolname !~ '^(pg_|rds_)' \
+                 and r.rolname not in ('rdsadmin', 'rdsrepladmin', 'rdstopmgr', 'rdsproxyadmin') order by 1",
                 &[],
             )
             .await
@@ -432,6 +433,31 @@ impl PostgresProvider {
                 (row.get(0), comment.starts_with(&mark))
             })
             .collect())
+    }
+
+    /// The stack whose mark ([`ownership_mark`]) the role `name` carries in its comment, in the
+    /// cluster a resource's `connection` reaches: `None` for an unmarked role (or none).
+    /// Errors: the cluster cannot be reached or read.
+    pub async fn role_stack(
+        &self,
+        inputs: &Inputs,
+        name: &str,
+    ) -> Result<Option<String>, ProviderError> {
+        let client = self.client(inputs).await?;
+        let rows = client
+            .query(
+                "select coalesce(shobj_description(oid, 'pg_authid'), '') from pg_roles where rolname = $1",
+                &[&name],
+            )
+            .await
+            .map_err(db_error("read the role's comment"))?;
+        Ok(rows.first().and_then(|row| {
+            let comment: String = row.get(0);
+            comment
+                .strip_prefix("pwless:stack=")
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_string)
+        }))
     }
 
     /// The TLS handshake alone ([`pwless_iam_auth::db::tls_check`]) over the route a

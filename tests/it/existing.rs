@@ -2076,7 +2076,8 @@ fn two_databases_and_three_service_accounts_log_in_exactly_where_the_stack_says(
 
     // The shop database leaves the stack (and its access entries with it): its users are
     // dropped from the team's cluster, reached with what the state records (the managed
-    // master secret, the relay, which goes after them), and the cluster stays.
+    // master secret, the relay, which goes after them), and the cluster stays. So does the
+    // orders database's `reporting`, which nobody used any more.
     let mut in_shop = false;
     let without_shop: String = fewer
         .lines()
@@ -2089,14 +2090,32 @@ fn two_databases_and_three_service_accounts_log_in_exactly_where_the_stack_says(
             !in_shop && !line.contains("database: shop")
         })
         .map(|line| format!("{line}\n"))
-        .collect();
+        .collect::<String>()
+        .replacen(
+            "      - name: reporting          # a user of the orders cluster, apart from shop's\n        privileges: [connect, usage, select]\n",
+            "",
+            1,
+        );
     std::fs::write(&file, &without_shop).unwrap();
+    // The users this plan drops are recorded, so not flagged as undeclared ones (they were,
+    // as "made by this stack and no longer recorded").
+    assert!(
+        !without_shop.contains("- name: reporting"),
+        "{without_shop}"
+    );
+    let output = run(&["plan", "--json"]);
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert!(
+        plan["access"].get("undeclared_users").is_none(),
+        "{}",
+        plan["access"]
+    );
     let output = run(&["apply", "--auto-approve"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(roles_in(&pg_shop, &rt, &["storefront", "reporting"]).is_empty());
     assert_eq!(
         roles_in(&pg_orders, &rt, &["orders_api", "reporting"]),
-        ["orders_api", "reporting"]
+        ["orders_api"]
     );
     assert_exit(&run(&["plan", "--detailed-exitcode"]), 0);
 
@@ -2229,7 +2248,7 @@ fn a_vpc_made_outside_is_imported_at_its_address_and_managed_from_then_on() {
     );
     refused(
         &["import", "aws_vpc.main", &claimed_vpc],
-        "is tagged as stack someone-else's (pwless:stack)",
+        "is marked as stack someone-else's (pwless:stack)",
     );
     assert!(
         std::fs::read_to_string(&state_file).map_or(true, |text| !text.contains("aws_vpc.main")),
@@ -2248,6 +2267,32 @@ fn a_vpc_made_outside_is_imported_at_its_address_and_managed_from_then_on() {
     refused(
         &["import", "aws_vpc.main", &team_vpc],
         "the state records `aws_vpc.main` already",
+    );
+    // One subnet under two addresses would be changed and deleted twice.
+    let subnet = rt.block_on(async {
+        clients
+            .ec2
+            .create_subnet()
+            .vpc_id(&team_vpc)
+            .cidr_block("10.0.0.0/20")
+            .send()
+            .await
+            .unwrap()
+            .subnet()
+            .unwrap()
+            .subnet_id()
+            .unwrap()
+            .to_string()
+    });
+    let output = run(&["import", "aws_subnet.public[0]", &subnet]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    refused(
+        &["import", "aws_subnet.public[1]", &subnet],
+        &format!("`{subnet}` is recorded already, as `aws_subnet.public[0]`"),
+    );
+    refused(
+        &["import", "aws_nat_gateway.main[0]", "nat-0123456789abcdef0"],
+        "aws_nat_gateway cannot be imported",
     );
     // The plan updates the imported VPC in place and builds in it: no VPC to create.
     let output = run(&["plan", "--json"]);
