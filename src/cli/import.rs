@@ -10,9 +10,8 @@ pub struct ImportArgs {
     /// The resource's address in the stack, e.g. `aws_vpc.main` (`pwless graph` lists them).
     #[arg(value_name = "ADDRESS")]
     pub address: String,
-    /// Its id: an EC2 id (`vpc-…`, `subnet-…`, `sg-…`, …), an OIDC provider's ARN, or the
-    /// name of an IAM role, EKS cluster, DB subnet group, Aurora cluster or instance, or
-    /// database user.
+    /// Its id: an EC2 id (`vpc-…`, `subnet-…`, `igw-…`, `rtb-…`, `sg-…`), an OIDC provider's
+    /// ARN, or the name of an IAM role, EKS cluster, Aurora cluster or database user.
     #[arg(value_name = "ID")]
     pub id: String,
 }

@@ -82,10 +82,10 @@ pub struct Imported {
 }
 
 /// The resource at `address` of `graph`, its inputs resolved from `state` as far as they can
-/// be (an output the state lacks is null), with `id` set as its kind's import id: what its
-/// provider reads it by. Errors: the address is not the stack's, or is recorded already, its
-/// kind cannot be imported, the id is of another kind, or names another resource than the
-/// stack's.
+/// be (an input naming an output the state lacks is left out), with `id` set as its kind's
+/// import id: what its provider reads it by. Errors: the address is not the stack's, or is
+/// recorded already, the id is recorded at another address, its kind cannot be imported, the
+/// id is of another kind, or names another resource than the stack's.
 pub fn prepare(
     graph: &ResourceGraph,
     state: &State,
