@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::common::{TempDir, stderr, stdout};
+use crate::common::{TempDir, assert_exit, stderr, stdout};
 
 pub use pwless_testing::Moto;
 
@@ -586,13 +586,7 @@ fn apply_noop_and_destroy_are_checked_through_the_aws_api() {
 
     // A second plan, refreshed from AWS, changes nothing; so does a second apply.
     let output = stack.run(&["plan", "--detailed-exitcode"]);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&output),
-        stderr(&output)
-    );
+    assert_exit(&output, 0);
     // The second apply goes through a recording proxy: it may read, never change.
     let proxy = Proxy::start(&stack.moto);
     let output = stack
@@ -1521,13 +1515,7 @@ fn tables_an_application_creates_get_every_users_declared_privileges_and_plans_c
     // The application creates its table, as a migration would.
     as_role("SET ROLE app_user; CREATE TABLE public.orders (id int); RESET ROLE;");
     let output = run(&["plan", "--detailed-exitcode"]);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&output),
-        stderr(&output)
-    );
+    assert_exit(&output, 0);
     assert!(check(
         "select has_table_privilege('reader', 'public.orders', 'SELECT')"
     ));

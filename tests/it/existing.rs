@@ -358,13 +358,7 @@ fn a_referenced_network_is_used_and_left_exactly_as_it_was() {
     assert!(!state.contains("\"aws_subnet."), "{state}");
 
     let output = run(&["plan", "--detailed-exitcode"]);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&output),
-        stderr(&output)
-    );
+    assert_exit(&output, 0);
 
     let output = run(&["destroy", "--auto-approve"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
@@ -687,13 +681,7 @@ fn a_referenced_cluster_gets_only_the_passwordless_part_and_is_left_as_it_was() 
     let output = run(&["apply", "--auto-approve"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let output = run(&["plan", "--detailed-exitcode"]);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&output),
-        stderr(&output)
-    );
+    assert_exit(&output, 0);
     let output = run(&["destroy", "--auto-approve"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     // The OIDC provider pwless made for the team's issuer stays: other stacks on the cluster
@@ -1539,13 +1527,7 @@ fn enable_iam_auth_turns_it_on_in_the_team_s_cluster_in_place_and_destroy_leaves
     assert_eq!(iam_auth(), Some(true));
     assert_eq!(roles_in(&pg, &rt, &["app_user"]), ["app_user"]);
     let output = run(&["plan", "--detailed-exitcode"]);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&output),
-        stderr(&output)
-    );
+    assert_exit(&output, 0);
     // Turned off by hand: the plan turns it on again.
     rt.block_on(
         clients

@@ -14,7 +14,7 @@ use pwless::db::connect;
 use pwless::secret::Secret;
 use pwless::token::{SigningCredentials, TokenSigner};
 
-use crate::common::{stderr, stdout};
+use crate::common::{assert_exit, stderr, stdout};
 use crate::kubernetes::FullStack;
 
 /// The example stack with a second user and a second service account logging in as it.
@@ -374,13 +374,7 @@ fn pod_identity_and_irsa_side_by_side_each_log_in_as_their_own_user_only() {
 
     let image = crate::common::verify_image();
     let output = stack.run(&["verify", "--image", &image]);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&output),
-        stderr(&output)
-    );
+    assert_exit(&output, 0);
     let matrix = stdout(&output);
     let rows: Vec<Vec<&str>> = matrix
         .lines()
@@ -551,13 +545,7 @@ fn pod_identity_and_irsa_side_by_side_each_log_in_as_their_own_user_only() {
     );
     // A second plan is clean (the trust and the association read back as declared).
     let output = stack.run(&["plan", "--detailed-exitcode"]);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&output),
-        stderr(&output)
-    );
+    assert_exit(&output, 0);
 
     let output = stack.run(&["destroy", "--auto-approve"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
@@ -660,13 +648,7 @@ fn a_migration_from_irsa_to_pod_identity_never_leaves_the_service_account_withou
         stderr(&output)
     );
     let output = stack.run(&["plan", "--detailed-exitcode"]);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&output),
-        stderr(&output)
-    );
+    assert_exit(&output, 0);
 
     let rt = crate::aws::runtime();
     let clients = rt.block_on(crate::aws::clients(&stack.moto));
@@ -706,13 +688,7 @@ fn a_migration_from_irsa_to_pod_identity_never_leaves_the_service_account_withou
         .unwrap();
     assert!(listed.associations().is_empty(), "{listed:?}");
     let output = stack.run(&["plan", "--detailed-exitcode"]);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&output),
-        stderr(&output)
-    );
+    assert_exit(&output, 0);
 }
 
 /// Lost answers (the call takes effect, pwless hears nothing) on the Pod Identity creates: the
@@ -754,13 +730,7 @@ fn lost_answers_to_pod_identity_creates_neither_duplicate_nor_fail() {
         .unwrap();
     assert_eq!(addons.addons(), ["eks-pod-identity-agent"]);
     let output = stack.run(&["plan", "--detailed-exitcode"]);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&output),
-        stderr(&output)
-    );
+    assert_exit(&output, 0);
     let output = stack.login(Some("demo/demo-app"), "app_user");
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }
